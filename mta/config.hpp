@@ -1,0 +1,102 @@
+// config — etc/ricochet.toml, loaded and checked once at start.
+//
+// Every key of PRODUCT.md's "Configuration" section, with its default, lives
+// in struct config. load_config() refuses unknown keys, wrong types, bad
+// values and missing files, naming the file, line and key, so a typo can
+// never silently fall back on a default. Relative paths are taken relative
+// to the directory ricochetd is started in.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ricochet::mta {
+
+using seconds = std::chrono::seconds;
+
+struct route {
+    std::string domain;
+    std::string host;  // "127.0.0.1:2600" or "[::1]:2600"
+};
+
+struct retry_override {
+    std::string domain;
+    seconds interval{0};
+    seconds max_age{0};
+};
+
+struct config {
+    std::filesystem::path file;
+
+    struct {
+        std::string hostname;  // empty: gethostname()
+        std::filesystem::path spool_dir = "var/spool";
+        std::string state = "sqlite:var/state.db";
+        std::filesystem::path control_socket = "var/ricochetd.sock";
+        std::filesystem::path events_log = "var/events.jsonl";
+        std::string log_level = "info";
+    } server;
+
+    struct {
+        std::vector<std::string> listen{"127.0.0.1:2525"};
+        std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1/128"};
+        std::filesystem::path auth_users_file;
+        std::filesystem::path tls_cert, tls_key;
+        std::uint64_t max_message_size = 26214400;
+        std::uint32_t max_recipients = 1000;
+        std::string campaign_header = "X-Campaign-ID";
+        std::uint32_t max_connections = 1000;
+        seconds command_timeout{300};  // RFC 5321 4.5.3.2.7: at least 5 minutes
+        seconds data_timeout{600};     // whole DATA phase, per chunk read
+    } submission;
+
+    struct {
+        std::uint16_t port = 25;
+        std::vector<std::string> dns_servers;
+        std::string tls = "opportunistic";
+        std::uint32_t max_connections_per_domain = 20;
+        std::uint32_t max_messages_per_connection = 100;
+        std::vector<route> routes;
+    } delivery;
+
+    struct {
+        seconds interval{15 * 60};
+        seconds max_age{72 * 3600};
+        std::vector<retry_override> domains;
+    } retry;
+
+    struct {
+        std::vector<std::string> listen{"127.0.0.1:2526"};
+        std::string domain = "bnc.localhost";
+        std::string secret;
+    } bounce_listener;
+
+    struct {
+        std::filesystem::path rules = "etc/bounce-rules.toml";
+        std::vector<std::string> trusted_domains{
+            "gmail.com", "googlemail.com", "hotmail.com", "hotmail.co.uk", "hotmail.fr",
+            "hotmail.de", "hotmail.it", "hotmail.es", "outlook.com", "live.com",
+            "yahoo.com", "aol.com", "icloud.com"};
+        std::uint32_t held_after_bounces = 3;
+        std::uint32_t held_after_days = 15;
+        std::vector<std::string> final_soft{"mailbox full", "over quota", "quota exceeded",
+                                            "mailbox disabled", "account disabled", "inactive"};
+        std::string suppressed = "reject";
+        bool return_to_sender = false;
+        seconds destination_backoff{300};
+    } bounce;
+};
+
+// Loads and checks path into out. On failure returns false and sets error to
+// one line: "FILE:LINE: KEY: what is wrong".
+bool load_config(const std::filesystem::path& path, config& out, std::string& error);
+
+// "30s", "15m", "72h", "2d" (also "500ms" rounded up to 1s). False when malformed.
+bool parse_duration(std::string_view text, seconds& out);
+
+// "127.0.0.1:2525" or "[::1]:2525". False when malformed.
+bool parse_host_port(std::string_view text, std::string& host, std::uint16_t& port);
+
+}  // namespace ricochet::mta

@@ -1,0 +1,311 @@
+// ricochetctl — the operator's command line (PRODUCT.md "ricochetctl
+// commands"). Reading commands read the spool directly, so they work with the
+// daemon stopped; changing commands go through the daemon's control socket,
+// or, when no daemon runs (the spool lock is free), act on the spool directly.
+// Exit codes: 0 ok, 1 not found / refused, 2 usage.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "mta/config.hpp"
+#include "queue/events_log.hpp"
+#include "queue/queue_admin.hpp"
+#include "queue/spool.hpp"
+
+using namespace ricochet;
+using nlohmann::json;
+
+namespace {
+
+struct exit_code {
+    int code;
+};
+
+[[noreturn]] void die(int code, const std::string& msg) {
+    std::cerr << "ricochetctl: " << msg << "\n";
+    throw exit_code{code};
+}
+
+std::string format_time(std::int64_t ms) {
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::unique_ptr<queue::spool> open_spool(const mta::config& cfg, bool must_exist) {
+    std::error_code ec;
+    auto s = queue::spool::open(cfg.server.spool_dir, false, ec);
+    if (!s && must_exist) die(1, "cannot open spool " + cfg.server.spool_dir.string() + ": " + ec.message());
+    return s;
+}
+
+// Sends one request over the control socket. nullopt when no daemon listens.
+std::optional<json> control_request(const std::filesystem::path& path, const json& req) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::nullopt;
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::string p = path.string();
+    if (p.size() >= sizeof sa.sun_path) die(1, "control socket path too long: " + p);
+    std::memcpy(sa.sun_path, p.c_str(), p.size() + 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        ::close(fd);
+        return std::nullopt;
+    }
+    std::string out = req.dump() + "\n";
+    for (std::size_t off = 0; off < out.size();) {
+        ssize_t n = ::write(fd, out.data() + off, out.size() - off);
+        if (n <= 0) { ::close(fd); die(1, "control socket: write failed"); }
+        off += static_cast<std::size_t>(n);
+    }
+    std::string in;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        in.append(buf, static_cast<std::size_t>(n));
+        if (in.find('\n') != std::string::npos) break;
+    }
+    ::close(fd);
+    if (in.empty()) die(1, "control socket: no answer from the daemon");
+    return json::parse(in);
+}
+
+json message_json(const queue::envelope& env, queue::queue_state st) {
+    return {{"id", env.id}, {"state", std::string(queue::to_string(st))}, {"arrival", format_time(env.arrival_ms)},
+            {"size", env.content_size}, {"sender", env.sender}, {"campaign", env.campaign},
+            {"recipients", env.recipients}};
+}
+
+struct list_filter {
+    std::string domain, state, campaign;
+};
+
+int cmd_list(const mta::config& cfg, const list_filter& f, bool as_json) {
+    std::optional<queue::queue_state> st;
+    if (!f.state.empty()) {
+        st = queue::parse_queue_state(f.state);
+        if (!st) die(2, "--state must be active, deferred or hold");
+    }
+    json arr = json::array();
+    if (auto sp = open_spool(cfg, false)) {
+        auto entries = sp->list(st);
+        std::sort(entries.begin(), entries.end(), [](auto& a, auto& b) { return a.id < b.id; });
+        queue::selector sel;
+        sel.domain = f.domain;
+        sel.campaign = f.campaign;
+        sel.all = f.domain.empty() && f.campaign.empty();
+        for (auto& e : entries) {
+            if (!queue::matches(*sp, e, sel)) continue;
+            if (auto env = sp->read_envelope(e.id, e.state)) arr.push_back(message_json(*env, e.state));
+        }
+    }
+    if (as_json) {
+        std::cout << arr.dump(2) << "\n";
+        return 0;
+    }
+    if (arr.empty()) {
+        std::cout << "Mail queue is empty\n";
+        return 0;
+    }
+    std::printf("%-13s %-8s %9s  %-20s  %s\n", "ID", "STATE", "SIZE", "ARRIVAL", "SENDER / RECIPIENTS");
+    for (auto& m : arr) {
+        std::printf("%-13s %-8s %9llu  %-20s  <%s>%s\n", m["id"].get<std::string>().c_str(),
+                    m["state"].get<std::string>().c_str(), static_cast<unsigned long long>(m["size"].get<std::uint64_t>()),
+                    m["arrival"].get<std::string>().c_str(), m["sender"].get<std::string>().c_str(),
+                    m["campaign"].get<std::string>().empty() ? "" : ("  campaign=" + m["campaign"].get<std::string>()).c_str());
+        for (auto& r : m["recipients"]) std::printf("%55s<%s>\n", "", r.get<std::string>().c_str());
+    }
+    std::printf("-- %zu message(s)\n", arr.size());
+    return 0;
+}
+
+int cmd_summary(const mta::config& cfg, bool as_json) {
+    struct counts {
+        std::size_t active = 0, deferred = 0, hold = 0;
+        std::size_t total() const { return active + deferred + hold; }
+        void add(queue::queue_state s) {
+            (s == queue::queue_state::active ? active : s == queue::queue_state::deferred ? deferred : hold)++;
+        }
+    };
+    std::map<std::string, counts> by_domain;
+    counts all;
+    if (auto sp = open_spool(cfg, false)) {
+        for (auto& e : sp->list()) {
+            auto env = sp->read_envelope(e.id, e.state);
+            if (!env) continue;
+            all.add(e.state);
+            std::vector<std::string> domains;
+            for (auto& r : env->recipients) domains.push_back(queue::recipient_domain(r));
+            std::sort(domains.begin(), domains.end());
+            domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
+            for (auto& d : domains) by_domain[d].add(e.state);
+        }
+    }
+    std::vector<std::pair<std::string, counts>> rows(by_domain.begin(), by_domain.end());
+    std::stable_sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.total() > b.second.total(); });
+    if (as_json) {
+        json d = json::array();
+        for (auto& [name, c] : rows)
+            d.push_back({{"domain", name}, {"total", c.total()}, {"active", c.active}, {"deferred", c.deferred}, {"hold", c.hold}});
+        json out{{"domains", d},
+                 {"total", {{"messages", all.total()}, {"active", all.active}, {"deferred", all.deferred}, {"hold", all.hold}}}};
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("%-40s %8s %8s %8s %8s\n", "DOMAIN", "TOTAL", "ACTIVE", "DEFERRED", "HOLD");
+    for (auto& [name, c] : rows) std::printf("%-40s %8zu %8zu %8zu %8zu\n", name.c_str(), c.total(), c.active, c.deferred, c.hold);
+    std::printf("%-40s %8zu %8zu %8zu %8zu\n", "TOTAL (messages)", all.total(), all.active, all.deferred, all.hold);
+    return 0;
+}
+
+int cmd_show(const mta::config& cfg, const std::string& id, bool as_json) {
+    if (!queue::is_queue_id(id)) die(1, "not a queue id: " + id);
+    auto sp = open_spool(cfg, false);
+    std::optional<queue::queue_state> st;
+    if (sp) st = sp->locate(id);
+    if (!st) die(1, id + ": not in the queue");
+    queue::envelope env;
+    std::string content;
+    if (auto ec = sp->read_message(id, *st, env, content)) die(1, id + ": cannot read: " + ec.message());
+    auto header_end = content.find("\r\n\r\n");
+    std::string headers = content.substr(0, header_end == std::string::npos ? content.size() : header_end + 2);
+    json j = message_json(env, *st);
+    j["client"] = env.client;
+    j["helo"] = env.helo;
+    j["auth_user"] = env.auth_user;
+    j["smtputf8"] = env.smtputf8;
+    j["8bitmime"] = env.eightbit;
+    j["headers"] = headers;
+    json rc = json::array();
+    for (auto& r : env.recipients)
+        rc.push_back({{"recipient", r}, {"status", "pending"}, {"attempts", 0}, {"last_reply", nullptr}});
+    j["recipients"] = rc;
+    if (as_json) {
+        std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+        return 0;
+    }
+    std::printf("id:        %s\nstate:     %s\narrival:   %s\nsize:      %llu\nsender:    <%s>\ncampaign:  %s\n"
+                "client:    [%s] helo=%s%s%s\n",
+                env.id.c_str(), std::string(queue::to_string(*st)).c_str(), format_time(env.arrival_ms).c_str(),
+                static_cast<unsigned long long>(env.content_size), env.sender.c_str(), env.campaign.c_str(),
+                env.client.c_str(), env.helo.c_str(), env.auth_user.empty() ? "" : " auth=", env.auth_user.c_str());
+    std::printf("recipients:\n");
+    for (auto& r : env.recipients) std::printf("  <%s>  pending, 0 attempts\n", r.c_str());
+    std::printf("headers:\n");
+    std::string h = headers;
+    for (std::size_t pos = 0; pos < h.size();) {
+        auto eol = h.find("\r\n", pos);
+        std::printf("  %s\n", h.substr(pos, eol - pos).c_str());
+        if (eol == std::string::npos) break;
+        pos = eol + 2;
+    }
+    return 0;
+}
+
+int cmd_admin(const mta::config& cfg, queue::admin_op op, const queue::selector& sel, bool as_json) {
+    int given = !sel.id.empty() + !sel.domain.empty() + !sel.campaign.empty() + sel.all;
+    if (given != 1) die(2, "give exactly one of: a queue ID, --domain D, --campaign C, --all");
+    if (!sel.id.empty() && !queue::is_queue_id(sel.id)) die(1, "not a queue id: " + sel.id);
+    json req{{"command", "queue." + std::string(queue::to_string(op))}, {"id", sel.id}, {"domain", sel.domain},
+             {"campaign", sel.campaign}, {"all", sel.all}};
+    json reply;
+    if (auto r = control_request(cfg.server.control_socket, req)) {
+        reply = *r;
+    } else {
+        // No daemon answers: act on the spool ourselves, under its lock.
+        auto sp = open_spool(cfg, true);
+        std::error_code ec;
+        if (!sp->try_lock(ec))
+            die(1, "the spool is locked by a running ricochetd, but its control socket " +
+                       cfg.server.control_socket.string() + " does not answer");
+        queue::events_log events;
+        events.open(cfg.server.events_log);
+        auto res = queue::apply_admin(*sp, &events, op, sel);
+        reply = {{"ok", res.error.empty()}, {"matched", res.matched}, {"changed", res.ids}};
+        if (!res.error.empty()) reply["error"] = res.error;
+    }
+    if (as_json) std::cout << reply.dump(2) << "\n";
+    else
+        std::printf("%s: %zu message(s) matched, %zu changed\n", std::string(queue::to_string(op)).c_str(),
+                    reply.value("matched", std::size_t{0}), reply["changed"].size());
+    if (!reply.value("ok", false)) die(1, reply.value("error", std::string("refused")));
+    if (reply.value("matched", 0) == 0) return 1;  // nothing found
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"ricochetctl - inspect and steer the Ricochet queue"};
+    app.require_subcommand(1);
+    std::string config_path = "etc/ricochet.toml";
+    app.add_option("--config", config_path, "configuration file")->capture_default_str();
+    bool as_json = false;
+
+    auto* q = app.add_subcommand("queue", "inspect and change the queue");
+    q->require_subcommand(1);
+    auto* summary = q->add_subcommand("summary", "counts by destination domain and state");
+    summary->add_flag("--json", as_json);
+    list_filter lf;
+    auto* list = q->add_subcommand("list", "messages in the queue");
+    list->add_option("--domain", lf.domain);
+    list->add_option("--state", lf.state)->check(CLI::IsMember({"active", "deferred", "hold"}));
+    list->add_option("--campaign", lf.campaign);
+    list->add_flag("--json", as_json);
+    std::string show_id;
+    auto* show = q->add_subcommand("show", "one message: envelope, headers, recipients");
+    show->add_option("ID", show_id)->required();
+    show->add_flag("--json", as_json);
+
+    queue::selector sel;
+    std::optional<queue::admin_op> op;
+    for (auto [name, o, help] : {std::tuple{"flush", queue::admin_op::flush, "retry deferred messages now"},
+                                 std::tuple{"hold", queue::admin_op::hold, "park messages (no delivery attempts)"},
+                                 std::tuple{"release", queue::admin_op::release, "unpark held messages"},
+                                 std::tuple{"delete", queue::admin_op::remove, "remove messages without bouncing"}}) {
+        auto* sc = q->add_subcommand(name, help);
+        sc->add_option("ID", sel.id, "queue id");
+        sc->add_option("--domain", sel.domain, "every message with a recipient in this domain");
+        sc->add_option("--campaign", sel.campaign, "every message of this campaign");
+        sc->add_flag("--all", sel.all, "every message");
+        sc->add_flag("--json", as_json);
+        sc->callback([&op, o = o] { op = o; });
+    }
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return 2;
+    }
+
+    try {
+        mta::config cfg;
+        std::string error;
+        if (!mta::load_config(config_path, cfg, error)) die(2, error);
+        if (summary->parsed()) return cmd_summary(cfg, as_json);
+        if (list->parsed()) return cmd_list(cfg, lf, as_json);
+        if (show->parsed()) return cmd_show(cfg, show_id, as_json);
+        if (op) return cmd_admin(cfg, *op, sel, as_json);
+    } catch (const exit_code& e) {
+        return e.code;
+    } catch (const std::exception& e) {
+        std::cerr << "ricochetctl: " << e.what() << "\n";
+        return 1;
+    }
+    return 2;
+}

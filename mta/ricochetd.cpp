@@ -1,0 +1,174 @@
+// ricochetd — the Ricochet daemon: loads etc/ricochet.toml, recovers the
+// spool, and serves the submission port and the control socket. Runs in the
+// foreground and logs with spdlog; SIGTERM/SIGINT stop it cleanly, and
+// kill -9 at any moment loses nothing that was acknowledged (see queue/README.md).
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio.hpp>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "mta/auth_users.hpp"
+#include "mta/config.hpp"
+#include "mta/control_server.hpp"
+#include "mta/smtp_server.hpp"
+#include "queue/events_log.hpp"
+#include "queue/queue_admin.hpp"
+#include "queue/spool.hpp"
+
+using namespace ricochet;
+using nlohmann::json;
+
+namespace {
+
+std::string local_hostname() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+    return buf;
+}
+
+// The control socket's requests: {"command": "queue.hold", "id"|"domain"|"campaign"|"all": ...}.
+json handle_control(queue::spool& spool, queue::events_log& events, const json& req) {
+    std::string cmd = req.value("command", "");
+    if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
+    if (cmd.rfind("queue.", 0) == 0) {
+        auto op = queue::parse_admin_op(cmd.substr(6));
+        if (!op) return {{"ok", false}, {"error", "unknown command " + cmd}};
+        queue::selector sel;
+        sel.id = req.value("id", "");
+        sel.domain = req.value("domain", "");
+        sel.campaign = req.value("campaign", "");
+        sel.all = req.value("all", false);
+        if (sel.empty()) return {{"ok", false}, {"error", "no selector"}};
+        auto res = queue::apply_admin(spool, &events, *op, sel);
+        spdlog::info("control: queue {} matched {} changed {}", queue::to_string(*op), res.matched, res.ids.size());
+        json r{{"ok", res.error.empty()}, {"matched", res.matched}, {"changed", res.ids}};
+        if (!res.error.empty()) r["error"] = res.error;
+        return r;
+    }
+    return {{"ok", false}, {"error", "unknown command " + cmd}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"ricochetd - Ricochet outbound MTA daemon"};
+    std::string config_path = "etc/ricochet.toml";
+    bool check_only = false;
+    app.add_option("--config", config_path, "configuration file")->capture_default_str();
+    app.add_flag("--check-config", check_only, "validate the configuration and exit");
+    CLI11_PARSE(app, argc, argv);
+
+    mta::config cfg;
+    std::string error;
+    if (!mta::load_config(config_path, cfg, error)) {
+        std::cerr << "ricochetd: " << error << "\n";
+        return 1;
+    }
+    mta::auth_users users;
+    if (!cfg.submission.auth_users_file.empty() && !users.load(cfg.submission.auth_users_file, error)) {
+        std::cerr << "ricochetd: submission.auth_users_file: " << error << "\n";
+        return 1;
+    }
+    if (check_only) {
+        std::cout << config_path << ": ok\n";
+        return 0;
+    }
+
+    spdlog::set_default_logger(spdlog::stderr_color_mt("ricochetd"));
+    spdlog::set_level(spdlog::level::from_str(cfg.server.log_level));
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %n[%P]: %l: %v");
+    ::signal(SIGPIPE, SIG_IGN);
+    ::signal(SIGXFSZ, SIG_IGN);  // a file size limit shows up as EFBIG from write(), handled as a full disk
+
+    std::error_code ec;
+    auto spool = queue::spool::open(cfg.server.spool_dir, true, ec);
+    if (!spool) {
+        spdlog::critical("cannot open spool {}: {}", cfg.server.spool_dir.string(), ec.message());
+        return 1;
+    }
+    if (!spool->try_lock(ec)) {
+        spdlog::critical("spool {} is locked: another ricochetd is running on it{}", cfg.server.spool_dir.string(),
+                         ec ? " (" + ec.message() + ")" : "");
+        return 1;
+    }
+    auto rep = spool->recover();
+    spdlog::info("spool {}: {} active, {} deferred, {} hold; {} unacknowledged discarded, {} corrupt",
+                 cfg.server.spool_dir.string(), rep.active, rep.deferred, rep.hold, rep.discarded_incoming, rep.corrupt);
+
+    queue::events_log events;
+    if (auto eec = events.open(cfg.server.events_log)) {
+        spdlog::critical("cannot open events log {}: {}", cfg.server.events_log.string(), eec.message());
+        return 1;
+    }
+    // After each group commit: one `queued` event per recipient and one log
+    // line per message, written off the I/O threads.
+    spool->set_batch_hook([&events](const std::vector<const queue::envelope*>& batch) {
+        std::vector<json> evs;
+        for (auto* env : batch) {
+            spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=[{}]{}{} (queue active)", env->id, env->sender,
+                         env->content_size, env->recipients.size(), env->client,
+                         env->auth_user.empty() ? "" : ", sasl_username=", env->auth_user);
+            for (auto& r : env->recipients)
+                evs.push_back({{"type", "queued"}, {"queue_id", env->id}, {"campaign", env->campaign}, {"recipient", r}});
+        }
+        events.append(evs);
+    });
+
+    boost::asio::io_context io;
+    mta::smtp_server_options sub;
+    sub.name = "submission";
+    sub.listen = cfg.submission.listen;
+    sub.tls_cert = cfg.submission.tls_cert;
+    sub.tls_key = cfg.submission.tls_key;
+    sub.max_connections = cfg.submission.max_connections;
+    sub.command_timeout = cfg.submission.command_timeout;
+    sub.data_timeout = cfg.submission.data_timeout;
+    sub.policy.role = mta::server_role::submission;
+    sub.policy.hostname = cfg.server.hostname.empty() ? local_hostname() : cfg.server.hostname;
+    sub.policy.max_message_size = cfg.submission.max_message_size;
+    sub.policy.max_recipients = cfg.submission.max_recipients;
+    sub.policy.campaign_header = cfg.submission.campaign_header;
+    sub.policy.users = cfg.submission.auth_users_file.empty() ? nullptr : &users;
+    for (auto& n : cfg.submission.trusted_networks) sub.policy.trusted.push_back(*mta::parse_cidr(n));
+    sub.policy.new_id = [s = spool.get()] { return s->new_id(); };
+    mta::smtp_server submission(io, sub, *spool);
+    if (!submission.start(error)) {
+        spdlog::critical("{}", error);
+        return 1;
+    }
+
+    mta::control_server control(cfg.server.control_socket,
+                                [&](const json& req) { return handle_control(*spool, events, req); });
+    if (!control.start(error)) {
+        spdlog::critical("{}", error);
+        return 1;
+    }
+
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    boost::asio::steady_timer grace(io);
+    signals.async_wait([&](const boost::system::error_code& sec, int sig) {
+        if (sec) return;
+        spdlog::info("signal {}: stopping", sig);
+        submission.stop();
+        // Finish the commits in flight so their clients get the 250, then stop.
+        spool->stop();
+        grace.expires_after(std::chrono::seconds(1));
+        grace.async_wait([&](const boost::system::error_code&) { io.stop(); });
+    });
+
+    spdlog::info("ricochetd started (hostname {}, pid {})", sub.policy.hostname, ::getpid());
+    unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < n; ++i) threads.emplace_back([&] { io.run(); });
+    io.run();
+    for (auto& t : threads) t.join();
+    control.stop();
+    spdlog::info("ricochetd stopped");
+    return 0;
+}

@@ -1,0 +1,279 @@
+// smtp_server — see smtp_server.hpp.
+//
+// Each connection is one coroutine on its own strand. A watchdog coroutine
+// on the same strand enforces the deadline for the current step (RFC 5321
+// 4.5.3.2: a time-out covers a whole command or data chunk, set before each
+// read and write), cancelling the socket when it passes.
+#include "mta/smtp_server.hpp"
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <spdlog/spdlog.h>
+
+#include "mta/config.hpp"
+#include "queue/spool.hpp"
+
+namespace ricochet::mta {
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using asio::awaitable;
+using asio::ip::tcp;
+using asio::use_awaitable;
+constexpr auto as_tuple = asio::as_tuple(use_awaitable);
+
+namespace {
+std::shared_ptr<spdlog::logger> log() {
+    static auto l = [] {
+        if (auto existing = spdlog::get("mta")) return existing;
+        auto lg = spdlog::default_logger()->clone("mta");
+        spdlog::register_logger(lg);
+        return lg;
+    }();
+    return l;
+}
+
+// Hands a message to the spool and resumes the coroutine when the group
+// commit is done, on the session's own executor.
+template <class Token>
+auto async_commit(queue::spool& spool, queue::envelope env, std::string content, Token&& token) {
+    return asio::async_initiate<Token, void(std::error_code)>(
+        [&spool](auto handler, queue::envelope env, std::string content) {
+            auto ex = asio::get_associated_executor(handler);
+            auto work = asio::make_work_guard(ex);
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            spool.submit(std::move(env), std::move(content), [h, ex, work = std::move(work)](std::error_code ec) mutable {
+                asio::post(ex, [h, ec]() mutable { (*h)(ec); });
+                work.reset();
+            });
+        },
+        token, std::move(env), std::move(content));
+}
+}  // namespace
+
+struct smtp_server::impl : std::enable_shared_from_this<impl> {
+    asio::io_context& io;
+    smtp_server_options opt;
+    queue::spool& spool;
+    ssl::context tls{ssl::context::tls_server};
+    bool tls_ready = false;
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+    std::atomic<unsigned> connections{0};
+
+    impl(asio::io_context& i, smtp_server_options o, queue::spool& s) : io(i), opt(std::move(o)), spool(s) {}
+
+    bool load_tls(std::string& error) {
+        if (opt.tls_cert.empty()) return true;
+        boost::system::error_code ec;
+        // TLS 1.2 minimum; no compression, no renegotiation, server cipher order.
+        tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::no_compression);
+        SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+        SSL_CTX_set_options(tls.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+        SSL_CTX_set_cipher_list(tls.native_handle(), "HIGH:!aNULL:!MD5:!RC4:!3DES");
+        tls.use_certificate_chain_file(opt.tls_cert.string(), ec);
+        if (!ec) tls.use_private_key_file(opt.tls_key.string(), ssl::context::pem, ec);
+        if (ec) {
+            error = "cannot load TLS certificate/key (" + opt.tls_cert.string() + ", " + opt.tls_key.string() +
+                    "): " + ec.message();
+            return false;
+        }
+        tls_ready = true;
+        opt.policy.tls_available = true;
+        return true;
+    }
+
+    bool bind_all(std::string& error) {
+        for (auto& l : opt.listen) {
+            std::string host;
+            std::uint16_t port;
+            if (!parse_host_port(l, host, port)) {
+                error = "bad listen address " + l;
+                return false;
+            }
+            boost::system::error_code ec;
+            auto addr = asio::ip::make_address(host, ec);
+            if (ec) {
+                error = "bad listen address " + l + ": " + ec.message();
+                return false;
+            }
+            auto a = std::make_unique<tcp::acceptor>(io);
+            tcp::endpoint ep(addr, port);
+            a->open(ep.protocol(), ec);
+            if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+            if (!ec) a->bind(ep, ec);
+            if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+            if (ec) {
+                error = "cannot listen on " + l + ": " + ec.message();
+                return false;
+            }
+            log()->info("{}: listening on {}", opt.name, l);
+            acceptors.push_back(std::move(a));
+        }
+        return true;
+    }
+
+    awaitable<void> accept_loop(tcp::acceptor& acc) {
+        for (;;) {
+            auto [ec, sock] = co_await acc.async_accept(asio::make_strand(io), as_tuple);
+            if (ec) {
+                if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+                log()->warn("{}: accept: {}", opt.name, ec.message());  // e.g. EMFILE: keep serving
+                asio::steady_timer t(io, std::chrono::milliseconds(100));
+                co_await t.async_wait(as_tuple);
+                continue;
+            }
+            auto ex = sock.get_executor();
+            asio::co_spawn(ex, session(shared_from_this(), std::move(sock)), [](std::exception_ptr e) {
+                if (!e) return;
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log()->error("session ended by exception: {}", ex.what());
+                }
+            });
+        }
+    }
+
+    struct conn {
+        ssl::stream<tcp::socket> stream;
+        asio::steady_timer deadline;
+        bool tls = false;
+        bool timed_out = false;
+        bool done = false;
+        conn(tcp::socket s, ssl::context& ctx) : stream(std::move(s), ctx), deadline(stream.get_executor()) {}
+        void expire_in(std::chrono::seconds s) { deadline.expires_after(s); }
+    };
+
+    static awaitable<void> watchdog(std::shared_ptr<conn> c) {
+        while (!c->done) {
+            co_await c->deadline.async_wait(as_tuple);
+            if (c->done) co_return;
+            if (c->deadline.expiry() <= asio::steady_timer::clock_type::now()) {
+                c->timed_out = true;
+                boost::system::error_code ignored;
+                c->stream.lowest_layer().cancel(ignored);
+                c->expire_in(std::chrono::seconds(10));  // bound the 421 write, then give up
+            }
+        }
+    }
+
+    static awaitable<boost::system::error_code> write(conn& c, std::string_view data) {
+        boost::system::error_code ec;
+        if (c.tls) std::tie(ec, std::ignore) = co_await asio::async_write(c.stream, asio::buffer(data), as_tuple);
+        else std::tie(ec, std::ignore) = co_await asio::async_write(c.stream.next_layer(), asio::buffer(data), as_tuple);
+        co_return ec;
+    }
+
+    static awaitable<void> session(std::shared_ptr<impl> self, tcp::socket sock) {
+        boost::system::error_code ec;
+        auto remote = sock.remote_endpoint(ec);
+        if (ec) co_return;
+        auto addr = remote.address();
+        if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+        std::string ip = addr.to_string();
+
+        auto c = std::make_shared<conn>(std::move(sock), self->tls);
+        struct guard {
+            impl& s;
+            std::shared_ptr<conn> c;
+            ~guard() {
+                c->done = true;
+                c->deadline.cancel();
+                s.connections.fetch_sub(1);
+            }
+        } g{*self, c};
+        if (self->connections.fetch_add(1) >= self->opt.max_connections) {
+            c->expire_in(std::chrono::seconds(10));
+            asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
+            co_await write(*c, smtp_server_protocol::busy_reply(self->opt.policy.hostname));
+            log()->warn("{}: refused [{}]: {} connections", self->opt.name, ip, self->opt.max_connections);
+            co_return;
+        }
+        log()->debug("{}: connect from [{}]", self->opt.name, ip);
+        c->expire_in(self->opt.command_timeout);
+        asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
+
+        smtp_server_protocol proto(self->opt.policy, ip);
+        line_reader reader;
+        std::string out = proto.greeting();
+        bool closing = false;
+        while (!closing) {
+            while (auto l = reader.next()) {
+                auto act = proto.on_line(*l, out);
+                if (act == smtp_server_protocol::action::commit) {
+                    auto id = proto.envelope().id;
+                    auto cec = co_await async_commit(self->spool, std::move(proto.envelope()),
+                                                     std::move(proto.content()), use_awaitable);
+                    proto.on_commit_result(cec, id, out);
+                } else if (act == smtp_server_protocol::action::starttls) {
+                    c->expire_in(self->opt.command_timeout);
+                    if (co_await write(*c, out)) co_return;
+                    out.clear();
+                    reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
+                    auto [hec] = co_await c->stream.async_handshake(ssl::stream_base::server, as_tuple);
+                    if (hec) {
+                        log()->info("{}: TLS handshake failed from [{}]: {}", self->opt.name, ip, hec.message());
+                        co_return;
+                    }
+                    c->tls = true;
+                    proto.on_tls_started();
+                    break;
+                } else if (act == smtp_server_protocol::action::close) {
+                    closing = true;
+                    break;
+                }
+            }
+            // Replies to pipelined commands go out together, when no further
+            // complete command is waiting (RFC 2920 3.2).
+            if (!out.empty()) {
+                c->expire_in(self->opt.command_timeout);
+                if (co_await write(*c, out)) break;
+                out.clear();
+            }
+            if (closing) break;
+            c->expire_in(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout);
+            std::size_t cap = 0;
+            char* p = reader.prepare(cap);
+            std::size_t n = 0;
+            if (c->tls) std::tie(ec, n) = co_await c->stream.async_read_some(asio::buffer(p, cap), as_tuple);
+            else std::tie(ec, n) = co_await c->stream.next_layer().async_read_some(asio::buffer(p, cap), as_tuple);
+            if (ec) {
+                if (c->timed_out) {
+                    log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
+                    co_await write(*c, proto.timeout_reply());
+                } else if (proto.in_data()) {
+                    log()->info("{}: lost connection after DATA from [{}]", self->opt.name, ip);
+                }
+                break;
+            }
+            reader.commit(n);
+        }
+        if (c->tls) {
+            c->expire_in(std::chrono::seconds(5));
+            co_await c->stream.async_shutdown(as_tuple);
+        }
+        c->stream.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
+        c->stream.lowest_layer().close(ec);
+        log()->debug("{}: disconnect from [{}]", self->opt.name, ip);
+    }
+};
+
+smtp_server::smtp_server(asio::io_context& io, smtp_server_options options, queue::spool& spool)
+    : impl_(std::make_shared<impl>(io, std::move(options), spool)) {}
+
+smtp_server::~smtp_server() = default;
+
+bool smtp_server::start(std::string& error) {
+    if (!impl_->load_tls(error) || !impl_->bind_all(error)) return false;
+    for (auto& a : impl_->acceptors)
+        asio::co_spawn(impl_->io, impl_->accept_loop(*a), asio::detached);
+    return true;
+}
+
+void smtp_server::stop() {
+    boost::system::error_code ec;
+    for (auto& a : impl_->acceptors) a->close(ec);
+}
+
+}  // namespace ricochet::mta

@@ -1,0 +1,50 @@
+// smtp_server — the listening side: accepts connections on the configured
+// addresses and runs smtp_server_protocol over each, with TLS (OpenSSL via
+// Asio), time-outs and a connection limit. Accepted messages go to the spool;
+// the 250 is written only after the spool's group commit says they are durable.
+//
+// Asio stays behind this header: callers see only io_context, forward-declared.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mta/smtp_server_protocol.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+namespace ricochet::queue {
+class spool;
+}
+
+namespace ricochet::mta {
+
+struct smtp_server_options {
+    std::string name = "submission";  // for the log
+    session_policy policy;
+    std::vector<std::string> listen;  // "host:port"
+    std::filesystem::path tls_cert, tls_key;
+    unsigned max_connections = 1000;
+    std::chrono::seconds command_timeout{300};
+    std::chrono::seconds data_timeout{600};
+};
+
+class smtp_server {
+public:
+    smtp_server(boost::asio::io_context& io, smtp_server_options options, queue::spool& spool);
+    ~smtp_server();
+    // Loads TLS material and binds every listen address. False with a message.
+    bool start(std::string& error);
+    // Stops accepting; sessions in progress finish on their own.
+    void stop();
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace ricochet::mta

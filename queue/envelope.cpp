@@ -1,0 +1,95 @@
+// envelope — see envelope.hpp.
+#include "queue/envelope.hpp"
+
+#include <charconv>
+
+namespace ricochet::queue {
+namespace {
+constexpr std::string_view magic = "ricochet-spool 1";
+
+// Values come from the SMTP parser, which refuses CR, LF and NUL in
+// addresses; other fields are cleaned here so one value is always one line.
+std::string one_line(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char c : v) out.push_back((c == '\r' || c == '\n' || c == '\0') ? ' ' : c);
+    return out;
+}
+
+template <class T>
+bool parse_number(std::string_view s, T& out) {
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc() && p == s.data() + s.size();
+}
+}  // namespace
+
+std::string encode_envelope(const envelope& env) {
+    std::string s;
+    s.reserve(256 + env.recipients.size() * 40);
+    auto line = [&](std::string_view k, std::string_view v) {
+        s.append(k).push_back(' ');
+        s.append(one_line(v)).push_back('\n');
+    };
+    s.append(magic).push_back('\n');
+    line("id", env.id);
+    line("arrival", std::to_string(env.arrival_ms));
+    line("sender", env.sender);
+    if (!env.campaign.empty()) line("campaign", env.campaign);
+    line("client", env.client);
+    line("helo", env.helo);
+    if (!env.auth_user.empty()) line("auth", env.auth_user);
+    if (env.smtputf8) line("smtputf8", "1");
+    if (env.eightbit) line("8bitmime", "1");
+    line("size", std::to_string(env.content_size));
+    for (const auto& r : env.recipients) line("rcpt", r);
+    s.append("end\n");
+    return s;
+}
+
+std::optional<envelope> decode_envelope(std::string_view file, std::size_t& header_size) {
+    envelope env;
+    std::size_t pos = 0;
+    bool first = true, have_size = false;
+    while (pos < file.size()) {
+        auto nl = file.find('\n', pos);
+        if (nl == std::string_view::npos) return std::nullopt;  // truncated
+        std::string_view line = file.substr(pos, nl - pos);
+        pos = nl + 1;
+        if (first) {
+            if (line != magic) return std::nullopt;
+            first = false;
+            continue;
+        }
+        if (line == "end") {
+            header_size = pos;
+            if (env.id.empty() || !have_size) return std::nullopt;
+            return env;
+        }
+        auto sp = line.find(' ');
+        std::string_view key = line.substr(0, sp);
+        std::string_view val = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
+        if (key == "id") env.id = val;
+        else if (key == "arrival") { if (!parse_number(val, env.arrival_ms)) return std::nullopt; }
+        else if (key == "sender") env.sender = val;
+        else if (key == "campaign") env.campaign = val;
+        else if (key == "client") env.client = val;
+        else if (key == "helo") env.helo = val;
+        else if (key == "auth") env.auth_user = val;
+        else if (key == "smtputf8") env.smtputf8 = val == "1";
+        else if (key == "8bitmime") env.eightbit = val == "1";
+        else if (key == "size") { if (!parse_number(val, env.content_size)) return std::nullopt; have_size = true; }
+        else if (key == "rcpt") env.recipients.emplace_back(val);
+        // unknown keys: written by a newer version; ignored on purpose
+    }
+    return std::nullopt;
+}
+
+std::string recipient_domain(std::string_view address) {
+    auto at = address.rfind('@');
+    std::string d(at == std::string_view::npos ? std::string_view{} : address.substr(at + 1));
+    for (auto& c : d)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return d;
+}
+
+}  // namespace ricochet::queue

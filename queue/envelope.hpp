@@ -1,0 +1,43 @@
+// envelope — what the spool keeps about a message besides its content, and
+// the on-disk form of it.
+//
+// A queue file is this envelope as text, one "key value" line each, ended by
+// a line "end", followed by the message content exactly as it will be sent
+// (CRLF line ends, not dot-stuffed). The text form is readable with `less`,
+// so an operator can look at the spool without our tools, and new keys can be
+// added without breaking old readers (unknown keys are ignored).
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ricochet::queue {
+
+struct envelope {
+    std::string id;
+    std::int64_t arrival_ms = 0;       // when the 250 was given, ms since the epoch
+    std::string sender;                // MAIL FROM address; empty for the null sender <>
+    std::vector<std::string> recipients;
+    std::string campaign;              // from submission.campaign_header, may be empty
+    std::string client;                // submitting client's IP address
+    std::string helo;
+    std::string auth_user;             // empty when the client did not authenticate
+    bool smtputf8 = false;             // MAIL FROM ... SMTPUTF8
+    bool eightbit = false;             // MAIL FROM ... BODY=8BITMIME
+    std::uint64_t content_size = 0;    // bytes of content after the header block
+};
+
+// The header block of a queue file, ending with "end\n".
+std::string encode_envelope(const envelope& env);
+
+// Parses the header block at the start of `file`. On success returns the
+// envelope and sets header_size to the offset where the content starts.
+// Returns nullopt for anything that is not a complete header block.
+std::optional<envelope> decode_envelope(std::string_view file, std::size_t& header_size);
+
+// Domain part of an address (after the last '@'), lower-cased ASCII.
+std::string recipient_domain(std::string_view address);
+
+}  // namespace ricochet::queue

@@ -1,0 +1,340 @@
+// spool — see spool.hpp and queue/README.md.
+#include "queue/spool.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <spdlog/spdlog.h>
+
+namespace ricochet::queue {
+namespace {
+std::error_code last_error() { return {errno, std::generic_category()}; }
+
+std::shared_ptr<spdlog::logger> log() {
+    static auto l = [] {
+        auto existing = spdlog::get("queue");
+        if (existing) return existing;
+        auto lg = spdlog::default_logger()->clone("queue");
+        spdlog::register_logger(lg);
+        return lg;
+    }();
+    return l;
+}
+
+// write(2) until done: a short write on a regular file means the disk filled
+// up mid-way, which we must see as an error, not as success.
+std::error_code write_all(int fd, std::string_view a, std::string_view b) {
+    iovec iov[2] = {{const_cast<char*>(a.data()), a.size()}, {const_cast<char*>(b.data()), b.size()}};
+    int idx = 0;
+    while (idx < 2) {
+        if (iov[idx].iov_len == 0) { ++idx; continue; }
+        ssize_t n = ::writev(fd, iov + idx, 2 - idx);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_error();
+        }
+        if (n == 0) return std::make_error_code(std::errc::no_space_on_device);
+        std::size_t left = static_cast<std::size_t>(n);
+        while (idx < 2 && left >= iov[idx].iov_len) { left -= iov[idx].iov_len; ++idx; }
+        if (idx < 2) {
+            iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + left;
+            iov[idx].iov_len -= left;
+        }
+    }
+    return {};
+}
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+int open_dir(int parent, const char* name, bool create, std::error_code& ec) {
+    if (create && ::mkdirat(parent, name, 0700) != 0 && errno != EEXIST) {
+        ec = last_error();
+        return -1;
+    }
+    int fd = ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) ec = last_error();
+    return fd;
+}
+
+// Reads the whole file, or only its first `limit` bytes when limit > 0.
+std::error_code read_file(int dir, std::string_view name, std::string& out, std::size_t limit) {
+    std::string n(name);
+    int fd = ::openat(dir, n.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return last_error();
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) { auto ec = last_error(); ::close(fd); return ec; }
+    std::size_t want = static_cast<std::size_t>(st.st_size);
+    if (limit > 0 && limit < want) want = limit;
+    out.resize(want);
+    std::size_t got = 0;
+    while (got < want) {
+        ssize_t r = ::pread(fd, out.data() + got, want - got, static_cast<off_t>(got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    out.resize(got);
+    ::close(fd);
+    return {};
+}
+
+bool is_spool_name(const char* n) { return is_queue_id(n); }
+}  // namespace
+
+std::string_view to_string(queue_state s) {
+    switch (s) {
+        case queue_state::active: return "active";
+        case queue_state::deferred: return "deferred";
+        case queue_state::hold: return "hold";
+    }
+    return "?";
+}
+
+std::optional<queue_state> parse_queue_state(std::string_view s) {
+    for (auto st : all_states)
+        if (to_string(st) == s) return st;
+    return std::nullopt;
+}
+
+std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create, std::error_code& ec) {
+    std::unique_ptr<spool> sp(new spool());
+    sp->dir_ = dir;
+    if (create) {
+        std::filesystem::create_directories(dir, ec);
+        if (ec) return nullptr;
+        ::chmod(dir.c_str(), 0700);  // queue files hold other people's mail
+    }
+    sp->root_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sp->root_fd_ < 0) { ec = last_error(); return nullptr; }
+    sp->incoming_fd_ = open_dir(sp->root_fd_, "incoming", create, ec);
+    if (ec) return nullptr;
+    sp->corrupt_fd_ = open_dir(sp->root_fd_, "corrupt", create, ec);
+    if (ec) return nullptr;
+    for (auto s : all_states) {
+        sp->state_fd_[static_cast<int>(s)] = open_dir(sp->root_fd_, std::string(to_string(s)).c_str(), create, ec);
+        if (ec) return nullptr;
+    }
+    if (create) ::fsync(sp->root_fd_);
+    sp->committer_ = std::thread([p = sp.get()] { p->committer_loop(); });
+    return sp;
+}
+
+spool::~spool() {
+    stop();
+    for (int fd : {root_fd_, incoming_fd_, corrupt_fd_, lock_fd_, state_fd_[0], state_fd_[1], state_fd_[2]})
+        if (fd >= 0) ::close(fd);
+}
+
+int spool::dirfd(queue_state s) const { return state_fd_[static_cast<int>(s)]; }
+
+void spool::stop() {
+    {
+        std::lock_guard lk(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (committer_.joinable()) committer_.join();
+}
+
+bool spool::try_lock(std::error_code& ec) {
+    if (lock_fd_ < 0) {
+        lock_fd_ = ::openat(root_fd_, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lock_fd_ < 0) { ec = last_error(); return false; }
+    }
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) ec = last_error();
+        return false;
+    }
+    return true;
+}
+
+void spool::submit(envelope env, std::string content, commit_done done) {
+    env.content_size = content.size();
+    {
+        std::lock_guard lk(mu_);
+        if (!stopping_) {
+            pending_.push_back({std::move(env), std::move(content), std::move(done), {}});
+            cv_.notify_one();
+            return;
+        }
+    }
+    done(std::make_error_code(std::errc::operation_canceled));
+}
+
+void spool::committer_loop() {
+    std::vector<pending> batch;
+    for (;;) {
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [&] { return stopping_ || !pending_.empty(); });
+            if (pending_.empty()) return;  // stopping, and nothing left to do
+            batch.swap(pending_);
+        }
+        commit_batch(batch);
+        batch.clear();
+    }
+}
+
+// One group commit. The order is what makes a 250 safe:
+//  1. write every file into incoming/ (no sync yet: the page cache is shared);
+//  2. one syncfs() makes all of their data durable at once;
+//  3. rename each into active/ and fsync active/ once, making the names durable.
+// A crash before 3 leaves only incoming/ files, which recovery deletes: those
+// clients never got a 250. A failure at any step fails the whole step for the
+// affected messages, and their files are removed, so nothing half-written stays.
+void spool::commit_batch(std::vector<pending>& batch) {
+    const int active = dirfd(queue_state::active);
+    std::size_t written = 0;
+    for (auto& p : batch) {
+        p.env.arrival_ms = now_ms();
+        std::string head = encode_envelope(p.env);
+        int fd = ::openat(incoming_fd_, p.env.id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) { p.ec = last_error(); continue; }
+        p.ec = write_all(fd, head, p.content);
+        if (::close(fd) != 0 && !p.ec) p.ec = last_error();
+        if (p.ec) ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
+        else ++written;
+    }
+    if (written > 0 && ::syncfs(incoming_fd_) != 0) {
+        auto ec = last_error();
+        for (auto& p : batch)
+            if (!p.ec) { p.ec = ec; ::unlinkat(incoming_fd_, p.env.id.c_str(), 0); }
+        written = 0;
+    }
+    if (written > 0) {
+        for (auto& p : batch) {
+            if (p.ec) continue;
+            if (::renameat(incoming_fd_, p.env.id.c_str(), active, p.env.id.c_str()) != 0) {
+                p.ec = last_error();
+                ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
+            }
+        }
+        if (::fsync(active) != 0) {
+            // The names may not be durable; the clients will be told 4xx and
+            // retry, so the files must go or the retry would be a duplicate.
+            auto ec = last_error();
+            for (auto& p : batch)
+                if (!p.ec) { p.ec = ec; ::unlinkat(active, p.env.id.c_str(), 0); }
+        }
+    }
+    for (auto& p : batch)
+        if (p.ec) log()->error("{}: cannot write queue file: {}", p.env.id, p.ec.message());
+    if (hook_) {
+        std::vector<const envelope*> ok;
+        for (auto& p : batch)
+            if (!p.ec) ok.push_back(&p.env);
+        if (!ok.empty()) hook_(ok);
+    }
+    for (auto& p : batch) p.done(p.ec);
+}
+
+recovery_report spool::recover() {
+    recovery_report rep;
+    // incoming/: written but never acknowledged.
+    if (DIR* d = ::fdopendir(::dup(incoming_fd_))) {
+        ::rewinddir(d);
+        while (auto* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            ::unlinkat(incoming_fd_, e->d_name, 0);
+            ++rep.discarded_incoming;
+        }
+        ::closedir(d);
+    }
+    for (auto s : all_states) {
+        for (auto& e : list(s)) {
+            std::string head;
+            std::size_t hs = 0;
+            std::optional<envelope> env;
+            if (!read_file(dirfd(s), e.id, head, 64 * 1024)) env = decode_envelope(head, hs);
+            if (!env || env->id != e.id) {
+                ::renameat(dirfd(s), e.id.c_str(), corrupt_fd_, e.id.c_str());
+                log()->error("{}: unreadable queue file in {}/, moved to corrupt/", e.id, to_string(s));
+                ++rep.corrupt;
+                continue;
+            }
+            (s == queue_state::active ? rep.active : s == queue_state::deferred ? rep.deferred : rep.hold)++;
+        }
+    }
+    ::fsync(incoming_fd_);
+    ::fsync(corrupt_fd_);
+    return rep;
+}
+
+std::vector<spool_entry> spool::list(std::optional<queue_state> only) const {
+    std::vector<spool_entry> out;
+    for (auto s : all_states) {
+        if (only && *only != s) continue;
+        DIR* d = ::fdopendir(::dup(dirfd(s)));
+        if (!d) continue;
+        ::rewinddir(d);
+        while (auto* e = ::readdir(d)) {
+            if (!is_spool_name(e->d_name)) continue;
+            struct stat st{};
+            if (::fstatat(dirfd(s), e->d_name, &st, 0) != 0) continue;  // moved meanwhile
+            out.push_back({e->d_name, s, static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000});
+        }
+        ::closedir(d);
+    }
+    return out;
+}
+
+std::optional<queue_state> spool::locate(std::string_view id) const {
+    if (!is_queue_id(id)) return std::nullopt;
+    std::string n(id);
+    for (auto s : all_states) {
+        struct stat st{};
+        if (::fstatat(dirfd(s), n.c_str(), &st, 0) == 0) return s;
+    }
+    return std::nullopt;
+}
+
+std::optional<envelope> spool::read_envelope(std::string_view id, queue_state s) const {
+    if (!is_queue_id(id)) return std::nullopt;
+    // Header blocks are small; read more only for messages with many recipients.
+    for (std::size_t limit = 8192;; limit *= 8) {
+        std::string head;
+        if (read_file(dirfd(s), id, head, limit)) return std::nullopt;
+        std::size_t hs = 0;
+        if (auto env = decode_envelope(head, hs)) return env;
+        if (head.size() < limit) return std::nullopt;  // whole file read, still bad
+    }
+}
+
+std::error_code spool::read_message(std::string_view id, queue_state s, envelope& env, std::string& content) const {
+    if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
+    std::string all;
+    if (auto ec = read_file(dirfd(s), id, all, 0)) return ec;
+    std::size_t hs = 0;
+    auto e = decode_envelope(all, hs);
+    if (!e || all.size() - hs != e->content_size) return std::make_error_code(std::errc::illegal_byte_sequence);
+    env = std::move(*e);
+    content.assign(all, hs);
+    return {};
+}
+
+std::error_code spool::move(std::string_view id, queue_state from, queue_state to) {
+    if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
+    if (from == to) return {};
+    std::string n(id);
+    if (::renameat(dirfd(from), n.c_str(), dirfd(to), n.c_str()) != 0) return last_error();
+    if (::fsync(dirfd(to)) != 0 || ::fsync(dirfd(from)) != 0) return last_error();
+    return {};
+}
+
+std::error_code spool::remove(std::string_view id, queue_state s) {
+    if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
+    std::string n(id);
+    if (::unlinkat(dirfd(s), n.c_str(), 0) != 0) return last_error();
+    ::fsync(dirfd(s));
+    return {};
+}
+
+}  // namespace ricochet::queue

@@ -1,0 +1,119 @@
+// spool — the disk-backed queue. A message's state is the directory its file
+// lives in (Postfix's idea): incoming/ (being written, never acknowledged),
+// active/, deferred/, hold/, and corrupt/ for files recovery could not read.
+// See queue/README.md for the layout and the durability argument.
+//
+// Guarantees:
+//  - submit() calls its callback with success only after the queue file and
+//    its directory entry in active/ are on stable storage; many concurrent
+//    submissions share the same two syncs (group commit).
+//  - a file in incoming/ was never acknowledged; recover() deletes it.
+//  - nothing here knows SMTP or Asio: callbacks run on the committer thread.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "queue/envelope.hpp"
+#include "queue/queue_id.hpp"
+
+namespace ricochet::queue {
+
+enum class queue_state { active, deferred, hold };
+std::string_view to_string(queue_state s);
+std::optional<queue_state> parse_queue_state(std::string_view s);
+inline constexpr queue_state all_states[] = {queue_state::active, queue_state::deferred, queue_state::hold};
+
+struct spool_entry {
+    std::string id;
+    queue_state state;
+    std::int64_t mtime_ms;  // for deferred/: when the next attempt is due
+};
+
+struct recovery_report {
+    std::size_t discarded_incoming = 0;  // never acknowledged: removed
+    std::size_t active = 0, deferred = 0, hold = 0;
+    std::size_t corrupt = 0;             // moved to corrupt/, logged
+};
+
+class spool {
+public:
+    using commit_done = std::function<void(std::error_code)>;
+    // Called on the committer thread after each batch is durable, before the
+    // callbacks: the daemon writes the `queued` events and feeds the schedule.
+    using batch_hook = std::function<void(const std::vector<const envelope*>&)>;
+
+    // Opens the spool at dir, creating the directory tree (mode 0700) when
+    // create is true. Starts the committer thread.
+    static std::unique_ptr<spool> open(const std::filesystem::path& dir, bool create,
+                                       std::error_code& ec);
+    ~spool();
+    spool(const spool&) = delete;
+    spool& operator=(const spool&) = delete;
+
+    const std::filesystem::path& dir() const { return dir_; }
+    std::string new_id() { return ids_.next(); }
+    void set_batch_hook(batch_hook h) { hook_ = std::move(h); }
+
+    // Queues env + content (content = the message as it will be sent) for the
+    // next group commit. env.id must come from new_id(); env.content_size is
+    // set here. done(error) runs on the committer thread.
+    void submit(envelope env, std::string content, commit_done done);
+
+    // Stops the committer after it has finished every submit() made so far.
+    void stop();
+
+    // Exclusive lock on the spool (the daemon holds it while it runs).
+    bool try_lock(std::error_code& ec);
+
+    // Deletes incoming/ leftovers, checks every queue file's header block and
+    // moves unreadable ones to corrupt/. Run once at start, with the lock held.
+    recovery_report recover();
+
+    // Reading (safe while the daemon runs: files are only ever renamed or
+    // unlinked, never rewritten in place).
+    std::vector<spool_entry> list(std::optional<queue_state> only = std::nullopt) const;
+    std::optional<queue_state> locate(std::string_view id) const;
+    std::optional<envelope> read_envelope(std::string_view id, queue_state s) const;
+    std::error_code read_message(std::string_view id, queue_state s, envelope& env,
+                                 std::string& content) const;
+
+    // State changes: a rename between state directories, made durable.
+    std::error_code move(std::string_view id, queue_state from, queue_state to);
+    std::error_code remove(std::string_view id, queue_state s);
+
+private:
+    struct pending {
+        envelope env;
+        std::string content;
+        commit_done done;
+        std::error_code ec;
+    };
+    spool() = default;
+    int dirfd(queue_state s) const;
+    void committer_loop();
+    void commit_batch(std::vector<pending>& batch);
+
+    std::filesystem::path dir_;
+    int root_fd_ = -1, incoming_fd_ = -1, corrupt_fd_ = -1, lock_fd_ = -1;
+    int state_fd_[3] = {-1, -1, -1};
+    queue_id_generator ids_;
+    batch_hook hook_;
+
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<pending> pending_;
+    bool stopping_ = false;
+    std::thread committer_;
+};
+
+}  // namespace ricochet::queue

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# deps.sh — install what Ricochet builds and tests with (Debian 12, as root).
+# Idempotent: skips apt entirely when every package is already installed.
+set -euo pipefail
+PKGS=(g++ cmake ninja-build ccache pkg-config python3
+      libboost1.81-dev libssl-dev libc-ares-dev libidn2-dev libspdlog-dev
+      libgtest-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev
+      nlohmann-json3-dev libgmime-3.0-dev libcrypt-dev
+      postfix swaks dnsmasq-base openssl iproute2)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -q
+# postfix asks a question at install; "No configuration" leaves the system MTA off.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,65 @@
+// Tests for queue/envelope.hpp: the queue file header round trip.
+#include "queue/envelope.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace ricochet::queue;
+
+TEST(Envelope, RoundTrip) {
+    envelope e;
+    e.id = "0ABCDEFGHJKMN";
+    e.arrival_ms = 1790000000123;
+    e.sender = "\"john doe\"@example.com";
+    e.recipients = {"a@example.com", "b@exämple.de", "c@[192.0.2.1]"};
+    e.campaign = "spring-2026";
+    e.client = "127.0.0.1";
+    e.helo = "client.example";
+    e.auth_user = "alice";
+    e.smtputf8 = true;
+    e.eightbit = true;
+    e.content_size = 42;
+    std::string file = encode_envelope(e) + std::string(42, 'x');
+    std::size_t hs = 0;
+    auto got = decode_envelope(file, hs);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(hs, file.size() - 42);
+    EXPECT_EQ(got->id, e.id);
+    EXPECT_EQ(got->arrival_ms, e.arrival_ms);
+    EXPECT_EQ(got->sender, e.sender);
+    EXPECT_EQ(got->recipients, e.recipients);
+    EXPECT_EQ(got->campaign, e.campaign);
+    EXPECT_EQ(got->client, e.client);
+    EXPECT_EQ(got->helo, e.helo);
+    EXPECT_EQ(got->auth_user, e.auth_user);
+    EXPECT_TRUE(got->smtputf8);
+    EXPECT_TRUE(got->eightbit);
+    EXPECT_EQ(got->content_size, 42u);
+}
+
+TEST(Envelope, NullSenderAndNewlinesCannotBreakTheFormat) {
+    envelope e;
+    e.id = "0ABCDEFGHJKMN";
+    e.recipients = {"a@b.example"};
+    e.helo = "evil\nrcpt victim@example.com";
+    std::size_t hs = 0;
+    auto got = decode_envelope(encode_envelope(e), hs);
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->sender, "");
+    EXPECT_EQ(got->recipients.size(), 1u) << "a newline in a value must not add a recipient";
+}
+
+TEST(Envelope, RejectsTruncatedOrForeignFiles) {
+    envelope e;
+    e.id = "0ABCDEFGHJKMN";
+    e.recipients = {"a@b.example"};
+    std::string full = encode_envelope(e);
+    std::size_t hs = 0;
+    for (std::size_t cut = 0; cut < full.size(); ++cut)
+        EXPECT_FALSE(decode_envelope(full.substr(0, cut), hs)) << "accepted a file cut at " << cut;
+    EXPECT_FALSE(decode_envelope("From: x\n\nbody\n", hs));
+}
+
+TEST(Envelope, RecipientDomain) {
+    EXPECT_EQ(recipient_domain("a@Example.COM"), "example.com");
+    EXPECT_EQ(recipient_domain("\"a@b\"@c.example"), "c.example");
+}

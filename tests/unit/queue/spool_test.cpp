@@ -1,0 +1,169 @@
+// Tests for queue/spool.hpp: group commit, state moves, recovery.
+#include "queue/spool.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <set>
+
+#include "queue/queue_admin.hpp"
+
+using namespace ricochet::queue;
+namespace fs = std::filesystem;
+
+namespace {
+struct temp_dir {
+    fs::path path;
+    temp_dir() {
+        char tmpl[] = "/tmp/ricochet-spool-test.XXXXXX";
+        path = ::mkdtemp(tmpl);
+    }
+    ~temp_dir() { fs::remove_all(path); }
+};
+
+envelope make_env(spool& s, std::vector<std::string> rcpts, std::string campaign = "") {
+    envelope e;
+    e.id = s.new_id();
+    e.sender = "sender@example.com";
+    e.recipients = std::move(rcpts);
+    e.campaign = std::move(campaign);
+    e.client = "127.0.0.1";
+    return e;
+}
+
+std::error_code submit_sync(spool& s, envelope e, std::string content) {
+    std::promise<std::error_code> p;
+    s.submit(std::move(e), std::move(content), [&p](std::error_code ec) { p.set_value(ec); });
+    return p.get_future().get();
+}
+}  // namespace
+
+TEST(Spool, CommitIsDurableInActiveAndReadsBack) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path / "spool", true, ec);
+    ASSERT_TRUE(s) << ec.message();
+    auto env = make_env(*s, {"a@example.com"});
+    std::string id = env.id;
+    ASSERT_FALSE(submit_sync(*s, env, "Subject: hi\r\n\r\nbody\r\n"));
+    EXPECT_TRUE(fs::exists(d.path / "spool/active" / id));
+    EXPECT_TRUE(fs::is_empty(d.path / "spool/incoming"));
+    EXPECT_EQ((fs::status(d.path / "spool").permissions() & fs::perms::others_all), fs::perms::none);
+    envelope got;
+    std::string content;
+    ASSERT_FALSE(s->read_message(id, queue_state::active, got, content));
+    EXPECT_EQ(content, "Subject: hi\r\n\r\nbody\r\n");
+    EXPECT_EQ(got.recipients, env.recipients);
+    EXPECT_GT(got.arrival_ms, 0);
+}
+
+TEST(Spool, ConcurrentSubmissionsShareCommitsAndAllLand) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    std::atomic<int> batches{0};
+    std::atomic<std::size_t> max_batch{0};
+    s->set_batch_hook([&](const std::vector<const envelope*>& b) {
+        ++batches;
+        if (b.size() > max_batch) max_batch = b.size();
+    });
+    constexpr int n = 2000;
+    std::atomic<int> done{0}, failed{0};
+    std::promise<void> all;
+    for (int i = 0; i < n; ++i)
+        s->submit(make_env(*s, {"x@example.com"}), std::string(1000, 'x'), [&](std::error_code e) {
+            if (e) ++failed;
+            if (++done == n) all.set_value();
+        });
+    all.get_future().get();
+    EXPECT_EQ(failed, 0);
+    EXPECT_EQ(s->list(queue_state::active).size(), static_cast<std::size_t>(n));
+    // Group commit: 2000 submissions made at once need far fewer than 2000 syncs.
+    EXPECT_LT(batches, n / 2) << "batches=" << batches << " max batch=" << max_batch;
+}
+
+TEST(Spool, WriteFailureReportsErrorAndLeavesNothing) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    // A file size limit makes write() fail with EFBIG, as a full disk would with ENOSPC.
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit old{};
+    ::getrlimit(RLIMIT_FSIZE, &old);
+    rlimit small = old;
+    small.rlim_cur = 64 * 1024;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+    auto big = submit_sync(*s, make_env(*s, {"a@example.com"}), std::string(200 * 1024, 'x'));
+    auto ok = submit_sync(*s, make_env(*s, {"a@example.com"}), std::string(1024, 'x'));
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    EXPECT_TRUE(big) << "a write that cannot complete must fail";
+    EXPECT_FALSE(ok) << ok.message();
+    EXPECT_EQ(s->list().size(), 1u);
+    EXPECT_TRUE(fs::is_empty(d.path / "incoming"));
+}
+
+TEST(Spool, MovesRemovesAndAdmin) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    auto e1 = make_env(*s, {"a@one.example"}, "c1");
+    auto e2 = make_env(*s, {"b@two.example", "c@one.example"}, "c2");
+    auto e3 = make_env(*s, {"d@three.example"}, "c2");
+    for (auto* e : {&e1, &e2, &e3}) ASSERT_FALSE(submit_sync(*s, *e, "x\r\n"));
+
+    auto r = apply_admin(*s, nullptr, admin_op::hold, selector{"", "one.example", "", false});
+    EXPECT_EQ(r.matched, 2u);
+    EXPECT_EQ(s->locate(e1.id), queue_state::hold);
+    EXPECT_EQ(s->locate(e2.id), queue_state::hold);
+    EXPECT_EQ(s->locate(e3.id), queue_state::active);
+
+    r = apply_admin(*s, nullptr, admin_op::release, selector{"", "", "c2", false});
+    EXPECT_EQ(r.matched, 2u);
+    EXPECT_EQ(r.ids, std::vector<std::string>{e2.id}) << "only the held one changes";
+    EXPECT_EQ(s->locate(e2.id), queue_state::active);
+
+    r = apply_admin(*s, nullptr, admin_op::remove, selector{e1.id, "", "", false});
+    EXPECT_EQ(r.ids.size(), 1u);
+    EXPECT_FALSE(s->locate(e1.id));
+
+    r = apply_admin(*s, nullptr, admin_op::hold, selector{"", "", "", true});
+    EXPECT_EQ(r.matched, 2u);
+    EXPECT_EQ(s->list(queue_state::hold).size(), 2u);
+}
+
+TEST(Spool, RecoveryDropsUnacknowledgedAndQuarantinesCorrupt) {
+    temp_dir d;
+    std::error_code ec;
+    std::string good_id;
+    {
+        auto s = spool::open(d.path, true, ec);
+        auto e = make_env(*s, {"a@example.com"});
+        good_id = e.id;
+        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+    }
+    std::ofstream(d.path / "incoming" / "0AAAAAAAAAAAA") << "half a message";
+    std::ofstream(d.path / "active" / "0BBBBBBBBBBBB") << "garbage";
+    auto s = spool::open(d.path, false, ec);
+    ASSERT_TRUE(s);
+    ASSERT_TRUE(s->try_lock(ec));
+    auto rep = s->recover();
+    EXPECT_EQ(rep.discarded_incoming, 1u);
+    EXPECT_EQ(rep.corrupt, 1u);
+    EXPECT_EQ(rep.active, 1u);
+    EXPECT_TRUE(fs::exists(d.path / "corrupt" / "0BBBBBBBBBBBB")) << "unreadable files are kept, not deleted";
+    EXPECT_EQ(s->locate(good_id), queue_state::active);
+}
+
+TEST(Spool, LockIsExclusive) {
+    temp_dir d;
+    std::error_code ec;
+    auto a = spool::open(d.path, true, ec);
+    auto b = spool::open(d.path, false, ec);
+    EXPECT_TRUE(a->try_lock(ec));
+    EXPECT_FALSE(b->try_lock(ec));
+}
