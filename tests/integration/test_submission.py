@@ -1,0 +1,265 @@
+"""Submission against the real daemon: load from concurrent smtplib and swaks
+clients, pipelining, every kind of bad input, and ricochetctl's queue commands."""
+import os
+import re
+import smtplib
+import stat
+import subprocess
+import threading
+import unittest
+
+from harness import Daemon, RawClient, message
+
+QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
+
+
+def smtplib_send(port, n, seq0, ids, errors, campaign=None):
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+            s.ehlo("client.test")
+            for i in range(n):
+                s.mail("sender@example.com")
+                code, _ = s.rcpt("rcpt%d@example.net" % (seq0 + i))
+                assert code == 250, code
+                code, msg = s.data(message(seq0 + i, campaign))
+                assert code == 250, (code, msg)
+                ids.append(QUEUED.search(msg.decode()).group(1))
+    except Exception as e:  # reported by the test thread
+        errors.append(repr(e))
+
+
+def swaks_send(port, n, seq0, ids, errors):
+    for i in range(n):
+        r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % port, "--from", "sender@example.com",
+                            "--to", "swaks%d@example.org" % (seq0 + i), "--header", "X-Test-Seq: %d" % (seq0 + i),
+                            "--header", "X-Campaign-ID: swaks-run", "--timeout", "60"],
+                           capture_output=True, text=True, timeout=120)
+        m = QUEUED.search(r.stdout)
+        if r.returncode != 0 or not m:
+            errors.append("swaks exit %d: %s" % (r.returncode, r.stdout[-500:]))
+            return
+        ids.append(m.group(1))
+
+
+class SubmissionLoad(unittest.TestCase):
+    def setUp(self):
+        self.d = Daemon().start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def test_1000_messages_from_8_concurrent_clients_all_land_with_distinct_ids(self):
+        ids, errors, threads = [], [], []
+        # 6 smtplib sessions x 160 messages + 2 swaks loops x 20 messages = 1000
+        for c in range(6):
+            threads.append(threading.Thread(target=smtplib_send, args=(self.d.port, 160, c * 1000, ids, errors, "load")))
+        for c in range(2):
+            threads.append(threading.Thread(target=swaks_send, args=(self.d.port, 20, 10000 + c * 1000, ids, errors)))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(ids), 1000)
+        self.assertEqual(len(set(ids)), 1000, "queue ids must be distinct")
+        listed = self.d.ctl_json("queue", "list")
+        self.assertEqual(sorted(m["id"] for m in listed), sorted(ids))
+        self.assertEqual(sum(1 for m in listed if m["campaign"] == "swaks-run"), 40)
+        summary = self.d.ctl_json("queue", "summary")
+        self.assertEqual(summary["total"]["active"], 1000)
+        self.assertEqual({r["domain"]: r["total"] for r in summary["domains"]}, {"example.net": 960, "example.org": 40})
+        queued = [e for e in self.d.events() if e["type"] == "queued"]
+        self.assertEqual(len(queued), 1000)
+        self.assertEqual(os.listdir(os.path.join(self.d.spool, "incoming")), [])
+
+    def test_pipelining_replies_in_order_and_two_messages_in_one_burst(self):
+        c = RawClient(self.d.port)
+        self.assertTrue(c.reply().startswith("220 ricochet.test"))
+        ehlo = c.cmd("EHLO client.test")
+        self.assertIn("PIPELINING", ehlo)
+        c.send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<bad address>\r\n"
+               "RCPT TO:<c@example.net>\r\nDATA\r\n")
+        self.assertTrue(c.reply().startswith("250 2.1.0"))
+        self.assertTrue(c.reply().startswith("250 2.1.5"))
+        self.assertTrue(c.reply().startswith("553 5.1.3"))
+        self.assertTrue(c.reply().startswith("250 2.1.5"))
+        self.assertTrue(c.reply().startswith("354"))
+        # Message 1's data, its dot, and all of message 2 in one write.
+        c.send(message(1) + ".\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<d@example.net>\r\nDATA\r\n")
+        first = c.reply()
+        self.assertRegex(first, r"^250 2\.0\.0 Ok: queued as [0-9A-Z]{13}$")
+        self.assertTrue(c.reply().startswith("250 2.1.0"))
+        self.assertTrue(c.reply().startswith("250 2.1.5"))
+        self.assertTrue(c.reply().startswith("354"))
+        c.send(message(2) + ".\r\nQUIT\r\n")
+        second = c.reply()
+        self.assertRegex(second, r"^250 2\.0\.0 Ok: queued as ")
+        self.assertTrue(c.reply().startswith("221"))
+        id1, id2 = QUEUED.search(first).group(1), QUEUED.search(second).group(1)
+        shown = self.d.ctl_json("queue", "show", id1)
+        self.assertEqual([r["recipient"] for r in shown["recipients"]], ["b@example.net", "c@example.net"])
+        self.assertIn("X-Test-Seq: 1", shown["headers"])
+        self.assertIn("Received: from client.test ([127.0.0.1])", shown["headers"])
+        self.assertEqual(sorted(self.d.queue_ids()), sorted([id1, id2]))
+
+
+class BadInput(unittest.TestCase):
+    """Each kind of bad input gets its documented reply and nothing is queued."""
+
+    def setUp(self):
+        self.d = Daemon(submission_extra='max_message_size = 4096\nmax_recipients = 2\n'
+                                         'command_timeout = "1s"\nmax_connections = 3').start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def session(self):
+        c = RawClient(self.d.port)
+        c.reply()
+        return c
+
+    def test_replies_to_bad_commands(self):
+        c = self.session()
+        cases = [
+            ("MAIL FROM:<a@example.com>", "503 5.5.1"),    # before EHLO
+            ("EHLO", "501 5.5.4"),
+            ("EHLO client.test", "250"),
+            ("FOO", "500 5.5.2"),
+            ("X" * 1200, "500 5.5.2"),                   # line too long
+            ("RCPT TO:<b@example.net>", "503 5.5.1"),    # before MAIL
+            ("MAIL FROM:<a@@example.com>", "553 5.1.7"),
+            ("MAIL FROM:<jörg@example.com>", "553 5.6.7"),
+            ("MAIL FROM:<a@example.com> SIZE=999999", "552 5.3.4"),
+            ("MAIL FROM:<a@example.com> FOO=BAR", "555 5.5.4"),
+            ("MAIL FROM:<a@example.com>", "250 2.1.0"),
+            ("DATA", "503 5.5.1"),                       # no RCPT
+            ("RCPT TO:<no-domain>", "553 5.1.3"),
+            ("RCPT TO:<b@example.net>", "250 2.1.5"),
+            ("RCPT TO:<c@example.net>", "250 2.1.5"),
+            ("RCPT TO:<d@example.net>", "452 4.5.3"),    # max_recipients = 2
+            ("VRFY b@example.net", "252 2.0.0"),
+            ("RSET", "250 2.0.0"),
+            ("NOOP", "250 2.0.0"),
+            ("STARTTLS", "502 5.5.1"),                   # no certificate configured
+            ("QUIT", "221 2.0.0"),
+        ]
+        for line, want in cases:
+            got = c.cmd(line)
+            self.assertTrue(got.startswith(want), "%r: got %r, want %r" % (line[:40], got, want))
+        self.assertEqual(self.d.queue_ids(), [])
+
+    def test_oversize_message_and_long_data_line_are_refused_and_not_queued(self):
+        c = self.session()
+        c.cmd("EHLO client.test")
+        for body, want in [(message(size=8000), "552 5.3.4"),
+                           ("Subject: x\r\n\r\n" + "y" * 1500 + "\r\n", "500 5.5.2")]:
+            self.assertTrue(c.cmd("MAIL FROM:<a@example.com>").startswith("250"))
+            self.assertTrue(c.cmd("RCPT TO:<b@example.net>").startswith("250"))
+            self.assertTrue(c.cmd("DATA").startswith("354"))
+            c.send(body + ".\r\n")
+            got = c.reply()
+            self.assertTrue(got.startswith(want), "got %r, want %r" % (got, want))
+        # the session is still usable
+        c.cmd("MAIL FROM:<a@example.com>")
+        c.cmd("RCPT TO:<b@example.net>")
+        c.cmd("DATA")
+        c.send(message(1) + ".\r\n")
+        self.assertTrue(c.reply().startswith("250 2.0.0"))
+        self.assertEqual(len(self.d.queue_ids()), 1)
+
+    def test_smuggled_end_of_data_stays_content(self):
+        c = self.session()
+        c.cmd("EHLO client.test")
+        c.cmd("MAIL FROM:<a@example.com>")
+        c.cmd("RCPT TO:<b@example.net>")
+        c.cmd("DATA")
+        c.send("Subject: x\r\n\r\nhello\n.\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.org>\r\n.\r\n")
+        self.assertTrue(c.reply().startswith("250 2.0.0"))
+        ids = self.d.queue_ids()
+        self.assertEqual(len(ids), 1, "one message, not two")
+        self.assertEqual(self.d.ctl_json("queue", "show", ids[0])["recipients"][0]["recipient"], "b@example.net")
+
+    def test_idle_client_gets_421_timeout(self):
+        c = self.session()
+        got = c.reply()  # nothing sent: the 1 s command time-out fires
+        self.assertTrue(got.startswith("421 4.4.2"), got)
+        self.assertTrue(c.closed())
+
+    def test_connection_limit(self):
+        held = [self.session() for _ in range(3)]
+        extra = RawClient(self.d.port)
+        self.assertTrue(extra.reply().startswith("421 4.7.0"))
+        for c in held:
+            c.close()
+
+
+class Ctl(unittest.TestCase):
+    def setUp(self):
+        self.d = Daemon().start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def submit(self, rcpt, campaign):
+        with smtplib.SMTP("127.0.0.1", self.d.port) as s:
+            s.ehlo("t")
+            s.mail("sender@example.com")
+            s.rcpt(rcpt)
+            return QUEUED.search(s.data(message(0, campaign))[1].decode()).group(1)
+
+    def test_queue_commands_with_daemon_running_and_stopped(self):
+        a = self.submit("x@one.example", "c1")
+        b = self.submit("y@two.example", "c2")
+        c = self.submit("z@two.example", "c2")
+        mode = stat.S_IMODE(os.stat(os.path.join(self.d.dir, "ricochetd.sock")).st_mode)
+        self.assertEqual(mode, 0o600)
+
+        r = self.d.ctl_json("queue", "hold", "--domain", "two.example")
+        self.assertEqual(sorted(r["changed"]), sorted([b, c]))
+        self.assertEqual(sorted(self.d.queue_ids("hold")), sorted([b, c]))
+        self.assertEqual(self.d.queue_ids("active"), [a])
+        self.assertEqual([m["id"] for m in self.d.ctl_json("queue", "list", "--campaign", "c1")], [a])
+        self.assertIn("two.example", self.d.ctl("queue", "summary").stdout)
+
+        r = self.d.ctl_json("queue", "release", c)
+        self.assertEqual(r["changed"], [c])
+        self.d.ctl("queue", "delete", "--campaign", "c1")
+        self.assertNotIn(a, self.d.queue_ids())
+        deleted = [e for e in self.d.events() if e["type"] == "admin" and e.get("action") == "delete"]
+        self.assertEqual([(e["queue_id"], e["recipient"]) for e in deleted], [(a, "x@one.example")])
+
+        # unknown id: exit 1; bad usage: exit 2
+        self.assertEqual(self.d.ctl("queue", "show", "0000000000000", check=False).returncode, 1)
+        self.assertEqual(self.d.ctl("queue", "hold", check=False).returncode, 2)
+        self.assertEqual(self.d.ctl("queue", "frobnicate", check=False).returncode, 2)
+
+        # daemon stopped: listings and changes still work, on the spool directly
+        self.d.stop()
+        self.assertEqual(sorted(self.d.queue_ids()), sorted([b, c]))
+        self.assertEqual(self.d.ctl_json("queue", "show", b)["state"], "hold")
+        self.d.ctl("queue", "release", "--all")
+        self.assertEqual(sorted(self.d.queue_ids("active")), sorted([b, c]))
+        # and the daemon picks up the new state at start
+        self.d.start()
+        self.assertIn("2 active", self.d.log())
+
+
+class CheckConfig(unittest.TestCase):
+    def run_check(self, text):
+        d = Daemon(extra_config=text)
+        try:
+            from harness import BIN
+            return subprocess.run([os.path.join(BIN, "ricochetd"), "--config", d.config_path, "--check-config"],
+                                  capture_output=True, text=True)
+        finally:
+            d.cleanup()
+
+    def test_good_and_bad(self):
+        self.assertEqual(self.run_check("").returncode, 0)
+        r = self.run_check('[bounce]\nheld_after_days = "soon"\n')
+        self.assertEqual(r.returncode, 1)
+        self.assertRegex(r.stderr, r"ricochet\.toml:\d+: bounce\.held_after_days: expected an integer")
+
+
+if __name__ == "__main__":
+    unittest.main()
