@@ -33,7 +33,7 @@ def swaks_send(port, n, seq0, ids, errors):
         r = subprocess.run(["swaks", "--server", "127.0.0.1:%d" % port, "--from", "sender@example.com",
                             "--to", "swaks%d@example.org" % (seq0 + i), "--header", "X-Test-Seq: %d" % (seq0 + i),
                             "--header", "X-Campaign-ID: swaks-run", "--timeout", "60"],
-                           capture_output=True, text=True, timeout=120)
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
         m = QUEUED.search(r.stdout)
         if r.returncode != 0 or not m:
             errors.append("swaks exit %d: %s" % (r.returncode, r.stdout[-500:]))

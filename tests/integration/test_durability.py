@@ -1,0 +1,178 @@
+"""Durability against the real daemon: kill -9 during a load loses no
+acknowledged message and leaves no unacknowledged one (beyond messages whose
+final dot was sent when the daemon died, which no MTA can tell apart); a spool
+that cannot be written gets 452 4.3.1, keeps what it had, and recovers."""
+import os
+import random
+import re
+import resource
+import smtplib
+import subprocess
+import threading
+import unittest
+
+from harness import Daemon, message
+
+QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
+SEQ = re.compile(rb"^X-Test-Seq: (\d+)\r?$", re.M)
+
+
+def spool_seqs(spool):
+    """queue id -> X-Test-Seq for every queue file, read straight from disk."""
+    out = {}
+    for state in ("active", "deferred", "hold"):
+        d = os.path.join(spool, state)
+        for name in os.listdir(d):
+            with open(os.path.join(d, name), "rb") as f:
+                out[name] = int(SEQ.search(f.read()).group(1))
+    return out
+
+
+class Load:
+    """8 smtplib clients sending `total` messages; records what got a 250."""
+
+    def __init__(self, port, total, seq0):
+        self.port, self.total, self.seq0 = port, total, seq0
+        self.lock = threading.Condition()
+        self.acked = {}       # seq -> queue id
+        self.in_flight = set()  # seq whose DATA was under way when the connection died
+        self.next = 0
+
+    def take(self):
+        with self.lock:
+            if self.next >= self.total:
+                return None
+            self.next += 1
+            return self.seq0 + self.next - 1
+
+    def client(self):
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as s:
+                s.ehlo("load.test")
+                while (seq := self.take()) is not None:
+                    s.mail("sender@example.com")
+                    s.rcpt("r%d@example.net" % seq)
+                    try:
+                        code, msg = s.data(message(seq))
+                    except Exception:
+                        with self.lock:
+                            self.in_flight.add(seq)
+                        raise
+                    if code != 250:
+                        raise RuntimeError("refused: %d %s" % (code, msg))
+                    with self.lock:
+                        self.acked[seq] = QUEUED.search(msg.decode()).group(1)
+                        self.lock.notify_all()
+        except (smtplib.SMTPException, OSError, RuntimeError):
+            pass  # the daemon was killed under us
+
+    def run_until(self, acked_before_kill, kill):
+        threads = [threading.Thread(target=self.client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        with self.lock:
+            self.lock.wait_for(lambda: len(self.acked) >= acked_before_kill, timeout=120)
+        kill()
+        for t in threads:
+            t.join(timeout=60)
+
+
+class KillNine(unittest.TestCase):
+    def setUp(self):
+        self.d = Daemon().start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def test_kill9_during_load_of_500_loses_nothing_acknowledged(self):
+        acked_all = {}
+        in_flight_all = set()
+        for rnd, seq0 in enumerate((0, 100000)):
+            load = Load(self.d.port, 500, seq0)
+            load.run_until(random.randint(100, 350), self.d.kill9)
+            self.assertGreater(len(load.acked), 0)
+            self.assertLess(len(load.acked), 500, "the kill came too late to test anything")
+            acked_all.update(load.acked)
+            in_flight_all |= load.in_flight
+            self.d.start()  # recovery
+
+            listed = set(self.d.queue_ids())
+            acked_ids = set(acked_all.values())
+            self.assertEqual(acked_ids - listed, set(), "round %d: acknowledged messages lost" % rnd)
+            seqs = spool_seqs(self.d.spool)
+            self.assertEqual(set(seqs), listed)
+            counts = {}
+            for s in seqs.values():
+                counts[s] = counts.get(s, 0) + 1
+            self.assertEqual([s for s, n in counts.items() if n > 1], [], "a message is queued twice")
+            for qid in listed - acked_ids:
+                self.assertIn(seqs[qid], in_flight_all,
+                              "round %d: %s queued although its client never finished DATA" % (rnd, qid))
+            self.assertEqual(os.listdir(os.path.join(self.d.spool, "incoming")), [])
+            print("round %d: %d acknowledged, %d in flight at the kill, %d of those kept"
+                  % (rnd, len(load.acked), len(load.in_flight), len(listed - acked_ids)))
+
+
+def submit(port, seq, size=0):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.ehlo("t")
+        s.mail("sender@example.com")
+        s.rcpt("r@example.net")
+        code, msg = s.data(message(seq, size=size))
+        return code, msg.decode()
+
+
+class UnwritableSpool(unittest.TestCase):
+    def test_file_size_limit_gives_452_and_keeps_serving(self):
+        limit = 128 * 1024
+
+        def small_files():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+        d = Daemon(preexec_fn=small_files).start()
+        try:
+            code, msg = submit(d.port, 1, size=300 * 1024)
+            self.assertEqual((code, msg[:5]), (452, "4.3.1"), msg)
+            code, msg = submit(d.port, 2, size=1024)
+            self.assertEqual(code, 250, msg)
+            self.assertEqual(list(spool_seqs(d.spool).values()), [2])
+            self.assertEqual(os.listdir(os.path.join(d.spool, "incoming")), [], "nothing half-written remains")
+            self.assertIn("cannot write queue file", d.log())
+        finally:
+            d.cleanup()
+
+    def test_full_disk_gives_452_and_resumes_when_space_returns(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a small tmpfs")
+        d = Daemon()
+        os.makedirs(d.spool)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", d.spool]).returncode != 0:
+            d.cleanup()
+            self.skipTest("cannot mount tmpfs here")
+        try:
+            d.start()
+            acked = []
+            for seq in range(40):  # 40 x 100 KiB > 1 MiB
+                code, msg = submit(d.port, seq, size=100 * 1024)
+                if code != 250:
+                    self.assertEqual((code, msg[:5]), (452, "4.3.1"), msg)
+                    break
+                acked.append(QUEUED.search(msg).group(1))
+            else:
+                self.fail("the disk never filled up")
+            self.assertGreater(len(acked), 0)
+            self.assertEqual(sorted(d.queue_ids()), sorted(acked), "everything acknowledged is still queued")
+            self.assertEqual(os.listdir(os.path.join(d.spool, "incoming")), [])
+            # space returns: the operator deletes a few messages
+            for qid in acked[:3]:
+                d.ctl("queue", "delete", qid)
+            code, msg = submit(d.port, 999, size=100 * 1024)
+            self.assertEqual(code, 250, msg)
+        finally:
+            d.stop()
+            subprocess.run(["umount", "-l", d.spool])
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
