@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <boost/asio.hpp>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -19,6 +20,7 @@
 #include "mta/smtp_server.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
+#include "queue/schedule.hpp"
 #include "queue/spool.hpp"
 
 using namespace ricochet;
@@ -33,7 +35,7 @@ std::string local_hostname() {
 }
 
 // The control socket's requests: {"command": "queue.hold", "id"|"domain"|"campaign"|"all": ...}.
-json handle_control(queue::spool& spool, queue::events_log& events, const json& req) {
+json handle_control(queue::spool& spool, queue::events_log& events, queue::schedule& due, const json& req) {
     std::string cmd = req.value("command", "");
     if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
     if (cmd.rfind("queue.", 0) == 0) {
@@ -46,6 +48,11 @@ json handle_control(queue::spool& spool, queue::events_log& events, const json& 
         sel.all = req.value("all", false);
         if (sel.empty()) return {{"ok", false}, {"error", "no selector"}};
         auto res = queue::apply_admin(spool, &events, *op, sel);
+        if (*op == queue::admin_op::release || *op == queue::admin_op::flush) {
+            auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+            for (auto& id : res.ids) due.add(id, now);  // due at once
+        }
         spdlog::info("control: queue {} matched {} changed {}", queue::to_string(*op), res.matched, res.ids.size());
         json r{{"ok", res.error.empty()}, {"matched", res.matched}, {"changed", res.ids}};
         if (!res.error.empty()) r["error"] = res.error;
@@ -101,6 +108,15 @@ int main(int argc, char** argv) {
     spdlog::info("spool {}: {} active, {} deferred, {} hold; {} unacknowledged discarded, {} corrupt",
                  cfg.server.spool_dir.string(), rep.active, rep.deferred, rep.hold, rep.discarded_incoming, rep.corrupt);
 
+    // The delivery schedule, rebuilt from the spool: active/ is due now,
+    // deferred/ at each file's mtime, hold/ never.
+    queue::schedule due;
+    auto now_ms = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch()).count();
+    };
+    spdlog::info("schedule rebuilt: {} message(s) to deliver", due.rebuild(spool->list(), now_ms()));
+
     queue::events_log events;
     if (auto eec = events.open(cfg.server.events_log)) {
         spdlog::critical("cannot open events log {}: {}", cfg.server.events_log.string(), eec.message());
@@ -108,9 +124,10 @@ int main(int argc, char** argv) {
     }
     // After each group commit: one `queued` event per recipient and one log
     // line per message, written off the I/O threads.
-    spool->set_batch_hook([&events](const std::vector<const queue::envelope*>& batch) {
+    spool->set_batch_hook([&events, &due](const std::vector<const queue::envelope*>& batch) {
         std::vector<json> evs;
         for (auto* env : batch) {
+            due.add(env->id, env->arrival_ms);
             spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=[{}]{}{} (queue active)", env->id, env->sender,
                          env->content_size, env->recipients.size(), env->client,
                          env->auth_user.empty() ? "" : ", sasl_username=", env->auth_user);
@@ -144,7 +161,7 @@ int main(int argc, char** argv) {
     }
 
     mta::control_server control(cfg.server.control_socket,
-                                [&](const json& req) { return handle_control(*spool, events, req); });
+                                [&](const json& req) { return handle_control(*spool, events, due, req); });
     if (!control.start(error)) {
         spdlog::critical("{}", error);
         return 1;
