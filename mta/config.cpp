@@ -172,7 +172,11 @@ void load(const toml::table& root, config& c) {
     }
     if (auto* t = top.sub("delivery")) {
         table_reader r(c, *t, "delivery");
-        r.known({"port", "dns_servers", "tls", "max_connections_per_domain", "max_messages_per_connection", "route"});
+        r.known({"port", "dns_servers", "tls", "max_connections_per_domain", "max_messages_per_connection", "route",
+                 "connect_timeout", "command_timeout", "data_timeout"});
+        r.duration("connect_timeout", c.delivery.connect_timeout);
+        r.duration("command_timeout", c.delivery.command_timeout);
+        r.duration("data_timeout", c.delivery.data_timeout);
         r.integer("port", c.delivery.port, 1, 65535);
         r.strings("dns_servers", c.delivery.dns_servers);
         r.one_of("tls", c.delivery.tls, {"opportunistic", "required", "off"});

@@ -3,20 +3,24 @@
 // foreground and logs with spdlog; SIGTERM/SIGINT stop it cleanly, and
 // kill -9 at any moment loses nothing that was acknowledged (see queue/README.md).
 #include <signal.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <boost/asio.hpp>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "bounce/verp.hpp"
 #include "mta/auth_users.hpp"
 #include "mta/config.hpp"
 #include "mta/control_server.hpp"
+#include "mta/delivery.hpp"
 #include "mta/smtp_server.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
@@ -35,7 +39,8 @@ std::string local_hostname() {
 }
 
 // The control socket's requests: {"command": "queue.hold", "id"|"domain"|"campaign"|"all": ...}.
-json handle_control(queue::spool& spool, queue::events_log& events, queue::schedule& due, const json& req) {
+json handle_control(queue::spool& spool, queue::events_log& events, queue::schedule& due,
+                    mta::delivery_agent& delivery, const json& req) {
     std::string cmd = req.value("command", "");
     if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
     if (cmd.rfind("queue.", 0) == 0) {
@@ -52,6 +57,7 @@ json handle_control(queue::spool& spool, queue::events_log& events, queue::sched
             auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count();
             for (auto& id : res.ids) due.add(id, now);  // due at once
+            delivery.wake();
         }
         spdlog::info("control: queue {} matched {} changed {}", queue::to_string(*op), res.matched, res.ids.size());
         json r{{"ok", res.error.empty()}, {"matched", res.matched}, {"changed", res.ids}};
@@ -59,6 +65,35 @@ json handle_control(queue::spool& spool, queue::events_log& events, queue::sched
         return r;
     }
     return {{"ok", false}, {"error", "unknown command " + cmd}};
+}
+
+// bounce_listener.secret, or one generated on first start into
+// spool_dir/verp.secret (mode 0600) and kept: tokens must stay valid across
+// restarts for as long as bounces can come back.
+std::string verp_secret(const mta::config& cfg, std::string& error) {
+    if (!cfg.bounce_listener.secret.empty()) return cfg.bounce_listener.secret;
+    auto path = cfg.server.spool_dir / "verp.secret";
+    std::ifstream in(path);
+    std::string secret;
+    if (in && std::getline(in, secret) && secret.size() >= 32) return secret;
+    unsigned char raw[32];
+    std::ifstream urandom("/dev/urandom", std::ios::binary);
+    if (!urandom.read(reinterpret_cast<char*>(raw), sizeof raw)) {
+        error = "cannot read /dev/urandom";
+        return {};
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned char b : raw) secret += {hex[b >> 4], hex[b & 15]};
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || ::write(fd, (secret + "\n").data(), secret.size() + 1) != static_cast<ssize_t>(secret.size() + 1) ||
+        ::fsync(fd) != 0) {
+        error = "cannot write " + path.string();
+        if (fd >= 0) ::close(fd);
+        return {};
+    }
+    ::close(fd);
+    spdlog::info("generated a new VERP secret in {}", path.string());
+    return secret;
 }
 
 }  // namespace
@@ -122,9 +157,20 @@ int main(int argc, char** argv) {
         spdlog::critical("cannot open events log {}: {}", cfg.server.events_log.string(), eec.message());
         return 1;
     }
+
+    if (cfg.server.hostname.empty()) cfg.server.hostname = local_hostname();
+    std::string secret = verp_secret(cfg, error);
+    if (secret.empty()) {
+        spdlog::critical("bounce_listener.secret: {}", error);
+        return 1;
+    }
+    bounce::verp_signer verp(secret);
+
+    boost::asio::io_context io;
+    mta::delivery_agent delivery(io, cfg, *spool, due, events, verp);
     // After each group commit: one `queued` event per recipient and one log
     // line per message, written off the I/O threads.
-    spool->set_batch_hook([&events, &due](const std::vector<const queue::envelope*>& batch) {
+    spool->set_batch_hook([&events, &due, &delivery](const std::vector<const queue::envelope*>& batch) {
         std::vector<json> evs;
         for (auto* env : batch) {
             due.add(env->id, env->arrival_ms);
@@ -135,9 +181,8 @@ int main(int argc, char** argv) {
                 evs.push_back({{"type", "queued"}, {"queue_id", env->id}, {"campaign", env->campaign}, {"recipient", r}});
         }
         events.append(evs);
+        delivery.wake();
     });
-
-    boost::asio::io_context io;
     mta::smtp_server_options sub;
     sub.name = "submission";
     sub.listen = cfg.submission.listen;
@@ -147,7 +192,7 @@ int main(int argc, char** argv) {
     sub.command_timeout = cfg.submission.command_timeout;
     sub.data_timeout = cfg.submission.data_timeout;
     sub.policy.role = mta::server_role::submission;
-    sub.policy.hostname = cfg.server.hostname.empty() ? local_hostname() : cfg.server.hostname;
+    sub.policy.hostname = cfg.server.hostname;
     sub.policy.max_message_size = cfg.submission.max_message_size;
     sub.policy.max_recipients = cfg.submission.max_recipients;
     sub.policy.campaign_header = cfg.submission.campaign_header;
@@ -161,7 +206,7 @@ int main(int argc, char** argv) {
     }
 
     mta::control_server control(cfg.server.control_socket,
-                                [&](const json& req) { return handle_control(*spool, events, due, req); });
+                                [&](const json& req) { return handle_control(*spool, events, due, delivery, req); });
     if (!control.start(error)) {
         spdlog::critical("{}", error);
         return 1;
@@ -173,12 +218,14 @@ int main(int argc, char** argv) {
         if (sec) return;
         spdlog::info("signal {}: stopping", sig);
         submission.stop();
+        delivery.stop();
         // Finish the commits in flight so their clients get the 250, then stop.
         spool->stop();
         grace.expires_after(std::chrono::seconds(1));
         grace.async_wait([&](const boost::system::error_code&) { io.stop(); });
     });
 
+    delivery.start();
     spdlog::info("ricochetd started (hostname {}, pid {})", sub.policy.hostname, ::getpid());
     unsigned n = std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::thread> threads;

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <spdlog/spdlog.h>
 
@@ -118,6 +119,8 @@ std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create
     if (ec) return nullptr;
     sp->corrupt_fd_ = open_dir(sp->root_fd_, "corrupt", create, ec);
     if (ec) return nullptr;
+    sp->status_fd_ = open_dir(sp->root_fd_, "status", create, ec);
+    if (ec) return nullptr;
     for (auto s : all_states) {
         sp->state_fd_[static_cast<int>(s)] = open_dir(sp->root_fd_, std::string(to_string(s)).c_str(), create, ec);
         if (ec) return nullptr;
@@ -129,7 +132,7 @@ std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create
 
 spool::~spool() {
     stop();
-    for (int fd : {root_fd_, incoming_fd_, corrupt_fd_, lock_fd_, state_fd_[0], state_fd_[1], state_fd_[2]})
+    for (int fd : {root_fd_, incoming_fd_, corrupt_fd_, status_fd_, lock_fd_, state_fd_[0], state_fd_[1], state_fd_[2]})
         if (fd >= 0) ::close(fd);
 }
 
@@ -333,8 +336,84 @@ std::error_code spool::remove(std::string_view id, queue_state s) {
     if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
     std::string n(id);
     if (::unlinkat(dirfd(s), n.c_str(), 0) != 0) return last_error();
-    ::fsync(dirfd(s));
+    ::unlinkat(status_fd_, n.c_str(), 0);
     return {};
+}
+
+std::error_code spool::defer(std::string_view id, queue_state from, std::int64_t due_ms) {
+    if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
+    std::string n(id);
+    timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(due_ms / 1000);
+    times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(due_ms % 1000) * 1000000;
+    if (::utimensat(dirfd(from), n.c_str(), times, 0) != 0) return last_error();
+    if (from == queue_state::deferred) return {};
+    return move(id, from, queue_state::deferred);
+}
+
+namespace {
+// One status line: tab-separated, with tabs and newlines in text replaced.
+std::string status_line(std::size_t idx, const recipient_status& r) {
+    auto clean = [](std::string v) {
+        for (auto& c : v)
+            if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+        return v;
+    };
+    return std::to_string(idx) + '\t' + clean(r.status) + '\t' + std::to_string(r.attempts) + '\t' +
+           std::to_string(r.last_attempt_ms) + '\t' + std::to_string(r.code) + '\t' + clean(r.enhanced) + '\t' +
+           clean(r.stage) + '\t' + clean(r.mx) + '\t' + clean(r.reply) + '\n';
+}
+}  // namespace
+
+std::vector<recipient_status> spool::read_status(std::string_view id, std::size_t n) const {
+    std::vector<recipient_status> out(n);
+    std::string text;
+    if (!is_queue_id(id) || read_file(status_fd_, id, text, 0)) return out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        auto eol = text.find('\n', pos);
+        if (eol == std::string::npos) break;  // a torn last line: ignored
+        std::string_view line(text.data() + pos, eol - pos);
+        pos = eol + 1;
+        std::vector<std::string_view> f;
+        for (std::size_t s = 0;;) {
+            auto tab = line.find('\t', s);
+            f.push_back(line.substr(s, tab == std::string_view::npos ? std::string_view::npos : tab - s));
+            if (tab == std::string_view::npos) break;
+            s = tab + 1;
+        }
+        if (f.size() != 9) continue;
+        std::size_t idx = 0;
+        if (std::from_chars(f[0].data(), f[0].data() + f[0].size(), idx).ec != std::errc() || idx >= n) continue;
+        recipient_status r;
+        r.status = f[1];
+        std::from_chars(f[2].data(), f[2].data() + f[2].size(), r.attempts);
+        std::from_chars(f[3].data(), f[3].data() + f[3].size(), r.last_attempt_ms);
+        std::from_chars(f[4].data(), f[4].data() + f[4].size(), r.code);
+        r.enhanced = f[5];
+        r.stage = f[6];
+        r.mx = f[7];
+        r.reply = f[8];
+        out[idx] = std::move(r);
+    }
+    return out;
+}
+
+std::error_code spool::append_status(std::string_view id,
+                                     const std::vector<std::pair<std::size_t, recipient_status>>& updates) {
+    if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
+    std::string buf;
+    for (auto& [idx, r] : updates) buf += status_line(idx, r);
+    std::string n(id);
+    int fd = ::openat(status_fd_, n.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return last_error();
+    struct stat st{};
+    bool created = ::fstat(fd, &st) == 0 && st.st_size == 0;
+    auto ec = write_all(fd, buf, {});
+    if (!ec && ::fdatasync(fd) != 0) ec = last_error();
+    ::close(fd);
+    if (!ec && created && ::fsync(status_fd_) != 0) ec = last_error();  // the new name, too
+    return ec;
 }
 
 }  // namespace ricochet::queue

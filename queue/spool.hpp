@@ -39,6 +39,18 @@ struct spool_entry {
     std::int64_t mtime_ms;  // for deferred/: when the next attempt is due
 };
 
+// What happened to one recipient so far. Kept in status/ID beside the queue
+// file, one appended line per change; the last line for a recipient wins.
+struct recipient_status {
+    std::string status = "pending";  // pending, deferred, delivered, bounced, expired
+    int attempts = 0;
+    std::int64_t last_attempt_ms = 0;
+    int code = 0;                    // last reply code, 0 when none (DNS, connect)
+    std::string enhanced, stage, mx, reply;
+
+    bool final() const { return status == "delivered" || status == "bounced" || status == "expired"; }
+};
+
 struct recovery_report {
     std::size_t discarded_incoming = 0;  // never acknowledged: removed
     std::size_t active = 0, deferred = 0, hold = 0;
@@ -89,7 +101,17 @@ public:
 
     // State changes: a rename between state directories, made durable.
     std::error_code move(std::string_view id, queue_state from, queue_state to);
+    // Removes the queue file and its status file.
     std::error_code remove(std::string_view id, queue_state s);
+    // Moves to deferred/ (from any state but hold) with its mtime set to when
+    // it is due, so recovery rebuilds the retry time from the file alone.
+    std::error_code defer(std::string_view id, queue_state from, std::int64_t due_ms);
+
+    // Per-recipient status (status/ID). read_status returns n entries.
+    std::vector<recipient_status> read_status(std::string_view id, std::size_t n) const;
+    // Appends updates (index, status) and fdatasyncs them: a recipient marked
+    // delivered is never sent again after a crash.
+    std::error_code append_status(std::string_view id, const std::vector<std::pair<std::size_t, recipient_status>>& updates);
 
 private:
     struct pending {
@@ -104,7 +126,7 @@ private:
     void commit_batch(std::vector<pending>& batch);
 
     std::filesystem::path dir_;
-    int root_fd_ = -1, incoming_fd_ = -1, corrupt_fd_ = -1, lock_fd_ = -1;
+    int root_fd_ = -1, incoming_fd_ = -1, corrupt_fd_ = -1, status_fd_ = -1, lock_fd_ = -1;
     int state_fd_[3] = {-1, -1, -1};
     queue_id_generator ids_;
     batch_hook hook_;
