@@ -106,6 +106,7 @@ address_error parse_mailbox(std::string_view text, std::size_t& pos, std::size_t
                 if (pos + 1 >= end) return address_error::syntax;
                 unsigned char n = static_cast<unsigned char>(text[pos + 1]);
                 if (n < 32 || n == 127) return address_error::syntax;
+                if (n >= 0x80 && !utf8) return address_error::non_ascii;
                 local.push_back(static_cast<char>(n));
                 pos += 2;
                 continue;

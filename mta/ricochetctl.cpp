@@ -188,9 +188,23 @@ int cmd_show(const mta::config& cfg, const std::string& id, bool as_json) {
     j["smtputf8"] = env.smtputf8;
     j["8bitmime"] = env.eightbit;
     j["headers"] = headers;
+    auto status = sp->read_status(id, env.recipients.size());
     json rc = json::array();
-    for (auto& r : env.recipients)
-        rc.push_back({{"recipient", r}, {"status", "pending"}, {"attempts", 0}, {"last_reply", nullptr}});
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+        auto& st = status[i];
+        json r{{"recipient", env.recipients[i]}, {"status", st.status}, {"attempts", st.attempts}};
+        if (st.attempts > 0 || st.final()) {
+            r["last_attempt"] = format_time(st.last_attempt_ms);
+            r["code"] = st.code;
+            r["enhanced"] = st.enhanced;
+            r["stage"] = st.stage;
+            r["mx"] = st.mx;
+            r["last_reply"] = st.reply;
+        } else {
+            r["last_reply"] = nullptr;
+        }
+        rc.push_back(r);
+    }
     j["recipients"] = rc;
     if (as_json) {
         std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
@@ -202,7 +216,14 @@ int cmd_show(const mta::config& cfg, const std::string& id, bool as_json) {
                 static_cast<unsigned long long>(env.content_size), env.sender.c_str(), env.campaign.c_str(),
                 env.client.c_str(), env.helo.c_str(), env.auth_user.empty() ? "" : " auth=", env.auth_user.c_str());
     std::printf("recipients:\n");
-    for (auto& r : env.recipients) std::printf("  <%s>  pending, 0 attempts\n", r.c_str());
+    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+        auto& st = status[i];
+        std::printf("  <%s>  %s, %d attempt(s)", env.recipients[i].c_str(), st.status.c_str(), st.attempts);
+        if (st.attempts > 0)
+            std::printf(", last %s at %s via %s: %s", format_time(st.last_attempt_ms).c_str(), st.stage.c_str(),
+                        st.mx.empty() ? "-" : st.mx.c_str(), st.reply.c_str());
+        std::printf("\n");
+    }
     std::printf("headers:\n");
     std::string h = headers;
     for (std::size_t pos = 0; pos < h.size();) {

@@ -97,7 +97,9 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 error = "bad listen address " + l + ": " + ec.message();
                 return false;
             }
-            auto a = std::make_unique<tcp::acceptor>(io);
+            // Each acceptor on a strand of its own, so stop() (from the signal
+            // handler's thread) never touches it concurrently with the accept loop.
+            auto a = std::make_unique<tcp::acceptor>(asio::make_strand(io));
             tcp::endpoint ep(addr, port);
             a->open(ep.protocol(), ec);
             if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
@@ -113,7 +115,9 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         return true;
     }
 
-    awaitable<void> accept_loop(tcp::acceptor& acc) {
+    static awaitable<void> accept_loop(std::shared_ptr<impl> self, tcp::acceptor& acc) {
+        auto& io = self->io;
+        auto& opt = self->opt;
         for (;;) {
             auto [ec, sock] = co_await acc.async_accept(asio::make_strand(io), as_tuple);
             if (ec) {
@@ -124,7 +128,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 continue;
             }
             auto ex = sock.get_executor();
-            asio::co_spawn(ex, session(shared_from_this(), std::move(sock)), [](std::exception_ptr e) {
+            asio::co_spawn(ex, session(self, std::move(sock)), [](std::exception_ptr e) {
                 if (!e) return;
                 try {
                     std::rethrow_exception(e);
@@ -267,13 +271,16 @@ smtp_server::~smtp_server() = default;
 bool smtp_server::start(std::string& error) {
     if (!impl_->load_tls(error) || !impl_->bind_all(error)) return false;
     for (auto& a : impl_->acceptors)
-        asio::co_spawn(impl_->io, impl_->accept_loop(*a), asio::detached);
+        asio::co_spawn(a->get_executor(), impl::accept_loop(impl_, *a), asio::detached);
     return true;
 }
 
 void smtp_server::stop() {
-    boost::system::error_code ec;
-    for (auto& a : impl_->acceptors) a->close(ec);
+    for (auto& a : impl_->acceptors)
+        asio::post(a->get_executor(), [self = impl_, acc = a.get()] {
+            boost::system::error_code ec;
+            acc->close(ec);
+        });
 }
 
 }  // namespace ricochet::mta

@@ -115,11 +115,11 @@ bool smtp_server_protocol::auth_offered() const {
 
 smtp_server_protocol::action smtp_server_protocol::on_line(const line& l, std::string& out) {
     if (state_ == state::data) return on_data_line(l, out);
-    if (l.too_long) return reply(out, "500 5.5.2 Error: line too long (limit 1000 octets)", true);
 
     if (state_ == state::auth_plain || state_ == state::auth_login_user || state_ == state::auth_login_pass) {
         state st = state_;
         state_ = state::ready;
+        if (l.too_long) return reply(out, "501 5.5.2 Error: authentication response too long", true);
         if (l.text == "*") return reply(out, "501 5.7.0 Authentication aborted", true);
         auto decoded = base64_decode(l.text);
         if (!decoded) return reply(out, "501 5.5.2 Error: malformed base64", true);
@@ -132,6 +132,7 @@ smtp_server_protocol::action smtp_server_protocol::on_line(const line& l, std::s
         return finish_auth(login_user_, *decoded, out);
     }
 
+    if (l.too_long) return reply(out, "500 5.5.2 Error: line too long (limit 1000 octets)", true);
     if (l.text.find('\0') != std::string_view::npos) return reply(out, "500 5.5.2 Error: NUL in command", true);
     command cmd = parse_command(l.text);
     switch (cmd.v) {
@@ -305,7 +306,10 @@ smtp_server_protocol::action smtp_server_protocol::do_rcpt(std::string_view arg,
         return reply(out, "452 4.5.3 Error: too many recipients");  // RFC 5321 4.5.3.1.10
     std::string addr = r.path.address();
     if (p_.check_recipient) {
-        if (auto refusal = p_.check_recipient(addr)) return reply(out, *refusal, true);
+        // A policy refusal is not a client error: not counted towards max_errors.
+        if (auto refusal = p_.check_recipient(addr)) return reply(out, *refusal);
+    } else if (p_.role == server_role::bounce) {
+        return reply(out, "550 5.1.1 Error: no such bounce address", true);  // never a relay
     }
     for (auto& have : env_.recipients)
         if (have == addr) return reply(out, "250 2.1.5 Ok");  // duplicate: one delivery
@@ -327,6 +331,12 @@ smtp_server_protocol::action smtp_server_protocol::on_data_line(const line& l, s
     if (data_size_ > p_.max_message_size) data_too_big_ = true;
     // After an error the rest is read and dropped, not kept in memory.
     if (data_too_big_ || data_line_too_long_) return action::none;
+    // A bare CR becomes a line end, so no receiver down the line can read
+    // "<CR>.<CR>" as the end of the message (SMTP smuggling).
+    for (std::size_t cr; (cr = text.find('\r')) != std::string_view::npos;) {
+        content_.append(text.substr(0, cr)).append("\r\n");
+        text.remove_prefix(cr + 1);
+    }
     content_.append(text).append("\r\n");
     return action::none;
 }
@@ -377,7 +387,10 @@ std::string smtp_server_protocol::received_header() const {
 
 void smtp_server_protocol::on_commit_result(std::error_code ec, const std::string& id, std::string& out) {
     if (ec) out.append("452 4.3.1 Error: insufficient system storage, try again later\r\n");
-    else out.append("250 2.0.0 Ok: queued as " + id + "\r\n");
+    else {
+        out.append("250 2.0.0 Ok: queued as " + id + "\r\n");
+        errors_ = 0;  // a long campaign session is judged message by message
+    }
     reset_transaction();
 }
 

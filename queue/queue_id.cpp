@@ -39,11 +39,20 @@ std::string queue_id_generator::next() {
     return next_at(std::chrono::duration_cast<std::chrono::microseconds>(now).count());
 }
 
+void queue_id_generator::advance_past(std::string_view id) {
+    if (!is_queue_id(id)) return;
+    std::uint64_t v = 0;
+    for (char c : id) v = (v << 5) | static_cast<std::uint64_t>(digit_value(c));
+    std::uint64_t prev = last_.load(std::memory_order_relaxed);
+    while (v > prev && !last_.compare_exchange_weak(prev, v, std::memory_order_relaxed)) {
+    }
+}
+
 bool is_queue_id(std::string_view s) {
     if (s.size() != id_length) return false;
     for (char c : s)
         if (digit_value(c) < 0) return false;
-    return true;
+    return digit_value(s[0]) < 16;  // 13 x 5 bits = 65: the first digit carries only 4
 }
 
 std::uint64_t queue_id_micros(std::string_view id) {

@@ -20,6 +20,8 @@ public:
     std::string next();
     // Same, with an explicit clock reading (tests).
     std::string next_at(std::uint64_t unix_micros);
+    // Every later id sorts after `id` (recovery feeds it every id in the spool).
+    void advance_past(std::string_view id);
 
 private:
     std::atomic<std::uint64_t> last_{0};

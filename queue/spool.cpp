@@ -215,7 +215,8 @@ void spool::commit_batch(std::vector<pending>& batch) {
     if (written > 0) {
         for (auto& p : batch) {
             if (p.ec) continue;
-            if (::renameat(incoming_fd_, p.env.id.c_str(), active, p.env.id.c_str()) != 0) {
+            // RENAME_NOREPLACE: a new message can never replace a queued one.
+            if (::renameat2(incoming_fd_, p.env.id.c_str(), active, p.env.id.c_str(), RENAME_NOREPLACE) != 0) {
                 p.ec = last_error();
                 ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
             }
@@ -242,8 +243,8 @@ void spool::commit_batch(std::vector<pending>& batch) {
 recovery_report spool::recover() {
     recovery_report rep;
     // incoming/: written but never acknowledged.
-    if (DIR* d = ::fdopendir(::dup(incoming_fd_))) {
-        ::rewinddir(d);
+    int ifd = ::openat(incoming_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (DIR* d = ifd < 0 ? nullptr : ::fdopendir(ifd)) {
         while (auto* e = ::readdir(d)) {
             if (e->d_name[0] == '.') continue;
             ::unlinkat(incoming_fd_, e->d_name, 0);
@@ -253,10 +254,18 @@ recovery_report spool::recover() {
     }
     for (auto s : all_states) {
         for (auto& e : list(s)) {
+            // New ids must sort after every id already here, even if the
+            // clock stepped back while we were down.
+            ids_.advance_past(e.id);
             std::string head;
-            std::size_t hs = 0;
-            std::optional<envelope> env;
-            if (!read_file(dirfd(s), e.id, head, 64 * 1024)) env = decode_envelope(head, hs);
+            if (auto ec = read_file(dirfd(s), e.id, head, 1)) {
+                // Gone (ENOENT) or unreadable for now (EMFILE, EIO): left in
+                // place; only a file that reads but does not decode is quarantined.
+                if (ec != std::errc::no_such_file_or_directory)
+                    log()->error("{}: cannot read queue file in {}/: {}", e.id, to_string(s), ec.message());
+                continue;
+            }
+            auto env = read_envelope(e.id, s);
             if (!env || env->id != e.id) {
                 ::renameat(dirfd(s), e.id.c_str(), corrupt_fd_, e.id.c_str());
                 log()->error("{}: unreadable queue file in {}/, moved to corrupt/", e.id, to_string(s));
@@ -275,9 +284,11 @@ std::vector<spool_entry> spool::list(std::optional<queue_state> only) const {
     std::vector<spool_entry> out;
     for (auto s : all_states) {
         if (only && *only != s) continue;
-        DIR* d = ::fdopendir(::dup(dirfd(s)));
-        if (!d) continue;
-        ::rewinddir(d);
+        // A descriptor of its own: a dup() would share the read position with
+        // concurrent listings.
+        int fd = ::openat(dirfd(s), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR* d = fd < 0 ? nullptr : ::fdopendir(fd);
+        if (!d) { if (fd >= 0) ::close(fd); continue; }
         while (auto* e = ::readdir(d)) {
             if (!is_spool_name(e->d_name)) continue;
             struct stat st{};

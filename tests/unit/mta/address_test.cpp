@@ -47,6 +47,7 @@ TEST(Address, Table) {
         {"utf8 cjk", "<用户@例子.广告>", false, true, address_error::none, "用户@例子.广告"},
         {"invalid utf8 refused", "<a\xc3@example.com>", false, true, address_error::syntax, ""},
         {"overlong utf8 refused", "<a\xc0\xaf@example.com>", false, true, address_error::syntax, ""},
+        {"8-bit quoted pair without SMTPUTF8", "<\"\\\xc3\xa9\"@example.com>", false, false, address_error::non_ascii, ""},
         {"control char", "<a\x01@example.com>", false, false, address_error::syntax, ""},
     };
     for (auto& r : rows) {

@@ -263,3 +263,38 @@ TEST(SmtpServerProtocol, RecipientHookRefuses) {
     EXPECT_EQ(s.code("RCPT TO:<held@y.example>"), "550 5.7.1");
     EXPECT_EQ(s.code("RCPT TO:<ok@y.example>"), "250 2.1.5");
 }
+
+TEST(SmtpServerProtocol, BareCrBecomesALineEnd) {
+    session s;
+    s.send("EHLO c.example");
+    s.send("MAIL FROM:<a@b.example>");
+    s.send("RCPT TO:<x@y.example>");
+    s.send("DATA");
+    s.send("Subject: x");
+    s.send("");
+    s.send("foo\r.\rMAIL FROM:<evil@example.com>");
+    s.send(".");
+    ASSERT_EQ(s.last, action::commit);
+    const auto& c = s.proto->content();
+    EXPECT_NE(c.find("\r\nfoo\r\n.\r\nMAIL FROM:<evil@example.com>\r\n"), std::string::npos) << c;
+    for (std::size_t i = 0; i < c.size(); ++i)
+        if (c[i] == '\r') EXPECT_EQ(c[i + 1], '\n') << "bare CR left at " << i;
+}
+
+TEST(SmtpServerProtocol, BounceRoleWithoutRecipientCheckRelaysNothing) {
+    session s("203.0.113.5", [](session_policy& p) { p.role = server_role::bounce; });
+    s.send("EHLO mx.example");
+    EXPECT_EQ(s.code("MAIL FROM:<>"), "250 2.1.0") << "bounces come from the null sender, from anywhere";
+    EXPECT_EQ(s.code("RCPT TO:<victim@example.org>"), "550 5.1.1");
+}
+
+TEST(SmtpServerProtocol, PolicyRefusalsDoNotCountAsErrors) {
+    session s("127.0.0.1", [](session_policy& p) {
+        p.max_errors = 2;
+        p.check_recipient = [](std::string_view) -> std::optional<std::string> { return "550 5.7.1 held"; };
+    });
+    s.send("EHLO c.example");
+    s.send("MAIL FROM:<a@b.example>");
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(s.code("RCPT TO:<x@y.example>"), "550 5.7.1");
+    EXPECT_EQ(s.last, action::none) << "suppressed recipients must not end a campaign session";
+}

@@ -33,6 +33,6 @@ TEST(QueueId, UniqueAcrossThreads) {
 TEST(QueueId, Shape) {
     struct { std::string in; bool want; } cases[] = {
         {queue_id_generator().next(), true}, {"0123456789ABC", true}, {"0123456789AB", false},
-        {"0123456789ABI", false}, {"../../etc/pas", false}, {"0123456789abc", false}, {"", false}};
+        {"0123456789ABI", false}, {"G000000000000", false}, {"../../etc/pas", false}, {"0123456789abc", false}, {"", false}};
     for (auto& c : cases) EXPECT_EQ(is_queue_id(c.in), c.want) << "input " << c.in;
 }

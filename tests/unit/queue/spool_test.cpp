@@ -167,3 +167,34 @@ TEST(Spool, LockIsExclusive) {
     EXPECT_TRUE(a->try_lock(ec));
     EXPECT_FALSE(b->try_lock(ec));
 }
+
+TEST(Spool, RecoveryReadsHugeEnvelopesAndKeepsIdsAboveExistingOnes) {
+    temp_dir d;
+    std::error_code ec;
+    std::string big_id;
+    {
+        auto s = spool::open(d.path, true, ec);
+        std::vector<std::string> rcpts;
+        for (int i = 0; i < 1000; ++i) rcpts.push_back("recipient-number-" + std::to_string(i) + "@a-rather-long-domain.example");
+        auto e = make_env(*s, rcpts);
+        big_id = e.id;
+        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+    }
+    // A message queued "in the future" (the clock stepped back since).
+    std::string future = "9ZZZZZZZZZZZ0";
+    fs::copy_file(d.path / "active" / big_id, d.path / "active" / future);
+    {
+        std::string text;
+        std::ifstream in(d.path / "active" / future);
+        text.assign(std::istreambuf_iterator<char>(in), {});
+        text.replace(text.find("id " + big_id), 3 + big_id.size(), "id " + future);
+        std::ofstream(d.path / "active" / future, std::ios::trunc) << text;
+    }
+    auto s = spool::open(d.path, false, ec);
+    ASSERT_TRUE(s->try_lock(ec));
+    auto rep = s->recover();
+    EXPECT_EQ(rep.corrupt, 0u) << "a 1000-recipient envelope is bigger than one read, not corrupt";
+    EXPECT_EQ(rep.active, 2u);
+    EXPECT_EQ(s->read_envelope(big_id, queue_state::active)->recipients.size(), 1000u);
+    EXPECT_GT(s->new_id(), future) << "new ids never collide with queued ones";
+}

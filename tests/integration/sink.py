@@ -1,0 +1,153 @@
+"""A scripted SMTP receiver for delivery tests, on loopback only.
+
+Its answers are chosen by the recipient's local part (KumoMTA's idea):
+  ok...        250 at every step
+  tempfail...  451 4.3.0 at RCPT, always
+  reject...    550 5.1.1 at RCPT
+  once...      451 4.7.1 at RCPT the first time this address is seen, then 250
+  drop...      the first time: takes the whole message, then closes without a reply
+It counts connections (total and the most at once), and records each
+accepted message (return path, recipient, data) in order. STARTTLS is offered
+when a certificate is given. Every loop is bounded by socket time-outs.
+"""
+import socket
+import socketserver
+import ssl
+import threading
+
+
+class Sink:
+    def __init__(self, host="127.0.0.1", port=0, certfile=None, keyfile=None, pipelining=True, greeting_delay=None):
+        self.lock = threading.Lock()
+        self.messages = []        # (mail_from, rcpt, data)
+        self.connections = 0
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self.seen = {}
+        self.tls_sessions = 0
+        self.ctx = None
+        if certfile:
+            self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.ctx.load_cert_chain(certfile, keyfile)
+        self.pipelining = pipelining
+        sink = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            timeout = 30
+
+            def handle(self):
+                with sink.lock:
+                    sink.connections += 1
+                    sink.concurrent += 1
+                    sink.max_concurrent = max(sink.max_concurrent, sink.concurrent)
+                try:
+                    sink.session(self)
+                except (OSError, ssl.SSLError):
+                    pass
+                finally:
+                    with sink.lock:
+                        sink.concurrent -= 1
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self.server = Server((host, port), Handler)
+        self.host, self.port = self.server.server_address
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def received(self, rcpt_prefix=""):
+        with self.lock:
+            return [m for m in self.messages if m[1].startswith(rcpt_prefix)]
+
+    def session(self, h):
+        rfile, wfile, sock = h.rfile, h.wfile, h.request
+
+        def send(line):
+            wfile.write((line + "\r\n").encode())
+            wfile.flush()
+
+        send("220 sink.test ESMTP")
+        mail_from, rcpts, tls = None, [], False
+        while True:
+            line = rfile.readline(2000)
+            if not line:
+                return
+            cmd = line.decode("utf-8", "replace").rstrip("\r\n")
+            verb = cmd[:4].upper()
+            if verb in ("EHLO", "HELO"):
+                ext = ["SIZE 100000000", "8BITMIME", "SMTPUTF8"]
+                if self.pipelining:
+                    ext.append("PIPELINING")
+                if self.ctx and not tls:
+                    ext.append("STARTTLS")
+                lines = ["sink.test"] + ext
+                for l in lines[:-1]:
+                    wfile.write(("250-%s\r\n" % l).encode())
+                send("250 " + lines[-1])
+            elif cmd.upper() == "STARTTLS" and self.ctx and not tls:
+                send("220 2.0.0 go ahead")
+                sock = self.ctx.wrap_socket(sock, server_side=True)
+                rfile, wfile = sock.makefile("rb"), sock.makefile("wb")
+                tls = True
+                with self.lock:
+                    self.tls_sessions += 1
+            elif verb == "MAIL":
+                mail_from, rcpts = cmd[10:].strip().lstrip("<").split(">")[0], []
+                send("250 2.1.0 ok")
+            elif verb == "RCPT":
+                rcpt = cmd[8:].strip().lstrip("<").split(">")[0]
+                local = rcpt.split("@")[0]
+                with self.lock:
+                    n = self.seen.get(rcpt, 0)
+                    self.seen[rcpt] = n + 1
+                if local.startswith("tempfail"):
+                    send("451 4.3.0 temporary failure, try again later")
+                elif local.startswith("reject"):
+                    send("550-5.1.1 The email account that you tried to reach does not exist.")
+                    send("550 5.1.1 Please check the address.")
+                elif local.startswith("once") and n == 0:
+                    send("451 4.7.1 greylisted, come back later")
+                else:
+                    rcpts.append(rcpt)
+                    send("250 2.1.5 ok")
+            elif verb == "DATA":
+                if not rcpts:
+                    send("554 5.5.1 no valid recipients")
+                    continue
+                send("354 go ahead")
+                data = []
+                while True:
+                    l = rfile.readline(100000)
+                    if not l:
+                        return
+                    if l == b".\r\n":
+                        break
+                    data.append(l[1:] if l.startswith(b"..") else l)
+                body = b"".join(data)
+                if any(r.split("@")[0].startswith("drop") for r in rcpts):
+                    with self.lock:
+                        first = self.seen.get(("drop", tuple(rcpts)), 0) == 0
+                        self.seen[("drop", tuple(rcpts))] = 1
+                    if first:
+                        sock.close()
+                        return
+                with self.lock:
+                    for r in rcpts:
+                        self.messages.append((mail_from, r, body))
+                send("250 2.0.0 queued")
+            elif verb == "RSET":
+                mail_from, rcpts = None, []
+                send("250 2.0.0 ok")
+            elif verb == "QUIT":
+                send("221 2.0.0 bye")
+                return
+            elif verb == "NOOP":
+                send("250 2.0.0 ok")
+            else:
+                send("502 5.5.2 unknown")
