@@ -268,7 +268,11 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
 
     awaitable<void> deliver_message(std::string id) {
         auto st = spool.locate(id);
-        if (!st || *st == queue::queue_state::hold) co_return;
+        if (!st) co_return;  // delivered, bounced or deleted meanwhile
+        if (*st == queue::queue_state::hold) {
+            log()->info("{}: on hold, not delivered", id);  // release schedules it again
+            co_return;
+        }
         queue::envelope env;
         std::string content;
         if (auto ec = spool.read_message(id, *st, env, content)) {

@@ -173,3 +173,27 @@ def message(seq=0, campaign=None, size=0, extra_headers=""):
     if campaign:
         head += "X-Campaign-ID: %s\r\n" % campaign
     return head + extra_headers + "\r\n" + body
+
+
+def wait_for(cond, timeout=30.0, what="condition"):
+    """Polls cond() until it is true; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)  # polling interval of the wait, bounded by timeout
+    raise AssertionError("timed out waiting for " + what)
+
+
+def delivery_config(routes, interval="1s", max_age="1h", tls="opportunistic", per_domain=20, per_conn=100, extra="",
+                    retry_extra=""):
+    """Config text routing each domain to a sink: routes = {domain: (host, port)}."""
+    text = 'domain = "bnc.test"\n'
+    text += "[delivery]\ntls = %r\nmax_connections_per_domain = %d\nmax_messages_per_connection = %d\n" % (
+        tls, per_domain, per_conn)
+    text += 'connect_timeout = "5s"\ncommand_timeout = "10s"\ndata_timeout = "10s"\n' + extra
+    for domain, (host, port) in routes.items():
+        text += '[[delivery.route]]\ndomain = "%s"\nhost = "%s:%d"\n' % (domain, host, port)
+    text += '[retry]\ninterval = "%s"\nmax_age = "%s"\n' % (interval, max_age) + retry_extra
+    return text.replace("'", '"')

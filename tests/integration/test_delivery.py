@@ -1,0 +1,190 @@
+"""Delivery against real receivers on loopback: a scripted sink (answers chosen
+by recipient) and Postfix's smtp-sink. Covers VERP return paths, 2xx/4xx/5xx
+handling, retries, expiry, drops mid-DATA, connection reuse and the
+per-domain connection limit, and STARTTLS in opportunistic and required modes."""
+import os
+import re
+import smtplib
+import subprocess
+import unittest
+
+from harness import Daemon, delivery_config, free_port, message, wait_for, wait_listening
+from sink import Sink
+
+QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
+
+
+def submit(d, rcpts, seq=0):
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+        s.ehlo("t")
+        s.mail("news@example.com")
+        for r in rcpts:
+            s.rcpt(r)
+        code, msg = s.data(message(seq, campaign="c1"))
+        assert code == 250, (code, msg)
+        return QUEUED.search(msg.decode()).group(1)
+
+
+def events(d, kind=None, rcpt=None):
+    return [e for e in d.events() if (kind is None or e["type"] == kind) and (rcpt is None or e.get("recipient") == rcpt)]
+
+
+class Delivery(unittest.TestCase):
+    def setUp(self):
+        self.sink = Sink()
+        hop = (self.sink.host, self.sink.port)
+        # expire.test: same receiver, a per-domain max_age of 4 s
+        self.d = Daemon(extra_config=delivery_config(
+            {"sink.test": hop, "expire.test": hop}, per_domain=3,
+            retry_extra='[[retry.domain]]\ndomain = "expire.test"\nmax_age = "4s"\n')).start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.sink.close()
+
+    def test_delivered_with_signed_verp_return_path(self):
+        qid = submit(self.d, ["ok1@sink.test"], seq=7)
+        ev = wait_for(lambda: events(self.d, "delivered"), what="delivered event")[0]
+        self.assertEqual((ev["queue_id"], ev["recipient"], ev["code"], ev["stage"], ev["campaign"], ev["sync"]),
+                         (qid, "ok1@sink.test", 250, "end_of_data", "c1", True))
+        (mail_from, rcpt, data), = self.sink.received()
+        self.assertRegex(mail_from, r"^b-%s-0-[0-9a-z]{10}@bnc\.test$" % qid.lower())
+        self.assertIn(b"X-Test-Seq: 7", data)
+        self.assertIn(("Received: from t ([127.0.0.1])").encode(), data)
+        wait_for(lambda: self.d.queue_ids() == [], what="empty queue")
+        self.assertIn("to=<ok1@sink.test>, relay=127.0.0.1[127.0.0.1]", self.d.log())
+
+    def test_550_fails_at_once_with_the_whole_reply(self):
+        qid = submit(self.d, ["reject1@sink.test"])
+        ev = wait_for(lambda: events(self.d, "bounced"), what="bounced event")[0]
+        self.assertEqual((ev["queue_id"], ev["code"], ev["enhanced"], ev["stage"]), (qid, 550, "5.1.1", "rcpt"))
+        self.assertEqual(ev["reply"], "550 5.1.1 The email account that you tried to reach does not exist. "
+                                      "Please check the address.")
+        wait_for(lambda: self.d.queue_ids() == [], what="empty queue")
+        self.assertEqual(self.sink.seen["reject1@sink.test"], 1, "a 5xx is not retried")
+
+    def test_451_then_250_is_delivered_on_the_retry(self):
+        submit(self.d, ["once1@sink.test"])
+        wait_for(lambda: events(self.d, "delivered"), what="delivered after retry")
+        deferred = events(self.d, "deferred")
+        self.assertEqual([(e["code"], e["enhanced"], e["attempt"]) for e in deferred], [(451, "4.7.1", 1)])
+        self.assertEqual(events(self.d, "delivered")[0]["attempt"], 2)
+        self.assertEqual(len(self.sink.received("once1")), 1)
+
+    def test_drop_mid_data_is_deferred_and_delivered_once_later(self):
+        submit(self.d, ["drop1@sink.test"])
+        wait_for(lambda: events(self.d, "delivered"), what="delivered after drop")
+        ev = events(self.d, "deferred")[0]
+        self.assertEqual((ev["code"], ev["stage"]), (0, "end_of_data"))
+        self.assertEqual(len(self.sink.received("drop1")), 1, "delivered exactly once")
+
+    def test_one_transaction_per_recipient_each_with_its_own_return_path(self):
+        qid = submit(self.d, ["ok-a@sink.test", "reject-b@sink.test", "ok-c@sink.test"])
+        wait_for(lambda: len(events(self.d, "delivered")) == 2 and events(self.d, "bounced"), what="3 decisions")
+        froms = {rcpt: mf for mf, rcpt, _ in self.sink.received()}
+        self.assertEqual(set(froms), {"ok-a@sink.test", "ok-c@sink.test"})
+        self.assertRegex(froms["ok-a@sink.test"], r"^b-%s-0-" % qid.lower())
+        self.assertRegex(froms["ok-c@sink.test"], r"^b-%s-2-" % qid.lower())
+
+    def test_temporary_failures_expire_at_the_domains_max_age(self):
+        qid = submit(self.d, ["tempfail1@expire.test"])
+        shown = wait_for(lambda: events(self.d, "deferred") and self.d.ctl_json("queue", "show", qid), what="deferred")
+        self.assertEqual(shown["state"], "deferred")
+        self.assertEqual(shown["recipients"][0]["status"], "deferred")
+        self.assertEqual(shown["recipients"][0]["code"], 451)
+        ev = wait_for(lambda: events(self.d, "expired"), timeout=20, what="expired")[0]
+        self.assertEqual((ev["queue_id"], ev["code"], ev["enhanced"]), (qid, 451, "4.3.0"),
+                         "expiry keeps the last reply")
+        wait_for(lambda: self.d.queue_ids() == [], what="empty queue")
+        attempts = self.sink.seen["tempfail1@expire.test"]
+        self.assertGreaterEqual(attempts, 2)
+        self.assertLessEqual(attempts, 6, "retried every 1s for 4s, not more")
+
+    def test_reuse_and_per_domain_connection_limit(self):
+        ids = [submit(self.d, ["ok%d@sink.test" % i], seq=i) for i in range(100)]
+        wait_for(lambda: len(self.sink.received()) == 100, what="100 messages at the sink")
+        self.assertEqual(len(set(ids)), 100)
+        self.assertLessEqual(self.sink.max_concurrent, 3, "max_connections_per_domain = 3")
+        self.assertLess(self.sink.connections, 10, "100 messages over fewer than 10 connections")
+
+    def test_held_message_is_not_delivered_until_released(self):
+        qid = submit(self.d, ["tempfail-h@sink.test"])
+        wait_for(lambda: events(self.d, "deferred"), what="first attempt")
+        self.d.ctl("queue", "hold", qid)
+        n = self.sink.seen["tempfail-h@sink.test"]
+        wait_for(lambda: "%s: on hold, not delivered" % qid in self.d.log(), what="the retry to find it held")
+        self.assertEqual(self.sink.seen["tempfail-h@sink.test"], n, "held: no attempts")
+        self.assertEqual(self.d.queue_ids("hold"), [qid])
+        self.d.ctl("queue", "release", qid)
+        wait_for(lambda: self.sink.seen["tempfail-h@sink.test"] > n, what="an attempt after release")
+
+
+class SmtpSink(unittest.TestCase):
+    """Postfix's own smtp-sink as the receiver."""
+
+    def test_delivers_to_smtp_sink(self):
+        port = free_port()
+        sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "-c", "127.0.0.1:%d" % port, "100"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_listening("127.0.0.1", port)
+            d = Daemon(extra_config=delivery_config({"example.net": ("127.0.0.1", port)})).start()
+            try:
+                for i in range(20):
+                    submit(d, ["user%d@example.net" % i], seq=i)
+                wait_for(lambda: len(events(d, "delivered")) == 20, what="20 delivered")
+                wait_for(lambda: d.queue_ids() == [], what="empty queue")
+            finally:
+                d.cleanup()
+        finally:
+            sink.terminate()
+            sink.wait()
+
+
+class Tls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.dirname(os.path.abspath(__file__))
+        import tempfile
+        cls.tmp = tempfile.mkdtemp(prefix="ricochet-tls-")
+        cls.cert, cls.key = os.path.join(cls.tmp, "cert.pem"), os.path.join(cls.tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=sink.test", "-keyout", cls.key, "-out", cls.cert], check=True, capture_output=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(["rm", "-rf", cls.tmp])
+
+    def run_with(self, tls_mode, sink_tls):
+        sink = Sink(certfile=self.cert if sink_tls else None, keyfile=self.key if sink_tls else None)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, tls=tls_mode)).start()
+        self.addCleanup(sink.close)
+        self.addCleanup(d.cleanup)
+        submit(d, ["ok@sink.test"])
+        return d, sink
+
+    def test_opportunistic_uses_starttls_with_a_self_signed_certificate(self):
+        d, sink = self.run_with("opportunistic", True)
+        wait_for(lambda: events(d, "delivered"), what="delivered")
+        self.assertEqual(sink.tls_sessions, 1)
+
+    def test_opportunistic_falls_back_to_plain_when_not_offered(self):
+        d, sink = self.run_with("opportunistic", False)
+        wait_for(lambda: events(d, "delivered"), what="delivered")
+        self.assertEqual(sink.tls_sessions, 0)
+
+    def test_required_with_self_signed_certificate_delivers(self):
+        d, sink = self.run_with("required", True)
+        wait_for(lambda: events(d, "delivered"), what="delivered")
+        self.assertEqual(sink.tls_sessions, 1)
+
+    def test_required_without_starttls_defers(self):
+        d, sink = self.run_with("required", False)
+        ev = wait_for(lambda: events(d, "deferred"), what="deferred")[0]
+        self.assertEqual(ev["stage"], "starttls")
+        self.assertIn("does not offer STARTTLS", ev["reply"])
+        self.assertEqual(sink.received(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
