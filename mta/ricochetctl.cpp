@@ -108,7 +108,10 @@ int cmd_list(const mta::config& cfg, const list_filter& f, bool as_json) {
         sel.all = f.domain.empty() && f.campaign.empty();
         for (auto& e : entries) {
             if (!queue::matches(*sp, e, sel)) continue;
-            if (auto env = sp->read_envelope(e.id, e.state)) arr.push_back(message_json(*env, e.state));
+            if (auto env = sp->find_envelope(e.id, e.state)) {
+                if (st && e.state != *st) continue;  // moved out of the state asked for
+                arr.push_back(message_json(*env, e.state));
+            }
         }
     }
     if (as_json) {
@@ -143,7 +146,7 @@ int cmd_summary(const mta::config& cfg, bool as_json) {
     counts all;
     if (auto sp = open_spool(cfg, false)) {
         for (auto& e : sp->list()) {
-            auto env = sp->read_envelope(e.id, e.state);
+            auto env = sp->find_envelope(e.id, e.state);
             if (!env) continue;
             all.add(e.state);
             std::vector<std::string> domains;

@@ -23,10 +23,10 @@ std::optional<admin_op> parse_admin_op(std::string_view s) {
     return std::nullopt;
 }
 
-bool matches(const spool& s, const spool_entry& e, const selector& sel) {
+bool matches(const spool& s, spool_entry& e, const selector& sel) {
     if (sel.all) return true;
     if (!sel.id.empty()) return e.id == sel.id;
-    auto env = s.read_envelope(e.id, e.state);
+    auto env = s.find_envelope(e.id, e.state);
     if (!env) return false;
     if (!sel.campaign.empty() && env->campaign != sel.campaign) return false;
     if (!sel.domain.empty()) {
@@ -51,7 +51,7 @@ admin_result apply_admin(spool& s, events_log* events, admin_op op, const select
         if (!matches(s, e, sel)) continue;
         ++res.matched;
         std::optional<envelope> env;
-        if (events) env = s.read_envelope(e.id, e.state);
+        if (events) env = s.find_envelope(e.id, e.state);
         std::error_code ec;
         bool changed = false;
         switch (op) {

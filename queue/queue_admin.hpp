@@ -34,7 +34,8 @@ struct admin_result {
 
 // True when the message matches the selector (reads its envelope unless the
 // selector is an id or --all).
-bool matches(const spool& s, const spool_entry& e, const selector& sel);
+// e.state is updated when the message moved since it was listed.
+bool matches(const spool& s, spool_entry& e, const selector& sel);
 
 admin_result apply_admin(spool& s, events_log* events, admin_op op, const selector& sel);
 

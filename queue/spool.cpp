@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <spdlog/spdlog.h>
@@ -297,6 +298,9 @@ std::vector<spool_entry> spool::list(std::optional<queue_state> only) const {
         }
         ::closedir(d);
     }
+    // A file renamed between two directory reads can show up twice.
+    std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
+    out.erase(std::unique(out.begin(), out.end(), [](auto& a, auto& b) { return a.id == b.id; }), out.end());
     return out;
 }
 
@@ -320,6 +324,16 @@ std::optional<envelope> spool::read_envelope(std::string_view id, queue_state s)
         if (auto env = decode_envelope(head, hs)) return env;
         if (head.size() < limit) return std::nullopt;  // whole file read, still bad
     }
+}
+
+std::optional<envelope> spool::find_envelope(std::string_view id, queue_state& s) const {
+    for (int tries = 0; tries < 3; ++tries) {
+        if (auto env = read_envelope(id, s)) return env;
+        auto now = locate(id);
+        if (!now) return std::nullopt;  // gone: delivered or deleted
+        s = *now;
+    }
+    return std::nullopt;
 }
 
 std::error_code spool::read_message(std::string_view id, queue_state s, envelope& env, std::string& content) const {

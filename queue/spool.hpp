@@ -92,10 +92,14 @@ public:
     recovery_report recover();
 
     // Reading (safe while the daemon runs: files are only ever renamed or
-    // unlinked, never rewritten in place).
+    // unlinked, never rewritten in place). A listing holds each id once.
     std::vector<spool_entry> list(std::optional<queue_state> only = std::nullopt) const;
     std::optional<queue_state> locate(std::string_view id) const;
     std::optional<envelope> read_envelope(std::string_view id, queue_state s) const;
+    // Same, following the message if it moved to another state since `s`
+    // was read from a listing (the daemon moves files while we read); `s` is
+    // updated to where it was found.
+    std::optional<envelope> find_envelope(std::string_view id, queue_state& s) const;
     std::error_code read_message(std::string_view id, queue_state s, envelope& env,
                                  std::string& content) const;
 
