@@ -173,12 +173,19 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("delivery")) {
         table_reader r(c, *t, "delivery");
         r.known({"port", "dns_servers", "tls", "max_connections_per_domain", "max_messages_per_connection", "route",
-                 "connect_timeout", "command_timeout", "data_timeout"});
+                 "connect_timeout", "command_timeout", "data_timeout", "dns_timeout"});
+        r.duration("dns_timeout", c.delivery.dns_timeout);
         r.duration("connect_timeout", c.delivery.connect_timeout);
         r.duration("command_timeout", c.delivery.command_timeout);
         r.duration("data_timeout", c.delivery.data_timeout);
         r.integer("port", c.delivery.port, 1, 65535);
         r.strings("dns_servers", c.delivery.dns_servers);
+        for (auto& sv : c.delivery.dns_servers) {
+            std::string h;
+            std::uint16_t p;
+            if (!parse_host_port(sv, h, p) || !parse_cidr(h))
+                fail(c, *r.node("dns_servers"), "delivery.dns_servers", "expected \"ip:port\", got \"" + sv + "\"");
+        }
         r.one_of("tls", c.delivery.tls, {"opportunistic", "required", "off"});
         r.integer("max_connections_per_domain", c.delivery.max_connections_per_domain, 1, 10000);
         r.integer("max_messages_per_connection", c.delivery.max_messages_per_connection, 1, 100000);

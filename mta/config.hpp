@@ -58,6 +58,7 @@ struct config {
         std::string tls = "opportunistic";
         std::uint32_t max_connections_per_domain = 20;
         std::uint32_t max_messages_per_connection = 100;
+        seconds dns_timeout{5};        // per DNS query try (2 tries)
         seconds connect_timeout{30};
         seconds command_timeout{300};  // RFC 5321 4.5.3.2: greeting, MAIL, RCPT
         seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot

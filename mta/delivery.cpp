@@ -9,6 +9,8 @@
 #include <unordered_set>
 
 #include "bounce/verp.hpp"
+#include "dns/idn.hpp"
+#include "dns/resolver.hpp"
 #include "mta/config.hpp"
 #include "mta/smtp_client.hpp"
 #include "queue/events_log.hpp"
@@ -62,6 +64,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     asio::ssl::context tls{asio::ssl::context::tls_client};
     client_options copt;
     asio::steady_timer wakeup;
+    dns::resolver resolver;
     bool stopping = false, woken = false;
     unsigned inflight = 0;
     static constexpr unsigned max_inflight = 2000;
@@ -76,7 +79,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
 
     impl(asio::io_context& i, const config& c, queue::spool& s, queue::schedule& d, queue::events_log& e,
          const bounce::verp_signer& v)
-        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), events(e), verp(v), wakeup(strand) {
+        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), events(e), verp(v), wakeup(strand),
+          resolver(strand, c.delivery.dns_servers, c.delivery.dns_timeout) {
+        std::string err;
+        if (!resolver.ok(err)) log()->error("DNS resolver: {}", err);
         // Opportunistic and "required" both encrypt without verifying the peer,
         // as most MX hosts have no certificate a sender could check (RFC 7435).
         tls.set_verify_mode(asio::ssl::verify_none);
@@ -166,8 +172,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     // A connection to the domain: an idle one, a new one within the limit,
     // or, at the limit, the next one released. nullptr with `failure` set
     // when no host could be reached.
-    awaitable<std::unique_ptr<smtp_connection>> acquire(const std::string& domain, const std::vector<tcp::endpoint>& eps,
-                                                        const std::string& host, smtp_reply& failure) {
+    struct hop {
+        std::string host;  // MX (or route) host name: SNI and the log
+        tcp::endpoint ep;
+    };
+
+    awaitable<std::unique_ptr<smtp_connection>> acquire(const std::string& domain, const std::vector<hop>& hops,
+                                                        smtp_reply& failure) {
         auto& p = pools[domain];
         for (;;) {
             while (!p.idle.empty()) {
@@ -178,11 +189,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             }
             if (p.open < cfg.delivery.max_connections_per_domain) {
                 ++p.open;
-                for (auto& ep : eps) {
-                    auto r = co_await smtp_connection::open(strand, ep, host, copt, tls);
+                // Each address of each exchanger in turn, until one answers
+                // with a greeting we can use (RFC 5321 5.1).
+                for (auto& h : hops) {
+                    auto r = co_await smtp_connection::open(strand, h.ep, h.host, copt, tls);
                     if (r.conn) co_return std::move(r.conn);
                     failure = std::move(r.failure);
-                    log()->info("{}: {} [{}]: {}", domain, host, ep.address().to_string(), failure.text());
+                    log()->info("{}: {} [{}]: {}", domain, h.host, h.ep.address().to_string(), failure.text());
                 }
                 --p.open;
                 notify_waiter(p);
@@ -211,6 +224,70 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         notify_waiter(p);
     }
 
+    static smtp_reply dns_reply(int code, std::string enhanced, std::string text) {
+        smtp_reply r = no_reply(bounce::stage::dns, std::move(text));
+        r.code = code;
+        r.enhanced = std::move(enhanced);
+        return r;
+    }
+
+    // Where mail for the domain goes: a [[delivery.route]], or its MX hosts
+    // (A/AAAA of the domain itself when it has none) on delivery.port. False
+    // with `why` set when there is nowhere to go: a 5xx `why` fails the
+    // recipients (no such domain, null MX), one without a code defers them.
+    awaitable<bool> find_hops(const std::string& domain, std::vector<hop>& hops, smtp_reply& why) {
+        if (auto route = next_hop(domain)) {
+            tcp::resolver res(strand);
+            auto [ec, results] = co_await res.async_resolve(route->first, std::to_string(route->second), as_tuple);
+            if (ec) {
+                why = no_reply(bounce::stage::dns, "cannot resolve route " + route->first + ": " + ec.message());
+                co_return false;
+            }
+            for (auto& r : results) hops.push_back({route->first, r.endpoint()});
+            co_return true;
+        }
+        auto ascii = dns::to_ascii_domain(domain);
+        if (!ascii) {
+            why = dns_reply(553, "5.1.2", "invalid internationalised domain name " + domain);
+            co_return false;
+        }
+        auto mx = co_await resolver.mx(*ascii);
+        switch (mx.status) {
+            case dns::dns_status::ok: break;
+            case dns::dns_status::null_mx:
+                why = dns_reply(556, "5.1.10", mx.error);  // RFC 7505 3.2
+                co_return false;
+            case dns::dns_status::nxdomain:
+            case dns::dns_status::no_data:
+                why = dns_reply(550, "5.1.2", "Host or domain name not found: " + mx.error);
+                co_return false;
+            case dns::dns_status::temporary:
+                why = no_reply(bounce::stage::dns, mx.error);
+                co_return false;
+        }
+        bool temporary = false;
+        std::string last_error;
+        for (std::size_t i = 0; i < mx.hosts.size() && i < 10; ++i) {
+            auto addrs = co_await resolver.addresses(mx.hosts[i].name);
+            if (addrs.status == dns::dns_status::temporary) temporary = true;
+            if (addrs.status != dns::dns_status::ok) last_error = addrs.error;
+            for (auto& a : addrs.addresses) {
+                boost::system::error_code ec;
+                auto ip = asio::ip::make_address(a, ec);
+                if (!ec) hops.push_back({mx.hosts[i].name, tcp::endpoint(ip, cfg.delivery.port)});
+            }
+        }
+        if (!hops.empty()) co_return true;
+        if (mx.implicit && !temporary) {
+            // No MX and no address: the domain cannot receive mail.
+            why = dns_reply(550, "5.1.2", "Host or domain name not found: " + domain + " has no MX and no A/AAAA record");
+        } else {
+            // MX hosts without addresses are usually a passing mistake: retry.
+            why = no_reply(bounce::stage::dns, "no address for any MX host of " + domain + ": " + last_error);
+        }
+        co_return false;
+    }
+
     struct outcome {
         std::size_t idx;
         smtp_reply reply;
@@ -222,26 +299,18 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         auto defer_all = [&](std::size_t from, const smtp_reply& why, const std::string& mx) {
             for (std::size_t k = from; k < idxs.size(); ++k) out.push_back({idxs[k], why, mx});
         };
-        auto hop = next_hop(domain);
-        if (!hop) {
-            defer_all(0, no_reply(bounce::stage::dns, "no [[delivery.route]] for " + domain +
-                                                          " (MX lookup is not implemented yet)"), "");
+        std::vector<hop> hops;
+        smtp_reply why;
+        if (!co_await find_hops(domain, hops, why)) {
+            defer_all(0, why, "");
             co_return;
         }
-        tcp::resolver resolver(strand);
-        auto [rec, results] = co_await resolver.async_resolve(hop->first, std::to_string(hop->second), as_tuple);
-        if (rec) {
-            defer_all(0, no_reply(bounce::stage::dns, "cannot resolve " + hop->first + ": " + rec.message()), hop->first);
-            co_return;
-        }
-        std::vector<tcp::endpoint> eps;
-        for (auto& r : results) eps.push_back(r.endpoint());
         for (std::size_t k = 0; k < idxs.size(); ++k) {
             std::size_t idx = idxs[k];
             smtp_reply failure;
-            auto conn = co_await acquire(domain, eps, hop->first, failure);
+            auto conn = co_await acquire(domain, hops, failure);
             if (!conn) {
-                defer_all(k, failure, hop->first);
+                defer_all(k, failure, "");
                 co_return;
             }
             std::string rp = env.sender.empty() ? std::string()
@@ -253,9 +322,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 // nothing about this recipient. Once more on a fresh connection.
                 release(domain, nullptr);
                 conn.reset();
-                conn = co_await acquire(domain, eps, hop->first, failure);
+                conn = co_await acquire(domain, hops, failure);
                 if (!conn) {
-                    defer_all(k, failure, hop->first);
+                    defer_all(k, failure, "");
                     co_return;
                 }
                 t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);

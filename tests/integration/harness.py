@@ -35,6 +35,12 @@ def wait_listening(host, port, proc=None, timeout=20.0):
     raise TimeoutError("nothing listens on %s:%d" % (host, port))
 
 
+# Tests never resolve through the machine's resolver: by default the daemon
+# asks a loopback port where nothing listens (every lookup fails at once,
+# temporarily), and DNS tests start their own server.
+NO_DNS = '[delivery]\ndns_servers = ["127.0.0.1:9"]\n'
+
+
 class Daemon:
     def __init__(self, extra_config="", submission_extra="", trusted=None, preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="ricochet-it-")
@@ -59,6 +65,7 @@ listen = ["127.0.0.1:{self.port}"]
 trusted_networks = {json.dumps(trusted)}
 {submission_extra}
 
+{"" if "[delivery]" in extra_config else NO_DNS}
 [bounce_listener]
 listen = ["127.0.0.1:{self.bounce_port}"]
 {extra_config}
@@ -187,11 +194,12 @@ def wait_for(cond, timeout=30.0, what="condition"):
 
 
 def delivery_config(routes, interval="1s", max_age="1h", tls="opportunistic", per_domain=20, per_conn=100, extra="",
-                    retry_extra=""):
+                    retry_extra="", dns="127.0.0.1:9", port=25):
     """Config text routing each domain to a sink: routes = {domain: (host, port)}."""
     text = 'domain = "bnc.test"\n'
     text += "[delivery]\ntls = %r\nmax_connections_per_domain = %d\nmax_messages_per_connection = %d\n" % (
         tls, per_domain, per_conn)
+    text += 'dns_servers = ["%s"]\ndns_timeout = "1s"\nport = %d\n' % (dns, port)
     text += 'connect_timeout = "5s"\ncommand_timeout = "10s"\ndata_timeout = "10s"\n' + extra
     for domain, (host, port) in routes.items():
         text += '[[delivery.route]]\ndomain = "%s"\nhost = "%s:%d"\n' % (domain, host, port)
