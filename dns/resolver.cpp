@@ -156,7 +156,10 @@ struct resolver::impl : std::enable_shared_from_this<impl> {
             cache.erase(it);
         }
         if (!channel) co_return raw_answer{ARES_ECONNREFUSED, {}};
-        auto self = shared_from_this();
+        // GCC 12 destroys temporaries of a co_await expression twice in some
+        // cases, so the initiation captures nothing with a destructor; the
+        // resolver (and so this impl) outlives every query it starts.
+        impl* self = this;
         raw_answer ans = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(raw_answer)>(
             [self, &name, type](auto handler) {
                 using H = decltype(handler);

@@ -105,7 +105,8 @@ awaitable<smtp_reply> smtp_connection::ehlo() {
     auto r = co_await read_reply(stage::ehlo, opt_.command_timeout);
     if (r.code >= 500 && usable_) {
         // RFC 5321 3.2: a server that does not know EHLO gets HELO.
-        if (!co_await write("HELO " + opt_.helo_name + "\r\n", opt_.command_timeout))
+        std::string helo = "HELO " + opt_.helo_name + "\r\n";  // named: no temporaries in co_await (GCC 12)
+        if (!co_await write(helo, opt_.command_timeout))
             co_return no_reply(stage::ehlo, "connection lost sending HELO");
         co_return co_await read_reply(stage::ehlo, opt_.command_timeout);
     }
@@ -269,7 +270,8 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
         }
     }
     t.before_data = false;
-    if (!co_await write(dot_stuff(content), opt_.data_timeout)) {
+    std::string stuffed = dot_stuff(content);  // named: no temporaries in co_await (GCC 12)
+    if (!co_await write(stuffed, opt_.data_timeout)) {
         t.reply = no_reply(stage::end_of_data, "connection lost sending the message");
         t.connection_lost = true;
         co_return t;

@@ -190,7 +190,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         if (self->connections.fetch_add(1) >= self->opt.max_connections) {
             c->expire_in(std::chrono::seconds(10));
             asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
-            co_await write(*c, smtp_server_protocol::busy_reply(self->opt.policy.hostname));
+            std::string busy = smtp_server_protocol::busy_reply(self->opt.policy.hostname);
+            co_await write(*c, busy);
             log()->warn("{}: refused [{}]: {} connections", self->opt.name, ip, self->opt.max_connections);
             co_return;
         }
@@ -245,7 +246,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             if (ec) {
                 if (c->timed_out) {
                     log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
-                    co_await write(*c, proto.timeout_reply());
+                    std::string bye = proto.timeout_reply();
+                    co_await write(*c, bye);
                 } else if (proto.in_data()) {
                     log()->info("{}: lost connection after DATA from [{}]", self->opt.name, ip);
                 }
