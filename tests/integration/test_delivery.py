@@ -188,3 +188,19 @@ class Tls(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Flush(unittest.TestCase):
+    def test_flush_retries_a_deferred_message_now(self):
+        sink = Sink()
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1h")).start()
+        self.addCleanup(d.cleanup)
+        qid = submit(d, ["tempfail-f@sink.test"])
+        wait_for(lambda: d.queue_ids("deferred") == [qid], what="deferred for an hour")
+        self.assertEqual(sink.seen["tempfail-f@sink.test"], 1)
+        r = d.ctl_json("queue", "flush", qid)
+        self.assertEqual(r["changed"], [qid])
+        wait_for(lambda: len(events(d, "deferred")) == 2, what="second attempt after flush")
+        self.assertEqual(sink.seen["tempfail-f@sink.test"], 2)
+        self.assertEqual(events(d, "deferred")[1]["attempt"], 2)
