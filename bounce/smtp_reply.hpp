@@ -25,6 +25,15 @@ struct smtp_reply {
     bool permanent() const { return code >= 500; }
     // All lines joined with a space: "550 5.1.1 user unknown; try later".
     std::string text() const;
+
+    // A failure that got no SMTP reply (DNS, connection, TLS, time-out):
+    // code 0, and the text says what happened.
+    static smtp_reply none(stage at, std::string text) {
+        smtp_reply r;
+        r.at = at;
+        r.lines.push_back(std::move(text));
+        return r;
+    }
 };
 
 // Accumulates the lines of one reply (RFC 5321 4.2.1: "NNN-text" lines, then

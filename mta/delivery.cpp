@@ -5,6 +5,8 @@
 #include <deque>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include "queue/logger.hpp"
 #include <unordered_map>
 #include <unordered_set>
 
@@ -27,25 +29,13 @@ constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 std::shared_ptr<spdlog::logger> log() {
-    static auto l = [] {
-        if (auto existing = spdlog::get("delivery")) return existing;
-        auto lg = spdlog::default_logger()->clone("delivery");
-        spdlog::register_logger(lg);
-        return lg;
-    }();
+    static auto l = named_logger("delivery");
     return l;
 }
 
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-smtp_reply no_reply(bounce::stage at, std::string text) {
-    smtp_reply r;
-    r.at = at;
-    r.lines.push_back(std::move(text));
-    return r;
 }
 
 struct retry_policy {
@@ -225,7 +215,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     }
 
     static smtp_reply dns_reply(int code, std::string enhanced, std::string text) {
-        smtp_reply r = no_reply(bounce::stage::dns, std::move(text));
+        smtp_reply r = smtp_reply::none(bounce::stage::dns, std::move(text));
         r.code = code;
         r.enhanced = std::move(enhanced);
         return r;
@@ -240,7 +230,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             tcp::resolver res(strand);
             auto [ec, results] = co_await res.async_resolve(route->first, std::to_string(route->second), as_tuple);
             if (ec) {
-                why = no_reply(bounce::stage::dns, "cannot resolve route " + route->first + ": " + ec.message());
+                why = smtp_reply::none(bounce::stage::dns, "cannot resolve route " + route->first + ": " + ec.message());
                 co_return false;
             }
             for (auto& r : results) hops.push_back({route->first, r.endpoint()});
@@ -262,7 +252,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 why = dns_reply(550, "5.1.2", "Host or domain name not found: " + mx.error);
                 co_return false;
             case dns::dns_status::temporary:
-                why = no_reply(bounce::stage::dns, mx.error);
+                why = smtp_reply::none(bounce::stage::dns, mx.error);
                 co_return false;
         }
         bool temporary = false;
@@ -283,7 +273,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             why = dns_reply(550, "5.1.2", "Host or domain name not found: " + domain + " has no MX and no A/AAAA record");
         } else {
             // MX hosts without addresses are usually a passing mistake: retry.
-            why = no_reply(bounce::stage::dns, "no address for any MX host of " + domain + ": " + last_error);
+            why = smtp_reply::none(bounce::stage::dns, "no address for any MX host of " + domain + ": " + last_error);
         }
         co_return false;
     }

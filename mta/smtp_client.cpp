@@ -14,15 +14,6 @@ using namespace asio::experimental::awaitable_operators;
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
-// A reply for failures that have no SMTP reply: connection refused, time-out,
-// TLS failure. code 0; the text says what happened.
-smtp_reply no_reply(stage at, std::string text) {
-    smtp_reply r;
-    r.at = at;
-    r.lines.push_back(std::move(text));
-    return r;
-}
-
 // RFC 5321 4.5.2: a line starting with "." gets another; the message ends with CRLF.CRLF.
 std::string dot_stuff(const std::string& content) {
     std::string out;
@@ -88,12 +79,12 @@ awaitable<smtp_reply> smtp_connection::read_reply(stage at, std::chrono::seconds
         else r = co_await (stream_.next_layer().async_read_some(asio::buffer(p, cap), as_tuple) || timer.async_wait(as_tuple));
         if (r.index() == 1) {
             usable_ = false;
-            co_return no_reply(at, "timeout waiting for the " + std::string(bounce::to_string(at)) + " reply");
+            co_return smtp_reply::none(at, "timeout waiting for the " + std::string(bounce::to_string(at)) + " reply");
         }
         auto [ec, n] = std::get<0>(r);
         if (ec) {
             usable_ = false;
-            co_return no_reply(at, "connection lost at " + std::string(bounce::to_string(at)) + ": " + ec.message());
+            co_return smtp_reply::none(at, "connection lost at " + std::string(bounce::to_string(at)) + ": " + ec.message());
         }
         reader_.commit(n);
     }
@@ -101,13 +92,13 @@ awaitable<smtp_reply> smtp_connection::read_reply(stage at, std::chrono::seconds
 
 awaitable<smtp_reply> smtp_connection::ehlo() {
     std::string cmd = "EHLO " + opt_.helo_name + "\r\n";
-    if (!co_await write(cmd, opt_.command_timeout)) co_return no_reply(stage::ehlo, "connection lost sending EHLO");
+    if (!co_await write(cmd, opt_.command_timeout)) co_return smtp_reply::none(stage::ehlo, "connection lost sending EHLO");
     auto r = co_await read_reply(stage::ehlo, opt_.command_timeout);
     if (r.code >= 500 && usable_) {
         // RFC 5321 3.2: a server that does not know EHLO gets HELO.
         std::string helo = "HELO " + opt_.helo_name + "\r\n";  // named: no temporaries in co_await (GCC 12)
         if (!co_await write(helo, opt_.command_timeout))
-            co_return no_reply(stage::ehlo, "connection lost sending HELO");
+            co_return smtp_reply::none(stage::ehlo, "connection lost sending HELO");
         co_return co_await read_reply(stage::ehlo, opt_.command_timeout);
     }
     if (r.positive()) {
@@ -129,11 +120,11 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
         asio::steady_timer timer(ex, opt.connect_timeout);
         auto r = co_await (c->stream_.next_layer().async_connect(ep, as_tuple) || timer.async_wait(as_tuple));
         if (r.index() == 1) {
-            res.failure = no_reply(stage::connect, "connect to " + c->ip_ + " timed out");
+            res.failure = smtp_reply::none(stage::connect, "connect to " + c->ip_ + " timed out");
             co_return res;
         }
         if (auto [ec] = std::get<0>(r); ec) {
-            res.failure = no_reply(stage::connect, "connect to " + c->ip_ + ": " + ec.message());
+            res.failure = smtp_reply::none(stage::connect, "connect to " + c->ip_ + ": " + ec.message());
             co_return res;
         }
     }
@@ -149,7 +140,7 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
     }
     if (opt.tls != "off" && c->starttls_) {
         if (!co_await c->write("STARTTLS\r\n", opt.command_timeout)) {
-            res.failure = no_reply(stage::starttls, "connection lost sending STARTTLS");
+            res.failure = smtp_reply::none(stage::starttls, "connection lost sending STARTTLS");
             co_return res;
         }
         auto r = co_await c->read_reply(stage::starttls, opt.command_timeout);
@@ -165,7 +156,7 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
             auto h = co_await (c->stream_.async_handshake(asio::ssl::stream_base::client, as_tuple) ||
                                timer.async_wait(as_tuple));
             if (h.index() == 1 || std::get<0>(std::get<0>(h))) {
-                res.failure = no_reply(stage::tls, "TLS handshake with " + c->ip_ + " failed" +
+                res.failure = smtp_reply::none(stage::tls, "TLS handshake with " + c->ip_ + " failed" +
                                                        (h.index() == 1 ? std::string(": timeout")
                                                                        : ": " + std::get<0>(std::get<0>(h)).message()));
                 co_return res;
@@ -178,7 +169,7 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
             }
         }
     } else if (opt.tls == "required") {
-        res.failure = no_reply(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
+        res.failure = smtp_reply::none(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
         co_return res;
     }
     c->idle_since = std::chrono::steady_clock::now();
@@ -209,7 +200,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
     if (pipelining_) {
         std::string batch = (reset ? "RSET\r\n" : "") + mail + rcpt_cmd + "DATA\r\n";
         if (!co_await write(batch, opt_.command_timeout)) {
-            t.reply = no_reply(stage::mail, "connection lost sending MAIL");
+            t.reply = smtp_reply::none(stage::mail, "connection lost sending MAIL");
             t.connection_lost = true;
             co_return t;
         }
@@ -232,7 +223,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
     } else {
         if (reset) {
             if (!co_await write("RSET\r\n", opt_.command_timeout)) {
-                t.reply = no_reply(stage::mail, "connection lost sending RSET");
+                t.reply = smtp_reply::none(stage::mail, "connection lost sending RSET");
                 t.connection_lost = true;
                 co_return t;
             }
@@ -246,7 +237,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
         }
         for (auto [cmd, st] : {std::pair{&mail, stage::mail}, std::pair{&rcpt_cmd, stage::rcpt}}) {
             if (!co_await write(*cmd, opt_.command_timeout)) {
-                t.reply = no_reply(st, "connection lost");
+                t.reply = smtp_reply::none(st, "connection lost");
                 t.connection_lost = true;
                 co_return t;
             }
@@ -258,7 +249,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
             }
         }
         if (!co_await write("DATA\r\n", opt_.command_timeout)) {
-            t.reply = no_reply(stage::data, "connection lost");
+            t.reply = smtp_reply::none(stage::data, "connection lost");
             t.connection_lost = true;
             co_return t;
         }
@@ -272,7 +263,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
     t.before_data = false;
     std::string stuffed = dot_stuff(content);  // named: no temporaries in co_await (GCC 12)
     if (!co_await write(stuffed, opt_.data_timeout)) {
-        t.reply = no_reply(stage::end_of_data, "connection lost sending the message");
+        t.reply = smtp_reply::none(stage::end_of_data, "connection lost sending the message");
         t.connection_lost = true;
         co_return t;
     }

@@ -11,6 +11,8 @@
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "queue/logger.hpp"
+
 #include "mta/config.hpp"
 #include "queue/spool.hpp"
 
@@ -24,12 +26,7 @@ constexpr auto as_tuple = asio::as_tuple(use_awaitable);
 
 namespace {
 std::shared_ptr<spdlog::logger> log() {
-    static auto l = [] {
-        if (auto existing = spdlog::get("mta")) return existing;
-        auto lg = spdlog::default_logger()->clone("mta");
-        spdlog::register_logger(lg);
-        return lg;
-    }();
+    static auto l = named_logger("mta");
     return l;
 }
 

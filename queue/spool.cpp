@@ -13,18 +13,14 @@
 #include <chrono>
 #include <spdlog/spdlog.h>
 
+#include "queue/logger.hpp"
+
 namespace ricochet::queue {
 namespace {
 std::error_code last_error() { return {errno, std::generic_category()}; }
 
 std::shared_ptr<spdlog::logger> log() {
-    static auto l = [] {
-        auto existing = spdlog::get("queue");
-        if (existing) return existing;
-        auto lg = spdlog::default_logger()->clone("queue");
-        spdlog::register_logger(lg);
-        return lg;
-    }();
+    static auto l = named_logger("queue");
     return l;
 }
 
