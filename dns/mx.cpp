@@ -11,10 +11,13 @@ void order_mx(std::vector<mx_host>& hosts, std::mt19937& rng) {
 }
 
 bool is_null_mx(const std::vector<mx_host>& hosts) {
-    if (hosts.empty()) return false;
-    for (auto& h : hosts)
-        if (h.name.empty() || h.name == ".") return true;  // RFC 7505 3: any "." means no mail
-    return false;
+    // RFC 7505 3: a null MX is the only MX of its domain. A "." beside real
+    // exchangers is a mistake we route around (see drop_null_targets).
+    return hosts.size() == 1 && (hosts[0].name.empty() || hosts[0].name == ".");
+}
+
+void drop_null_targets(std::vector<mx_host>& hosts) {
+    std::erase_if(hosts, [](const mx_host& h) { return h.name.empty() || h.name == "."; });
 }
 
 }  // namespace ricochet::dns

@@ -18,5 +18,7 @@ void order_mx(std::vector<mx_host>& hosts, std::mt19937& rng);
 
 // RFC 7505: a single MX of preference 0 whose exchange is the root (".").
 bool is_null_mx(const std::vector<mx_host>& hosts);
+// Removes "." targets from a list that also has real exchangers.
+void drop_null_targets(std::vector<mx_host>& hosts);
 
 }  // namespace ricochet::dns

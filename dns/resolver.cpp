@@ -7,6 +7,7 @@
 #include <ares.h>
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <poll.h>
 
 #include <boost/asio.hpp>
 #include <map>
@@ -84,6 +85,7 @@ struct resolver::impl : std::enable_shared_from_this<impl> {
     };
     std::map<std::pair<int, std::string>, cached> cache;
     std::mt19937 rng{std::random_device{}()};
+    std::uint64_t inserts = 0;
 
     explicit impl(asio::any_io_executor e) : ex(e), timer(e) {}
 
@@ -119,7 +121,13 @@ struct resolver::impl : std::enable_shared_from_this<impl> {
             w->d.async_wait(asio::posix::descriptor_base::wait_read, [self, w, fd](boost::system::error_code ec) {
                 w->reading = false;
                 if (w->closed || ec) return;
-                ares_process_fd(self->channel, fd, ARES_SOCKET_BAD);
+                // Asio waits on edge-triggered epoll, and c-ares reads a TCP
+                // answer in several recv()s: drain what is already there.
+                for (int i = 0; i < 64 && !w->closed; ++i) {
+                    ares_process_fd(self->channel, fd, ARES_SOCKET_BAD);
+                    pollfd pfd{fd, POLLIN, 0};
+                    if (w->closed || ::poll(&pfd, 1, 0) <= 0) break;
+                }
                 if (!w->closed) self->arm(fd, w);
                 self->reset_timer();
             });
@@ -148,7 +156,7 @@ struct resolver::impl : std::enable_shared_from_this<impl> {
     }
 
     // One query, answered from the cache when it can be.
-    asio::awaitable<raw_answer> query(std::string name, int type) {
+    asio::awaitable<raw_answer> query(const std::string& name, int type) {
         auto key = std::make_pair(type, name);
         auto now = std::chrono::steady_clock::now();
         if (auto it = cache.find(key); it != cache.end()) {
@@ -184,7 +192,12 @@ struct resolver::impl : std::enable_shared_from_this<impl> {
         if (ans.status == ARES_SUCCESS) ttl = std::chrono::seconds(std::min<std::uint32_t>(
                                             min_answer_ttl(ans.buf.data(), static_cast<int>(ans.buf.size())), 86400));
         else if (ans.status == ARES_ENOTFOUND || ans.status == ARES_ENODATA) ttl = std::chrono::seconds(60);
-        if (ttl.count() > 0) cache[key] = {std::chrono::steady_clock::now() + ttl, ans};
+        if (ttl.count() > 0) {
+            auto t = std::chrono::steady_clock::now();
+            if (++inserts % 1024 == 0)  // keep the cache from growing without bound
+                std::erase_if(cache, [t](auto& kv) { return kv.second.expires <= t; });
+            cache[key] = {t + ttl, ans};
+        }
         co_return ans;
     }
 };
@@ -198,7 +211,7 @@ resolver::resolver(asio::any_io_executor ex, const std::vector<std::string>& ser
     opts.sock_state_cb_data = impl_.get();
     opts.timeout = static_cast<int>(timeout.count());
     opts.tries = tries;
-    opts.flags = ARES_FLAG_NOSEARCH;
+    opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_EDNS;  // EDNS: big MX answers fit in UDP
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS;
     if (int rc = ares_init_options(&impl_->channel, &opts, mask); rc != ARES_SUCCESS) {
         impl_->init_error = std::string("c-ares: ") + ares_strerror(rc);
@@ -220,7 +233,7 @@ bool resolver::ok(std::string& error) const {
     return error.empty();
 }
 
-asio::awaitable<mx_result> resolver::mx(std::string domain) {
+asio::awaitable<mx_result> resolver::mx(const std::string& domain) {
     mx_result r;
     auto ans = co_await impl_->query(domain, ns_t_mx);
     r.status = map_status(ans.status);
@@ -242,6 +255,7 @@ asio::awaitable<mx_result> resolver::mx(std::string domain) {
         r.implicit = true;
         r.hosts = {{domain, 0}};
     } else if (r.status == dns_status::ok) {
+        drop_null_targets(r.hosts);
         order_mx(r.hosts, impl_->rng);
     } else {
         r.error = "MX lookup for " + domain + ": " + ares_strerror(ans.status);
@@ -249,7 +263,7 @@ asio::awaitable<mx_result> resolver::mx(std::string domain) {
     co_return r;
 }
 
-asio::awaitable<address_result> resolver::addresses(std::string host) {
+asio::awaitable<address_result> resolver::addresses(const std::string& host) {
     address_result r;
     auto a6 = co_await impl_->query(host, ns_t_aaaa);
     auto a4 = co_await impl_->query(host, ns_t_a);

@@ -48,9 +48,10 @@ public:
     bool ok(std::string& error) const;
 
     // The exchangers of an ASCII domain (see idn.hpp), in the order to try.
-    boost::asio::awaitable<mx_result> mx(std::string domain);
+    // (References: the caller's frame keeps them alive across the co_await.)
+    boost::asio::awaitable<mx_result> mx(const std::string& domain);
     // A and AAAA of a host name.
-    boost::asio::awaitable<address_result> addresses(std::string host);
+    boost::asio::awaitable<address_result> addresses(const std::string& host);
 
 private:
     struct impl;

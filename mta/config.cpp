@@ -233,7 +233,7 @@ void load(const toml::table& root, config& c) {
         table_reader r(c, *t, "bounce");
         r.known({"rules", "trusted_domains", "held_after_bounces", "held_after_days", "final_soft", "suppressed",
                  "return_to_sender", "destination_backoff"});
-        r.path("rules", c.bounce.rules);
+        r.existing_file("rules", c.bounce.rules);
         r.strings("trusted_domains", c.bounce.trusted_domains);
         r.integer("held_after_bounces", c.bounce.held_after_bounces, 1, 1000);
         r.integer("held_after_days", c.bounce.held_after_days, 0, 3650);

@@ -2,7 +2,9 @@
 #include "mta/delivery.hpp"
 
 #include <boost/asio.hpp>
+#include <atomic>
 #include <deque>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -10,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "bounce/classifier.hpp"
 #include "bounce/verp.hpp"
 #include "dns/idn.hpp"
 #include "dns/resolver.hpp"
@@ -51,14 +54,16 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     queue::schedule& due;
     queue::events_log& events;
     const bounce::verp_signer& verp;
+    const bounce::classifier& classify;
     asio::ssl::context tls{asio::ssl::context::tls_client};
     client_options copt;
     asio::steady_timer wakeup;
     dns::resolver resolver;
     bool stopping = false, woken = false;
-    unsigned inflight = 0;
+    std::atomic<unsigned> inflight{0};
     static constexpr unsigned max_inflight = 2000;
     std::unordered_set<std::string> busy;
+    std::unordered_set<std::string> rerun;  // became due again while being delivered
 
     struct pool {
         unsigned open = 0;
@@ -68,8 +73,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     std::unordered_map<std::string, pool> pools;
 
     impl(asio::io_context& i, const config& c, queue::spool& s, queue::schedule& d, queue::events_log& e,
-         const bounce::verp_signer& v)
-        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), events(e), verp(v), wakeup(strand),
+         const bounce::verp_signer& v, const bounce::classifier& cl)
+        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), events(e), verp(v), classify(cl), wakeup(strand),
           resolver(strand, c.delivery.dns_servers, c.delivery.dns_timeout) {
         std::string err;
         if (!resolver.ok(err)) log()->error("DNS resolver: {}", err);
@@ -115,18 +120,23 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             while (inflight < max_inflight) {
                 auto id = due.pop_due(now);
                 if (!id) break;
-                if (!busy.insert(*id).second) continue;  // already being delivered; it reschedules itself
+                if (!busy.insert(*id).second) {
+                    rerun.insert(*id);  // due again (release, flush) while in delivery: look again after
+                    continue;
+                }
                 ++inflight;
                 asio::co_spawn(strand, deliver_message(*id), [self, id = *id](std::exception_ptr e) {
                     if (e) {
                         try {
                             std::rethrow_exception(e);
                         } catch (const std::exception& ex) {
-                            log()->error("{}: delivery ended by exception: {}; retried at next start", id, ex.what());
+                            log()->error("{}: delivery ended by exception: {}; retried in 60 s", id, ex.what());
                         }
+                        self->due.add(id, now_ms() + 60000);
                     }
                     --self->inflight;
                     self->busy.erase(id);
+                    if (self->rerun.erase(id)) self->due.add(id, now_ms());
                     self->wake_on_strand();
                 });
             }
@@ -179,16 +189,40 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             }
             if (p.open < cfg.delivery.max_connections_per_domain) {
                 ++p.open;
+                // Gives the slot back on every way out but success, exceptions included.
+                struct slot_guard {
+                    pool& p;
+                    bool armed = true;
+                    ~slot_guard() {
+                        if (!armed) return;
+                        --p.open;
+                        notify_waiter(p);
+                    }
+                } guard{p};
                 // Each address of each exchanger in turn, until one answers
-                // with a greeting we can use (RFC 5321 5.1).
+                // with a greeting we can use (RFC 5321 5.1). A temporary
+                // failure anywhere makes the whole attempt temporary: one
+                // host's 5xx greeting must not bounce mail another host
+                // would have taken.
+                asio::any_io_executor ex = strand;
+                std::optional<smtp_reply> temporary;
                 for (auto& h : hops) {
-                    auto r = co_await smtp_connection::open(strand, h.ep, h.host, copt, tls);
-                    if (r.conn) co_return std::move(r.conn);
-                    failure = std::move(r.failure);
-                    log()->info("{}: {} [{}]: {}", domain, h.host, h.ep.address().to_string(), failure.text());
+                    bool with_tls = copt.tls != "off";
+                    for (int pass = 0; pass < 2; ++pass) {
+                        auto r = co_await smtp_connection::open(ex, h.ep, h.host, copt, tls, with_tls);
+                        if (r.conn) {
+                            guard.armed = false;
+                            co_return std::move(r.conn);
+                        }
+                        failure = std::move(r.failure);
+                        log()->info("{}: {} [{}]: {}", domain, h.host, h.ep.address().to_string(), failure.text());
+                        // Opportunistic TLS that fails in the handshake: once more in plain text.
+                        if (!(r.tls_failed && copt.tls == "opportunistic" && with_tls)) break;
+                        with_tls = false;
+                    }
+                    if (!failure.permanent() && !temporary) temporary = failure;
                 }
-                --p.open;
-                notify_waiter(p);
+                if (temporary) failure = *temporary;
                 co_return nullptr;
             }
             auto t = std::make_shared<asio::steady_timer>(strand, asio::steady_timer::time_point::max());
@@ -228,7 +262,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     awaitable<bool> find_hops(const std::string& domain, std::vector<hop>& hops, smtp_reply& why) {
         if (auto route = next_hop(domain)) {
             tcp::resolver res(strand);
-            auto [ec, results] = co_await res.async_resolve(route->first, std::to_string(route->second), as_tuple);
+            std::string service = std::to_string(route->second);  // named: no temporaries in co_await (GCC 12)
+            auto [ec, results] = co_await res.async_resolve(route->first, service, as_tuple);
             if (ec) {
                 why = smtp_reply::none(bounce::stage::dns, "cannot resolve route " + route->first + ": " + ec.message());
                 co_return false;
@@ -258,7 +293,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         bool temporary = false;
         std::string last_error;
         for (std::size_t i = 0; i < mx.hosts.size() && i < 10; ++i) {
-            auto addrs = co_await resolver.addresses(mx.hosts[i].name);
+            const std::string& name = mx.hosts[i].name;
+            auto addrs = co_await resolver.addresses(name);
             if (addrs.status == dns::dns_status::temporary) temporary = true;
             if (addrs.status != dns::dns_status::ok) last_error = addrs.error;
             for (auto& a : addrs.addresses) {
@@ -306,7 +342,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             std::string rp = env.sender.empty() ? std::string()
                                                 : verp.return_path({id, static_cast<std::uint32_t>(idx)},
                                                                    cfg.bounce_listener.domain);
-            auto t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
+            smtp_connection::transaction t;
+            try {
+                t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
+            } catch (...) {
+                release(domain, nullptr);  // the slot, not the broken connection
+                throw;
+            }
             if (t.connection_lost && t.before_data && t.reply.code == 0 && conn->transactions() > 1) {
                 // A reused connection the server had already closed: that says
                 // nothing about this recipient. Once more on a fresh connection.
@@ -317,7 +359,12 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                     defer_all(k, failure, "");
                     co_return;
                 }
-                t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
+                try {
+                    t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
+                } catch (...) {
+                    release(domain, nullptr);
+                    throw;
+                }
             }
             std::string mx = conn->mx() + "[" + conn->ip() + "]";
             out.push_back({idx, std::move(t.reply), mx});
@@ -325,82 +372,135 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         }
     }
 
+    retry_policy policy_for(const queue::envelope& env, std::size_t idx) const {
+        return retry_for(queue::recipient_domain(env.recipients[idx]));
+    }
+
+    // One decision for one recipient, from one attempt's reply.
+    queue::recipient_status decide(const queue::envelope& env, const queue::recipient_status& prev, const outcome& o,
+                                   std::int64_t now) const {
+        auto rs = prev;
+        rs.attempts += 1;
+        rs.last_attempt_ms = now;
+        rs.code = o.reply.code;
+        rs.enhanced = o.reply.enhanced;
+        rs.stage = std::string(bounce::to_string(o.reply.at));
+        rs.mx = o.mx;
+        rs.reply = o.reply.text();
+        if (o.reply.positive()) {
+            rs.status = "delivered";
+            rs.kind = rs.category = rs.rule = "";
+            return rs;
+        }
+        auto c = classify.classify(o.reply, queue::recipient_domain(env.recipients[o.idx]));
+        rs.kind = std::string(bounce::to_string(c.k));
+        rs.category = std::string(bounce::to_string(c.c));
+        rs.rule = c.rule;
+        rs.status = c.retry ? "deferred" : "bounced";  // a final soft reply stops here too
+        return rs;
+    }
+
+    json event_of(std::string_view type, const std::string& id, const queue::envelope& env, std::size_t idx,
+                  const queue::recipient_status& rs) const {
+        auto or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
+        return {{"type", type}, {"queue_id", id}, {"campaign", env.campaign}, {"recipient", env.recipients[idx]},
+                {"kind", or_null(rs.kind)}, {"category", or_null(rs.category)}, {"rule", or_null(rs.rule)},
+                {"code", rs.code}, {"enhanced", rs.enhanced}, {"reply", rs.reply}, {"mx", rs.mx},
+                {"stage", rs.stage}, {"attempt", rs.attempts}, {"sync", true}};
+    }
+
+    // Makes decisions durable (status file first), then tells the world.
+    bool record(const std::string& id, const queue::envelope& env, std::vector<queue::recipient_status>& status,
+                const std::vector<std::pair<std::size_t, queue::recipient_status>>& updates, std::int64_t now) {
+        if (updates.empty()) return true;
+        if (auto ec = spool.append_status(id, updates)) {
+            // Not recorded: tried again later, which may repeat a delivery but
+            // never loses a decision or the mail.
+            log()->error("{}: cannot record recipient status: {}; retried in 60 s", id, ec.message());
+            return false;
+        }
+        std::vector<json> evs;
+        for (auto& [idx, rs] : updates) {
+            status[idx] = rs;
+            log()->info("{}: to=<{}>, relay={}, delay={}, dsn={}, status={}{}{} ({})", id, env.recipients[idx],
+                        rs.mx.empty() ? "none" : rs.mx, (now - env.arrival_ms) / 1000,
+                        rs.enhanced.empty() ? (rs.code ? std::to_string(rs.code / 100) + ".0.0" : "4.4.1") : rs.enhanced,
+                        rs.status, rs.kind.empty() ? "" : " " + rs.kind + "/" + rs.category,
+                        rs.rule.empty() ? "" : " rule=" + rs.rule, rs.reply);
+            evs.push_back(event_of(rs.status, id, env, idx, rs));
+        }
+        events.append(evs);
+        return true;
+    }
+
     awaitable<void> deliver_message(std::string id) {
         auto st = spool.locate(id);
         if (!st) co_return;  // delivered, bounced or deleted meanwhile
-        if (*st == queue::queue_state::hold) {
-            log()->info("{}: on hold, not delivered", id);  // release schedules it again
-            co_return;
+        auto now = now_ms();
+        if (*st == queue::queue_state::deferred) {
+            // A stale schedule entry (e.g. from before a hold/release): not due yet.
+            if (auto m = spool.mtime_ms(id, *st); m && *m > now + 1000) co_return;
         }
         queue::envelope env;
         std::string content;
-        if (auto ec = spool.read_message(id, *st, env, content)) {
-            log()->error("{}: cannot read queue file: {}", id, ec.message());
+        std::error_code ec;
+        if ((ec = spool.read_message(id, *st, env, content))) {
+            if (ec != std::errc::no_such_file_or_directory) {
+                log()->error("{}: cannot read queue file: {}; retried in 60 s", id, ec.message());
+                due.add(id, now + 60000);
+            } else if (auto moved = spool.locate(id)) {
+                due.add(id, now);  // moved under us (hold/release/flush): look again
+            }
             co_return;
         }
-        auto status = spool.read_status(id, env.recipients.size());
-        std::map<std::string, std::vector<std::size_t>> by_domain;
-        for (std::size_t i = 0; i < env.recipients.size(); ++i)
-            if (!status[i].final()) by_domain[queue::recipient_domain(env.recipients[i])].push_back(i);
-
-        std::vector<outcome> results;
-        std::vector<std::size_t> expired;
-        auto start = now_ms();
-        for (auto& [domain, idxs] : by_domain) {
-            auto pol = retry_for(domain);
-            if (start >= env.arrival_ms + pol.max_age_ms) {
-                expired.insert(expired.end(), idxs.begin(), idxs.end());
-                continue;
-            }
-            co_await deliver_domain(id, domain, idxs, env, content, results);
-        }
-
-        // Record every decision: status file (durable), events, log lines.
-        auto now = now_ms();
-        std::vector<std::pair<std::size_t, queue::recipient_status>> updates;
-        std::vector<json> evs;
-        auto event = [&](std::string_view type, std::size_t idx, const queue::recipient_status& rs) {
-            evs.push_back({{"type", type}, {"queue_id", id}, {"campaign", env.campaign},
-                           {"recipient", env.recipients[idx]}, {"kind", nullptr}, {"category", nullptr},
-                           {"rule", nullptr}, {"code", rs.code}, {"enhanced", rs.enhanced}, {"reply", rs.reply},
-                           {"mx", rs.mx}, {"stage", rs.stage}, {"attempt", rs.attempts}, {"sync", true}});
-        };
-        for (auto& o : results) {
-            auto rs = status[o.idx];
-            rs.attempts += 1;
-            rs.last_attempt_ms = now;
-            rs.code = o.reply.code;
-            rs.enhanced = o.reply.enhanced;
-            rs.stage = std::string(bounce::to_string(o.reply.at));
-            rs.mx = o.mx;
-            rs.reply = o.reply.text();
-            rs.status = o.reply.positive() ? "delivered" : o.reply.permanent() ? "bounced" : "deferred";
-            log()->info("{}: to=<{}>, relay={}, delay={}, dsn={}, status={} ({})", id, env.recipients[o.idx],
-                        o.mx.empty() ? "none" : o.mx, (now - env.arrival_ms) / 1000,
-                        rs.enhanced.empty() ? (rs.code ? std::to_string(rs.code / 100) + ".0.0" : "4.4.1") : rs.enhanced,
-                        rs.status, rs.reply);
-            event(rs.status, o.idx, rs);
-            status[o.idx] = rs;
-            updates.emplace_back(o.idx, rs);
-        }
-        for (auto idx : expired) {
-            auto rs = status[idx];
-            rs.status = "expired";  // category and reply kept from the last attempt
-            log()->info("{}: to=<{}>, delay={}, status=expired ({})", id, env.recipients[idx],
-                        (now - env.arrival_ms) / 1000, rs.reply);
-            event("expired", idx, rs);
-            status[idx] = rs;
-            updates.emplace_back(idx, rs);
-        }
-        if (auto ec = spool.append_status(id, updates)) {
-            // Not recorded: the message stays where it is and is tried again,
-            // which may deliver twice but never loses a decision's mail.
-            log()->error("{}: cannot record recipient status: {}; will retry", id, ec.message());
+        auto status = spool.read_status(id, env.recipients.size(), ec);
+        if (ec) {
+            log()->error("{}: cannot read recipient status: {}; retried in 60 s", id, ec.message());
             due.add(id, now + 60000);
             co_return;
         }
-        events.append(evs);
 
+        // Expiry comes first and holds whatever the message's state (held,
+        // never tried): the recipient fails with its last reply's reading.
+        std::vector<std::pair<std::size_t, queue::recipient_status>> expired;
+        std::map<std::string, std::vector<std::size_t>> by_domain;
+        for (std::size_t i = 0; i < env.recipients.size(); ++i) {
+            if (status[i].final()) continue;
+            if (now >= env.arrival_ms + policy_for(env, i).max_age_ms) {
+                auto rs = status[i];
+                rs.status = "expired";
+                if (rs.category.empty()) {  // never got an answer at all
+                    rs.kind = "soft";
+                    rs.category = "other-temporary";
+                }
+                expired.emplace_back(i, rs);
+            } else {
+                by_domain[queue::recipient_domain(env.recipients[i])].push_back(i);
+            }
+        }
+        if (!record(id, env, status, expired, now)) {
+            due.add(id, now + 60000);
+            co_return;
+        }
+        if (*st == queue::queue_state::hold) {
+            log()->info("{}: on hold, not delivered", id);  // release schedules it again
+        } else {
+            for (auto& [domain, idxs] : by_domain) {
+                std::vector<outcome> results;
+                co_await deliver_domain(id, domain, idxs, env, content, results);
+                // Recorded per domain, so a stop or crash later in this message
+                // never sends these recipients again.
+                auto t = now_ms();
+                std::vector<std::pair<std::size_t, queue::recipient_status>> updates;
+                for (auto& o : results) updates.emplace_back(o.idx, decide(env, status[o.idx], o, t));
+                if (!record(id, env, status, updates, t)) {
+                    due.add(id, t + 60000);
+                    co_return;
+                }
+            }
+        }
+
+        now = now_ms();
         auto where = spool.locate(id);  // an operator may have held or deleted it meanwhile
         if (!where) co_return;
         std::int64_t next = 0;
@@ -408,25 +508,31 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
             if (status[i].final()) continue;
             pending = true;
-            auto pol = retry_for(queue::recipient_domain(env.recipients[i]));
-            // Retry after the interval, but never later than expiry.
-            std::int64_t when = std::min(now + pol.interval_ms, env.arrival_ms + pol.max_age_ms);
+            auto pol = policy_for(env, i);
+            // Held: look again at expiry. Otherwise retry after the interval,
+            // but never later than expiry.
+            std::int64_t expiry = env.arrival_ms + pol.max_age_ms;
+            std::int64_t when = *where == queue::queue_state::hold ? expiry : std::min(now + pol.interval_ms, expiry);
             next = next ? std::min(next, when) : when;
         }
         if (!pending) {
-            if (auto ec = spool.remove(id, *where)) log()->error("{}: cannot remove: {}", id, ec.message());
+            if (auto rec = spool.remove(id, *where)) log()->error("{}: cannot remove: {}", id, rec.message());
             else log()->info("{}: removed", id);
             co_return;
         }
-        if (*where == queue::queue_state::hold) co_return;  // stays parked; release reschedules
-        if (auto ec = spool.defer(id, *where, next)) log()->error("{}: cannot defer: {}", id, ec.message());
+        if (*where != queue::queue_state::hold) {
+            if (auto dec = spool.defer(id, *where, next)) log()->error("{}: cannot defer: {}", id, dec.message());
+        }
         due.add(id, next);
     }
 };
 
 delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
-                               queue::events_log& events, const bounce::verp_signer& verp)
-    : impl_(std::make_shared<impl>(io, cfg, spool, due, events, verp)) {}
+                               queue::events_log& events, const bounce::verp_signer& verp,
+                               const bounce::classifier& classify)
+    : impl_(std::make_shared<impl>(io, cfg, spool, due, events, verp, classify)) {}
+
+unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 
 delivery_agent::~delivery_agent() = default;
 

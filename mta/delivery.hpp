@@ -23,7 +23,8 @@ class events_log;
 }  // namespace ricochet::queue
 namespace ricochet::bounce {
 class verp_signer;
-}
+class classifier;
+}  // namespace ricochet::bounce
 
 namespace ricochet::mta {
 
@@ -32,12 +33,14 @@ struct config;
 class delivery_agent {
 public:
     delivery_agent(boost::asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
-                   queue::events_log& events, const bounce::verp_signer& verp);
+                   queue::events_log& events, const bounce::verp_signer& verp, const bounce::classifier& classify);
     ~delivery_agent();
     void start();
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
+    // Stops taking new messages; those in flight finish (see in_flight()).
     void stop();
+    unsigned in_flight() const;
 
 private:
     struct impl;

@@ -191,7 +191,9 @@ int cmd_show(const mta::config& cfg, const std::string& id, bool as_json) {
     j["smtputf8"] = env.smtputf8;
     j["8bitmime"] = env.eightbit;
     j["headers"] = headers;
-    auto status = sp->read_status(id, env.recipients.size());
+    std::error_code sec;
+    auto status = sp->read_status(id, env.recipients.size(), sec);
+    if (sec) die(1, id + ": cannot read recipient status: " + sec.message());
     json rc = json::array();
     for (std::size_t i = 0; i < env.recipients.size(); ++i) {
         auto& st = status[i];

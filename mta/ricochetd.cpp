@@ -10,12 +10,14 @@
 #include <chrono>
 #include <boost/asio.hpp>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "bounce/classifier.hpp"
 #include "bounce/verp.hpp"
 #include "mta/auth_users.hpp"
 #include "mta/config.hpp"
@@ -117,8 +119,14 @@ int main(int argc, char** argv) {
         std::cerr << "ricochetd: submission.auth_users_file: " << error << "\n";
         return 1;
     }
+    bounce::classifier classifier;
+    if (!classifier.load(cfg.bounce.rules, error)) {
+        std::cerr << "ricochetd: bounce.rules: " << error << "\n";
+        return 1;
+    }
+    classifier.set_final_soft(cfg.bounce.final_soft);
     if (check_only) {
-        std::cout << config_path << ": ok\n";
+        std::cout << config_path << ": ok (" << classifier.size() << " bounce rules)\n";
         return 0;
     }
 
@@ -167,7 +175,7 @@ int main(int argc, char** argv) {
     bounce::verp_signer verp(secret);
 
     boost::asio::io_context io;
-    mta::delivery_agent delivery(io, cfg, *spool, due, events, verp);
+    mta::delivery_agent delivery(io, cfg, *spool, due, events, verp, classifier);
     // After each group commit: one `queued` event per recipient and one log
     // line per message, written off the I/O threads.
     spool->set_batch_hook([&events, &due, &delivery](const std::vector<const queue::envelope*>& batch) {
@@ -214,6 +222,17 @@ int main(int argc, char** argv) {
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     boost::asio::steady_timer grace(io);
+    std::chrono::steady_clock::time_point give_up;
+    // Stop when the deliveries in flight have recorded their decisions (or
+    // after 15 s: what is cut off is only tried again, never lost).
+    std::function<void()> stop_when_idle = [&] {
+        if (delivery.in_flight() == 0 || std::chrono::steady_clock::now() > give_up) {
+            io.stop();
+            return;
+        }
+        grace.expires_after(std::chrono::milliseconds(100));
+        grace.async_wait([&](const boost::system::error_code&) { stop_when_idle(); });
+    };
     signals.async_wait([&](const boost::system::error_code& sec, int sig) {
         if (sec) return;
         spdlog::info("signal {}: stopping", sig);
@@ -221,8 +240,9 @@ int main(int argc, char** argv) {
         delivery.stop();
         // Finish the commits in flight so their clients get the 250, then stop.
         spool->stop();
+        give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
         grace.expires_after(std::chrono::seconds(1));
-        grace.async_wait([&](const boost::system::error_code&) { io.stop(); });
+        grace.async_wait([&](const boost::system::error_code&) { stop_when_idle(); });
     });
 
     delivery.start();

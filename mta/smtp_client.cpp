@@ -91,6 +91,8 @@ awaitable<smtp_reply> smtp_connection::read_reply(stage at, std::chrono::seconds
 }
 
 awaitable<smtp_reply> smtp_connection::ehlo() {
+    // Capabilities are those of the latest greeting only (RFC 3207 4.2).
+    pipelining_ = starttls_ = smtputf8_ = eightbitmime_ = false;
     std::string cmd = "EHLO " + opt_.helo_name + "\r\n";
     if (!co_await write(cmd, opt_.command_timeout)) co_return smtp_reply::none(stage::ehlo, "connection lost sending EHLO");
     auto r = co_await read_reply(stage::ehlo, opt_.command_timeout);
@@ -110,11 +112,12 @@ awaitable<smtp_reply> smtp_connection::ehlo() {
     co_return r;
 }
 
-awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::endpoint ep, std::string mx,
-                                                              const client_options& opt, asio::ssl::context& tls) {
+awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex, tcp::endpoint ep,
+                                                              const std::string& mx, const client_options& opt,
+                                                              asio::ssl::context& tls, bool use_tls) {
     open_result res;
     auto c = std::make_unique<smtp_connection>(ex, tls, opt);
-    c->mx_ = std::move(mx);
+    c->mx_ = mx;
     c->ip_ = ep.address().to_string();
     {
         asio::steady_timer timer(ex, opt.connect_timeout);
@@ -138,7 +141,7 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
         res.failure = std::move(e);
         co_return res;
     }
-    if (opt.tls != "off" && c->starttls_) {
+    if (use_tls && opt.tls != "off" && c->starttls_) {
         if (!co_await c->write("STARTTLS\r\n", opt.command_timeout)) {
             res.failure = smtp_reply::none(stage::starttls, "connection lost sending STARTTLS");
             co_return res;
@@ -146,7 +149,8 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
         auto r = co_await c->read_reply(stage::starttls, opt.command_timeout);
         if (r.code != 220) {
             if (opt.tls == "required" || !c->usable_) {
-                res.failure = std::move(r);
+                // Our own policy refuses plain text: temporary, never a bounce.
+                res.failure = smtp_reply::none(stage::starttls, "STARTTLS refused: " + r.text());
                 co_return res;
             }
         } else {
@@ -156,6 +160,7 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
             auto h = co_await (c->stream_.async_handshake(asio::ssl::stream_base::client, as_tuple) ||
                                timer.async_wait(as_tuple));
             if (h.index() == 1 || std::get<0>(std::get<0>(h))) {
+                res.tls_failed = true;
                 res.failure = smtp_reply::none(stage::tls, "TLS handshake with " + c->ip_ + " failed" +
                                                        (h.index() == 1 ? std::string(": timeout")
                                                                        : ": " + std::get<0>(std::get<0>(h)).message()));
@@ -168,7 +173,7 @@ awaitable<smtp_connection::open_result> smtp_connection::open(executor ex, tcp::
                 co_return res;
             }
         }
-    } else if (opt.tls == "required") {
+    } else if (opt.tls == "required" && use_tls) {
         res.failure = smtp_reply::none(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
         co_return res;
     }
@@ -204,12 +209,25 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
             t.connection_lost = true;
             co_return t;
         }
+        // Once the connection is gone (time-out, EOF), stop reading: each read
+        // would wait a whole time-out for nothing.
+        auto lost = [&](smtp_reply r) {
+            t.reply = smtp_reply::none(r.at, r.text());
+            t.connection_lost = true;
+            return t;
+        };
         if (reset) {
             auto r = co_await read_reply(stage::mail, opt_.command_timeout);
-            if (!r.positive()) usable_ = false;
+            if (!r.positive()) {
+                // A failed RSET speaks about the connection, not the recipient.
+                usable_ = false;
+                co_return lost(std::move(r));
+            }
         }
         auto m = co_await read_reply(stage::mail, opt_.command_timeout);
+        if (!usable_) co_return lost(std::move(m));
         auto r = co_await read_reply(stage::rcpt, opt_.command_timeout);
+        if (!usable_) co_return lost(std::move(r));
         auto d = co_await read_reply(stage::data, opt_.command_timeout);
         bool failed = false;
         if (!m.positive()) { t.reply = std::move(m); failed = true; }
@@ -229,7 +247,8 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
             }
             auto r = co_await read_reply(stage::mail, opt_.command_timeout);
             if (!r.positive()) {
-                t.reply = std::move(r);
+                // A failed RSET speaks about the connection, not the recipient.
+                t.reply = smtp_reply::none(stage::mail, "RSET failed: " + r.text());
                 usable_ = false;
                 t.connection_lost = true;
                 co_return t;

@@ -33,10 +33,15 @@ public:
     struct open_result {
         std::unique_ptr<smtp_connection> conn;  // null on failure
         bounce::smtp_reply failure;             // why, when conn is null
+        bool tls_failed = false;                // the TLS handshake failed (try again without)
     };
     // Connects to ep and greets. mx is the host name (for SNI and the log).
-    static boost::asio::awaitable<open_result> open(executor ex, boost::asio::ip::tcp::endpoint ep, std::string mx,
-                                                    const client_options& opt, boost::asio::ssl::context& tls);
+    // use_tls false: no STARTTLS even when offered (opportunistic fallback).
+    // References must outlive the call (they live in the caller's frame:
+    // GCC 12 mishandles temporaries in co_await expressions).
+    static boost::asio::awaitable<open_result> open(const executor& ex, boost::asio::ip::tcp::endpoint ep,
+                                                    const std::string& mx, const client_options& opt,
+                                                    boost::asio::ssl::context& tls, bool use_tls);
 
     struct transaction {
         bounce::smtp_reply reply;  // the final reply: 250 at end of data, or the first failure

@@ -54,20 +54,30 @@ admin_result apply_admin(spool& s, events_log* events, admin_op op, const select
         if (events) env = s.find_envelope(e.id, e.state);
         std::error_code ec;
         bool changed = false;
-        switch (op) {
-            case admin_op::hold:
-                if (e.state != queue_state::hold) { ec = s.move(e.id, e.state, queue_state::hold); changed = true; }
-                break;
-            case admin_op::release:
-                if (e.state == queue_state::hold) { ec = s.move(e.id, e.state, queue_state::active); changed = true; }
-                break;
-            case admin_op::flush:
-                if (e.state == queue_state::deferred) { ec = s.move(e.id, e.state, queue_state::active); changed = true; }
-                break;
-            case admin_op::remove:
-                ec = s.remove(e.id, e.state);
-                changed = true;
-                break;
+        // The daemon may move the message (a delivery attempt defers it)
+        // between our listing and our change: follow it, a few times.
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            changed = false;
+            switch (op) {
+                case admin_op::hold:
+                    if (e.state != queue_state::hold) { ec = s.move(e.id, e.state, queue_state::hold); changed = true; }
+                    break;
+                case admin_op::release:
+                    if (e.state == queue_state::hold) { ec = s.move(e.id, e.state, queue_state::active); changed = true; }
+                    break;
+                case admin_op::flush:
+                    if (e.state == queue_state::deferred) { ec = s.move(e.id, e.state, queue_state::active); changed = true; }
+                    break;
+                case admin_op::remove:
+                    ec = s.remove(e.id, e.state);
+                    changed = true;
+                    break;
+            }
+            if (ec != std::errc::no_such_file_or_directory) break;
+            auto now = s.locate(e.id);
+            if (!now) break;  // really gone: delivered or deleted
+            e.state = *now;
+            ec = {};
         }
         if (ec) {
             // ENOENT: delivered or moved meanwhile; not an operator error.

@@ -17,7 +17,10 @@ std::size_t schedule::rebuild(const std::vector<spool_entry>& entries, std::int6
     std::vector<item> items;
     items.reserve(entries.size());
     for (auto& e : entries) {
-        if (e.state == queue_state::hold || !is_queue_id(e.id)) continue;
+        if (!is_queue_id(e.id)) continue;
+        // Held messages too: delivery looks at them once to expire them on
+        // time (retry.max_age holds even for parked mail) and reschedules them
+        // at their expiry.
         item it{e.state == queue_state::deferred ? e.mtime_ms : now_ms, {}};
         std::copy(e.id.begin(), e.id.end(), it.id.begin());
         items.push_back(it);

@@ -4,8 +4,9 @@
 // queued message (plus the heap's slack), so a spool of a million deferred
 // messages costs tens of megabytes, not the messages themselves. The spool is
 // the truth; the schedule is rebuilt from it at start (active/ is due now,
-// deferred/ is due at each file's mtime) and fed by every commit. Held
-// messages are not scheduled. Thread-safe.
+// deferred/ is due at each file's mtime, hold/ now, so that its expiry is
+// checked) and fed by every commit. Stale entries are harmless: delivery
+// checks the spool before it acts. Thread-safe.
 #pragma once
 #include <array>
 #include <cstdint>

@@ -76,7 +76,12 @@ std::error_code read_file(int dir, std::string_view name, std::string& out, std:
     while (got < want) {
         ssize_t r = ::pread(fd, out.data() + got, want - got, static_cast<off_t>(got));
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
+        if (r < 0) {  // a read error is an error, not a shorter file
+            auto ec = last_error();
+            ::close(fd);
+            return ec;
+        }
+        if (r == 0) break;
         got += static_cast<std::size_t>(r);
     }
     out.resize(got);
@@ -310,6 +315,14 @@ std::optional<queue_state> spool::locate(std::string_view id) const {
     return std::nullopt;
 }
 
+std::optional<std::int64_t> spool::mtime_ms(std::string_view id, queue_state s) const {
+    if (!is_queue_id(id)) return std::nullopt;
+    std::string n(id);
+    struct stat st{};
+    if (::fstatat(dirfd(s), n.c_str(), &st, 0) != 0) return std::nullopt;
+    return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+}
+
 std::optional<envelope> spool::read_envelope(std::string_view id, queue_state s) const {
     if (!is_queue_id(id)) return std::nullopt;
     // Header blocks are small; read more only for messages with many recipients.
@@ -382,14 +395,25 @@ std::string status_line(std::size_t idx, const recipient_status& r) {
     };
     return std::to_string(idx) + '\t' + clean(r.status) + '\t' + std::to_string(r.attempts) + '\t' +
            std::to_string(r.last_attempt_ms) + '\t' + std::to_string(r.code) + '\t' + clean(r.enhanced) + '\t' +
-           clean(r.stage) + '\t' + clean(r.mx) + '\t' + clean(r.reply) + '\n';
+           clean(r.stage) + '\t' + clean(r.mx) + '\t' + clean(r.reply) + '\t' + clean(r.kind) + '\t' +
+           clean(r.category) + '\t' + clean(r.rule) + '\n';
 }
 }  // namespace
 
-std::vector<recipient_status> spool::read_status(std::string_view id, std::size_t n) const {
+std::vector<recipient_status> spool::read_status(std::string_view id, std::size_t n, std::error_code& ec) const {
     std::vector<recipient_status> out(n);
     std::string text;
-    if (!is_queue_id(id) || read_file(status_fd_, id, text, 0)) return out;
+    ec = {};
+    if (!is_queue_id(id)) {
+        ec = std::make_error_code(std::errc::invalid_argument);
+        return out;
+    }
+    if (auto rec = read_file(status_fd_, id, text, 0)) {
+        // No status file: nothing was attempted yet. Any other error must not
+        // read as "all pending", or delivered recipients would get it again.
+        if (rec != std::errc::no_such_file_or_directory) ec = rec;
+        return out;
+    }
     std::size_t pos = 0;
     while (pos < text.size()) {
         auto eol = text.find('\n', pos);
@@ -403,7 +427,7 @@ std::vector<recipient_status> spool::read_status(std::string_view id, std::size_
             if (tab == std::string_view::npos) break;
             s = tab + 1;
         }
-        if (f.size() != 9) continue;
+        if (f.size() != 9 && f.size() != 12) continue;  // 9: written before kind/category/rule existed
         std::size_t idx = 0;
         if (std::from_chars(f[0].data(), f[0].data() + f[0].size(), idx).ec != std::errc() || idx >= n) continue;
         recipient_status r;
@@ -415,6 +439,11 @@ std::vector<recipient_status> spool::read_status(std::string_view id, std::size_
         r.stage = f[6];
         r.mx = f[7];
         r.reply = f[8];
+        if (f.size() == 12) {
+            r.kind = f[9];
+            r.category = f[10];
+            r.rule = f[11];
+        }
         out[idx] = std::move(r);
     }
     return out;

@@ -47,6 +47,7 @@ struct recipient_status {
     std::int64_t last_attempt_ms = 0;
     int code = 0;                    // last reply code, 0 when none (DNS, connect)
     std::string enhanced, stage, mx, reply;
+    std::string kind, category, rule;  // the bounce engine's reading of the last reply
 
     bool final() const { return status == "delivered" || status == "bounced" || status == "expired"; }
 };
@@ -95,6 +96,8 @@ public:
     // unlinked, never rewritten in place). A listing holds each id once.
     std::vector<spool_entry> list(std::optional<queue_state> only = std::nullopt) const;
     std::optional<queue_state> locate(std::string_view id) const;
+    // The file's mtime: for deferred/, when the next attempt is due.
+    std::optional<std::int64_t> mtime_ms(std::string_view id, queue_state s) const;
     std::optional<envelope> read_envelope(std::string_view id, queue_state s) const;
     // Same, following the message if it moved to another state since `s`
     // was read from a listing (the daemon moves files while we read); `s` is
@@ -111,8 +114,9 @@ public:
     // it is due, so recovery rebuilds the retry time from the file alone.
     std::error_code defer(std::string_view id, queue_state from, std::int64_t due_ms);
 
-    // Per-recipient status (status/ID). read_status returns n entries.
-    std::vector<recipient_status> read_status(std::string_view id, std::size_t n) const;
+    // Per-recipient status (status/ID): n entries, all pending when no status
+    // file exists; ec set when the file exists but cannot be read.
+    std::vector<recipient_status> read_status(std::string_view id, std::size_t n, std::error_code& ec) const;
     // Appends updates (index, status) and fdatasyncs them: a recipient marked
     // delivered is never sent again after a crash.
     std::error_code append_status(std::string_view id, const std::vector<std::pair<std::size_t, recipient_status>>& updates);

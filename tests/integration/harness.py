@@ -50,8 +50,7 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "ricochetd.log")
         self.preexec_fn = preexec_fn
         trusted = trusted if trusted is not None else ["127.0.0.0/8", "::1/128"]
-        with open(self.config_path, "w") as f:
-            f.write(f"""
+        text = f"""
 [server]
 hostname = "ricochet.test"
 spool_dir = "{self.dir}/spool"
@@ -64,12 +63,16 @@ log_level = "info"
 listen = ["127.0.0.1:{self.port}"]
 trusted_networks = {json.dumps(trusted)}
 {submission_extra}
-
 {"" if "[delivery]" in extra_config else NO_DNS}
 [bounce_listener]
 listen = ["127.0.0.1:{self.bounce_port}"]
 {extra_config}
-""")
+"""
+        # The shipped rules, wherever the test runs from.
+        rules = 'rules = "%s"\n' % os.path.join(os.path.abspath(SOURCE), "etc", "bounce-rules.toml")
+        text = text.replace("[bounce]\n", "[bounce]\n" + rules) if "[bounce]\n" in text else text + "[bounce]\n" + rules
+        with open(self.config_path, "w") as f:
+            f.write(text)
         self.proc = None
 
     @property

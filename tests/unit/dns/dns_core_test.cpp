@@ -40,4 +40,9 @@ TEST(Mx, NullMx) {
     EXPECT_TRUE(is_null_mx({{".", 0}}));
     EXPECT_FALSE(is_null_mx({{"mx.example", 0}}));
     EXPECT_FALSE(is_null_mx({}));
+    std::vector<mx_host> mixed = {{".", 0}, {"mx.example", 10}};
+    EXPECT_FALSE(is_null_mx(mixed)) << "RFC 7505: only a lone \".\" is a null MX";
+    drop_null_targets(mixed);
+    ASSERT_EQ(mixed.size(), 1u);
+    EXPECT_EQ(mixed[0].name, "mx.example");
 }

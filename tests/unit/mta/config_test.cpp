@@ -24,6 +24,8 @@ std::string load_text(const std::string& text, config& c, bool& ok) {
 TEST(Config, ShippedFileLoadsWithDefaults) {
     config c;
     std::string err;
+    // Relative paths in the file are relative to where ricochetd starts: the repository.
+    std::filesystem::current_path(RICOCHET_SOURCE_DIR);
     ASSERT_TRUE(load_config(std::string(RICOCHET_SOURCE_DIR) + "/etc/ricochet.toml", c, err)) << err;
     EXPECT_EQ(c.submission.listen, std::vector<std::string>{"127.0.0.1:2525"});
     EXPECT_EQ(c.submission.max_message_size, 26214400u);
@@ -43,6 +45,7 @@ TEST(Config, Errors) {
         {"bad enum", "[delivery]\ntls = \"maybe\"\n", ":2: delivery.tls: must be one of opportunistic, required, off"},
         {"bad listen", "[submission]\nlisten = [\"localhost\"]\n", ":2: submission.listen: expected \"host:port\""},
         {"bad network", "[submission]\ntrusted_networks = [\"10.0.0.0/40\"]\n", ":2: submission.trusted_networks: not a network"},
+        {"missing rules file", "[bounce]\nrules = \"/nonexistent/rules.toml\"\n", ":2: bounce.rules: file not found"},
         {"missing file", "[submission]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n", ":2: submission.tls_cert: file not found"},
         {"toml syntax", "[server\n", ":1: "},
         {"route without host", "[[delivery.route]]\ndomain = \"a.example\"\n", "delivery.route.host"},

@@ -10,11 +10,12 @@ TEST(Schedule, RebuildFromSpoolListing) {
     std::vector<spool_entry> entries = {
         {"0000000000003", queue_state::deferred, 5000},  // due later
         {"0000000000001", queue_state::active, 0},       // due now
-        {"0000000000002", queue_state::hold, 0},         // never scheduled
+        {"0000000000002", queue_state::hold, 0},         // looked at now (expiry), then at its expiry
         {"0000000000004", queue_state::deferred, 1500},  // due before the other deferred one
     };
-    EXPECT_EQ(s.rebuild(entries, 1000), 3u);
+    EXPECT_EQ(s.rebuild(entries, 1000), 4u);
     EXPECT_EQ(s.pop_due(1000), "0000000000001");
+    EXPECT_EQ(s.pop_due(1000), "0000000000002");
     EXPECT_EQ(s.pop_due(1000), std::nullopt) << "deferred messages are not due yet";
     EXPECT_EQ(s.next_due(), 1500);
     EXPECT_EQ(s.pop_due(6000), "0000000000004");

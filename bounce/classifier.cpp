@@ -1,0 +1,314 @@
+// classifier — see classifier.hpp.
+#include "bounce/classifier.hpp"
+
+#include <algorithm>
+#include <toml++/toml.h>
+
+namespace ricochet::bounce {
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string o(s);
+    for (auto& c : o)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return o;
+}
+
+bool domain_matches(std::string_view domain, const std::string& want) {
+    if (domain.size() == want.size()) return domain == want;
+    return domain.size() > want.size() && domain.substr(domain.size() - want.size()) == want &&
+           domain[domain.size() - want.size() - 1] == '.';
+}
+
+bool enhanced_matches(std::string_view have, const std::string& want) {
+    if (!want.empty() && want.back() == '.') return have.substr(0, want.size()) == want;
+    return have == want;
+}
+
+// RFC 3463 3.x subject.detail -> category, for permanent (5) and transient (4).
+struct enhanced_row {
+    std::string_view subject_detail;
+    category perm, temp;
+};
+constexpr enhanced_row enhanced_table[] = {
+    {"1.0", category::other_permanent, category::other_temporary},
+    {"1.1", category::user_unknown, category::other_temporary},
+    {"1.2", category::domain_unknown, category::temp_domain_failure},
+    {"1.3", category::bad_syntax, category::other_temporary},
+    {"1.4", category::user_unknown, category::other_temporary},
+    {"1.5", category::other_permanent, category::other_temporary},
+    {"1.6", category::user_unknown, category::other_temporary},  // mailbox has moved
+    {"1.7", category::policy, category::policy},                 // bad sender address syntax
+    {"1.8", category::policy, category::policy},                 // bad sender's system address
+    {"1.10", category::domain_unknown, category::domain_unknown},  // RFC 7505 null MX
+    {"2.0", category::other_permanent, category::other_temporary},
+    {"2.1", category::inactive_mailbox, category::inactive_mailbox},
+    {"2.2", category::mailbox_full, category::mailbox_full},
+    {"2.3", category::message_too_large, category::message_too_large},
+    {"2.4", category::other_permanent, category::other_temporary},
+    {"3.0", category::other_permanent, category::temp_domain_failure},
+    {"3.1", category::temp_domain_failure, category::temp_domain_failure},
+    {"3.2", category::temp_domain_failure, category::temp_domain_failure},
+    {"3.3", category::protocol_error, category::protocol_error},
+    {"3.4", category::message_too_large, category::message_too_large},
+    {"3.5", category::other_permanent, category::temp_domain_failure},
+    {"4.0", category::network_error, category::network_error},
+    {"4.1", category::network_error, category::network_error},
+    {"4.2", category::network_error, category::network_error},
+    {"4.3", category::temp_domain_failure, category::temp_domain_failure},
+    {"4.4", category::domain_unknown, category::temp_domain_failure},
+    {"4.5", category::rate_limited, category::rate_limited},
+    {"4.6", category::network_error, category::network_error},
+    {"4.7", category::other_temporary, category::other_temporary},
+    {"5.0", category::protocol_error, category::protocol_error},
+    {"5.1", category::protocol_error, category::protocol_error},
+    {"5.2", category::protocol_error, category::protocol_error},
+    {"5.3", category::policy, category::other_temporary},  // too many recipients
+    {"5.4", category::protocol_error, category::protocol_error},
+    {"5.5", category::protocol_error, category::protocol_error},
+    {"5.6", category::protocol_error, category::protocol_error},
+    {"6.0", category::protocol_error, category::protocol_error},
+    {"7.0", category::policy, category::policy},
+    {"7.1", category::policy, category::policy},
+    {"7.2", category::policy, category::policy},
+    {"7.7", category::policy, category::policy},
+    {"7.8", category::auth_failure, category::auth_failure},
+    {"7.9", category::auth_failure, category::auth_failure},
+    {"7.10", category::tls_failure, category::tls_failure},
+    {"7.11", category::tls_failure, category::tls_failure},
+    {"7.20", category::auth_failure, category::auth_failure},  // RFC 7372: DKIM
+    {"7.21", category::auth_failure, category::auth_failure},
+    {"7.22", category::auth_failure, category::auth_failure},
+    {"7.23", category::auth_failure, category::auth_failure},  // SPF
+    {"7.24", category::auth_failure, category::auth_failure},
+    {"7.25", category::policy, category::policy},              // reverse DNS
+    {"7.26", category::auth_failure, category::auth_failure},  // multiple checks (DMARC)
+    {"7.27", category::policy, category::policy},              // sender has null MX
+};
+
+std::optional<category> from_enhanced(std::string_view enhanced) {
+    if (enhanced.size() < 5) return std::nullopt;
+    bool perm = enhanced[0] == '5';
+    std::string_view sd = enhanced.substr(2);
+    for (auto& r : enhanced_table)
+        if (r.subject_detail == sd) return perm ? r.perm : r.temp;
+    // Unknown detail: judge by subject (RFC 3463 3.x: X.<subject>.0 is the generic one).
+    auto dot = sd.find('.');
+    std::string generic = std::string(sd.substr(0, dot)) + ".0";
+    if (sd.substr(0, dot) == "7") return category::policy;
+    for (auto& r : enhanced_table)
+        if (r.subject_detail == generic) return perm ? r.perm : r.temp;
+    return std::nullopt;
+}
+
+// RFC 5321 4.2.3 basic codes, when nothing better is known.
+category from_code(int code) {
+    switch (code) {
+        case 421: return category::rate_limited;  // "service not available, closing": mostly throttling
+        case 450: return category::other_temporary;
+        case 451: return category::temp_domain_failure;
+        case 452: return category::other_temporary;
+        case 550: return category::other_permanent;
+        case 551: return category::user_unknown;
+        case 552: return category::mailbox_full;
+        case 553: return category::bad_syntax;
+        case 554: return category::policy;
+        case 500: case 501: case 502: case 503: case 504: case 555: return category::protocol_error;
+        default: return code >= 500 ? category::other_permanent : category::other_temporary;
+    }
+}
+
+category from_no_reply(stage at) {
+    switch (at) {
+        case stage::dns: return category::temp_domain_failure;
+        case stage::starttls:
+        case stage::tls: return category::tls_failure;
+        default: return category::network_error;
+    }
+}
+}  // namespace
+
+std::vector<std::string> split_pattern(std::string_view pattern) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= pattern.size()) {
+        auto bar = pattern.find('|', start);
+        auto part = pattern.substr(start, bar == std::string_view::npos ? std::string_view::npos : bar - start);
+        while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+        while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+        if (!part.empty()) out.push_back(lower(part));
+        if (bar == std::string_view::npos) break;
+        start = bar + 1;
+    }
+    return out;
+}
+
+void classifier::set_final_soft(const std::vector<std::string>& patterns) {
+    final_soft_.clear();
+    for (auto& p : patterns)
+        for (auto& n : split_pattern(p)) final_soft_.push_back(n);
+}
+
+bool classifier::load(const std::filesystem::path& file, std::string& error) {
+    rules_.clear();
+    auto where = [&](const toml::node& n) {
+        return file.string() + ":" + std::to_string(n.source().begin.line) + ": ";
+    };
+    try {
+        toml::table root = toml::parse_file(file.string());
+        for (auto&& [k, v] : root)
+            if (k.str() != "rule") {
+                error = where(v) + std::string(k.str()) + ": unknown key (expected [[rule]] tables)";
+                return false;
+            }
+        auto* arr = root.get("rule");
+        if (!arr) return true;
+        if (!arr->is_array_of_tables()) {
+            error = where(*arr) + "rule: expected [[rule]] tables";
+            return false;
+        }
+        for (auto& node : *arr->as_array()) {
+            auto& t = *node.as_table();
+            rule r;
+            auto strs = [&](std::string_view key, std::vector<std::string>& out) -> bool {
+                auto* n = t.get(key);
+                if (!n) return true;
+                if (n->is_string()) { out.push_back(n->as_string()->get()); return true; }
+                if (!n->is_array()) return false;
+                for (auto& e : *n->as_array()) {
+                    if (!e.is_string()) return false;
+                    out.push_back(e.as_string()->get());
+                }
+                return true;
+            };
+            for (auto&& [k, v] : t) {
+                std::string_view key = k.str();
+                if (key != "name" && key != "code" && key != "enhanced" && key != "domain" && key != "stage" &&
+                    key != "pattern" && key != "category" && key != "note") {
+                    error = where(v) + "rule." + std::string(key) + ": unknown key";
+                    return false;
+                }
+            }
+            if (auto* n = t.get("name"); n && n->is_string()) r.name = n->as_string()->get();
+            if (r.name.empty()) {
+                error = where(t) + "rule.name: missing";
+                return false;
+            }
+            auto bad = [&](std::string_view key, std::string what) {
+                auto* n = t.get(key);
+                error = where(n ? *n : static_cast<const toml::node&>(t)) + "rule " + r.name + ": " + std::string(key) + ": " + what;
+                return false;
+            };
+            if (auto* n = t.get("code")) {
+                auto add = [&](const toml::node& e) {
+                    if (!e.is_integer()) return false;
+                    auto v = e.as_integer()->get();
+                    if (v < 200 || v > 599) return false;
+                    r.codes.push_back(static_cast<int>(v));
+                    return true;
+                };
+                bool ok = n->is_array() ? std::all_of(n->as_array()->begin(), n->as_array()->end(), add) : add(*n);
+                if (!ok) return bad("code", "expected SMTP reply codes (200-599)");
+            }
+            if (!strs("enhanced", r.enhanced)) return bad("enhanced", "expected strings such as \"5.1.1\" or \"5.7.\"");
+            std::vector<std::string> domains, stages, patterns;
+            if (!strs("domain", domains)) return bad("domain", "expected strings");
+            for (auto& d : domains) r.domains.push_back(lower(d));
+            if (!strs("stage", stages)) return bad("stage", "expected strings");
+            for (auto& s : stages) {
+                bool found = false;
+                for (auto st : {stage::dns, stage::connect, stage::greeting, stage::ehlo, stage::starttls, stage::tls,
+                                stage::mail, stage::rcpt, stage::data, stage::end_of_data, stage::quit})
+                    if (to_string(st) == s) { r.stages.push_back(st); found = true; }
+                if (!found) return bad("stage", "unknown stage \"" + s + "\"");
+            }
+            if (!strs("pattern", patterns)) return bad("pattern", "expected a string");
+            for (auto& p : patterns)
+                for (auto& n : split_pattern(p)) r.needles.push_back(n);
+            std::string cat;
+            if (auto* n = t.get("category"); n && n->is_string()) cat = n->as_string()->get();
+            auto c = parse_category(cat);
+            if (!c) return bad("category", "unknown category \"" + cat + "\"");
+            r.cat = *c;
+            rules_.push_back(std::move(r));
+        }
+    } catch (const toml::parse_error& e) {
+        error = file.string() + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description());
+        return false;
+    }
+    return true;
+}
+
+classification classifier::classify(const reply_facts& f) const {
+    classification out;
+    std::string text = lower(f.text);
+    std::string domain = lower(f.domain);
+    bool matched = false;
+    for (auto& r : rules_) {
+        if (!r.codes.empty() && std::find(r.codes.begin(), r.codes.end(), f.code) == r.codes.end()) continue;
+        if (!r.enhanced.empty() && std::none_of(r.enhanced.begin(), r.enhanced.end(),
+                                                [&](auto& e) { return enhanced_matches(f.enhanced, e); }))
+            continue;
+        if (!r.domains.empty() && std::none_of(r.domains.begin(), r.domains.end(),
+                                               [&](auto& d) { return domain_matches(domain, d); }))
+            continue;
+        if (!r.stages.empty() && std::find(r.stages.begin(), r.stages.end(), f.at) == r.stages.end()) continue;
+        if (!r.needles.empty() && std::none_of(r.needles.begin(), r.needles.end(),
+                                               [&](auto& n) { return text.find(n) != std::string::npos; }))
+            continue;
+        out.c = r.cat;
+        out.rule = r.name;
+        matched = true;
+        break;
+    }
+    if (!matched) {
+        if (f.code == 0) {
+            out.c = from_no_reply(f.at);
+            out.rule = "no-reply:" + std::string(to_string(f.at));
+        } else if (auto c = from_enhanced(f.enhanced); c && f.enhanced[0] - '0' == f.code / 100) {
+            out.c = *c;
+            out.rule = "enhanced:" + std::string(f.enhanced);
+        } else {
+            out.c = from_code(f.code);
+            out.rule = "code:" + std::to_string(f.code);
+        }
+    }
+    out.k = kind_of(out.c);
+    out.s = scope_of(out.c);
+    // The first digit decides for this message (RFC 5321 4.2.1); a transient
+    // reply that says the mailbox is full or gone for good is final anyway.
+    out.retry = f.code == 0 || (f.code >= 400 && f.code < 500);
+    if (out.retry && f.code != 0) {
+        if (out.c == category::mailbox_full || out.c == category::inactive_mailbox) out.retry = false;
+        for (auto& n : final_soft_)
+            if (text.find(n) != std::string::npos) out.retry = false;
+    }
+    // A 5xx can never be "retry later", whatever a rule called it.
+    if (f.code >= 500 && out.k == kind::soft && out.c == category::other_temporary) out.c = category::other_permanent,
+                                                                                   out.k = kind::hard;
+    return out;
+}
+
+classification classifier::classify(const smtp_reply& r, std::string_view domain) const {
+    std::string text = r.text();
+    return classify(reply_facts{r.code, r.enhanced, text, r.at, domain});
+}
+
+smtp_reply parse_reply_text(std::string_view text) {
+    smtp_reply r;
+    while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+    if (text.size() >= 3 && std::all_of(text.begin(), text.begin() + 3, [](char c) { return c >= '0' && c <= '9'; }) &&
+        (text.size() == 3 || text[3] == ' ' || text[3] == '-')) {
+        r.code = (text[0] - '0') * 100 + (text[1] - '0') * 10 + (text[2] - '0');
+        text.remove_prefix(std::min<std::size_t>(4, text.size()));
+    }
+    std::size_t len = 0;
+    if (auto e = enhanced_code_prefix(text, r.code, len)) {
+        r.enhanced = *e;
+        text.remove_prefix(len);
+    }
+    r.lines.emplace_back(text);
+    return r;
+}
+
+}  // namespace ricochet::bounce

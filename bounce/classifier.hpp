@@ -1,0 +1,73 @@
+// classifier — turns one reply (or failure without reply) into a decision:
+// kind and category (bounce_kind.hpp), scope, whether this message may be
+// retried, and the name of the rule that decided.
+//
+// Rules come from etc/bounce-rules.toml: ordered, first match wins, each with
+// optional conditions on reply code, enhanced status (RFC 3463; prefixes such
+// as "5.7." allowed), recipient domain (and its subdomains), stage, and a
+// case-insensitive pattern of substrings separated by "|". They are compiled
+// once at start. A reply no rule matches falls back on its enhanced code,
+// then on its basic code (RFC 3463 and RFC 5321 4.2.3 tables in
+// classifier.cpp). Retry is decided by the first digit; a 4xx whose text
+// matches bounce.final_soft, or whose category is mailbox-full or
+// inactive-mailbox, is not retried.
+#pragma once
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bounce/bounce_kind.hpp"
+#include "bounce/smtp_reply.hpp"
+
+namespace ricochet::bounce {
+
+struct reply_facts {
+    int code = 0;                // 0: no reply (DNS, connection, TLS, time-out)
+    std::string_view enhanced;   // "5.1.1" or empty
+    std::string_view text;       // the whole reply text, all lines
+    stage at = stage::rcpt;
+    std::string_view domain;     // the recipient's domain
+};
+
+struct classification {
+    kind k = kind::soft;
+    category c = category::other_temporary;
+    scope s = scope::recipient;
+    bool retry = true;    // may this message be tried again?
+    std::string rule;     // rule name, or "enhanced:5.1.1" / "code:550" / "no-reply:connect" for fallbacks
+};
+
+struct rule {
+    std::string name;
+    std::vector<int> codes;
+    std::vector<std::string> enhanced;  // exact ("5.7.26") or prefix ending in "." ("5.7.")
+    std::vector<std::string> domains;
+    std::vector<stage> stages;
+    std::vector<std::string> needles;   // lower-case substrings; one must occur
+    category cat = category::other_permanent;
+};
+
+class classifier {
+public:
+    // Loads an ordered rules file. False with "FILE:LINE: what" on a mistake.
+    bool load(const std::filesystem::path& file, std::string& error);
+    void add(rule r) { rules_.push_back(std::move(r)); }
+    void set_final_soft(const std::vector<std::string>& patterns);
+    std::size_t size() const { return rules_.size(); }
+
+    classification classify(const reply_facts& f) const;
+    classification classify(const smtp_reply& r, std::string_view domain) const;
+
+private:
+    std::vector<rule> rules_;
+    std::vector<std::string> final_soft_;  // lower-case
+};
+
+// Splits pattern "a|b|c" into lower-case needles, trimmed, empty ones dropped.
+std::vector<std::string> split_pattern(std::string_view pattern);
+
+// "550 5.1.1 user unknown" -> code 550, enhanced 5.1.1 (for `bounce classify`).
+smtp_reply parse_reply_text(std::string_view text);
+
+}  // namespace ricochet::bounce
