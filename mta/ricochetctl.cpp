@@ -15,6 +15,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "bounce/classifier.hpp"
 #include "mta/config.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
@@ -271,6 +272,35 @@ int cmd_admin(const mta::config& cfg, queue::admin_op op, const queue::selector&
     return 0;
 }
 
+int cmd_classify(const mta::config& cfg, const std::string& text, const std::string& domain,
+                 const std::string& stage_name, bool as_json) {
+    bounce::classifier cl;
+    std::string error;
+    if (!cl.load(cfg.bounce.rules, error)) die(1, "bounce.rules: " + error);
+    cl.set_final_soft(cfg.bounce.final_soft);
+    auto reply = bounce::parse_reply_text(text);
+    bounce::stage at = bounce::stage::rcpt;
+    bool found = false;
+    for (auto st : {bounce::stage::dns, bounce::stage::connect, bounce::stage::greeting, bounce::stage::ehlo,
+                    bounce::stage::starttls, bounce::stage::tls, bounce::stage::mail, bounce::stage::rcpt,
+                    bounce::stage::data, bounce::stage::end_of_data})
+        if (bounce::to_string(st) == stage_name) { at = st; found = true; }
+    if (!found) die(2, "--stage: unknown stage " + stage_name);
+    reply.at = at;
+    auto c = cl.classify(reply, domain);
+    json j{{"code", reply.code}, {"enhanced", reply.enhanced}, {"kind", std::string(bounce::to_string(c.k))},
+           {"category", std::string(bounce::to_string(c.c))}, {"retry", c.retry},
+           {"scope", std::string(bounce::to_string(c.s))}, {"rule", c.rule}};
+    if (as_json) {
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("kind:     %s\ncategory: %s\nretry:    %s\nscope:    %s\nrule:     %s\n",
+                std::string(bounce::to_string(c.k)).c_str(), std::string(bounce::to_string(c.c)).c_str(),
+                c.retry ? "yes" : "no", std::string(bounce::to_string(c.s)).c_str(), c.rule.c_str());
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -310,6 +340,15 @@ int main(int argc, char** argv) {
         sc->callback([&op, o = o] { op = o; });
     }
 
+    auto* b = app.add_subcommand("bounce", "the bounce engine");
+    b->require_subcommand(1);
+    std::string reply_text, reply_domain, reply_stage = "rcpt";
+    auto* classify = b->add_subcommand("classify", "how a reply is classified, and which rule matched");
+    classify->add_option("REPLY", reply_text, "the reply, e.g. \"550 5.1.1 user unknown\"")->required();
+    classify->add_option("--domain", reply_domain, "the recipient's domain");
+    classify->add_option("--stage", reply_stage, "the stage it came at (rcpt, mail, data, end_of_data, ...)");
+    classify->add_flag("--json", as_json);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -327,6 +366,7 @@ int main(int argc, char** argv) {
         if (list->parsed()) return cmd_list(cfg, lf, as_json);
         if (show->parsed()) return cmd_show(cfg, show_id, as_json);
         if (op) return cmd_admin(cfg, *op, sel, as_json);
+        if (classify->parsed()) return cmd_classify(cfg, reply_text, reply_domain, reply_stage, as_json);
     } catch (const exit_code& e) {
         return e.code;
     } catch (const std::exception& e) {

@@ -6,6 +6,8 @@ Its answers are chosen by the recipient's local part (KumoMTA's idea):
   reject...    550 5.1.1 at RCPT
   once...      451 4.7.1 at RCPT the first time this address is seen, then 250
   drop...      the first time: takes the whole message, then closes without a reply
+  full...      452 4.2.2 mailbox full at RCPT (a final soft reply)
+  dmarc...     550 5.7.26 DMARC reject at end of data (block: the address stays good)
 It counts connections (total and the most at once), and records each
 accepted message (return path, recipient, data) in order. STARTTLS is offered
 when a certificate is given. Every loop is bounded by socket time-outs.
@@ -111,6 +113,8 @@ class Sink:
                 elif local.startswith("reject"):
                     send("550-5.1.1 The email account that you tried to reach does not exist.")
                     send("550 5.1.1 Please check the address.")
+                elif local.startswith("full"):
+                    send("452 4.2.2 The email account that you tried to reach is over quota.")
                 elif local.startswith("once") and n == 0:
                     send("451 4.7.1 greylisted, come back later")
                 else:
@@ -130,6 +134,10 @@ class Sink:
                         break
                     data.append(l[1:] if l.startswith(b"..") else l)
                 body = b"".join(data)
+                if any(r.split("@")[0].startswith("dmarc") for r in rcpts):
+                    send("550-5.7.26 Unauthenticated email from example.com is not accepted due to domain's")
+                    send("550 5.7.26 DMARC policy.")
+                    continue
                 if any(r.split("@")[0].startswith("drop") for r in rcpts):
                     with self.lock:
                         first = self.seen.get(("drop", tuple(rcpts)), 0) == 0

@@ -58,16 +58,31 @@ class Delivery(unittest.TestCase):
         qid = submit(self.d, ["reject1@sink.test"])
         ev = wait_for(lambda: events(self.d, "bounced"), what="bounced event")[0]
         self.assertEqual((ev["queue_id"], ev["code"], ev["enhanced"], ev["stage"]), (qid, 550, "5.1.1", "rcpt"))
+        self.assertEqual((ev["kind"], ev["category"]), ("hard", "user-unknown"))
         self.assertEqual(ev["reply"], "550 5.1.1 The email account that you tried to reach does not exist. "
                                       "Please check the address.")
         wait_for(lambda: self.d.queue_ids() == [], what="empty queue")
         self.assertEqual(self.sink.seen["reject1@sink.test"], 1, "a 5xx is not retried")
 
+    def test_mailbox_full_is_final_and_not_retried(self):
+        submit(self.d, ["full1@sink.test"])
+        ev = wait_for(lambda: events(self.d, "bounced"), what="bounced")[0]
+        self.assertEqual((ev["code"], ev["kind"], ev["category"], ev["rule"]), (452, "soft", "mailbox-full", "mailbox-full"))
+        wait_for(lambda: self.d.queue_ids() == [], what="empty queue")
+        self.assertEqual(self.sink.seen["full1@sink.test"], 1, "bounce.final_soft: no retry")
+
+    def test_dmarc_reject_is_a_block_not_a_bad_address(self):
+        submit(self.d, ["dmarc1@sink.test"])
+        ev = wait_for(lambda: events(self.d, "bounced"), what="bounced")[0]
+        self.assertEqual((ev["code"], ev["enhanced"], ev["stage"], ev["kind"], ev["category"]),
+                         (550, "5.7.26", "end_of_data", "block", "auth-failure"))
+
     def test_451_then_250_is_delivered_on_the_retry(self):
         submit(self.d, ["once1@sink.test"])
         wait_for(lambda: events(self.d, "delivered"), what="delivered after retry")
         deferred = events(self.d, "deferred")
-        self.assertEqual([(e["code"], e["enhanced"], e["attempt"]) for e in deferred], [(451, "4.7.1", 1)])
+        self.assertEqual([(e["code"], e["enhanced"], e["attempt"], e["kind"]) for e in deferred],
+                         [(451, "4.7.1", 1, "soft")])
         self.assertEqual(events(self.d, "delivered")[0]["attempt"], 2)
         self.assertEqual(len(self.sink.received("once1")), 1)
 
@@ -117,6 +132,14 @@ class Delivery(unittest.TestCase):
         self.assertEqual(self.d.queue_ids("hold"), [qid])
         self.d.ctl("queue", "release", qid)
         wait_for(lambda: self.sink.seen["tempfail-h@sink.test"] > n, what="an attempt after release")
+
+    def test_held_message_still_expires_on_time(self):
+        qid = submit(self.d, ["tempfail-x@expire.test"])
+        wait_for(lambda: events(self.d, "deferred"), what="first attempt")
+        self.d.ctl("queue", "hold", qid)
+        ev = wait_for(lambda: events(self.d, "expired"), timeout=20, what="expiry while held")[0]
+        self.assertEqual((ev["queue_id"], ev["code"], ev["category"]), (qid, 451, "other-temporary"))
+        wait_for(lambda: self.d.queue_ids() == [], what="removed after expiry")
 
 
 class SmtpSink(unittest.TestCase):
