@@ -283,9 +283,6 @@ classification classifier::classify(const reply_facts& f) const {
         for (auto& n : final_soft_)
             if (text.find(n) != std::string::npos) out.retry = false;
     }
-    // A 5xx can never be "retry later", whatever a rule called it.
-    if (f.code >= 500 && out.k == kind::soft && out.c == category::other_temporary) out.c = category::other_permanent,
-                                                                                   out.k = kind::hard;
     return out;
 }
 

@@ -1,0 +1,141 @@
+// Tests for bounce/classifier.hpp: the shipped rules against a table of real
+// replies (tests/unit/bounce/data/replies.tsv, each with its source), the
+// fallbacks, final soft replies, and the rules loader's errors.
+#include "bounce/classifier.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using namespace ricochet::bounce;
+
+namespace {
+classifier shipped() {
+    classifier c;
+    std::string err;
+    EXPECT_TRUE(c.load(std::string(RICOCHET_SOURCE_DIR) + "/etc/bounce-rules.toml", err)) << err;
+    c.set_final_soft({"mailbox full", "over quota", "quota exceeded", "mailbox disabled", "account disabled", "inactive"});
+    return c;
+}
+
+stage parse_stage(const std::string& s) {
+    for (auto st : {stage::dns, stage::connect, stage::greeting, stage::ehlo, stage::starttls, stage::tls, stage::mail,
+                    stage::rcpt, stage::data, stage::end_of_data})
+        if (to_string(st) == s) return st;
+    ADD_FAILURE() << "unknown stage " << s;
+    return stage::rcpt;
+}
+}  // namespace
+
+TEST(Classifier, RealWorldReplies) {
+    auto c = shipped();
+    std::ifstream in(std::string(RICOCHET_SOURCE_DIR) + "/tests/unit/bounce/data/replies.tsv");
+    ASSERT_TRUE(in);
+    std::string line;
+    int rows = 0, agree = 0;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        for (std::string part; std::getline(ss, part, '\t');) f.push_back(part);
+        ASSERT_EQ(f.size(), 5u) << "bad row: " << line;
+        smtp_reply r;
+        if (f[2].rfind("(no reply) ", 0) == 0) r.lines.push_back(f[2].substr(11));
+        else r = parse_reply_text(f[2]);
+        r.at = parse_stage(f[1]);
+        auto got = c.classify(r, f[0]);
+        std::string want = f[3], have = std::string(to_string(got.k)) + "/" + std::string(to_string(got.c));
+        ++rows;
+        if (have == want) ++agree;
+        else ADD_FAILURE() << "\"" << f[2] << "\" (" << f[4] << ")\n  got " << have << " (rule " << got.rule << "), want " << want;
+    }
+    std::printf("bounce rules: %d of %d real-world replies classified as labelled (%.1f%%)\n", agree, rows,
+                rows ? 100.0 * agree / rows : 0.0);
+    EXPECT_GE(rows, 200);
+}
+
+TEST(Classifier, RetryFollowsTheFirstDigitExceptFinalSoft) {
+    auto c = shipped();
+    struct { std::string reply; bool retry; } rows[] = {
+        {"451 4.3.0 temporary failure, try again later", true},
+        {"421 4.7.0 [TSS04] Messages temporarily deferred due to user complaints", true},
+        {"452 4.2.2 The email account that you tried to reach is over quota.", false},  // final soft
+        {"450 4.2.1 mailbox disabled", false},
+        {"550 5.1.1 user unknown", false},
+        {"550 5.7.26 DMARC policy", false},
+    };
+    for (auto& r : rows) EXPECT_EQ(c.classify(parse_reply_text(r.reply), "example.com").retry, r.retry) << r.reply;
+    smtp_reply none = smtp_reply::none(stage::connect, "connection refused");
+    auto got = c.classify(none, "example.com");
+    EXPECT_TRUE(got.retry);
+    EXPECT_EQ(got.rule, "no-reply:connect");
+}
+
+TEST(Classifier, FallbacksWhenNoRuleMatches) {
+    classifier empty;  // no rules at all: only the code tables
+    struct { std::string reply; std::string want; std::string rule; } rows[] = {
+        {"550 5.1.1 xyzzy", "user-unknown", "enhanced:5.1.1"},
+        {"452 4.2.2 xyzzy", "mailbox-full", "enhanced:4.2.2"},
+        {"550 5.7.23 xyzzy", "auth-failure", "enhanced:5.7.23"},
+        {"550 5.7.99 xyzzy", "policy", "enhanced:5.7.99"},
+        {"554 xyzzy", "policy", "code:554"},
+        {"552 xyzzy", "mailbox-full", "code:552"},
+        {"421 xyzzy", "rate-limited", "code:421"},
+        {"599 xyzzy", "other-permanent", "code:599"},
+        {"451 5.1.1 class does not match the code", "temp-domain-failure", "code:451"},
+    };
+    for (auto& r : rows) {
+        auto got = empty.classify(parse_reply_text(r.reply), "example.com");
+        EXPECT_EQ(to_string(got.c), r.want) << r.reply;
+        EXPECT_EQ(got.rule, r.rule) << r.reply;
+    }
+}
+
+TEST(Classifier, ConditionsAndScope) {
+    classifier c;
+    rule r;
+    r.name = "gmail-only";
+    r.domains = {"gmail.com"};
+    r.codes = {550};
+    r.stages = {stage::end_of_data};
+    r.needles = split_pattern("Foo | BAR");
+    r.cat = category::reputation;
+    c.add(r);
+    auto at = [&](std::string_view domain, stage st, std::string text) {
+        auto rep = parse_reply_text(text);
+        rep.at = st;
+        return c.classify(rep, domain);
+    };
+    EXPECT_EQ(at("gmail.com", stage::end_of_data, "550 bar!").rule, "gmail-only");
+    EXPECT_EQ(at("sub.gmail.com", stage::end_of_data, "550 foo").rule, "gmail-only") << "subdomains match";
+    EXPECT_NE(at("notgmail.com", stage::end_of_data, "550 foo").rule, "gmail-only");
+    EXPECT_NE(at("gmail.com", stage::rcpt, "550 foo").rule, "gmail-only");
+    EXPECT_NE(at("gmail.com", stage::end_of_data, "551 foo").rule, "gmail-only");
+    EXPECT_NE(at("gmail.com", stage::end_of_data, "550 baz").rule, "gmail-only");
+    auto g = at("gmail.com", stage::end_of_data, "550 foo");
+    EXPECT_EQ(g.k, kind::block);
+    EXPECT_EQ(g.s, scope::destination) << "reputation slows the whole destination";
+}
+
+TEST(Classifier, LoaderNamesLineAndKey) {
+    struct { std::string text, want; } rows[] = {
+        {"[[rule]]\nname = \"x\"\ncategory = \"nope\"\n", ":3: rule x: category: unknown category"},
+        {"[[rule]]\nname = \"x\"\ncategory = \"policy\"\nstage = \"later\"\n", ":4: rule x: stage: unknown stage"},
+        {"[[rule]]\nname = \"x\"\ncategory = \"policy\"\ncode = [999]\n", ":4: rule x: code: expected SMTP reply codes"},
+        {"[[rule]]\ncategory = \"policy\"\n", "rule.name: missing"},
+        {"[[rule]]\nname = \"x\"\ncategory = \"policy\"\npatern = \"a\"\n", ":4: rule.patern: unknown key"},
+        {"[rules]\n", "rules: unknown key"},
+    };
+    for (auto& r : rows) {
+        auto path = std::filesystem::temp_directory_path() / ("rules-" + std::to_string(::getpid()) + ".toml");
+        std::ofstream(path) << r.text;
+        classifier c;
+        std::string err;
+        EXPECT_FALSE(c.load(path, err)) << r.text;
+        EXPECT_NE(err.find(r.want), std::string::npos) << "got \"" << err << "\", want \"" << r.want << "\"";
+        std::filesystem::remove(path);
+    }
+}
