@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "bounce/classifier.hpp"
+#include "bounce/destination_backoff.hpp"
 #include "bounce/verp.hpp"
 #include "dns/idn.hpp"
 #include "dns/resolver.hpp"
@@ -55,6 +56,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     queue::events_log& events;
     const bounce::verp_signer& verp;
     const bounce::classifier& classify;
+    bounce::destination_backoff& backoff;
     asio::ssl::context tls{asio::ssl::context::tls_client};
     client_options copt;
     asio::steady_timer wakeup;
@@ -73,8 +75,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     std::unordered_map<std::string, pool> pools;
 
     impl(asio::io_context& i, const config& c, queue::spool& s, queue::schedule& d, queue::events_log& e,
-         const bounce::verp_signer& v, const bounce::classifier& cl)
-        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), events(e), verp(v), classify(cl), wakeup(strand),
+         const bounce::verp_signer& v, const bounce::classifier& cl, bounce::destination_backoff& bo)
+        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), events(e), verp(v), classify(cl), backoff(bo),
+          wakeup(strand),
           resolver(strand, c.delivery.dns_servers, c.delivery.dns_timeout) {
         std::string err;
         if (!resolver.ok(err)) log()->error("DNS resolver: {}", err);
@@ -333,6 +336,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         }
         for (std::size_t k = 0; k < idxs.size(); ++k) {
             std::size_t idx = idxs[k];
+            // A paused destination (rate limit, reputation, blocklist) is not
+            // tried: the recipients left stay pending until the pause ends.
+            if (auto until = backoff.paused_until(domain, now_ms())) {
+                log()->info("{}: {} paused for {} s more: {} recipient(s) not tried", id, domain,
+                            (*until - now_ms() + 999) / 1000, idxs.size() - k);
+                co_return;
+            }
             smtp_reply failure;
             auto conn = co_await acquire(domain, hops, failure);
             if (!conn) {
@@ -367,6 +377,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 }
             }
             std::string mx = conn->mx() + "[" + conn->ip() + "]";
+            if (t.reply.positive()) {
+                backoff.reset(domain);
+            } else if (auto c = classify.classify(t.reply, domain); c.s == bounce::scope::destination) {
+                auto until = backoff.pause(domain, now_ms());
+                log()->warn("{}: destination {} paused for {} s after a {} reply ({})", id, domain,
+                            (until - now_ms() + 999) / 1000, bounce::to_string(c.c), t.reply.text());
+            }
             out.push_back({idx, std::move(t.reply), mx});
             release(domain, std::move(conn));
         }
@@ -512,7 +529,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             // Held: look again at expiry. Otherwise retry after the interval,
             // but never later than expiry.
             std::int64_t expiry = env.arrival_ms + pol.max_age_ms;
-            std::int64_t when = *where == queue::queue_state::hold ? expiry : std::min(now + pol.interval_ms, expiry);
+            std::int64_t retry = now + pol.interval_ms;
+            // A paused destination is tried again when the pause ends, not before.
+            if (auto until = backoff.paused_until(queue::recipient_domain(env.recipients[i]), now)) retry = *until;
+            std::int64_t when = *where == queue::queue_state::hold ? expiry : std::min(retry, expiry);
             next = next ? std::min(next, when) : when;
         }
         if (!pending) {
@@ -529,8 +549,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
 
 delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
                                queue::events_log& events, const bounce::verp_signer& verp,
-                               const bounce::classifier& classify)
-    : impl_(std::make_shared<impl>(io, cfg, spool, due, events, verp, classify)) {}
+                               const bounce::classifier& classify, bounce::destination_backoff& backoff)
+    : impl_(std::make_shared<impl>(io, cfg, spool, due, events, verp, classify, backoff)) {}
 
 unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 

@@ -24,6 +24,7 @@ class events_log;
 namespace ricochet::bounce {
 class verp_signer;
 class classifier;
+class destination_backoff;
 }  // namespace ricochet::bounce
 
 namespace ricochet::mta {
@@ -33,7 +34,8 @@ struct config;
 class delivery_agent {
 public:
     delivery_agent(boost::asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
-                   queue::events_log& events, const bounce::verp_signer& verp, const bounce::classifier& classify);
+                   queue::events_log& events, const bounce::verp_signer& verp, const bounce::classifier& classify,
+                   bounce::destination_backoff& backoff);
     ~delivery_agent();
     void start();
     // Something became due (a commit, a release, a flush): look now. Thread-safe.

@@ -157,19 +157,29 @@ int cmd_summary(const mta::config& cfg, bool as_json) {
             for (auto& d : domains) by_domain[d].add(e.state);
         }
     }
+    // Paused destinations are known to the running daemon only.
+    std::map<std::string, std::int64_t> paused;
+    if (auto r = control_request(cfg.server.control_socket, json{{"command", "pauses"}}); r && r->value("ok", false))
+        for (auto& p : (*r)["paused"]) paused[p["domain"].get<std::string>()] = p["until_ms"].get<std::int64_t>();
+    for (auto& [d, until] : paused) by_domain[d];  // a paused domain shows even with nothing queued
     std::vector<std::pair<std::string, counts>> rows(by_domain.begin(), by_domain.end());
     std::stable_sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.total() > b.second.total(); });
     if (as_json) {
         json d = json::array();
-        for (auto& [name, c] : rows)
-            d.push_back({{"domain", name}, {"total", c.total()}, {"active", c.active}, {"deferred", c.deferred}, {"hold", c.hold}});
+        for (auto& [name, c] : rows) {
+            json row{{"domain", name}, {"total", c.total()}, {"active", c.active}, {"deferred", c.deferred}, {"hold", c.hold}};
+            if (paused.count(name)) row["paused_until"] = format_time(paused[name]);
+            d.push_back(row);
+        }
         json out{{"domains", d},
                  {"total", {{"messages", all.total()}, {"active", all.active}, {"deferred", all.deferred}, {"hold", all.hold}}}};
         std::cout << out.dump(2) << "\n";
         return 0;
     }
-    std::printf("%-40s %8s %8s %8s %8s\n", "DOMAIN", "TOTAL", "ACTIVE", "DEFERRED", "HOLD");
-    for (auto& [name, c] : rows) std::printf("%-40s %8zu %8zu %8zu %8zu\n", name.c_str(), c.total(), c.active, c.deferred, c.hold);
+    std::printf("%-40s %8s %8s %8s %8s  %s\n", "DOMAIN", "TOTAL", "ACTIVE", "DEFERRED", "HOLD", "PAUSED UNTIL");
+    for (auto& [name, c] : rows)
+        std::printf("%-40s %8zu %8zu %8zu %8zu  %s\n", name.c_str(), c.total(), c.active, c.deferred, c.hold,
+                    paused.count(name) ? format_time(paused[name]).c_str() : "");
     std::printf("%-40s %8zu %8zu %8zu %8zu\n", "TOTAL (messages)", all.total(), all.active, all.deferred, all.hold);
     return 0;
 }

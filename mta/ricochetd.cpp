@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "bounce/classifier.hpp"
+#include "bounce/destination_backoff.hpp"
 #include "bounce/verp.hpp"
 #include "mta/auth_users.hpp"
 #include "mta/config.hpp"
@@ -42,9 +43,17 @@ std::string local_hostname() {
 
 // The control socket's requests: {"command": "queue.hold", "id"|"domain"|"campaign"|"all": ...}.
 json handle_control(queue::spool& spool, queue::events_log& events, queue::schedule& due,
-                    mta::delivery_agent& delivery, const json& req) {
+                    mta::delivery_agent& delivery, const bounce::destination_backoff& backoff, const json& req) {
     std::string cmd = req.value("command", "");
     if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
+    if (cmd == "pauses") {
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+        json list = json::array();
+        for (auto& p : backoff.paused(now))
+            list.push_back({{"domain", p.domain}, {"until_ms", p.until_ms}, {"backoff_s", p.backoff_ms / 1000}});
+        return {{"ok", true}, {"paused", list}};
+    }
     if (cmd.rfind("queue.", 0) == 0) {
         auto op = queue::parse_admin_op(cmd.substr(6));
         if (!op) return {{"ok", false}, {"error", "unknown command " + cmd}};
@@ -175,7 +184,8 @@ int main(int argc, char** argv) {
     bounce::verp_signer verp(secret);
 
     boost::asio::io_context io;
-    mta::delivery_agent delivery(io, cfg, *spool, due, events, verp, classifier);
+    bounce::destination_backoff backoff(cfg.bounce.destination_backoff.count() * 1000);
+    mta::delivery_agent delivery(io, cfg, *spool, due, events, verp, classifier, backoff);
     // After each group commit: one `queued` event per recipient and one log
     // line per message, written off the I/O threads.
     spool->set_batch_hook([&events, &due, &delivery](const std::vector<const queue::envelope*>& batch) {
@@ -214,7 +224,7 @@ int main(int argc, char** argv) {
     }
 
     mta::control_server control(cfg.server.control_socket,
-                                [&](const json& req) { return handle_control(*spool, events, due, delivery, req); });
+                                [&](const json& req) { return handle_control(*spool, events, due, delivery, backoff, req); });
     if (!control.start(error)) {
         spdlog::critical("{}", error);
         return 1;

@@ -64,6 +64,7 @@ awaitable<smtp_reply> smtp_connection::read_reply(stage at, std::chrono::seconds
             if (parser.feed(l->text)) {
                 bool bad = parser.malformed();
                 auto r = parser.take(at);
+                if (r.code == 421) usable_ = false;  // RFC 5321 3.8: the server is closing the channel
                 if (bad) {
                     usable_ = false;  // out of step with the server: never reuse
                     r.lines.insert(r.lines.begin(), "malformed reply:");
@@ -212,7 +213,8 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
         // Once the connection is gone (time-out, EOF), stop reading: each read
         // would wait a whole time-out for nothing.
         auto lost = [&](smtp_reply r) {
-            t.reply = smtp_reply::none(r.at, r.text());
+            // A real reply (a 421 closing the channel) is kept as it came.
+            t.reply = r.code ? std::move(r) : smtp_reply::none(r.at, r.text());
             t.connection_lost = true;
             return t;
         };
@@ -221,7 +223,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
             if (!r.positive()) {
                 // A failed RSET speaks about the connection, not the recipient.
                 usable_ = false;
-                co_return lost(std::move(r));
+                co_return lost(smtp_reply::none(stage::mail, "RSET failed: " + r.text()));
             }
         }
         auto m = co_await read_reply(stage::mail, opt_.command_timeout);

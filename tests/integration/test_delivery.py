@@ -227,3 +227,29 @@ class Flush(unittest.TestCase):
         wait_for(lambda: len(events(d, "deferred")) == 2, what="second attempt after flush")
         self.assertEqual(sink.seen["tempfail-f@sink.test"], 2)
         self.assertEqual(events(d, "deferred")[1]["attempt"], 2)
+
+
+class DestinationBackoff(unittest.TestCase):
+    def test_throttling_reply_pauses_the_destination(self):
+        sink = Sink()
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}) +
+                   '[bounce]\ndestination_backoff = "1h"\n').start()
+        self.addCleanup(d.cleanup)
+        submit(d, ["throttle1@sink.test"])
+        ev = wait_for(lambda: events(d, "deferred"), what="the throttling reply")[0]
+        self.assertEqual((ev["code"], ev["kind"], ev["category"]), (421, "technical", "rate-limited"))
+        ids = [submit(d, ["ok-p%d@sink.test" % i], seq=i) for i in range(5)]
+        wait_for(lambda: d.log().count("sink.test paused for") >= 5, what="five messages held back by the pause")
+        self.assertEqual(sink.received("ok-p"), [], "no attempt while the destination is paused")
+        self.assertEqual(sink.seen.get("throttle1@sink.test"), 1)
+        self.assertEqual(sorted(set(ids) & set(d.queue_ids("deferred"))), sorted(ids))
+        summary = d.ctl_json("queue", "summary")
+        row = [r for r in summary["domains"] if r["domain"] == "sink.test"][0]
+        self.assertIn("paused_until", row)
+        self.assertEqual(row["total"], 6)
+        self.assertIn("PAUSED UNTIL", d.ctl("queue", "summary").stdout)
+        # an operator's flush does not break the pause either
+        d.ctl("queue", "flush", "--all")
+        wait_for(lambda: d.log().count("sink.test paused for") >= 11, what="flushed messages held back")
+        self.assertEqual(sink.received("ok-p"), [])
