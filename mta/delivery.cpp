@@ -66,6 +66,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     static constexpr unsigned max_inflight = 2000;
     std::unordered_set<std::string> busy;
     std::unordered_set<std::string> rerun;  // became due again while being delivered
+    std::function<void(const std::vector<queue::decision>&)> decision_sink;
 
     struct pool {
         unsigned open = 0;
@@ -437,8 +438,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             return false;
         }
         std::vector<json> evs;
+        std::vector<queue::decision> ds;
         for (auto& [idx, rs] : updates) {
             status[idx] = rs;
+            ds.push_back({now, rs.status, id, env.campaign, env.recipients[idx], rs.kind, rs.category, rs.rule, rs.reply});
             log()->info("{}: to=<{}>, relay={}, delay={}, dsn={}, status={}{}{} ({})", id, env.recipients[idx],
                         rs.mx.empty() ? "none" : rs.mx, (now - env.arrival_ms) / 1000,
                         rs.enhanced.empty() ? (rs.code ? std::to_string(rs.code / 100) + ".0.0" : "4.4.1") : rs.enhanced,
@@ -447,6 +450,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             evs.push_back(event_of(rs.status, id, env, idx, rs));
         }
         events.append(evs);
+        if (decision_sink) decision_sink(ds);
         return true;
     }
 
@@ -553,6 +557,10 @@ delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, queue::s
     : impl_(std::make_shared<impl>(io, cfg, spool, due, events, verp, classify, backoff)) {}
 
 unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
+
+void delivery_agent::set_decision_sink(std::function<void(const std::vector<queue::decision>&)> sink) {
+    impl_->decision_sink = std::move(sink);
+}
 
 delivery_agent::~delivery_agent() = default;
 

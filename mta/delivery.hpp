@@ -11,7 +11,11 @@
 // All of it runs on one strand: pools and counters need no locks, and the
 // work per message between awaits is small.
 #pragma once
+#include <functional>
 #include <memory>
+#include <vector>
+
+#include "queue/state_store.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -40,6 +44,8 @@ public:
     void start();
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
+    // Receives every recorded decision (the daemon feeds the state store).
+    void set_decision_sink(std::function<void(const std::vector<queue::decision>&)> sink);
     // Stops taking new messages; those in flight finish (see in_flight()).
     void stop();
     unsigned in_flight() const;

@@ -12,14 +12,17 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "bounce/classifier.hpp"
+#include "bounce/suppression_list.hpp"
 #include "mta/config.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
 #include "queue/spool.hpp"
+#include "queue/state_store.hpp"
 
 using namespace ricochet;
 using nlohmann::json;
@@ -282,6 +285,137 @@ int cmd_admin(const mta::config& cfg, queue::admin_op op, const queue::selector&
     return 0;
 }
 
+std::unique_ptr<queue::state_store> open_state(const mta::config& cfg, bool readonly) {
+    auto path = queue::sqlite_path(cfg.server.state);
+    if (readonly && !std::filesystem::exists(path)) return nullptr;  // nothing recorded yet
+    std::string error;
+    bounce::status_policy policy{cfg.bounce.trusted_domains, static_cast<int>(cfg.bounce.held_after_bounces),
+                                 std::int64_t(cfg.bounce.held_after_days) * 86400 * 1000};
+    auto st = queue::state_store::open(path, policy, error, readonly);
+    if (!st) die(1, "server.state: " + error);
+    return st;
+}
+
+json record_json(const bounce::address_record& r) {
+    return {{"address", r.address}, {"status", std::string(bounce::to_string(r.status))},
+            {"bounce_count", r.bounce_count},
+            {"first_bounce", r.first_bounce_ms ? json(format_time(r.first_bounce_ms)) : json(nullptr)},
+            {"last_bounce", r.last_bounce_ms ? json(format_time(r.last_bounce_ms)) : json(nullptr)},
+            {"last_reply", r.last_reply}, {"last_kind", r.last_kind}, {"last_category", r.last_category}};
+}
+
+int cmd_recipient_show(const mta::config& cfg, const std::string& addr, bool as_json) {
+    auto st = open_state(cfg, true);
+    std::optional<bounce::address_record> r;
+    std::vector<queue::decision> hist;
+    if (st) {
+        r = st->get(addr);
+        hist = st->history(addr);
+    }
+    if (!r && hist.empty()) die(1, addr + ": no record (never mailed, or never bounced)");
+    bounce::address_record rec = r.value_or(bounce::address_record{bounce::lower_address(addr)});
+    json j = record_json(rec);
+    json h = json::array();
+    for (auto& d : hist)
+        h.push_back({{"time", format_time(d.time_ms)}, {"type", d.type}, {"queue_id", d.queue_id},
+                     {"campaign", d.campaign}, {"kind", d.kind}, {"category", d.category}, {"rule", d.rule},
+                     {"reply", d.reply}});
+    j["history"] = h;
+    if (as_json) {
+        std::cout << j.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("address:      %s\nstatus:       %s\nbounces:      %d\nfirst bounce: %s\nlast bounce:  %s\n"
+                "last reply:   %s%s\nhistory (newest first):\n",
+                rec.address.c_str(), std::string(bounce::to_string(rec.status)).c_str(), rec.bounce_count,
+                rec.first_bounce_ms ? format_time(rec.first_bounce_ms).c_str() : "-",
+                rec.last_bounce_ms ? format_time(rec.last_bounce_ms).c_str() : "-", rec.last_reply.c_str(),
+                rec.last_category.empty() ? "" : (" [" + rec.last_kind + "/" + rec.last_category + "]").c_str());
+    for (auto& d : hist)
+        std::printf("  %s  %-10s %s %s%s\n", format_time(d.time_ms).c_str(), d.type.c_str(), d.queue_id.c_str(),
+                    d.category.empty() ? "" : (d.kind + "/" + d.category + " ").c_str(), d.reply.c_str());
+    return 0;
+}
+
+int cmd_recipient_list(const mta::config& cfg, const std::string& status, bool as_json) {
+    auto s = bounce::parse_address_status(status);
+    if (!s) die(2, "--status must be bounced, held or unsubscribed");
+    json arr = json::array();
+    if (auto st = open_state(cfg, true))
+        for (auto& r : st->list(*s)) arr.push_back(record_json(r));
+    if (as_json) {
+        std::cout << arr.dump(2) << "\n";
+        return 0;
+    }
+    for (auto& r : arr)
+        std::printf("%-40s %-12s %3d bounce(s)  %s\n", r["address"].get<std::string>().c_str(),
+                    r["status"].get<std::string>().c_str(), r["bounce_count"].get<int>(),
+                    r["last_category"].get<std::string>().c_str());
+    std::printf("-- %zu address(es)\n", arr.size());
+    return 0;
+}
+
+int cmd_recipient_set(const mta::config& cfg, const std::string& addr, bounce::address_status s, const std::string& why,
+                      bool as_json) {
+    json req{{"command", "recipient.set"}, {"address", addr}, {"status", std::string(bounce::to_string(s))}, {"why", why}};
+    json reply;
+    if (auto r = control_request(cfg.server.control_socket, req)) {
+        reply = *r;
+    } else {
+        // No daemon: write the state store directly (it picks the change up at start).
+        auto st = open_state(cfg, false);
+        std::string error;
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+        bool ok = st->set_status(addr, s, why, now, error);
+        reply = {{"ok", ok}};
+        if (!ok) reply["error"] = error;
+    }
+    if (!reply.value("ok", false)) die(1, reply.value("error", std::string("refused")));
+    if (as_json) std::cout << json{{"address", bounce::lower_address(addr)}, {"status", std::string(bounce::to_string(s))}}.dump(2) << "\n";
+    else std::printf("%s: %s\n", bounce::lower_address(addr).c_str(), std::string(bounce::to_string(s)).c_str());
+    return 0;
+}
+
+int cmd_stats(const mta::config& cfg, const std::string& campaign, const std::string& domain, const std::string& since,
+              bool as_json) {
+    std::int64_t since_ms = 0;
+    if (!since.empty()) {
+        mta::seconds ago{0};
+        if (!mta::parse_duration(since, ago)) die(2, "--since: a duration such as 24h or 7d");
+        since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count() - ago.count() * 1000;
+    }
+    json out = json::object();
+    auto st = open_state(cfg, true);
+    for (std::string group : {"campaign", "domain"}) {
+        json rows = json::array();
+        if (st)
+            for (auto& r : st->stats(group, campaign, domain, since_ms))
+                rows.push_back({{group, r.key}, {"sent", r.sent}, {"delivered", r.delivered}, {"deferred", r.deferred},
+                                {"hard", r.hard}, {"soft", r.soft}, {"block", r.block}, {"technical", r.technical},
+                                {"bounce_rate", r.bounce_rate()}});
+        out[group == "campaign" ? "by_campaign" : "by_domain"] = rows;
+    }
+    if (as_json) {
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    for (auto [title, key] : {std::pair{"CAMPAIGN", "campaign"}, std::pair{"DOMAIN", "domain"}}) {
+        std::printf("%-30s %8s %9s %8s %6s %6s %6s %9s %7s\n", title, "SENT", "DELIVERED", "DEFERRED", "HARD", "SOFT",
+                    "BLOCK", "TECHNICAL", "BOUNCE%");
+        for (auto& r : out[std::string(key) == "campaign" ? "by_campaign" : "by_domain"])
+            std::printf("%-30s %8lld %9lld %8lld %6lld %6lld %6lld %9lld %6.1f%%\n",
+                        r[key].get<std::string>().empty() ? "(none)" : r[key].get<std::string>().c_str(),
+                        (long long)r["sent"].get<std::int64_t>(), (long long)r["delivered"].get<std::int64_t>(),
+                        (long long)r["deferred"].get<std::int64_t>(), (long long)r["hard"].get<std::int64_t>(),
+                        (long long)r["soft"].get<std::int64_t>(), (long long)r["block"].get<std::int64_t>(),
+                        (long long)r["technical"].get<std::int64_t>(), 100.0 * r["bounce_rate"].get<double>());
+        std::printf("\n");
+    }
+    return 0;
+}
+
 int cmd_classify(const mta::config& cfg, const std::string& text, const std::string& domain,
                  const std::string& stage_name, bool as_json) {
     bounce::classifier cl;
@@ -359,6 +493,31 @@ int main(int argc, char** argv) {
     classify->add_option("--stage", reply_stage, "the stage it came at (rcpt, mail, data, end_of_data, ...)");
     classify->add_flag("--json", as_json);
 
+    auto* rc = app.add_subcommand("recipient", "what is known about an address");
+    rc->require_subcommand(1);
+    std::string addr, list_status;
+    auto* rshow = rc->add_subcommand("show", "status, bounce count, first/last bounce, reason, history");
+    rshow->add_option("ADDR", addr)->required();
+    rshow->add_flag("--json", as_json);
+    auto* rlist = rc->add_subcommand("list", "addresses with a status");
+    rlist->add_option("--status", list_status)->required()->check(CLI::IsMember({"bounced", "held", "unsubscribed"}));
+    rlist->add_flag("--json", as_json);
+    std::optional<std::pair<bounce::address_status, std::string>> set_to;
+    for (auto [name, st, help] : {std::tuple{"clear", bounce::address_status::active, "operator confirmed the address: back to active"},
+                                  std::tuple{"engage", bounce::address_status::active, "an open or click was seen: back to active"},
+                                  std::tuple{"unsubscribe", bounce::address_status::unsubscribed, "suppress for good"}}) {
+        auto* sc = rc->add_subcommand(name, help);
+        sc->add_option("ADDR", addr)->required();
+        sc->add_flag("--json", as_json);
+        sc->callback([&set_to, st = st, name = std::string(name)] { set_to = std::pair{st, name}; });
+    }
+    std::string st_campaign, st_domain, st_since;
+    auto* stats = app.add_subcommand("stats", "sent, delivered, deferred, bounces by kind, bounce rate");
+    stats->add_option("--campaign", st_campaign);
+    stats->add_option("--domain", st_domain);
+    stats->add_option("--since", st_since, "e.g. 24h, 7d");
+    stats->add_flag("--json", as_json);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -377,6 +536,10 @@ int main(int argc, char** argv) {
         if (show->parsed()) return cmd_show(cfg, show_id, as_json);
         if (op) return cmd_admin(cfg, *op, sel, as_json);
         if (classify->parsed()) return cmd_classify(cfg, reply_text, reply_domain, reply_stage, as_json);
+        if (rshow->parsed()) return cmd_recipient_show(cfg, addr, as_json);
+        if (rlist->parsed()) return cmd_recipient_list(cfg, list_status, as_json);
+        if (set_to) return cmd_recipient_set(cfg, addr, set_to->first, set_to->second, as_json);
+        if (stats->parsed()) return cmd_stats(cfg, st_campaign, st_domain, st_since, as_json);
     } catch (const exit_code& e) {
         return e.code;
     } catch (const std::exception& e) {

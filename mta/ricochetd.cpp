@@ -19,6 +19,7 @@
 
 #include "bounce/classifier.hpp"
 #include "bounce/destination_backoff.hpp"
+#include "bounce/suppression_list.hpp"
 #include "bounce/verp.hpp"
 #include "mta/auth_users.hpp"
 #include "mta/config.hpp"
@@ -28,6 +29,7 @@
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
 #include "queue/schedule.hpp"
+#include "queue/state_store.hpp"
 #include "queue/spool.hpp"
 
 using namespace ricochet;
@@ -42,9 +44,28 @@ std::string local_hostname() {
 }
 
 // The control socket's requests: {"command": "queue.hold", "id"|"domain"|"campaign"|"all": ...}.
+struct state_parts {
+    queue::state_store& store;
+    bounce::suppression_list& suppression;
+};
+
 json handle_control(queue::spool& spool, queue::events_log& events, queue::schedule& due,
-                    mta::delivery_agent& delivery, const bounce::destination_backoff& backoff, const json& req) {
+                    mta::delivery_agent& delivery, const bounce::destination_backoff& backoff, state_parts state,
+                    const json& req) {
     std::string cmd = req.value("command", "");
+    if (cmd == "recipient.set") {
+        std::string addr = req.value("address", ""), why = req.value("why", "admin");
+        auto st = bounce::parse_address_status(req.value("status", ""));
+        if (addr.empty() || !st) return {{"ok", false}, {"error", "need address and status"}};
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+        std::string error;
+        if (!state.store.set_status(addr, *st, why, now, error)) return {{"ok", false}, {"error", error}};
+        if (auto r = state.store.get(addr)) state.suppression.update(*r);
+        events.append(json{{"type", "admin"}, {"action", why}, {"recipient", bounce::lower_address(addr)},
+                           {"status", std::string(bounce::to_string(*st))}});
+        return {{"ok", true}};
+    }
     if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
     if (cmd == "pauses") {
         auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -169,6 +190,28 @@ int main(int argc, char** argv) {
     };
     spdlog::info("schedule rebuilt: {} message(s) to deliver", due.rebuild(spool->list(), now_ms()));
 
+    // Recipient state (SQLite) and the in-memory list of suppressed addresses.
+    bounce::status_policy policy{cfg.bounce.trusted_domains, static_cast<int>(cfg.bounce.held_after_bounces),
+                                 std::int64_t(cfg.bounce.held_after_days) * 86400 * 1000};
+    auto store = queue::state_store::open(queue::sqlite_path(cfg.server.state), policy, error);
+    if (!store) {
+        spdlog::critical("server.state: {}", error);
+        return 1;
+    }
+    bounce::suppression_list suppression;
+    for (auto st : {bounce::address_status::held, bounce::address_status::unsubscribed})
+        for (auto& r : store->list(st)) suppression.update(r);
+    spdlog::info("state {}: {} suppressed address(es)", cfg.server.state, suppression.size());
+    auto record_decisions = [&store, &suppression](const std::vector<queue::decision>& ds) {
+        std::string err;
+        for (auto& r : store->record(ds, err)) {
+            suppression.update(r);
+            spdlog::info("recipient <{}> is now {} ({} bounce(s), last {})", r.address, bounce::to_string(r.status),
+                         r.bounce_count, r.last_category);
+        }
+        if (!err.empty()) spdlog::error("state store: cannot record {} decision(s): {}", ds.size(), err);
+    };
+
     queue::events_log events;
     if (auto eec = events.open(cfg.server.events_log)) {
         spdlog::critical("cannot open events log {}: {}", cfg.server.events_log.string(), eec.message());
@@ -188,17 +231,22 @@ int main(int argc, char** argv) {
     mta::delivery_agent delivery(io, cfg, *spool, due, events, verp, classifier, backoff);
     // After each group commit: one `queued` event per recipient and one log
     // line per message, written off the I/O threads.
-    spool->set_batch_hook([&events, &due, &delivery](const std::vector<const queue::envelope*>& batch) {
+    delivery.set_decision_sink(record_decisions);
+    spool->set_batch_hook([&events, &due, &delivery, &record_decisions](const std::vector<const queue::envelope*>& batch) {
         std::vector<json> evs;
+        std::vector<queue::decision> ds;
         for (auto* env : batch) {
             due.add(env->id, env->arrival_ms);
             spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=[{}]{}{} (queue active)", env->id, env->sender,
                          env->content_size, env->recipients.size(), env->client,
                          env->auth_user.empty() ? "" : ", sasl_username=", env->auth_user);
-            for (auto& r : env->recipients)
+            for (auto& r : env->recipients) {
                 evs.push_back({{"type", "queued"}, {"queue_id", env->id}, {"campaign", env->campaign}, {"recipient", r}});
+                ds.push_back({env->arrival_ms, "queued", env->id, env->campaign, r, "", "", "", ""});
+            }
         }
         events.append(evs);
+        record_decisions(ds);
         delivery.wake();
     });
     mta::smtp_server_options sub;
@@ -217,6 +265,22 @@ int main(int argc, char** argv) {
     sub.policy.users = cfg.submission.auth_users_file.empty() ? nullptr : &users;
     for (auto& n : cfg.submission.trusted_networks) sub.policy.trusted.push_back(*mta::parse_cidr(n));
     sub.policy.new_id = [s = spool.get()] { return s->new_id(); };
+    // PRODUCT.md mail flow 1: held and unsubscribed recipients are refused at
+    // RCPT, or with bounce.suppressed = "drop" accepted and dropped.
+    sub.policy.check_recipient = [&suppression, &events, drop = cfg.bounce.suppressed == "drop"](std::string_view rcpt) {
+        auto r = suppression.find(rcpt);
+        if (!r) return mta::rcpt_verdict::accept();
+        std::string why = r->status == bounce::address_status::held
+                              ? "is held after " + std::to_string(r->bounce_count) + " bounce(s)" +
+                                    (r->last_category.empty() ? "" : " (last: " + r->last_category + ")")
+                              : "has unsubscribed";
+        if (drop) {
+            events.append(json{{"type", "suppressed"}, {"recipient", std::string(rcpt)},
+                               {"status", std::string(bounce::to_string(r->status))}, {"reply", "dropped: recipient " + why}});
+            return mta::rcpt_verdict::drop();
+        }
+        return mta::rcpt_verdict::refuse("550 5.7.1 <" + std::string(rcpt) + ">: recipient " + why);
+    };
     mta::smtp_server submission(io, sub, *spool);
     if (!submission.start(error)) {
         spdlog::critical("{}", error);
@@ -224,7 +288,7 @@ int main(int argc, char** argv) {
     }
 
     mta::control_server control(cfg.server.control_socket,
-                                [&](const json& req) { return handle_control(*spool, events, due, delivery, backoff, req); });
+                                [&](const json& req) { return handle_control(*spool, events, due, delivery, backoff, {*store, suppression}, req); });
     if (!control.start(error)) {
         spdlog::critical("{}", error);
         return 1;

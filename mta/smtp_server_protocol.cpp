@@ -103,6 +103,7 @@ void smtp_server_protocol::reset_transaction() {
     content_.shrink_to_fit();
     data_size_ = 0;
     data_too_big_ = data_line_too_long_ = false;
+    dropped_ = 0;
     prev_crlf_ = true;
     if (state_ != state::fresh) state_ = state::ready;
 }
@@ -306,8 +307,14 @@ smtp_server_protocol::action smtp_server_protocol::do_rcpt(std::string_view arg,
         return reply(out, "452 4.5.3 Error: too many recipients");  // RFC 5321 4.5.3.1.10
     std::string addr = r.path.address();
     if (p_.check_recipient) {
+        auto v = p_.check_recipient(addr);
         // A policy refusal is not a client error: not counted towards max_errors.
-        if (auto refusal = p_.check_recipient(addr)) return reply(out, *refusal);
+        if (v.act == rcpt_verdict::action::refuse) return reply(out, v.reply);
+        if (v.act == rcpt_verdict::action::drop) {
+            ++dropped_;
+            state_ = state::rcpt;
+            return reply(out, "250 2.1.5 Ok");
+        }
     } else if (p_.role == server_role::bounce) {
         return reply(out, "550 5.1.1 Error: no such bounce address", true);  // never a relay
     }
@@ -361,6 +368,11 @@ smtp_server_protocol::action smtp_server_protocol::on_end_of_data(std::string& o
     if (hops >= p_.max_hops) {
         reset_transaction();
         return reply(out, "554 5.4.6 Error: too many hops (mail loop?)", true);
+    }
+    if (env_.recipients.empty()) {
+        // Every recipient was suppressed with bounce.suppressed = "drop".
+        reset_transaction();
+        return reply(out, "250 2.0.0 Ok: every recipient is suppressed, nothing queued");
     }
     env_.id = p_.new_id ? p_.new_id() : std::string("0000000000000");
     env_.campaign = campaign;

@@ -24,6 +24,17 @@ namespace ricochet::mta {
 
 enum class server_role { submission, bounce };
 
+// What the recipient check says about one RCPT.
+struct rcpt_verdict {
+    enum class action { accept, refuse, drop } act = action::accept;
+    std::string reply;  // refuse: the whole reply line ("550 5.7.1 ...")
+
+    static rcpt_verdict accept() { return {}; }
+    static rcpt_verdict refuse(std::string r) { return {action::refuse, std::move(r)}; }
+    // Accepted with 250 but never delivered (bounce.suppressed = "drop").
+    static rcpt_verdict drop() { return {action::drop, {}}; }
+};
+
 // Settings shared by every session of one listener.
 struct session_policy {
     server_role role = server_role::submission;
@@ -39,9 +50,8 @@ struct session_policy {
     unsigned max_hops = 50;             // Received headers before 554 5.4.6 (loop)
     // Queue id for the message being received (goes into Received:).
     std::function<std::string()> new_id;
-    // Recipient check after syntax (suppression, bounce tokens). Returns a
-    // complete reply line ("550 5.7.1 ...") to refuse, nullopt to accept.
-    std::function<std::optional<std::string>(std::string_view rcpt)> check_recipient;
+    // Recipient check after syntax (suppression, bounce tokens).
+    std::function<rcpt_verdict(std::string_view rcpt)> check_recipient;
 };
 
 class smtp_server_protocol {
@@ -102,6 +112,7 @@ private:
     queue::envelope env_;
     std::string content_;
     std::uint64_t data_size_ = 0;
+    std::size_t dropped_ = 0;  // recipients accepted and dropped (suppressed)
     bool data_too_big_ = false, data_line_too_long_ = false, prev_crlf_ = true;
 };
 

@@ -7,6 +7,7 @@ Its answers are chosen by the recipient's local part (KumoMTA's idea):
   once...      451 4.7.1 at RCPT the first time this address is seen, then 250
   drop...      the first time: takes the whole message, then closes without a reply
   full...      452 4.2.2 mailbox full at RCPT (a final soft reply)
+  later...     421 4.7.0 try again later, at RCPT (temporary, says nothing about the address)
   throttle...  421 4.7.0 [TSS04] deferred due to unexpected volume, at RCPT (pauses the destination)
   dmarc...     550 5.7.26 DMARC reject at end of data (block: the address stays good)
 It counts connections (total and the most at once), and records each
@@ -114,6 +115,8 @@ class Sink:
                 elif local.startswith("reject"):
                     send("550-5.1.1 The email account that you tried to reach does not exist.")
                     send("550 5.1.1 Please check the address.")
+                elif local.startswith("later"):
+                    send("421 4.7.0 sink.test Service temporarily unavailable, try again later")
                 elif local.startswith("throttle"):
                     send("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints")
                 elif local.startswith("full"):

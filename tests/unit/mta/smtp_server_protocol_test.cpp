@@ -253,15 +253,32 @@ TEST(SmtpServerProtocol, AuthPlainPromptAbortAndLockout) {
 
 TEST(SmtpServerProtocol, RecipientHookRefuses) {
     session s("127.0.0.1", [](session_policy& p) {
-        p.check_recipient = [](std::string_view r) -> std::optional<std::string> {
-            if (r == "held@y.example") return "550 5.7.1 <held@y.example>: recipient is held";
-            return std::nullopt;
+        p.check_recipient = [](std::string_view r) {
+            if (r == "held@y.example") return rcpt_verdict::refuse("550 5.7.1 <held@y.example>: recipient is held");
+            if (r == "gone@y.example") return rcpt_verdict::drop();
+            return rcpt_verdict::accept();
         };
     });
     s.send("EHLO c.example");
     s.send("MAIL FROM:<a@b.example>");
     EXPECT_EQ(s.code("RCPT TO:<held@y.example>"), "550 5.7.1");
+    EXPECT_EQ(s.code("RCPT TO:<gone@y.example>"), "250 2.1.5") << "drop: accepted ...";
     EXPECT_EQ(s.code("RCPT TO:<ok@y.example>"), "250 2.1.5");
+    s.send("DATA");
+    s.send(".");
+    ASSERT_EQ(s.last, action::commit);
+    EXPECT_EQ(s.proto->envelope().recipients, std::vector<std::string>{"ok@y.example"}) << "... and not delivered";
+}
+
+TEST(SmtpServerProtocol, AllRecipientsDroppedQueuesNothing) {
+    session s("127.0.0.1", [](session_policy& p) { p.check_recipient = [](std::string_view) { return rcpt_verdict::drop(); }; });
+    s.send("EHLO c.example");
+    s.send("MAIL FROM:<a@b.example>");
+    EXPECT_EQ(s.code("RCPT TO:<gone@y.example>"), "250 2.1.5");
+    EXPECT_EQ(s.code("DATA"), "354 End d");
+    auto r = s.send(".");
+    EXPECT_EQ(s.last, action::none);
+    EXPECT_EQ(r, "250 2.0.0 Ok: every recipient is suppressed, nothing queued\r\n");
 }
 
 TEST(SmtpServerProtocol, BareCrBecomesALineEnd) {
@@ -291,7 +308,7 @@ TEST(SmtpServerProtocol, BounceRoleWithoutRecipientCheckRelaysNothing) {
 TEST(SmtpServerProtocol, PolicyRefusalsDoNotCountAsErrors) {
     session s("127.0.0.1", [](session_policy& p) {
         p.max_errors = 2;
-        p.check_recipient = [](std::string_view) -> std::optional<std::string> { return "550 5.7.1 held"; };
+        p.check_recipient = [](std::string_view) { return rcpt_verdict::refuse("550 5.7.1 held"); };
     });
     s.send("EHLO c.example");
     s.send("MAIL FROM:<a@b.example>");

@@ -1,0 +1,35 @@
+// suppression_list — see suppression_list.hpp.
+#include "bounce/suppression_list.hpp"
+
+#include <mutex>
+
+namespace ricochet::bounce {
+
+std::string lower_address(std::string_view address) {
+    std::string s(address);
+    for (auto& c : s)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return s;
+}
+
+void suppression_list::update(const address_record& r) {
+    std::unique_lock lk(mu_);
+    auto key = lower_address(r.address);
+    if (suppressed(r.status)) m_[key] = r;
+    else m_.erase(key);
+}
+
+std::optional<address_record> suppression_list::find(std::string_view address) const {
+    auto key = lower_address(address);
+    std::shared_lock lk(mu_);
+    auto it = m_.find(key);
+    if (it == m_.end()) return std::nullopt;
+    return it->second;
+}
+
+std::size_t suppression_list::size() const {
+    std::shared_lock lk(mu_);
+    return m_.size();
+}
+
+}  // namespace ricochet::bounce

@@ -1,0 +1,30 @@
+// suppression_list — the addresses refused at RCPT (held or unsubscribed),
+// kept in memory so the check costs a hash lookup on the SMTP threads. The
+// state store is the truth; this list is loaded from it at start and updated
+// with every status change. Keys are lower case. Thread-safe.
+#pragma once
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "bounce/recipient_status.hpp"
+
+namespace ricochet::bounce {
+
+class suppression_list {
+public:
+    // Records r's status: added when held/unsubscribed, removed otherwise.
+    void update(const address_record& r);
+    std::optional<address_record> find(std::string_view address) const;
+    std::size_t size() const;
+
+private:
+    mutable std::shared_mutex mu_;
+    std::unordered_map<std::string, address_record> m_;
+};
+
+std::string lower_address(std::string_view address);
+
+}  // namespace ricochet::bounce
