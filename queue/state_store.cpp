@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <mutex>
 
 namespace ricochet::queue {
 namespace {
@@ -75,13 +76,33 @@ void insert_decision(sqlite3* db, const decision& d) {
 }
 }  // namespace
 
+class sqlite_state_store final : public state_store {
+public:
+    ~sqlite_state_store() override {
+        if (db_) sqlite3_close(db_);
+    }
+    std::vector<bounce::address_record> record(const std::vector<decision>& ds, std::string& error) override;
+    std::optional<bounce::address_record> get(const std::string& address) const override;
+    std::vector<decision> history(const std::string& address, int limit) const override;
+    std::vector<bounce::address_record> list(bounce::address_status s) const override;
+    bool set_status(const std::string& address, bounce::address_status s, const std::string& why, std::int64_t now_ms,
+                    std::string& error) override;
+    std::optional<bool> message_bounced(const std::string& queue_id) const override;
+    std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
+                                 std::int64_t since_ms) const override;
+
+    sqlite3* db_ = nullptr;
+    bounce::status_policy policy_;
+    mutable std::mutex mu_;
+};
+
 std::filesystem::path sqlite_path(const std::string& s) {
     return s.rfind("sqlite:", 0) == 0 ? std::filesystem::path(s.substr(7)) : std::filesystem::path();
 }
 
 std::unique_ptr<state_store> state_store::open(const std::filesystem::path& path, bounce::status_policy policy,
                                                std::string& error, bool readonly) {
-    std::unique_ptr<state_store> st(new state_store());
+    auto st = std::make_unique<sqlite_state_store>();
     st->policy_ = std::move(policy);
     std::error_code ec;
     if (!readonly && path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
@@ -116,11 +137,7 @@ std::unique_ptr<state_store> state_store::open(const std::filesystem::path& path
     return st;
 }
 
-state_store::~state_store() {
-    if (db_) sqlite3_close(db_);
-}
-
-std::vector<bounce::address_record> state_store::record(const std::vector<decision>& ds, std::string& error) {
+std::vector<bounce::address_record> sqlite_state_store::record(const std::vector<decision>& ds, std::string& error) {
     std::vector<bounce::address_record> changed;
     std::lock_guard lk(mu_);
     sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
@@ -159,12 +176,12 @@ std::vector<bounce::address_record> state_store::record(const std::vector<decisi
     return changed;
 }
 
-std::optional<bounce::address_record> state_store::get(const std::string& address) const {
+std::optional<bounce::address_record> sqlite_state_store::get(const std::string& address) const {
     std::lock_guard lk(mu_);
     return load(db_, lower(address));
 }
 
-std::vector<decision> state_store::history(const std::string& address, int limit) const {
+std::vector<decision> sqlite_state_store::history(const std::string& address, int limit) const {
     std::lock_guard lk(mu_);
     stmt q(db_, "SELECT time_ms, type, queue_id, campaign, recipient, kind, category, rule, reply FROM decisions "
                 "WHERE recipient = ? ORDER BY id DESC LIMIT ?");
@@ -176,7 +193,7 @@ std::vector<decision> state_store::history(const std::string& address, int limit
     return out;
 }
 
-std::vector<bounce::address_record> state_store::list(bounce::address_status s) const {
+std::vector<bounce::address_record> sqlite_state_store::list(bounce::address_status s) const {
     std::lock_guard lk(mu_);
     stmt q(db_, (std::string("SELECT ") + record_cols + " FROM recipients WHERE status = ? ORDER BY address").c_str());
     q.text(1, std::string(bounce::to_string(s)));
@@ -185,7 +202,7 @@ std::vector<bounce::address_record> state_store::list(bounce::address_status s) 
     return out;
 }
 
-bool state_store::set_status(const std::string& address, bounce::address_status s, const std::string& why,
+bool sqlite_state_store::set_status(const std::string& address, bounce::address_status s, const std::string& why,
                              std::int64_t now_ms, std::string& error) {
     std::lock_guard lk(mu_);
     std::string addr = lower(address);
@@ -206,15 +223,7 @@ bool state_store::set_status(const std::string& address, bounce::address_status 
     return true;
 }
 
-std::vector<std::string> state_store::suppressed_addresses() const {
-    std::lock_guard lk(mu_);
-    stmt q(db_, "SELECT address FROM recipients WHERE status IN ('held', 'unsubscribed')");
-    std::vector<std::string> out;
-    while (q.step()) out.push_back(q.col_text(0));
-    return out;
-}
-
-std::optional<bool> state_store::message_bounced(const std::string& queue_id) const {
+std::optional<bool> sqlite_state_store::message_bounced(const std::string& queue_id) const {
     std::lock_guard lk(mu_);
     stmt q(db_, "SELECT bounced FROM messages WHERE queue_id = ?");
     q.text(1, queue_id);
@@ -222,7 +231,7 @@ std::optional<bool> state_store::message_bounced(const std::string& queue_id) co
     return q.col_num(0) != 0;
 }
 
-std::vector<stats_row> state_store::stats(const std::string& group_by, const std::string& campaign,
+std::vector<stats_row> sqlite_state_store::stats(const std::string& group_by, const std::string& campaign,
                                           const std::string& domain, std::int64_t since_ms) const {
     std::lock_guard lk(mu_);
     std::string key = group_by == "domain" ? "domain" : "campaign";

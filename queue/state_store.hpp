@@ -12,14 +12,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "bounce/recipient_status.hpp"
-
-struct sqlite3;
 
 namespace ricochet::queue {
 
@@ -35,34 +32,30 @@ struct stats_row {
     double bounce_rate() const { return sent ? double(hard + soft) / double(sent) : 0.0; }
 };
 
+// The store, behind an interface so another backend can replace SQLite.
 class state_store {
 public:
-    // path: the file of server.state ("sqlite:PATH"). readonly for ricochetctl's readers.
-    static std::unique_ptr<state_store> open(const std::filesystem::path& path, bounce::status_policy policy,
-                                             std::string& error, bool readonly = false);
-    ~state_store();
+    virtual ~state_store() = default;
 
     // Records decisions in one transaction and applies the status rules to
     // final failures. Returns the addresses whose status changed.
-    std::vector<bounce::address_record> record(const std::vector<decision>& ds, std::string& error);
+    virtual std::vector<bounce::address_record> record(const std::vector<decision>& ds, std::string& error) = 0;
 
-    std::optional<bounce::address_record> get(const std::string& address) const;
-    std::vector<decision> history(const std::string& address, int limit = 50) const;
-    std::vector<bounce::address_record> list(bounce::address_status s) const;
+    virtual std::optional<bounce::address_record> get(const std::string& address) const = 0;
+    virtual std::vector<decision> history(const std::string& address, int limit = 50) const = 0;
+    virtual std::vector<bounce::address_record> list(bounce::address_status s) const = 0;
     // clear / engage (-> active, count reset) and unsubscribe, with an `admin` decision.
-    bool set_status(const std::string& address, bounce::address_status s, const std::string& why, std::int64_t now_ms,
-                    std::string& error);
-    std::vector<std::string> suppressed_addresses() const;
-    std::optional<bool> message_bounced(const std::string& queue_id) const;
+    virtual bool set_status(const std::string& address, bounce::address_status s, const std::string& why,
+                            std::int64_t now_ms, std::string& error) = 0;
+    virtual std::optional<bool> message_bounced(const std::string& queue_id) const = 0;
     // group_by: "campaign" or "domain"; empty filters mean all.
-    std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
-                                 std::int64_t since_ms) const;
+    virtual std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign,
+                                         const std::string& domain, std::int64_t since_ms) const = 0;
 
-private:
-    state_store() = default;
-    sqlite3* db_ = nullptr;
-    bounce::status_policy policy_;
-    mutable std::mutex mu_;
+    // The SQLite store (the default, server.state = "sqlite:PATH"); readonly
+    // for ricochetctl's readers.
+    static std::unique_ptr<state_store> open(const std::filesystem::path& path, bounce::status_policy policy,
+                                             std::string& error, bool readonly = false);
 };
 
 // "sqlite:var/state.db" -> "var/state.db"; empty for anything else.
