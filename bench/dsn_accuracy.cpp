@@ -1,0 +1,175 @@
+// dsn_accuracy — runs the DSN parser and the shipped classifier over a folder
+// of .eml bounces with a labels file (../shared/corpus format, see its
+// README) and prints how often they agree with the labels:
+//   recipients  share of messages where at least as many valid failed
+//               recipients are found as the labels have rows;
+//   status      share of labelled status codes found (per row);
+//   kind        share of rows whose kind matches (corpus README mapping);
+// plus a confusion table of kinds and the parser's speed.
+//
+//   dsn_accuracy CORPUS_DIR RULES_FILE [--min-recipients P --min-status P --min-kind P] [--list]
+//
+// With --min-*, exits 1 when a share is below P percent (used by a test so
+// the figures cannot silently get worse).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bounce/classifier.hpp"
+#include "bounce/dsn_parser.hpp"
+
+using namespace ricochet::bounce;
+namespace fs = std::filesystem;
+
+namespace {
+struct label {
+    std::string file, status, reply_code, reason;
+    int record = 1;
+    bool hard = false;
+};
+
+// The corpus README's mapping from sisimai reasons to our kinds; empty = not scored.
+std::set<std::string> allowed_kinds(const label& l) {
+    if (l.hard) return {"hard"};
+    const std::string& r = l.reason;
+    if (r == "userunknown" || r == "hasmoved") return {"hard"};
+    if (r == "hostunknown") return {"hard"};
+    if (r == "notaccept") return {"soft"};
+    if (r == "mailboxfull" || r == "suspend" || r == "mesgtoobig" || r == "exceedlimit") return {"soft"};
+    if (r == "systemfull" || r == "systemerror" || r == "mailererror" || r == "expired") return {"soft", "technical"};
+    if (r == "blocked" || r == "badreputation" || r == "authfailure" || r == "securityerror" || r == "spamdetected" ||
+        r == "virusdetected" || r == "policyviolation" || r == "requireptr" || r == "rejected" || r == "norelaying" ||
+        r == "notcompliantrfc")
+        return {"block"};
+    if (r == "filtered") return {"block", "soft"};
+    if (r == "contenterror" || r == "syntaxerror" || r == "networkerror" || r == "toomanyconn" || r == "speeding")
+        return {"technical"};
+    if (r == "feedback") return {"complaint"};
+    if (r == "vacation") return {"autoreply"};
+    if (r == "delivered") return {"delivered"};
+    return {};  // onhold, undefined
+}
+
+std::string kind_of_record(const classifier& c, const dsn_record& d, const std::string& domain) {
+    if (d.type == "complaint") return "complaint";
+    if (d.type == "autoreply") return "autoreply";
+    if (d.type == "delivered") return "delivered";
+    smtp_reply r;
+    r.code = d.reply_code;
+    r.enhanced = d.status;
+    if (r.code == 0 && !d.status.empty()) r.code = d.status[0] == '5' ? 550 : d.status[0] == '4' ? 450 : 250;
+    if (!r.enhanced.empty() && r.code / 100 != r.enhanced[0] - '0') r.enhanced.clear();
+    r.lines.push_back(d.diagnostic);
+    r.at = stage::rcpt;
+    return std::string(to_string(c.classify(r, domain).k));
+}
+
+bool valid(const std::string& a) {
+    auto at = a.rfind('@');
+    return at != std::string::npos && at > 0 && a.find('.', at) != std::string::npos;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: dsn_accuracy CORPUS_DIR RULES_FILE [--min-recipients P --min-status P --min-kind P] [--list]\n");
+        return 2;
+    }
+    fs::path dir = argv[1];
+    double min_r = 0, min_s = 0, min_k = 0;
+    bool list = false;
+    for (int i = 3; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--list") list = true;
+        else if (i + 1 < argc && a == "--min-recipients") min_r = std::stod(argv[++i]);
+        else if (i + 1 < argc && a == "--min-status") min_s = std::stod(argv[++i]);
+        else if (i + 1 < argc && a == "--min-kind") min_k = std::stod(argv[++i]);
+    }
+    classifier c;
+    std::string err;
+    if (!c.load(argv[2], err)) {
+        std::fprintf(stderr, "%s\n", err.c_str());
+        return 2;
+    }
+    std::map<std::string, std::vector<label>> labels;
+    std::ifstream in(dir / "labels.tsv");
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        for (std::string p; std::getline(ss, p, '\t');) f.push_back(p);
+        while (f.size() < 7) f.emplace_back();
+        label l{f[0], f[2], f[3], f[4], std::atoi(f[1].c_str()), f[5] == "1"};
+        labels[l.file].push_back(l);
+    }
+    int messages = 0, rcpt_ok = 0, status_rows = 0, status_ok = 0, kind_rows = 0, kind_ok = 0;
+    std::map<std::string, std::map<std::string, int>> confusion;  // want -> got
+    double parse_seconds = 0;
+    for (auto& [file, rows] : labels) {
+        std::ifstream f(dir / "dev" / file, std::ios::binary);
+        if (!f) continue;
+        std::string raw((std::istreambuf_iterator<char>(f)), {});
+        auto t0 = std::chrono::steady_clock::now();
+        auto rep = parse_dsn(raw);
+        parse_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        ++messages;
+        std::vector<const dsn_record*> recs;
+        for (auto& r : rep.records)
+            if (valid(r.recipient)) recs.push_back(&r);
+        bool found = recs.size() >= rows.size();
+        rcpt_ok += found;
+        std::vector<std::string> problems;
+        if (!found) problems.push_back("recipients " + std::to_string(recs.size()) + "/" + std::to_string(rows.size()));
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+            auto& l = rows[i];
+            const dsn_record* d = i < recs.size() ? recs[i] : (recs.empty() ? nullptr : recs.back());
+            if (!l.status.empty()) {
+                ++status_rows;
+                bool ok = d && d->status == l.status;
+                status_ok += ok;
+                if (!ok) problems.push_back("status " + (d ? d->status : std::string("-")) + " want " + l.status);
+            }
+            auto want = allowed_kinds(l);
+            if (want.empty()) continue;
+            ++kind_rows;
+            std::string domain = d ? d->recipient.substr(d->recipient.rfind('@') + 1) : "";
+            std::string got = d ? kind_of_record(c, *d, domain) : (rep.records.empty() ? "none" : kind_of_record(c, rep.records[0], ""));
+            bool ok = want.count(got) > 0;
+            kind_ok += ok;
+            confusion[*want.begin() + (want.size() > 1 ? "+" : "")][got]++;
+            if (!ok) problems.push_back("kind " + got + " want " + *want.begin() + " (" + l.reason + ")");
+        }
+        if (list && !problems.empty()) {
+            std::printf("%-32s %-8s", file.c_str(), rep.format.c_str());
+            for (auto& p : problems) std::printf("  %s;", p.c_str());
+            std::printf("\n");
+        }
+    }
+    auto pct = [](int a, int b) { return b ? 100.0 * a / b : 0.0; };
+    std::printf("messages: %d\n", messages);
+    std::printf("recipients found: %d/%d = %.1f%%\n", rcpt_ok, messages, pct(rcpt_ok, messages));
+    std::printf("status codes:     %d/%d = %.1f%%\n", status_ok, status_rows, pct(status_ok, status_rows));
+    std::printf("kinds:            %d/%d = %.1f%%\n", kind_ok, kind_rows, pct(kind_ok, kind_rows));
+    std::printf("parser speed:     %.0f messages/s (one core)\n", parse_seconds > 0 ? messages / parse_seconds : 0.0);
+    std::printf("\nconfusion (rows: labelled kind, columns: our kind)\n%-12s", "");
+    std::set<std::string> cols;
+    for (auto& [w, m] : confusion)
+        for (auto& [g, n] : m) cols.insert(g);
+    for (auto& col : cols) std::printf("%11s", col.c_str());
+    std::printf("\n");
+    for (auto& [w, m] : confusion) {
+        std::printf("%-12s", w.c_str());
+        for (auto& col : cols) std::printf("%11d", m.count(col) ? m.at(col) : 0);
+        std::printf("\n");
+    }
+    bool ok = pct(rcpt_ok, messages) >= min_r && pct(status_ok, status_rows) >= min_s && pct(kind_ok, kind_rows) >= min_k;
+    if (!ok) std::printf("\nBELOW THE REQUIRED FLOOR (recipients %.1f, status %.1f, kinds %.1f)\n", min_r, min_s, min_k);
+    return ok ? 0 : 1;
+}

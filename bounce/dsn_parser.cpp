@@ -1,0 +1,371 @@
+// dsn_parser — see dsn_parser.hpp. The only file that includes GMime.
+#include "bounce/dsn_parser.hpp"
+
+#include <gmime/gmime.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+namespace ricochet::bounce {
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string o(s);
+    for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return o;
+}
+std::string trim(std::string_view s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+    return std::string(s);
+}
+
+// "Name: value" fields in blocks separated by blank lines, with folding
+// (RFC 3464 2.1: a delivery-status body is a series of header-like groups).
+using fields = std::vector<std::pair<std::string, std::string>>;
+std::vector<fields> parse_field_groups(std::string_view text) {
+    std::vector<fields> groups(1);
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        auto eol = text.find('\n', pos);
+        std::string_view line = text.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (trim(line).empty()) {
+            if (!groups.back().empty()) groups.emplace_back();
+        } else if ((line[0] == ' ' || line[0] == '\t') && !groups.back().empty()) {
+            groups.back().back().second += " " + trim(line);
+        } else if (auto colon = line.find(':'); colon != std::string_view::npos && colon > 0) {
+            groups.back().emplace_back(lower(trim(line.substr(0, colon))), trim(line.substr(colon + 1)));
+        }
+        if (eol == std::string_view::npos) break;
+        pos = eol + 1;
+    }
+    if (groups.back().empty()) groups.pop_back();
+    return groups;
+}
+
+std::string field(const fields& f, std::string_view name) {
+    for (auto& [k, v] : f)
+        if (k == name) return v;
+    return {};
+}
+
+// "rfc822; user@example.com" -> "user@example.com"
+std::string strip_type(std::string v) {
+    if (auto semi = v.find(';'); semi != std::string::npos && semi < 20) v = trim(std::string_view(v).substr(semi + 1));
+    if (v.size() > 1 && v.front() == '<' && v.back() == '>') v = v.substr(1, v.size() - 2);
+    return v;
+}
+
+bool is_address_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._%+-=!#$&'*/?^`{|}~").find(c) != std::string_view::npos ||
+           static_cast<unsigned char>(c) >= 0x80;
+}
+
+// Every address-looking token in text, in order of appearance.
+std::vector<std::string> find_addresses(std::string_view text) {
+    std::vector<std::string> out;
+    for (std::size_t at = text.find('@'); at != std::string_view::npos; at = text.find('@', at + 1)) {
+        std::size_t b = at, e = at + 1;
+        while (b > 0 && is_address_char(text[b - 1])) --b;
+        while (e < text.size() && (std::isalnum(static_cast<unsigned char>(text[e])) || text[e] == '.' || text[e] == '-' ||
+                                   static_cast<unsigned char>(text[e]) >= 0x80))
+            ++e;
+        while (e > at + 1 && text[e - 1] == '.') --e;
+        std::string local(text.substr(b, at - b)), domain(text.substr(at + 1, e - at - 1));
+        while (!local.empty() && (local.front() == '.' || local.front() == '=')) local.erase(0, 1);
+        if (local.empty() || domain.find('.') == std::string::npos) continue;
+        out.push_back(local + "@" + domain);
+    }
+    return out;
+}
+
+bool valid_address(std::string_view a) {
+    auto at = a.rfind('@');
+    return at != std::string_view::npos && at > 0 && a.find('.', at) != std::string_view::npos && a.find(' ') == std::string_view::npos;
+}
+
+// The first SMTP reply code and RFC 3463 status in text ("550 5.1.1 ...",
+// "550-5.1.1", "#5.1.1", "(5.1.1)").
+void find_codes(std::string_view t, int& code, std::string& status) {
+    for (std::size_t i = 0; i + 3 <= t.size(); ++i) {
+        bool boundary = i == 0 || !std::isalnum(static_cast<unsigned char>(t[i - 1]));
+        if (!boundary) continue;
+        if (!code && (t[i] == '4' || t[i] == '5') && std::isdigit(static_cast<unsigned char>(t[i + 1])) &&
+            std::isdigit(static_cast<unsigned char>(t[i + 2])) && (i + 3 == t.size() || t[i + 3] == ' ' || t[i + 3] == '-')) {
+            code = (t[i] - '0') * 100 + (t[i + 1] - '0') * 10 + (t[i + 2] - '0');
+        }
+        if (status.empty() && (t[i] == '2' || t[i] == '4' || t[i] == '5') && i + 4 < t.size() && t[i + 1] == '.') {
+            std::size_t j = i + 2, n1 = 0, n2 = 0;
+            while (j < t.size() && std::isdigit(static_cast<unsigned char>(t[j])) && n1 < 4) { ++j; ++n1; }
+            if (n1 >= 1 && n1 <= 3 && j < t.size() && t[j] == '.') {
+                ++j;
+                while (j < t.size() && std::isdigit(static_cast<unsigned char>(t[j])) && n2 < 4) { ++j; ++n2; }
+                bool end = j == t.size() || !std::isdigit(static_cast<unsigned char>(t[j])) && t[j] != '.';
+                if (n2 >= 1 && n2 <= 3 && end) status = std::string(t.substr(i, j - i));
+            }
+        }
+        if (code && !status.empty()) return;
+    }
+}
+
+struct walk_state {
+    std::vector<fields> dsn_groups;
+    std::vector<fields> arf_groups;
+    std::string text;            // notification text (not the returned message)
+    std::vector<std::string> original_to;
+    std::string original_message_id;
+    int depth_in_message = 0;
+};
+
+std::string part_bytes(GMimePart* part) {
+    GMimeDataWrapper* w = g_mime_part_get_content(part);
+    if (!w) return {};
+    GMimeStream* out = g_mime_stream_mem_new();
+    g_mime_data_wrapper_write_to_stream(w, out);
+    GByteArray* arr = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(out));
+    std::string s(reinterpret_cast<const char*>(arr->data), arr->len);
+    g_object_unref(out);
+    return s;
+}
+
+std::string mime_type(GMimeObject* obj) {
+    GMimeContentType* ct = g_mime_object_get_content_type(obj);
+    if (!ct) return "text/plain";
+    char* m = g_mime_content_type_get_mime_type(ct);
+    std::string s = lower(m ? m : "text/plain");
+    g_free(m);
+    return s;
+}
+
+void take_original_headers(GMimeObject* obj, walk_state& st) {
+    for (auto name : {"To", "Cc"}) {
+        if (const char* v = g_mime_object_get_header(obj, name))
+            for (auto& a : find_addresses(v)) st.original_to.push_back(a);
+    }
+    if (const char* id = g_mime_object_get_header(obj, "Message-ID")) st.original_message_id = trim(id);
+}
+
+void walk(GMimeObject* obj, walk_state& st) {
+    if (GMIME_IS_MULTIPART(obj)) {
+        auto* mp = GMIME_MULTIPART(obj);
+        for (int i = 0; i < g_mime_multipart_get_count(mp); ++i) walk(g_mime_multipart_get_part(mp, i), st);
+        return;
+    }
+    std::string type = mime_type(obj);
+    if (GMIME_IS_MESSAGE_PART(obj)) {
+        GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
+        if (!inner) return;
+        if (type == "message/delivery-status" || type == "message/global-delivery-status") return;  // handled as part
+        take_original_headers(GMIME_OBJECT(inner), st);
+        return;
+    }
+    if (!GMIME_IS_PART(obj)) return;
+    auto* part = GMIME_PART(obj);
+    if (type == "message/delivery-status" || type == "message/global-delivery-status") {
+        for (auto& g : parse_field_groups(part_bytes(part))) st.dsn_groups.push_back(std::move(g));
+        return;
+    }
+    if (type == "message/feedback-report") {
+        for (auto& g : parse_field_groups(part_bytes(part))) st.arf_groups.push_back(std::move(g));
+        return;
+    }
+    if (type == "text/rfc822-headers" || type == "text/rfc822-header") {
+        auto groups = parse_field_groups(part_bytes(part));
+        if (!groups.empty()) {
+            for (auto& a : find_addresses(field(groups[0], "to"))) st.original_to.push_back(a);
+            st.original_message_id = field(groups[0], "message-id");
+        }
+        return;
+    }
+    if (type.rfind("text/", 0) == 0 && !g_mime_part_is_attachment(part)) {
+        std::string t;
+        if (GMIME_IS_TEXT_PART(obj)) {
+            char* u = g_mime_text_part_get_text(GMIME_TEXT_PART(obj));
+            if (u) { t = u; g_free(u); }
+        } else {
+            t = part_bytes(part);
+        }
+        if (type == "text/html") {  // crude tag strip: enough to find addresses and codes
+            std::string plain;
+            bool in_tag = false;
+            for (char c : t) {
+                if (c == '<') in_tag = true;
+                else if (c == '>') { in_tag = false; plain += ' '; }
+                else if (!in_tag) plain += c;
+            }
+            t = plain;
+        }
+        // Some MTAs put the DSN fields in a text part.
+        if (lower(t).find("final-recipient:") != std::string::npos) {
+            auto groups = parse_field_groups(t);
+            for (auto& g : groups)
+                if (!field(g, "final-recipient").empty() || !field(g, "action").empty()) st.dsn_groups.push_back(g);
+        }
+        st.text += t;
+        st.text += "\n";
+    }
+}
+
+std::string record_type(std::string_view action) {
+    std::string a = lower(action);
+    if (a.find("delayed") != std::string::npos) return "delayed";
+    if (a.find("delivered") != std::string::npos || a.find("relayed") != std::string::npos ||
+        a.find("expanded") != std::string::npos)
+        return "delivered";
+    return "bounce";
+}
+
+void once() {
+    static std::once_flag f;
+    std::call_once(f, [] { g_mime_init(); });
+}
+
+bool looks_like_autoreply(GMimeObject* top) {
+    auto header = [&](const char* n) { const char* v = g_mime_object_get_header(top, n); return lower(v ? v : ""); };
+    std::string subject = header("Subject");
+    if (!header("X-Autoreply").empty() || !header("X-Autorespond").empty()) return true;
+    if (header("Precedence").find("auto_reply") != std::string::npos) return true;
+    for (auto marker : {"out of office", "out of the office", "automatic reply", "autoreply", "auto-reply", "auto reply",
+                        "vacation", "away from", "abwesenheit", "absence"})
+        if (subject.find(marker) != std::string::npos) return true;
+    return false;
+}
+
+// Free-text NDRs: the failed recipients are the addresses of the notice text
+// that are neither ours (the sender, postmaster, the reporting system) nor in
+// quoted headers; the reply is the first SMTP code in the text.
+void parse_free_text(const walk_state& st, GMimeObject* top, dsn_report& rep) {
+    std::vector<std::string> rcpts;
+    if (const char* x = g_mime_object_get_header(top, "X-Failed-Recipients"))
+        for (auto& a : find_addresses(x)) rcpts.push_back(a);
+    std::string text = st.text;
+    // Cut the returned message off: everything after the usual separators.
+    std::string lt = lower(text);
+    for (auto marker : {"------ this is a copy of the message", "----- original message -----", "--- below this line is a copy",
+                        "------ original message follows", "----- unsent message below -----", "original message follows",
+                        "\nreceived: from", "\nreturn-path:", "--- the header of the original message is following"}) {
+        auto p = lt.find(marker);
+        if (p != std::string::npos && p > 40) {
+            text.resize(p);
+            lt.resize(p);
+        }
+    }
+    std::string from = lower(g_mime_object_get_header(top, "From") ? g_mime_object_get_header(top, "From") : "");
+    std::string to = lower(g_mime_object_get_header(top, "To") ? g_mime_object_get_header(top, "To") : "");
+    if (rcpts.empty()) {
+        for (auto& a : find_addresses(text)) {
+            std::string la = lower(a);
+            if (la.rfind("mailer-daemon@", 0) == 0 || la.rfind("postmaster@", 0) == 0 || la.rfind("mail-daemon@", 0) == 0)
+                continue;
+            if (!to.empty() && to.find(la) != std::string::npos) continue;      // the sender we bounce to
+            if (!from.empty() && from.find(la) != std::string::npos) continue;  // the reporting system
+            if (std::find(rcpts.begin(), rcpts.end(), a) == rcpts.end()) rcpts.push_back(a);
+        }
+    }
+    if (rcpts.empty()) rcpts = st.original_to;
+    if (rcpts.empty()) return;
+    int code = 0;
+    std::string status;
+    find_codes(text, code, status);
+    // The diagnostic: the text from the first reply code (or the whole notice, shortened).
+    std::string diag;
+    for (std::size_t i = 0; i + 3 < text.size(); ++i)
+        if (code && text.compare(i, 3, std::to_string(code)) == 0) { diag = text.substr(i, 400); break; }
+    if (diag.empty()) diag = text.substr(0, 400);
+    for (auto& c : diag)
+        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    for (auto& r : rcpts) {
+        dsn_record d;
+        d.type = "bounce";
+        d.recipient = r;
+        d.action = "failed";
+        d.status = status;
+        d.reply_code = code;
+        d.diagnostic = trim(diag);
+        rep.records.push_back(std::move(d));
+    }
+    rep.format = "text";
+}
+}  // namespace
+
+dsn_report parse_dsn(std::string_view raw) {
+    once();
+    dsn_report rep;
+    rep.format = "none";
+    GMimeStream* stream = g_mime_stream_mem_new_with_buffer(raw.data(), raw.size());
+    GMimeParser* parser = g_mime_parser_new_with_stream(stream);
+    g_object_unref(stream);
+    GMimeMessage* msg = g_mime_parser_construct_message(parser, nullptr);
+    g_object_unref(parser);
+    if (!msg) return rep;
+    GMimeObject* top = GMIME_OBJECT(msg);
+    walk_state st;
+    if (GMimeObject* body = g_mime_message_get_mime_part(msg)) walk(body, st);
+    rep.original_recipients = st.original_to;
+    rep.original_message_id = st.original_message_id;
+
+    if (!st.arf_groups.empty()) {
+        // RFC 5965: one complaint about the message; the complainer is the
+        // original recipient.
+        auto& g = st.arf_groups[0];
+        dsn_record d;
+        d.type = "complaint";
+        d.feedback_type = lower(field(g, "feedback-type"));
+        std::string rcpt = strip_type(field(g, "original-rcpt-to"));
+        if (rcpt.empty()) rcpt = strip_type(field(g, "removal-recipient"));
+        if (rcpt.empty() && !st.original_to.empty()) rcpt = st.original_to[0];
+        d.recipient = rcpt;
+        d.reporting_mta = strip_type(field(g, "reporting-mta"));
+        d.diagnostic = field(g, "user-agent");
+        rep.records.push_back(std::move(d));
+        rep.format = "arf";
+    } else if (!st.dsn_groups.empty()) {
+        std::string reporting;
+        for (auto& g : st.dsn_groups) {
+            if (!field(g, "reporting-mta").empty()) reporting = strip_type(field(g, "reporting-mta"));
+            std::string final_rcpt = field(g, "final-recipient");
+            std::string orig_rcpt = field(g, "original-recipient");
+            if (final_rcpt.empty() && orig_rcpt.empty()) continue;  // the per-message group
+            dsn_record d;
+            d.recipient = strip_type(final_rcpt.empty() ? orig_rcpt : final_rcpt);
+            d.original_recipient = strip_type(orig_rcpt);
+            if (!valid_address(d.recipient) && valid_address(d.original_recipient)) d.recipient = d.original_recipient;
+            d.action = lower(field(g, "action"));
+            d.type = record_type(d.action);
+            d.status = trim(field(g, "status"));
+            if (auto sp = d.status.find(' '); sp != std::string::npos) d.status.resize(sp);
+            d.diagnostic = strip_type(field(g, "diagnostic-code"));
+            d.remote_mta = strip_type(field(g, "remote-mta"));
+            d.reporting_mta = reporting;
+            d.last_attempt = field(g, "last-attempt-date");
+            std::string dstatus;
+            find_codes(d.diagnostic, d.reply_code, dstatus);
+            // A generic X.0.0 in Status: the diagnostic often says more.
+            if ((d.status.empty() || d.status.size() >= 5 && d.status.substr(1) == ".0.0") && !dstatus.empty() &&
+                (d.status.empty() || dstatus[0] == d.status[0]))
+                d.status = dstatus;
+            rep.records.push_back(std::move(d));
+        }
+        rep.format = "rfc3464";
+    }
+    if (rep.records.empty()) {
+        if (looks_like_autoreply(top)) {
+            dsn_record d;
+            d.type = "autoreply";
+            const char* from = g_mime_object_get_header(top, "From");
+            auto addrs = find_addresses(from ? from : "");
+            d.recipient = addrs.empty() ? "" : addrs[0];
+            d.diagnostic = g_mime_object_get_header(top, "Subject") ? g_mime_object_get_header(top, "Subject") : "";
+            rep.records.push_back(std::move(d));
+            rep.format = "autoreply";
+        } else {
+            parse_free_text(st, top, rep);
+        }
+    }
+    g_object_unref(msg);
+    return rep;
+}
+
+}  // namespace ricochet::bounce

@@ -1,0 +1,36 @@
+// dsn_parser — finds the delivery reports in a bounce message: RFC 3464
+// multipart/report (message/delivery-status and RFC 6533's
+// message/global-delivery-status), RFC 5965 ARF complaints, RFC 3834
+// auto-replies, and the free-text NDRs of MTAs that send no DSN (qmail, Exim,
+// Sendmail, old Yahoo, ...) by their visible markers and X-Failed-Recipients.
+// MIME structure and transfer encodings are GMime's job; the report fields
+// and the free text are read here. Pure: bytes in, records out.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ricochet::bounce {
+
+struct dsn_record {
+    std::string type;        // bounce, delayed, delivered, complaint, autoreply
+    std::string recipient;   // the failed (or reported) address
+    std::string original_recipient;
+    std::string action;      // failed, delayed, delivered, relayed, expanded
+    std::string status;      // RFC 3463 code, e.g. 5.1.1
+    int reply_code = 0;      // from the diagnostic, when it has one
+    std::string diagnostic;  // Diagnostic-Code text (or the reply found in free text)
+    std::string remote_mta, reporting_mta, last_attempt;
+    std::string feedback_type;  // ARF
+};
+
+struct dsn_report {
+    std::string format;  // rfc3464, arf, autoreply, text (free-text NDR), none
+    std::vector<dsn_record> records;
+    std::vector<std::string> original_recipients;  // To/Cc of the attached original, when present
+    std::string original_message_id;
+};
+
+dsn_report parse_dsn(std::string_view raw_message);
+
+}  // namespace ricochet::bounce
