@@ -306,6 +306,9 @@ dsn_report parse_dsn(std::string_view raw) {
     rep.original_recipients = st.original_to;
     rep.original_message_id = st.original_message_id;
 
+    std::string subject = lower(g_mime_object_get_header(top, "Subject") ? g_mime_object_get_header(top, "Subject") : "");
+    if (st.arf_groups.empty() && !st.original_to.empty() && subject.find("complaint about message") != std::string::npos)
+        st.arf_groups.push_back({{"feedback-type", "abuse"}});  // Microsoft's JMRP: a complaint without ARF fields
     if (!st.arf_groups.empty()) {
         // RFC 5965: one complaint about the message; the complainer is the
         // original recipient.
@@ -366,6 +369,22 @@ dsn_report parse_dsn(std::string_view raw) {
     }
     g_object_unref(msg);
     return rep;
+}
+
+}  // namespace ricochet::bounce
+
+namespace ricochet::bounce {
+
+smtp_reply dsn_reply(const dsn_record& d) {
+    smtp_reply r;
+    r.code = d.reply_code;
+    r.enhanced = d.status;
+    if (!r.code && !d.status.empty()) r.code = d.status[0] == '5' ? 550 : d.status[0] == '4' ? 450 : 250;
+    if (!r.code) r.code = d.type == "delayed" ? 450 : d.type == "delivered" ? 250 : 550;
+    if (!r.enhanced.empty() && r.code / 100 != r.enhanced[0] - '0') r.enhanced.clear();
+    r.lines.push_back(d.diagnostic);
+    r.at = stage::rcpt;
+    return r;
 }
 
 }  // namespace ricochet::bounce

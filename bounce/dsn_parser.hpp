@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "bounce/smtp_reply.hpp"
+
 namespace ricochet::bounce {
 
 struct dsn_record {
@@ -32,5 +34,10 @@ struct dsn_report {
 };
 
 dsn_report parse_dsn(std::string_view raw_message);
+
+// The record as a reply for the classifier: its own code, or one derived
+// from the status class or the action (failed: 550, delayed: 450), so that a
+// report without any code is still read as permanent or temporary.
+smtp_reply dsn_reply(const dsn_record& d);
 
 }  // namespace ricochet::bounce

@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "bounce/classifier.hpp"
+#include "bounce/dsn_parser.hpp"
 #include "bounce/suppression_list.hpp"
 #include "mta/config.hpp"
 #include "queue/events_log.hpp"
@@ -416,6 +418,45 @@ int cmd_stats(const mta::config& cfg, const std::string& campaign, const std::st
     return 0;
 }
 
+// `bounce parse FILE.eml`: the records found, in the events' field names.
+int cmd_parse(const mta::config& cfg, const std::string& file, bool as_json) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) die(1, file + ": cannot read");
+    std::string raw((std::istreambuf_iterator<char>(in)), {});
+    auto rep = bounce::parse_dsn(raw);
+    bounce::classifier cl;
+    std::string error;
+    if (!cl.load(cfg.bounce.rules, error)) die(1, "bounce.rules: " + error);
+    cl.set_final_soft(cfg.bounce.final_soft);
+    json arr = json::array();
+    for (auto& d : rep.records) {
+        json j{{"type", d.type}, {"recipient", d.recipient}, {"action", d.action}, {"enhanced", d.status},
+               {"code", d.reply_code}, {"reply", d.diagnostic}, {"mx", d.remote_mta},
+               {"reporting_mta", d.reporting_mta}, {"sync", false}, {"format", rep.format}};
+        if (!d.original_recipient.empty()) j["original_recipient"] = d.original_recipient;
+        if (!d.feedback_type.empty()) j["feedback_type"] = d.feedback_type;
+        if (d.type == "bounce" || d.type == "delayed") {
+            auto domain = d.recipient.substr(d.recipient.rfind('@') + 1);
+            auto c = cl.classify(bounce::dsn_reply(d), domain);
+            j["kind"] = std::string(bounce::to_string(c.k));
+            j["category"] = std::string(bounce::to_string(c.c));
+            j["rule"] = c.rule;
+        }
+        arr.push_back(j);
+    }
+    if (as_json) {
+        std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+        return arr.empty() ? 1 : 0;
+    }
+    if (arr.empty()) std::printf("no delivery report found (format: %s)\n", rep.format.c_str());
+    for (auto& j : arr)
+        std::printf("%-9s <%s> %s %s %s/%s: %s\n", j["type"].get<std::string>().c_str(),
+                    j["recipient"].get<std::string>().c_str(), j["enhanced"].get<std::string>().c_str(),
+                    j.value("rule", std::string()).c_str(), j.value("kind", std::string("-")).c_str(),
+                    j.value("category", std::string("-")).c_str(), j["reply"].get<std::string>().substr(0, 200).c_str());
+    return arr.empty() ? 1 : 0;
+}
+
 int cmd_classify(const mta::config& cfg, const std::string& text, const std::string& domain,
                  const std::string& stage_name, bool as_json) {
     bounce::classifier cl;
@@ -492,6 +533,10 @@ int main(int argc, char** argv) {
     classify->add_option("--domain", reply_domain, "the recipient's domain");
     classify->add_option("--stage", reply_stage, "the stage it came at (rcpt, mail, data, end_of_data, ...)");
     classify->add_flag("--json", as_json);
+    std::string eml;
+    auto* parse = b->add_subcommand("parse", "the delivery reports found in a bounce message");
+    parse->add_option("FILE", eml, "a bounce message (.eml)")->required();
+    parse->add_flag("--json", as_json);
 
     auto* rc = app.add_subcommand("recipient", "what is known about an address");
     rc->require_subcommand(1);
@@ -536,6 +581,7 @@ int main(int argc, char** argv) {
         if (show->parsed()) return cmd_show(cfg, show_id, as_json);
         if (op) return cmd_admin(cfg, *op, sel, as_json);
         if (classify->parsed()) return cmd_classify(cfg, reply_text, reply_domain, reply_stage, as_json);
+        if (parse->parsed()) return cmd_parse(cfg, eml, as_json);
         if (rshow->parsed()) return cmd_recipient_show(cfg, addr, as_json);
         if (rlist->parsed()) return cmd_recipient_list(cfg, list_status, as_json);
         if (set_to) return cmd_recipient_set(cfg, addr, set_to->first, set_to->second, as_json);
