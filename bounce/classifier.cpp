@@ -2,6 +2,7 @@
 #include "bounce/classifier.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <toml++/toml.h>
 
 namespace ricochet::bounce {
@@ -239,9 +240,23 @@ bool classifier::load(const std::filesystem::path& file, std::string& error) {
     return true;
 }
 
+// Addresses in a reply ("<nospam@example.org>", "jane@marbleworks.com")
+// are blanked before patterns are matched, so a name never reads as a
+// reason ("spam", "rbl").
+std::string without_addresses(std::string text) {
+    for (std::size_t at = text.find('@'); at != std::string::npos; at = text.find('@', at + 1)) {
+        std::size_t b = at, e = at + 1;
+        auto part = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._%+-=").find(c) != std::string_view::npos; };
+        while (b > 0 && part(text[b - 1])) --b;
+        while (e < text.size() && part(text[e])) ++e;
+        std::fill(text.begin() + static_cast<long>(b), text.begin() + static_cast<long>(e), ' ');
+    }
+    return text;
+}
+
 classification classifier::classify(const reply_facts& f) const {
     classification out;
-    std::string text = lower(f.text);
+    std::string text = without_addresses(lower(f.text));
     std::string domain = lower(f.domain);
     bool matched = false;
     for (auto& r : rules_) {
@@ -273,6 +288,14 @@ classification classifier::classify(const reply_facts& f) const {
             out.rule = "code:" + std::to_string(f.code);
         }
     }
+    // Before RCPT, a reply speaks about us (the connection, the sender), never
+    // about the recipient: a fallback reading must not count against it.
+    bool before_rcpt = f.at == stage::connect || f.at == stage::greeting || f.at == stage::ehlo || f.at == stage::mail;
+    if (!matched && before_rcpt && f.code != 0 &&
+        (kind_of(out.c) == kind::hard || kind_of(out.c) == kind::soft)) {
+        out.c = f.code >= 500 ? category::policy : category::network_error;
+        out.rule += "@" + std::string(to_string(f.at));
+    }
     out.k = kind_of(out.c);
     out.s = scope_of(out.c);
     // The first digit decides for this message (RFC 5321 4.2.1); a transient
@@ -293,6 +316,7 @@ classification classifier::classify(const smtp_reply& r, std::string_view domain
 
 smtp_reply parse_reply_text(std::string_view text) {
     smtp_reply r;
+    r.at = stage::rcpt;  // the usual place; callers that know better set it
     while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
     if (text.size() >= 3 && std::all_of(text.begin(), text.begin() + 3, [](char c) { return c >= '0' && c <= '9'; }) &&
         (text.size() == 3 || text[3] == ' ' || text[3] == '-')) {

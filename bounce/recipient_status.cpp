@@ -42,7 +42,7 @@ bool apply_final_failure(address_record& r, kind k, category c, std::string_view
     r.status = address_status::bounced;
     bool trusted = false;
     std::string d = domain_of(r.address);
-    for (auto& t : p.trusted_domains) trusted = trusted || d == t;
+    for (auto& t : p.trusted_domains) trusted = trusted || d == domain_of("@" + t);  // case-insensitive
     if (k == kind::hard && trusted) r.status = address_status::held;  // these providers do not lie about users
     else if (r.bounce_count >= p.held_after_bounces && now_ms - r.first_bounce_ms > p.held_after_ms)
         r.status = address_status::held;

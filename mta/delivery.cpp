@@ -347,6 +347,12 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             smtp_reply failure;
             auto conn = co_await acquire(domain, hops, failure);
             if (!conn) {
+                // A throttling greeting or EHLO reply pauses the destination too.
+                if (auto c = classify.classify(failure, domain); c.s == bounce::scope::destination) {
+                    auto until = backoff.pause(domain, now_ms());
+                    log()->warn("{}: destination {} paused for {} s after a {} reply ({})", id, domain,
+                                (until - now_ms() + 999) / 1000, bounce::to_string(c.c), failure.text());
+                }
                 defer_all(k, failure, "");
                 co_return;
             }
@@ -490,9 +496,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             if (now >= env.arrival_ms + policy_for(env, i).max_age_ms) {
                 auto rs = status[i];
                 rs.status = "expired";
-                if (rs.category.empty()) {  // never got an answer at all
-                    rs.kind = "soft";
-                    rs.category = "other-temporary";
+                if (rs.category.empty()) {  // never answered (held, paused): nothing against the address
+                    rs.kind = "technical";
+                    rs.category = "network-error";
                 }
                 expired.emplace_back(i, rs);
             } else {

@@ -365,6 +365,12 @@ int cmd_recipient_set(const mta::config& cfg, const std::string& addr, bounce::a
         reply = *r;
     } else {
         // No daemon: write the state store directly (it picks the change up at start).
+        if (auto sp = open_spool(cfg, false)) {
+            std::error_code lec;
+            if (!sp->try_lock(lec))
+                die(1, "the spool is locked by a running ricochetd, but its control socket " +
+                           cfg.server.control_socket.string() + " does not answer");
+        }
         auto st = open_state(cfg, false);
         std::string error;
         auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -372,6 +378,12 @@ int cmd_recipient_set(const mta::config& cfg, const std::string& addr, bounce::a
         bool ok = st->set_status(addr, s, why, now, error);
         reply = {{"ok", ok}};
         if (!ok) reply["error"] = error;
+        if (ok) {
+            queue::events_log events;
+            events.open(cfg.server.events_log);
+            events.append(json{{"type", "admin"}, {"action", why}, {"recipient", bounce::lower_address(addr)},
+                               {"status", std::string(bounce::to_string(s))}});
+        }
     }
     if (!reply.value("ok", false)) die(1, reply.value("error", std::string("refused")));
     if (as_json) std::cout << json{{"address", bounce::lower_address(addr)}, {"status", std::string(bounce::to_string(s))}}.dump(2) << "\n";

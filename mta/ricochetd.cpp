@@ -275,8 +275,11 @@ int main(int argc, char** argv) {
                                     (r->last_category.empty() ? "" : " (last: " + r->last_category + ")")
                               : "has unsubscribed";
         if (drop) {
-            events.append(json{{"type", "suppressed"}, {"recipient", std::string(rcpt)},
-                               {"status", std::string(bounce::to_string(r->status))}, {"reply", "dropped: recipient " + why}});
+            events.append(json{{"type", "suppressed"}, {"queue_id", nullptr}, {"campaign", nullptr},
+                               {"recipient", std::string(rcpt)}, {"kind", nullptr}, {"category", nullptr},
+                               {"rule", nullptr}, {"code", nullptr}, {"enhanced", nullptr},
+                               {"reply", "dropped at RCPT: recipient " + why}, {"mx", nullptr}, {"stage", "rcpt"},
+                               {"attempt", 0}, {"sync", true}});
             return mta::rcpt_verdict::drop();
         }
         return mta::rcpt_verdict::refuse("550 5.7.1 <" + std::string(rcpt) + ">: recipient " + why);

@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include "mta/base64.hpp"
+#include "bounce/suppression_list.hpp"
 #include "mta/smtp_command.hpp"
 
 namespace ricochet::mta {
@@ -318,8 +319,8 @@ smtp_server_protocol::action smtp_server_protocol::do_rcpt(std::string_view arg,
     } else if (p_.role == server_role::bounce) {
         return reply(out, "550 5.1.1 Error: no such bounce address", true);  // never a relay
     }
-    for (auto& have : env_.recipients)
-        if (have == addr) return reply(out, "250 2.1.5 Ok");  // duplicate: one delivery
+    for (auto& have : env_.recipients)  // duplicate (whatever its case): one delivery
+        if (bounce::lower_address(have) == bounce::lower_address(addr)) return reply(out, "250 2.1.5 Ok");
     env_.recipients.push_back(std::move(addr));
     state_ = state::rcpt;
     return reply(out, "250 2.1.5 Ok");

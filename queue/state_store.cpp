@@ -140,7 +140,10 @@ std::unique_ptr<state_store> state_store::open(const std::filesystem::path& path
 std::vector<bounce::address_record> sqlite_state_store::record(const std::vector<decision>& ds, std::string& error) {
     std::vector<bounce::address_record> changed;
     std::lock_guard lk(mu_);
-    sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        error = sqlite3_errmsg(db_);  // nothing written: the caller logs it
+        return {};
+    }
     for (auto& d : ds) {
         insert_decision(db_, d);
         if (d.type == "queued") {
@@ -207,12 +210,20 @@ bool sqlite_state_store::set_status(const std::string& address, bounce::address_
     std::lock_guard lk(mu_);
     std::string addr = lower(address);
     auto rec = load(db_, addr).value_or(bounce::address_record{addr});
+    if (why == "engage" && rec.status == bounce::address_status::unsubscribed) {
+        // An open or click does not undo an unsubscribe or a complaint; only an operator's clear does.
+        error = addr + " is unsubscribed: only `recipient clear` makes it active again";
+        return false;
+    }
     rec.status = s;
     if (s == bounce::address_status::active) {  // the operator vouches for it: start counting again
         rec.bounce_count = 0;
         rec.first_bounce_ms = rec.last_bounce_ms = 0;
     }
-    sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+        error = sqlite3_errmsg(db_);
+        return false;
+    }
     save(db_, rec, now_ms);
     insert_decision(db_, {now_ms, "admin", "", "", addr, "", "", why, "status set to " + std::string(bounce::to_string(s))});
     if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -237,7 +248,8 @@ std::vector<stats_row> sqlite_state_store::stats(const std::string& group_by, co
     std::string key = group_by == "domain" ? "domain" : "campaign";
     std::string sql =
         "SELECT " + key +
-        ", SUM(type='queued'), SUM(type='delivered'), SUM(type='deferred'),"
+        ", SUM(type='queued'), SUM(type='delivered'),"
+        " COUNT(DISTINCT CASE WHEN type='deferred' THEN queue_id || ' ' || recipient END),"
         " SUM(type IN ('bounced','expired') AND kind='hard'), SUM(type IN ('bounced','expired') AND kind='soft'),"
         " SUM(type IN ('bounced','expired') AND kind='block'), SUM(type IN ('bounced','expired') AND kind='technical')"
         " FROM decisions WHERE time_ms >= ? AND (? = '' OR campaign = ?) AND (? = '' OR domain = ?)"

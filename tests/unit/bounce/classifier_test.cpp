@@ -94,6 +94,26 @@ TEST(Classifier, FallbacksWhenNoRuleMatches) {
     }
 }
 
+TEST(Classifier, AddressesInRepliesAreNotReasons) {
+    auto c = shipped();
+    for (std::string reply : {"550 5.1.1 <nospam@example.org>: Recipient address rejected: User unknown",
+                              "550 5.1.1 <jane@marbleworks.com>: Recipient address rejected: User unknown"}) {
+        auto got = c.classify(parse_reply_text(reply), "example.org");
+        EXPECT_EQ(to_string(got.c), "user-unknown") << reply << " (rule " << got.rule << ")";
+    }
+}
+
+TEST(Classifier, FallbacksBeforeRcptNeverCountAgainstTheAddress) {
+    classifier empty;
+    auto r = parse_reply_text("550 5.1.0 Address rejected");
+    r.at = stage::mail;
+    auto got = empty.classify(r, "gmail.com");
+    EXPECT_EQ(got.k, kind::block) << got.rule;
+    r = parse_reply_text("451 4.3.0 xyzzy");
+    r.at = stage::greeting;
+    EXPECT_EQ(empty.classify(r, "gmail.com").k, kind::technical);
+}
+
 TEST(Classifier, ConditionsAndScope) {
     classifier c;
     rule r;

@@ -87,6 +87,15 @@ TEST_F(store_fixture, ComplaintUnsubscribesAndClearBringsBack) {
     EXPECT_EQ(st->history("w@example.com")[0].type, "admin");
 }
 
+TEST_F(store_fixture, EngageDoesNotUndoAnUnsubscribe) {
+    std::string err;
+    ASSERT_TRUE(st->set_status("u@example.com", bounce::address_status::unsubscribed, "unsubscribe", 1000, err));
+    EXPECT_FALSE(st->set_status("u@example.com", bounce::address_status::active, "engage", 2000, err));
+    EXPECT_NE(err.find("only `recipient clear`"), std::string::npos) << err;
+    EXPECT_EQ(st->get("u@example.com")->status, bounce::address_status::unsubscribed);
+    EXPECT_TRUE(st->set_status("u@example.com", bounce::address_status::active, "clear", 3000, err));
+}
+
 TEST_F(store_fixture, StatsPerCampaignAndDomain) {
     rec({d(0, "queued", "Q1", "a@one.example", "", "", "c1"), d(0, "queued", "Q2", "b@two.example", "", "", "c1"),
          d(0, "queued", "Q3", "c@two.example", "", "", "c2"), d(1, "delivered", "Q1", "a@one.example", "", "", "c1"),
