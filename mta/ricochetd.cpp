@@ -25,6 +25,7 @@
 #include "mta/config.hpp"
 #include "mta/control_server.hpp"
 #include "mta/delivery.hpp"
+#include "mta/dsn_intake.hpp"
 #include "mta/smtp_server.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
@@ -240,9 +241,10 @@ int main(int argc, char** argv) {
             spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=[{}]{}{} (queue active)", env->id, env->sender,
                          env->content_size, env->recipients.size(), env->client,
                          env->auth_user.empty() ? "" : ", sasl_username=", env->auth_user);
-            for (auto& r : env->recipients) {
+            for (std::size_t i = 0; i < env->recipients.size(); ++i) {
+                auto& r = env->recipients[i];
                 evs.push_back({{"type", "queued"}, {"queue_id", env->id}, {"campaign", env->campaign}, {"recipient", r}});
-                ds.push_back({env->arrival_ms, "queued", env->id, env->campaign, r, "", "", "", ""});
+                ds.push_back({env->arrival_ms, "queued", env->id, env->campaign, r, "", "", "", "", static_cast<int>(i)});
             }
         }
         events.append(evs);
@@ -290,6 +292,33 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    // The bounce listener: the same SMTP server in its other role. Anyone may
+    // connect (bounces come from everywhere), but only signed VERP addresses
+    // on the bounce domain are accepted: no forged bounce marks an address,
+    // and nothing is relayed.
+    mta::smtp_server_options bl;
+    bl.name = "bounce";
+    bl.listen = cfg.bounce_listener.listen;
+    bl.max_connections = cfg.submission.max_connections;
+    bl.command_timeout = cfg.submission.command_timeout;
+    bl.data_timeout = cfg.submission.data_timeout;
+    bl.policy.role = mta::server_role::bounce;
+    bl.policy.hostname = cfg.server.hostname;
+    bl.policy.max_message_size = 10 * 1024 * 1024;  // a DSN with the original attached
+    bl.policy.max_recipients = 100;
+    bl.policy.new_id = sub.policy.new_id;
+    bl.policy.check_recipient = [&verp, domain = cfg.bounce_listener.domain](std::string_view rcpt) {
+        if (verp.verify(rcpt, domain)) return mta::rcpt_verdict::accept();
+        return mta::rcpt_verdict::refuse("550 5.1.1 <" + std::string(rcpt) + ">: no such bounce address");
+    };
+    bl.message_sink = mta::dsn_intake{verp, classifier, *store, events, cfg.bounce_listener.domain,
+                                      cfg.server.spool_dir / "dsn-unparsed", record_decisions};
+    mta::smtp_server bounce_listener(io, bl, *spool);
+    if (!bounce_listener.start(error)) {
+        spdlog::critical("{}", error);
+        return 1;
+    }
+
     mta::control_server control(cfg.server.control_socket,
                                 [&](const json& req) { return handle_control(*spool, events, due, delivery, backoff, {*store, suppression}, req); });
     if (!control.start(error)) {
@@ -314,6 +343,7 @@ int main(int argc, char** argv) {
         if (sec) return;
         spdlog::info("signal {}: stopping", sig);
         submission.stop();
+        bounce_listener.stop();
         delivery.stop();
         // Finish the commits in flight so their clients get the 250, then stop.
         spool->stop();

@@ -205,8 +205,13 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 auto act = proto.on_line(*l, out);
                 if (act == smtp_server_protocol::action::commit) {
                     auto id = proto.envelope().id;
-                    auto cec = co_await async_commit(self->spool, std::move(proto.envelope()),
-                                                     std::move(proto.content()), use_awaitable);
+                    std::error_code cec;
+                    if (self->opt.message_sink) {
+                        cec = self->opt.message_sink(proto.envelope(), proto.content());
+                    } else {
+                        cec = co_await async_commit(self->spool, std::move(proto.envelope()), std::move(proto.content()),
+                                                    use_awaitable);
+                    }
                     proto.on_commit_result(cec, id, out);
                 } else if (act == smtp_server_protocol::action::starttls) {
                     c->expire_in(self->opt.command_timeout);

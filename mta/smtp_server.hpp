@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <system_error>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +33,10 @@ struct smtp_server_options {
     unsigned max_connections = 1000;
     std::chrono::seconds command_timeout{300};
     std::chrono::seconds data_timeout{600};
+    // When set, accepted messages go here instead of into the spool (the
+    // bounce listener: a DSN is read, not relayed). Returns the error for a
+    // 452, or success for the 250. Runs on the session's I/O thread.
+    std::function<std::error_code(queue::envelope& env, std::string& content)> message_sink;
 };
 
 class smtp_server {

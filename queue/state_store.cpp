@@ -88,6 +88,8 @@ public:
     bool set_status(const std::string& address, bounce::address_status s, const std::string& why, std::int64_t now_ms,
                     std::string& error) override;
     std::optional<bool> message_bounced(const std::string& queue_id) const override;
+    std::optional<std::string> recipient_of(const std::string& queue_id, int index) const override;
+    std::string campaign_of(const std::string& queue_id) const override;
     std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
                                  std::int64_t since_ms) const override;
 
@@ -127,7 +129,9 @@ std::unique_ptr<state_store> state_store::open(const std::filesystem::path& path
         "CREATE INDEX IF NOT EXISTS decisions_campaign ON decisions(campaign, time_ms);"
         "CREATE INDEX IF NOT EXISTS decisions_domain ON decisions(domain, time_ms);"
         "CREATE TABLE IF NOT EXISTS messages(queue_id TEXT PRIMARY KEY, campaign TEXT,"
-        " bounced INTEGER NOT NULL DEFAULT 0);";
+        " bounced INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE IF NOT EXISTS message_recipients(queue_id TEXT NOT NULL, idx INTEGER NOT NULL,"
+        " recipient TEXT NOT NULL, PRIMARY KEY(queue_id, idx));";
     char* msg = nullptr;
     if (sqlite3_exec(st->db_, schema, nullptr, nullptr, &msg) != SQLITE_OK) {
         error = path.string() + ": " + (msg ? msg : "schema");
@@ -150,6 +154,11 @@ std::vector<bounce::address_record> sqlite_state_store::record(const std::vector
             stmt q(db_, "INSERT OR IGNORE INTO messages(queue_id, campaign) VALUES(?,?)");
             q.text(1, d.queue_id).text(2, d.campaign);
             q.done();
+            if (d.index >= 0) {
+                stmt r(db_, "INSERT OR IGNORE INTO message_recipients(queue_id, idx, recipient) VALUES(?,?,?)");
+                r.text(1, d.queue_id).num(2, d.index).text(3, lower(d.recipient));
+                r.done();
+            }
             continue;
         }
         if (d.type != "bounced" && d.type != "expired" && d.type != "complaint") continue;
@@ -240,6 +249,21 @@ std::optional<bool> sqlite_state_store::message_bounced(const std::string& queue
     q.text(1, queue_id);
     if (!q.step()) return std::nullopt;
     return q.col_num(0) != 0;
+}
+
+std::optional<std::string> sqlite_state_store::recipient_of(const std::string& queue_id, int index) const {
+    std::lock_guard lk(mu_);
+    stmt q(db_, "SELECT recipient FROM message_recipients WHERE queue_id = ? AND idx = ?");
+    q.text(1, queue_id).num(2, index);
+    if (!q.step()) return std::nullopt;
+    return q.col_text(0);
+}
+
+std::string sqlite_state_store::campaign_of(const std::string& queue_id) const {
+    std::lock_guard lk(mu_);
+    stmt q(db_, "SELECT campaign FROM messages WHERE queue_id = ?");
+    q.text(1, queue_id);
+    return q.step() ? q.col_text(0) : std::string();
 }
 
 std::vector<stats_row> sqlite_state_store::stats(const std::string& group_by, const std::string& campaign,

@@ -24,6 +24,7 @@ struct decision {
     std::int64_t time_ms = 0;
     std::string type;  // queued, delivered, deferred, bounced, expired, suppressed, complaint, admin
     std::string queue_id, campaign, recipient, kind, category, rule, reply;
+    int index = -1;  // for `queued`: the recipient's index in its message (VERP tokens name it)
 };
 
 struct stats_row {
@@ -48,6 +49,10 @@ public:
     virtual bool set_status(const std::string& address, bounce::address_status s, const std::string& why,
                             std::int64_t now_ms, std::string& error) = 0;
     virtual std::optional<bool> message_bounced(const std::string& queue_id) const = 0;
+    // Who a VERP token (queue id, recipient index) names, and the campaign,
+    // long after the message left the spool.
+    virtual std::optional<std::string> recipient_of(const std::string& queue_id, int index) const = 0;
+    virtual std::string campaign_of(const std::string& queue_id) const = 0;
     // group_by: "campaign" or "domain"; empty filters mean all.
     virtual std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign,
                                          const std::string& domain, std::int64_t since_ms) const = 0;

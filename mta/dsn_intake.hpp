@@ -1,0 +1,43 @@
+// dsn_intake — what the bounce listener does with a message it accepted for
+// b-TOKEN@<bounce domain>: parse it (bounce/dsn_parser.hpp), find who the
+// signed token names (queue id + recipient index, looked up in the state
+// store), classify each report (sync = false) and record the decision, so
+// a bounce that comes back days later changes the recipient's status like
+// an in-session reply. Complaints unsubscribe; delays, success notices and
+// auto-replies are reported (`dsn` events) and change nothing. A message
+// with no report in it is kept in spool_dir/dsn-unparsed/ with a `dsn`
+// event saying why: never dropped. Plain C++, no Asio.
+#pragma once
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "queue/envelope.hpp"
+#include "queue/state_store.hpp"
+
+namespace ricochet::bounce {
+class verp_signer;
+class classifier;
+}  // namespace ricochet::bounce
+namespace ricochet::queue {
+class events_log;
+}
+
+namespace ricochet::mta {
+
+struct dsn_intake {
+    const bounce::verp_signer& verp;
+    const bounce::classifier& classify;
+    queue::state_store& store;
+    queue::events_log& events;
+    std::string bounce_domain;
+    std::filesystem::path unparsed_dir;
+    // Status changes go here too (the suppression list).
+    std::function<void(const std::vector<queue::decision>&)> record;
+
+    std::error_code operator()(queue::envelope& env, std::string& content) const;
+};
+
+}  // namespace ricochet::mta
