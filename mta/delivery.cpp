@@ -19,6 +19,7 @@
 #include "dns/resolver.hpp"
 #include "mta/config.hpp"
 #include "mta/smtp_client.hpp"
+#include "queue/dsn_writer.hpp"
 #include "queue/events_log.hpp"
 #include "queue/schedule.hpp"
 #include "queue/spool.hpp"
@@ -457,7 +458,36 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         }
         events.append(evs);
         if (decision_sink) decision_sink(ds);
+        if (cfg.bounce.return_to_sender) return_to_sender(id, env, updates, now);
         return true;
+    }
+
+    // bounce.return_to_sender: one DSN per message and batch of final
+    // failures, queued like any message, from the null sender.
+    void return_to_sender(const std::string& id, const queue::envelope& env,
+                          const std::vector<std::pair<std::size_t, queue::recipient_status>>& updates, std::int64_t now) {
+        if (env.sender.empty()) return;  // never answer a bounce with a bounce
+        std::vector<queue::failed_recipient> failed;
+        for (auto& [idx, rs] : updates)
+            if (rs.status == "bounced" || rs.status == "expired")
+                failed.push_back({env.recipients[idx], rs.enhanced.empty() ? (rs.code >= 500 ? "5.0.0" : "4.0.0") : rs.enhanced,
+                                  rs.reply, rs.mx});
+        if (failed.empty()) return;
+        std::string content;
+        queue::envelope orig;
+        std::error_code ec;
+        if (auto st = spool.locate(id); !st || spool.read_message(id, *st, orig, content)) content.clear();
+        queue::envelope dsn;
+        dsn.id = spool.new_id();
+        dsn.sender = "";  // RFC 5321 4.5.5: the null reverse-path
+        dsn.recipients = {env.sender};
+        dsn.client = "127.0.0.1";
+        dsn.helo = cfg.server.hostname;
+        auto text = queue::write_dsn(cfg.server.hostname, env, content, failed, now);
+        log()->info("{}: returning {} failure(s) to <{}> as {}", id, failed.size(), env.sender, dsn.id);
+        spool.submit(std::move(dsn), std::move(text), [id](std::error_code e) {
+            if (e) log()->error("{}: cannot queue the DSN for the sender: {}", id, e.message());
+        });
     }
 
     awaitable<void> deliver_message(std::string id) {

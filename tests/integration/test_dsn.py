@@ -165,3 +165,32 @@ class Dsn(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReturnToSender(unittest.TestCase):
+    def test_final_failure_is_mailed_to_the_sender_with_the_report(self):
+        sink = Sink()
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}) +
+                   "[bounce]\nreturn_to_sender = true\n").start()
+        self.addCleanup(d.cleanup)
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+            s.ehlo("t")
+            s.sendmail("ok-sender@sink.test", ["reject-r@sink.test"], message(5, campaign="rts"))
+        got = wait_for(lambda: sink.received("ok-sender"), what="the DSN at the sender")
+        mail_from, rcpt, body = got[0]
+        self.assertEqual(mail_from, "", "sent from the null sender: it can never loop")
+        text = body.decode()
+        self.assertIn("multipart/report; report-type=delivery-status", text)
+        self.assertIn("Final-Recipient: rfc822; reject-r@sink.test", text)
+        self.assertIn("Status: 5.1.1", text)
+        self.assertIn("X-Test-Seq: 5", text, "the original headers are attached")
+        # and the DSN is one our own parser reads
+        import subprocess, tempfile
+        from harness import BIN
+        with tempfile.NamedTemporaryFile("wb", suffix=".eml") as f:
+            f.write(body)
+            f.flush()
+            parsed = json.loads(subprocess.run([os.path.join(BIN, "ricochetctl"), "--config", d.config_path, "bounce",
+                                                "parse", "--json", f.name], capture_output=True, text=True).stdout)
+        self.assertEqual([(r["recipient"], r["enhanced"]) for r in parsed], [("reject-r@sink.test", "5.1.1")])

@@ -1,0 +1,60 @@
+// dsn_writer — see dsn_writer.hpp.
+#include "queue/dsn_writer.hpp"
+
+#include <ctime>
+
+namespace ricochet::queue {
+namespace {
+std::string rfc5322_date(std::int64_t ms) {
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    return buf;
+}
+std::string one_line(std::string s) {
+    for (auto& c : s)
+        if (c == '\r' || c == '\n') c = ' ';
+    return s;
+}
+}  // namespace
+
+std::string write_dsn(const std::string& host, const envelope& orig, const std::string& content,
+                      const std::vector<failed_recipient>& failed, std::int64_t now_ms) {
+    std::string boundary = "=_ricochet_" + orig.id + "_" + std::to_string(now_ms);
+    std::string m;
+    m += "From: Mail Delivery System <MAILER-DAEMON@" + host + ">\r\n";
+    m += "To: <" + orig.sender + ">\r\n";
+    m += "Subject: Undelivered Mail Returned to Sender\r\n";
+    m += "Date: " + rfc5322_date(now_ms) + "\r\n";
+    m += "Message-ID: <" + orig.id + "." + std::to_string(now_ms) + ".dsn@" + host + ">\r\n";
+    m += "Auto-Submitted: auto-replied\r\n";  // RFC 3834
+    m += "MIME-Version: 1.0\r\n";
+    m += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n\r\n";
+    m += "This is a MIME-encapsulated message.\r\n\r\n";
+    m += "--" + boundary + "\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
+    m += "This is the mail system at host " + host + ".\r\n\r\n";
+    m += "Your message could not be delivered to one or more recipients.\r\n\r\n";
+    for (auto& f : failed)
+        m += "<" + f.address + ">: " + one_line(f.diagnostic.empty() ? f.status : f.diagnostic) + "\r\n";
+    m += "\r\n--" + boundary + "\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n";
+    m += "Reporting-MTA: dns; " + host + "\r\n";
+    m += "X-Ricochet-Queue-ID: " + orig.id + "\r\n";
+    m += "Arrival-Date: " + rfc5322_date(orig.arrival_ms) + "\r\n";
+    for (auto& f : failed) {
+        m += "\r\nFinal-Recipient: rfc822; " + f.address + "\r\n";
+        m += "Action: " + f.action + "\r\n";
+        m += "Status: " + (f.status.empty() ? std::string("5.0.0") : f.status) + "\r\n";
+        if (!f.remote_mta.empty()) m += "Remote-MTA: dns; " + one_line(f.remote_mta) + "\r\n";
+        if (!f.diagnostic.empty()) m += "Diagnostic-Code: smtp; " + one_line(f.diagnostic) + "\r\n";
+        m += "Last-Attempt-Date: " + rfc5322_date(now_ms) + "\r\n";
+    }
+    m += "\r\n--" + boundary + "\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n";
+    auto end = content.find("\r\n\r\n");
+    m += content.substr(0, end == std::string::npos ? content.size() : end + 2);
+    m += "\r\n--" + boundary + "--\r\n";
+    return m;
+}
+
+}  // namespace ricochet::queue
