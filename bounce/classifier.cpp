@@ -291,10 +291,16 @@ classification classifier::classify(const reply_facts& f) const {
     // Before RCPT, a reply speaks about us (the connection, the sender), never
     // about the recipient: a fallback reading must not count against it.
     bool before_rcpt = f.at == stage::connect || f.at == stage::greeting || f.at == stage::ehlo || f.at == stage::mail;
-    if (!matched && before_rcpt && f.code != 0 &&
+    if ((!matched || f.at == stage::mail) && before_rcpt && f.code != 0 &&
         (kind_of(out.c) == kind::hard || kind_of(out.c) == kind::soft)) {
         out.c = f.code >= 500 ? category::policy : category::network_error;
         out.rule += "@" + std::string(to_string(f.at));
+    }
+    // "User unknown" after the message was sent, for an address the server
+    // took at RCPT, is a filter speaking, not a bad address.
+    if (f.at == stage::end_of_data && out.c == category::user_unknown) {
+        out.c = category::policy;
+        out.rule += "@end_of_data";
     }
     out.k = kind_of(out.c);
     out.s = scope_of(out.c);

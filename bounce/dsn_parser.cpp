@@ -110,13 +110,45 @@ void find_codes(std::string_view t, int& code, std::string& status) {
     }
 }
 
+// "(in reply to end of DATA command)" (Postfix), "after end of data" (Exim),
+// "in reply to RCPT TO command", "after MAIL FROM": the step a reply answered.
+stage find_stage(std::string_view text, stage dflt) {
+    std::string t = lower(text);
+    // Sendmail's transcript: the last ">>> COMMAND" before the first "<<< 4xx/5xx".
+    auto err = std::min(t.find("<<< 5"), t.find("<<< 4"));
+    if (err != std::string::npos) {
+        auto cmd = t.rfind(">>> ", err);
+        if (cmd != std::string::npos) {
+            std::string_view c = std::string_view(t).substr(cmd + 4, 10);
+            if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) return stage::end_of_data;
+            if (c.rfind("rcpt", 0) == 0) return stage::rcpt;
+            if (c.rfind("mail", 0) == 0) return stage::mail;
+        }
+    }
+    struct { const char* marker; stage at; } markers[] = {
+        {"end of data", stage::end_of_data}, {"after data", stage::end_of_data}, {"reply to data command", stage::data},
+        {"rcpt to", stage::rcpt}, {"after rcpt", stage::rcpt}, {"mail from", stage::mail}};
+    std::size_t best = std::string::npos;
+    stage at = dflt;
+    for (auto& m : markers) {
+        auto p = t.find(m.marker);
+        if (p != std::string::npos && (best == std::string::npos || p < best) &&
+            (t.find("in reply to", p > 40 ? p - 40 : 0) != std::string::npos || t.find("after", p > 20 ? p - 20 : 0) != std::string::npos)) {
+            best = p;
+            at = m.at;
+        }
+    }
+    return at;
+}
+
 struct walk_state {
     std::vector<fields> dsn_groups;
     std::vector<fields> arf_groups;
     std::string text;            // notification text (not the returned message)
     std::vector<std::string> original_to;
     std::string original_message_id;
-    int depth_in_message = 0;
+    std::string fallback_status, fallback_diag;  // from a report group without a usable recipient
+    int fallback_code = 0;
 };
 
 std::string part_bytes(GMimePart* part) {
@@ -236,7 +268,7 @@ bool looks_like_autoreply(GMimeObject* top) {
 // Free-text NDRs: the failed recipients are the addresses of the notice text
 // that are neither ours (the sender, postmaster, the reporting system) nor in
 // quoted headers; the reply is the first SMTP code in the text.
-void parse_free_text(const walk_state& st, GMimeObject* top, dsn_report& rep) {
+void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
     std::vector<std::string> rcpts;
     if (const char* x = g_mime_object_get_header(top, "X-Failed-Recipients"))
         for (auto& a : find_addresses(x)) rcpts.push_back(a);
@@ -254,25 +286,27 @@ void parse_free_text(const walk_state& st, GMimeObject* top, dsn_report& rep) {
     }
     std::string from = lower(g_mime_object_get_header(top, "From") ? g_mime_object_get_header(top, "From") : "");
     std::string to = lower(g_mime_object_get_header(top, "To") ? g_mime_object_get_header(top, "To") : "");
-    if (rcpts.empty()) {
+    for (bool skip_to : {true, false}) {  // a message sent to oneself bounces to the failed address
+        if (!rcpts.empty()) break;
         for (auto& a : find_addresses(text)) {
             std::string la = lower(a);
             if (la.rfind("mailer-daemon@", 0) == 0 || la.rfind("postmaster@", 0) == 0 || la.rfind("mail-daemon@", 0) == 0)
                 continue;
-            if (!to.empty() && to.find(la) != std::string::npos) continue;      // the sender we bounce to
-            if (!from.empty() && from.find(la) != std::string::npos) continue;  // the reporting system
+            if (skip_to && !to.empty() && to.find(la) != std::string::npos) continue;  // the sender we bounce to
+            if (!from.empty() && from.find(la) != std::string::npos) continue;          // the reporting system
             if (std::find(rcpts.begin(), rcpts.end(), a) == rcpts.end()) rcpts.push_back(a);
         }
     }
     if (rcpts.empty()) rcpts = st.original_to;
     if (rcpts.empty()) return;
-    int code = 0;
-    std::string status;
+    int code = st.fallback_code;
+    std::string status = st.fallback_status;
     find_codes(text, code, status);
     // The diagnostic: the text from the first reply code (or the whole notice, shortened).
     std::string diag;
     for (std::size_t i = 0; i + 3 < text.size(); ++i)
         if (code && text.compare(i, 3, std::to_string(code)) == 0) { diag = text.substr(i, 400); break; }
+    if (diag.empty() && !st.fallback_diag.empty()) diag = st.fallback_diag;
     if (diag.empty()) diag = text.substr(0, 400);
     for (auto& c : diag)
         if (c == '\n' || c == '\r' || c == '\t') c = ' ';
@@ -284,6 +318,7 @@ void parse_free_text(const walk_state& st, GMimeObject* top, dsn_report& rep) {
         d.status = status;
         d.reply_code = code;
         d.diagnostic = trim(diag);
+        d.at = find_stage(text, stage::rcpt);
         rep.records.push_back(std::move(d));
     }
     rep.format = "text";
@@ -345,10 +380,18 @@ dsn_report parse_dsn(std::string_view raw) {
             d.last_attempt = field(g, "last-attempt-date");
             std::string dstatus;
             find_codes(d.diagnostic, d.reply_code, dstatus);
+            d.at = find_stage(d.diagnostic + " " + st.text, stage::rcpt);
             // A generic X.0.0 in Status: the diagnostic often says more.
             if ((d.status.empty() || d.status.size() >= 5 && d.status.substr(1) == ".0.0") && !dstatus.empty() &&
                 (d.status.empty() || dstatus[0] == d.status[0]))
                 d.status = dstatus;
+            if (!valid_address(d.recipient)) {
+                // "Final-Recipient: rfc822; <unknown>": keep what it says for
+                // the free-text pass, which finds the address in the notice.
+                if (rep.records.empty()) st.fallback_status = d.status, st.fallback_code = d.reply_code,
+                                         st.fallback_diag = d.diagnostic;
+                continue;
+            }
             rep.records.push_back(std::move(d));
         }
         rep.format = "rfc3464";
@@ -383,7 +426,7 @@ smtp_reply dsn_reply(const dsn_record& d) {
     if (!r.code) r.code = d.type == "delayed" ? 450 : d.type == "delivered" ? 250 : 550;
     if (!r.enhanced.empty() && r.code / 100 != r.enhanced[0] - '0') r.enhanced.clear();
     r.lines.push_back(d.diagnostic);
-    r.at = stage::rcpt;
+    r.at = d.at;
     return r;
 }
 

@@ -24,6 +24,7 @@ struct dsn_record {
     std::string diagnostic;  // Diagnostic-Code text (or the reply found in free text)
     std::string remote_mta, reporting_mta, last_attempt;
     std::string feedback_type;  // ARF
+    stage at = stage::rcpt;     // the SMTP step the remote reply answered, when the report says
 };
 
 struct dsn_report {
