@@ -297,8 +297,10 @@ classification classifier::classify(const reply_facts& f) const {
         out.rule += "@" + std::string(to_string(f.at));
     }
     // "User unknown" after the message was sent, for an address the server
-    // took at RCPT, is a filter speaking, not a bad address.
-    if (f.at == stage::end_of_data && out.c == category::user_unknown) {
+    // took at RCPT, is a filter speaking, not a bad address, unless the
+    // server says so precisely with X.1.1 (bad destination mailbox).
+    if (f.at == stage::end_of_data && out.c == category::user_unknown &&
+        !(f.enhanced.size() == 5 && f.enhanced.compare(1, 4, ".1.1") == 0)) {
         out.c = category::policy;
         out.rule += "@end_of_data";
     }

@@ -114,6 +114,18 @@ TEST(Classifier, FallbacksBeforeRcptNeverCountAgainstTheAddress) {
     EXPECT_EQ(empty.classify(r, "gmail.com").k, kind::technical);
 }
 
+TEST(Classifier, UserUnknownAfterDataIsAFilterUnlessItSaysX11) {
+    auto c = shipped();
+    auto at_end = [&](std::string text) {
+        auto r = parse_reply_text(text);
+        r.at = stage::end_of_data;
+        return c.classify(r, "example.com");
+    };
+    EXPECT_EQ(at_end("550 User unknown").k, kind::block) << "no enhanced code at all must not crash, and reads as a filter";
+    EXPECT_EQ(at_end("550 5.2.1 <a@example.com>... User Unknown").k, kind::block);
+    EXPECT_EQ(at_end("550 5.1.1 <a@example.com>... User Unknown").k, kind::hard) << "an explicit 5.1.1 is believed";
+}
+
 TEST(Classifier, ConditionsAndScope) {
     classifier c;
     rule r;
