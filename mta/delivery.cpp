@@ -1,5 +1,6 @@
 // delivery — see delivery.hpp.
 #include "mta/delivery.hpp"
+#include "queue/clock.hpp"
 
 #include <boost/asio.hpp>
 #include <atomic>
@@ -36,11 +37,6 @@ namespace {
 std::shared_ptr<spdlog::logger> log() {
     static auto l = named_logger("delivery");
     return l;
-}
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 struct retry_policy {

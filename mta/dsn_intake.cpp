@@ -1,5 +1,6 @@
 // dsn_intake — see dsn_intake.hpp.
 #include "mta/dsn_intake.hpp"
+#include "queue/clock.hpp"
 
 #include <chrono>
 #include <fstream>
@@ -13,13 +14,6 @@
 
 namespace ricochet::mta {
 using nlohmann::json;
-
-namespace {
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch()).count();
-}
-}  // namespace
 
 std::error_code dsn_intake::operator()(queue::envelope& env, std::string& content) const {
     static auto log = named_logger("bounce");

@@ -21,6 +21,7 @@
 #include "bounce/dsn_parser.hpp"
 #include "bounce/suppression_list.hpp"
 #include "mta/config.hpp"
+#include "queue/clock.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
 #include "queue/spool.hpp"
@@ -373,8 +374,7 @@ int cmd_recipient_set(const mta::config& cfg, const std::string& addr, bounce::a
         }
         auto st = open_state(cfg, false);
         std::string error;
-        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+        auto now = now_ms();
         bool ok = st->set_status(addr, s, why, now, error);
         reply = {{"ok", ok}};
         if (!ok) reply["error"] = error;
@@ -397,8 +397,7 @@ int cmd_stats(const mta::config& cfg, const std::string& campaign, const std::st
     if (!since.empty()) {
         mta::seconds ago{0};
         if (!mta::parse_duration(since, ago)) die(2, "--since: a duration such as 24h or 7d");
-        since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count() - ago.count() * 1000;
+        since_ms = now_ms() - ago.count() * 1000;
     }
     json out = json::object();
     auto st = open_state(cfg, true);

@@ -27,6 +27,7 @@
 #include "mta/delivery.hpp"
 #include "mta/dsn_intake.hpp"
 #include "mta/smtp_server.hpp"
+#include "queue/clock.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
 #include "queue/schedule.hpp"
@@ -58,8 +59,7 @@ json handle_control(queue::spool& spool, queue::events_log& events, queue::sched
         std::string addr = req.value("address", ""), why = req.value("why", "admin");
         auto st = bounce::parse_address_status(req.value("status", ""));
         if (addr.empty() || !st) return {{"ok", false}, {"error", "need address and status"}};
-        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+        auto now = now_ms();
         std::string error;
         if (!state.store.set_status(addr, *st, why, now, error)) return {{"ok", false}, {"error", error}};
         if (auto r = state.store.get(addr)) state.suppression.update(*r);
@@ -69,8 +69,7 @@ json handle_control(queue::spool& spool, queue::events_log& events, queue::sched
     }
     if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
     if (cmd == "pauses") {
-        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
+        auto now = now_ms();
         json list = json::array();
         for (auto& p : backoff.paused(now))
             list.push_back({{"domain", p.domain}, {"until_ms", p.until_ms}, {"backoff_s", p.backoff_ms / 1000}});
@@ -87,8 +86,7 @@ json handle_control(queue::spool& spool, queue::events_log& events, queue::sched
         if (sel.empty()) return {{"ok", false}, {"error", "no selector"}};
         auto res = queue::apply_admin(spool, &events, *op, sel);
         if (*op == queue::admin_op::release || *op == queue::admin_op::flush) {
-            auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count();
+            auto now = now_ms();
             for (auto& id : res.ids) due.add(id, now);  // due at once
             delivery.wake();
         }
@@ -185,10 +183,6 @@ int main(int argc, char** argv) {
     // The delivery schedule, rebuilt from the spool: active/ is due now,
     // deferred/ at each file's mtime, hold/ never.
     queue::schedule due;
-    auto now_ms = [] {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch()).count();
-    };
     spdlog::info("schedule rebuilt: {} message(s) to deliver", due.rebuild(spool->list(), now_ms()));
 
     // Recipient state (SQLite) and the in-memory list of suppressed addresses.

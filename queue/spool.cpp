@@ -1,5 +1,6 @@
 // spool — see spool.hpp and queue/README.md.
 #include "queue/spool.hpp"
+#include "queue/clock.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -45,11 +46,6 @@ std::error_code write_all(int fd, std::string_view a, std::string_view b) {
         }
     }
     return {};
-}
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 int open_dir(int parent, const char* name, bool create, std::error_code& ec) {
