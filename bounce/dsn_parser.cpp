@@ -141,6 +141,26 @@ stage find_stage(std::string_view text, stage dflt) {
     return at;
 }
 
+// The part of a notice about one recipient: from its address up to the next
+// of the other recipients (or 600 octets), where its own reply usually is.
+std::string segment_for(const std::string& text, const std::string& rcpt, const std::vector<std::string>& others) {
+    std::string lt = lower(text), lr = lower(rcpt);
+    auto p = lt.find(lr);
+    if (p == std::string::npos) return {};
+    std::size_t end = std::min(lt.size(), p + 600);
+    for (auto& o : others) {
+        if (lower(o) == lr) continue;
+        auto q = lt.find(lower(o), p + lr.size());
+        if (q != std::string::npos && q < end) end = q;
+    }
+    std::string seg = text.substr(p, end - p);
+    for (auto& c : seg)
+        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    return seg;
+}
+
+bool generic_status(const std::string& s) { return s.empty() || (s.size() >= 5 && s.substr(1) == ".0.0"); }
+
 struct walk_state {
     std::vector<fields> dsn_groups;
     std::vector<fields> arf_groups;
@@ -319,6 +339,18 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
         d.reply_code = code;
         d.diagnostic = trim(diag);
         d.at = find_stage(text, stage::rcpt);
+        if (rcpts.size() > 1) {
+            // Several recipients: each has its own reply after its address.
+            std::string seg = segment_for(text, r, rcpts);
+            int c2 = 0;
+            std::string s2;
+            find_codes(seg, c2, s2);
+            if (c2 || !s2.empty()) {
+                d.reply_code = c2;
+                d.status = s2;
+                d.diagnostic = trim(seg.substr(0, 400));
+            }
+        }
         rep.records.push_back(std::move(d));
     }
     rep.format = "text";
@@ -381,10 +413,24 @@ dsn_report parse_dsn(std::string_view raw) {
             std::string dstatus;
             find_codes(d.diagnostic, d.reply_code, dstatus);
             d.at = find_stage(d.diagnostic + " " + st.text, stage::rcpt);
-            // A generic X.0.0 in Status: the diagnostic often says more.
-            if ((d.status.empty() || d.status.size() >= 5 && d.status.substr(1) == ".0.0") && !dstatus.empty() &&
+            // A generic X.0.0, or X.4.7 ("delivery time expired"), in Status:
+            // the diagnostic says what actually went wrong.
+            bool expired = d.status.size() >= 5 && d.status.substr(1) == ".4.7";
+            if ((generic_status(d.status) || expired) && !dstatus.empty() && dstatus != d.status &&
                 (d.status.empty() || dstatus[0] == d.status[0]))
                 d.status = dstatus;
+            // No diagnostic at all: the notice text about this recipient.
+            if (d.diagnostic.empty() || (generic_status(d.status) && dstatus.empty())) {
+                std::string seg = segment_for(st.text, d.recipient, {});
+                int c2 = 0;
+                std::string s2;
+                find_codes(seg, c2, s2);
+                if (d.diagnostic.empty()) d.diagnostic = trim(seg.substr(0, 400));
+                if (!d.reply_code) d.reply_code = c2;
+                if (generic_status(d.status) && !s2.empty() && !generic_status(s2) &&
+                    (d.status.empty() || s2[0] == d.status[0]))
+                    d.status = s2;
+            }
             if (!valid_address(d.recipient)) {
                 // "Final-Recipient: rfc822; <unknown>": keep what it says for
                 // the free-text pass, which finds the address in the notice.
