@@ -68,7 +68,7 @@ TEST(Classifier, RetryFollowsTheFirstDigitExceptFinalSoft) {
         {"550 5.7.26 DMARC policy", false},
     };
     for (auto& r : rows) EXPECT_EQ(c.classify(parse_reply_text(r.reply), "example.com").retry, r.retry) << r.reply;
-    smtp_reply none = smtp_reply::none(stage::connect, "connection refused");
+    smtp_reply none = smtp_reply::none(stage::connect, "socket error 113");
     auto got = c.classify(none, "example.com");
     EXPECT_TRUE(got.retry);
     EXPECT_EQ(got.rule, "no-reply:connect");
