@@ -431,10 +431,15 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     }
 
     // Makes decisions durable (status file first), then tells the world.
+    // durable = false when the message is about to be removed anyway: its
+    // status file would be written, synced and deleted in the same breath
+    // (the hot path of every delivered message; at worst a crash in between
+    // repeats a delivery, as any MTA's at-least-once promise allows).
     bool record(const std::string& id, const queue::envelope& env, std::vector<queue::recipient_status>& status,
-                const std::vector<std::pair<std::size_t, queue::recipient_status>>& updates, std::int64_t now) {
+                const std::vector<std::pair<std::size_t, queue::recipient_status>>& updates, std::int64_t now,
+                bool durable = true) {
         if (updates.empty()) return true;
-        if (auto ec = spool.append_status(id, updates)) {
+        if (auto ec = durable ? spool.append_status(id, updates) : std::error_code()) {
             // Not recorded: tried again later, which may repeat a delivery but
             // never loses a decision or the mail.
             log()->error("{}: cannot record recipient status: {}; retried in 60 s", id, ec.message());
@@ -546,7 +551,12 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 auto t = now_ms();
                 std::vector<std::pair<std::size_t, queue::recipient_status>> updates;
                 for (auto& o : results) updates.emplace_back(o.idx, decide(env, status[o.idx], o, t));
-                if (!record(id, env, status, updates, t)) {
+                // Will every recipient be final after these? Then the message
+                // is removed next, and its status need not be synced first.
+                auto after = status;
+                for (auto& [i, rs] : updates) after[i] = rs;
+                bool all_final = std::all_of(after.begin(), after.end(), [](auto& r) { return r.final(); });
+                if (!record(id, env, status, updates, t, !all_final)) {
                     due.add(id, t + 60000);
                     co_return;
                 }

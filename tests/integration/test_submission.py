@@ -185,9 +185,17 @@ class BadInput(unittest.TestCase):
         self.assertTrue(got.startswith("421 4.4.2"), got)
         self.assertTrue(c.closed())
 
-    def test_connection_limit(self):
-        held = [self.session() for _ in range(3)]
-        extra = RawClient(self.d.port)
+class ConnectionLimit(unittest.TestCase):
+    def test_the_session_over_the_limit_gets_421(self):
+        # its own daemon: BadInput's 1 s time-out would close the held sessions
+        d = Daemon(submission_extra="max_connections = 3").start()
+        self.addCleanup(d.cleanup)
+        held = []
+        for _ in range(3):
+            c = RawClient(d.port)
+            self.assertTrue(c.reply().startswith("220"))
+            held.append(c)
+        extra = RawClient(d.port)
         self.assertTrue(extra.reply().startswith("421 4.7.0"))
         for c in held:
             c.close()
