@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
 N=${1:-10000} SIZE=${2:-4096} CONC=${3:-50} REPS=${4:-1}
 RIN=25250 PIN=25251 SINK=25260 BNC=25261
+[ "$(id -u)" = 0 ] || { echo "bench/relay.sh: needs root (it runs a Postfix instance)" >&2; exit 77; }
 [ -x "$SHARED/relay_bench.sh" ] || [ -f "$SHARED/relay_bench.sh" ] || { echo "missing $SHARED/relay_bench.sh" >&2; exit 1; }
 scripts/build.sh >/dev/null
 
@@ -76,4 +77,5 @@ print(f"{'':10} {'accepted/s':>11} {'relayed/s':>10}")
 print(f"{'ricochet':10} {ri:>11} {rr:>10}   peak RSS {int(rss)//1024} MiB")
 print(f"{'postfix':10} {pi:>11} {pr:>10}")
 print(f"{'ratio':10} {f(ri, pi):>11} {f(rr, pr):>10}")
+sys.exit(0 if "n/a" not in (f(ri, pi), f(rr, pr)) else 1)
 PY
