@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(g++ cmake ninja-build ccache pkg-config python3
       libboost1.81-dev libssl-dev libc-ares-dev libidn2-dev libspdlog-dev
-      libgtest-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev
+      libgtest-dev libbenchmark-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev
       nlohmann-json3-dev libgmime-3.0-dev libcrypt-dev
       postfix swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base openssl iproute2)
 missing=()
