@@ -50,7 +50,9 @@ std::set<std::string> allowed_kinds(const label& l) {
     if (r == "filtered") return {"block", "soft"};
     if (r == "contenterror" || r == "syntaxerror" || r == "networkerror" || r == "toomanyconn" || r == "speeding")
         return {"technical"};
-    if (r == "feedback") return {"complaint"};
+    // sisimai's "feedback" is any ARF report; we read abuse/fraud/opt-out as
+    // a complaint and the others (auth-failure, ...) as feedback.
+    if (r == "feedback") return {"complaint", "feedback"};
     if (r == "vacation") return {"autoreply"};
     if (r == "delivered") return {"delivered"};
     return {};  // onhold, undefined
@@ -58,6 +60,7 @@ std::set<std::string> allowed_kinds(const label& l) {
 
 std::string kind_of_record(const classifier& c, const dsn_record& d, const std::string& domain) {
     if (d.type == "complaint") return "complaint";
+    if (d.type == "feedback") return "feedback";  // an ARF report that is not a complaint
     if (d.type == "autoreply") return "autoreply";
     if (d.type == "delivered") return "delivered";
     return std::string(to_string(c.classify(dsn_reply(d), domain).k));

@@ -112,45 +112,53 @@ void find_codes(std::string_view t, int& code, std::string& status) {
 
 // "(in reply to end of DATA command)" (Postfix), "after end of data" (Exim),
 // "in reply to RCPT TO command", "after MAIL FROM": the step a reply answered.
-stage find_stage(std::string_view text, stage dflt) {
-    std::string t = lower(text);
+// t is already lower-case; false when it names no step.
+bool find_stage(std::string_view t, stage& at) {
     // Sendmail's transcript: the last ">>> COMMAND" before the first "<<< 4xx/5xx".
     auto err = std::min(t.find("<<< 5"), t.find("<<< 4"));
-    if (err != std::string::npos) {
+    if (err != std::string_view::npos) {
         auto cmd = t.rfind(">>> ", err);
-        if (cmd != std::string::npos) {
-            std::string_view c = std::string_view(t).substr(cmd + 4, 10);
-            if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) return stage::end_of_data;
-            if (c.rfind("rcpt", 0) == 0) return stage::rcpt;
-            if (c.rfind("mail", 0) == 0) return stage::mail;
+        if (cmd != std::string_view::npos) {
+            std::string_view c = t.substr(cmd + 4, 10);
+            if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) return at = stage::end_of_data, true;
+            if (c.rfind("rcpt", 0) == 0) return at = stage::rcpt, true;
+            if (c.rfind("mail", 0) == 0) return at = stage::mail, true;
         }
     }
-    struct { const char* marker; stage at; } markers[] = {
+    struct { std::string_view marker; stage at; } markers[] = {
         {"end of data", stage::end_of_data}, {"after data", stage::end_of_data}, {"reply to data command", stage::data},
         {"rcpt to", stage::rcpt}, {"after rcpt", stage::rcpt}, {"mail from", stage::mail}};
-    std::size_t best = std::string::npos;
-    stage at = dflt;
+    // "in reply to" up to 40 octets before the marker, or "after" up to 20.
+    auto preceded = [&](std::size_t p, std::string_view word, std::size_t window) {
+        std::size_t from = p > window ? p - window : 0;
+        auto q = t.substr(from, p - from + word.size()).find(word);
+        return q != std::string_view::npos;
+    };
+    std::size_t best = std::string_view::npos;
     for (auto& m : markers) {
-        auto p = t.find(m.marker);
-        if (p != std::string::npos && (best == std::string::npos || p < best) &&
-            (t.find("in reply to", p > 40 ? p - 40 : 0) != std::string::npos || t.find("after", p > 20 ? p - 20 : 0) != std::string::npos)) {
-            best = p;
-            at = m.at;
+        for (auto p = t.find(m.marker); p != std::string_view::npos && p < best; p = t.find(m.marker, p + 1)) {
+            if (preceded(p, "in reply to", 40) || preceded(p, "after", 20)) {
+                best = p;
+                at = m.at;
+                break;
+            }
         }
     }
-    return at;
+    return best != std::string_view::npos;
 }
 
 // The part of a notice about one recipient: from its address up to the next
 // of the other recipients (or 600 octets), where its own reply usually is.
-std::string segment_for(const std::string& text, const std::string& rcpt, const std::vector<std::string>& others) {
-    std::string lt = lower(text), lr = lower(rcpt);
+// lt is text lower-cased; others are lower-case.
+std::string segment_for(const std::string& text, std::string_view lt, const std::string& rcpt,
+                        const std::vector<std::string>& others) {
+    std::string lr = lower(rcpt);
     auto p = lt.find(lr);
     if (p == std::string::npos) return {};
     std::size_t end = std::min(lt.size(), p + 600);
     for (auto& o : others) {
-        if (lower(o) == lr) continue;
-        auto q = lt.find(lower(o), p + lr.size());
+        if (o == lr) continue;
+        auto q = lt.substr(0, end).find(o, p + lr.size());
         if (q != std::string::npos && q < end) end = q;
     }
     std::string seg = text.substr(p, end - p);
@@ -160,6 +168,16 @@ std::string segment_for(const std::string& text, const std::string& rcpt, const 
 }
 
 bool generic_status(const std::string& s) { return s.empty() || (s.size() >= 5 && s.substr(1) == ".0.0"); }
+
+// Bounds on what one message can make the parser do: a bounce listener
+// takes mail from anyone.
+constexpr std::size_t max_text = 64 * 1024;  // notice text read, octets
+constexpr std::size_t max_records = 100;     // recipients reported
+
+std::string cap(std::string s) {
+    if (s.size() > max_text) s.resize(max_text);
+    return s;
+}
 
 struct walk_state {
     std::vector<fields> dsn_groups;
@@ -199,10 +217,12 @@ void take_original_headers(GMimeObject* obj, walk_state& st) {
     if (const char* id = g_mime_object_get_header(obj, "Message-ID")) st.original_message_id = trim(id);
 }
 
-void walk(GMimeObject* obj, walk_state& st) {
+void walk(GMimeObject* obj, walk_state& st, int depth) {
+    if (depth > 8) return;  // a report is two levels deep; a bomb of nested parts is not read
     if (GMIME_IS_MULTIPART(obj)) {
         auto* mp = GMIME_MULTIPART(obj);
-        for (int i = 0; i < g_mime_multipart_get_count(mp); ++i) walk(g_mime_multipart_get_part(mp, i), st);
+        int n = std::min(g_mime_multipart_get_count(mp), 32);
+        for (int i = 0; i < n; ++i) walk(g_mime_multipart_get_part(mp, i), st, depth + 1);
         return;
     }
     std::string type = mime_type(obj);
@@ -216,22 +236,25 @@ void walk(GMimeObject* obj, walk_state& st) {
     if (!GMIME_IS_PART(obj)) return;
     auto* part = GMIME_PART(obj);
     if (type == "message/delivery-status" || type == "message/global-delivery-status") {
-        for (auto& g : parse_field_groups(part_bytes(part))) st.dsn_groups.push_back(std::move(g));
+        for (auto& g : parse_field_groups(cap(part_bytes(part)))) {
+            if (st.dsn_groups.size() >= max_records + 1) break;
+            st.dsn_groups.push_back(std::move(g));
+        }
         return;
     }
     if (type == "message/feedback-report") {
-        for (auto& g : parse_field_groups(part_bytes(part))) st.arf_groups.push_back(std::move(g));
+        for (auto& g : parse_field_groups(cap(part_bytes(part)))) st.arf_groups.push_back(std::move(g));
         return;
     }
     if (type == "text/rfc822-headers" || type == "text/rfc822-header") {
-        auto groups = parse_field_groups(part_bytes(part));
+        auto groups = parse_field_groups(cap(part_bytes(part)));
         if (!groups.empty()) {
             for (auto& a : find_addresses(field(groups[0], "to"))) st.original_to.push_back(a);
             st.original_message_id = field(groups[0], "message-id");
         }
         return;
     }
-    if (type.rfind("text/", 0) == 0 && !g_mime_part_is_attachment(part)) {
+    if (type.rfind("text/", 0) == 0 && !g_mime_part_is_attachment(part) && st.text.size() < max_text) {
         std::string t;
         if (GMIME_IS_TEXT_PART(obj)) {
             char* u = g_mime_text_part_get_text(GMIME_TEXT_PART(obj));
@@ -239,6 +262,7 @@ void walk(GMimeObject* obj, walk_state& st) {
         } else {
             t = part_bytes(part);
         }
+        t = cap(std::move(t));
         if (type == "text/html") {  // crude tag strip: enough to find addresses and codes
             std::string plain;
             bool in_tag = false;
@@ -253,19 +277,25 @@ void walk(GMimeObject* obj, walk_state& st) {
         if (lower(t).find("final-recipient:") != std::string::npos) {
             auto groups = parse_field_groups(t);
             for (auto& g : groups)
-                if (!field(g, "final-recipient").empty() || !field(g, "action").empty()) st.dsn_groups.push_back(g);
+                if ((!field(g, "final-recipient").empty() || !field(g, "action").empty()) &&
+                    st.dsn_groups.size() <= max_records)
+                    st.dsn_groups.push_back(g);
         }
         st.text += t;
         st.text += "\n";
     }
 }
 
-std::string record_type(std::string_view action) {
+// The type of a report record from its Action (RFC 3464 2.3.3), or from
+// the status class when a broken report has no Action: a 2.x.x is never a
+// failure.
+std::string record_type(std::string_view action, std::string_view status) {
     std::string a = lower(action);
     if (a.find("delayed") != std::string::npos) return "delayed";
     if (a.find("delivered") != std::string::npos || a.find("relayed") != std::string::npos ||
         a.find("expanded") != std::string::npos)
         return "delivered";
+    if (a.empty() && !status.empty() && status[0] == '2') return "delivered";
     return "bounce";
 }
 
@@ -274,14 +304,48 @@ void once() {
     std::call_once(f, [] { g_mime_init(); });
 }
 
+std::string header(GMimeObject* top, const char* name) {
+    const char* v = g_mime_object_get_header(top, name);
+    return v ? std::string(v) : std::string();
+}
+
+// From a mail system rather than a person: a mailer-daemon, postmaster, ...
+bool from_daemon(GMimeObject* top) {
+    std::string from = lower(header(top, "From"));
+    for (auto m : {"mailer-daemon", "mailer_daemon", "mailerdaemon", "mail-daemon", "postmaster", "mail delivery",
+                   "mail administrator", "mail system", "microsoftexchange", "nobody@", "bounce"})
+        if (from.find(m) != std::string::npos) return true;
+    return false;
+}
+
+// ... or sent with the null return path (which vacation programs use too).
+bool from_mail_system(GMimeObject* top) { return from_daemon(top) || trim(header(top, "Return-Path")) == "<>"; }
+
 bool looks_like_autoreply(GMimeObject* top) {
-    auto header = [&](const char* n) { const char* v = g_mime_object_get_header(top, n); return lower(v ? v : ""); };
-    std::string subject = header("Subject");
-    if (!header("X-Autoreply").empty() || !header("X-Autorespond").empty()) return true;
-    if (header("Precedence").find("auto_reply") != std::string::npos) return true;
+    std::string subject = lower(header(top, "Subject"));
+    if (!header(top, "X-Autoreply").empty() || !header(top, "X-Autorespond").empty()) return true;
+    if (lower(header(top, "Precedence")).find("auto_reply") != std::string::npos) return true;
+    // RFC 3834 5.1: auto-replied marks a reply by a program (vacation);
+    // DSNs say auto-generated, or (Exim) auto-replied from a mail system.
+    if (lower(header(top, "Auto-Submitted")).rfind("auto-replied", 0) == 0 && !from_daemon(top)) return true;
     for (auto marker : {"out of office", "out of the office", "automatic reply", "autoreply", "auto-reply", "auto reply",
                         "vacation", "away from", "abwesenheit", "absence"})
         if (subject.find(marker) != std::string::npos) return true;
+    return false;
+}
+
+// A free-text warning that delivery is still being tried (Exim's "has not
+// yet been delivered", Sendmail's "Warning: could not send message for
+// past 4 hours", Exchange's "Delivery has been delayed"): not a failure.
+bool says_delayed(std::string_view lt, std::string_view subject) {
+    for (auto m : {"this is a warning message only", "warning: message still undelivered", "has not yet been delivered",
+                   "delivery has been delayed", "delivery to the following recipients has been delayed",
+                   "will continue trying", "will keep trying", "still trying to deliver", "you do not need to resend",
+                   "will be retried", "delivery attempts will continue", "not yet been able to deliver"})
+        if (lt.find(m) != std::string_view::npos) return true;
+    for (auto m : {"delivery delayed", "delayed mail", "delivery status notification (delay)", "warning: could not send",
+                   "message delayed"})
+        if (subject.find(m) != std::string_view::npos) return true;
     return false;
 }
 
@@ -290,8 +354,7 @@ bool looks_like_autoreply(GMimeObject* top) {
 // quoted headers; the reply is the first SMTP code in the text.
 void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
     std::vector<std::string> rcpts;
-    if (const char* x = g_mime_object_get_header(top, "X-Failed-Recipients"))
-        for (auto& a : find_addresses(x)) rcpts.push_back(a);
+    for (auto& a : find_addresses(header(top, "X-Failed-Recipients"))) rcpts.push_back(a);
     std::string text = st.text;
     // Cut the returned message off: everything after the usual separators.
     std::string lt = lower(text);
@@ -304,44 +367,52 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
             lt.resize(p);
         }
     }
-    std::string from = lower(g_mime_object_get_header(top, "From") ? g_mime_object_get_header(top, "From") : "");
-    std::string to = lower(g_mime_object_get_header(top, "To") ? g_mime_object_get_header(top, "To") : "");
+    std::string from = lower(header(top, "From"));
+    std::string to = lower(header(top, "To"));
+    auto addresses = find_addresses(text);
     for (bool skip_to : {true, false}) {  // a message sent to oneself bounces to the failed address
         if (!rcpts.empty()) break;
-        for (auto& a : find_addresses(text)) {
+        for (auto& a : addresses) {
             std::string la = lower(a);
             if (la.rfind("mailer-daemon@", 0) == 0 || la.rfind("postmaster@", 0) == 0 || la.rfind("mail-daemon@", 0) == 0)
                 continue;
             if (skip_to && !to.empty() && to.find(la) != std::string::npos) continue;  // the sender we bounce to
             if (!from.empty() && from.find(la) != std::string::npos) continue;          // the reporting system
             if (std::find(rcpts.begin(), rcpts.end(), a) == rcpts.end()) rcpts.push_back(a);
+            if (rcpts.size() >= max_records) break;
         }
     }
     if (rcpts.empty()) rcpts = st.original_to;
     if (rcpts.empty()) return;
+    if (rcpts.size() > max_records) rcpts.resize(max_records);
     int code = st.fallback_code;
     std::string status = st.fallback_status;
     find_codes(text, code, status);
     // The diagnostic: the text from the first reply code (or the whole notice, shortened).
     std::string diag;
-    for (std::size_t i = 0; i + 3 < text.size(); ++i)
-        if (code && text.compare(i, 3, std::to_string(code)) == 0) { diag = text.substr(i, 400); break; }
+    if (code)
+        if (auto p = text.find(std::to_string(code)); p != std::string::npos) diag = text.substr(p, 400);
     if (diag.empty() && !st.fallback_diag.empty()) diag = st.fallback_diag;
     if (diag.empty()) diag = text.substr(0, 400);
     for (auto& c : diag)
         if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    stage at = stage::rcpt;
+    find_stage(lt, at);
+    bool delayed = says_delayed(lt, lower(header(top, "Subject")));
+    std::vector<std::string> lrcpts;
+    for (auto& r : rcpts) lrcpts.push_back(lower(r));
     for (auto& r : rcpts) {
         dsn_record d;
-        d.type = "bounce";
+        d.type = delayed ? "delayed" : "bounce";
         d.recipient = r;
-        d.action = "failed";
+        d.action = delayed ? "delayed" : "failed";
         d.status = status;
         d.reply_code = code;
         d.diagnostic = trim(diag);
-        d.at = find_stage(text, stage::rcpt);
+        d.at = at;
         if (rcpts.size() > 1) {
             // Several recipients: each has its own reply after its address.
-            std::string seg = segment_for(text, r, rcpts);
+            std::string seg = segment_for(text, lt, r, lrcpts);
             int c2 = 0;
             std::string s2;
             find_codes(seg, c2, s2);
@@ -369,20 +440,29 @@ dsn_report parse_dsn(std::string_view raw) {
     if (!msg) return rep;
     GMimeObject* top = GMIME_OBJECT(msg);
     walk_state st;
-    if (GMimeObject* body = g_mime_message_get_mime_part(msg)) walk(body, st);
+    if (GMimeObject* body = g_mime_message_get_mime_part(msg)) walk(body, st, 0);
     rep.original_recipients = st.original_to;
     rep.original_message_id = st.original_message_id;
+    rep.from_mail_system = from_mail_system(top);
 
-    std::string subject = lower(g_mime_object_get_header(top, "Subject") ? g_mime_object_get_header(top, "Subject") : "");
+    std::string subject = lower(header(top, "Subject"));
     if (st.arf_groups.empty() && !st.original_to.empty() && subject.find("complaint about message") != std::string::npos)
         st.arf_groups.push_back({{"feedback-type", "abuse"}});  // Microsoft's JMRP: a complaint without ARF fields
+    if (st.arf_groups.empty() && !from_daemon(top) && trim(subject) == "unsubscribe") {
+        // RFC 2369 List-Unsubscribe by mail: the sender asks for themselves.
+        auto from = find_addresses(header(top, "From"));
+        st.arf_groups.push_back({{"feedback-type", "opt-out"}, {"original-rcpt-to", from.empty() ? "" : from[0]}});
+    }
     if (!st.arf_groups.empty()) {
-        // RFC 5965: one complaint about the message; the complainer is the
-        // original recipient.
+        // RFC 5965: one report about the message; the complainer is the
+        // original recipient. Only abuse, fraud and opt-out speak for the
+        // recipient; auth-failure, not-spam, virus and other are reports to
+        // the sender's postmaster and change nothing.
         auto& g = st.arf_groups[0];
         dsn_record d;
-        d.type = "complaint";
         d.feedback_type = lower(field(g, "feedback-type"));
+        d.type = d.feedback_type == "abuse" || d.feedback_type == "fraud" || d.feedback_type == "opt-out" ? "complaint"
+                                                                                                         : "feedback";
         std::string rcpt = strip_type(field(g, "original-rcpt-to"));
         if (rcpt.empty()) rcpt = strip_type(field(g, "removal-recipient"));
         if (rcpt.empty() && !st.original_to.empty()) rcpt = st.original_to[0];
@@ -393,7 +473,11 @@ dsn_report parse_dsn(std::string_view raw) {
         rep.format = "arf";
     } else if (!st.dsn_groups.empty()) {
         std::string reporting;
+        std::string ltext = lower(st.text);
+        stage text_stage = stage::rcpt;
+        find_stage(ltext, text_stage);
         for (auto& g : st.dsn_groups) {
+            if (rep.records.size() >= max_records) break;
             if (!field(g, "reporting-mta").empty()) reporting = strip_type(field(g, "reporting-mta"));
             std::string final_rcpt = field(g, "final-recipient");
             std::string orig_rcpt = field(g, "original-recipient");
@@ -403,16 +487,17 @@ dsn_report parse_dsn(std::string_view raw) {
             d.original_recipient = strip_type(orig_rcpt);
             if (!valid_address(d.recipient) && valid_address(d.original_recipient)) d.recipient = d.original_recipient;
             d.action = lower(field(g, "action"));
-            d.type = record_type(d.action);
             d.status = trim(field(g, "status"));
             if (auto sp = d.status.find(' '); sp != std::string::npos) d.status.resize(sp);
+            d.type = record_type(d.action, d.status);
             d.diagnostic = strip_type(field(g, "diagnostic-code"));
             d.remote_mta = strip_type(field(g, "remote-mta"));
             d.reporting_mta = reporting;
             d.last_attempt = field(g, "last-attempt-date");
             std::string dstatus;
             find_codes(d.diagnostic, d.reply_code, dstatus);
-            d.at = find_stage(d.diagnostic + " " + st.text, stage::rcpt);
+            d.at = text_stage;
+            find_stage(lower(d.diagnostic), d.at);  // the report's own words first
             // A generic X.0.0, or X.4.7 ("delivery time expired"), in Status:
             // the diagnostic says what actually went wrong.
             bool expired = d.status.size() >= 5 && d.status.substr(1) == ".4.7";
@@ -421,7 +506,7 @@ dsn_report parse_dsn(std::string_view raw) {
                 d.status = dstatus;
             // No diagnostic at all: the notice text about this recipient.
             if (d.diagnostic.empty() || (generic_status(d.status) && dstatus.empty())) {
-                std::string seg = segment_for(st.text, d.recipient, {});
+                std::string seg = segment_for(st.text, ltext, d.recipient, {});
                 int c2 = 0;
                 std::string s2;
                 find_codes(seg, c2, s2);
@@ -443,13 +528,12 @@ dsn_report parse_dsn(std::string_view raw) {
         rep.format = "rfc3464";
     }
     if (rep.records.empty()) {
-        if (looks_like_autoreply(top)) {
+        if (!from_daemon(top) && looks_like_autoreply(top)) {
             dsn_record d;
             d.type = "autoreply";
-            const char* from = g_mime_object_get_header(top, "From");
-            auto addrs = find_addresses(from ? from : "");
+            auto addrs = find_addresses(header(top, "From"));
             d.recipient = addrs.empty() ? "" : addrs[0];
-            d.diagnostic = g_mime_object_get_header(top, "Subject") ? g_mime_object_get_header(top, "Subject") : "";
+            d.diagnostic = header(top, "Subject");
             rep.records.push_back(std::move(d));
             rep.format = "autoreply";
         } else {

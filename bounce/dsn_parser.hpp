@@ -15,7 +15,7 @@
 namespace ricochet::bounce {
 
 struct dsn_record {
-    std::string type;        // bounce, delayed, delivered, complaint, autoreply
+    std::string type;        // bounce, delayed, delivered, complaint, feedback (other ARF), autoreply
     std::string recipient;   // the failed (or reported) address
     std::string original_recipient;
     std::string action;      // failed, delayed, delivered, relayed, expanded
@@ -32,8 +32,11 @@ struct dsn_report {
     std::vector<dsn_record> records;
     std::vector<std::string> original_recipients;  // To/Cc of the attached original, when present
     std::string original_message_id;
+    bool from_mail_system = false;  // From a mailer-daemon/postmaster, or Return-Path <>
 };
 
+// Bounded work whatever the input: at most 64 KiB of notice text and 100
+// records are read, and MIME nesting deeper than 8 levels is ignored.
 dsn_report parse_dsn(std::string_view raw_message);
 
 // The record as a reply for the classifier: its own code, or one derived

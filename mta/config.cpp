@@ -224,8 +224,10 @@ void load(const toml::table& root, config& c) {
     }
     if (auto* t = top.sub("bounce_listener")) {
         table_reader r(c, *t, "bounce_listener");
-        r.known({"listen", "domain", "secret"});
+        r.known({"listen", "domain", "secret", "max_connections", "max_message_size"});
         r.listen_list("listen", c.bounce_listener.listen);
+        r.integer("max_connections", c.bounce_listener.max_connections, 1, 100000);
+        r.integer("max_message_size", c.bounce_listener.max_message_size, 1024, 1LL << 30);
         r.str("domain", c.bounce_listener.domain);
         r.str("secret", c.bounce_listener.secret);
     }

@@ -75,6 +75,8 @@ struct config {
         std::vector<std::string> listen{"127.0.0.1:2526"};
         std::string domain = "bnc.localhost";
         std::string secret;
+        std::uint32_t max_connections = 100;        // bounces come from anywhere: a small pool
+        std::uint64_t max_message_size = 2097152;  // a DSN with the original (or its headers) attached
     } bounce_listener;
 
     struct {

@@ -1,19 +1,75 @@
 // dsn_intake — see dsn_intake.hpp.
 #include "mta/dsn_intake.hpp"
-#include "queue/clock.hpp"
 
-#include <chrono>
-#include <fstream>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "bounce/classifier.hpp"
 #include "bounce/dsn_parser.hpp"
 #include "bounce/verp.hpp"
+#include "queue/clock.hpp"
 #include "queue/events_log.hpp"
 #include "queue/logger.hpp"
 
 namespace ricochet::mta {
 using nlohmann::json;
+
+namespace {
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// Writes path durably (file and directory synced): the bounce listener
+// answers 250 only when a kept message is on disk.
+std::error_code write_durably(const std::filesystem::path& path, const std::string& content) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) return ec;
+    auto tmp = path;
+    tmp += ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) return {errno, std::generic_category()};
+    std::size_t off = 0;
+    while (off < content.size()) {
+        auto n = ::write(fd, content.data() + off, content.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            ec = {errno, std::generic_category()};
+            break;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    if (!ec && ::fsync(fd) != 0) ec = {errno, std::generic_category()};
+    ::close(fd);
+    if (!ec && ::rename(tmp.c_str(), path.c_str()) != 0) ec = {errno, std::generic_category()};
+    if (ec) {
+        ::unlink(tmp.c_str());
+        return ec;
+    }
+    int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return {errno, std::generic_category()};
+    if (::fsync(dfd) != 0) ec = {errno, std::generic_category()};
+    ::close(dfd);
+    return ec;
+}
+
+// The record about the recipient the VERP token names: the one that names
+// it (as final or original recipient), else the first failure (a forwarded
+// address), else the first record.
+const bounce::dsn_record* record_for(const bounce::dsn_report& rep, const std::string& rcpt) {
+    std::string lr = lower(rcpt);
+    for (auto& d : rep.records)
+        if (lower(d.recipient) == lr || (!d.original_recipient.empty() && lower(d.original_recipient) == lr)) return &d;
+    for (auto& d : rep.records)
+        if (d.type == "bounce") return &d;
+    return rep.records.empty() ? nullptr : &rep.records[0];
+}
+
+}  // namespace
 
 std::error_code dsn_intake::operator()(queue::envelope& env, std::string& content) const {
     static auto log = named_logger("bounce");
@@ -21,50 +77,84 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
     auto now = now_ms();
     std::vector<queue::decision> ds;
     std::vector<json> evs;
+    std::string keep_reason;  // non-empty: the message is kept in unparsed_dir
+    auto kept_path = unparsed_dir / (env.id + ".eml");
     for (auto& target_addr : env.recipients) {
         auto target = verp.verify(target_addr, bounce_domain);
         if (!target) continue;  // refused at RCPT already; defensive
-        std::string rcpt = store.recipient_of(target->queue_id, static_cast<int>(target->recipient)).value_or("");
+        auto known = store.recipient_of(target->queue_id, static_cast<int>(target->recipient));
         std::string campaign = store.campaign_of(target->queue_id);
-        if (report.records.empty()) {
-            // Kept for a human: never silently dropped.
-            std::error_code ec;
-            std::filesystem::create_directories(unparsed_dir, ec);
-            auto path = unparsed_dir / (env.id + ".eml");
-            std::ofstream(path, std::ios::binary) << content;
-            log->warn("{}: no delivery report found in a bounce for {} (recipient {} of {}); kept in {}", env.id,
-                      rcpt.empty() ? "?" : rcpt, target->recipient, target->queue_id, path.string());
-            evs.push_back({{"type", "dsn"}, {"queue_id", target->queue_id}, {"campaign", campaign},
-                           {"recipient", rcpt}, {"reply", "no delivery report found; kept as " + path.string()},
-                           {"sync", false}});
+        json base{{"queue_id", target->queue_id}, {"campaign", campaign}, {"stage", "dsn"}, {"sync", false},
+                  {"kind", nullptr}, {"category", nullptr}, {"rule", nullptr}, {"attempt", nullptr}};
+        auto keep = [&](const std::string& recipient, const std::string& why) {
+            keep_reason = why;
+            json ev = base;
+            ev["type"] = "dsn";
+            ev["recipient"] = recipient;
+            ev["reply"] = why + "; kept as " + kept_path.string();
+            evs.push_back(std::move(ev));
+            log->warn("{}: {} (recipient {} of {}); kept in {}", env.id, why, target->recipient, target->queue_id,
+                      kept_path.string());
+        };
+        if (!known) {
+            // A valid signature for a message the store has no record of (a
+            // reset state database): the report cannot be tied to an address,
+            // so nothing is recorded against any.
+            keep("", "bounce for a message the state store does not know");
             continue;
         }
-        if (rcpt.empty()) rcpt = report.records[0].recipient;  // sent before the store knew it
-        auto& d = report.records[0];  // one VERP address = one recipient of one message
-        json ev{{"queue_id", target->queue_id}, {"campaign", campaign}, {"recipient", rcpt}, {"code", d.reply_code},
-                {"enhanced", d.status}, {"reply", d.diagnostic}, {"mx", d.remote_mta}, {"stage", "dsn"},
-                {"sync", false}, {"kind", nullptr}, {"category", nullptr}, {"rule", nullptr}, {"attempt", nullptr}};
-        if (d.type == "complaint") {
+        const std::string& rcpt = *known;
+        const bounce::dsn_record* d = record_for(report, rcpt);
+        if (!d) {
+            keep(rcpt, "no delivery report found");
+            continue;
+        }
+        if (report.format == "text" && d->type == "bounce") {
+            // Free text is a bounce only from a mail system, with a reply code
+            // in it: a person's answer to the return path is not a failure.
+            if (!env.sender.empty() && !report.from_mail_system) {
+                keep(rcpt, "free-text message not from a mail system");
+                continue;
+            }
+            if (!d->reply_code && d->status.empty()) {
+                keep(rcpt, "free-text notice without a reply code");
+                continue;
+            }
+        }
+        json ev = base;
+        ev.update({{"recipient", rcpt}, {"code", d->reply_code}, {"enhanced", d->status}, {"reply", d->diagnostic},
+                   {"mx", d->remote_mta}});
+        if (d->type == "complaint") {
             ev["type"] = "complaint";
-            ev["reply"] = "feedback-type: " + d.feedback_type;
+            ev["reply"] = "feedback-type: " + d->feedback_type;
             ds.push_back({now, "complaint", target->queue_id, campaign, rcpt, "block", "complaint", "arf",
-                          "feedback-type: " + d.feedback_type});
-        } else if (d.type == "bounce") {
+                          "feedback-type: " + d->feedback_type});
+        } else if (d->type == "bounce") {
             auto domain = rcpt.substr(rcpt.rfind('@') + 1);
-            auto c = classify.classify(bounce::dsn_reply(d), domain);
+            auto c = classify.classify(bounce::dsn_reply(*d), domain);
             ev["type"] = "bounced";
             ev["kind"] = std::string(bounce::to_string(c.k));
             ev["category"] = std::string(bounce::to_string(c.c));
             ev["rule"] = c.rule;
             ds.push_back({now, "bounced", target->queue_id, campaign, rcpt, std::string(bounce::to_string(c.k)),
-                          std::string(bounce::to_string(c.c)), c.rule, d.diagnostic});
+                          std::string(bounce::to_string(c.c)), c.rule, d->diagnostic});
         } else {
-            ev["type"] = "dsn";  // delayed, delivered, autoreply: reported, not a bounce
-            ev["reply"] = d.type + (d.diagnostic.empty() ? "" : ": " + d.diagnostic);
+            // delayed, delivered, autoreply, other ARF feedback: reported, not a bounce
+            ev["type"] = "dsn";
+            std::string what = d->type == "feedback" ? "feedback-type: " + d->feedback_type : d->type;
+            ev["reply"] = what + (d->diagnostic.empty() ? "" : ": " + d->diagnostic);
         }
         log->info("{}: {} for <{}> ({} of {}): {} {}", env.id, ev["type"].get<std::string>(), rcpt, target->recipient,
-                  target->queue_id, d.status, d.diagnostic.substr(0, 200));
+                  target->queue_id, d->status, d->diagnostic.substr(0, 200));
         evs.push_back(std::move(ev));
+    }
+    if (!keep_reason.empty()) {
+        // Kept for a human before anything is said: if it cannot be written,
+        // the sender is told to try again later (452) and nothing is recorded.
+        if (auto ec = write_durably(kept_path, content)) {
+            log->error("{}: cannot keep an unreadable bounce in {}: {}", env.id, kept_path.string(), ec.message());
+            return ec;
+        }
     }
     events.append(evs);
     if (!ds.empty() && record) record(ds);

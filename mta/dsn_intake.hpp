@@ -6,7 +6,10 @@
 // an in-session reply. Complaints unsubscribe; delays, success notices and
 // auto-replies are reported (`dsn` events) and change nothing. A message
 // with no report in it is kept in spool_dir/dsn-unparsed/ with a `dsn`
-// event saying why: never dropped. Plain C++, no Asio.
+// event saying why: never dropped (if it cannot be written, the sender gets
+// 452 and tries again). So does a free-text message that is not from a mail
+// system or has no reply code, and a report for a message the state store
+// does not know (nothing is recorded then). Plain C++, no Asio.
 #pragma once
 #include <filesystem>
 #include <functional>

@@ -293,12 +293,12 @@ int main(int argc, char** argv) {
     mta::smtp_server_options bl;
     bl.name = "bounce";
     bl.listen = cfg.bounce_listener.listen;
-    bl.max_connections = cfg.submission.max_connections;
+    bl.max_connections = cfg.bounce_listener.max_connections;
     bl.command_timeout = cfg.submission.command_timeout;
     bl.data_timeout = cfg.submission.data_timeout;
     bl.policy.role = mta::server_role::bounce;
     bl.policy.hostname = cfg.server.hostname;
-    bl.policy.max_message_size = 10 * 1024 * 1024;  // a DSN with the original attached
+    bl.policy.max_message_size = cfg.bounce_listener.max_message_size;
     bl.policy.max_recipients = 100;
     bl.policy.new_id = sub.policy.new_id;
     bl.policy.check_recipient = [&verp, domain = cfg.bounce_listener.domain](std::string_view rcpt) {

@@ -56,8 +56,13 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
     bool tls_ready = false;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     std::atomic<unsigned> connections{0};
+    // message_sink runs here, off the I/O threads: parsing a hostile
+    // message or waiting on the state store never stalls other sessions.
+    std::unique_ptr<asio::thread_pool> sink_pool;
 
-    impl(asio::io_context& i, smtp_server_options o, queue::spool& s) : io(i), opt(std::move(o)), spool(s) {}
+    impl(asio::io_context& i, smtp_server_options o, queue::spool& s) : io(i), opt(std::move(o)), spool(s) {
+        if (opt.message_sink) sink_pool = std::make_unique<asio::thread_pool>(1);
+    }
 
     bool load_tls(std::string& error) {
         if (opt.tls_cert.empty()) return true;
@@ -207,7 +212,12 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     auto id = proto.envelope().id;
                     std::error_code cec;
                     if (self->opt.message_sink) {
-                        cec = self->opt.message_sink(proto.envelope(), proto.content());
+                        auto run_sink = [&sink = self->opt.message_sink, &env = proto.envelope(),
+                                         &content = proto.content()]() -> awaitable<std::error_code> {
+                            co_return sink(env, content);
+                        };
+                        auto op = asio::co_spawn(self->sink_pool->get_executor(), run_sink, use_awaitable);
+                        cec = co_await std::move(op);
                     } else {
                         cec = co_await async_commit(self->spool, std::move(proto.envelope()), std::move(proto.content()),
                                                     use_awaitable);

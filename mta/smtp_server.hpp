@@ -35,7 +35,8 @@ struct smtp_server_options {
     std::chrono::seconds data_timeout{600};
     // When set, accepted messages go here instead of into the spool (the
     // bounce listener: a DSN is read, not relayed). Returns the error for a
-    // 452, or success for the 250. Runs on the session's I/O thread.
+    // 452, or success for the 250. Runs on a worker thread of its own (one
+    // per server), never on an I/O thread.
     std::function<std::error_code(queue::envelope& env, std::string& content)> message_sink;
 };
 

@@ -131,7 +131,11 @@ std::unique_ptr<state_store> state_store::open(const std::filesystem::path& path
         "CREATE TABLE IF NOT EXISTS messages(queue_id TEXT PRIMARY KEY, campaign TEXT,"
         " bounced INTEGER NOT NULL DEFAULT 0);"
         "CREATE TABLE IF NOT EXISTS message_recipients(queue_id TEXT NOT NULL, idx INTEGER NOT NULL,"
-        " recipient TEXT NOT NULL, PRIMARY KEY(queue_id, idx));";
+        " recipient TEXT NOT NULL, PRIMARY KEY(queue_id, idx));"
+        // One final failure per message and recipient counts: an in-session
+        // 5xx and a later DSN for the same message, or a DSN sent twice.
+        "CREATE TABLE IF NOT EXISTS final_failures(queue_id TEXT NOT NULL, recipient TEXT NOT NULL,"
+        " PRIMARY KEY(queue_id, recipient));";
     char* msg = nullptr;
     if (sqlite3_exec(st->db_, schema, nullptr, nullptr, &msg) != SQLITE_OK) {
         error = path.string() + ": " + (msg ? msg : "schema");
@@ -171,6 +175,12 @@ std::vector<bounce::address_record> sqlite_state_store::record(const std::vector
             auto k = bounce::parse_kind(d.kind);
             auto c = bounce::parse_category(d.category);
             if (!k || !c) continue;
+            if (!d.queue_id.empty()) {
+                stmt f(db_, "INSERT OR IGNORE INTO final_failures(queue_id, recipient) VALUES(?,?)");
+                f.text(1, d.queue_id).text(2, addr);
+                f.done();
+                if (sqlite3_changes(db_) == 0) continue;  // this message's failure is counted already
+            }
             if (!bounce::apply_final_failure(rec, *k, *c, d.reply, d.time_ms, policy_)) continue;
             stmt q(db_, "INSERT INTO messages(queue_id, campaign, bounced) VALUES(?,?,1) "
                         "ON CONFLICT(queue_id) DO UPDATE SET bounced = 1");

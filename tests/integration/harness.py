@@ -42,7 +42,7 @@ NO_DNS = '[delivery]\ndns_servers = ["127.0.0.1:9"]\n'
 
 
 class Daemon:
-    def __init__(self, extra_config="", submission_extra="", trusted=None, preexec_fn=None):
+    def __init__(self, extra_config="", submission_extra="", trusted=None, preexec_fn=None, bounce_extra=""):
         self.dir = tempfile.mkdtemp(prefix="ricochet-it-")
         self.port = free_port()
         self.bounce_port = free_port()
@@ -66,6 +66,7 @@ trusted_networks = {json.dumps(trusted)}
 {"" if "[delivery]" in extra_config else NO_DNS}
 [bounce_listener]
 listen = ["127.0.0.1:{self.bounce_port}"]
+{bounce_extra}
 {extra_config}
 """
         # The shipped rules, wherever the test runs from.

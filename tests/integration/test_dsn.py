@@ -8,7 +8,7 @@ import os
 import smtplib
 import unittest
 
-from harness import Daemon, delivery_config, message, wait_for
+from harness import Daemon, RawClient, delivery_config, message, wait_for
 from sink import Sink
 
 DSN = """From: MAILER-DAEMON@mx.sink.test (Mail Delivery System)
@@ -73,6 +73,44 @@ hello
 --F--
 """
 
+# Exim's free-text bounce: no report part, X-Failed-Recipients, and (as Exim
+# does) Auto-Submitted: auto-replied although it is a mail system's notice.
+FREE_TEXT = """From: Mail Delivery System <Mailer-Daemon@mx.sink.test>
+To: {verp}
+Subject: Mail delivery failed: returning message to sender
+Auto-Submitted: auto-replied
+X-Failed-Recipients: {rcpt}
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  {rcpt}
+    host store.sink.test [192.0.2.1]
+    SMTP error from remote mail server after RCPT TO:<{rcpt}>:
+    550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown
+"""
+
+# A person answering the return path, quoting an error: not a bounce.
+PERSON = """From: Someone <someone@sink.test>
+To: {verp}
+Subject: Re: your newsletter
+
+Your list keeps failing for {rcpt} with 550 5.1.1 user unknown, please check.
+"""
+
+DELAYED = DSN.replace("Action: failed", "Action: delayed").replace("Status: 5.1.1", "Status: 4.4.7").replace(
+    "550 5.1.1", "451 4.4.7")
+
+# Two records; the one about our recipient is the second.
+TWO_RECORDS = DSN.replace("Final-Recipient: rfc822; {rcpt}", """Final-Recipient: rfc822; other@sink.test
+Action: failed
+Status: 5.2.2
+Diagnostic-Code: smtp; 552 5.2.2 Mailbox full
+
+Final-Recipient: rfc822; {rcpt}""", 1)
+
 AUTOREPLY = """From: {rcpt}
 To: {verp}
 Subject: Out of Office: test
@@ -98,10 +136,10 @@ class Dsn(unittest.TestCase):
         wait_for(lambda: self.sink.received(rcpt), what="delivery of " + rcpt)
         return self.sink.received(rcpt)[0][0]  # the VERP return path it was sent with
 
-    def bounce(self, verp, body, rcpt_to=None):
+    def bounce(self, verp, body, rcpt_to=None, mail_from=""):
         with smtplib.SMTP("127.0.0.1", self.d.bounce_port, timeout=30) as s:
             s.ehlo("mx.sink.test")
-            s.mail("")
+            s.mail(mail_from)
             code, msg = s.rcpt(rcpt_to or verp)
             if code != 250:
                 return code, msg.decode()
@@ -150,6 +188,77 @@ class Dsn(unittest.TestCase):
         kept = os.listdir(os.path.join(self.d.spool, "dsn-unparsed"))
         self.assertEqual(len(kept), 1)
 
+    def test_free_text_bounce_from_a_mail_system_counts(self):
+        verp = self.deliver("ok-x@sink.test")
+        self.assertEqual(self.bounce(verp, FREE_TEXT.format(verp=verp, rcpt="ok-x@sink.test"))[0], 250)
+        ev = wait_for(lambda: self.events("bounced", "ok-x@sink.test"), what="bounced event")[0]
+        self.assertEqual((ev["kind"], ev["enhanced"]), ("hard", "5.1.1"), "not mistaken for an auto-reply")
+        self.assertEqual(self.status("ok-x@sink.test")["status"], "bounced")
+
+    def test_free_text_from_a_person_is_kept_and_counts_nothing(self):
+        verp = self.deliver("ok-p@sink.test")
+        code, _ = self.bounce(verp, PERSON.format(verp=verp, rcpt="ok-p@sink.test"), mail_from="someone@sink.test")
+        self.assertEqual(code, 250)
+        ev = wait_for(lambda: self.events("dsn", "ok-p@sink.test"), what="dsn event")[0]
+        self.assertIn("not from a mail system", ev["reply"])
+        self.assertEqual(self.events("bounced", "ok-p@sink.test"), [])
+        self.assertEqual(self.status("ok-p@sink.test")["status"], "active")
+        self.assertEqual(len(os.listdir(os.path.join(self.d.spool, "dsn-unparsed"))), 1, "kept for a human")
+
+    def test_delay_notice_counts_nothing(self):
+        verp = self.deliver("ok-d@sink.test")
+        self.assertEqual(self.bounce(verp, DELAYED.format(verp=verp, rcpt="ok-d@sink.test"))[0], 250)
+        ev = wait_for(lambda: self.events("dsn", "ok-d@sink.test"), what="dsn event")[0]
+        self.assertTrue(ev["reply"].startswith("delayed"), ev)
+        self.assertEqual(self.events("bounced", "ok-d@sink.test"), [])
+        self.assertEqual(self.status("ok-d@sink.test")["status"], "active")
+
+    def test_the_record_about_the_tokens_recipient_is_used(self):
+        verp = self.deliver("ok-t@sink.test")
+        self.assertEqual(self.bounce(verp, TWO_RECORDS.format(verp=verp, rcpt="ok-t@sink.test"))[0], 250)
+        ev = wait_for(lambda: self.events("bounced", "ok-t@sink.test"), what="bounced event")[0]
+        self.assertEqual((ev["enhanced"], ev["category"]), ("5.1.1", "user-unknown"), "not the other record's 5.2.2")
+        self.assertEqual(self.events("bounced", "other@sink.test"), [], "the other address is not ours to mark")
+
+    def test_the_same_report_twice_counts_once(self):
+        verp = self.deliver("ok-2@sink.test")
+        for n in (1, 2):
+            self.assertEqual(self.bounce(verp, DSN.format(verp=verp, rcpt="ok-2@sink.test"))[0], 250)
+            wait_for(lambda: len(self.events("bounced", "ok-2@sink.test")) == n, what="bounced event %d" % n)
+        self.assertEqual(self.status("ok-2@sink.test")["bounce_count"], 1)
+
+    def test_report_that_cannot_be_kept_gets_452_and_is_taken_later(self):
+        verp = self.deliver("ok-k@sink.test")
+        blocker = os.path.join(self.d.spool, "dsn-unparsed")
+        with open(blocker, "w") as f:  # a file where the directory should be: the write fails
+            f.write("x")
+        code, msg = self.bounce(verp, "Subject: hi\n\nnothing useful here\n")
+        self.assertEqual(code, 452, msg)
+        self.assertEqual(self.events("dsn", "ok-k@sink.test"), [], "nothing said about a report not taken")
+        os.unlink(blocker)
+        self.assertEqual(self.bounce(verp, "Subject: hi\n\nnothing useful here\n")[0], 250, "the retry is taken")
+        self.assertEqual(len(os.listdir(blocker)), 1)
+
+    def test_report_for_a_message_the_store_does_not_know_changes_nothing(self):
+        verp = self.deliver("ok-n@sink.test")
+        self.d.stop()
+        for suffix in ("", "-wal", "-shm"):  # a state database started over
+            path = os.path.join(self.d.dir, "state.db" + suffix)
+            if os.path.exists(path):
+                os.unlink(path)
+        self.d.start()
+        # The report names a different address than the message had: it must
+        # not be believed.
+        code, _ = self.bounce(verp, DSN.format(verp=verp, rcpt="victim@sink.test"))
+        self.assertEqual(code, 250)
+        ev = wait_for(lambda: [e for e in self.d.events() if e["type"] == "dsn" and "does not know" in e["reply"]],
+                      what="dsn event")[0]
+        self.assertEqual(ev["recipient"], "")
+        self.assertEqual(self.events("bounced", "victim@sink.test"), [])
+        r = self.d.ctl("recipient", "show", "victim@sink.test", check=False)
+        self.assertIn("no record", r.stderr, "nothing at all was recorded against the address")
+        self.assertEqual(len(os.listdir(os.path.join(self.d.spool, "dsn-unparsed"))), 1)
+
     def test_forged_and_foreign_addresses_are_refused(self):
         verp = self.deliver("ok-f@sink.test")
         local, domain = verp.split("@")
@@ -163,8 +272,31 @@ class Dsn(unittest.TestCase):
         self.assertEqual(st["status"], "active")
 
 
-if __name__ == "__main__":
-    unittest.main()
+class BounceListenerLimits(unittest.TestCase):
+    def test_own_size_and_connection_limits(self):
+        d = Daemon(bounce_extra="max_message_size = 4096\nmax_connections = 2\n").start()
+        self.addCleanup(d.cleanup)
+        held = [RawClient(d.bounce_port) for _ in range(2)]
+        for c in held:
+            self.assertTrue(c.reply().startswith("220"))
+        third = RawClient(d.bounce_port)
+        self.assertTrue(third.reply().startswith("421"), "the third connection is turned away")
+        # Submission is not affected by the bounce listener's limit.
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+            self.assertEqual(s.ehlo("t")[0], 250)
+        for c in held + [third]:
+            c.close()
+
+        def ehlo_when_free():  # the closed sessions leave the count as they end
+            try:
+                with smtplib.SMTP("127.0.0.1", d.bounce_port, timeout=30) as s:
+                    code, msg = s.ehlo("mx.sink.test")
+                    return code, msg, s.mail("", ["SIZE=10000"])
+            except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected, ConnectionError):
+                return None
+        code, msg, (mcode, mmsg) = wait_for(ehlo_when_free, what="a free bounce listener slot")
+        self.assertIn(b"SIZE 4096", msg)
+        self.assertEqual(mcode, 552, mmsg)
 
 
 class ReturnToSender(unittest.TestCase):
@@ -194,3 +326,7 @@ class ReturnToSender(unittest.TestCase):
             parsed = json.loads(subprocess.run([os.path.join(BIN, "ricochetctl"), "--config", d.config_path, "bounce",
                                                 "parse", "--json", f.name], capture_output=True, text=True).stdout)
         self.assertEqual([(r["recipient"], r["enhanced"]) for r in parsed], [("reject-r@sink.test", "5.1.1")])
+
+
+if __name__ == "__main__":
+    unittest.main()

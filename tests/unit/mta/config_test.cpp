@@ -33,6 +33,8 @@ TEST(Config, ShippedFileLoadsWithDefaults) {
     EXPECT_EQ(c.retry.interval, seconds(900));
     EXPECT_EQ(c.retry.max_age, seconds(72 * 3600));
     EXPECT_EQ(c.server.spool_dir, "var/spool");
+    EXPECT_EQ(c.bounce_listener.max_connections, 100u) << "the open listener has its own, smaller limits";
+    EXPECT_EQ(c.bounce_listener.max_message_size, 2097152u);
 }
 
 TEST(Config, Errors) {
@@ -76,6 +78,9 @@ interval = "2h"
 [[delivery.route]]
 domain = "test.example"
 host = "127.0.0.1:2601"
+[bounce_listener]
+max_connections = 7
+max_message_size = 65536
 )", c, ok);
     ASSERT_TRUE(ok) << err;
     EXPECT_EQ(c.server.hostname, "mta.example");
@@ -86,6 +91,8 @@ host = "127.0.0.1:2601"
     EXPECT_EQ(c.retry.domains[0].max_age, seconds(72 * 3600)) << "inherits the global max_age";
     ASSERT_EQ(c.delivery.routes.size(), 1u);
     EXPECT_EQ(c.delivery.routes[0].host, "127.0.0.1:2601");
+    EXPECT_EQ(c.bounce_listener.max_connections, 7u);
+    EXPECT_EQ(c.bounce_listener.max_message_size, 65536u);
 }
 
 TEST(Config, Durations) {

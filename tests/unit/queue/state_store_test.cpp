@@ -52,6 +52,20 @@ TEST_F(store_fixture, RetriesOfOneMessageCountAsOneBounce) {
     EXPECT_EQ(st->message_bounced("Q1"), true);
 }
 
+TEST_F(store_fixture, OneMessagesFailureCountsOnceHoweverOftenItIsReported) {
+    // The in-session 5xx, then the same failure as a DSN, then the DSN again.
+    rec({d(0, "queued", "Q1", "v@example.com"), d(1000, "bounced", "Q1", "v@example.com", "soft", "mailbox-full")});
+    rec({d(2000, "bounced", "Q1", "V@example.com", "soft", "mailbox-full")});
+    rec({d(3000, "bounced", "Q1", "v@example.com", "soft", "mailbox-full")});
+    auto r = st->get("v@example.com");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->bounce_count, 1);
+    EXPECT_EQ(r->status, bounce::address_status::bounced);
+    EXPECT_EQ(st->history("v@example.com").size(), 4u) << "every report is still in the history";
+    rec({d(4000, "bounced", "Q2", "v@example.com", "soft", "mailbox-full")});
+    EXPECT_EQ(st->get("v@example.com")->bounce_count, 2) << "another message counts again";
+}
+
 TEST_F(store_fixture, TrustedHardBounceHoldsAndIsSuppressed) {
     rec({d(1000, "bounced", "Q1", "x@gmail.com", "hard", "user-unknown")});
     EXPECT_EQ(st->get("x@gmail.com")->status, bounce::address_status::held);

@@ -1,0 +1,190 @@
+// Tests for bounce/dsn_parser.hpp: what each kind of report becomes, which
+// reports are not failures, and the bounds that keep a hostile message
+// cheap. Real formats are measured on the corpus by bench/dsn_accuracy.
+#include "bounce/dsn_parser.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+using namespace ricochet::bounce;
+
+namespace {
+
+std::string report(const std::string& groups, const std::string& from = "MAILER-DAEMON@mx.example") {
+    return "From: " + from +
+           "\nTo: b-x@bnc.example\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+           "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n"
+           "--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n"
+           "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n" +
+           groups + "\n--B--\n";
+}
+
+std::string arf(const std::string& type) {
+    return "From: fbl@isp.example\nTo: b-x@bnc.example\nSubject: report\nMIME-Version: 1.0\n"
+           "Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n"
+           "--F\nContent-Type: text/plain\n\nA report.\n\n"
+           "--F\nContent-Type: message/feedback-report\n\nFeedback-Type: " + type +
+           "\nVersion: 1\nOriginal-Rcpt-To: <u@example.org>\n\n--F--\n";
+}
+
+}  // namespace
+
+TEST(DsnParser, Rfc3464FailureWithStageFromTheDiagnostic) {
+    auto r = parse_dsn(report("Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.1.1\n"
+                              "Remote-MTA: dns; mx.example.org\nDiagnostic-Code: smtp; 550 5.1.1 <u@example.org>: "
+                              "User unknown (in reply to RCPT TO command)\n"));
+    ASSERT_EQ(r.records.size(), 1u);
+    auto& d = r.records[0];
+    EXPECT_EQ(r.format, "rfc3464");
+    EXPECT_EQ(d.type, "bounce");
+    EXPECT_EQ(d.recipient, "u@example.org");
+    EXPECT_EQ(d.status, "5.1.1");
+    EXPECT_EQ(d.reply_code, 550);
+    EXPECT_EQ(d.remote_mta, "mx.example.org");
+    EXPECT_EQ(d.at, stage::rcpt);
+    EXPECT_TRUE(r.from_mail_system);
+}
+
+TEST(DsnParser, EndOfDataStage) {
+    auto r = parse_dsn(report("Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.7.1\n"
+                              "Diagnostic-Code: smtp; 550 5.7.1 rejected as spam (in reply to end of DATA command)\n"));
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].at, stage::end_of_data);
+}
+
+TEST(DsnParser, StageWordsFarApartAreNotAStage) {
+    // "in reply to" after "MAIL FROM", or long before it, is not Postfix's
+    // "(in reply to MAIL FROM command)".
+    std::string diag = "smtp; 550 5.1.1 in reply to your request we looked everywhere and found nothing at all, "
+                       "the mailbox is gone; see the MAIL FROM policy page; this notice was sent in reply to your mail";
+    auto r = parse_dsn(report("Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: " +
+                              diag + "\n"));
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].at, stage::rcpt) << "the default, not MAIL";
+}
+
+TEST(DsnParser, DelayedDeliveredAndRelayedAreNotFailures) {
+    auto r = parse_dsn(report("Final-Recipient: rfc822; a@example.org\nAction: delayed\nStatus: 4.4.7\n\n"
+                              "Final-Recipient: rfc822; b@example.org\nAction: delivered\nStatus: 2.0.0\n\n"
+                              "Final-Recipient: rfc822; c@example.org\nAction: relayed\nStatus: 2.0.0\n\n"
+                              "Final-Recipient: rfc822; d@example.org\nStatus: 2.0.0\n"));
+    ASSERT_EQ(r.records.size(), 4u);
+    EXPECT_EQ(r.records[0].type, "delayed");
+    EXPECT_EQ(r.records[1].type, "delivered");
+    EXPECT_EQ(r.records[2].type, "delivered");
+    EXPECT_EQ(r.records[3].type, "delivered") << "no Action, a 2.x.x status: never a failure";
+}
+
+TEST(DsnParser, OnlyAbuseFraudAndOptOutAreComplaints) {
+    for (auto t : {"abuse", "fraud", "opt-out"}) {
+        auto r = parse_dsn(arf(t));
+        ASSERT_EQ(r.records.size(), 1u) << t;
+        EXPECT_EQ(r.records[0].type, "complaint") << t;
+        EXPECT_EQ(r.records[0].recipient, "u@example.org") << t;
+    }
+    for (auto t : {"auth-failure", "not-spam", "virus", "other"}) {
+        auto r = parse_dsn(arf(t));
+        ASSERT_EQ(r.records.size(), 1u) << t;
+        EXPECT_EQ(r.records[0].type, "feedback") << t << ": a report, not the recipient's complaint";
+    }
+}
+
+TEST(DsnParser, UnsubscribeByMailIsAnOptOut) {
+    auto r = parse_dsn("From: Reader <reader@example.org>\nTo: b-x@bnc.example\nSubject: unsubscribe\n\n\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].type, "complaint");
+    EXPECT_EQ(r.records[0].feedback_type, "opt-out");
+    EXPECT_EQ(r.records[0].recipient, "reader@example.org");
+}
+
+TEST(DsnParser, AutoSubmittedFromAPersonIsAnAutoreply) {
+    auto r = parse_dsn("From: Reader <reader@example.org>\nTo: b-x@bnc.example\nSubject: Re: news\n"
+                       "Auto-Submitted: auto-replied\n\nI read mail on Mondays.\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].type, "autoreply");
+    EXPECT_FALSE(r.from_mail_system);
+}
+
+TEST(DsnParser, AutoSubmittedFromAMailSystemIsStillABounce) {
+    // Exim marks its bounces auto-replied.
+    auto r = parse_dsn("From: Mail Delivery System <Mailer-Daemon@mx.example>\nTo: b-x@bnc.example\n"
+                       "Subject: Mail delivery failed\nAuto-Submitted: auto-replied\nX-Failed-Recipients: u@example.org\n\n"
+                       "The following address(es) failed:\n\n  u@example.org\n    SMTP error from remote mail server "
+                       "after RCPT TO:<u@example.org>:\n    550 5.1.1 User unknown\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.format, "text");
+    EXPECT_EQ(r.records[0].type, "bounce");
+    EXPECT_EQ(r.records[0].recipient, "u@example.org");
+    EXPECT_EQ(r.records[0].reply_code, 550);
+    EXPECT_EQ(r.records[0].status, "5.1.1");
+    EXPECT_TRUE(r.from_mail_system);
+}
+
+TEST(DsnParser, FreeTextWarningIsADelay) {
+    auto r = parse_dsn("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: b-x@bnc.example\n"
+                       "Subject: Warning: message still undelivered after 4 hours\n\n"
+                       "**********************************************\n"
+                       "**      THIS IS A WARNING MESSAGE ONLY      **\n"
+                       "**  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **\n\n"
+                       "The original message was received and could not be delivered to u@example.org for 4 hours.\n"
+                       "451 4.4.1 reply: read error from mx.example.org\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].type, "delayed");
+}
+
+TEST(DsnParser, NullReturnPathCountsAsAMailSystem) {
+    auto r = parse_dsn("Return-Path: <>\nFrom: gateway@example.org\nTo: b-x@bnc.example\nSubject: failure\n\n"
+                       "Delivery to u@example.org failed: 550 5.1.1 no such user\n");
+    EXPECT_TRUE(r.from_mail_system);
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].recipient, "u@example.org");
+}
+
+TEST(DsnParser, NotAMessageGivesNoRecords) {
+    EXPECT_TRUE(parse_dsn("").records.empty());
+    EXPECT_TRUE(parse_dsn("Subject: hi\n\nnothing useful here\n").records.empty());
+}
+
+// Hostile input: the listener takes mail from anyone, so the work and the
+// output of one message are bounded.
+TEST(DsnParser, ThousandsOfRecordsAreCappedAtOneHundred) {
+    std::string groups;
+    for (int i = 0; i < 5000; ++i)
+        groups += "Final-Recipient: rfc822; u" + std::to_string(i) + "@example.org\nAction: failed\nStatus: 5.1.1\n\n";
+    auto r = parse_dsn(report(groups));
+    EXPECT_EQ(r.records.size(), 100u);
+    EXPECT_EQ(r.records[0].recipient, "u0@example.org");
+}
+
+TEST(DsnParser, HugeFreeTextIsReadOnlyInPart) {
+    std::string body;
+    for (int i = 0; i < 40000; ++i) body += "in reply to RCPT TO u" + std::to_string(i) + "@example.org 550 5.1.1\n";
+    auto r = parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: failure\n\n" + body);
+    EXPECT_LE(r.records.size(), 100u);
+    EXPECT_FALSE(r.records.empty());
+}
+
+TEST(DsnParser, DeeplyNestedMultipartsAreNotWalked) {
+    std::string open, close;
+    for (int i = 0; i < 200; ++i) {
+        open += "Content-Type: multipart/mixed; boundary=\"b" + std::to_string(i) + "\"\n\n--b" + std::to_string(i) + "\n";
+        close = "--b" + std::to_string(i) + "--\n" + close;
+    }
+    auto r = parse_dsn("From: x@example.org\nTo: b-x@bnc.example\nMIME-Version: 1.0\n" + open +
+                       "Content-Type: message/delivery-status\n\nFinal-Recipient: rfc822; deep@example.org\n"
+                       "Action: failed\nStatus: 5.1.1\n\n" + close);
+    for (auto& d : r.records) EXPECT_NE(d.recipient, "deep@example.org") << "a report 200 levels down is not read";
+}
+
+TEST(DsnParser, DsnReplyDerivesACodeFromTheStatusOrAction) {
+    dsn_record d;
+    d.type = "bounce";
+    d.status = "5.1.1";
+    EXPECT_EQ(dsn_reply(d).code, 550);
+    d.status = "4.2.2";
+    EXPECT_EQ(dsn_reply(d).code, 450);
+    d.status.clear();
+    d.type = "delayed";
+    EXPECT_EQ(dsn_reply(d).code, 450);
+}
