@@ -32,7 +32,7 @@ struct address_record {
     address_status status = address_status::active;
     int bounce_count = 0;
     std::int64_t first_bounce_ms = 0, last_bounce_ms = 0;
-    std::string last_reply, last_kind, last_category;
+    std::string last_reply{}, last_kind{}, last_category{};
 };
 
 struct status_policy {

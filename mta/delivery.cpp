@@ -34,6 +34,23 @@ using nlohmann::json;
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
+
+// spool.submit as an awaitable: completes on the caller's executor once the
+// message is durable (or failed).
+template <typename Token>
+auto async_submit(queue::spool& spool, queue::envelope env, std::string content, Token&& token) {
+    return asio::async_initiate<Token, void(std::error_code)>(
+        [&spool](auto handler, queue::envelope env, std::string content) {
+            auto ex = asio::get_associated_executor(handler);
+            auto work = asio::make_work_guard(ex);
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            spool.submit(std::move(env), std::move(content), [h, ex, work = std::move(work)](std::error_code ec) mutable {
+                asio::post(ex, [h, ec]() mutable { (*h)(ec); });
+                work.reset();
+            });
+        },
+        token, std::move(env), std::move(content));
+}
 std::shared_ptr<spdlog::logger> log() {
     static auto l = named_logger("delivery");
     return l;
@@ -459,36 +476,45 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         }
         events.append(evs);
         if (decision_sink) decision_sink(ds);
-        if (cfg.bounce.return_to_sender) return_to_sender(id, env, updates, now);
         return true;
     }
 
-    // bounce.return_to_sender: one DSN per message and batch of final
-    // failures, queued like any message, from the null sender.
-    void return_to_sender(const std::string& id, const queue::envelope& env,
-                          const std::vector<std::pair<std::size_t, queue::recipient_status>>& updates, std::int64_t now) {
-        if (env.sender.empty()) return;  // never answer a bounce with a bounce
+    // bounce.return_to_sender: when a message is finished, one DSN to its
+    // sender listing every recipient that failed, queued like any message
+    // from the null sender. True when there is nothing to send or it is
+    // queued (durably: the original is removed only after).
+    awaitable<bool> return_to_sender(const std::string& id, const queue::envelope& env, const std::string& content,
+                                     const std::vector<queue::recipient_status>& status) {
+        if (!cfg.bounce.return_to_sender) co_return true;
+        if (env.sender.empty()) co_return true;  // never answer a bounce with a bounce
+        if (queue::domain_within(queue::recipient_domain(env.sender), queue::recipient_domain("@" + cfg.bounce_listener.domain)))
+            co_return true;  // our own return path: the DSN would come straight back to the listener
         std::vector<queue::failed_recipient> failed;
-        for (auto& [idx, rs] : updates)
+        for (std::size_t i = 0; i < status.size(); ++i) {
+            auto& rs = status[i];
             if (rs.status == "bounced" || rs.status == "expired")
-                failed.push_back({env.recipients[idx], rs.enhanced.empty() ? (rs.code >= 500 ? "5.0.0" : "4.0.0") : rs.enhanced,
-                                  rs.reply, rs.mx});
-        if (failed.empty()) return;
-        std::string content;
-        queue::envelope orig;
-        std::error_code ec;
-        if (auto st = spool.locate(id); !st || spool.read_message(id, *st, orig, content)) content.clear();
+                failed.push_back({env.recipients[i],
+                                  rs.enhanced.empty() ? (rs.code >= 500 ? "5.0.0" : "4.0.0") : rs.enhanced, rs.reply,
+                                  rs.mx});
+        }
+        if (failed.empty()) co_return true;
         queue::envelope dsn;
         dsn.id = spool.new_id();
         dsn.sender = "";  // RFC 5321 4.5.5: the null reverse-path
         dsn.recipients = {env.sender};
         dsn.client = "127.0.0.1";
         dsn.helo = cfg.server.hostname;
-        auto text = queue::write_dsn(cfg.server.hostname, env, content, failed, now);
-        log()->info("{}: returning {} failure(s) to <{}> as {}", id, failed.size(), env.sender, dsn.id);
-        spool.submit(std::move(dsn), std::move(text), [id](std::error_code e) {
-            if (e) log()->error("{}: cannot queue the DSN for the sender: {}", id, e.message());
-        });
+        dsn.arrival_ms = now_ms();
+        auto text = queue::write_dsn(cfg.server.hostname, env, content, failed, dsn.arrival_ms);
+        auto dsn_id = dsn.id;
+        auto op = async_submit(spool, std::move(dsn), std::move(text), asio::use_awaitable);
+        std::error_code ec = co_await std::move(op);
+        if (ec) {
+            log()->error("{}: cannot queue the DSN for <{}>: {}; tried again in 60 s", id, env.sender, ec.message());
+            co_return false;
+        }
+        log()->info("{}: returned {} failure(s) to <{}> as {}", id, failed.size(), env.sender, dsn_id);
+        co_return true;
     }
 
     awaitable<void> deliver_message(std::string id) {
@@ -582,6 +608,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             next = next ? std::min(next, when) : when;
         }
         if (!pending) {
+            if (!co_await return_to_sender(id, env, content, status)) {
+                due.add(id, now + 60000);  // finished, but its DSN is not queued yet
+                co_return;
+            }
             if (auto rec = spool.remove(id, *where)) log()->error("{}: cannot remove: {}", id, rec.message());
             else log()->info("{}: removed", id);
             co_return;

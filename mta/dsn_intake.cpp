@@ -78,6 +78,11 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
     std::vector<queue::decision> ds;
     std::vector<json> evs;
     std::string keep_reason;  // non-empty: the message is kept in unparsed_dir
+    struct to_return {
+        std::string queue_id;
+        queue::failed_recipient f;
+    };
+    std::vector<to_return> returns;
     auto kept_path = unparsed_dir / (env.id + ".eml");
     for (auto& target_addr : env.recipients) {
         auto target = verp.verify(target_addr, bounce_domain);
@@ -138,6 +143,11 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
             ev["rule"] = c.rule;
             ds.push_back({now, "bounced", target->queue_id, campaign, rcpt, std::string(bounce::to_string(c.k)),
                           std::string(bounce::to_string(c.c)), c.rule, d->diagnostic});
+            if (return_to_sender && !store.final_failure_known(target->queue_id, rcpt)) {
+                auto r = bounce::dsn_reply(*d);
+                std::string status = !d->status.empty() ? d->status : r.code >= 500 ? "5.0.0" : "4.0.0";
+                returns.push_back({target->queue_id, {rcpt, status, d->diagnostic, d->remote_mta}});
+            }
         } else {
             // delayed, delivered, autoreply, other ARF feedback: reported, not a bounce
             ev["type"] = "dsn";
@@ -155,6 +165,22 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
             log->error("{}: cannot keep an unreadable bounce in {}: {}", env.id, kept_path.string(), ec.message());
             return ec;
         }
+    }
+    // The sender hears of it before the failure is recorded: if their DSN
+    // cannot be queued, the report is refused (452) and comes again.
+    for (auto& r : returns) {
+        auto sender = store.sender_of(r.queue_id);
+        if (!sender || sender->empty()) continue;  // a bounce's bounce, or sent before senders were kept
+        if (queue::domain_within(queue::recipient_domain(*sender), queue::recipient_domain("@" + bounce_domain))) continue;
+        queue::envelope orig;
+        orig.id = r.queue_id;
+        orig.sender = *sender;
+        orig.recipients = {r.f.address};
+        if (auto ec = return_to_sender(orig, {r.f})) {
+            log->error("{}: cannot queue the DSN for <{}>: {}", env.id, *sender, ec.message());
+            return ec;
+        }
+        log->info("{}: returned the failure of <{}> ({}) to <{}>", env.id, r.f.address, r.queue_id, *sender);
     }
     events.append(evs);
     if (!ds.empty() && record) record(ds);

@@ -17,6 +17,7 @@
 #include <system_error>
 #include <vector>
 
+#include "queue/dsn_writer.hpp"
 #include "queue/envelope.hpp"
 #include "queue/state_store.hpp"
 
@@ -39,6 +40,11 @@ struct dsn_intake {
     std::filesystem::path unparsed_dir;
     // Status changes go here too (the suppression list).
     std::function<void(const std::vector<queue::decision>&)> record;
+    // bounce.return_to_sender: queues a DSN to the original message's sender
+    // (known from the state store) for each failure reported here for the
+    // first time; an error means 452 and nothing recorded. Unset: off.
+    std::function<std::error_code(const queue::envelope& original, const std::vector<queue::failed_recipient>& failed)>
+        return_to_sender;
 
     std::error_code operator()(queue::envelope& env, std::string& content) const;
 };

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <future>
 #include <thread>
 
 #include "bounce/classifier.hpp"
@@ -28,6 +29,7 @@
 #include "mta/dsn_intake.hpp"
 #include "mta/smtp_server.hpp"
 #include "queue/clock.hpp"
+#include "queue/dsn_writer.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
 #include "queue/schedule.hpp"
@@ -238,7 +240,8 @@ int main(int argc, char** argv) {
             for (std::size_t i = 0; i < env->recipients.size(); ++i) {
                 auto& r = env->recipients[i];
                 evs.push_back({{"type", "queued"}, {"queue_id", env->id}, {"campaign", env->campaign}, {"recipient", r}});
-                ds.push_back({env->arrival_ms, "queued", env->id, env->campaign, r, "", "", "", "", static_cast<int>(i)});
+                ds.push_back({env->arrival_ms, "queued", env->id, env->campaign, r, "", "", "", "", static_cast<int>(i),
+                              env->sender});
             }
         }
         events.append(evs);
@@ -305,8 +308,27 @@ int main(int argc, char** argv) {
         if (verp.verify(rcpt, domain)) return mta::rcpt_verdict::accept();
         return mta::rcpt_verdict::refuse("550 5.1.1 <" + std::string(rcpt) + ">: no such bounce address");
     };
-    bl.message_sink = mta::dsn_intake{verp, classifier, *store, events, cfg.bounce_listener.domain,
-                                      cfg.server.spool_dir / "dsn-unparsed", record_decisions};
+    mta::dsn_intake intake{verp, classifier, *store, events, cfg.bounce_listener.domain,
+                           cfg.server.spool_dir / "dsn-unparsed", record_decisions, {}};
+    if (cfg.bounce.return_to_sender) {
+        // A bounce that comes back after the message left the spool: the
+        // sender's DSN is queued (and durable) before the listener says 250.
+        // This runs on the listener's worker thread, so waiting is fine.
+        intake.return_to_sender = [&spool, &cfg](const queue::envelope& orig,
+                                                 const std::vector<queue::failed_recipient>& failed) {
+            queue::envelope dsn;
+            dsn.id = spool->new_id();
+            dsn.recipients = {orig.sender};  // from the null sender (RFC 5321 4.5.5)
+            dsn.client = "127.0.0.1";
+            dsn.helo = cfg.server.hostname;
+            auto text = queue::write_dsn(cfg.server.hostname, orig, "", failed, now_ms());
+            std::promise<std::error_code> done;
+            auto result = done.get_future();
+            spool->submit(std::move(dsn), std::move(text), [&done](std::error_code ec) { done.set_value(ec); });
+            return result.get();
+        };
+    }
+    bl.message_sink = intake;
     mta::smtp_server bounce_listener(io, bl, *spool);
     if (!bounce_listener.start(error)) {
         spdlog::critical("{}", error);

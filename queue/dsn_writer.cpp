@@ -15,8 +15,33 @@ std::string rfc5322_date(std::int64_t ms) {
 }
 std::string one_line(std::string s) {
     for (auto& c : s)
-        if (c == '\r' || c == '\n') c = ' ';
+        if (c == '\r' || c == '\n' || c == '\t') c = ' ';
+    if (s.size() > 2000) s = s.substr(0, 2000) + " ...";  // a receiver's reply can run to pages
     return s;
+}
+
+// "Name: value" folded at spaces into lines of at most 78 octets (RFC 5322
+// 2.2.3, which RFC 3464 fields follow); a word longer than a line is cut
+// at 900 so no line passes RFC 5321's 998.
+std::string folded(const std::string& name, const std::string& value) {
+    std::string out = name + ":";
+    std::size_t line = out.size();
+    std::size_t i = 0;
+    while (i < value.size()) {
+        while (i < value.size() && value[i] == ' ') ++i;
+        if (i >= value.size()) break;
+        std::size_t e = value.find(' ', i);
+        if (e == std::string::npos) e = value.size();
+        std::string word = value.substr(i, std::min<std::size_t>(e - i, 900));
+        i += word.size();
+        if (line + 1 + word.size() > 78 && line > name.size() + 1) {
+            out += "\r\n";
+            line = 0;
+        }
+        out += " " + word;
+        line += 1 + word.size();
+    }
+    return out + "\r\n";
 }
 }  // namespace
 
@@ -36,23 +61,32 @@ std::string write_dsn(const std::string& host, const envelope& orig, const std::
     m += "--" + boundary + "\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
     m += "This is the mail system at host " + host + ".\r\n\r\n";
     m += "Your message could not be delivered to one or more recipients.\r\n\r\n";
-    for (auto& f : failed)
-        m += "<" + f.address + ">: " + one_line(f.diagnostic.empty() ? f.status : f.diagnostic) + "\r\n";
+    for (auto& f : failed) {
+        m += folded("<" + f.address + ">", one_line(f.diagnostic.empty() ? f.status : f.diagnostic));
+    }
     m += "\r\n--" + boundary + "\r\nContent-Description: Delivery report\r\nContent-Type: message/delivery-status\r\n\r\n";
     m += "Reporting-MTA: dns; " + host + "\r\n";
     m += "X-Ricochet-Queue-ID: " + orig.id + "\r\n";
-    m += "Arrival-Date: " + rfc5322_date(orig.arrival_ms) + "\r\n";
+    if (orig.arrival_ms > 0) m += "Arrival-Date: " + rfc5322_date(orig.arrival_ms) + "\r\n";
     for (auto& f : failed) {
         m += "\r\nFinal-Recipient: rfc822; " + f.address + "\r\n";
         m += "Action: " + f.action + "\r\n";
         m += "Status: " + (f.status.empty() ? std::string("5.0.0") : f.status) + "\r\n";
-        if (!f.remote_mta.empty()) m += "Remote-MTA: dns; " + one_line(f.remote_mta) + "\r\n";
-        if (!f.diagnostic.empty()) m += "Diagnostic-Code: smtp; " + one_line(f.diagnostic) + "\r\n";
+        if (!f.remote_mta.empty()) m += folded("Remote-MTA", "dns; " + one_line(f.remote_mta));
+        if (!f.diagnostic.empty()) m += folded("Diagnostic-Code", "smtp; " + one_line(f.diagnostic));
         m += "Last-Attempt-Date: " + rfc5322_date(now_ms) + "\r\n";
     }
-    m += "\r\n--" + boundary + "\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n";
-    auto end = content.find("\r\n\r\n");
-    m += content.substr(0, end == std::string::npos ? content.size() : end + 2);
+    if (!content.empty()) {  // not known for a bounce that came back after the message left the spool
+        m += "\r\n--" + boundary +
+             "\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n";
+        auto end = content.find("\r\n\r\n");
+        std::size_t n = end == std::string::npos ? content.size() : end + 2;
+        if (n > 65536) {  // whole lines, at most 64 KiB of them
+            auto last = content.rfind("\r\n", 65536);
+            n = last == std::string::npos ? 65536 : last + 2;
+        }
+        m += content.substr(0, n);
+    }
     m += "\r\n--" + boundary + "--\r\n";
     return m;
 }

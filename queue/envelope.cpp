@@ -92,4 +92,11 @@ std::string recipient_domain(std::string_view address) {
     return d;
 }
 
+bool domain_within(std::string_view domain, std::string_view parent) {
+    if (parent.empty()) return false;
+    if (domain == parent) return true;
+    return domain.size() > parent.size() && domain.substr(domain.size() - parent.size()) == parent &&
+           domain[domain.size() - parent.size() - 1] == '.';
+}
+
 }  // namespace ricochet::queue

@@ -40,4 +40,7 @@ std::optional<envelope> decode_envelope(std::string_view file, std::size_t& head
 // Domain part of an address (after the last '@'), lower-cased ASCII.
 std::string recipient_domain(std::string_view address);
 
+// domain is parent or a subdomain of it (both lower-case).
+bool domain_within(std::string_view domain, std::string_view parent);
+
 }  // namespace ricochet::queue

@@ -90,6 +90,8 @@ public:
     std::optional<bool> message_bounced(const std::string& queue_id) const override;
     std::optional<std::string> recipient_of(const std::string& queue_id, int index) const override;
     std::string campaign_of(const std::string& queue_id) const override;
+    std::optional<std::string> sender_of(const std::string& queue_id) const override;
+    bool final_failure_known(const std::string& queue_id, const std::string& recipient) const override;
     std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
                                  std::int64_t since_ms) const override;
 
@@ -129,7 +131,7 @@ std::unique_ptr<state_store> state_store::open(const std::filesystem::path& path
         "CREATE INDEX IF NOT EXISTS decisions_campaign ON decisions(campaign, time_ms);"
         "CREATE INDEX IF NOT EXISTS decisions_domain ON decisions(domain, time_ms);"
         "CREATE TABLE IF NOT EXISTS messages(queue_id TEXT PRIMARY KEY, campaign TEXT,"
-        " bounced INTEGER NOT NULL DEFAULT 0);"
+        " bounced INTEGER NOT NULL DEFAULT 0, sender TEXT);"
         "CREATE TABLE IF NOT EXISTS message_recipients(queue_id TEXT NOT NULL, idx INTEGER NOT NULL,"
         " recipient TEXT NOT NULL, PRIMARY KEY(queue_id, idx));"
         // One final failure per message and recipient counts: an in-session
@@ -142,6 +144,9 @@ std::unique_ptr<state_store> state_store::open(const std::filesystem::path& path
         sqlite3_free(msg);
         return nullptr;
     }
+    // A database from before messages.sender: add the column (fails
+    // harmlessly when it is there).
+    sqlite3_exec(st->db_, "ALTER TABLE messages ADD COLUMN sender TEXT", nullptr, nullptr, nullptr);
     return st;
 }
 
@@ -155,8 +160,8 @@ std::vector<bounce::address_record> sqlite_state_store::record(const std::vector
     for (auto& d : ds) {
         insert_decision(db_, d);
         if (d.type == "queued") {
-            stmt q(db_, "INSERT OR IGNORE INTO messages(queue_id, campaign) VALUES(?,?)");
-            q.text(1, d.queue_id).text(2, d.campaign);
+            stmt q(db_, "INSERT OR IGNORE INTO messages(queue_id, campaign, sender) VALUES(?,?,?)");
+            q.text(1, d.queue_id).text(2, d.campaign).text(3, d.sender);
             q.done();
             if (d.index >= 0) {
                 stmt r(db_, "INSERT OR IGNORE INTO message_recipients(queue_id, idx, recipient) VALUES(?,?,?)");
@@ -274,6 +279,21 @@ std::string sqlite_state_store::campaign_of(const std::string& queue_id) const {
     stmt q(db_, "SELECT campaign FROM messages WHERE queue_id = ?");
     q.text(1, queue_id);
     return q.step() ? q.col_text(0) : std::string();
+}
+
+std::optional<std::string> sqlite_state_store::sender_of(const std::string& queue_id) const {
+    std::lock_guard lk(mu_);
+    stmt q(db_, "SELECT sender FROM messages WHERE queue_id = ? AND sender IS NOT NULL");
+    q.text(1, queue_id);
+    if (!q.step()) return std::nullopt;
+    return q.col_text(0);
+}
+
+bool sqlite_state_store::final_failure_known(const std::string& queue_id, const std::string& recipient) const {
+    std::lock_guard lk(mu_);
+    stmt q(db_, "SELECT 1 FROM final_failures WHERE queue_id = ? AND recipient = ?");
+    q.text(1, queue_id).text(2, lower(recipient));
+    return q.step();
 }
 
 std::vector<stats_row> sqlite_state_store::stats(const std::string& group_by, const std::string& campaign,

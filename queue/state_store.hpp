@@ -25,6 +25,7 @@ struct decision {
     std::string type;  // queued, delivered, deferred, bounced, expired, suppressed, complaint, admin
     std::string queue_id, campaign, recipient, kind, category, rule, reply;
     int index = -1;  // for `queued`: the recipient's index in its message (VERP tokens name it)
+    std::string sender{};  // for `queued`: the message's envelope sender (a later DSN may go back to it)
 };
 
 struct stats_row {
@@ -53,6 +54,10 @@ public:
     // long after the message left the spool.
     virtual std::optional<std::string> recipient_of(const std::string& queue_id, int index) const = 0;
     virtual std::string campaign_of(const std::string& queue_id) const = 0;
+    // The envelope sender of a message that was queued; nullopt when unknown.
+    virtual std::optional<std::string> sender_of(const std::string& queue_id) const = 0;
+    // Whether a final failure of this message to this recipient is counted already.
+    virtual bool final_failure_known(const std::string& queue_id, const std::string& recipient) const = 0;
     // group_by: "campaign" or "domain"; empty filters mean all.
     virtual std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign,
                                          const std::string& domain, std::int64_t since_ms) const = 0;

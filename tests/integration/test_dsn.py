@@ -300,32 +300,76 @@ class BounceListenerLimits(unittest.TestCase):
 
 
 class ReturnToSender(unittest.TestCase):
-    def test_final_failure_is_mailed_to_the_sender_with_the_report(self):
-        sink = Sink()
-        self.addCleanup(sink.close)
-        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}) +
-                   "[bounce]\nreturn_to_sender = true\n").start()
-        self.addCleanup(d.cleanup)
-        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+    def setUp(self):
+        self.sink = Sink()
+        self.addCleanup(self.sink.close)
+        routes = {"sink.test": (self.sink.host, self.sink.port), "other.test": (self.sink.host, self.sink.port)}
+        self.d = Daemon(extra_config=delivery_config(routes) + "[bounce]\nreturn_to_sender = true\n").start()
+        self.addCleanup(self.d.cleanup)
+
+    def submit(self, sender, rcpts, seq):
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
             s.ehlo("t")
-            s.sendmail("ok-sender@sink.test", ["reject-r@sink.test"], message(5, campaign="rts"))
-        got = wait_for(lambda: sink.received("ok-sender"), what="the DSN at the sender")
-        mail_from, rcpt, body = got[0]
-        self.assertEqual(mail_from, "", "sent from the null sender: it can never loop")
-        text = body.decode()
-        self.assertIn("multipart/report; report-type=delivery-status", text)
-        self.assertIn("Final-Recipient: rfc822; reject-r@sink.test", text)
-        self.assertIn("Status: 5.1.1", text)
-        self.assertIn("X-Test-Seq: 5", text, "the original headers are attached")
-        # and the DSN is one our own parser reads
+            s.sendmail(sender, rcpts, message(seq, campaign="rts"))
+
+    def settled(self):
+        """Every message, the returned DSNs included, has left the queue."""
+        wait_for(lambda: self.d.queue_ids() == [], what="an empty queue")
+
+    def parse(self, body):
         import subprocess, tempfile
         from harness import BIN
         with tempfile.NamedTemporaryFile("wb", suffix=".eml") as f:
             f.write(body)
             f.flush()
-            parsed = json.loads(subprocess.run([os.path.join(BIN, "ricochetctl"), "--config", d.config_path, "bounce",
-                                                "parse", "--json", f.name], capture_output=True, text=True).stdout)
-        self.assertEqual([(r["recipient"], r["enhanced"]) for r in parsed], [("reject-r@sink.test", "5.1.1")])
+            out = subprocess.run([os.path.join(BIN, "ricochetctl"), "--config", self.d.config_path, "bounce", "parse",
+                                  "--json", f.name], capture_output=True, text=True).stdout
+        return json.loads(out)
+
+    def test_one_report_per_message_lists_every_failure(self):
+        # Two failing recipients in two domains (two delivery batches) and one that is delivered.
+        self.submit("ok-sender@sink.test", ["reject-r@sink.test", "reject-s@other.test", "ok-t@sink.test"], 5)
+        wait_for(lambda: self.sink.received("ok-sender"), what="the DSN at the sender")
+        self.settled()
+        got = self.sink.received("ok-sender")
+        self.assertEqual(len(got), 1, "one report for the message, not one per domain")
+        mail_from, rcpt, body = got[0]
+        self.assertEqual(mail_from, "", "sent from the null sender: it can never loop")
+        text = body.decode()
+        self.assertIn("multipart/report; report-type=delivery-status", text)
+        self.assertIn("X-Test-Seq: 5", text, "the original headers are attached")
+        self.assertNotIn("ok-t@sink.test\r\nAction", text, "the delivered recipient is not reported")
+        # and the DSN is one our own parser reads
+        self.assertEqual(sorted((r["recipient"], r["enhanced"]) for r in self.parse(body)),
+                         [("reject-r@sink.test", "5.1.1"), ("reject-s@other.test", "5.1.1")])
+
+    def test_no_report_to_our_own_bounce_domain(self):
+        self.submit("someone@bnc.test", ["reject-r@sink.test"], 6)
+        wait_for(lambda: [e for e in self.d.events() if e["type"] == "bounced"], what="the failure")
+        self.settled()
+        self.assertEqual(self.sink.received("someone"), [])
+        self.assertIn("removed", self.d.log())
+
+    def test_a_later_bounce_goes_back_to_the_sender_once(self):
+        self.submit("ok-origin@sink.test", ["ok-later@sink.test"], 7)
+        wait_for(lambda: self.sink.received("ok-later"), what="delivery")
+        self.settled()  # the message has left the spool; only the state store knows its sender
+        verp = self.sink.received("ok-later")[0][0]
+        for n in (1, 2):  # the same report twice
+            with smtplib.SMTP("127.0.0.1", self.d.bounce_port, timeout=30) as s:
+                s.ehlo("mx.sink.test")
+                s.mail("")
+                s.rcpt(verp)
+                code, _ = s.data(DSN.format(verp=verp, rcpt="ok-later@sink.test").encode())
+            self.assertEqual(code, 250)
+            wait_for(lambda: len([e for e in self.d.events() if e["type"] == "bounced"]) == n, what="bounced %d" % n)
+            self.settled()
+        got = self.sink.received("ok-origin")
+        self.assertEqual(len(got), 1, "a failure reported twice is returned once")
+        mail_from, _, body = got[0]
+        self.assertEqual(mail_from, "")
+        self.assertEqual([(r["recipient"], r["enhanced"]) for r in self.parse(body)], [("ok-later@sink.test", "5.1.1")])
+        self.assertNotIn("text/rfc822-headers", body.decode(), "the original is gone; nothing is made up")
 
 
 if __name__ == "__main__":
