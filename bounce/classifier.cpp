@@ -148,9 +148,32 @@ void classifier::set_final_soft(const std::vector<std::string>& patterns) {
     final_soft_.clear();
     for (auto& p : patterns)
         for (auto& n : split_pattern(p)) final_soft_.push_back(n);
+    compile();
+}
+
+void classifier::compile() {
+    std::vector<std::string> all;
+    rule_needles_.assign(rules_.size(), {});
+    for (std::size_t i = 0; i < rules_.size(); ++i)
+        for (auto& n : rules_[i].needles) {
+            rule_needles_[i].push_back(static_cast<std::uint32_t>(all.size()));
+            all.push_back(n);
+        }
+    final_soft_ids_.clear();
+    for (auto& n : final_soft_) {
+        final_soft_ids_.push_back(static_cast<std::uint32_t>(all.size()));
+        all.push_back(n);
+    }
+    needles_.build(all);
 }
 
 bool classifier::load(const std::filesystem::path& file, std::string& error) {
+    bool ok = load_rules(file, error);
+    compile();  // whatever was read, the needle set matches the rules
+    return ok;
+}
+
+bool classifier::load_rules(const std::filesystem::path& file, std::string& error) {
     rules_.clear();
     auto where = [&](const toml::node& n) {
         return file.string() + ":" + std::to_string(n.source().begin.line) + ": ";
@@ -258,8 +281,11 @@ classification classifier::classify(const reply_facts& f) const {
     classification out;
     std::string text = without_addresses(lower(f.text));
     std::string domain = lower(f.domain);
+    thread_local std::vector<std::uint8_t> hit;
+    needles_.match(text, hit);
     bool matched = false;
-    for (auto& r : rules_) {
+    for (std::size_t ri = 0; ri < rules_.size(); ++ri) {
+        auto& r = rules_[ri];
         if (!r.codes.empty() && std::find(r.codes.begin(), r.codes.end(), f.code) == r.codes.end()) continue;
         if (!r.enhanced.empty() && std::none_of(r.enhanced.begin(), r.enhanced.end(),
                                                 [&](auto& e) { return enhanced_matches(f.enhanced, e); }))
@@ -268,8 +294,8 @@ classification classifier::classify(const reply_facts& f) const {
                                                [&](auto& d) { return domain_matches(domain, d); }))
             continue;
         if (!r.stages.empty() && std::find(r.stages.begin(), r.stages.end(), f.at) == r.stages.end()) continue;
-        if (!r.needles.empty() && std::none_of(r.needles.begin(), r.needles.end(),
-                                               [&](auto& n) { return text.find(n) != std::string::npos; }))
+        if (!r.needles.empty() && std::none_of(rule_needles_[ri].begin(), rule_needles_[ri].end(),
+                                               [&](std::uint32_t id) { return hit[id] != 0; }))
             continue;
         out.c = r.cat;
         out.rule = r.name;
@@ -311,8 +337,8 @@ classification classifier::classify(const reply_facts& f) const {
     out.retry = f.code == 0 || (f.code >= 400 && f.code < 500);
     if (out.retry && f.code != 0) {
         if (out.c == category::mailbox_full || out.c == category::inactive_mailbox) out.retry = false;
-        for (auto& n : final_soft_)
-            if (text.find(n) != std::string::npos) out.retry = false;
+        for (auto id : final_soft_ids_)
+            if (hit[id]) out.retry = false;
     }
     return out;
 }

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bounce/bounce_kind.hpp"
+#include "bounce/needle_set.hpp"
 #include "bounce/smtp_reply.hpp"
 
 namespace ricochet::bounce {
@@ -52,7 +53,10 @@ class classifier {
 public:
     // Loads an ordered rules file. False with "FILE:LINE: what" on a mistake.
     bool load(const std::filesystem::path& file, std::string& error);
-    void add(rule r) { rules_.push_back(std::move(r)); }
+    void add(rule r) {
+        rules_.push_back(std::move(r));
+        compile();
+    }
     void set_final_soft(const std::vector<std::string>& patterns);
     std::size_t size() const { return rules_.size(); }
 
@@ -60,8 +64,14 @@ public:
     classification classify(const smtp_reply& r, std::string_view domain) const;
 
 private:
+    bool load_rules(const std::filesystem::path& file, std::string& error);
+    void compile();  // every rule's needles and final_soft_ into one needle_set
+
     std::vector<rule> rules_;
     std::vector<std::string> final_soft_;  // lower-case
+    needle_set needles_;
+    std::vector<std::vector<std::uint32_t>> rule_needles_;  // per rule: its ids in needles_
+    std::vector<std::uint32_t> final_soft_ids_;
 };
 
 // Splits pattern "a|b|c" into lower-case needles, trimmed, empty ones dropped.
