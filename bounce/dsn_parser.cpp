@@ -10,9 +10,11 @@
 namespace ricochet::bounce {
 namespace {
 
+// ASCII only, no locale: report fields and reply texts are ASCII keywords.
 std::string lower(std::string_view s) {
     std::string o(s);
-    for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto& c : o)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
     return o;
 }
 std::string trim(std::string_view s) {
