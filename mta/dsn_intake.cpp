@@ -2,6 +2,7 @@
 #include "mta/dsn_intake.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -27,11 +28,10 @@ std::string lower(std::string s) {
 // answers 250 only when a kept message is on disk.
 std::error_code write_durably(const std::filesystem::path& path, const std::string& content) {
     std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(), ec);
-    if (ec) return ec;
+    if (::mkdir(path.parent_path().c_str(), 0700) != 0 && errno != EEXIST) return {errno, std::generic_category()};
     auto tmp = path;
     tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return {errno, std::generic_category()};
     std::size_t off = 0;
     while (off < content.size()) {

@@ -89,6 +89,7 @@ listen = ["127.0.0.1:{self.bounce_port}"]
             self.proc = subprocess.Popen([os.path.join(BIN, "ricochetd"), "--config", self.config_path],
                                          stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
         wait_listening("127.0.0.1", self.port, self.proc)
+        wait_listening("127.0.0.1", self.bounce_port, self.proc)
         return self
 
     def kill9(self):

@@ -43,6 +43,20 @@ class TlsAuth(unittest.TestCase):
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
+    def s_client(self, *version):
+        return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.d.port, "-starttls", "smtp",
+                               "-cipher", "DEFAULT@SECLEVEL=0", *version], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=30)
+
+    def test_tls_below_1_2_is_refused(self):
+        ok = self.s_client("-tls1_2")
+        self.assertRegex(ok.stdout, r"Protocol\s*:\s*TLSv1.2", "the control: TLS 1.2 works")
+        for version in ("-tls1_1", "-tls1"):
+            old = self.s_client(version)
+            # The server's alert 70 (protocol_version), not a client that could not try.
+            self.assertIn("alert protocol version", old.stdout + old.stderr, version)
+            self.assertIn("no peer certificate available", old.stdout, version)
+
     def test_untrusted_client_without_auth_is_refused(self):
         with smtplib.SMTP("127.0.0.1", self.d.port, source_address=(UNTRUSTED, 0)) as s:
             s.ehlo("remote.test")
