@@ -153,7 +153,8 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("submission")) {
         table_reader r(c, *t, "submission");
         r.known({"listen", "trusted_networks", "auth_users_file", "tls_cert", "tls_key", "max_message_size",
-                 "max_recipients", "campaign_header", "max_connections", "command_timeout", "data_timeout"});
+                 "max_recipients", "campaign_header", "max_connections", "max_connections_per_ip", "command_timeout",
+                 "data_timeout"});
         r.listen_list("listen", c.submission.listen);
         r.strings("trusted_networks", c.submission.trusted_networks);
         for (auto& n : c.submission.trusted_networks)
@@ -167,6 +168,7 @@ void load(const toml::table& root, config& c) {
         r.integer("max_recipients", c.submission.max_recipients, 1, 100000);
         r.str("campaign_header", c.submission.campaign_header);
         r.integer("max_connections", c.submission.max_connections, 1, 100000);
+        r.integer("max_connections_per_ip", c.submission.max_connections_per_ip, 0, 100000);
         r.duration("command_timeout", c.submission.command_timeout);
         r.duration("data_timeout", c.submission.data_timeout);
     }
@@ -224,9 +226,10 @@ void load(const toml::table& root, config& c) {
     }
     if (auto* t = top.sub("bounce_listener")) {
         table_reader r(c, *t, "bounce_listener");
-        r.known({"listen", "domain", "secret", "max_connections", "max_message_size"});
+        r.known({"listen", "domain", "secret", "max_connections", "max_connections_per_ip", "max_message_size"});
         r.listen_list("listen", c.bounce_listener.listen);
         r.integer("max_connections", c.bounce_listener.max_connections, 1, 100000);
+        r.integer("max_connections_per_ip", c.bounce_listener.max_connections_per_ip, 0, 100000);
         r.integer("max_message_size", c.bounce_listener.max_message_size, 1024, 1LL << 30);
         r.str("domain", c.bounce_listener.domain);
         r.str("secret", c.bounce_listener.secret);

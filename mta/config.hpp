@@ -48,6 +48,7 @@ struct config {
         std::uint32_t max_recipients = 1000;
         std::string campaign_header = "X-Campaign-ID";
         std::uint32_t max_connections = 1000;
+        std::uint32_t max_connections_per_ip = 0;  // 0: no limit (campaign systems open many)
         seconds command_timeout{300};  // RFC 5321 4.5.3.2.7: at least 5 minutes
         seconds data_timeout{600};     // whole DATA phase, per chunk read
     } submission;
@@ -76,6 +77,7 @@ struct config {
         std::string domain = "bnc.localhost";
         std::string secret;
         std::uint32_t max_connections = 100;        // bounces come from anywhere: a small pool
+        std::uint32_t max_connections_per_ip = 10;  // no one sender holds the pool
         std::uint64_t max_message_size = 2097152;  // a DSN with the original (or its headers) attached
     } bounce_listener;
 

@@ -254,6 +254,7 @@ int main(int argc, char** argv) {
     sub.tls_cert = cfg.submission.tls_cert;
     sub.tls_key = cfg.submission.tls_key;
     sub.max_connections = cfg.submission.max_connections;
+    sub.max_connections_per_ip = cfg.submission.max_connections_per_ip;
     sub.command_timeout = cfg.submission.command_timeout;
     sub.data_timeout = cfg.submission.data_timeout;
     sub.policy.role = mta::server_role::submission;
@@ -297,6 +298,7 @@ int main(int argc, char** argv) {
     bl.name = "bounce";
     bl.listen = cfg.bounce_listener.listen;
     bl.max_connections = cfg.bounce_listener.max_connections;
+    bl.max_connections_per_ip = cfg.bounce_listener.max_connections_per_ip;
     bl.command_timeout = cfg.submission.command_timeout;
     bl.data_timeout = cfg.submission.data_timeout;
     bl.policy.role = mta::server_role::bounce;

@@ -7,6 +7,8 @@
 #include "mta/smtp_server.hpp"
 
 #include <atomic>
+#include <mutex>
+#include <unordered_map>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
@@ -56,6 +58,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
     bool tls_ready = false;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     std::atomic<unsigned> connections{0};
+    std::mutex per_ip_mu;
+    std::unordered_map<std::string, unsigned> per_ip;  // open sessions per client address
     // message_sink runs here, off the I/O threads: parsing a hostile
     // message or waiting on the state store never stalls other sessions.
     std::unique_ptr<asio::thread_pool> sink_pool;
@@ -180,21 +184,37 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         std::string ip = addr.to_string();
 
         auto c = std::make_shared<conn>(std::move(sock), self->tls);
+        unsigned from_ip = 0;
+        {
+            std::lock_guard lk(self->per_ip_mu);
+            from_ip = ++self->per_ip[ip];
+        }
         struct guard {
             impl& s;
             std::shared_ptr<conn> c;
+            std::string ip;
             ~guard() {
                 c->done = true;
                 c->deadline.cancel();
                 s.connections.fetch_sub(1);
+                std::lock_guard lk(s.per_ip_mu);
+                if (auto it = s.per_ip.find(ip); it != s.per_ip.end() && --it->second == 0) s.per_ip.erase(it);
             }
-        } g{*self, c};
-        if (self->connections.fetch_add(1) >= self->opt.max_connections) {
+        } g{*self, c, ip};
+        bool too_many = self->connections.fetch_add(1) >= self->opt.max_connections;
+        bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
+        if (too_many || too_many_here) {
             c->expire_in(std::chrono::seconds(10));
             asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
-            std::string busy = smtp_server_protocol::busy_reply(self->opt.policy.hostname);
+            std::string busy = too_many ? smtp_server_protocol::busy_reply(self->opt.policy.hostname)
+                                        : "421 4.7.0 " + self->opt.policy.hostname +
+                                              " Error: too many connections from your address\r\n";
             co_await write(*c, busy);
-            log()->warn("{}: refused [{}]: {} connections", self->opt.name, ip, self->opt.max_connections);
+            if (too_many)
+                log()->warn("{}: refused [{}]: {} connections", self->opt.name, ip, self->opt.max_connections);
+            else
+                log()->warn("{}: refused [{}]: {} connections from this address", self->opt.name, ip,
+                            self->opt.max_connections_per_ip);
             co_return;
         }
         log()->debug("{}: connect from [{}]", self->opt.name, ip);
@@ -205,8 +225,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         line_reader reader;
         std::string out = proto.greeting();
         bool closing = false;
+        bool progressed = true;  // a whole line arrived since the deadline was set
         while (!closing) {
             while (auto l = reader.next()) {
+                progressed = true;
                 auto act = proto.on_line(*l, out);
                 if (act == smtp_server_protocol::action::commit) {
                     auto id = proto.envelope().id;
@@ -249,7 +271,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 out.clear();
             }
             if (closing) break;
-            c->expire_in(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout);
+            if (progressed) c->expire_in(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout);
+            progressed = false;
             std::size_t cap = 0;
             char* p = reader.prepare(cap);
             std::size_t n = 0;

@@ -31,6 +31,10 @@ struct smtp_server_options {
     std::vector<std::string> listen;  // "host:port"
     std::filesystem::path tls_cert, tls_key;
     unsigned max_connections = 1000;
+    unsigned max_connections_per_ip = 0;  // 0: no limit per client address
+    // Each command line, and each line of DATA, must arrive whole within
+    // these (a deadline per line, not per read, so a client trickling a byte
+    // at a time cannot hold a session open).
     std::chrono::seconds command_timeout{300};
     std::chrono::seconds data_timeout{600};
     // When set, accepted messages go here instead of into the spool (the

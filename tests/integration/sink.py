@@ -8,7 +8,7 @@ Its answers are chosen by the recipient's local part (KumoMTA's idea):
   drop...      the first time: takes the whole message, then closes without a reply
   full...      452 4.2.2 mailbox full at RCPT (a final soft reply)
   later...     421 4.7.0 try again later, at RCPT (temporary, says nothing about the address)
-  throttle...  421 4.7.0 [TSS04] deferred due to unexpected volume, at RCPT (pauses the destination)
+  throttle...  421 4.7.0 rate limit exceeded, at RCPT (pauses the destination)
   dmarc...     550 5.7.26 DMARC reject at end of data (block: the address stays good)
 It counts connections (total and the most at once), and records each
 accepted message (return path, recipient, data) in order. STARTTLS is offered
@@ -118,7 +118,7 @@ class Sink:
                 elif local.startswith("later"):
                     send("421 4.7.0 sink.test Service temporarily unavailable, try again later")
                 elif local.startswith("throttle"):
-                    send("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints")
+                    send("421 4.7.0 Messages from 192.0.2.1 temporarily rate limited; rate limit exceeded, slow down")
                 elif local.startswith("full"):
                     send("452 4.2.2 The email account that you tried to reach is over quota.")
                 elif local.startswith("once") and n == 0:

@@ -6,9 +6,11 @@ import smtplib
 import socket
 import stat
 import subprocess
+import threading
+import time
 import unittest
 
-from harness import Daemon, delivery_config, message, wait_for
+from harness import Daemon, RawClient, delivery_config, message, wait_for
 from sink import Sink
 
 UNTRUSTED = "127.0.0.2"
@@ -103,7 +105,7 @@ class LocalDoors(unittest.TestCase):
         r = subprocess.run(["runuser", "-u", "nobody", "--", "python3", "-c", probe, sock],
                            capture_output=True, text=True, timeout=30)
         self.assertNotIn("ok", r.stdout, "another user got an answer: " + r.stdout)
-        self.assertIn("refused peer uid", self.d.log())
+        wait_for(lambda: "refused peer uid" in self.d.log(), what="the refusal in the log")
         # The same request from the owner gets its answer.
         r = subprocess.run(["python3", "-c", probe, sock], capture_output=True, text=True, timeout=30)
         self.assertIn('"ok":true', r.stdout)
@@ -121,6 +123,73 @@ class LocalDoors(unittest.TestCase):
                 if stat.S_IMODE(os.lstat(p).st_mode) & 0o007:
                     loose.append("%s %o" % (p, stat.S_IMODE(os.lstat(p).st_mode)))
         self.assertEqual(loose, [])
+
+
+class SlowAndFloodingClients(unittest.TestCase):
+    TIMEOUT = 3  # seconds, command_timeout and data_timeout in this test
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(trusted=["127.0.0.0/8"],
+                       submission_extra='command_timeout = "%ds"\ndata_timeout = "%ds"\nmax_connections_per_ip = 5\n'
+                       % (cls.TIMEOUT, cls.TIMEOUT),
+                       bounce_extra="max_connections_per_ip = 3\n").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.cleanup()
+
+    def trickle(self, client, data, every, stop):
+        for b in data:
+            if stop.is_set():
+                return
+            try:
+                client.send(b)
+            except OSError:
+                return
+            stop.wait(every)
+
+    def test_a_byte_at_a_time_does_not_hold_a_session(self):
+        for in_data in (False, True):
+            c = RawClient(self.d.port)
+            self.assertTrue(c.reply().startswith("220"))
+            if in_data:
+                for cmd, want in (("EHLO slow.test", "250"), ("MAIL FROM:<a@example.com>", "250"),
+                                  ("RCPT TO:<b@example.net>", "250"), ("DATA", "354")):
+                    self.assertTrue(c.cmd(cmd).startswith(want), cmd)
+            stop = threading.Event()
+            # One byte every half second, for far longer than the time-out:
+            # each read is quick, but no line is ever finished.
+            t = threading.Thread(target=self.trickle, args=(c, "X" * 40, 0.5, stop))
+            start = time.monotonic()
+            t.start()
+            try:
+                reply = c.reply()
+            finally:
+                stop.set()
+                t.join()
+                c.close()
+            self.assertTrue(reply.startswith("421"), reply)
+            self.assertLess(time.monotonic() - start, 3 * self.TIMEOUT, "cut off by the per-line deadline")
+
+    def test_one_address_cannot_take_every_connection(self):
+        held = [RawClient(self.d.port, source="127.0.0.2") for _ in range(5)]
+        for c in held:
+            self.assertTrue(c.reply().startswith("220"))
+        extra = RawClient(self.d.port, source="127.0.0.2")
+        self.assertIn("too many connections from your address", extra.reply())
+        # Another client is served meanwhile.
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.sendmail("a@example.com", ["b@example.net"], message(3))
+        for c in held + [extra]:
+            c.close()
+        bheld = [RawClient(self.d.bounce_port, source="127.0.0.2") for _ in range(3)]
+        for c in bheld:
+            self.assertTrue(c.reply().startswith("220"))
+        bextra = RawClient(self.d.bounce_port, source="127.0.0.2")
+        self.assertIn("too many connections from your address", bextra.reply())
+        for c in bheld + [bextra]:
+            c.close()
 
 
 if __name__ == "__main__":
