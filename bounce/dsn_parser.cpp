@@ -104,7 +104,7 @@ void find_codes(std::string_view t, int& code, std::string& status) {
             if (n1 >= 1 && n1 <= 3 && j < t.size() && t[j] == '.') {
                 ++j;
                 while (j < t.size() && std::isdigit(static_cast<unsigned char>(t[j])) && n2 < 4) { ++j; ++n2; }
-                bool end = j == t.size() || !std::isdigit(static_cast<unsigned char>(t[j])) && t[j] != '.';
+                bool end = j == t.size() || (!std::isdigit(static_cast<unsigned char>(t[j])) && t[j] != '.');
                 if (n2 >= 1 && n2 <= 3 && end) status = std::string(t.substr(i, j - i));
             }
         }

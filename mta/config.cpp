@@ -174,7 +174,7 @@ void load(const toml::table& root, config& c) {
     }
     if (auto* t = top.sub("delivery")) {
         table_reader r(c, *t, "delivery");
-        r.known({"port", "dns_servers", "tls", "max_connections_per_domain", "max_messages_per_connection", "route",
+        r.known({"port", "dns_servers", "tls", "tls_verify", "tls_ca_file", "max_connections_per_domain", "max_messages_per_connection", "route",
                  "connect_timeout", "command_timeout", "data_timeout", "dns_timeout"});
         r.duration("dns_timeout", c.delivery.dns_timeout);
         r.duration("connect_timeout", c.delivery.connect_timeout);
@@ -189,6 +189,10 @@ void load(const toml::table& root, config& c) {
                 fail(c, *r.node("dns_servers"), "delivery.dns_servers", "expected \"ip:port\", got \"" + sv + "\"");
         }
         r.one_of("tls", c.delivery.tls, {"opportunistic", "required", "off"});
+        r.boolean("tls_verify", c.delivery.tls_verify);
+        r.existing_file("tls_ca_file", c.delivery.tls_ca_file);
+        if (c.delivery.tls_verify && c.delivery.tls != "required")
+            fail(c, *t, "delivery.tls_verify", "needs tls = \"required\" (an opportunistic sender falls back to plain text)");
         r.integer("max_connections_per_domain", c.delivery.max_connections_per_domain, 1, 10000);
         r.integer("max_messages_per_connection", c.delivery.max_messages_per_connection, 1, 100000);
         if (auto* a = r.array_of_tables("route")) {
@@ -296,14 +300,22 @@ bool parse_host_port(std::string_view text, std::string& host, std::uint16_t& po
 }
 
 bool load_config(const std::filesystem::path& path, config& out, std::string& error) {
-    out = config{};
-    out.file = path;
     if (!std::filesystem::is_regular_file(path)) {
+        out = config{};
+        out.file = path;
         error = path.string() + ": cannot read the configuration file";
         return false;
     }
+    std::ifstream in(path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    return load_config_text(text, path, out, error);
+}
+
+bool load_config_text(std::string_view text, const std::filesystem::path& path, config& out, std::string& error) {
+    out = config{};
+    out.file = path;
     try {
-        toml::table root = toml::parse_file(path.string());
+        toml::table root = toml::parse(text, path.string());
         load(root, out);
     } catch (const toml::parse_error& e) {
         std::ostringstream o;

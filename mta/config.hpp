@@ -57,6 +57,8 @@ struct config {
         std::uint16_t port = 25;
         std::vector<std::string> dns_servers;
         std::string tls = "opportunistic";
+        bool tls_verify = false;            // with tls = "required": check the certificate chain and the MX name
+        std::filesystem::path tls_ca_file;  // trust anchors for tls_verify; empty: the system's
         std::uint32_t max_connections_per_domain = 20;
         std::uint32_t max_messages_per_connection = 100;
         seconds dns_timeout{5};        // per DNS query try (2 tries)
@@ -100,6 +102,8 @@ struct config {
 // Loads and checks path into out. On failure returns false and sets error to
 // one line: "FILE:LINE: KEY: what is wrong".
 bool load_config(const std::filesystem::path& path, config& out, std::string& error);
+// The same from text (errors name `name` as the file): for tests and fuzzing.
+bool load_config_text(std::string_view text, const std::filesystem::path& name, config& out, std::string& error);
 
 // "30s", "15m", "72h", "2d" (also "500ms" rounded up to 1s). False when malformed.
 bool parse_duration(std::string_view text, seconds& out);

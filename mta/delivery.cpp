@@ -96,12 +96,22 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
           resolver(strand, c.delivery.dns_servers, c.delivery.dns_timeout) {
         std::string err;
         if (!resolver.ok(err)) log()->error("DNS resolver: {}", err);
-        // Opportunistic and "required" both encrypt without verifying the peer,
-        // as most MX hosts have no certificate a sender could check (RFC 7435).
-        tls.set_verify_mode(asio::ssl::verify_none);
+        // Opportunistic and "required" encrypt without verifying the peer, as
+        // most MX hosts have no certificate a sender could check (RFC 7435),
+        // unless delivery.tls_verify asks for the chain and the MX name.
+        if (cfg.delivery.tls_verify) {
+            tls.set_verify_mode(asio::ssl::verify_peer);
+            boost::system::error_code vec;
+            if (!cfg.delivery.tls_ca_file.empty()) tls.load_verify_file(cfg.delivery.tls_ca_file.string(), vec);
+            else tls.set_default_verify_paths(vec);
+            if (vec) log()->error("delivery.tls_ca_file: {}", vec.message());
+        } else {
+            tls.set_verify_mode(asio::ssl::verify_none);
+        }
         SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
         copt.helo_name = cfg.server.hostname;
         copt.tls = cfg.delivery.tls;
+        copt.tls_verify = cfg.delivery.tls_verify;
         copt.connect_timeout = cfg.delivery.connect_timeout;
         copt.greeting_timeout = cfg.delivery.command_timeout;
         copt.command_timeout = cfg.delivery.command_timeout;

@@ -157,6 +157,15 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
         } else {
             c->reader_.clear();  // RFC 3207 4.2: nothing from before the handshake
             SSL_set_tlsext_host_name(c->stream_.native_handle(), c->mx_.c_str());
+            if (opt.tls_verify) {
+                // The name we looked up (RFC 7672 style: the MX host), or the
+                // address of a route given as one.
+                auto* param = SSL_get0_param(c->stream_.native_handle());
+                boost::system::error_code aec;
+                asio::ip::make_address(c->mx_, aec);
+                if (!aec) X509_VERIFY_PARAM_set1_ip_asc(param, c->mx_.c_str());
+                else SSL_set1_host(c->stream_.native_handle(), c->mx_.c_str());
+            }
             asio::steady_timer timer(ex, opt.command_timeout);
             auto h = co_await (c->stream_.async_handshake(asio::ssl::stream_base::client, as_tuple) ||
                                timer.async_wait(as_tuple));

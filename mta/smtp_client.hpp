@@ -21,6 +21,7 @@ namespace ricochet::mta {
 struct client_options {
     std::string helo_name = "localhost";
     std::string tls = "opportunistic";  // opportunistic | required | off
+    bool tls_verify = false;            // check the peer's certificate for the MX name (or IP)
     std::chrono::seconds connect_timeout{30};
     std::chrono::seconds greeting_timeout{300};  // RFC 5321 4.5.3.2.1: 5 minutes
     std::chrono::seconds command_timeout{300};   // MAIL, RCPT (4.5.3.2.2-3)

@@ -6,7 +6,8 @@ PKGS=(g++ cmake ninja-build ccache pkg-config python3
       libboost1.81-dev libssl-dev libc-ares-dev libidn2-dev libspdlog-dev
       libgtest-dev libbenchmark-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev
       nlohmann-json3-dev libgmime-3.0-dev libcrypt-dev
-      postfix swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base openssl iproute2)
+      postfix swaks libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base openssl iproute2
+      clang)  # libFuzzer (scripts/fuzz.sh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -104,6 +104,17 @@ listen = ["127.0.0.1:{self.bounce_port}"]
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.check_sanitizers()
+
+    def check_sanitizers(self):
+        """Under ASan/UBSan (build-asan), a report in the daemon's log fails the test."""
+        if not os.path.exists(self.log_path):
+            return
+        text = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in text:
+                at = text.index(marker)
+                raise AssertionError("sanitizer report in %s:\n%s" % (self.log_path, text[max(0, at - 200):at + 3000]))
 
     def log(self):
         with open(self.log_path) as f:
@@ -130,8 +141,10 @@ listen = ["127.0.0.1:{self.bounce_port}"]
         return [m["id"] for m in self.ctl_json(*args)]
 
     def cleanup(self):
-        self.stop()
-        subprocess.run(["rm", "-rf", self.dir])
+        try:
+            self.stop()
+        finally:
+            subprocess.run(["rm", "-rf", self.dir])
 
 
 class RawClient:

@@ -173,14 +173,20 @@ class Tls(unittest.TestCase):
         cls.cert, cls.key = os.path.join(cls.tmp, "cert.pem"), os.path.join(cls.tmp, "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
                         "/CN=sink.test", "-keyout", cls.key, "-out", cls.cert], check=True, capture_output=True)
+        # One for the address the route names (what tls_verify checks then).
+        cls.ip_cert, cls.ip_key = os.path.join(cls.tmp, "ip-cert.pem"), os.path.join(cls.tmp, "ip-key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", cls.ip_key,
+                        "-out", cls.ip_cert], check=True, capture_output=True)
 
     @classmethod
     def tearDownClass(cls):
         subprocess.run(["rm", "-rf", cls.tmp])
 
-    def run_with(self, tls_mode, sink_tls):
-        sink = Sink(certfile=self.cert if sink_tls else None, keyfile=self.key if sink_tls else None)
-        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, tls=tls_mode)).start()
+    def run_with(self, tls_mode, sink_tls, extra="", cert=None):
+        cert, key = cert or (self.cert, self.key)
+        sink = Sink(certfile=cert if sink_tls else None, keyfile=key if sink_tls else None)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, tls=tls_mode, extra=extra)).start()
         self.addCleanup(sink.close)
         self.addCleanup(d.cleanup)
         submit(d, ["ok@sink.test"])
@@ -200,6 +206,27 @@ class Tls(unittest.TestCase):
         d, sink = self.run_with("required", True)
         wait_for(lambda: events(d, "delivered"), what="delivered")
         self.assertEqual(sink.tls_sessions, 1)
+
+    def test_verify_refuses_a_certificate_no_one_vouches_for(self):
+        d, sink = self.run_with("required", True, extra="tls_verify = true\n", cert=(self.ip_cert, self.ip_key))
+        ev = wait_for(lambda: events(d, "deferred"), what="deferred")[0]
+        self.assertEqual((ev["stage"], ev["category"]), ("tls", "tls-failure"))
+        self.assertIn("certificate verify failed", ev["reply"])
+        self.assertEqual(sink.received(), [])
+
+    def test_verify_with_its_trust_anchor_delivers(self):
+        d, sink = self.run_with("required", True, extra='tls_verify = true\ntls_ca_file = "%s"\n' % self.ip_cert,
+                                cert=(self.ip_cert, self.ip_key))
+        wait_for(lambda: events(d, "delivered"), what="delivered")
+        self.assertEqual(sink.tls_sessions, 1)
+
+    def test_verify_checks_the_name_too(self):
+        # Trusted, but issued to sink.test, not to the address delivered to.
+        d, sink = self.run_with("required", True, extra='tls_verify = true\ntls_ca_file = "%s"\n' % self.cert)
+        ev = wait_for(lambda: events(d, "deferred"), what="deferred")[0]
+        self.assertEqual(ev["stage"], "tls")
+        self.assertIn("certificate verify failed", ev["reply"])
+        self.assertEqual(sink.received(), [])
 
     def test_required_without_starttls_defers(self):
         d, sink = self.run_with("required", False)

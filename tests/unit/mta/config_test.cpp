@@ -51,6 +51,7 @@ TEST(Config, Errors) {
         {"missing file", "[submission]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n", ":2: submission.tls_cert: file not found"},
         {"toml syntax", "[server\n", ":1: "},
         {"route without host", "[[delivery.route]]\ndomain = \"a.example\"\n", "delivery.route.host"},
+        {"verify without required", "[delivery]\ntls_verify = true\n", ":1: delivery.tls_verify: needs tls = \"required\""},
     };
     for (auto& r : rows) {
         config c;
