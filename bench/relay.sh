@@ -2,33 +2,53 @@
 # relay.sh — Ricochet and Postfix as relays on this machine, measured side by
 # side in one run with the team's harness (../shared/bench/relay_bench.sh:
 # smtp-source -> MTA -> smtp-sink, all on 127.0.0.1). Both keep durability
-# (250 only after fsync). Prints each MTA's accepted and relayed messages/s,
-# Ricochet's peak RSS, and the ratios Ricochet/Postfix.
+# (250 only after fsync). The same run measures the machine's two limits:
+#   no-mta   smtp-source straight into smtp-sink (relay_bench.sh with
+#            IN_PORT == OUT_PORT): the loopback / load-generator ceiling;
+#   fsync/s  ../shared/bench/fsync_rate.py on the directory that holds
+#            Ricochet's spool: durable writes per second of that disk.
+# Prints each MTA's accepted and relayed messages/s and peak RSS, the ratios
+# Ricochet/Postfix and Ricochet/no-mta, and the fsync rates.
 #
 #   bench/relay.sh [N=10000] [SIZE=4096] [CONC=50] [REPS=1]
 #
+# Env: RICOCHET_BUILD=dir  use dir/bin (default: scripts/build.sh, then build/bin;
+#                          when set, nothing is built)
+#      FSYNC_SECS=3 FSYNC_THREADS=1,4,16   passed to fsync_rate.py
 # Needs root (Postfix), smtp-source/smtp-sink (Debian's postfix), python3.
+# Exit: 0 every figure measured, 1 a figure is missing, 77 not root.
 # Every loop is bounded; both MTAs and the sink are stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared/bench}
 N=${1:-10000} SIZE=${2:-4096} CONC=${3:-50} REPS=${4:-1}
+FSYNC_SECS=${FSYNC_SECS:-3} FSYNC_THREADS=${FSYNC_THREADS:-1,4,16}
 RIN=25250 PIN=25251 SINK=25260 BNC=25261
 [ "$(id -u)" = 0 ] || { echo "bench/relay.sh: needs root (it runs a Postfix instance)" >&2; exit 77; }
-[ -x "$SHARED/relay_bench.sh" ] || [ -f "$SHARED/relay_bench.sh" ] || { echo "missing $SHARED/relay_bench.sh" >&2; exit 1; }
-scripts/build.sh >/dev/null
+for f in relay_bench.sh fsync_rate.py postfix/pfbench.sh; do
+  [ -f "$SHARED/$f" ] || { echo "missing $SHARED/$f" >&2; exit 1; }
+done
+if [ -n "${RICOCHET_BUILD:-}" ]; then B=$RICOCHET_BUILD; else scripts/build.sh >/dev/null; B=build; fi
 
 W=$(mktemp -d /tmp/ricochet-bench.XXXXXX)
 chmod 755 "$W"  # Postfix's own user works under it too
 PFB=$W/pfbench
-RPID=
+RPID= MPID=
+FAIL=0
 cleanup() {
   [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
+  if [ -n "$MPID" ]; then touch "$W/rss.stop"; kill "$MPID" 2>/dev/null; wait "$MPID" 2>/dev/null; fi
   PFB=$PFB bash "$SHARED/postfix/pfbench.sh" stop >/dev/null 2>&1 || true
   rm -rf "$W"
 }
 trap cleanup EXIT
 
+# 1. The machine's limits, with no MTA running.
+LABEL=no-mta bash "$SHARED/relay_bench.sh" $SINK $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ceiling.txt" || FAIL=1
+# The spool is $W/spool: the same directory, the same file system.
+python3 "$SHARED/fsync_rate.py" "$W/fsyncbench" "$FSYNC_SECS" "$FSYNC_THREADS" | tee "$W/fsync.txt" || FAIL=1
+
+# 2. Ricochet.
 cat >"$W/r.toml" <<CFG
 [server]
 hostname = "ricochet.bench.invalid"
@@ -52,30 +72,98 @@ listen = ["127.0.0.1:$BNC"]
 rules = "$PWD/etc/bounce-rules.toml"
 CFG
 
-build/bin/ricochetd --config "$W/r.toml" >"$W/ricochetd.log" 2>&1 &
+"$B/bin/ricochetd" --config "$W/r.toml" >"$W/ricochetd.log" 2>&1 &
 RPID=$!
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RIN") 2>/dev/null && break; sleep 0.05; done
-EMPTY="timeout 600 bash -c 'until build/bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)[\\\"total\\\"][\\\"messages\\\"] != 0)\"; do sleep 0.2; done'"
-PRE_CMD="$EMPTY" LABEL=ricochet bash "$SHARED/relay_bench.sh" $RIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ricochet.txt"
-RSS=$(awk '/VmHWM/{print $2}' /proc/$RPID/status)
+EMPTY="timeout 600 bash -c 'until $B/bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)[\\\"total\\\"][\\\"messages\\\"] != 0)\"; do sleep 0.2; done'"
+PRE_CMD="$EMPTY" LABEL=ricochet bash "$SHARED/relay_bench.sh" $RIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ricochet.txt" || FAIL=1
+RSS=$(awk '/VmHWM/{print $2}' /proc/$RPID/status 2>/dev/null || true)
 kill "$RPID"; wait "$RPID" 2>/dev/null || true; RPID=
 
+# 3. Postfix. Its memory: every 0.5 s, the sum of Pss (and of VmRSS) over the
+# master and all its descendants; the peak of those sums. Pss shares each page
+# among the processes mapping it; the RSS sum counts shared pages (libraries,
+# the master's copy-on-write image) once per process, so it overstates.
 IN_PORT=$PIN OUT_PORT=$SINK CONC=$CONC PFB=$PFB bash "$SHARED/postfix/pfbench.sh" setup >/dev/null
 PFB=$PFB bash "$SHARED/postfix/pfbench.sh" start >/dev/null 2>&1
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PIN") 2>/dev/null && break; sleep 0.05; done
+python3 - "$PFB/spool/pid/master.pid" "$W/rss.stop" "$W/pf_rss" <<'PY' &
+import os, sys, time
+pidfile, stop, out = sys.argv[1:]
+def kib(path, key):
+    try:
+        for line in open(path):
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+best_rss = best_pss = nproc = 0
+end = time.monotonic() + 3600
+while not os.path.exists(stop) and time.monotonic() < end:
+    try:
+        master = int(open(pidfile).read().split()[0])
+    except (OSError, ValueError, IndexError):
+        time.sleep(0.5); continue
+    kids = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(p))
+    tree, todo = [], [master]
+    while todo:
+        p = todo.pop(); tree.append(p); todo += kids.get(p, [])
+    rss = sum(kib(f"/proc/{p}/status", "VmRSS:") for p in tree)
+    pss = sum(kib(f"/proc/{p}/smaps_rollup", "Pss:") for p in tree)
+    if rss > best_rss:
+        best_rss, nproc = rss, len(tree)
+    best_pss = max(best_pss, pss)
+    with open(out + ".tmp", "w") as f:
+        f.write(f"{best_rss} {best_pss} {nproc}\n")
+    os.replace(out + ".tmp", out)
+    time.sleep(0.5)
+PY
+MPID=$!
 PRE_CMD="PFB=$PFB bash $SHARED/postfix/pfbench.sh wait-empty" LABEL=postfix \
-  bash "$SHARED/relay_bench.sh" $PIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/postfix.txt"
+  bash "$SHARED/relay_bench.sh" $PIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/postfix.txt" || FAIL=1
+touch "$W/rss.stop"; for _ in $(seq 1 50); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
+kill "$MPID" 2>/dev/null || true; wait "$MPID" 2>/dev/null || true; MPID=
+read -r PF_RSS PF_PSS PF_NPROC < "$W/pf_rss" 2>/dev/null || PF_RSS= PF_PSS= PF_NPROC=
 
 median() { awk -v k="$2" '$0 ~ "#   "k {print $4; exit}' "$1"; }
+fsync_rates() { awk '$1 == "create" || $1 == "rewrite" {printf "%s_%s=%s ", $1, $2, $4}' "$1"; }
 python3 - "$(median "$W/ricochet.txt" "inject")" "$(median "$W/ricochet.txt" "relay msgs")" \
-          "$(median "$W/postfix.txt" "inject")" "$(median "$W/postfix.txt" "relay msgs")" "$RSS" "$N" "$SIZE" "$CONC" <<'PY'
+          "$(median "$W/postfix.txt" "inject")" "$(median "$W/postfix.txt" "relay msgs")" \
+          "$(median "$W/ceiling.txt" "inject")" "$(median "$W/ceiling.txt" "relay msgs")" \
+          "${RSS:-}" "${PF_RSS:-}" "${PF_PSS:-}" "${PF_NPROC:-}" "$(fsync_rates "$W/fsync.txt")" \
+          "$N" "$SIZE" "$CONC" "$REPS" "$FSYNC_THREADS" <<'PY' || FAIL=1
 import sys
-ri, rr, pi, pr, rss, n, size, conc = sys.argv[1:]
-f = lambda a, b: "%.2fx" % (float(a) / float(b)) if a and b and float(b) > 0 else "n/a"
-print(f"\n== N={n} size={size} conc={conc}")
-print(f"{'':10} {'accepted/s':>11} {'relayed/s':>10}")
-print(f"{'ricochet':10} {ri:>11} {rr:>10}   peak RSS {int(rss)//1024} MiB")
-print(f"{'postfix':10} {pi:>11} {pr:>10}")
-print(f"{'ratio':10} {f(ri, pi):>11} {f(rr, pr):>10}")
-sys.exit(0 if "n/a" not in (f(ri, pi), f(rr, pr)) else 1)
+ri, rr, pi, pr, ci, cr, rss, pf_rss, pf_pss, pf_n, fs, n, size, conc, reps, fs_threads = sys.argv[1:]
+num = lambda a: a not in ("", "NA") and float(a) > 0
+f = lambda a, b: "%.2fx" % (float(a) / float(b)) if num(a) and num(b) else "n/a"
+pct = lambda a, b: "%.0f%%" % (100 * float(a) / float(b)) if num(a) and num(b) else "n/a"
+mib = lambda k: str(int(k) // 1024) if num(k) else "n/a"
+show = lambda a: a if num(a) else "n/a"
+fsync = dict(kv.split("=") for kv in fs.split())
+want_fsync = [f"{m}_{t}" for m in ("create", "rewrite") for t in fs_threads.split(",")]
+print(f"\n== N={n} size={size} conc={conc} reps={reps} (medians)")
+print(f"{'':16} {'accepted/s':>10} {'relayed/s':>10} {'peak_mem_MiB':>12}")
+rows = [("no-mta", ci, cr, None), ("ricochet", ri, rr, mib(rss)), ("postfix", pi, pr, mib(pf_pss))]
+for name, a, r, m in rows:
+    print(f"{name:16} {show(a):>10} {show(r):>10} {m or '-':>12}")
+print(f"{'ricochet/postfix':16} {f(ri, pi):>10} {f(rr, pr):>10} {f(rss, pf_pss):>12}")
+print(f"{'ricochet/no-mta':16} {pct(ri, ci):>10} {pct(rr, cr):>10}")
+print(f"{'fsync/s':16} " + " ".join(f"{k}={fsync.get(k, 'n/a')}" for k in want_fsync))
+print(f"# peak_mem: ricochet = VmHWM of its one process; postfix = peak of the summed Pss of its processes"
+      f" (up to {pf_n or '?'}, sampled every 0.5 s; summed VmRSS {mib(pf_rss)} MiB)")
+figures = [f(ri, pi), f(rr, pr), pct(ri, ci), pct(rr, cr), mib(rss), mib(pf_pss)] + \
+          [fsync.get(k, "n/a") for k in want_fsync]
+missing = "n/a" in figures
+if missing:
+    print("# some figures are missing (n/a)")
+sys.exit(1 if missing else 0)
 PY
+exit "$FAIL"
