@@ -539,7 +539,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         std::string content;
         std::error_code ec;
         if ((ec = spool.read_message(id, *st, env, content))) {
-            if (ec != std::errc::no_such_file_or_directory) {
+            if (ec == std::errc::illegal_byte_sequence) {
+                // Written whole once, unreadable now (a disk fault): kept for a human.
+                auto qec = spool.quarantine(id, *st);
+                log()->error("{}: queue file in {}/ does not decode; moved to corrupt/{}", id, queue::to_string(*st),
+                             qec ? " failed: " + qec.message() : "");
+                if (qec) due.add(id, now + 60000);
+            } else if (ec != std::errc::no_such_file_or_directory) {
                 log()->error("{}: cannot read queue file: {}; retried in 60 s", id, ec.message());
                 due.add(id, now + 60000);
             } else if (auto moved = spool.locate(id)) {

@@ -185,7 +185,8 @@ int main(int argc, char** argv) {
     // The delivery schedule, rebuilt from the spool: active/ is due now,
     // deferred/ at each file's mtime, hold/ never.
     queue::schedule due;
-    spdlog::info("schedule rebuilt: {} message(s) to deliver", due.rebuild(spool->list(), now_ms()));
+    spdlog::info("schedule rebuilt: {} message(s) to deliver", due.rebuild(rep.entries, now_ms()));
+    rep.entries = {};
 
     // Recipient state (SQLite) and the in-memory list of suppressed addresses.
     bounce::status_policy policy{cfg.bounce.trusted_domains, static_cast<int>(cfg.bounce.held_after_bounces),

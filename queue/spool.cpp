@@ -250,17 +250,25 @@ recovery_report spool::recover() {
         }
         ::closedir(d);
     }
-    for (auto s : all_states) {
-        for (auto& e : list(s)) {
-            // New ids must sort after every id already here, even if the
-            // clock stepped back while we were down.
-            ids_.advance_past(e.id);
+    for (auto& e : list()) {
+        // New ids must sort after every id already here, even if the clock
+        // stepped back while we were down.
+        ids_.advance_past(e.id);
+        auto s = e.state;
+        if (s != queue_state::active) {
+            (s == queue_state::deferred ? rep.deferred : rep.hold)++;
+            rep.entries.push_back(std::move(e));
+            continue;
+        }
+        {
             std::string head;
             if (auto ec = read_file(dirfd(s), e.id, head, 1)) {
                 // Gone (ENOENT) or unreadable for now (EMFILE, EIO): left in
                 // place; only a file that reads but does not decode is quarantined.
-                if (ec != std::errc::no_such_file_or_directory)
-                    log()->error("{}: cannot read queue file in {}/: {}", e.id, to_string(s), ec.message());
+                if (ec == std::errc::no_such_file_or_directory) continue;
+                log()->error("{}: cannot read queue file in {}/: {}", e.id, to_string(s), ec.message());
+                ++rep.active;
+                rep.entries.push_back(std::move(e));  // tried again when due
                 continue;
             }
             auto env = read_envelope(e.id, s);
@@ -270,12 +278,22 @@ recovery_report spool::recover() {
                 ++rep.corrupt;
                 continue;
             }
-            (s == queue_state::active ? rep.active : s == queue_state::deferred ? rep.deferred : rep.hold)++;
+            ++rep.active;
+            rep.entries.push_back(std::move(e));
         }
     }
     ::fsync(incoming_fd_);
     ::fsync(corrupt_fd_);
     return rep;
+}
+
+std::error_code spool::quarantine(std::string_view id, queue_state s) {
+    if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
+    std::string n(id);
+    if (::renameat(dirfd(s), n.c_str(), corrupt_fd_, n.c_str()) != 0) return last_error();
+    ::unlinkat(status_fd_, n.c_str(), 0);
+    if (::fsync(corrupt_fd_) != 0 || ::fsync(dirfd(s)) != 0) return last_error();
+    return {};
 }
 
 std::vector<spool_entry> spool::list(std::optional<queue_state> only) const {

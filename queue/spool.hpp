@@ -56,6 +56,7 @@ struct recovery_report {
     std::size_t discarded_incoming = 0;  // never acknowledged: removed
     std::size_t active = 0, deferred = 0, hold = 0;
     std::size_t corrupt = 0;             // moved to corrupt/, logged
+    std::vector<spool_entry> entries;    // everything left in active/, deferred/, hold/ (for the schedule)
 };
 
 class spool {
@@ -88,9 +89,16 @@ public:
     // Exclusive lock on the spool (the daemon holds it while it runs).
     bool try_lock(std::error_code& ec);
 
-    // Deletes incoming/ leftovers, checks every queue file's header block and
-    // moves unreadable ones to corrupt/. Run once at start, with the lock held.
+    // Deletes incoming/ leftovers, checks the header block of every file in
+    // active/ (where a crash may have left one mid-delivery) and moves
+    // unreadable ones to corrupt/, and lists deferred/ and hold/ without
+    // opening their files: a restart with a million deferred messages is one
+    // directory listing. A deferred file that turns out unreadable when it is
+    // due is quarantined then (quarantine()). Run once at start, with the
+    // lock held.
     recovery_report recover();
+    // Moves a file that does not decode to corrupt/ (kept for a human).
+    std::error_code quarantine(std::string_view id, queue_state s);
 
     // Reading (safe while the daemon runs: files are only ever renamed or
     // unlinked, never rewritten in place). A listing holds each id once.

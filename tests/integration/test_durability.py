@@ -132,6 +132,25 @@ def submit(port, seq, size=0):
         return code, msg.decode()
 
 
+class DamagedQueueFile(unittest.TestCase):
+    def test_a_deferred_file_that_does_not_decode_is_quarantined_when_due(self):
+        from harness import wait_for
+        d = Daemon()
+        self.addCleanup(d.cleanup)
+        d.start()
+        d.stop()
+        bad = os.path.join(d.spool, "deferred", "0CCCCCCCCCCCC")
+        with open(bad, "w") as f:
+            f.write("not a queue file")
+        os.utime(bad, (0, 0))  # due long ago
+        d.start()
+        corrupt = os.path.join(d.spool, "corrupt", "0CCCCCCCCCCCC")
+        wait_for(lambda: os.path.exists(corrupt), what="the file in corrupt/")
+        self.assertFalse(os.path.exists(bad))
+        wait_for(lambda: "does not decode; moved to corrupt/" in d.log(), what="the log line")
+        self.assertEqual(d.queue_ids(), [], "not retried every minute")
+
+
 class UnwritableSpool(unittest.TestCase):
     def test_file_size_limit_gives_452_and_keeps_serving(self):
         limit = 128 * 1024

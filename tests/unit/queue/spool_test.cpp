@@ -148,6 +148,7 @@ TEST(Spool, RecoveryDropsUnacknowledgedAndQuarantinesCorrupt) {
     }
     std::ofstream(d.path / "incoming" / "0AAAAAAAAAAAA") << "half a message";
     std::ofstream(d.path / "active" / "0BBBBBBBBBBBB") << "garbage";
+    std::ofstream(d.path / "deferred" / "0CCCCCCCCCCCC") << "garbage";
     auto s = spool::open(d.path, false, ec);
     ASSERT_TRUE(s);
     ASSERT_TRUE(s->try_lock(ec));
@@ -157,6 +158,17 @@ TEST(Spool, RecoveryDropsUnacknowledgedAndQuarantinesCorrupt) {
     EXPECT_EQ(rep.active, 1u);
     EXPECT_TRUE(fs::exists(d.path / "corrupt" / "0BBBBBBBBBBBB")) << "unreadable files are kept, not deleted";
     EXPECT_EQ(s->locate(good_id), queue_state::active);
+    // deferred/ is listed, not read: its files are checked when they are due.
+    EXPECT_EQ(rep.deferred, 1u);
+    ASSERT_EQ(rep.entries.size(), 2u) << "the schedule gets every file left in place";
+    EXPECT_EQ(rep.entries[0].id, "0CCCCCCCCCCCC");
+    envelope env;
+    std::string content;
+    EXPECT_EQ(s->read_message("0CCCCCCCCCCCC", queue_state::deferred, env, content),
+              std::make_error_code(std::errc::illegal_byte_sequence));
+    EXPECT_FALSE(s->quarantine("0CCCCCCCCCCCC", queue_state::deferred));
+    EXPECT_TRUE(fs::exists(d.path / "corrupt" / "0CCCCCCCCCCCC"));
+    EXPECT_EQ(s->locate("0CCCCCCCCCCCC"), std::nullopt);
 }
 
 TEST(Spool, LockIsExclusive) {
