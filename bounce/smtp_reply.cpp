@@ -46,19 +46,30 @@ std::optional<std::string> enhanced_code_prefix(std::string_view t, int reply_co
     return std::string(t.substr(0, i));
 }
 
+namespace {
+// A receiver's text goes into logs, events and DSNs: control characters
+// (terminal escapes, NULs) become '?'; everything else, UTF-8 included, stays.
+std::string printable(std::string_view s) {
+    std::string o(s);
+    for (auto& c : o)
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
+    return o;
+}
+}  // namespace
+
 bool reply_parser::feed(std::string_view line) {
     bool ok = line.size() >= 3 && line[0] >= '2' && line[0] <= '5' && line[1] >= '0' && line[1] <= '9' &&
               line[2] >= '0' && line[2] <= '9' && (line.size() == 3 || line[3] == ' ' || line[3] == '-');
     if (!ok) {
         // Not a reply line: keep the text so the operator sees what came.
         malformed_ = true;
-        lines_.emplace_back(line.substr(0, 512));
+        lines_.emplace_back(printable(line.substr(0, 512)));
         return true;
     }
     int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
     if (code_ && code != code_) malformed_ = true;  // RFC 5321 4.2.1: one code per reply
     if (!code_) code_ = code;
-    lines_.emplace_back(line.size() > 4 ? line.substr(4) : std::string_view{});
+    lines_.emplace_back(printable(line.size() > 4 ? line.substr(4) : std::string_view{}));
     return line.size() == 3 || line[3] == ' ';
 }
 

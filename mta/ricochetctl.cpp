@@ -122,7 +122,7 @@ int cmd_list(const mta::config& cfg, const list_filter& f, bool as_json) {
         }
     }
     if (as_json) {
-        std::cout << arr.dump(2) << "\n";
+        std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     if (arr.empty()) {
@@ -179,7 +179,7 @@ int cmd_summary(const mta::config& cfg, bool as_json) {
         }
         json out{{"domains", d},
                  {"total", {{"messages", all.total()}, {"active", all.active}, {"deferred", all.deferred}, {"hold", all.hold}}}};
-        std::cout << out.dump(2) << "\n";
+        std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     std::printf("%-40s %8s %8s %8s %8s  %s\n", "DOMAIN", "TOTAL", "ACTIVE", "DEFERRED", "HOLD", "PAUSED UNTIL");
@@ -279,7 +279,7 @@ int cmd_admin(const mta::config& cfg, queue::admin_op op, const queue::selector&
         reply = {{"ok", res.error.empty()}, {"matched", res.matched}, {"changed", res.ids}};
         if (!res.error.empty()) reply["error"] = res.error;
     }
-    if (as_json) std::cout << reply.dump(2) << "\n";
+    if (as_json) std::cout << reply.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
     else
         std::printf("%s: %zu message(s) matched, %zu changed\n", std::string(queue::to_string(op)).c_str(),
                     reply.value("matched", std::size_t{0}), reply["changed"].size());
@@ -325,7 +325,7 @@ int cmd_recipient_show(const mta::config& cfg, const std::string& addr, bool as_
                      {"reply", d.reply}});
     j["history"] = h;
     if (as_json) {
-        std::cout << j.dump(2) << "\n";
+        std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     std::printf("address:      %s\nstatus:       %s\nbounces:      %d\nfirst bounce: %s\nlast bounce:  %s\n"
@@ -347,7 +347,7 @@ int cmd_recipient_list(const mta::config& cfg, const std::string& status, bool a
     if (auto st = open_state(cfg, true))
         for (auto& r : st->list(*s)) arr.push_back(record_json(r));
     if (as_json) {
-        std::cout << arr.dump(2) << "\n";
+        std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     for (auto& r : arr)
@@ -386,7 +386,7 @@ int cmd_recipient_set(const mta::config& cfg, const std::string& addr, bounce::a
         }
     }
     if (!reply.value("ok", false)) die(1, reply.value("error", std::string("refused")));
-    if (as_json) std::cout << json{{"address", bounce::lower_address(addr)}, {"status", std::string(bounce::to_string(s))}}.dump(2) << "\n";
+    if (as_json) std::cout << json{{"address", bounce::lower_address(addr)}, {"status", std::string(bounce::to_string(s))}}.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
     else std::printf("%s: %s\n", bounce::lower_address(addr).c_str(), std::string(bounce::to_string(s)).c_str());
     return 0;
 }
@@ -411,7 +411,7 @@ int cmd_stats(const mta::config& cfg, const std::string& campaign, const std::st
         out[group == "campaign" ? "by_campaign" : "by_domain"] = rows;
     }
     if (as_json) {
-        std::cout << out.dump(2) << "\n";
+        std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     for (auto [title, key] : {std::pair{"CAMPAIGN", "campaign"}, std::pair{"DOMAIN", "domain"}}) {
@@ -488,7 +488,7 @@ int cmd_classify(const mta::config& cfg, const std::string& text, const std::str
            {"category", std::string(bounce::to_string(c.c))}, {"retry", c.retry},
            {"scope", std::string(bounce::to_string(c.s))}, {"rule", c.rule}};
     if (as_json) {
-        std::cout << j.dump(2) << "\n";
+        std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     std::printf("kind:     %s\ncategory: %s\nretry:    %s\nscope:    %s\nrule:     %s\n",

@@ -2,6 +2,7 @@
 // spool, and serves the submission port and the control socket. Runs in the
 // foreground and logs with spdlog; SIGTERM/SIGINT stop it cleanly, and
 // kill -9 at any moment loses nothing that was acknowledged (see queue/README.md).
+#include <malloc.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -187,6 +188,7 @@ int main(int argc, char** argv) {
     queue::schedule due;
     spdlog::info("schedule rebuilt: {} message(s) to deliver", due.rebuild(rep.entries, now_ms()));
     rep.entries = {};
+    ::malloc_trim(0);  // the listing of a big spool is gone; give its pages back
 
     // Recipient state (SQLite) and the in-memory list of suppressed addresses.
     bounce::status_policy policy{cfg.bounce.trusted_domains, static_cast<int>(cfg.bounce.held_after_bounces),

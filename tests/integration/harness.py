@@ -117,7 +117,7 @@ listen = ["127.0.0.1:{self.bounce_port}"]
                 raise AssertionError("sanitizer report in %s:\n%s" % (self.log_path, text[max(0, at - 200):at + 3000]))
 
     def log(self):
-        with open(self.log_path) as f:
+        with open(self.log_path, errors="replace") as f:
             return f.read()
 
     def events(self):
@@ -212,13 +212,13 @@ def wait_for(cond, timeout=30.0, what="condition"):
 
 
 def delivery_config(routes, interval="1s", max_age="1h", tls="opportunistic", per_domain=20, per_conn=100, extra="",
-                    retry_extra="", dns="127.0.0.1:9", port=25):
+                    retry_extra="", dns="127.0.0.1:9", port=25, command_timeout="10s"):
     """Config text routing each domain to a sink: routes = {domain: (host, port)}."""
     text = 'domain = "bnc.test"\n'
     text += "[delivery]\ntls = %r\nmax_connections_per_domain = %d\nmax_messages_per_connection = %d\n" % (
         tls, per_domain, per_conn)
     text += 'dns_servers = ["%s"]\ndns_timeout = "1s"\nport = %d\n' % (dns, port)
-    text += 'connect_timeout = "5s"\ncommand_timeout = "10s"\ndata_timeout = "10s"\n' + extra
+    text += 'connect_timeout = "5s"\ncommand_timeout = "%s"\ndata_timeout = "10s"\n' % command_timeout + extra
     for domain, (host, port) in routes.items():
         text += '[[delivery.route]]\ndomain = "%s"\nhost = "%s:%d"\n' % (domain, host, port)
     text += '[retry]\ninterval = "%s"\nmax_age = "%s"\n' % (interval, max_age) + retry_extra

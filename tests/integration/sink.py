@@ -10,6 +10,11 @@ Its answers are chosen by the recipient's local part (KumoMTA's idea):
   later...     421 4.7.0 try again later, at RCPT (temporary, says nothing about the address)
   throttle...  421 4.7.0 rate limit exceeded, at RCPT (pauses the destination)
   dmarc...     550 5.7.26 DMARC reject at end of data (block: the address stays good)
+Set `misbehave` to make every new session go wrong before any of that:
+  "silent"     accepts the connection and never greets
+  "garbage"    greets with binary garbage instead of a reply
+  "421"        greets, then answers 421 to the first command and closes
+  "slow"       greets only after `greeting_delay` seconds
 It counts connections (total and the most at once), and records each
 accepted message (return path, recipient, data) in order. STARTTLS is offered
 when a certificate is given. Every loop is bounded by socket time-outs.
@@ -34,6 +39,9 @@ class Sink:
             self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.ctx.load_cert_chain(certfile, keyfile)
         self.pipelining = pipelining
+        self.misbehave = None
+        self.greeting_delay = greeting_delay or 0
+        self.stop = threading.Event()  # set by close(): ends silent and slow sessions
         sink = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -62,6 +70,7 @@ class Sink:
         self.thread.start()
 
     def close(self):
+        self.stop.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -76,7 +85,24 @@ class Sink:
             wfile.write((line + "\r\n").encode())
             wfile.flush()
 
+        mode = self.misbehave
+        if mode == "silent":
+            while rfile.readline(2000):  # until the client gives up and closes
+                pass
+            return
+        if mode == "garbage":
+            wfile.write(b"\x00\xff\xfe\x01garbage\r\nnot smtp at all\r\n")
+            wfile.flush()
+            while rfile.readline(2000):
+                pass
+            return
+        if mode == "slow" and self.stop.wait(self.greeting_delay):
+            return
         send("220 sink.test ESMTP")
+        if mode == "421":
+            if rfile.readline(2000):
+                send("421 4.3.2 sink.test shutting down")
+            return
         mail_from, rcpts, tls = None, [], False
         while True:
             line = rfile.readline(2000)

@@ -236,6 +236,31 @@ class Tls(unittest.TestCase):
         self.assertEqual(sink.received(), [])
 
 
+class MisbehavingReceivers(unittest.TestCase):
+    """Each kind of broken receiver ends in a deferral; once it behaves, the
+    message is delivered, once."""
+
+    def test_each_ends_deferred_then_delivered_once(self):
+        for mode in ("silent", "garbage", "421", "slow"):
+            with self.subTest(mode=mode):
+                sink = Sink(greeting_delay=5)  # slow: longer than the 2 s greeting time-out
+                sink.misbehave = mode
+                d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1s",
+                                                        command_timeout="2s")).start()
+                try:
+                    submit(d, ["ok-mis@sink.test"])
+                    ev = wait_for(lambda: events(d, "deferred"), what="a deferral (%s)" % mode)[0]
+                    self.assertEqual(ev["kind"], "technical", ev)
+                    self.assertEqual(sink.received(), [])
+                    sink.misbehave = None
+                    wait_for(lambda: events(d, "delivered"), what="delivery after %s" % mode)
+                    wait_for(lambda: d.queue_ids() == [], what="an empty queue")
+                    self.assertEqual(len(sink.received("ok-mis")), 1, "delivered exactly once")
+                finally:
+                    d.cleanup()
+                    sink.close()
+
+
 if __name__ == "__main__":
     unittest.main()
 

@@ -47,3 +47,12 @@ TEST(SmtpReply, GarbageIsMalformedNotACode) {
     parse({"250-first", "251 second"}, &malformed);
     EXPECT_TRUE(malformed) << "codes must agree across lines";
 }
+
+TEST(SmtpReply, ControlCharactersNeverReachLogsOrEvents) {
+    bool malformed = false;
+    auto r = parse({std::string("\x00\xff\x1b[2Jgarbage", 13)}, &malformed);
+    EXPECT_TRUE(malformed);
+    EXPECT_EQ(r.text(), "?\xff?[2Jgarbage") << "NUL and ESC replaced; other bytes kept";
+    r = parse({"550 5.1.1 bo\x07\x7fgus d\xc3\xa9j\xc3\xa0"}, &malformed);
+    EXPECT_EQ(r.text(), "550 5.1.1 bo??gus d\xc3\xa9j\xc3\xa0") << "UTF-8 text stays as it is";
+}
