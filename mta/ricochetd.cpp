@@ -17,6 +17,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "bounce/classifier.hpp"
@@ -30,6 +31,7 @@
 #include "mta/dsn_intake.hpp"
 #include "mta/smtp_server.hpp"
 #include "queue/clock.hpp"
+#include "queue/decision_journal.hpp"
 #include "queue/dsn_writer.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
@@ -202,14 +204,39 @@ int main(int argc, char** argv) {
     for (auto st : {bounce::address_status::held, bounce::address_status::unsubscribed})
         for (auto& r : store->list(st)) suppression.update(r);
     spdlog::info("state {}: {} suppressed address(es)", cfg.server.state, suppression.size());
-    auto record_decisions = [&store, &suppression](const std::vector<queue::decision>& ds) {
+    // Decisions the store cannot take now (locked, disk full) wait in a
+    // journal in the spool and go in, in order, before the next batch and on
+    // a timer: none is lost while the store is down.
+    queue::decision_journal journal(cfg.server.spool_dir / "decisions.pending");
+    std::mutex record_mu;
+    auto record_decisions = [&store, &suppression, &journal, &record_mu](const std::vector<queue::decision>& ds) {
+        std::lock_guard lk(record_mu);
+        auto apply = [&](const std::vector<queue::decision>& batch, std::string& err) {
+            for (auto& r : store->record(batch, err)) {
+                suppression.update(r);
+                spdlog::info("recipient <{}> is now {} ({} bounce(s), last {})", r.address,
+                             bounce::to_string(r.status), r.bounce_count, r.last_category);
+            }
+        };
         std::string err;
-        for (auto& r : store->record(ds, err)) {
-            suppression.update(r);
-            spdlog::info("recipient <{}> is now {} ({} bounce(s), last {})", r.address, bounce::to_string(r.status),
-                         r.bounce_count, r.last_category);
+        if (!journal.empty()) {
+            std::error_code jec;
+            auto pending = journal.load(jec);
+            apply(pending, err);
+            if (err.empty()) {
+                journal.clear();
+                spdlog::info("state store: {} waiting decision(s) recorded", pending.size());
+            }
         }
-        if (!err.empty()) spdlog::error("state store: cannot record {} decision(s): {}", ds.size(), err);
+        if (err.empty() && !ds.empty()) apply(ds, err);
+        if (!err.empty() && !ds.empty()) {
+            if (auto jec = journal.append(ds))
+                spdlog::critical("state store: cannot record {} decision(s): {}; nor keep them in {}: {}", ds.size(),
+                                 err, journal.path().string(), jec.message());
+            else
+                spdlog::error("state store: cannot record {} decision(s): {}; kept in {} and retried", ds.size(), err,
+                              journal.path().string());
+        }
     };
 
     queue::events_log events;
@@ -346,6 +373,18 @@ int main(int argc, char** argv) {
         spdlog::critical("{}", error);
         return 1;
     }
+
+    // Decisions kept while the state store was down go in as soon as it is back.
+    boost::asio::steady_timer journal_timer(io);
+    std::function<void()> replay_journal = [&] {
+        journal_timer.expires_after(std::chrono::seconds(5));
+        journal_timer.async_wait([&](const boost::system::error_code& jec) {
+            if (jec) return;
+            if (!journal.empty()) record_decisions({});
+            replay_journal();
+        });
+    };
+    replay_journal();
 
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     boost::asio::steady_timer grace(io);

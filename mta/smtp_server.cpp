@@ -60,6 +60,27 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
     std::atomic<unsigned> connections{0};
     std::mutex per_ip_mu;
     std::unordered_map<std::string, unsigned> per_ip;  // open sessions per client address
+    struct auth_failures {
+        unsigned count = 0;
+        std::chrono::steady_clock::time_point since;
+    };
+    std::unordered_map<std::string, auth_failures> auth_failed;  // by client address, under per_ip_mu
+
+    // Adds a session's failed AUTH attempts; true when the address is over its limit.
+    bool auth_blocked(const std::string& ip, unsigned add) {
+        auto now = std::chrono::steady_clock::now();
+        std::lock_guard lk(per_ip_mu);
+        if (auth_failed.size() > 100000)  // bounded: forget expired entries
+            std::erase_if(auth_failed, [&](auto& kv) { return now - kv.second.since > opt.auth_failure_window; });
+        auto it = auth_failed.find(ip);
+        if (it == auth_failed.end()) {
+            if (!add) return false;
+            it = auth_failed.emplace(ip, auth_failures{0, now}).first;
+        }
+        if (now - it->second.since > opt.auth_failure_window) it->second = {0, now};
+        it->second.count += add;
+        return it->second.count >= opt.max_auth_failures_per_ip;
+    }
     // message_sink runs here, off the I/O threads: parsing a hostile
     // message or waiting on the state store never stalls other sessions.
     std::unique_ptr<asio::thread_pool> sink_pool;
@@ -203,15 +224,21 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         } g{*self, c, ip};
         bool too_many = self->connections.fetch_add(1) >= self->opt.max_connections;
         bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
-        if (too_many || too_many_here) {
+        bool auth_abuse = self->opt.max_auth_failures_per_ip && self->auth_blocked(ip, 0);
+        if (too_many || too_many_here || auth_abuse) {
             c->expire_in(std::chrono::seconds(10));
             asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
             std::string busy = too_many ? smtp_server_protocol::busy_reply(self->opt.policy.hostname)
-                                        : "421 4.7.0 " + self->opt.policy.hostname +
-                                              " Error: too many connections from your address\r\n";
+                               : auth_abuse ? "421 4.7.0 " + self->opt.policy.hostname +
+                                                  " Error: too many failed authentications from your address\r\n"
+                                            : "421 4.7.0 " + self->opt.policy.hostname +
+                                                  " Error: too many connections from your address\r\n";
             co_await write(*c, busy);
             if (too_many)
                 log()->warn("{}: refused [{}]: {} connections", self->opt.name, ip, self->opt.max_connections);
+            else if (auth_abuse)
+                log()->warn("{}: refused [{}]: {} failed authentications", self->opt.name, ip,
+                            self->opt.max_auth_failures_per_ip);
             else
                 log()->warn("{}: refused [{}]: {} connections from this address", self->opt.name, ip,
                             self->opt.max_connections_per_ip);
@@ -222,6 +249,16 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
 
         smtp_server_protocol proto(self->opt.policy, ip);
+        struct count_auth_failures {  // however the session ends
+            impl& s;
+            const smtp_server_protocol& p;
+            const std::string& ip;
+            ~count_auth_failures() {
+                if (p.auth_failures() && s.opt.max_auth_failures_per_ip && s.auth_blocked(ip, p.auth_failures()))
+                    log()->warn("{}: [{}] reached {} failed authentications; refused for {} s", s.opt.name, ip,
+                                s.opt.max_auth_failures_per_ip, s.opt.auth_failure_window.count());
+            }
+        } auth_guard{*self, proto, ip};
         line_reader reader;
         std::string out = proto.greeting();
         bool closing = false;

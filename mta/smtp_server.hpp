@@ -32,6 +32,11 @@ struct smtp_server_options {
     std::filesystem::path tls_cert, tls_key;
     unsigned max_connections = 1000;
     unsigned max_connections_per_ip = 0;  // 0: no limit per client address
+    // Failed AUTH attempts one client address may make (over any number of
+    // sessions) within auth_failure_window; then its new sessions get 421
+    // until the window ends.
+    unsigned max_auth_failures_per_ip = 10;
+    std::chrono::seconds auth_failure_window{15 * 60};
     // Each command line, and each line of DATA, must arrive whole within
     // these (a deadline per line, not per read, so a client trickling a byte
     // at a time cannot hold a session open).

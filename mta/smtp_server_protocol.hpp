@@ -99,6 +99,11 @@ private:
     void reset_transaction();
     std::string received_header() const;
 
+public:
+    unsigned auth_failures() const { return auth_failures_; }
+
+private:
+
     const session_policy& p_;
     std::string client_ip_;
     bool tls_;

@@ -7,7 +7,7 @@
 #
 #   scripts/fuzz.sh [SECONDS=20] [TARGET...]     targets: smtp_command smtp_reply dsn config
 #
-# CI runs 20 s per target; a longer run: scripts/fuzz.sh 3600 dsn
+# CI runs 15 s per target; a longer run: scripts/fuzz.sh 3600 dsn
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-20}
@@ -16,7 +16,7 @@ TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smtp_command smtp_reply dsn config)
 scripts/deps.sh
 [ -f build-fuzz/build.ninja ] || CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DRICOCHET_FUZZ=ON \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
 cmake --build build-fuzz --target "${TARGETS[@]/#/fuzz_}"
 mkdir -p build-fuzz/crashes
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -119,3 +119,34 @@ class DropMode(BounceEngine):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class StateStoreDown(unittest.TestCase):
+    """A state database that cannot be written (here: another process holds
+    an exclusive lock) loses no decision: the daemon says why, keeps them in
+    spool_dir/decisions.pending, and records them once the store is back."""
+
+    def test_decisions_wait_for_a_locked_store(self):
+        import os
+        import sqlite3
+        sink = Sink()
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)})).start()
+        self.addCleanup(d.cleanup)
+        db = sqlite3.connect(os.path.join(d.dir, "state.db"), timeout=1, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            self.assertEqual(submit(d, "reject-locked@sink.test")[0], 250)
+            wait_for(lambda: events(d, "bounced", "reject-locked@sink.test"), what="the bounce")
+            wait_for(lambda: "kept in" in d.log(), what="the daemon saying why", timeout=60)
+            self.assertIn("state store: cannot record", d.log())
+            self.assertTrue(os.path.getsize(os.path.join(d.spool, "decisions.pending")) > 0)
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        wait_for(lambda: d.ctl("recipient", "show", "reject-locked@sink.test", check=False).returncode == 0,
+                 what="the decision recorded once the store is back", timeout=60)
+        st = __import__("json").loads(d.ctl("recipient", "show", "reject-locked@sink.test", "--json").stdout)
+        self.assertEqual((st["status"], st["bounce_count"]), ("bounced", 1))
+        self.assertIn("waiting decision(s) recorded", d.log())
+        self.assertEqual(os.path.getsize(os.path.join(d.spool, "decisions.pending")), 0)

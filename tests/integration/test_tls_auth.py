@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import unittest
 
-from harness import Daemon, RawClient, message
+from harness import Daemon, RawClient, message, wait_for
 
 UNTRUSTED = "127.0.0.2"
 
@@ -121,6 +121,34 @@ class TlsAuth(unittest.TestCase):
         got = tls.recv(4096).decode()
         self.assertTrue(got.startswith("250 2.0.0 Ok"), "only the NOOP's reply, not the RSET's: %r" % got)
         tls.close()
+
+    def test_an_address_that_keeps_failing_is_refused_for_a_while(self):
+        prober = "127.0.0.3"  # untrusted too; its own count
+        for session in range(4):  # 4 sessions x 3 failures: over the 10 allowed per address
+            c = RawClient(self.d.port, source=prober)
+            self.assertTrue(c.reply().startswith("220"), "session %d" % session)
+            c.cmd("EHLO remote.test")
+            c.send("STARTTLS\r\n")
+            c.reply()
+            tls = self.context().wrap_socket(c.sock, server_hostname="ricochet.test")
+            c.sock = tls
+            c.cmd("EHLO remote.test")
+            for _ in range(3):
+                c.send("AUTH PLAIN AGNhbXBhaWducwBub3BlMQ==\r\n")
+            c.reply()
+            c.reply()
+            last = c.reply()
+            self.assertTrue(last.startswith("535"), last)
+            self.assertTrue(c.reply().startswith("421"))
+            wait_for(lambda: c.closed(), what="the session closed")
+            c.close()
+        wait_for(lambda: "failed authentications; refused" in self.d.log(), what="the block")
+        c = RawClient(self.d.port, source=prober)
+        self.assertIn("too many failed authentications", c.reply())
+        c.close()
+        # Other addresses are not affected.
+        with smtplib.SMTP("127.0.0.1", self.d.port, source_address=(UNTRUSTED, 0)) as s:
+            self.assertEqual(s.ehlo("remote.test")[0], 250)
 
     def test_three_failed_logins_end_the_session(self):
         with smtplib.SMTP("127.0.0.1", self.d.port, source_address=(UNTRUSTED, 0)) as s:
