@@ -205,15 +205,22 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         tcp::endpoint ep;
     };
 
+    // fresh: a new connection, not an idle one (an idle one just turned out
+    // to be closed by the server, and its siblings likely are too); one idle
+    // connection is closed to make room when the pool is full.
     awaitable<std::unique_ptr<smtp_connection>> acquire(const std::string& domain, const std::vector<hop>& hops,
-                                                        smtp_reply& failure) {
+                                                        smtp_reply& failure, bool fresh = false) {
         auto& p = pools[domain];
         for (;;) {
             while (!p.idle.empty()) {
                 auto c = std::move(p.idle.back());
                 p.idle.pop_back();
-                if (c->usable()) co_return c;
+                if (c->usable() && !fresh) co_return c;
                 --p.open;
+                if (fresh) {
+                    if (c->usable()) asio::co_spawn(strand, close_connection(std::move(c)), asio::detached);
+                    break;
+                }
             }
             if (p.open < cfg.delivery.max_connections_per_domain) {
                 ++p.open;
@@ -395,7 +402,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 // nothing about this recipient. Once more on a fresh connection.
                 release(domain, nullptr);
                 conn.reset();
-                conn = co_await acquire(domain, hops, failure);
+                conn = co_await acquire(domain, hops, failure, true);
                 if (!conn) {
                     defer_all(k, failure, "");
                     co_return;

@@ -40,6 +40,7 @@ class Sink:
             self.ctx.load_cert_chain(certfile, keyfile)
         self.pipelining = pipelining
         self.misbehave = None
+        self.close_after_message = False  # hang up after each accepted message (a stale reused connection)
         self.greeting_delay = greeting_delay or 0
         self.stop = threading.Event()  # set by close(): ends silent and slow sessions
         sink = self
@@ -181,6 +182,8 @@ class Sink:
                     for r in rcpts:
                         self.messages.append((mail_from, r, body))
                 send("250 2.0.0 queued")
+                if self.close_after_message:
+                    return
             elif verb == "RSET":
                 mail_from, rcpts = None, []
                 send("250 2.0.0 ok")

@@ -236,6 +236,24 @@ class Tls(unittest.TestCase):
         self.assertEqual(sink.received(), [])
 
 
+class StaleConnections(unittest.TestCase):
+    def test_connections_the_server_closed_are_replaced_not_deferred(self):
+        # The receiver hangs up after every message, as servers with short
+        # idle time-outs do: every connection left in the pool is dead by
+        # the time it is reused.
+        sink = Sink()
+        sink.close_after_message = True
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, per_domain=3)).start()
+        self.addCleanup(d.cleanup)
+        for rnd in range(3):
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:  # several messages at once: several connections
+                for i in range(8):
+                    s.sendmail("news@example.com", ["ok-s%d-%d@sink.test" % (rnd, i)], message(i))
+            wait_for(lambda: len(sink.received("ok-s%d-" % rnd)) == 8, what="round %d delivered" % rnd)
+        self.assertEqual(events(d, "deferred"), [], "a stale connection says nothing about the recipient")
+
+
 class MisbehavingReceivers(unittest.TestCase):
     """Each kind of broken receiver ends in a deferral; once it behaves, the
     message is delivered, once."""
