@@ -97,7 +97,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                         ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::no_compression);
         SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
         SSL_CTX_set_options(tls.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
-        SSL_CTX_set_cipher_list(tls.native_handle(), "HIGH:!aNULL:!MD5:!RC4:!3DES");
+        // TLS 1.2 suites: forward-secret AEAD only (no static RSA key
+        // exchange, no CBC); TLS 1.3 keeps OpenSSL's own (all AEAD, all FS).
+        SSL_CTX_set_cipher_list(tls.native_handle(),
+                                "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!kRSA");
         tls.use_certificate_chain_file(opt.tls_cert.string(), ec);
         if (!ec) tls.use_private_key_file(opt.tls_key.string(), ssl::context::pem, ec);
         if (ec) {

@@ -43,10 +43,11 @@ class TlsAuth(unittest.TestCase):
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
 
-    def s_client(self, *version):
+    def s_client(self, *args):
+        if "-cipher" not in args:
+            args = ("-cipher", "DEFAULT@SECLEVEL=0") + args
         return subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.d.port, "-starttls", "smtp",
-                               "-cipher", "DEFAULT@SECLEVEL=0", *version], stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=30)
+                               *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
 
     def test_tls_below_1_2_is_refused(self):
         ok = self.s_client("-tls1_2")
@@ -56,6 +57,15 @@ class TlsAuth(unittest.TestCase):
             # The server's alert 70 (protocol_version), not a client that could not try.
             self.assertIn("alert protocol version", old.stdout + old.stderr, version)
             self.assertIn("no peer certificate available", old.stdout, version)
+
+    def test_weak_ciphers_are_refused(self):
+        # Anonymous, null-encryption, export, RC4, 3DES and plain-RSA-kex suites
+        # get no handshake; a forward-secret AEAD suite is what TLS 1.2 gets.
+        for weak in ("aNULL", "eNULL", "EXPORT", "RC4", "3DES", "kRSA"):
+            r = self.s_client("-tls1_2", "-cipher", weak + "@SECLEVEL=0")
+            self.assertNotRegex(r.stdout, r"Cipher is (?!\(NONE\))", weak)
+        ok = self.s_client("-tls1_2")
+        self.assertRegex(ok.stdout, r"Cipher is ECDHE-[A-Z0-9-]*(GCM|CHACHA20)", "the control")
 
     def test_untrusted_client_without_auth_is_refused(self):
         with smtplib.SMTP("127.0.0.1", self.d.port, source_address=(UNTRUSTED, 0)) as s:
