@@ -276,9 +276,14 @@ class BounceListenerLimits(unittest.TestCase):
     def test_own_size_and_connection_limits(self):
         d = Daemon(bounce_extra="max_message_size = 4096\nmax_connections = 2\n").start()
         self.addCleanup(d.cleanup)
-        held = [RawClient(d.bounce_port) for _ in range(2)]
-        for c in held:
-            self.assertTrue(c.reply().startswith("220"))
+        def hold_one():
+            # The start-up probe's session may still hold a slot for a moment.
+            c = RawClient(d.bounce_port)
+            if c.reply().startswith("220"):
+                return c
+            c.close()
+            return None
+        held = [wait_for(hold_one, what="a session slot") for _ in range(2)]
         third = RawClient(d.bounce_port)
         self.assertTrue(third.reply().startswith("421"), "the third connection is turned away")
         # Submission is not affected by the bounce listener's limit.

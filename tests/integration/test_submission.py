@@ -8,7 +8,7 @@ import subprocess
 import threading
 import unittest
 
-from harness import Daemon, RawClient, message
+from harness import Daemon, RawClient, message, wait_for
 
 QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
 
@@ -190,11 +190,14 @@ class ConnectionLimit(unittest.TestCase):
         # its own daemon: BadInput's 1 s time-out would close the held sessions
         d = Daemon(submission_extra="max_connections = 3").start()
         self.addCleanup(d.cleanup)
-        held = []
-        for _ in range(3):
+        def hold_one():
+            # The start-up probe's session may still hold a slot for a moment.
             c = RawClient(d.port)
-            self.assertTrue(c.reply().startswith("220"))
-            held.append(c)
+            if c.reply().startswith("220"):
+                return c
+            c.close()
+            return None
+        held = [wait_for(hold_one, what="a session slot") for _ in range(3)]
         extra = RawClient(d.port)
         self.assertTrue(extra.reply().startswith("421 4.7.0"))
         for c in held:
