@@ -23,6 +23,7 @@
 #include "queue/dsn_writer.hpp"
 #include "queue/events_log.hpp"
 #include "queue/schedule.hpp"
+#include "mta/async_spool.hpp"
 #include "queue/spool.hpp"
 
 namespace ricochet::mta {
@@ -35,22 +36,6 @@ constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
-// spool.submit as an awaitable: completes on the caller's executor once the
-// message is durable (or failed).
-template <typename Token>
-auto async_submit(queue::spool& spool, queue::envelope env, std::string content, Token&& token) {
-    return asio::async_initiate<Token, void(std::error_code)>(
-        [&spool](auto handler, queue::envelope env, std::string content) {
-            auto ex = asio::get_associated_executor(handler);
-            auto work = asio::make_work_guard(ex);
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            spool.submit(std::move(env), std::move(content), [h, ex, work = std::move(work)](std::error_code ec) mutable {
-                asio::post(ex, [h, ec]() mutable { (*h)(ec); });
-                work.reset();
-            });
-        },
-        token, std::move(env), std::move(content));
-}
 std::shared_ptr<spdlog::logger> log() {
     static auto l = named_logger("delivery");
     return l;
@@ -524,7 +509,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         dsn.arrival_ms = now_ms();
         auto text = queue::write_dsn(cfg.server.hostname, env, content, failed, dsn.arrival_ms);
         auto dsn_id = dsn.id;
-        auto op = async_submit(spool, std::move(dsn), std::move(text), asio::use_awaitable);
+        auto op = async_commit(spool, std::move(dsn), std::move(text), asio::use_awaitable);
         std::error_code ec = co_await std::move(op);
         if (ec) {
             log()->error("{}: cannot queue the DSN for <{}>: {}; tried again in 60 s", id, env.sender, ec.message());

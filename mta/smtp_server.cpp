@@ -16,6 +16,7 @@
 #include "queue/logger.hpp"
 
 #include "mta/config.hpp"
+#include "mta/async_spool.hpp"
 #include "queue/spool.hpp"
 
 namespace ricochet::mta {
@@ -32,22 +33,6 @@ std::shared_ptr<spdlog::logger> log() {
     return l;
 }
 
-// Hands a message to the spool and resumes the coroutine when the group
-// commit is done, on the session's own executor.
-template <class Token>
-auto async_commit(queue::spool& spool, queue::envelope env, std::string content, Token&& token) {
-    return asio::async_initiate<Token, void(std::error_code)>(
-        [&spool](auto handler, queue::envelope env, std::string content) {
-            auto ex = asio::get_associated_executor(handler);
-            auto work = asio::make_work_guard(ex);
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            spool.submit(std::move(env), std::move(content), [h, ex, work = std::move(work)](std::error_code ec) mutable {
-                asio::post(ex, [h, ec]() mutable { (*h)(ec); });
-                work.reset();
-            });
-        },
-        token, std::move(env), std::move(content));
-}
 }  // namespace
 
 struct smtp_server::impl : std::enable_shared_from_this<impl> {
