@@ -47,7 +47,7 @@ constexpr enhanced_row enhanced_table[] = {
     {"2.2", category::mailbox_full, category::mailbox_full},
     {"2.3", category::message_too_large, category::message_too_large},
     {"2.4", category::other_permanent, category::other_temporary},
-    {"3.0", category::other_permanent, category::temp_domain_failure},
+    {"3.0", category::temp_domain_failure, category::temp_domain_failure},  // the receiving system's trouble
     {"3.1", category::temp_domain_failure, category::temp_domain_failure},
     {"3.2", category::temp_domain_failure, category::temp_domain_failure},
     {"3.3", category::protocol_error, category::protocol_error},
@@ -318,8 +318,15 @@ classification classifier::classify(const reply_facts& f) const {
     // about the recipient: a fallback reading must not count against it.
     bool before_rcpt = f.at == stage::connect || f.at == stage::greeting || f.at == stage::ehlo || f.at == stage::mail;
     if ((!matched || f.at == stage::mail) && before_rcpt && f.code != 0 &&
-        (kind_of(out.c) == kind::hard || kind_of(out.c) == kind::soft)) {
+        (kind_of(out.c) == kind::hard || kind_of(out.c) == kind::soft) && out.c != category::message_too_large) {
         out.c = f.code >= 500 ? category::policy : category::network_error;
+        out.rule += "@" + std::string(to_string(f.at));
+    }
+    // After DATA the address was already taken: a reply no rule explains
+    // refuses the message, and says nothing about the address.
+    bool after_data = f.at == stage::data || f.at == stage::end_of_data;
+    if (!matched && after_data && kind_of(out.c) == kind::hard) {
+        out.c = category::policy;
         out.rule += "@" + std::string(to_string(f.at));
     }
     // "User unknown" after the message was sent, for an address the server

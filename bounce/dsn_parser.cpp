@@ -297,7 +297,10 @@ std::string record_type(std::string_view action, std::string_view status) {
     if (a.find("delivered") != std::string::npos || a.find("relayed") != std::string::npos ||
         a.find("expanded") != std::string::npos)
         return "delivered";
-    if (a.empty() && !status.empty() && status[0] == '2') return "delivered";
+    // Postfix's address verification (sendmail -bv) says "deliverable".
+    if (a == "deliverable") return "delivered";
+    // No Action, or one we do not know, with a 2.x.x status: a success.
+    if (a != "failed" && a != "undeliverable" && !status.empty() && status[0] == '2') return "delivered";
     return "bounce";
 }
 
@@ -343,7 +346,8 @@ bool says_delayed(std::string_view lt, std::string_view subject) {
     for (auto m : {"this is a warning message only", "warning: message still undelivered", "has not yet been delivered",
                    "delivery has been delayed", "delivery to the following recipients has been delayed",
                    "will continue trying", "will keep trying", "still trying to deliver", "you do not need to resend",
-                   "will be retried", "delivery attempts will continue", "not yet been able to deliver"})
+                   "will be retried", "delivery attempts will continue", "not yet been able to deliver",
+                   "you do not need to re-send", "only a temporary failure report"})
         if (lt.find(m) != std::string_view::npos) return true;
     for (auto m : {"delivery delayed", "delayed mail", "delivery status notification (delay)", "warning: could not send",
                    "message delayed"})
@@ -412,6 +416,17 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
         d.reply_code = code;
         d.diagnostic = trim(diag);
         d.at = at;
+        if (!code && st.fallback_diag.empty() && rcpts.size() == 1) {
+            // No reply code anywhere: the words around the address say why
+            // ("Unknown user: a@b", "a@b: mailbox full"), not the greeting.
+            if (auto p = lt.find(lrcpts[0]); p != std::string::npos) {
+                std::size_t from = p > 200 ? p - 200 : 0;
+                std::string around = text.substr(from, p - from) + segment_for(text, lt, r, lrcpts);
+                for (auto& c : around)
+                    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+                d.diagnostic = trim(around);
+            }
+        }
         if (rcpts.size() > 1) {
             // Several recipients: each has its own reply after its address.
             std::string seg = segment_for(text, lt, r, lrcpts);

@@ -133,6 +133,26 @@ TEST(DsnParser, FreeTextWarningIsADelay) {
     EXPECT_EQ(r.records[0].type, "delayed");
 }
 
+TEST(DsnParser, FreeTextWithoutACodeTakesTheWordsAroundTheAddress) {
+    // No reply code anywhere: the reason is next to the address, after a
+    // long preamble that alone would fill the diagnostic.
+    std::string preamble(500, ' ');
+    for (std::size_t i = 0; i < preamble.size(); i += 10) preamble.replace(i, 9, "blah blah");
+    auto r = parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: failure notice\n\n"
+                       "Hi. This is the qmail-send program. " + preamble +
+                       "\n\n<u@example.org>:\nvdelivermail: account is locked email bounced\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_NE(r.records[0].diagnostic.find("account is locked"), std::string::npos) << r.records[0].diagnostic;
+    // OpenSMTPD's delay notice is a delay, not a failure.
+    auto d = parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: Delivery status notification\n\n"
+                       "A message is delayed for more than 10 minutes for the following\nlist of recipients:\n\n"
+                       "u@example.org: Network error on destination MXs\n\n"
+                       "Please note that this is only a temporary failure report.\n"
+                       "You DO NOT NEED to re-send the message to these recipients.\n");
+    ASSERT_EQ(d.records.size(), 1u);
+    EXPECT_EQ(d.records[0].type, "delayed");
+}
+
 TEST(DsnParser, NullReturnPathCountsAsAMailSystem) {
     auto r = parse_dsn("Return-Path: <>\nFrom: gateway@example.org\nTo: b-x@bnc.example\nSubject: failure\n\n"
                        "Delivery to u@example.org failed: 550 5.1.1 no such user\n");
