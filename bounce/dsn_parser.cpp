@@ -219,11 +219,35 @@ void take_original_headers(GMimeObject* obj, walk_state& st) {
     if (const char* id = g_mime_object_get_header(obj, "Message-ID")) st.original_message_id = trim(id);
 }
 
+// Notice text: kept for the free-text pass; some MTAs put the DSN fields
+// in it rather than in a message/delivery-status part.
+void take_text(std::string t, walk_state& st) {
+    if (lower(t).find("final-recipient:") != std::string::npos) {
+        auto groups = parse_field_groups(t);
+        for (auto& g : groups)
+            if ((!field(g, "final-recipient").empty() || !field(g, "action").empty()) &&
+                st.dsn_groups.size() <= max_records)
+                st.dsn_groups.push_back(g);
+    }
+    st.text += cap(std::move(t));
+    st.text += "\n";
+}
+
 void walk(GMimeObject* obj, walk_state& st, int depth) {
     if (depth > 8) return;  // a report is two levels deep; a bomb of nested parts is not read
     if (GMIME_IS_MULTIPART(obj)) {
         auto* mp = GMIME_MULTIPART(obj);
         int n = std::min(g_mime_multipart_get_count(mp), 32);
+        if (n == 0 && st.text.size() < max_text) {
+            // A boundary the body never uses (a rewritten header, a broken
+            // gateway): GMime finds no parts, and everything is prologue.
+            // Read it as one text part rather than lose the report.
+            const char* pro = g_mime_multipart_get_prologue(mp);
+            const char* epi = g_mime_multipart_get_epilogue(mp);
+            std::string t = std::string(pro ? pro : "") + "\n" + (epi ? epi : "");
+            take_text(std::move(t), st);
+            return;
+        }
         for (int i = 0; i < n; ++i) walk(g_mime_multipart_get_part(mp, i), st, depth + 1);
         return;
     }
@@ -275,16 +299,7 @@ void walk(GMimeObject* obj, walk_state& st, int depth) {
             }
             t = plain;
         }
-        // Some MTAs put the DSN fields in a text part.
-        if (lower(t).find("final-recipient:") != std::string::npos) {
-            auto groups = parse_field_groups(t);
-            for (auto& g : groups)
-                if ((!field(g, "final-recipient").empty() || !field(g, "action").empty()) &&
-                    st.dsn_groups.size() <= max_records)
-                    st.dsn_groups.push_back(g);
-        }
-        st.text += t;
-        st.text += "\n";
+        take_text(std::move(t), st);
     }
 }
 
@@ -355,6 +370,25 @@ bool says_delayed(std::string_view lt, std::string_view subject) {
     return false;
 }
 
+// True when every mention of the address (lower-case) is on a line that
+// names a sender ("From:", "MAIL FROM:", "Sender:", "Reply-To:",
+// "Return-Path:"): the original's author, quoted back, is not a recipient.
+bool only_as_sender(std::string_view lt, std::string_view la) {
+    bool seen = false;
+    for (auto p = lt.find(la); p != std::string_view::npos; p = lt.find(la, p + 1)) {
+        seen = true;
+        auto bol = lt.rfind('\n', p);
+        bol = bol == std::string_view::npos ? 0 : bol + 1;
+        auto line = lt.substr(bol, p - bol);
+        while (!line.empty() && (line.front() == ' ' || line.front() == '\t' || line.front() == '>')) line.remove_prefix(1);
+        bool sender = false;
+        for (std::string_view h : {"from:", "mail from:", "sender:", "reply-to:", "return-path:"})
+            if (line.rfind(h, 0) == 0) sender = true;
+        if (!sender) return false;
+    }
+    return seen;
+}
+
 // Free-text NDRs: the failed recipients are the addresses of the notice text
 // that are neither ours (the sender, postmaster, the reporting system) nor in
 // quoted headers; the reply is the first SMTP code in the text.
@@ -384,6 +418,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
                 continue;
             if (skip_to && !to.empty() && to.find(la) != std::string::npos) continue;  // the sender we bounce to
             if (!from.empty() && from.find(la) != std::string::npos) continue;          // the reporting system
+            if (only_as_sender(lt, la)) continue;  // "From: a@b" in the details of the original
             if (std::find(rcpts.begin(), rcpts.end(), a) == rcpts.end()) rcpts.push_back(a);
             if (rcpts.size() >= max_records) break;
         }

@@ -153,6 +153,30 @@ TEST(DsnParser, FreeTextWithoutACodeTakesTheWordsAroundTheAddress) {
     EXPECT_EQ(d.records[0].type, "delayed");
 }
 
+TEST(DsnParser, AReportWhoseBoundaryNeverAppearsIsStillRead) {
+    // The header names one boundary, the body uses another (a rewriting
+    // gateway): no MIME part is found, but the report fields are there.
+    auto r = parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: Undelivered Mail\nMIME-Version: 1.0\n"
+                       "Content-Type: multipart/report; report-type=delivery-status; boundary=\"DECLARED\"\n\n"
+                       "--USED\nContent-Type: text/plain\n\nThe mail system\n\n"
+                       "--USED\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n"
+                       "Final-Recipient: rfc822; <u@example.org>\nAction: failed\nStatus: 5.1.1\n"
+                       "Diagnostic-Code: smtp; 550 5.1.1 no such user\n\n--USED--\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].recipient, "u@example.org");
+    EXPECT_EQ(r.records[0].status, "5.1.1");
+    EXPECT_EQ(r.records[0].type, "bounce");
+}
+
+TEST(DsnParser, TheOriginalsAuthorQuotedBackIsNotARecipient) {
+    auto r = parse_dsn("From: post_master@gw.example\nTo: b-x@bnc.example\nSubject: Re: Test\n\n"
+                       "Error: Invalid user address\n\n550 - Requested action not taken: no such user here\n\n"
+                       "Message details:\n  Subject: Test\n  MAIL FROM: b-x@bnc.example\n"
+                       "  RCPT TO: 5550100@gw.example\n  From: author@shop.example\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].recipient, "5550100@gw.example");
+}
+
 TEST(DsnParser, NullReturnPathCountsAsAMailSystem) {
     auto r = parse_dsn("Return-Path: <>\nFrom: gateway@example.org\nTo: b-x@bnc.example\nSubject: failure\n\n"
                        "Delivery to u@example.org failed: 550 5.1.1 no such user\n");
