@@ -82,6 +82,12 @@ std::error_code read_file(int dir, std::string_view name, std::string& out, std:
     }
     out.resize(got);
     ::close(fd);
+    // Files are reused (spool::remove): if the name no longer leads to the
+    // file just read, it was finished and may have been written over while
+    // we read. The message is gone from here.
+    struct stat now{};
+    if (::fstatat(dir, n.c_str(), &now, 0) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev)
+        return std::make_error_code(std::errc::no_such_file_or_directory);
     return {};
 }
 
@@ -119,6 +125,12 @@ std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create
     if (ec) return nullptr;
     sp->status_fd_ = open_dir(sp->root_fd_, "status", create, ec);
     if (ec) return nullptr;
+    {
+        // Older spools have no free/; without it (and unable to make it)
+        // finished files are simply unlinked.
+        std::error_code fec;
+        sp->free_fd_ = open_dir(sp->root_fd_, "free", true, fec);
+    }
     for (auto s : all_states) {
         sp->state_fd_[static_cast<int>(s)] = open_dir(sp->root_fd_, std::string(to_string(s)).c_str(), create, ec);
         if (ec) return nullptr;
@@ -130,7 +142,8 @@ std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create
 
 spool::~spool() {
     stop();
-    for (int fd : {root_fd_, incoming_fd_, corrupt_fd_, status_fd_, lock_fd_, state_fd_[0], state_fd_[1], state_fd_[2]})
+    for (int fd : {root_fd_, incoming_fd_, corrupt_fd_, status_fd_, lock_fd_, free_fd_, state_fd_[0], state_fd_[1],
+                   state_fd_[2]})
         if (fd >= 0) ::close(fd);
 }
 
@@ -197,9 +210,20 @@ void spool::commit_batch(std::vector<pending>& batch) {
     for (auto& p : batch) {
         p.env.arrival_ms = now_ms();
         std::string head = encode_envelope(p.env);
-        int fd = ::openat(incoming_fd_, p.env.id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        // A finished message's file, written over: no blocks are freed or
+        // allocated when sizes are alike (campaign mail's are).
+        int fd = -1;
+        if (auto old = take_free(); !old.empty() &&
+            ::renameat2(free_fd_, old.c_str(), incoming_fd_, p.env.id.c_str(), RENAME_NOREPLACE) == 0) {
+            fd = ::openat(incoming_fd_, p.env.id.c_str(), O_WRONLY | O_CLOEXEC);
+            if (fd < 0) ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
+        }
+        bool reused = fd >= 0;
+        if (fd < 0) fd = ::openat(incoming_fd_, p.env.id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) { p.ec = last_error(); continue; }
         p.ec = write_all(fd, head, p.content);
+        if (!p.ec && reused && ::ftruncate(fd, static_cast<off_t>(head.size() + p.content.size())) != 0)
+            p.ec = last_error();
         if (::close(fd) != 0 && !p.ec) p.ec = last_error();
         if (p.ec) ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
         else ++written;
@@ -250,6 +274,17 @@ recovery_report spool::recover() {
         }
         ::closedir(d);
     }
+    // free/: finished messages' files, ready for reuse (beyond the cap: unlinked).
+    int ffd = free_fd_ < 0 ? -1 : ::openat(free_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (DIR* d = ffd < 0 ? nullptr : ::fdopendir(ffd)) {
+        std::lock_guard lk(free_mu_);
+        while (auto* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            if (free_.size() < max_free_files) free_.emplace_back(e->d_name);
+            else ::unlinkat(free_fd_, e->d_name, 0);
+        }
+        ::closedir(d);
+    }
     for (auto& e : list()) {
         // New ids must sort after every id already here, even if the clock
         // stepped back while we were down.
@@ -272,7 +307,16 @@ recovery_report spool::recover() {
                 continue;
             }
             auto env = read_envelope(e.id, s);
-            if (!env || env->id != e.id) {
+            if (env && env->id != e.id) {
+                // A finished message's file caught being reused by a crash
+                // (its rename to free/ lost, the new message's data on disk):
+                // the message of that name was finished; the new one was never
+                // acknowledged.
+                ::unlinkat(dirfd(s), e.id.c_str(), 0);
+                log()->warn("{}: queue file in {}/ holds {} (reused by a crash); removed", e.id, to_string(s), env->id);
+                continue;
+            }
+            if (!env) {
                 ::renameat(dirfd(s), e.id.c_str(), corrupt_fd_, e.id.c_str());
                 log()->error("{}: unreadable queue file in {}/, moved to corrupt/", e.id, to_string(s));
                 ++rep.corrupt;
@@ -383,9 +427,32 @@ std::error_code spool::move(std::string_view id, queue_state from, queue_state t
 std::error_code spool::remove(std::string_view id, queue_state s) {
     if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
     std::string n(id);
-    if (::unlinkat(dirfd(s), n.c_str(), 0) != 0) return last_error();
     ::unlinkat(status_fd_, n.c_str(), 0);
+    {
+        // Kept for reuse (see commit_batch). Not synced: after a crash the
+        // name may be back in its state directory and the message is sent
+        // again, as with an unlink that did not reach the disk.
+        std::lock_guard lk(free_mu_);
+        if (free_fd_ >= 0 && free_.size() < max_free_files && ::renameat(dirfd(s), n.c_str(), free_fd_, n.c_str()) == 0) {
+            free_.push_back(std::move(n));
+            return {};
+        }
+    }
+    if (::unlinkat(dirfd(s), n.c_str(), 0) != 0) return last_error();
     return {};
+}
+
+std::string spool::take_free() {
+    std::lock_guard lk(free_mu_);
+    if (free_.empty()) return {};
+    std::string n = std::move(free_.back());
+    free_.pop_back();
+    return n;
+}
+
+std::size_t spool::free_files() const {
+    std::lock_guard lk(free_mu_);
+    return free_.size();
 }
 
 std::error_code spool::defer(std::string_view id, queue_state from, std::int64_t due_ms) {

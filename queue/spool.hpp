@@ -1,6 +1,9 @@
 // spool — the disk-backed queue. A message's state is the directory its file
 // lives in (Postfix's idea): incoming/ (being written, never acknowledged),
 // active/, deferred/, hold/, and corrupt/ for files recovery could not read.
+// free/ keeps the files of finished messages for reuse: freeing a file's
+// blocks costs a journal commit on file systems mounted with `discard`, so
+// a finished file is renamed to free/ and a new message is written over it.
 // See queue/README.md for the layout and the durability argument.
 //
 // Guarantees:
@@ -100,8 +103,10 @@ public:
     // Moves a file that does not decode to corrupt/ (kept for a human).
     std::error_code quarantine(std::string_view id, queue_state s);
 
-    // Reading (safe while the daemon runs: files are only ever renamed or
-    // unlinked, never rewritten in place). A listing holds each id once.
+    // Reading (safe while the daemon runs: a file is rewritten only after it
+    // was renamed to free/ and then to incoming/ under a new id, and a read
+    // that raced with that finds the name no longer leads to the file it
+    // read, and reports it gone). A listing holds each id once.
     std::vector<spool_entry> list(std::optional<queue_state> only = std::nullopt) const;
     std::optional<queue_state> locate(std::string_view id) const;
     // The file's mtime: for deferred/, when the next attempt is due.
@@ -116,8 +121,11 @@ public:
 
     // State changes: a rename between state directories, made durable.
     std::error_code move(std::string_view id, queue_state from, queue_state to);
-    // Removes the queue file and its status file.
+    // Removes the queue file and its status file. The queue file goes to
+    // free/ for reuse while free/ holds fewer than max_free_files.
     std::error_code remove(std::string_view id, queue_state s);
+    static constexpr std::size_t max_free_files = 4096;
+    std::size_t free_files() const;
     // Moves to deferred/ (from any state but hold) with its mtime set to when
     // it is due, so recovery rebuilds the retry time from the file alone.
     std::error_code defer(std::string_view id, queue_state from, std::int64_t due_ms);
@@ -142,7 +150,7 @@ private:
     void commit_batch(std::vector<pending>& batch);
 
     std::filesystem::path dir_;
-    int root_fd_ = -1, incoming_fd_ = -1, corrupt_fd_ = -1, status_fd_ = -1, lock_fd_ = -1;
+    int root_fd_ = -1, incoming_fd_ = -1, corrupt_fd_ = -1, status_fd_ = -1, lock_fd_ = -1, free_fd_ = -1;
     int state_fd_[3] = {-1, -1, -1};
     queue_id_generator ids_;
     batch_hook hook_;
@@ -152,6 +160,11 @@ private:
     std::vector<pending> pending_;
     bool stopping_ = false;
     std::thread committer_;
+
+    // Names in free/, ready to be written over (see remove()).
+    mutable std::mutex free_mu_;
+    std::vector<std::string> free_;
+    std::string take_free();
 };
 
 }  // namespace ricochet::queue
