@@ -137,6 +137,7 @@ std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create
     }
     if (create) ::fsync(sp->root_fd_);
     sp->committer_ = std::thread([p = sp.get()] { p->committer_loop(); });
+    if (sp->free_fd_ >= 0) sp->reaper_ = std::thread([p = sp.get()] { p->reaper_loop(); });
     return sp;
 }
 
@@ -156,6 +157,32 @@ void spool::stop() {
     }
     cv_.notify_all();
     if (committer_.joinable()) committer_.join();
+    {
+        std::lock_guard lk(free_mu_);
+        reaper_stop_ = true;
+    }
+    free_cv_.notify_all();
+    if (reaper_.joinable()) reaper_.join();
+}
+
+// Unlinks the oldest free files while there are too many, one at a time and
+// off every other thread: each unlink may wait on the disk (~1 ms here).
+void spool::reaper_loop() {
+    std::unique_lock lk(free_mu_);
+    for (;;) {
+        free_cv_.wait(lk, [&] { return reaper_stop_ || free_.size() > max_free_.load(); });
+        if (reaper_stop_) return;
+        std::string n = std::move(free_.front());
+        free_.pop_front();
+        lk.unlock();
+        ::unlinkat(free_fd_, n.c_str(), 0);
+        lk.lock();
+    }
+}
+
+void spool::set_max_free_files(std::size_t n) {
+    max_free_.store(n);
+    free_cv_.notify_all();
 }
 
 bool spool::try_lock(std::error_code& ec) {
@@ -274,16 +301,14 @@ recovery_report spool::recover() {
         }
         ::closedir(d);
     }
-    // free/: finished messages' files, ready for reuse (beyond the cap: unlinked).
+    // free/: finished messages' files, ready for reuse (the reaper trims them).
     int ffd = free_fd_ < 0 ? -1 : ::openat(free_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (DIR* d = ffd < 0 ? nullptr : ::fdopendir(ffd)) {
         std::lock_guard lk(free_mu_);
-        while (auto* e = ::readdir(d)) {
-            if (e->d_name[0] == '.') continue;
-            if (free_.size() < max_free_files) free_.emplace_back(e->d_name);
-            else ::unlinkat(free_fd_, e->d_name, 0);
-        }
+        while (auto* e = ::readdir(d))
+            if (e->d_name[0] != '.') free_.emplace_back(e->d_name);
         ::closedir(d);
+        free_cv_.notify_one();
     }
     for (auto& e : list()) {
         // New ids must sort after every id already here, even if the clock
@@ -433,8 +458,9 @@ std::error_code spool::remove(std::string_view id, queue_state s) {
         // name may be back in its state directory and the message is sent
         // again, as with an unlink that did not reach the disk.
         std::lock_guard lk(free_mu_);
-        if (free_fd_ >= 0 && free_.size() < max_free_files && ::renameat(dirfd(s), n.c_str(), free_fd_, n.c_str()) == 0) {
+        if (free_fd_ >= 0 && !reaper_stop_ && ::renameat(dirfd(s), n.c_str(), free_fd_, n.c_str()) == 0) {
             free_.push_back(std::move(n));
+            if (free_.size() > max_free_.load()) free_cv_.notify_one();
             return {};
         }
     }

@@ -13,7 +13,9 @@
 //  - a file in incoming/ was never acknowledged; recover() deletes it.
 //  - nothing here knows SMTP or Asio: callbacks run on the committer thread.
 #pragma once
+#include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -121,11 +123,14 @@ public:
 
     // State changes: a rename between state directories, made durable.
     std::error_code move(std::string_view id, queue_state from, queue_state to);
-    // Removes the queue file and its status file. The queue file goes to
-    // free/ for reuse while free/ holds fewer than max_free_files.
+    // Removes the queue file and its status file. The queue file is renamed
+    // to free/ for reuse (a rename, never an unlink, on the caller's thread);
+    // a reaper thread of the spool's own unlinks the oldest free files while
+    // there are more than max_free_files().
     std::error_code remove(std::string_view id, queue_state s);
-    static constexpr std::size_t max_free_files = 4096;
     std::size_t free_files() const;
+    std::size_t max_free_files() const { return max_free_.load(); }
+    void set_max_free_files(std::size_t n);
     // Moves to deferred/ (from any state but hold) with its mtime set to when
     // it is due, so recovery rebuilds the retry time from the file alone.
     std::error_code defer(std::string_view id, queue_state from, std::int64_t due_ms);
@@ -161,10 +166,16 @@ private:
     bool stopping_ = false;
     std::thread committer_;
 
-    // Names in free/, ready to be written over (see remove()).
+    // Names in free/, ready to be written over (see remove()): the newest at
+    // the back (taken by commits), the oldest at the front (reaped).
     mutable std::mutex free_mu_;
-    std::vector<std::string> free_;
+    std::condition_variable free_cv_;
+    std::deque<std::string> free_;
+    std::atomic<std::size_t> max_free_{16384};
+    bool reaper_stop_ = false;
+    std::thread reaper_;
     std::string take_free();
+    void reaper_loop();
 };
 
 }  // namespace ricochet::queue

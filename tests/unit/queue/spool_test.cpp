@@ -289,3 +289,25 @@ TEST(Spool, RecoveryRemovesAFileThatHoldsAnotherMessage) {
     EXPECT_FALSE(fs::exists(d.path / "active" / "0DDDDDDDDDDDD"));
     EXPECT_EQ(s->locate(id), queue_state::active);
 }
+
+// Beyond max_free_files() the spool's reaper thread unlinks the oldest
+// free files; remove() itself only renames.
+TEST(Spool, TheReaperKeepsFreeFilesUnderTheCap) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    s->set_max_free_files(2);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i) {
+        auto e = make_env(*s, {"a@example.com"});
+        ids.push_back(e.id);
+        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+    }
+    for (auto& id : ids) ASSERT_FALSE(s->remove(id, queue_state::active));
+    auto count = [&] { return std::distance(fs::directory_iterator(d.path / "free"), fs::directory_iterator()); };
+    for (int i = 0; i < 500 && (s->free_files() > 2 || count() > 2); ++i) ::usleep(10000);  // bounded wait for the reaper
+    EXPECT_EQ(s->free_files(), 2u);
+    EXPECT_EQ(count(), 2);
+    EXPECT_TRUE(fs::exists(d.path / "free" / ids[4])) << "the newest are kept, the oldest reaped";
+    EXPECT_FALSE(fs::exists(d.path / "free" / ids[0]));
+}
