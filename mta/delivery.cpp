@@ -65,7 +65,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     static constexpr unsigned max_inflight = 2000;
     std::unordered_set<std::string> busy;
     std::unordered_set<std::string> rerun;  // became due again while being delivered
-    std::function<void(const std::vector<queue::decision>&)> decision_sink;
+    delivery_agent::decision_sink decision_sink;
 
     struct pool {
         unsigned open = 0;
@@ -476,8 +476,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                         rs.rule.empty() ? "" : " rule=" + rs.rule, rs.reply);
             evs.push_back(event_of(rs.status, id, env, idx, rs));
         }
-        events.append(evs);
-        if (decision_sink) decision_sink(ds);
+        if (decision_sink)
+            decision_sink(std::move(ds), [&log = events, evs = std::move(evs)]() mutable { log.append(evs); });
+        else
+            events.append(evs);
         return true;
     }
 
@@ -638,7 +640,7 @@ delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, queue::s
 
 unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 
-void delivery_agent::set_decision_sink(std::function<void(const std::vector<queue::decision>&)> sink) {
+void delivery_agent::set_decision_sink(decision_sink sink) {
     impl_->decision_sink = std::move(sink);
 }
 

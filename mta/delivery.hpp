@@ -44,8 +44,11 @@ public:
     void start();
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
-    // Receives every recorded decision (the daemon feeds the state store).
-    void set_decision_sink(std::function<void(const std::vector<queue::decision>&)> sink);
+    // Receives every recorded decision (the daemon feeds the state store) and
+    // a callback that writes their events, to run once they are stored.
+    // Without a sink the events are written at once.
+    using decision_sink = std::function<void(std::vector<queue::decision>, std::function<void()> then)>;
+    void set_decision_sink(decision_sink sink);
     // Stops taking new messages; those in flight finish (see in_flight()).
     void stop();
     unsigned in_flight() const;

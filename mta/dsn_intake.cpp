@@ -84,6 +84,7 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
     };
     std::vector<to_return> returns;
     auto kept_path = unparsed_dir / (env.id + ".eml");
+    if (settle) settle();
     for (auto& target_addr : env.recipients) {
         auto target = verp.verify(target_addr, bounce_domain);
         if (!target) continue;  // refused at RCPT already; defensive

@@ -45,6 +45,10 @@ struct dsn_intake {
     // first time; an error means 452 and nothing recorded. Unset: off.
     std::function<std::error_code(const queue::envelope& original, const std::vector<queue::failed_recipient>& failed)>
         return_to_sender;
+    // Called before the store is read: waits until decisions posted
+    // elsewhere (a message's `queued`, an earlier bounce) are stored. Unset:
+    // the store is always current.
+    std::function<void()> settle;
 
     std::error_code operator()(queue::envelope& env, std::string& content) const;
 };

@@ -32,6 +32,7 @@
 #include "mta/smtp_server.hpp"
 #include "queue/clock.hpp"
 #include "queue/decision_journal.hpp"
+#include "queue/decision_recorder.hpp"
 #include "queue/dsn_writer.hpp"
 #include "queue/events_log.hpp"
 #include "queue/queue_admin.hpp"
@@ -245,6 +246,15 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    // Decisions are written on the recorder's own thread, many per
+    // transaction; the I/O threads and the spool's committer only post them.
+    queue::decision_recorder recorder(record_decisions);
+    // The spool's committer posts to the recorder: it stops first.
+    struct stop_spool_first {
+        queue::spool& s;
+        ~stop_spool_first() { s.stop(); }
+    } stop_spool_guard{*spool};
+
     if (cfg.server.hostname.empty()) cfg.server.hostname = local_hostname();
     std::string secret = verp_secret(cfg, error);
     if (secret.empty()) {
@@ -258,12 +268,13 @@ int main(int argc, char** argv) {
     mta::delivery_agent delivery(io, cfg, *spool, due, events, verp, classifier, backoff);
     // After each group commit: one `queued` event per recipient and one log
     // line per message, written off the I/O threads.
-    delivery.set_decision_sink(record_decisions);
-    spool->set_batch_hook([&events, &due, &delivery, &record_decisions](const std::vector<const queue::envelope*>& batch) {
+    delivery.set_decision_sink([&recorder](std::vector<queue::decision> ds, std::function<void()> then) {
+        recorder.post(std::move(ds), std::move(then));
+    });
+    spool->set_batch_hook([&events, &due, &delivery, &recorder](const std::vector<const queue::envelope*>& batch) {
         std::vector<json> evs;
         std::vector<queue::decision> ds;
         for (auto* env : batch) {
-            due.add(env->id, env->arrival_ms);
             spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=[{}]{}{} (queue active)", env->id, env->sender,
                          env->content_size, env->recipients.size(), env->client,
                          env->auth_user.empty() ? "" : ", sasl_username=", env->auth_user);
@@ -274,8 +285,10 @@ int main(int argc, char** argv) {
                               env->sender});
             }
         }
-        events.append(evs);
-        record_decisions(ds);
+        // Posted before the messages are scheduled: `queued` is stored
+        // before any decision about their delivery.
+        recorder.post(std::move(ds), [&events, evs = std::move(evs)]() mutable { events.append(evs); });
+        for (auto* env : batch) due.add(env->id, env->arrival_ms);
         delivery.wake();
     });
     mta::smtp_server_options sub;
@@ -341,7 +354,9 @@ int main(int argc, char** argv) {
         return mta::rcpt_verdict::refuse("550 5.1.1 <" + std::string(rcpt) + ">: no such bounce address");
     };
     mta::dsn_intake intake{verp, classifier, *store, events, cfg.bounce_listener.domain,
-                           cfg.server.spool_dir / "dsn-unparsed", record_decisions, {}};
+                           cfg.server.spool_dir / "dsn-unparsed",
+                           [&recorder](const std::vector<queue::decision>& ds) { recorder.record_now(ds); },
+                           {}, [&recorder] { recorder.flush(); }};
     if (cfg.bounce.return_to_sender) {
         // A bounce that comes back after the message left the spool: the
         // sender's DSN is queued (and durable) before the listener says 250.
@@ -380,7 +395,7 @@ int main(int argc, char** argv) {
         journal_timer.expires_after(std::chrono::seconds(5));
         journal_timer.async_wait([&](const boost::system::error_code& jec) {
             if (jec) return;
-            if (!journal.empty()) record_decisions({});
+            if (!journal.empty()) recorder.post({});  // replayed on the recorder's thread
             replay_journal();
         });
     };

@@ -16,15 +16,21 @@ constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 namespace {
 // RFC 5321 4.5.2: a line starting with "." gets another; the message ends with CRLF.CRLF.
 std::string dot_stuff(const std::string& content) {
+    // RFC 5321 4.5.2: a line that starts with "." gets another one. Copied a
+    // run at a time between the lines that need it (most messages: none).
     std::string out;
-    out.reserve(content.size() + content.size() / 50 + 8);
-    bool line_start = true;
-    for (char c : content) {
-        if (line_start && c == '.') out.push_back('.');
-        out.push_back(c);
-        line_start = c == '\n';
+    out.reserve(content.size() + 16);
+    std::size_t pos = 0;
+    if (!content.empty() && content[0] == '.') out.push_back('.');
+    for (;;) {
+        auto p = content.find("\n.", pos);
+        if (p == std::string::npos) break;
+        out.append(content, pos, p + 1 - pos);
+        out.push_back('.');
+        pos = p + 1;
     }
-    if (!out.empty() && !line_start) out += "\r\n";
+    out.append(content, pos, std::string::npos);
+    if (!content.empty() && content.back() != '\n') out += "\r\n";
     out += ".\r\n";
     return out;
 }

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -136,8 +137,15 @@ std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create
         if (ec) return nullptr;
     }
     if (create) ::fsync(sp->root_fd_);
-    sp->committer_ = std::thread([p = sp.get()] { p->committer_loop(); });
-    if (sp->free_fd_ >= 0) sp->reaper_ = std::thread([p = sp.get()] { p->reaper_loop(); });
+    sp->committer_ = std::thread([p = sp.get()] {
+        ::pthread_setname_np(::pthread_self(), "committer");
+        p->committer_loop();
+    });
+    if (sp->free_fd_ >= 0)
+        sp->reaper_ = std::thread([p = sp.get()] {
+            ::pthread_setname_np(::pthread_self(), "reaper");
+            p->reaper_loop();
+        });
     return sp;
 }
 

@@ -26,6 +26,8 @@ struct stmt {
     stmt& num(int i, std::int64_t v) { sqlite3_bind_int64(s, i, v); return *this; }
     bool step() { return sqlite3_step(s) == SQLITE_ROW; }
     int done() { return sqlite3_step(s); }
+    // Ready to be bound and stepped again (one prepare for a whole batch).
+    void reset() { sqlite3_reset(s); sqlite3_clear_bindings(s); }
     std::string col_text(int i) { auto* p = sqlite3_column_text(s, i); return p ? reinterpret_cast<const char*>(p) : ""; }
     std::int64_t col_num(int i) { return sqlite3_column_int64(s, i); }
 };
@@ -65,10 +67,12 @@ void save(sqlite3* db, const bounce::address_record& r, std::int64_t now) {
     q.done();
 }
 
-void insert_decision(sqlite3* db, const decision& d) {
-    stmt q(db,
-           "INSERT INTO decisions(time_ms, type, queue_id, campaign, recipient, domain, kind, category, rule, reply) "
-           "VALUES(?,?,?,?,?,?,?,?,?,?)");
+constexpr const char* insert_decision_sql =
+    "INSERT INTO decisions(time_ms, type, queue_id, campaign, recipient, domain, kind, category, rule, reply) "
+    "VALUES(?,?,?,?,?,?,?,?,?,?)";
+
+void insert_decision(stmt& q, const decision& d) {
+    q.reset();
     std::string rcpt = lower(d.recipient);
     q.num(1, d.time_ms).text(2, d.type).text(3, d.queue_id).text(4, d.campaign).text(5, rcpt).text(6, domain_of(rcpt))
         .text(7, d.kind).text(8, d.category).text(9, d.rule).text(10, d.reply);
@@ -157,16 +161,21 @@ std::vector<bounce::address_record> sqlite_state_store::record(const std::vector
         error = sqlite3_errmsg(db_);  // nothing written: the caller logs it
         return {};
     }
+    // Prepared once per batch: a batch from the recorder holds every
+    // decision of many messages.
+    stmt ins_decision(db_, insert_decision_sql);
+    stmt ins_message(db_, "INSERT OR IGNORE INTO messages(queue_id, campaign, sender) VALUES(?,?,?)");
+    stmt ins_recipient(db_, "INSERT OR IGNORE INTO message_recipients(queue_id, idx, recipient) VALUES(?,?,?)");
     for (auto& d : ds) {
-        insert_decision(db_, d);
+        insert_decision(ins_decision, d);
         if (d.type == "queued") {
-            stmt q(db_, "INSERT OR IGNORE INTO messages(queue_id, campaign, sender) VALUES(?,?,?)");
-            q.text(1, d.queue_id).text(2, d.campaign).text(3, d.sender);
-            q.done();
+            ins_message.reset();
+            ins_message.text(1, d.queue_id).text(2, d.campaign).text(3, d.sender);
+            ins_message.done();
             if (d.index >= 0) {
-                stmt r(db_, "INSERT OR IGNORE INTO message_recipients(queue_id, idx, recipient) VALUES(?,?,?)");
-                r.text(1, d.queue_id).num(2, d.index).text(3, lower(d.recipient));
-                r.done();
+                ins_recipient.reset();
+                ins_recipient.text(1, d.queue_id).num(2, d.index).text(3, lower(d.recipient));
+                ins_recipient.done();
             }
             continue;
         }
@@ -249,7 +258,10 @@ bool sqlite_state_store::set_status(const std::string& address, bounce::address_
         return false;
     }
     save(db_, rec, now_ms);
-    insert_decision(db_, {now_ms, "admin", "", "", addr, "", "", why, "status set to " + std::string(bounce::to_string(s))});
+    {
+        stmt ins(db_, insert_decision_sql);
+        insert_decision(ins, {now_ms, "admin", "", "", addr, "", "", why, "status set to " + std::string(bounce::to_string(s))});
+    }
     if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
         error = sqlite3_errmsg(db_);
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);

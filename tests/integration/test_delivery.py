@@ -54,6 +54,22 @@ class Delivery(unittest.TestCase):
         wait_for(lambda: self.d.queue_ids() == [], what="empty queue")
         self.assertIn("to=<ok1@sink.test>, relay=127.0.0.1[127.0.0.1]", self.d.log())
 
+    def test_lines_starting_with_a_dot_arrive_as_they_were_sent(self):
+        # RFC 5321 4.5.2 both ways: smtplib stuffs, we unstuff on submission
+        # and stuff again on delivery; the sink unstuffs. A body line of just
+        # "." must not end the message early.
+        body = (b"From: a@example.com\r\nTo: dots@sink.test\r\nSubject: dots\r\n\r\n"
+                b".leading dot\r\n.\r\n..two dots\r\nmiddle . dot\r\n.")
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.ehlo("t")
+            s.mail("news@example.com")
+            s.rcpt("dots@sink.test")
+            code, _ = s.data(body)
+            self.assertEqual(code, 250)
+        wait_for(lambda: events(self.d, "delivered"), what="delivered event")
+        (_, _, data), = self.sink.received()
+        self.assertTrue(data.endswith(b"\r\n\r\n.leading dot\r\n.\r\n..two dots\r\nmiddle . dot\r\n.\r\n"), data[-80:])
+
     def test_550_fails_at_once_with_the_whole_reply(self):
         qid = submit(self.d, ["reject1@sink.test"])
         ev = wait_for(lambda: events(self.d, "bounced"), what="bounced event")[0]

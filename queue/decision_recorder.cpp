@@ -1,0 +1,80 @@
+#include "queue/decision_recorder.hpp"
+
+#include <pthread.h>
+
+namespace ricochet::queue {
+
+decision_recorder::decision_recorder(apply_fn apply) : apply_(std::move(apply)) {
+    thread_ = std::thread([this] {
+        ::pthread_setname_np(::pthread_self(), "recorder");
+        loop();
+    });
+}
+
+decision_recorder::~decision_recorder() {
+    {
+        std::lock_guard lk(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+void decision_recorder::post(std::vector<decision> ds, std::function<void()> then) {
+    {
+        std::lock_guard lk(mu_);
+        if (!stopping_) {
+            queue_.push_back({std::move(ds), std::move(then)});
+            ++posted_;
+            cv_.notify_one();
+            return;
+        }
+    }
+    // Stopping: nothing is dropped, the caller's thread applies it.
+    apply_(ds);
+    if (then) then();
+}
+
+void decision_recorder::flush() {
+    std::unique_lock lk(mu_);
+    auto target = posted_;
+    done_cv_.wait(lk, [&] { return applied_ >= target; });
+}
+
+void decision_recorder::record_now(std::vector<decision> ds) {
+    post(std::move(ds));
+    flush();
+}
+
+std::size_t decision_recorder::batches() const {
+    std::lock_guard lk(mu_);
+    return batches_;
+}
+
+void decision_recorder::loop() {
+    std::vector<item> batch;
+    std::vector<decision> all;
+    for (;;) {
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // stopping, and everything is applied
+            batch.swap(queue_);
+        }
+        all.clear();
+        for (auto& it : batch)
+            for (auto& d : it.ds) all.push_back(std::move(d));
+        apply_(all);
+        for (auto& it : batch)
+            if (it.then) it.then();
+        {
+            std::lock_guard lk(mu_);
+            applied_ += batch.size();
+            ++batches_;
+        }
+        done_cv_.notify_all();
+        batch.clear();
+    }
+}
+
+}  // namespace ricochet::queue

@@ -1,0 +1,98 @@
+// Tests for queue/decision_recorder.hpp: order, batching, flush, and that
+// nothing posted is lost at shutdown.
+#include "queue/decision_recorder.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace ricochet::queue;
+
+namespace {
+decision d(const std::string& id) {
+    decision x;
+    x.type = "delivered";
+    x.queue_id = id;
+    return x;
+}
+}  // namespace
+
+TEST(DecisionRecorder, AppliesInOrderAndRunsThenAfterItsDecisions) {
+    std::mutex mu;
+    std::vector<std::string> log;
+    {
+        decision_recorder r([&](const std::vector<decision>& ds) {
+            std::lock_guard lk(mu);
+            for (auto& x : ds) log.push_back("apply " + x.queue_id);
+        });
+        for (int i = 0; i < 50; ++i) {
+            auto id = std::to_string(i);
+            r.post({d(id)}, [&, id] {
+                std::lock_guard lk(mu);
+                log.push_back("then " + id);
+            });
+        }
+        r.flush();
+        std::lock_guard lk(mu);
+        ASSERT_EQ(log.size(), 100u) << "flush returns only when all 50 are applied";
+    }
+    // Each id's decision is applied before its `then`, and ids keep their order.
+    int last_apply = -1, last_then = -1;
+    for (std::size_t i = 0; i < log.size(); ++i) {
+        bool apply = log[i].rfind("apply ", 0) == 0;
+        int id = std::stoi(log[i].substr(apply ? 6 : 5));
+        if (apply) {
+            EXPECT_EQ(id, last_apply + 1);
+            last_apply = id;
+        } else {
+            EXPECT_EQ(id, last_then + 1);
+            EXPECT_LE(id, last_apply) << "an event never runs before its decision is stored";
+            last_then = id;
+        }
+    }
+}
+
+TEST(DecisionRecorder, PostsThatArriveWhileOneIsAppliedShareTheNextBatch) {
+    std::promise<void> entered, release;
+    auto release_f = release.get_future().share();
+    std::vector<std::size_t> sizes;
+    bool first = true;
+    decision_recorder r([&](const std::vector<decision>& ds) {
+        sizes.push_back(ds.size());
+        if (first) {
+            first = false;
+            entered.set_value();
+            release_f.wait();  // the store is slow: posts pile up meanwhile
+        }
+    });
+    r.post({d("a")});
+    entered.get_future().wait();
+    for (int i = 0; i < 20; ++i) r.post({d("b" + std::to_string(i))});
+    release.set_value();
+    r.flush();
+    ASSERT_EQ(sizes.size(), 2u) << "the 20 that waited went in one transaction";
+    EXPECT_EQ(sizes[0], 1u);
+    EXPECT_EQ(sizes[1], 20u);
+    EXPECT_EQ(r.batches(), 2u);
+}
+
+TEST(DecisionRecorder, EverythingPostedIsAppliedAtShutdown) {
+    std::size_t applied = 0;
+    {
+        decision_recorder r([&](const std::vector<decision>& ds) { applied += ds.size(); });
+        for (int i = 0; i < 1000; ++i) r.post({d(std::to_string(i))});
+    }  // destroyed without flush
+    EXPECT_EQ(applied, 1000u);
+}
+
+TEST(DecisionRecorder, RecordNowWaitsForItsOwnDecisions) {
+    std::atomic<int> applied{0};
+    decision_recorder r([&](const std::vector<decision>& ds) { applied += static_cast<int>(ds.size()); });
+    r.record_now({d("x"), d("y")});
+    EXPECT_EQ(applied.load(), 2);
+}
