@@ -528,6 +528,13 @@ dsn_report parse_dsn(std::string_view raw) {
         std::string ltext = lower(st.text);
         stage text_stage = stage::rcpt;
         find_stage(ltext, text_stage);
+        // Every reported address: one recipient's part of the notice text
+        // ends where the next one's begins.
+        std::vector<std::string> reported;
+        for (auto& g : st.dsn_groups) {
+            auto r = lower(strip_type(field(g, "final-recipient")));
+            if (!r.empty()) reported.push_back(std::move(r));
+        }
         for (auto& g : st.dsn_groups) {
             if (rep.records.size() >= max_records) break;
             if (!field(g, "reporting-mta").empty()) reporting = strip_type(field(g, "reporting-mta"));
@@ -558,7 +565,7 @@ dsn_report parse_dsn(std::string_view raw) {
                 d.status = dstatus;
             // No diagnostic at all: the notice text about this recipient.
             if (d.diagnostic.empty() || (generic_status(d.status) && dstatus.empty())) {
-                std::string seg = segment_for(st.text, ltext, d.recipient, {});
+                std::string seg = segment_for(st.text, ltext, d.recipient, reported);
                 int c2 = 0;
                 std::string s2;
                 find_codes(seg, c2, s2);

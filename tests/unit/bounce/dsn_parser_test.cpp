@@ -177,6 +177,24 @@ TEST(DsnParser, TheOriginalsAuthorQuotedBackIsNotARecipient) {
     EXPECT_EQ(r.records[0].recipient, "5550100@gw.example");
 }
 
+TEST(DsnParser, EachRecordWithoutADiagnosticGetsOnlyItsOwnPartOfTheNotice) {
+    // No Diagnostic-Code: the notice text is read, from the recipient's
+    // address up to the next reported address, not beyond.
+    auto raw = std::string("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: Delivery failure\nMIME-Version: 1.0\n"
+                           "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n"
+                           "--B\nContent-Type: text/plain\n\n"
+                           "u1@example.org: 550 5.1.1 <u1@example.org>: Recipient address rejected: User unknown\n"
+                           "u2@example.org: 552 5.2.2 <u2@example.org>: Recipient address rejected: Mailbox full\n\n"
+                           "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n"
+                           "Final-Recipient: rfc822; u1@example.org\nAction: failed\nStatus: 5.0.0\n\n"
+                           "Final-Recipient: rfc822; u2@example.org\nAction: failed\nStatus: 5.0.0\n\n--B--\n");
+    auto r = parse_dsn(raw);
+    ASSERT_EQ(r.records.size(), 2u);
+    EXPECT_EQ(r.records[0].status, "5.1.1");
+    EXPECT_EQ(r.records[0].diagnostic.find("Mailbox full"), std::string::npos) << r.records[0].diagnostic;
+    EXPECT_EQ(r.records[1].status, "5.2.2");
+}
+
 TEST(DsnParser, NullReturnPathCountsAsAMailSystem) {
     auto r = parse_dsn("Return-Path: <>\nFrom: gateway@example.org\nTo: b-x@bnc.example\nSubject: failure\n\n"
                        "Delivery to u@example.org failed: 550 5.1.1 no such user\n");
