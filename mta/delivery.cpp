@@ -483,6 +483,20 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         return true;
     }
 
+    // Resumes once every decision posted so far is in the state store,
+    // without holding a thread meanwhile. A finished message's file is
+    // removed only after: its decisions (a hard bounce that suppresses the
+    // address) must survive a crash, and the file is their only other record.
+    awaitable<void> decisions_stored() {
+        if (!decision_sink) co_return;
+        auto ex = co_await asio::this_coro::executor;
+        auto init = [this, ex](auto handler) {
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            decision_sink({}, [h, ex] { asio::post(ex, [h] { std::move (*h)(); }); });
+        };
+        co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(init, asio::use_awaitable);
+    }
+
     // bounce.return_to_sender: when a message is finished, one DSN to its
     // sender listing every recipient that failed, queued like any message
     // from the null sender. True when there is nothing to send or it is
@@ -622,6 +636,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 due.add(id, now + 60000);  // finished, but its DSN is not queued yet
                 co_return;
             }
+            co_await decisions_stored();
+            where = spool.locate(id);  // an operator may have held it meanwhile
+            if (!where) co_return;
             if (auto rec = spool.remove(id, *where)) log()->error("{}: cannot remove: {}", id, rec.message());
             else log()->info("{}: removed", id);
             co_return;

@@ -285,9 +285,11 @@ int main(int argc, char** argv) {
                               env->sender});
             }
         }
-        // Posted before the messages are scheduled: `queued` is stored
-        // before any decision about their delivery.
+        // Stored before the clients hear 250 (a crash after it keeps the
+        // messages' rows, which later bounces are matched against) and before
+        // the messages are scheduled. One transaction for the whole batch.
         recorder.post(std::move(ds), [&events, evs = std::move(evs)]() mutable { events.append(evs); });
+        recorder.flush();
         for (auto* env : batch) due.add(env->id, env->arrival_ms);
         delivery.wake();
     });

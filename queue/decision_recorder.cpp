@@ -2,7 +2,15 @@
 
 #include <pthread.h>
 
+#include "queue/logger.hpp"
+
 namespace ricochet::queue {
+namespace {
+std::shared_ptr<spdlog::logger> log() {
+    static auto l = named_logger("queue");
+    return l;
+}
+}  // namespace
 
 decision_recorder::decision_recorder(apply_fn apply) : apply_(std::move(apply)) {
     thread_ = std::thread([this] {
@@ -36,6 +44,9 @@ void decision_recorder::post(std::vector<decision> ds, std::function<void()> the
 }
 
 void decision_recorder::flush() {
+    // From the recorder's own thread (an apply or a `then`): waiting would
+    // never end, and what was posted before is applied in order anyway.
+    if (std::this_thread::get_id() == thread_.get_id()) return;
     std::unique_lock lk(mu_);
     auto target = posted_;
     done_cv_.wait(lk, [&] { return applied_ >= target; });
@@ -64,9 +75,21 @@ void decision_recorder::loop() {
         all.clear();
         for (auto& it : batch)
             for (auto& d : it.ds) all.push_back(std::move(d));
-        apply_(all);
-        for (auto& it : batch)
-            if (it.then) it.then();
+        // A failure here must not stop the recorder (nor the daemon): it is
+        // logged, and the store's own journal keeps what was not recorded.
+        try {
+            apply_(all);
+        } catch (const std::exception& e) {
+            log()->error("recorder: {} decision(s) not recorded: {}", all.size(), e.what());
+        }
+        for (auto& it : batch) {
+            if (!it.then) continue;
+            try {
+                it.then();
+            } catch (const std::exception& e) {
+                log()->error("recorder: {}", e.what());
+            }
+        }
         {
             std::lock_guard lk(mu_);
             applied_ += batch.size();

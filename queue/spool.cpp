@@ -126,9 +126,10 @@ std::unique_ptr<spool> spool::open(const std::filesystem::path& dir, bool create
     if (ec) return nullptr;
     sp->status_fd_ = open_dir(sp->root_fd_, "status", create, ec);
     if (ec) return nullptr;
-    {
-        // Older spools have no free/; without it (and unable to make it)
-        // finished files are simply unlinked.
+    if (create) {
+        // Only the daemon (create = true) reuses files; older spools get
+        // free/ here. Without it (unable to make it) finished files are
+        // simply unlinked.
         std::error_code fec;
         sp->free_fd_ = open_dir(sp->root_fd_, "free", true, fec);
     }
@@ -178,10 +179,16 @@ void spool::stop() {
 void spool::reaper_loop() {
     std::unique_lock lk(free_mu_);
     for (;;) {
-        free_cv_.wait(lk, [&] { return reaper_stop_ || free_.size() > max_free_.load(); });
+        free_cv_.wait(lk, [&] { return reaper_stop_ || free_.size() + free_dirty_.size() > max_free_.load(); });
         if (reaper_stop_) return;
-        std::string n = std::move(free_.front());
-        free_.pop_front();
+        std::string n;
+        if (!free_.empty()) {
+            n = std::move(free_.front());
+            free_.pop_front();
+        } else {
+            n = std::move(free_dirty_.front());
+            free_dirty_.pop_front();
+        }
         lk.unlock();
         ::unlinkat(free_fd_, n.c_str(), 0);
         lk.lock();
@@ -242,9 +249,7 @@ void spool::committer_loop() {
 void spool::commit_batch(std::vector<pending>& batch) {
     const int active = dirfd(queue_state::active);
     std::size_t written = 0;
-    for (auto& p : batch) {
-        p.env.arrival_ms = now_ms();
-        std::string head = encode_envelope(p.env);
+    auto write_one = [&](pending& p, const std::string& head) -> std::error_code {
         // A finished message's file, written over: no blocks are freed or
         // allocated when sizes are alike (campaign mail's are).
         int fd = -1;
@@ -255,16 +260,43 @@ void spool::commit_batch(std::vector<pending>& batch) {
         }
         bool reused = fd >= 0;
         if (fd < 0) fd = ::openat(incoming_fd_, p.env.id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) { p.ec = last_error(); continue; }
-        p.ec = write_all(fd, head, p.content);
-        if (!p.ec && reused && ::ftruncate(fd, static_cast<off_t>(head.size() + p.content.size())) != 0)
-            p.ec = last_error();
-        if (::close(fd) != 0 && !p.ec) p.ec = last_error();
-        if (p.ec) ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
-        else ++written;
+        if (fd < 0) return last_error();
+        auto ec = write_all(fd, head, p.content);
+        if (!ec && reused && ::ftruncate(fd, static_cast<off_t>(head.size() + p.content.size())) != 0)
+            ec = last_error();
+        if (::close(fd) != 0 && !ec) ec = last_error();
+        if (ec) ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
+        return ec;
+    };
+    for (auto& p : batch) {
+        p.env.arrival_ms = now_ms();
+        std::string head = encode_envelope(p.env);
+        p.ec = write_one(p, head);
+        // A full disk may be full of finished files kept for reuse: they go
+        // first, then the message is tried once more.
+        if ((p.ec == std::errc::no_space_on_device || p.ec.value() == EDQUOT) && drop_free_files() > 0)
+            p.ec = write_one(p, head);
+        if (!p.ec) ++written;
     }
-    if (written > 0 && ::syncfs(incoming_fd_) != 0) {
-        auto ec = last_error();
+    // Free names renamed before this syncfs become safe to write over once
+    // it has returned.
+    std::deque<std::string> covered;
+    {
+        std::lock_guard lk(free_mu_);
+        covered.swap(free_dirty_);
+    }
+    std::error_code sync_ec;
+    if (written > 0 && ::syncfs(incoming_fd_) != 0) sync_ec = last_error();
+    bool synced = written > 0 && !sync_ec;
+    {
+        std::lock_guard lk(free_mu_);
+        for (auto& n : covered) {
+            if (synced) free_.push_back(std::move(n));
+            else free_dirty_.push_back(std::move(n));
+        }
+    }
+    if (written > 0 && !synced) {
+        auto ec = sync_ec;
         for (auto& p : batch)
             if (!p.ec) { p.ec = ec; ::unlinkat(incoming_fd_, p.env.id.c_str(), 0); }
         written = 0;
@@ -309,8 +341,14 @@ recovery_report spool::recover() {
         }
         ::closedir(d);
     }
-    // free/: finished messages' files, ready for reuse (the reaper trims them).
+    // free/: finished messages' files, ready for reuse (the reaper trims
+    // them). One syncfs first: renames from the last run may not be on disk
+    // yet, and a name is written over only once its rename is.
     int ffd = free_fd_ < 0 ? -1 : ::openat(free_fd_, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (ffd >= 0 && ::syncfs(ffd) != 0) {
+        ::close(ffd);
+        ffd = -1;  // not known to be on disk: not reused (unlinked when reaped)
+    }
     if (DIR* d = ffd < 0 ? nullptr : ::fdopendir(ffd)) {
         std::lock_guard lk(free_mu_);
         while (auto* e = ::readdir(d))
@@ -428,7 +466,10 @@ std::optional<envelope> spool::read_envelope(std::string_view id, queue_state s)
 
 std::optional<envelope> spool::find_envelope(std::string_view id, queue_state& s) const {
     for (int tries = 0; tries < 3; ++tries) {
-        if (auto env = read_envelope(id, s)) return env;
+        if (auto env = read_envelope(id, s)) {
+            if (env->id != id) return std::nullopt;  // a reused file under an old name: not this message
+            return env;
+        }
         auto now = locate(id);
         if (!now) return std::nullopt;  // gone: delivered or deleted
         s = *now;
@@ -442,7 +483,10 @@ std::error_code spool::read_message(std::string_view id, queue_state s, envelope
     if (auto ec = read_file(dirfd(s), id, all, 0)) return ec;
     std::size_t hs = 0;
     auto e = decode_envelope(all, hs);
-    if (!e || all.size() - hs != e->content_size) return std::make_error_code(std::errc::illegal_byte_sequence);
+    // Another id inside: never sent under this one (a reused file; see
+    // queue/README.md). Treated as a file that does not decode.
+    if (!e || all.size() - hs != e->content_size || e->id != id)
+        return std::make_error_code(std::errc::illegal_byte_sequence);
     env = std::move(*e);
     content.assign(all, hs);
     return {};
@@ -460,20 +504,35 @@ std::error_code spool::move(std::string_view id, queue_state from, queue_state t
 std::error_code spool::remove(std::string_view id, queue_state s) {
     if (!is_queue_id(id)) return std::make_error_code(std::errc::invalid_argument);
     std::string n(id);
-    ::unlinkat(status_fd_, n.c_str(), 0);
     {
-        // Kept for reuse (see commit_batch). Not synced: after a crash the
-        // name may be back in its state directory and the message is sent
-        // again, as with an unlink that did not reach the disk.
+        // Kept for reuse (see commit_batch). Not synced here: after a crash
+        // the name may be back in its state directory and the message is
+        // sent again, as with an unlink that did not reach the disk. It is
+        // written over only after a later syncfs (free_dirty_).
         std::lock_guard lk(free_mu_);
         if (free_fd_ >= 0 && !reaper_stop_ && ::renameat(dirfd(s), n.c_str(), free_fd_, n.c_str()) == 0) {
-            free_.push_back(std::move(n));
-            if (free_.size() > max_free_.load()) free_cv_.notify_one();
+            ::unlinkat(status_fd_, n.c_str(), 0);
+            free_dirty_.push_back(n);
+            if (free_.size() + free_dirty_.size() > max_free_.load()) free_cv_.notify_one();
             return {};
         }
     }
     if (::unlinkat(dirfd(s), n.c_str(), 0) != 0) return last_error();
+    ::unlinkat(status_fd_, n.c_str(), 0);  // only once the message is gone
     return {};
+}
+
+std::size_t spool::drop_free_files() {
+    std::deque<std::string> all, dirty;
+    {
+        std::lock_guard lk(free_mu_);
+        all.swap(free_);
+        dirty.swap(free_dirty_);
+    }
+    for (auto& n : dirty) all.push_back(std::move(n));
+    for (auto& n : all) ::unlinkat(free_fd_, n.c_str(), 0);
+    if (!all.empty()) log()->warn("spool: disk full; {} finished file(s) kept for reuse deleted", all.size());
+    return all.size();
 }
 
 std::string spool::take_free() {
@@ -486,7 +545,7 @@ std::string spool::take_free() {
 
 std::size_t spool::free_files() const {
     std::lock_guard lk(free_mu_);
-    return free_.size();
+    return free_.size() + free_dirty_.size();
 }
 
 std::error_code spool::defer(std::string_view id, queue_state from, std::int64_t due_ms) {

@@ -166,15 +166,20 @@ private:
     bool stopping_ = false;
     std::thread committer_;
 
-    // Names in free/, ready to be written over (see remove()): the newest at
+    // Names in free/. A name is written over only once its rename into
+    // free/ is on disk (free_, after a syncfs that covered it): otherwise a
+    // crash could bring the old name back over the new message's data.
+    // free_dirty_: renamed since the last syncfs. In free_, the newest are at
     // the back (taken by commits), the oldest at the front (reaped).
     mutable std::mutex free_mu_;
     std::condition_variable free_cv_;
     std::deque<std::string> free_;
+    std::deque<std::string> free_dirty_;
     std::atomic<std::size_t> max_free_{16384};
     bool reaper_stop_ = false;
     std::thread reaper_;
     std::string take_free();
+    std::size_t drop_free_files();  // unlinks every free file (disk full); how many
     void reaper_loop();
 };
 

@@ -162,6 +162,32 @@ class Dsn(unittest.TestCase):
         st = self.status("ok-v@sink.test")
         self.assertEqual((st["status"], st["bounce_count"]), ("bounced", 1))
 
+    def test_a_bounce_after_a_crash_still_finds_its_message(self):
+        # The message's rows (which a later bounce is matched against) are in
+        # the store, or its journal, before the client hears 250: a kill -9
+        # right after cannot lose them. The store is held locked so that
+        # they can only reach the journal, and slowly.
+        import os
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.d.dir, "state.db"), timeout=1, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            with smtplib.SMTP("127.0.0.1", self.d.port, timeout=60) as s:
+                s.ehlo("t")
+                s.sendmail("news@example.com", ["ok-crash@sink.test"], message(1, campaign="fall"))
+            self.d.kill9()
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        self.d.start()
+        wait_for(lambda: self.sink.received("ok-crash@sink.test"), what="delivery after the restart", timeout=60)
+        verp = self.sink.received("ok-crash@sink.test")[0][0]
+        code, _ = self.bounce(verp, DSN.format(verp=verp, rcpt="ok-crash@sink.test"))
+        self.assertEqual(code, 250)
+        ev = wait_for(lambda: self.events("bounced", "ok-crash@sink.test"), what="bounced event", timeout=30)[0]
+        self.assertEqual(ev["campaign"], "fall")
+        self.assertFalse(self.events("dsn", "ok-crash@sink.test"), "the store knew the message")
+
     def test_complaint_unsubscribes(self):
         verp = self.deliver("ok-c@sink.test")
         self.assertEqual(self.bounce(verp, ARF.format(verp=verp, rcpt="ok-c@sink.test"))[0], 250)

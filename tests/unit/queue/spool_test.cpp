@@ -229,19 +229,62 @@ TEST(Spool, FinishedFilesAreWrittenOverByNewMessages) {
     EXPECT_EQ(s->free_files(), 1u);
     EXPECT_EQ((fs::status(d.path / "free").permissions() & fs::perms::others_all), fs::perms::none);
 
-    // A shorter message in the same file: nothing of the old one is left.
+    // Not by the very next commit: the rename into free/ is not on disk
+    // until a syncfs covers it, and a crash could bring e1's name back over
+    // e2's data. The commit after that may reuse it.
     auto e2 = make_env(*s, {"b@example.com"});
-    ASSERT_FALSE(submit_sync(*s, e2, "short\r\n"));
+    ASSERT_FALSE(submit_sync(*s, e2, "first\r\n"));
+    struct stat second{};
+    ASSERT_EQ(::stat((d.path / "active" / e2.id).c_str(), &second), 0);
+    EXPECT_NE(second.st_ino, before.st_ino) << "a free name is written over only after a syncfs covered its rename";
+    EXPECT_EQ(s->free_files(), 1u);
+
+    // A shorter message in the same file: nothing of the old one is left.
+    auto e3 = make_env(*s, {"c@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e3, "short\r\n"));
     EXPECT_EQ(s->free_files(), 0u);
     struct stat after{};
-    ASSERT_EQ(::stat((d.path / "active" / e2.id).c_str(), &after), 0);
+    ASSERT_EQ(::stat((d.path / "active" / e3.id).c_str(), &after), 0);
     EXPECT_EQ(after.st_ino, before.st_ino) << "the finished file was reused";
     envelope got;
     std::string content;
-    ASSERT_FALSE(s->read_message(e2.id, queue_state::active, got, content));
-    EXPECT_EQ(got.id, e2.id);
+    ASSERT_FALSE(s->read_message(e3.id, queue_state::active, got, content));
+    EXPECT_EQ(got.id, e3.id);
     EXPECT_EQ(content, "short\r\n");
     EXPECT_TRUE(fs::is_empty(d.path / "free"));
+}
+
+// A file whose envelope names another id is never read as this message
+// (a reused file under an old name): it reads as one that does not decode.
+TEST(Spool, AFileHoldingAnotherIdDoesNotReadAsThisMessage) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    auto e = make_env(*s, {"a@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+    fs::copy_file(d.path / "active" / e.id, d.path / "deferred" / "0EEEEEEEEEEEE");
+    envelope got;
+    std::string content;
+    EXPECT_EQ(s->read_message("0EEEEEEEEEEEE", queue_state::deferred, got, content),
+              std::make_error_code(std::errc::illegal_byte_sequence));
+    auto st = queue_state::deferred;
+    EXPECT_FALSE(s->find_envelope("0EEEEEEEEEEEE", st));
+}
+
+// remove() of a message that is not where the caller thought (an operator
+// moved it): nothing changes, its status file included.
+TEST(Spool, RemoveFromTheWrongStateKeepsTheStatusFile) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    auto e = make_env(*s, {"a@example.com", "b@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+    recipient_status delivered;
+    delivered.status = "delivered";
+    ASSERT_FALSE(s->append_status(e.id, {{0, delivered}}));
+    EXPECT_TRUE(s->remove(e.id, queue_state::deferred)) << "it is in active/";
+    EXPECT_TRUE(fs::exists(d.path / "status" / e.id));
+    EXPECT_EQ(s->locate(e.id), queue_state::active);
 }
 
 TEST(Spool, FreeFilesSurviveARestart) {
@@ -258,7 +301,7 @@ TEST(Spool, FreeFilesSurviveARestart) {
         for (auto& id : ids) ASSERT_FALSE(s->remove(id, queue_state::active));
         EXPECT_EQ(s->free_files(), 3u);
     }
-    auto s = spool::open(d.path, false, ec);
+    auto s = spool::open(d.path, true, ec);  // as the daemon opens it
     ASSERT_TRUE(s->try_lock(ec));
     auto rep = s->recover();
     EXPECT_EQ(rep.active, 0u);
