@@ -489,12 +489,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     // address) must survive a crash, and the file is their only other record.
     awaitable<void> decisions_stored() {
         if (!decision_sink) co_return;
-        auto ex = co_await asio::this_coro::executor;
-        auto init = [this, ex](auto handler) {
-            auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            decision_sink({}, [h, ex] { asio::post(ex, [h] { std::move (*h)(); }); });
-        };
-        co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(init, asio::use_awaitable);
+        auto start = [this](auto done) { decision_sink({}, std::move(done)); };  // an empty batch, applied in order
+        co_await async_from_callback<void()>(start, asio::use_awaitable);
     }
 
     // bounce.return_to_sender: when a message is finished, one DSN to its

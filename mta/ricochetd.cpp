@@ -288,8 +288,7 @@ int main(int argc, char** argv) {
         // Stored before the clients hear 250 (a crash after it keeps the
         // messages' rows, which later bounces are matched against) and before
         // the messages are scheduled. One transaction for the whole batch.
-        recorder.post(std::move(ds), [&events, evs = std::move(evs)]() mutable { events.append(evs); });
-        recorder.flush();
+        recorder.record_now(std::move(ds), [&events, evs = std::move(evs)]() mutable { events.append(evs); });
         for (auto* env : batch) due.add(env->id, env->arrival_ms);
         delivery.wake();
     });

@@ -52,8 +52,8 @@ void decision_recorder::flush() {
     done_cv_.wait(lk, [&] { return applied_ >= target; });
 }
 
-void decision_recorder::record_now(std::vector<decision> ds) {
-    post(std::move(ds));
+void decision_recorder::record_now(std::vector<decision> ds, std::function<void()> then) {
+    post(std::move(ds), std::move(then));
     flush();
 }
 

@@ -35,7 +35,7 @@ public:
     // Returns once everything posted before the call is applied.
     void flush();
     // Posts and waits: for callers that read the store right after.
-    void record_now(std::vector<decision> ds);
+    void record_now(std::vector<decision> ds, std::function<void()> then = {});
     std::size_t batches() const;  // applied so far (for tests)
 
 private:
