@@ -64,7 +64,8 @@ public:
     }
     void existing_file(std::string_view k, std::filesystem::path& out) {
         path(k, out);
-        if (!out.empty() && !std::filesystem::is_regular_file(out))
+        std::error_code ec;  // a name the OS refuses (too long, ...) is "not found", never a throw
+        if (!out.empty() && !std::filesystem::is_regular_file(out, ec))
             fail(c_, *t_.get(k), name(k), "file not found: " + out.string());
     }
     template <class T>
@@ -300,7 +301,8 @@ bool parse_host_port(std::string_view text, std::string& host, std::uint16_t& po
 }
 
 bool load_config(const std::filesystem::path& path, config& out, std::string& error) {
-    if (!std::filesystem::is_regular_file(path)) {
+    std::error_code fec;
+    if (!std::filesystem::is_regular_file(path, fec)) {
         out = config{};
         out.file = path;
         error = path.string() + ": cannot read the configuration file";
