@@ -149,6 +149,13 @@ bool find_stage(std::string_view t, stage& at) {
     return best != std::string_view::npos;
 }
 
+// Line breaks and tabs as spaces: a diagnostic is one line.
+std::string one_line(std::string s) {
+    for (auto& c : s)
+        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    return s;
+}
+
 // The part of a notice about one recipient: from its address up to the next
 // of the other recipients (or 600 octets), where its own reply usually is.
 // lt is text lower-cased; others are lower-case.
@@ -163,10 +170,7 @@ std::string segment_for(const std::string& text, std::string_view lt, const std:
         auto q = lt.substr(0, end).find(o, p + lr.size());
         if (q != std::string::npos && q < end) end = q;
     }
-    std::string seg = text.substr(p, end - p);
-    for (auto& c : seg)
-        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-    return seg;
+    return one_line(text.substr(p, end - p));
 }
 
 bool generic_status(const std::string& s) { return s.empty() || (s.size() >= 5 && s.substr(1) == ".0.0"); }
@@ -222,6 +226,7 @@ void take_original_headers(GMimeObject* obj, walk_state& st) {
 // Notice text: kept for the free-text pass; some MTAs put the DSN fields
 // in it rather than in a message/delivery-status part.
 void take_text(std::string t, walk_state& st) {
+    t = cap(std::move(t));  // bounded before it is scanned (a broken multipart's prologue is not)
     if (lower(t).find("final-recipient:") != std::string::npos) {
         auto groups = parse_field_groups(t);
         for (auto& g : groups)
@@ -229,7 +234,7 @@ void take_text(std::string t, walk_state& st) {
                 st.dsn_groups.size() <= max_records)
                 st.dsn_groups.push_back(g);
     }
-    st.text += cap(std::move(t));
+    st.text += t;
     st.text += "\n";
 }
 
@@ -435,8 +440,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
         if (auto p = text.find(std::to_string(code)); p != std::string::npos) diag = text.substr(p, 400);
     if (diag.empty() && !st.fallback_diag.empty()) diag = st.fallback_diag;
     if (diag.empty()) diag = text.substr(0, 400);
-    for (auto& c : diag)
-        if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    diag = one_line(std::move(diag));
     stage at = stage::rcpt;
     find_stage(lt, at);
     bool delayed = says_delayed(lt, lower(header(top, "Subject")));
@@ -456,10 +460,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
             // ("Unknown user: a@b", "a@b: mailbox full"), not the greeting.
             if (auto p = lt.find(lrcpts[0]); p != std::string::npos) {
                 std::size_t from = p > 200 ? p - 200 : 0;
-                std::string around = text.substr(from, p - from) + segment_for(text, lt, r, lrcpts);
-                for (auto& c : around)
-                    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-                d.diagnostic = trim(around);
+                d.diagnostic = trim(one_line(text.substr(from, p - from)) + segment_for(text, lt, r, lrcpts));
             }
         }
         if (rcpts.size() > 1) {
