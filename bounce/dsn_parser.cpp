@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <mutex>
+#include <optional>
 
 namespace ricochet::bounce {
 namespace {
@@ -171,6 +172,95 @@ std::string segment_for(const std::string& text, std::string_view lt, const std:
         if (q != std::string::npos && q < end) end = q;
     }
     return one_line(text.substr(p, end - p));
+}
+
+// Sendmail's session transcript ("----- Transcript of session follows -----"):
+// "554 <a@b>... text" is Sendmail's own line on an address, and the remote
+// server's words are the "<<< NNN" reply before it, in the same "While
+// talking to HOST:" block, with the ">>> COMMAND" it answered:
+//
+//   While talking to mail.example.co.jp:
+//   >>> RCPT To:<a@example.co.jp>
+//   <<< 550 Requested User Mailbox not found.
+//   550 <a@example.co.jp>... User unknown
+//
+// A reply belongs to an address only when no other address's line comes
+// between them. lt is the text lower-cased, lr the address lower-cased.
+struct transcript_reply {
+    std::string diagnostic;
+    stage at = stage::rcpt;
+    bool stage_known = false;
+};
+std::optional<transcript_reply> transcript_for(std::string_view text, std::string_view lt, std::string_view lr) {
+    if (lt.find("\n<<< ") == std::string_view::npos && lt.find("\n>>> ") == std::string_view::npos &&
+        lt.find("... ") == std::string_view::npos)
+        return std::nullopt;
+    std::vector<std::pair<std::size_t, std::size_t>> lines;  // [begin, end) of each line
+    for (std::size_t b = 0; b < lt.size();) {
+        auto e = lt.find('\n', b);
+        if (e == std::string_view::npos) e = lt.size();
+        lines.emplace_back(b, e);
+        b = e + 1;
+    }
+    auto line = [&](std::size_t i) {
+        auto l = lt.substr(lines[i].first, lines[i].second - lines[i].first);
+        while (!l.empty() && (l.front() == ' ' || l.front() == '\t')) l.remove_prefix(1);
+        while (!l.empty() && (l.back() == ' ' || l.back() == '\r')) l.remove_suffix(1);
+        return l;
+    };
+    // "NNN <addr>... " (or "NNN addr... "): the address's own line.
+    auto address_line = [&](std::string_view l) -> std::string_view {
+        if (l.size() < 9 || !std::isdigit(static_cast<unsigned char>(l[0])) || !std::isdigit(static_cast<unsigned char>(l[1])) ||
+            !std::isdigit(static_cast<unsigned char>(l[2])) || l[3] != ' ')
+            return {};
+        auto dots = l.find("... ", 4);
+        if (dots == std::string_view::npos) return {};
+        auto a = l.substr(4, dots - 4);
+        if (!a.empty() && a.front() == '<') a.remove_prefix(1);
+        if (!a.empty() && a.back() == '>') a.remove_suffix(1);
+        return a.find('@') != std::string_view::npos ? a : std::string_view{};
+    };
+    std::size_t own = lines.size();
+    for (std::size_t i = 0; i < lines.size(); ++i)
+        if (address_line(line(i)) == lr) {
+            own = i;
+            break;
+        }
+    if (own == lines.size()) return std::nullopt;
+    auto original = [&](std::string_view l) {  // the same octets, in their own case
+        return std::string(text.substr(static_cast<std::size_t>(l.data() - lt.data()), l.size()));
+    };
+    transcript_reply out;
+    std::size_t reply = lines.size();
+    for (std::size_t i = own; i-- > 0;) {
+        auto l = line(i);
+        if (l.rfind("while talking to", 0) == 0 || !address_line(l).empty()) break;
+        if (l.rfind("<<< ", 0) == 0 && std::isdigit(static_cast<unsigned char>(l.size() > 4 ? l[4] : 'x'))) {
+            if (reply == lines.size() || reply == i + 1) {  // the last reply, with its earlier lines
+                reply = i;
+                continue;
+            }
+        }
+        if (reply != lines.size() && l.rfind(">>> ", 0) == 0) {
+            auto c = l.substr(4);
+            out.stage_known = true;
+            if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) out.at = stage::end_of_data;
+            else if (c.rfind("rcpt", 0) == 0) out.at = stage::rcpt;
+            else if (c.rfind("mail", 0) == 0) out.at = stage::mail;
+            else if (c.rfind("ehlo", 0) == 0 || c.rfind("helo", 0) == 0) out.at = stage::ehlo;
+            else out.stage_known = false;
+            break;
+        }
+        if (reply != lines.size() && l.rfind("<<< ", 0) != 0) break;
+    }
+    if (reply != lines.size()) {
+        for (std::size_t i = reply; i < own && line(i).rfind("<<< ", 0) == 0; ++i)
+            out.diagnostic += (out.diagnostic.empty() ? "" : " ") + original(line(i).substr(4));
+    } else {
+        auto l = line(own);
+        out.diagnostic = original(l.substr(l.find("... ") + 4));
+    }
+    return out;
 }
 
 bool generic_status(const std::string& s) { return s.empty() || (s.size() >= 5 && s.substr(1) == ".0.0"); }
@@ -442,7 +532,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
     if (diag.empty()) diag = text.substr(0, 400);
     diag = one_line(std::move(diag));
     stage at = stage::rcpt;
-    find_stage(lt, at);
+    bool stage_known = find_stage(lt, at);
     bool delayed = says_delayed(lt, lower(header(top, "Subject")));
     std::vector<std::string> lrcpts;
     for (auto& r : rcpts) lrcpts.push_back(lower(r));
@@ -455,6 +545,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
         d.reply_code = code;
         d.diagnostic = trim(diag);
         d.at = at;
+        d.stage_known = stage_known;
         if (!code && st.fallback_diag.empty() && rcpts.size() == 1) {
             // No reply code anywhere: the words around the address say why
             // ("Unknown user: a@b", "a@b: mailbox full"), not the greeting.
@@ -463,7 +554,21 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
                 d.diagnostic = trim(one_line(text.substr(from, p - from)) + segment_for(text, lt, r, lrcpts));
             }
         }
-        if (rcpts.size() > 1) {
+        if (auto t = transcript_for(text, lt, lrcpts[&r - rcpts.data()])) {
+            int c2 = 0;
+            std::string s2;
+            find_codes(t->diagnostic, c2, s2);
+            // One recipient: the notice's codes are its own; with several,
+            // only its own lines speak for it.
+            bool alone = rcpts.size() == 1;
+            d.reply_code = c2 || !alone ? c2 : code;
+            d.status = !s2.empty() || !alone ? s2 : status;
+            d.diagnostic = trim(t->diagnostic.substr(0, 400));
+            if (t->stage_known || !alone) {
+                d.at = t->at;
+                d.stage_known = t->stage_known;
+            }
+        } else if (rcpts.size() > 1) {
             // Several recipients: each has its own reply after its address.
             std::string seg = segment_for(text, lt, r, lrcpts);
             int c2 = 0;
@@ -528,7 +633,7 @@ dsn_report parse_dsn(std::string_view raw) {
         std::string reporting;
         std::string ltext = lower(st.text);
         stage text_stage = stage::rcpt;
-        find_stage(ltext, text_stage);
+        bool text_stage_known = find_stage(ltext, text_stage);
         // Every reported address: one recipient's part of the notice text
         // ends where the next one's begins.
         std::vector<std::string> reported;
@@ -557,7 +662,7 @@ dsn_report parse_dsn(std::string_view raw) {
             std::string dstatus;
             find_codes(d.diagnostic, d.reply_code, dstatus);
             d.at = text_stage;
-            find_stage(lower(d.diagnostic), d.at);  // the report's own words first
+            d.stage_known = find_stage(lower(d.diagnostic), d.at) || text_stage_known;  // the report's own words first
             // A generic X.0.0, or X.4.7 ("delivery time expired"), in Status:
             // the diagnostic says what actually went wrong.
             bool expired = d.status.size() >= 5 && d.status.substr(1) == ".4.7";

@@ -25,6 +25,7 @@ struct dsn_record {
     std::string remote_mta, reporting_mta, last_attempt;
     std::string feedback_type;  // ARF
     stage at = stage::rcpt;     // the SMTP step the remote reply answered, when the report says
+    bool stage_known = false;   // the report named that step (else at is the usual guess, RCPT)
 };
 
 struct dsn_report {

@@ -195,6 +195,34 @@ TEST(DsnParser, EachRecordWithoutADiagnosticGetsOnlyItsOwnPartOfTheNotice) {
     EXPECT_EQ(r.records[1].status, "5.2.2");
 }
 
+TEST(DsnParser, ASendmailTranscriptGivesEachAddressItsOwnReply) {
+    // Old Sendmail: no DSN, one transcript for several addresses. Each
+    // address takes the remote reply of its own "While talking to" block
+    // (and the command it answered), or its own "NNN <addr>... " line when
+    // the remote said nothing about it.
+    auto r = parse_dsn("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: b-x@bnc.example\n"
+                       "Subject: Returned mail: User unknown\n\n"
+                       "   ----- Transcript of session follows -----\n"
+                       "While talking to a.example:\n>>> DATA\n<<< 550 You cannot send mail to yourself.\n"
+                       "554 <u1@a.example>... Remote protocol error: Connection reset by peer\n"
+                       "554 <u2@b.example>... 550 Host unknown (Authoritative answer from name server)\n"
+                       "While talking to c.example:\n>>> RCPT To:<u3@c.example>\n<<< 550 5.1.1 No such user here.\n"
+                       "550 <u3@c.example>... User unknown\n\n"
+                       "   ----- Unsent message follows -----\nFrom: b-x@bnc.example\nTo: u1@a.example\n\nhi\n");
+    ASSERT_EQ(r.records.size(), 3u);
+    EXPECT_EQ(r.records[0].recipient, "u1@a.example");
+    EXPECT_EQ(r.records[0].diagnostic, "550 You cannot send mail to yourself.");
+    EXPECT_EQ(r.records[0].at, stage::end_of_data);
+    EXPECT_TRUE(r.records[0].stage_known);
+    EXPECT_EQ(r.records[1].recipient, "u2@b.example");
+    EXPECT_EQ(r.records[1].diagnostic, "550 Host unknown (Authoritative answer from name server)");
+    EXPECT_EQ(r.records[1].reply_code, 550);
+    EXPECT_FALSE(r.records[1].stage_known);
+    EXPECT_EQ(r.records[2].recipient, "u3@c.example");
+    EXPECT_EQ(r.records[2].status, "5.1.1");
+    EXPECT_EQ(r.records[2].at, stage::rcpt);
+}
+
 TEST(DsnParser, NullReturnPathCountsAsAMailSystem) {
     auto r = parse_dsn("Return-Path: <>\nFrom: gateway@example.org\nTo: b-x@bnc.example\nSubject: failure\n\n"
                        "Delivery to u@example.org failed: 550 5.1.1 no such user\n");
