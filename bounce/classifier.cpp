@@ -317,8 +317,11 @@ classification classifier::classify(const reply_facts& f) const {
     // Before RCPT, a reply speaks about us (the connection, the sender), never
     // about the recipient: a fallback reading must not count against it.
     bool before_rcpt = f.at == stage::connect || f.at == stage::greeting || f.at == stage::ehlo || f.at == stage::mail;
-    if ((!matched || f.at == stage::mail) && before_rcpt && f.code != 0 &&
-        (kind_of(out.c) == kind::hard || kind_of(out.c) == kind::soft) && out.c != category::message_too_large) {
+    // A hard reading ("invalid domain name" in reply to our EHLO) never
+    // applies to the recipient there, whichever rule made it.
+    bool hard = kind_of(out.c) == kind::hard;
+    if ((!matched || f.at == stage::mail || hard) && before_rcpt && f.code != 0 &&
+        (hard || kind_of(out.c) == kind::soft) && out.c != category::message_too_large) {
         out.c = f.code >= 500 ? category::policy : category::network_error;
         out.rule += "@" + std::string(to_string(f.at));
     }

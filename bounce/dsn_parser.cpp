@@ -147,6 +147,16 @@ bool find_stage(std::string_view t, stage& at) {
             }
         }
     }
+    // qmail-remote's own sentences name the step without "in reply to".
+    struct { std::string_view marker; stage at; } qmail[] = {
+        {"but greeting failed", stage::greeting},        {"but my name was rejected", stage::ehlo},
+        {"but sender was rejected", stage::mail},        {"does not like recipient", stage::rcpt},
+        {"failed on data command", stage::data},         {"failed after i sent the message", stage::end_of_data}};
+    for (auto& m : qmail)
+        if (auto p = t.find(m.marker); p != std::string_view::npos && p < best) {
+            best = p;
+            at = m.at;
+        }
     return best != std::string_view::npos;
 }
 

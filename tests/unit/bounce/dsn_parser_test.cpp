@@ -223,6 +223,29 @@ TEST(DsnParser, ASendmailTranscriptGivesEachAddressItsOwnReply) {
     EXPECT_EQ(r.records[2].at, stage::rcpt);
 }
 
+TEST(DsnParser, QmailsSentencesNameTheSmtpStep) {
+    // qmail-remote never says "in reply to"; its sentences name the step.
+    auto notice = [](const std::string& sentence) {
+        return parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: failure notice\n\n"
+                         "Hi. This is the qmail-send program at mx.example.\n"
+                         "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+                         "<u@example.net>:\n" + sentence + "\nRemote host said: 550 5.0.0 no\n");
+    };
+    struct { const char* sentence; stage at; } cases[] = {
+        {"Connected to 192.0.2.1 but greeting failed.", stage::greeting},
+        {"Connected to 192.0.2.1 but my name was rejected.", stage::ehlo},
+        {"Connected to 192.0.2.1 but sender was rejected.", stage::mail},
+        {"192.0.2.1 does not like recipient.", stage::rcpt},
+        {"192.0.2.1 failed on DATA command.", stage::data},
+        {"192.0.2.1 failed after I sent the message.", stage::end_of_data}};
+    for (auto& c : cases) {
+        auto r = notice(c.sentence);
+        ASSERT_EQ(r.records.size(), 1u) << c.sentence;
+        EXPECT_TRUE(r.records[0].stage_known) << c.sentence;
+        EXPECT_EQ(r.records[0].at, c.at) << c.sentence;
+    }
+}
+
 TEST(DsnParser, NullReturnPathCountsAsAMailSystem) {
     auto r = parse_dsn("Return-Path: <>\nFrom: gateway@example.org\nTo: b-x@bnc.example\nSubject: failure\n\n"
                        "Delivery to u@example.org failed: 550 5.1.1 no such user\n");
