@@ -246,6 +246,46 @@ TEST(DsnParser, QmailsSentencesNameTheSmtpStep) {
     }
 }
 
+TEST(DsnParser, AmazonSesNotificationsByMailAreRead) {
+    // An SNS e-mail subscription: the JSON notification, then SNS's footer.
+    auto mail = [](const std::string& json) {
+        return parse_dsn("From: SES <no-reply@sns.amazonaws.com>\nTo: b-x@bnc.example\nSubject: AWS Notification Message\n"
+                         "Content-Type: text/plain; charset=UTF-8\n\n" + json +
+                         "\n\n--\nIf you wish to stop receiving notifications from this topic, please click below.\n");
+    };
+    auto b = mail(R"({"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General",)"
+                  R"("bouncedRecipients":[{"emailAddress":"u1@example.org","action":"failed","status":"5.1.1",)"
+                  R"("diagnosticCode":"smtp; 550 5.1.1 user unknown"},{"emailAddress":"u2@example.net"}],)"
+                  R"("reportingMTA":"dns; a1.smtp-out.amazonses.com"},"mail":{"source":"b-x@bnc.example"}})");
+    EXPECT_EQ(b.format, "ses");
+    ASSERT_EQ(b.records.size(), 2u);
+    EXPECT_EQ(b.records[0].type, "bounce");
+    EXPECT_EQ(b.records[0].recipient, "u1@example.org");
+    EXPECT_EQ(b.records[0].status, "5.1.1");
+    EXPECT_EQ(b.records[0].reply_code, 550);
+    EXPECT_EQ(b.records[0].diagnostic, "550 5.1.1 user unknown");
+    EXPECT_EQ(b.records[0].reporting_mta, "a1.smtp-out.amazonses.com");
+    EXPECT_EQ(b.records[1].status, "5.0.0");  // no status of its own: a Permanent bounce
+    // No diagnostic: the sub-type says why, in words the classifier reads.
+    auto full = mail(R"({"notificationType":"Bounce","bounce":{"bounceType":"Transient","bounceSubType":"MailboxFull",)"
+                     R"("bouncedRecipients":[{"emailAddress":"u@example.org"}]}})");
+    ASSERT_EQ(full.records.size(), 1u);
+    EXPECT_EQ(full.records[0].diagnostic, "mailbox full");
+    EXPECT_EQ(full.records[0].status, "");
+    // A complaint (feedback type abuse when SES gives none), and an event-publishing delivery.
+    auto c = mail(R"({"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"u@example.org"}]}})");
+    ASSERT_EQ(c.records.size(), 1u);
+    EXPECT_EQ(c.records[0].type, "complaint");
+    EXPECT_EQ(c.records[0].feedback_type, "abuse");
+    auto d = mail(R"({"eventType":"Delivery","delivery":{"recipients":["u@example.org"],"smtpResponse":"250 2.6.0 ok"}})");
+    ASSERT_EQ(d.records.size(), 1u);
+    EXPECT_EQ(d.records[0].type, "delivered");
+    // Cut short, or an unknown type: not read as SES (the free-text reading
+    // has its own rules for what counts).
+    EXPECT_NE(mail(R"({"notificationType":"Bounce","bounce":{"bouncedRecipients":[{"emailAddress":"u@exa)").format, "ses");
+    EXPECT_NE(mail(R"({"notificationType":"Received","receipt":{}})").format, "ses");
+}
+
 TEST(DsnParser, NullReturnPathCountsAsAMailSystem) {
     auto r = parse_dsn("Return-Path: <>\nFrom: gateway@example.org\nTo: b-x@bnc.example\nSubject: failure\n\n"
                        "Delivery to u@example.org failed: 550 5.1.1 no such user\n");
