@@ -713,13 +713,19 @@ dsn_report parse_dsn(std::string_view raw) {
         d.feedback_type = lower(field(g, "feedback-type"));
         d.type = d.feedback_type == "abuse" || d.feedback_type == "fraud" || d.feedback_type == "opt-out" ? "complaint"
                                                                                                          : "feedback";
-        std::string rcpt = strip_type(field(g, "original-rcpt-to"));
-        if (rcpt.empty()) rcpt = strip_type(field(g, "removal-recipient"));
-        if (rcpt.empty() && !st.original_to.empty()) rcpt = st.original_to[0];
-        d.recipient = rcpt;
         d.reporting_mta = strip_type(field(g, "reporting-mta"));
         d.diagnostic = field(g, "user-agent");
-        rep.records.push_back(std::move(d));
+        // Original-Rcpt-To may appear once per recipient of the message
+        // (RFC 5965 3.2): one record each.
+        std::vector<std::string> rcpts;
+        for (auto& [k, v] : g)
+            if (k == "original-rcpt-to" && rcpts.size() < max_records) rcpts.push_back(strip_type(v));
+        if (rcpts.empty()) rcpts.push_back(strip_type(field(g, "removal-recipient")));
+        if (rcpts[0].empty() && !st.original_to.empty()) rcpts[0] = st.original_to[0];
+        for (auto& r : rcpts) {
+            rep.records.push_back(d);
+            rep.records.back().recipient = r;
+        }
         rep.format = "arf";
     } else if (!st.dsn_groups.empty()) {
         std::string reporting;

@@ -90,6 +90,16 @@ TEST(DsnParser, OnlyAbuseFraudAndOptOutAreComplaints) {
     }
 }
 
+TEST(DsnParser, AComplaintNamingTwoRecipientsGivesARecordForEach) {
+    auto raw = arf("abuse");
+    raw.insert(raw.find("Original-Rcpt-To"), "Original-Rcpt-To: <v@example.net>\n");
+    auto r = parse_dsn(raw);
+    ASSERT_EQ(r.records.size(), 2u);
+    EXPECT_EQ(r.records[0].recipient, "v@example.net");
+    EXPECT_EQ(r.records[1].recipient, "u@example.org");
+    EXPECT_EQ(r.records[1].type, "complaint");
+}
+
 TEST(DsnParser, UnsubscribeByMailIsAnOptOut) {
     auto r = parse_dsn("From: Reader <reader@example.org>\nTo: b-x@bnc.example\nSubject: unsubscribe\n\n\n");
     ASSERT_EQ(r.records.size(), 1u);
