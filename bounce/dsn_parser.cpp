@@ -188,93 +188,147 @@ std::string segment_for(const std::string& text, std::string_view lt, const std:
 }
 
 // Sendmail's session transcript ("----- Transcript of session follows -----"):
-// "554 <a@b>... text" is Sendmail's own line on an address, and the remote
-// server's words are the "<<< NNN" reply before it, in the same "While
-// talking to HOST:" block, with the ">>> COMMAND" it answered:
+// "554 <a@b>... text" (8.10 and later: "550 5.1.1 <a@b>... text") is
+// Sendmail's own line on an address, and the remote server's words are the
+// "<<< NNN" reply before it, in the same "While talking to HOST:" block, with
+// the ">>> COMMAND" it answered:
 //
-//   While talking to mail.example.co.jp:
+//   ... while talking to mail.example.co.jp.:
 //   >>> RCPT To:<a@example.co.jp>
-//   <<< 550 Requested User Mailbox not found.
-//   550 <a@example.co.jp>... User unknown
+//   <<< 550-5.1.1 Requested User Mailbox not found.
+//   <<< 550 5.1.1 No such user here.
+//   550 5.1.1 <a@example.co.jp>... User unknown
 //
-// A reply belongs to an address only when no other address's line comes
-// between them. lt is the text lower-cased, lr the address lower-cased.
+// A reply belongs to an address only when nothing but host lines comes
+// between them: no other address's line, no other command.
 struct transcript_reply {
     std::string diagnostic;
     stage at = stage::rcpt;
     bool stage_known = false;
 };
-std::optional<transcript_reply> transcript_for(std::string_view text, std::string_view lt, std::string_view lr) {
-    if (lt.find("\n<<< ") == std::string_view::npos && lt.find("\n>>> ") == std::string_view::npos &&
-        lt.find("... ") == std::string_view::npos)
-        return std::nullopt;
-    std::vector<std::pair<std::size_t, std::size_t>> lines;  // [begin, end) of each line
-    for (std::size_t b = 0; b < lt.size();) {
-        auto e = lt.find('\n', b);
-        if (e == std::string_view::npos) e = lt.size();
-        lines.emplace_back(b, e);
-        b = e + 1;
-    }
-    auto line = [&](std::size_t i) {
-        auto l = lt.substr(lines[i].first, lines[i].second - lines[i].first);
-        while (!l.empty() && (l.front() == ' ' || l.front() == '\t')) l.remove_prefix(1);
-        while (!l.empty() && (l.back() == ' ' || l.back() == '\r')) l.remove_suffix(1);
-        return l;
-    };
-    // "NNN <addr>... " (or "NNN addr... "): the address's own line.
-    auto address_line = [&](std::string_view l) -> std::string_view {
-        if (l.size() < 9 || !std::isdigit(static_cast<unsigned char>(l[0])) || !std::isdigit(static_cast<unsigned char>(l[1])) ||
-            !std::isdigit(static_cast<unsigned char>(l[2])) || l[3] != ' ')
-            return {};
-        auto dots = l.find("... ", 4);
-        if (dots == std::string_view::npos) return {};
-        auto a = l.substr(4, dots - 4);
-        if (!a.empty() && a.front() == '<') a.remove_prefix(1);
-        if (!a.empty() && a.back() == '>') a.remove_suffix(1);
-        return a.find('@') != std::string_view::npos ? a : std::string_view{};
-    };
-    std::size_t own = lines.size();
-    for (std::size_t i = 0; i < lines.size(); ++i)
-        if (address_line(line(i)) == lr) {
-            own = i;
-            break;
+
+class sendmail_transcript {
+public:
+    // text and lt (text lower-cased, the same length) must outlive this.
+    sendmail_transcript(std::string_view text, std::string_view lt) : text_(text), lt_(lt) {
+        if (lt.find("<<< ") == std::string_view::npos && lt.find(">>> ") == std::string_view::npos &&
+            lt.find("... ") == std::string_view::npos)
+            return;
+        for (std::size_t b = 0; b < lt.size();) {
+            auto e = lt.find('\n', b);
+            if (e == std::string_view::npos) e = lt.size();
+            auto l = lt.substr(b, e - b);
+            while (!l.empty() && (l.front() == ' ' || l.front() == '\t' || l.front() == '.')) l.remove_prefix(1);
+            while (!l.empty() && (l.back() == ' ' || l.back() == '\r')) l.remove_suffix(1);
+            lines_.push_back(l);
+            addresses_.push_back(address_of(l));
+            b = e + 1;
         }
-    if (own == lines.size()) return std::nullopt;
-    auto original = [&](std::string_view l) {  // the same octets, in their own case
-        return std::string(text.substr(static_cast<std::size_t>(l.data() - lt.data()), l.size()));
-    };
-    transcript_reply out;
-    std::size_t reply = lines.size();
-    for (std::size_t i = own; i-- > 0;) {
-        auto l = line(i);
-        if (l.rfind("while talking to", 0) == 0 || !address_line(l).empty()) break;
-        if (l.rfind("<<< ", 0) == 0 && std::isdigit(static_cast<unsigned char>(l.size() > 4 ? l[4] : 'x'))) {
-            if (reply == lines.size() || reply == i + 1) {  // the last reply, with its earlier lines
-                reply = i;
+    }
+
+    std::optional<transcript_reply> reply_for(std::string_view lr) const {
+        std::size_t own = lines_.size();
+        for (std::size_t i = 0; i < lines_.size() && own == lines_.size(); ++i)
+            if (addresses_[i] == lr) own = i;
+        if (own == lines_.size()) return std::nullopt;
+        transcript_reply out;
+        std::size_t first = lines_.size(), last = lines_.size();  // the reply's lines
+        for (std::size_t i = own; i-- > 0;) {
+            auto l = lines_[i];
+            if (l.rfind("while talking to", 0) == 0 || !addresses_[i].empty()) break;
+            int code = reply_code(l);
+            if (last == lines_.size()) {
+                if (l.rfind(">>> ", 0) == 0) break;  // the command got no reply
+                if (code == 0) continue;              // a host line ("x.example (smtp)... Deferred")
+                if (code < 400) break;                // the last reply was not a refusal
+                first = last = i;
                 continue;
             }
-        }
-        if (reply != lines.size() && l.rfind(">>> ", 0) == 0) {
-            auto c = l.substr(4);
-            out.stage_known = true;
-            if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) out.at = stage::end_of_data;
-            else if (c.rfind("rcpt", 0) == 0) out.at = stage::rcpt;
-            else if (c.rfind("mail", 0) == 0) out.at = stage::mail;
-            else if (c.rfind("ehlo", 0) == 0 || c.rfind("helo", 0) == 0) out.at = stage::ehlo;
-            else out.stage_known = false;
+            if (code == reply_code(lines_[last]) && l.size() > 7 && l[7] == '-' && first == i + 1) {
+                first = i;  // an earlier line of the same multi-line reply
+                continue;
+            }
+            if (l.rfind(">>> ", 0) == 0) {
+                auto c = l.substr(4);
+                out.stage_known = true;
+                if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) out.at = stage::end_of_data;
+                else if (c.rfind("rcpt", 0) == 0) out.at = stage::rcpt;
+                else if (c.rfind("mail", 0) == 0) out.at = stage::mail;
+                else if (c.rfind("ehlo", 0) == 0 || c.rfind("helo", 0) == 0) out.at = stage::ehlo;
+                else out.stage_known = false;
+            }
             break;
         }
-        if (reply != lines.size() && l.rfind("<<< ", 0) != 0) break;
+        if (last != lines_.size()) {
+            // "<<< 550-5.1.1 a" "<<< 550 5.1.1 b" -> "550 5.1.1 a b"
+            out.diagnostic = original(lines_[first].substr(4, 3));
+            for (std::size_t i = first; i <= last; ++i) {
+                auto t = lines_[i].substr(std::min<std::size_t>(8, lines_[i].size()));
+                if (i > first) t = without_enhanced(t);
+                out.diagnostic += " " + original(t);
+            }
+        } else {
+            // No reply: Sendmail's own words, with its code when they carry none.
+            auto l = lines_[own];
+            auto after = l.substr(l.find("... ") + 4);
+            int c = 0;
+            std::string st;
+            find_codes(after, c, st);
+            out.diagnostic = c || reply_code_prefix(l).empty() ? original(after)
+                                                               : original(reply_code_prefix(l)) + " " + original(after);
+        }
+        return out;
     }
-    if (reply != lines.size()) {
-        for (std::size_t i = reply; i < own && line(i).rfind("<<< ", 0) == 0; ++i)
-            out.diagnostic += (out.diagnostic.empty() ? "" : " ") + original(line(i).substr(4));
-    } else {
-        auto l = line(own);
-        out.diagnostic = original(l.substr(l.find("... ") + 4));
+
+private:
+    // "<<< 550 ..." / "<<< 550-...": the code; 0 for anything else.
+    static int reply_code(std::string_view l) {
+        if (l.size() < 8 || l.rfind("<<< ", 0) != 0) return 0;
+        for (std::size_t i = 4; i < 7; ++i)
+            if (!std::isdigit(static_cast<unsigned char>(l[i]))) return 0;
+        if (l[7] != ' ' && l[7] != '-') return 0;
+        return (l[4] - '0') * 100 + (l[5] - '0') * 10 + (l[6] - '0');
     }
-    return out;
-}
+    // "550 " or "550 5.1.1 " at the start of Sendmail's own line.
+    static std::string_view reply_code_prefix(std::string_view l) {
+        if (l.size() < 4 || !std::isdigit(static_cast<unsigned char>(l[0])) || !std::isdigit(static_cast<unsigned char>(l[1])) ||
+            !std::isdigit(static_cast<unsigned char>(l[2])) || l[3] != ' ')
+            return {};
+        std::size_t n = 4;
+        auto rest = l.substr(4);
+        if (without_enhanced(rest).size() != rest.size()) n = l.size() - without_enhanced(rest).size();
+        while (n > 0 && l[n - 1] == ' ') --n;
+        return l.substr(0, n);
+    }
+    static std::string_view without_enhanced(std::string_view t) {
+        // "5.1.1 text" -> "text"
+        std::size_t i = 0, dots = 0;
+        while (i < t.size() && i < 12 && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) dots += t[i++] == '.';
+        if (dots == 2 && i < t.size() && t[i] == ' ' && i >= 5) return t.substr(i + 1);
+        return t;
+    }
+    // "[NNN [D.D.D ]]<a@b>... text": the address (lower-case); empty when the
+    // line is not about an address.
+    static std::string_view address_of(std::string_view l) {
+        auto dots = l.find("... ");
+        if (dots == std::string_view::npos) return {};
+        auto a = l.substr(0, dots);
+        auto p = reply_code_prefix(l);
+        if (!p.empty()) a.remove_prefix(std::min(a.size(), p.size() + 1));
+        if (!a.empty() && a.front() == '<') a.remove_prefix(1);
+        if (!a.empty() && a.back() == '>') a.remove_suffix(1);
+        if (a.find('@') == std::string_view::npos || a.find(' ') != std::string_view::npos) return {};
+        return a;
+    }
+    // The same octets as a view into lt_, in their own case.
+    std::string original(std::string_view l) const {
+        return std::string(text_.substr(static_cast<std::size_t>(l.data() - lt_.data()), l.size()));
+    }
+
+    std::string_view text_, lt_;
+    std::vector<std::string_view> lines_;      // trimmed, lower-case
+    std::vector<std::string_view> addresses_;  // per line: the address it reports, or empty
+};
 
 bool generic_status(const std::string& s) { return s.empty() || (s.size() >= 5 && s.substr(1) == ".0.0"); }
 
@@ -549,6 +603,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
     bool delayed = says_delayed(lt, lower(header(top, "Subject")));
     std::vector<std::string> lrcpts;
     for (auto& r : rcpts) lrcpts.push_back(lower(r));
+    sendmail_transcript transcript(text, lt);
     for (auto& r : rcpts) {
         dsn_record d;
         d.type = delayed ? "delayed" : "bounce";
@@ -559,6 +614,11 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
         d.diagnostic = trim(diag);
         d.at = at;
         d.stage_known = stage_known;
+        if (rcpts.size() > 1) {
+            // Several recipients: the step is the one named in its own part.
+            d.at = stage::rcpt;
+            d.stage_known = find_stage(lower(segment_for(text, lt, r, lrcpts)), d.at);
+        }
         if (!code && st.fallback_diag.empty() && rcpts.size() == 1) {
             // No reply code anywhere: the words around the address say why
             // ("Unknown user: a@b", "a@b: mailbox full"), not the greeting.
@@ -567,7 +627,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
                 d.diagnostic = trim(one_line(text.substr(from, p - from)) + segment_for(text, lt, r, lrcpts));
             }
         }
-        if (auto t = transcript_for(text, lt, lrcpts[&r - rcpts.data()])) {
+        if (auto t = transcript.reply_for(lrcpts[&r - rcpts.data()])) {
             int c2 = 0;
             std::string s2;
             find_codes(t->diagnostic, c2, s2);
@@ -649,9 +709,9 @@ bool parse_ses_json(const std::string& text, dsn_report& rep) {
         std::string dstatus;
         find_codes(d.diagnostic, d.reply_code, dstatus);
         if (d.status.empty()) d.status = dstatus;
-        if (d.status.empty() && record_type == "bounce")
-            d.status = str(section, "bounceType") == "Permanent" ? "5.0.0" : "";
-        find_stage(lower(d.diagnostic), d.at);
+        if (d.status.empty() && !d.reply_code && record_type == "bounce")  // Transient, Undetermined: not final for the address
+            d.status = str(section, "bounceType") == "Permanent" ? "5.0.0" : "4.0.0";
+        d.stage_known = find_stage(lower(d.diagnostic), d.at);
         if (record_type == "complaint") {
             d.feedback_type = lower(str(section, "complaintFeedbackType"));
             if (d.feedback_type.empty()) d.feedback_type = "abuse";  // SES: a recipient marked it as spam
@@ -719,9 +779,10 @@ dsn_report parse_dsn(std::string_view raw) {
         // (RFC 5965 3.2): one record each.
         std::vector<std::string> rcpts;
         for (auto& [k, v] : g)
-            if (k == "original-rcpt-to" && rcpts.size() < max_records) rcpts.push_back(strip_type(v));
+            if (k == "original-rcpt-to" && valid_address(strip_type(v)) && rcpts.size() < max_records)
+                rcpts.push_back(strip_type(v));
         if (rcpts.empty()) rcpts.push_back(strip_type(field(g, "removal-recipient")));
-        if (rcpts[0].empty() && !st.original_to.empty()) rcpts[0] = st.original_to[0];
+        if (!valid_address(rcpts[0])) rcpts[0] = st.original_to.empty() ? "" : st.original_to[0];
         for (auto& r : rcpts) {
             rep.records.push_back(d);
             rep.records.back().recipient = r;

@@ -233,6 +233,37 @@ TEST(DsnParser, ASendmailTranscriptGivesEachAddressItsOwnReply) {
     EXPECT_EQ(r.records[2].at, stage::rcpt);
 }
 
+TEST(DsnParser, AModernSendmailTranscriptKeepsEachReplyWithItsAddress) {
+    // Sendmail 8.10+: "... while talking to HOST.:" blocks, "NNN D.D.D
+    // <addr>... " lines, multi-line replies, pipelined replies, and a
+    // command that got no reply at all.
+    auto r = parse_dsn("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: b-x@bnc.example\n"
+                       "Subject: Returned mail: see transcript for details\n\n"
+                       "   ----- Transcript of session follows -----\n"
+                       "... while talking to a.example.:\n>>> RCPT To:<u1@a.example>\n"
+                       "<<< 550-5.1.1 The account does not exist.\n<<< 550 5.1.1 See the help page.\n"
+                       "550 5.1.1 <u1@a.example>... User unknown\n"
+                       ">>> RCPT To:<u2@a.example>\n<<< 250 2.1.5 ok\n>>> RCPT To:<u3@a.example>\n"
+                       "<<< 452 4.2.2 Mailbox full\n>>> DATA\n"
+                       "u2@a.example... Deferred: Connection reset by a.example\n"
+                       "452 4.2.2 <u3@a.example>... Mailbox full\n\n"
+                       "   ----- Unsent message follows -----\nFrom: b-x@bnc.example\n\nhi\n");
+    ASSERT_EQ(r.records.size(), 3u);
+    EXPECT_EQ(r.records[0].recipient, "u1@a.example");
+    EXPECT_EQ(r.records[0].diagnostic, "550 5.1.1 The account does not exist. See the help page.");
+    EXPECT_EQ(r.records[0].status, "5.1.1");
+    EXPECT_EQ(r.records[0].at, stage::rcpt);
+    // u2's RCPT was taken; its failure is Sendmail's own (no reply after DATA).
+    EXPECT_EQ(r.records[1].recipient, "u2@a.example");
+    EXPECT_EQ(r.records[1].diagnostic, "Deferred: Connection reset by a.example");
+    EXPECT_EQ(r.records[1].reply_code, 0);
+    EXPECT_FALSE(r.records[1].stage_known);
+    // u3's own reply, not u1's: the reply before an address line belongs to it only.
+    EXPECT_EQ(r.records[2].recipient, "u3@a.example");
+    EXPECT_EQ(r.records[2].diagnostic, "452 4.2.2 Mailbox full");
+    EXPECT_EQ(r.records[2].reply_code, 452);
+}
+
 TEST(DsnParser, QmailsSentencesNameTheSmtpStep) {
     // qmail-remote never says "in reply to"; its sentences name the step.
     auto notice = [](const std::string& sentence) {
@@ -281,7 +312,7 @@ TEST(DsnParser, AmazonSesNotificationsByMailAreRead) {
                      R"("bouncedRecipients":[{"emailAddress":"u@example.org"}]}})");
     ASSERT_EQ(full.records.size(), 1u);
     EXPECT_EQ(full.records[0].diagnostic, "mailbox full");
-    EXPECT_EQ(full.records[0].status, "");
+    EXPECT_EQ(full.records[0].status, "4.0.0");  // Transient: not final for the address
     // A complaint (feedback type abuse when SES gives none), and an event-publishing delivery.
     auto c = mail(R"({"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"u@example.org"}]}})");
     ASSERT_EQ(c.records.size(), 1u);
