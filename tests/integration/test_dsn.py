@@ -111,6 +111,18 @@ Diagnostic-Code: smtp; 552 5.2.2 Mailbox full
 
 Final-Recipient: rfc822; {rcpt}""", 1)
 
+# Amazon SES's notification by mail (an SNS e-mail subscription): JSON.
+SES_BOUNCE = """From: AWS Notifications <no-reply@sns.amazonaws.com>
+To: {verp}
+Subject: AWS Notification Message
+Content-Type: text/plain; charset=UTF-8
+
+{{"notificationType":"Bounce","bounce":{{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{{"emailAddress":"{rcpt}","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"}}],"reportingMTA":"dsn; a1.smtp-out.amazonses.com"}},"mail":{{"source":"news@example.com"}}}}
+
+--
+If you wish to stop receiving notifications from this topic, please click or visit the link below to unsubscribe.
+"""
+
 AUTOREPLY = """From: {rcpt}
 To: {verp}
 Subject: Out of Office: test
@@ -220,6 +232,15 @@ class Dsn(unittest.TestCase):
         ev = wait_for(lambda: self.events("bounced", "ok-x@sink.test"), what="bounced event")[0]
         self.assertEqual((ev["kind"], ev["enhanced"]), ("hard", "5.1.1"), "not mistaken for an auto-reply")
         self.assertEqual(self.status("ok-x@sink.test")["status"], "bounced")
+
+    def test_an_amazon_ses_notification_counts_like_a_report(self):
+        verp = self.deliver("ok-ses@sink.test")
+        code, _ = self.bounce(verp, SES_BOUNCE.format(verp=verp, rcpt="ok-ses@sink.test"),
+                              mail_from="bounces@sns.amazonaws.com")
+        self.assertEqual(code, 250)
+        ev = wait_for(lambda: self.events("bounced", "ok-ses@sink.test"), what="bounced event")[0]
+        self.assertEqual((ev["kind"], ev["category"], ev["enhanced"]), ("hard", "user-unknown", "5.1.1"))
+        self.assertEqual(self.status("ok-ses@sink.test")["status"], "bounced")
 
     def test_free_text_from_a_person_is_kept_and_counts_nothing(self):
         verp = self.deliver("ok-p@sink.test")
