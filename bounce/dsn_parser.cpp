@@ -116,6 +116,28 @@ void find_codes(std::string_view t, int& code, std::string& status) {
     }
 }
 
+// The last RFC 3463 code in a diagnostic: where relays quote the reply they
+// got ("5.1.0 - Unknown address error 550-'5.7.1 ... Access denied'",
+// "554 4.4.7 Message expired ... <421 4.4.2 Connection timed out>"), the
+// innermost, last one is the receiving server's own. Only codes of class
+// cls ('2', '4', '5'; 0 for any) count. Empty when none.
+std::string last_status(std::string_view t, char cls) {
+    std::string last;
+    for (std::size_t i = 0; i + 5 <= t.size(); ++i) {
+        if (t[i] != '2' && t[i] != '4' && t[i] != '5') continue;
+        if (cls && t[i] != cls) continue;
+        if (i > 0 && std::string_view(" -'\"<(#[;:=").find(t[i - 1]) == std::string_view::npos) continue;
+        int code = 0;
+        std::string st;
+        find_codes(t.substr(i, 12), code, st);
+        if (!st.empty() && t.compare(i, st.size(), st) == 0) {
+            last = st;
+            i += st.size() - 1;
+        }
+    }
+    return last;
+}
+
 // "(in reply to end of DATA command)" (Postfix), "after end of data" (Exim),
 // "in reply to RCPT TO command", "after MAIL FROM": the step a reply answered.
 // t is already lower-case; false when it names no step.
@@ -822,12 +844,12 @@ dsn_report parse_dsn(std::string_view raw) {
             find_codes(d.diagnostic, d.reply_code, dstatus);
             d.at = text_stage;
             d.stage_known = find_stage(lower(d.diagnostic), d.at) || text_stage_known;  // the report's own words first
-            // A generic X.0.0, or X.4.7 ("delivery time expired"), in Status:
-            // the diagnostic says what actually went wrong.
-            bool expired = d.status.size() >= 5 && d.status.substr(1) == ".4.7";
-            if ((generic_status(d.status) || expired) && !dstatus.empty() && dstatus != d.status &&
-                (d.status.empty() || dstatus[0] == d.status[0]))
-                d.status = dstatus;
+            // The receiving server's own code, quoted in the diagnostic, says
+            // more than the reporting MTA's Status, which is often generic
+            // (X.0.0), the expiry (X.4.7), or derived from the reply code
+            // alone (Sendmail: any 550 at RCPT is 5.1.1).
+            if (auto own = last_status(d.diagnostic, d.status.empty() ? 0 : d.status[0]); !own.empty())
+                d.status = own;
             // No diagnostic at all: the notice text about this recipient.
             if (d.diagnostic.empty() || (generic_status(d.status) && dstatus.empty())) {
                 std::string seg = segment_for(st.text, ltext, d.recipient, reported);

@@ -46,6 +46,22 @@ TEST(DsnParser, Rfc3464FailureWithStageFromTheDiagnostic) {
     EXPECT_TRUE(r.from_mail_system);
 }
 
+TEST(DsnParser, TheReceivingServersOwnCodeWinsOverTheReportingMtasStatus) {
+    auto status_of = [](const std::string& status, const std::string& diag) {
+        auto r = parse_dsn(report("Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: " + status +
+                                  "\nDiagnostic-Code: smtp; " + diag + "\n"));
+        return r.records.empty() ? std::string("none") : r.records[0].status;
+    };
+    // Sendmail derives 5.1.1 from any 550 at RCPT; the server said 5.7.1.
+    EXPECT_EQ(status_of("5.1.1", "550 5.7.1 IP address blacklisted by recipient"), "5.7.1");
+    // A relay's summary quoting the reply it got: the innermost code.
+    EXPECT_EQ(status_of("5.0.0", "5.1.0 - Unknown address error 550-'5.7.1 <u@example.org>... Access denied'"), "5.7.1");
+    EXPECT_EQ(status_of("4.4.7", "554 4.4.7 Message expired: unable to deliver.<421 4.4.2 Connection timed out>"), "4.4.2");
+    // Not a code: digits inside an address or a version; another class.
+    EXPECT_EQ(status_of("5.1.1", "host 10.5.2.1 said: 550 user unknown (v2.4.1)"), "5.1.1");
+    EXPECT_EQ(status_of("5.0.0", "550 5.1.1 user unknown; earlier: 451 4.3.0 try later"), "5.1.1");
+}
+
 TEST(DsnParser, EndOfDataStage) {
     auto r = parse_dsn(report("Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.7.1\n"
                               "Diagnostic-Code: smtp; 550 5.7.1 rejected as spam (in reply to end of DATA command)\n"));
