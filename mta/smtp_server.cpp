@@ -259,8 +259,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     auto id = proto.envelope().id;
                     std::error_code cec;
                     if (self->opt.message_sink) {
-                        auto run_sink = [&sink = self->opt.message_sink, &env = proto.envelope(),
-                                         &content = proto.content()]() -> awaitable<std::error_code> {
+                        // The task owns the message: it may outlive this
+                        // session's frame if the server is torn down mid-call.
+                        auto run_sink = [&sink = self->opt.message_sink, env = std::move(proto.envelope()),
+                                         content = std::move(proto.content())]() mutable -> awaitable<std::error_code> {
                             co_return sink(env, content);
                         };
                         auto op = asio::co_spawn(self->sink_pool->get_executor(), run_sink, use_awaitable);
