@@ -512,12 +512,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                                   rs.mx});
         }
         if (failed.empty()) co_return true;
-        queue::envelope dsn;
-        dsn.id = spool.new_id();
-        dsn.sender = "";  // RFC 5321 4.5.5: the null reverse-path
-        dsn.recipients = {env.sender};
-        dsn.client = "127.0.0.1";
-        dsn.helo = cfg.server.hostname;
+        auto dsn = queue::dsn_envelope(spool.new_id(), env, cfg.server.hostname);
         dsn.arrival_ms = now_ms();
         auto text = queue::write_dsn(cfg.server.hostname, env, content, failed, dsn.arrival_ms);
         auto dsn_id = dsn.id;

@@ -364,11 +364,7 @@ int main(int argc, char** argv) {
         // This runs on the listener's worker thread, so waiting is fine.
         intake.return_to_sender = [&spool, &cfg](const queue::envelope& orig,
                                                  const std::vector<queue::failed_recipient>& failed) {
-            queue::envelope dsn;
-            dsn.id = spool->new_id();
-            dsn.recipients = {orig.sender};  // from the null sender (RFC 5321 4.5.5)
-            dsn.client = "127.0.0.1";
-            dsn.helo = cfg.server.hostname;
+            auto dsn = queue::dsn_envelope(spool->new_id(), orig, cfg.server.hostname);
             auto text = queue::write_dsn(cfg.server.hostname, orig, "", failed, now_ms());
             std::promise<std::error_code> done;
             auto result = done.get_future();

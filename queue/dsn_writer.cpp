@@ -45,6 +45,16 @@ std::string folded(const std::string& name, const std::string& value) {
 }
 }  // namespace
 
+envelope dsn_envelope(std::string id, const envelope& original, const std::string& reporting_host) {
+    envelope dsn;
+    dsn.id = std::move(id);
+    dsn.sender = "";
+    dsn.recipients = {original.sender};
+    dsn.client = "127.0.0.1";
+    dsn.helo = reporting_host;
+    return dsn;
+}
+
 std::string write_dsn(const std::string& host, const envelope& orig, const std::string& content,
                       const std::vector<failed_recipient>& failed, std::int64_t now_ms) {
     std::string boundary = "=_ricochet_" + orig.id + "_" + std::to_string(now_ms);

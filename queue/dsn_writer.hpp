@@ -16,6 +16,10 @@ struct failed_recipient {
     std::string address, status, diagnostic, remote_mta, action = "failed";
 };
 
+// The envelope it travels in: from the null sender (RFC 5321 4.5.5) to the
+// original's sender, submitted by ourselves.
+envelope dsn_envelope(std::string id, const envelope& original, const std::string& reporting_host);
+
 // The whole message (CRLF line ends), ready for the spool.
 std::string write_dsn(const std::string& reporting_host, const envelope& original, const std::string& original_content,
                       const std::vector<failed_recipient>& failed, std::int64_t now_ms);

@@ -42,7 +42,9 @@ TEST(DsnWriter, LongRepliesAreFoldedIntoShortLines) {
     bool continued = false;
     for (auto& l : lines(m)) {
         EXPECT_LE(l.size(), 998u);
-        if (l.rfind("Diagnostic-Code: smtp; 550 5.7.1 word0", 0) == 0) EXPECT_LE(l.size(), 78u);
+        if (l.rfind("Diagnostic-Code: smtp; 550 5.7.1 word0", 0) == 0) {
+            EXPECT_LE(l.size(), 78u);
+        }
         if (!l.empty() && l[0] == ' ' && l.find("word199") != std::string::npos) continued = true;
     }
     EXPECT_TRUE(continued) << "the reply goes on in continuation lines";
