@@ -20,6 +20,12 @@ std::string report(const std::string& groups, const std::string& from = "MAILER-
            groups + "\n--B--\n";
 }
 
+// A mail system's plain-text notice (no report part) to our bounce address.
+dsn_report notice(const std::string& subject, const std::string& body) {
+    return parse_dsn("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: b-x@bnc.example\nSubject: " + subject +
+                     "\n\n" + body);
+}
+
 std::string arf(const std::string& type) {
     return "From: fbl@isp.example\nTo: b-x@bnc.example\nSubject: report\nMIME-Version: 1.0\n"
            "Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n"
@@ -148,13 +154,12 @@ TEST(DsnParser, AutoSubmittedFromAMailSystemIsStillABounce) {
 }
 
 TEST(DsnParser, FreeTextWarningIsADelay) {
-    auto r = parse_dsn("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: b-x@bnc.example\n"
-                       "Subject: Warning: message still undelivered after 4 hours\n\n"
-                       "**********************************************\n"
-                       "**      THIS IS A WARNING MESSAGE ONLY      **\n"
-                       "**  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **\n\n"
-                       "The original message was received and could not be delivered to u@example.org for 4 hours.\n"
-                       "451 4.4.1 reply: read error from mx.example.org\n");
+    auto r = notice("Warning: message still undelivered after 4 hours",
+                    "**********************************************\n"
+                    "**      THIS IS A WARNING MESSAGE ONLY      **\n"
+                    "**  YOU DO NOT NEED TO RESEND YOUR MESSAGE  **\n\n"
+                    "The original message was received and could not be delivered to u@example.org for 4 hours.\n"
+                    "451 4.4.1 reply: read error from mx.example.org\n");
     ASSERT_EQ(r.records.size(), 1u);
     EXPECT_EQ(r.records[0].type, "delayed");
 }
@@ -164,17 +169,17 @@ TEST(DsnParser, FreeTextWithoutACodeTakesTheWordsAroundTheAddress) {
     // long preamble that alone would fill the diagnostic.
     std::string preamble(500, ' ');
     for (std::size_t i = 0; i < preamble.size(); i += 10) preamble.replace(i, 9, "blah blah");
-    auto r = parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: failure notice\n\n"
-                       "Hi. This is the qmail-send program. " + preamble +
-                       "\n\n<u@example.org>:\nvdelivermail: account is locked email bounced\n");
+    auto r = notice("failure notice",
+                    "Hi. This is the qmail-send program. " + preamble +
+                    "\n\n<u@example.org>:\nvdelivermail: account is locked email bounced\n");
     ASSERT_EQ(r.records.size(), 1u);
     EXPECT_NE(r.records[0].diagnostic.find("account is locked"), std::string::npos) << r.records[0].diagnostic;
     // OpenSMTPD's delay notice is a delay, not a failure.
-    auto d = parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: Delivery status notification\n\n"
-                       "A message is delayed for more than 10 minutes for the following\nlist of recipients:\n\n"
-                       "u@example.org: Network error on destination MXs\n\n"
-                       "Please note that this is only a temporary failure report.\n"
-                       "You DO NOT NEED to re-send the message to these recipients.\n");
+    auto d = notice("Delivery status notification",
+                    "A message is delayed for more than 10 minutes for the following\nlist of recipients:\n\n"
+                    "u@example.org: Network error on destination MXs\n\n"
+                    "Please note that this is only a temporary failure report.\n"
+                    "You DO NOT NEED to re-send the message to these recipients.\n");
     ASSERT_EQ(d.records.size(), 1u);
     EXPECT_EQ(d.records[0].type, "delayed");
 }
@@ -226,15 +231,14 @@ TEST(DsnParser, ASendmailTranscriptGivesEachAddressItsOwnReply) {
     // address takes the remote reply of its own "While talking to" block
     // (and the command it answered), or its own "NNN <addr>... " line when
     // the remote said nothing about it.
-    auto r = parse_dsn("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: b-x@bnc.example\n"
-                       "Subject: Returned mail: User unknown\n\n"
-                       "   ----- Transcript of session follows -----\n"
-                       "While talking to a.example:\n>>> DATA\n<<< 550 You cannot send mail to yourself.\n"
-                       "554 <u1@a.example>... Remote protocol error: Connection reset by peer\n"
-                       "554 <u2@b.example>... 550 Host unknown (Authoritative answer from name server)\n"
-                       "While talking to c.example:\n>>> RCPT To:<u3@c.example>\n<<< 550 5.1.1 No such user here.\n"
-                       "550 <u3@c.example>... User unknown\n\n"
-                       "   ----- Unsent message follows -----\nFrom: b-x@bnc.example\nTo: u1@a.example\n\nhi\n");
+    auto r = notice("Returned mail: User unknown",
+                    "   ----- Transcript of session follows -----\n"
+                    "While talking to a.example:\n>>> DATA\n<<< 550 You cannot send mail to yourself.\n"
+                    "554 <u1@a.example>... Remote protocol error: Connection reset by peer\n"
+                    "554 <u2@b.example>... 550 Host unknown (Authoritative answer from name server)\n"
+                    "While talking to c.example:\n>>> RCPT To:<u3@c.example>\n<<< 550 5.1.1 No such user here.\n"
+                    "550 <u3@c.example>... User unknown\n\n"
+                    "   ----- Unsent message follows -----\nFrom: b-x@bnc.example\nTo: u1@a.example\n\nhi\n");
     ASSERT_EQ(r.records.size(), 3u);
     EXPECT_EQ(r.records[0].recipient, "u1@a.example");
     EXPECT_EQ(r.records[0].diagnostic, "550 You cannot send mail to yourself.");
@@ -253,17 +257,16 @@ TEST(DsnParser, AModernSendmailTranscriptKeepsEachReplyWithItsAddress) {
     // Sendmail 8.10+: "... while talking to HOST.:" blocks, "NNN D.D.D
     // <addr>... " lines, multi-line replies, pipelined replies, and a
     // command that got no reply at all.
-    auto r = parse_dsn("From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example>\nTo: b-x@bnc.example\n"
-                       "Subject: Returned mail: see transcript for details\n\n"
-                       "   ----- Transcript of session follows -----\n"
-                       "... while talking to a.example.:\n>>> RCPT To:<u1@a.example>\n"
-                       "<<< 550-5.1.1 The account does not exist.\n<<< 550 5.1.1 See the help page.\n"
-                       "550 5.1.1 <u1@a.example>... User unknown\n"
-                       ">>> RCPT To:<u2@a.example>\n<<< 250 2.1.5 ok\n>>> RCPT To:<u3@a.example>\n"
-                       "<<< 452 4.2.2 Mailbox full\n>>> DATA\n"
-                       "u2@a.example... Deferred: Connection reset by a.example\n"
-                       "452 4.2.2 <u3@a.example>... Mailbox full\n\n"
-                       "   ----- Unsent message follows -----\nFrom: b-x@bnc.example\n\nhi\n");
+    auto r = notice("Returned mail: see transcript for details",
+                    "   ----- Transcript of session follows -----\n"
+                    "... while talking to a.example.:\n>>> RCPT To:<u1@a.example>\n"
+                    "<<< 550-5.1.1 The account does not exist.\n<<< 550 5.1.1 See the help page.\n"
+                    "550 5.1.1 <u1@a.example>... User unknown\n"
+                    ">>> RCPT To:<u2@a.example>\n<<< 250 2.1.5 ok\n>>> RCPT To:<u3@a.example>\n"
+                    "<<< 452 4.2.2 Mailbox full\n>>> DATA\n"
+                    "u2@a.example... Deferred: Connection reset by a.example\n"
+                    "452 4.2.2 <u3@a.example>... Mailbox full\n\n"
+                    "   ----- Unsent message follows -----\nFrom: b-x@bnc.example\n\nhi\n");
     ASSERT_EQ(r.records.size(), 3u);
     EXPECT_EQ(r.records[0].recipient, "u1@a.example");
     EXPECT_EQ(r.records[0].diagnostic, "550 5.1.1 The account does not exist. See the help page.");
@@ -282,11 +285,11 @@ TEST(DsnParser, AModernSendmailTranscriptKeepsEachReplyWithItsAddress) {
 
 TEST(DsnParser, QmailsSentencesNameTheSmtpStep) {
     // qmail-remote never says "in reply to"; its sentences name the step.
-    auto notice = [](const std::string& sentence) {
-        return parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: failure notice\n\n"
-                         "Hi. This is the qmail-send program at mx.example.\n"
-                         "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
-                         "<u@example.net>:\n" + sentence + "\nRemote host said: 550 5.0.0 no\n");
+    auto qmail = [](const std::string& sentence) {
+        return notice("failure notice",
+                      "Hi. This is the qmail-send program at mx.example.\n"
+                      "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+                      "<u@example.net>:\n" + sentence + "\nRemote host said: 550 5.0.0 no\n");
     };
     struct { const char* sentence; stage at; } cases[] = {
         {"Connected to 192.0.2.1 but greeting failed.", stage::greeting},
@@ -296,7 +299,7 @@ TEST(DsnParser, QmailsSentencesNameTheSmtpStep) {
         {"192.0.2.1 failed on DATA command.", stage::data},
         {"192.0.2.1 failed after I sent the message.", stage::end_of_data}};
     for (auto& c : cases) {
-        auto r = notice(c.sentence);
+        auto r = qmail(c.sentence);
         ASSERT_EQ(r.records.size(), 1u) << c.sentence;
         EXPECT_TRUE(r.records[0].stage_known) << c.sentence;
         EXPECT_EQ(r.records[0].at, c.at) << c.sentence;
@@ -370,7 +373,7 @@ TEST(DsnParser, ThousandsOfRecordsAreCappedAtOneHundred) {
 TEST(DsnParser, HugeFreeTextIsReadOnlyInPart) {
     std::string body;
     for (int i = 0; i < 40000; ++i) body += "in reply to RCPT TO u" + std::to_string(i) + "@example.org 550 5.1.1\n";
-    auto r = parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: failure\n\n" + body);
+    auto r = notice("failure", body);
     EXPECT_LE(r.records.size(), 100u);
     EXPECT_FALSE(r.records.empty());
 }
