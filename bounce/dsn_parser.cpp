@@ -138,6 +138,17 @@ std::string last_status(std::string_view t, char cls) {
     return last;
 }
 
+// The step a Sendmail transcript's ">>> COMMAND" line (without ">>> ",
+// lower-case) is; false for any other command. ">>> DATA" counts as the
+// end of data: its refusals are read as the message's.
+bool sendmail_command_stage(std::string_view c, stage& at) {
+    if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) return at = stage::end_of_data, true;
+    if (c.rfind("rcpt", 0) == 0) return at = stage::rcpt, true;
+    if (c.rfind("mail", 0) == 0) return at = stage::mail, true;
+    if (c.rfind("ehlo", 0) == 0 || c.rfind("helo", 0) == 0) return at = stage::ehlo, true;
+    return false;
+}
+
 // "(in reply to end of DATA command)" (Postfix), "after end of data" (Exim),
 // "in reply to RCPT TO command", "after MAIL FROM": the step a reply answered.
 // t is already lower-case; false when it names no step.
@@ -146,12 +157,7 @@ bool find_stage(std::string_view t, stage& at) {
     auto err = std::min(t.find("<<< 5"), t.find("<<< 4"));
     if (err != std::string_view::npos) {
         auto cmd = t.rfind(">>> ", err);
-        if (cmd != std::string_view::npos) {
-            std::string_view c = t.substr(cmd + 4, 10);
-            if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) return at = stage::end_of_data, true;
-            if (c.rfind("rcpt", 0) == 0) return at = stage::rcpt, true;
-            if (c.rfind("mail", 0) == 0) return at = stage::mail, true;
-        }
+        if (cmd != std::string_view::npos && sendmail_command_stage(t.substr(cmd + 4, 10), at)) return true;
     }
     struct { std::string_view marker; stage at; } markers[] = {
         {"end of data", stage::end_of_data}, {"after data", stage::end_of_data}, {"reply to data command", stage::data},
@@ -270,15 +276,7 @@ public:
                 first = i;  // an earlier line of the same multi-line reply
                 continue;
             }
-            if (l.rfind(">>> ", 0) == 0) {
-                auto c = l.substr(4);
-                out.stage_known = true;
-                if (c.rfind("data", 0) == 0 || c.rfind(".", 0) == 0) out.at = stage::end_of_data;
-                else if (c.rfind("rcpt", 0) == 0) out.at = stage::rcpt;
-                else if (c.rfind("mail", 0) == 0) out.at = stage::mail;
-                else if (c.rfind("ehlo", 0) == 0 || c.rfind("helo", 0) == 0) out.at = stage::ehlo;
-                else out.stage_known = false;
-            }
+            if (l.rfind(">>> ", 0) == 0) out.stage_known = sendmail_command_stage(l.substr(4), out.at);
             break;
         }
         if (last != lines_.size()) {

@@ -283,6 +283,18 @@ TEST(DsnParser, AModernSendmailTranscriptKeepsEachReplyWithItsAddress) {
     EXPECT_EQ(r.records[2].reply_code, 452);
 }
 
+TEST(DsnParser, ATranscriptRefusedAtEhloNamesThatStep) {
+    // The report's own text shows the refused EHLO: every record is at ehlo.
+    auto raw = report("Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.0.0\n"
+                      "Diagnostic-Code: smtp; 554 5.0.0 Service unavailable\n");
+    raw.replace(raw.find("Your message could not be delivered."), 36,
+                "... while talking to mx.example.org.:\n>>> EHLO mta.example\n<<< 554 5.7.1 go away\n");
+    auto r = parse_dsn(raw);
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_TRUE(r.records[0].stage_known);
+    EXPECT_EQ(r.records[0].at, stage::ehlo);
+}
+
 TEST(DsnParser, QmailsSentencesNameTheSmtpStep) {
     // qmail-remote never says "in reply to"; its sentences name the step.
     auto qmail = [](const std::string& sentence) {
