@@ -624,7 +624,9 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
     std::vector<std::string> lrcpts;
     for (auto& r : rcpts) lrcpts.push_back(lower(r));
     sendmail_transcript transcript(text, lt);
-    for (auto& r : rcpts) {
+    for (std::size_t i = 0; i < rcpts.size(); ++i) {
+        const std::string& r = rcpts[i];
+        std::string seg = segment_for(text, lt, r, lrcpts);  // from its address to the next one's
         dsn_record d;
         d.type = delayed ? "delayed" : "bounce";
         d.recipient = r;
@@ -637,17 +639,17 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
         if (rcpts.size() > 1) {
             // Several recipients: the step is the one named in its own part.
             d.at = stage::rcpt;
-            d.stage_known = find_stage(lower(segment_for(text, lt, r, lrcpts)), d.at);
+            d.stage_known = find_stage(lower(seg), d.at);
         }
         if (!code && st.fallback_diag.empty() && rcpts.size() == 1) {
             // No reply code anywhere: the words around the address say why
             // ("Unknown user: a@b", "a@b: mailbox full"), not the greeting.
             if (auto p = lt.find(lrcpts[0]); p != std::string::npos) {
                 std::size_t from = p > 200 ? p - 200 : 0;
-                d.diagnostic = trim(one_line(text.substr(from, p - from)) + segment_for(text, lt, r, lrcpts));
+                d.diagnostic = trim(one_line(text.substr(from, p - from)) + seg);
             }
         }
-        if (auto t = transcript.reply_for(lrcpts[&r - rcpts.data()])) {
+        if (auto t = transcript.reply_for(lrcpts[i])) {
             int c2 = 0;
             std::string s2;
             find_codes(t->diagnostic, c2, s2);
@@ -663,7 +665,6 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
             }
         } else if (rcpts.size() > 1) {
             // Several recipients: each has its own reply after its address.
-            std::string seg = segment_for(text, lt, r, lrcpts);
             int c2 = 0;
             std::string s2;
             find_codes(seg, c2, s2);
@@ -677,6 +678,7 @@ void parse_free_text(walk_state& st, GMimeObject* top, dsn_report& rep) {
     }
     rep.format = "text";
 }
+
 // Amazon SES notifications delivered by mail (an SNS e-mail subscription):
 // a JSON body with notificationType (or eventType, for event publishing)
 // Bounce, Complaint, Delivery or DeliveryDelay, and the recipients with
