@@ -1,5 +1,5 @@
 // dsn_accuracy — runs the DSN parser and the shipped classifier over a folder
-// of .eml bounces with a labels file (../shared/corpus format, see its
+// of .eml bounces with a labels file (tests/data/bounces format, see its
 // README) and prints how often they agree with the labels:
 //   recipients  share of messages where at least as many valid failed
 //               recipients are found as the labels have rows;

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # relay.sh — Ricochet and Postfix as relays on this machine, measured side by
-# side in one run with the team's harness (../shared/bench/relay_bench.sh:
+# side in one run with the team's harness (bench/harness/relay_bench.sh:
 # smtp-source -> MTA -> smtp-sink, all on 127.0.0.1). Both keep durability
 # (250 only after fsync). The same run measures the machine's two limits:
 #   no-mta   smtp-source straight into smtp-sink (relay_bench.sh with
 #            IN_PORT == OUT_PORT): the loopback / load-generator ceiling;
-#   fsync/s  ../shared/bench/fsync_rate.py on the directory that holds
+#   fsync/s  bench/harness/fsync_rate.py on the directory that holds
 #            Ricochet's spool: durable writes per second of that disk.
 # Prints each MTA's accepted and relayed messages/s and peak RSS, the ratios
 # Ricochet/Postfix and Ricochet/no-mta, and the fsync rates.
@@ -20,13 +20,13 @@
 # Every loop is bounded; both MTAs and the sink are stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED=${SHARED:-../shared/bench}
+HARNESS=${HARNESS:-bench/harness}
 N=${1:-10000} SIZE=${2:-4096} CONC=${3:-50} REPS=${4:-1}
 FSYNC_SECS=${FSYNC_SECS:-3} FSYNC_THREADS=${FSYNC_THREADS:-1,4,16}
 RIN=25250 PIN=25251 SINK=25260 BNC=25261
 [ "$(id -u)" = 0 ] || { echo "bench/relay.sh: needs root (it runs a Postfix instance)" >&2; exit 77; }
 for f in relay_bench.sh fsync_rate.py postfix/pfbench.sh; do
-  [ -f "$SHARED/$f" ] || { echo "missing $SHARED/$f" >&2; exit 1; }
+  [ -f "$HARNESS/$f" ] || { echo "missing $HARNESS/$f" >&2; exit 1; }
 done
 if [ -n "${RICOCHET_BUILD:-}" ]; then B=$RICOCHET_BUILD; else scripts/build.sh >/dev/null; B=build; fi
 
@@ -38,15 +38,15 @@ FAIL=0
 cleanup() {
   [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
   if [ -n "$MPID" ]; then touch "$W/rss.stop"; kill "$MPID" 2>/dev/null; wait "$MPID" 2>/dev/null; fi
-  PFB=$PFB bash "$SHARED/postfix/pfbench.sh" stop >/dev/null 2>&1 || true
+  PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" stop >/dev/null 2>&1 || true
   rm -rf "$W"
 }
 trap cleanup EXIT
 
 # 1. The machine's limits, with no MTA running.
-LABEL=no-mta bash "$SHARED/relay_bench.sh" $SINK $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ceiling.txt" || FAIL=1
+LABEL=no-mta bash "$HARNESS/relay_bench.sh" $SINK $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ceiling.txt" || FAIL=1
 # The spool is $W/spool: the same directory, the same file system.
-python3 "$SHARED/fsync_rate.py" "$W/fsyncbench" "$FSYNC_SECS" "$FSYNC_THREADS" | tee "$W/fsync.txt" || FAIL=1
+python3 "$HARNESS/fsync_rate.py" "$W/fsyncbench" "$FSYNC_SECS" "$FSYNC_THREADS" | tee "$W/fsync.txt" || FAIL=1
 
 # 2. Ricochet.
 cat >"$W/r.toml" <<CFG
@@ -76,7 +76,7 @@ CFG
 RPID=$!
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RIN") 2>/dev/null && break; sleep 0.05; done
 EMPTY="timeout 600 bash -c 'until $B/bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)[\\\"total\\\"][\\\"messages\\\"] != 0)\"; do sleep 0.2; done'"
-PRE_CMD="$EMPTY" LABEL=ricochet bash "$SHARED/relay_bench.sh" $RIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ricochet.txt" || FAIL=1
+PRE_CMD="$EMPTY" LABEL=ricochet bash "$HARNESS/relay_bench.sh" $RIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ricochet.txt" || FAIL=1
 RSS=$(awk '/VmHWM/{print $2}' /proc/$RPID/status 2>/dev/null || true)
 kill "$RPID"; wait "$RPID" 2>/dev/null || true; RPID=
 
@@ -84,8 +84,8 @@ kill "$RPID"; wait "$RPID" 2>/dev/null || true; RPID=
 # master and all its descendants; the peak of those sums. Pss shares each page
 # among the processes mapping it; the RSS sum counts shared pages (libraries,
 # the master's copy-on-write image) once per process, so it overstates.
-IN_PORT=$PIN OUT_PORT=$SINK CONC=$CONC PFB=$PFB bash "$SHARED/postfix/pfbench.sh" setup >/dev/null
-PFB=$PFB bash "$SHARED/postfix/pfbench.sh" start >/dev/null 2>&1
+IN_PORT=$PIN OUT_PORT=$SINK CONC=$CONC PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" setup >/dev/null
+PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" start >/dev/null 2>&1
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PIN") 2>/dev/null && break; sleep 0.05; done
 python3 - "$PFB/spool/pid/master.pid" "$W/rss.stop" "$W/pf_rss" <<'PY' &
 import os, sys, time
@@ -127,8 +127,8 @@ while not os.path.exists(stop) and time.monotonic() < end:
     time.sleep(0.5)
 PY
 MPID=$!
-PRE_CMD="PFB=$PFB bash $SHARED/postfix/pfbench.sh wait-empty" LABEL=postfix \
-  bash "$SHARED/relay_bench.sh" $PIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/postfix.txt" || FAIL=1
+PRE_CMD="PFB=$PFB bash $HARNESS/postfix/pfbench.sh wait-empty" LABEL=postfix \
+  bash "$HARNESS/relay_bench.sh" $PIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/postfix.txt" || FAIL=1
 touch "$W/rss.stop"; for _ in $(seq 1 50); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
 kill "$MPID" 2>/dev/null || true; wait "$MPID" 2>/dev/null || true; MPID=
 read -r PF_RSS PF_PSS PF_NPROC < "$W/pf_rss" 2>/dev/null || PF_RSS= PF_PSS= PF_NPROC=

@@ -29,7 +29,7 @@ for t in "${TARGETS[@]}"; do
   work=build-fuzz/corpus/$t
   mkdir -p "$work"
   seeds=(fuzz/seeds/$t)
-  [ "$t" = dsn ] && [ -d ../shared/corpus/dev ] && seeds+=(../shared/corpus/dev)
+  [ "$t" = dsn ] && seeds+=(tests/data/bounces/dev)
   echo "== $t: fuzzing for ${SECONDS_EACH}s"
   rc=0
   "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
