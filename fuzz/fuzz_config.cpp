@@ -3,9 +3,9 @@
 #include <string>
 #include <string_view>
 
-#include "mta/config.hpp"
+#include "config/config.hpp"
 
-using namespace ricochet::mta;
+using namespace ricochet;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     config c;

@@ -4,12 +4,12 @@
 #include <string>
 #include <string_view>
 
-#include "mta/line_reader.hpp"
-#include "mta/network.hpp"
-#include "mta/smtp_command.hpp"
-#include "mta/smtp_server_protocol.hpp"
+#include "smtp/line_reader.hpp"
+#include "smtp/network.hpp"
+#include "smtp/smtp_command.hpp"
+#include "smtp/smtp_server_protocol.hpp"
 
-using namespace ricochet::mta;
+using namespace ricochet::smtp;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string_view in(reinterpret_cast<const char*>(data), size);

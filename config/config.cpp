@@ -1,0 +1,312 @@
+// config — see config.hpp. The only file that includes toml++.
+#include "config/config.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "smtp/network.hpp"
+
+namespace ricochet {
+using smtp::parse_cidr;
+using smtp::parse_host_port;
+namespace {
+
+struct config_error {
+    std::string text;
+};
+
+std::string where(const config& c, const toml::source_region& r) {
+    std::ostringstream o;
+    o << c.file.string();
+    if (r.begin.line > 0) o << ':' << r.begin.line;
+    return o.str();
+}
+
+[[noreturn]] void fail(const config& c, const toml::node& n, std::string_view key, std::string_view what) {
+    throw config_error{where(c, n.source()) + ": " + std::string(key) + ": " + std::string(what)};
+}
+
+std::string_view type_name(const toml::node& n) {
+    switch (n.type()) {
+        case toml::node_type::string: return "a string";
+        case toml::node_type::integer: return "an integer";
+        case toml::node_type::floating_point: return "a number";
+        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::array: return "an array";
+        case toml::node_type::table: return "a table";
+        default: return "a date/time";
+    }
+}
+
+// Reads one table, checking each key against the set the table allows.
+class table_reader {
+public:
+    table_reader(const config& c, const toml::table& t, std::string prefix)
+        : c_(c), t_(t), prefix_(std::move(prefix)) {}
+
+    void known(std::initializer_list<std::string_view> keys) {
+        std::set<std::string_view> ok(keys);
+        for (auto&& [k, v] : t_)
+            if (!ok.count(k.str())) fail(c_, v, name(k.str()), "unknown key");
+    }
+    std::string name(std::string_view k) const { return prefix_.empty() ? std::string(k) : prefix_ + "." + std::string(k); }
+
+    void str(std::string_view k, std::string& out) {
+        if (auto* n = t_.get(k)) {
+            if (!n->is_string()) fail(c_, *n, name(k), std::string("expected a string, got ") + std::string(type_name(*n)));
+            out = n->as_string()->get();
+        }
+    }
+    void path(std::string_view k, std::filesystem::path& out) {
+        std::string s = out.string();
+        str(k, s);
+        out = s;
+    }
+    void existing_file(std::string_view k, std::filesystem::path& out) {
+        path(k, out);
+        std::error_code ec;  // a name the OS refuses (too long, ...) is "not found", never a throw
+        if (!out.empty() && !std::filesystem::is_regular_file(out, ec))
+            fail(c_, *t_.get(k), name(k), "file not found: " + out.string());
+    }
+    template <class T>
+    void integer(std::string_view k, T& out, std::int64_t lo, std::int64_t hi) {
+        if (auto* n = t_.get(k)) {
+            if (!n->is_integer()) fail(c_, *n, name(k), std::string("expected an integer, got ") + std::string(type_name(*n)));
+            std::int64_t v = n->as_integer()->get();
+            if (v < lo || v > hi)
+                fail(c_, *n, name(k), "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+            out = static_cast<T>(v);
+        }
+    }
+    void boolean(std::string_view k, bool& out) {
+        if (auto* n = t_.get(k)) {
+            if (!n->is_boolean()) fail(c_, *n, name(k), std::string("expected true or false, got ") + std::string(type_name(*n)));
+            out = n->as_boolean()->get();
+        }
+    }
+    void duration(std::string_view k, seconds& out) {
+        if (auto* n = t_.get(k)) {
+            if (!n->is_string() || !parse_duration(n->as_string()->get(), out))
+                fail(c_, *n, name(k), "expected a duration such as \"30s\", \"15m\", \"72h\"");
+        }
+    }
+    void strings(std::string_view k, std::vector<std::string>& out) {
+        if (auto* n = t_.get(k)) {
+            if (!n->is_array()) fail(c_, *n, name(k), std::string("expected an array of strings, got ") + std::string(type_name(*n)));
+            out.clear();
+            for (auto& e : *n->as_array()) {
+                if (!e.is_string()) fail(c_, e, name(k), "expected an array of strings");
+                out.push_back(e.as_string()->get());
+            }
+        }
+    }
+    void one_of(std::string_view k, std::string& out, std::initializer_list<std::string_view> allowed) {
+        str(k, out);
+        for (auto a : allowed)
+            if (out == a) return;
+        std::string list;
+        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        fail(c_, *t_.get(k), name(k), "must be one of " + list);
+    }
+    void listen_list(std::string_view k, std::vector<std::string>& out) {
+        strings(k, out);
+        for (auto& s : out) {
+            std::string h;
+            std::uint16_t p;
+            if (!parse_host_port(s, h, p)) fail(c_, *t_.get(k), name(k), "expected \"host:port\", got \"" + s + "\"");
+        }
+    }
+    const toml::table* sub(std::string_view k) {
+        auto* n = t_.get(k);
+        if (!n) return nullptr;
+        if (!n->is_table()) fail(c_, *n, name(k), "expected a table");
+        return n->as_table();
+    }
+    const toml::array* array_of_tables(std::string_view k) {
+        auto* n = t_.get(k);
+        if (!n) return nullptr;
+        if (!n->is_array_of_tables()) fail(c_, *n, name(k), "expected [[" + name(k) + "]] tables");
+        return n->as_array();
+    }
+    const toml::node* node(std::string_view k) { return t_.get(k); }
+
+private:
+    const config& c_;
+    const toml::table& t_;
+    std::string prefix_;
+};
+
+void load(const toml::table& root, config& c) {
+    table_reader top(c, root, "");
+    top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce"});
+
+    if (auto* t = top.sub("server")) {
+        table_reader r(c, *t, "server");
+        r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "log_level"});
+        r.str("hostname", c.server.hostname);
+        r.path("spool_dir", c.server.spool_dir);
+        r.str("state", c.server.state);
+        if (c.server.state.rfind("sqlite:", 0) != 0) fail(c, *r.node("state"), "server.state", "expected \"sqlite:PATH\"");
+        r.path("control_socket", c.server.control_socket);
+        r.path("events_log", c.server.events_log);
+        r.one_of("log_level", c.server.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
+    }
+    if (auto* t = top.sub("submission")) {
+        table_reader r(c, *t, "submission");
+        r.known({"listen", "trusted_networks", "auth_users_file", "tls_cert", "tls_key", "max_message_size",
+                 "max_recipients", "campaign_header", "max_connections", "max_connections_per_ip", "command_timeout",
+                 "data_timeout"});
+        r.listen_list("listen", c.submission.listen);
+        r.strings("trusted_networks", c.submission.trusted_networks);
+        for (auto& n : c.submission.trusted_networks)
+            if (!parse_cidr(n)) fail(c, *r.node("trusted_networks"), "submission.trusted_networks", "not a network: \"" + n + "\"");
+        r.existing_file("auth_users_file", c.submission.auth_users_file);
+        r.existing_file("tls_cert", c.submission.tls_cert);
+        r.existing_file("tls_key", c.submission.tls_key);
+        if (c.submission.tls_cert.empty() != c.submission.tls_key.empty())
+            fail(c, *t, "submission.tls_cert", "tls_cert and tls_key must be set together");
+        r.integer("max_message_size", c.submission.max_message_size, 1024, 1LL << 31);
+        r.integer("max_recipients", c.submission.max_recipients, 1, 100000);
+        r.str("campaign_header", c.submission.campaign_header);
+        r.integer("max_connections", c.submission.max_connections, 1, 100000);
+        r.integer("max_connections_per_ip", c.submission.max_connections_per_ip, 0, 100000);
+        r.duration("command_timeout", c.submission.command_timeout);
+        r.duration("data_timeout", c.submission.data_timeout);
+    }
+    if (auto* t = top.sub("delivery")) {
+        table_reader r(c, *t, "delivery");
+        r.known({"port", "dns_servers", "tls", "tls_verify", "tls_ca_file", "max_connections_per_domain", "max_messages_per_connection", "route",
+                 "connect_timeout", "command_timeout", "data_timeout", "dns_timeout"});
+        r.duration("dns_timeout", c.delivery.dns_timeout);
+        r.duration("connect_timeout", c.delivery.connect_timeout);
+        r.duration("command_timeout", c.delivery.command_timeout);
+        r.duration("data_timeout", c.delivery.data_timeout);
+        r.integer("port", c.delivery.port, 1, 65535);
+        r.strings("dns_servers", c.delivery.dns_servers);
+        for (auto& sv : c.delivery.dns_servers) {
+            std::string h;
+            std::uint16_t p;
+            if (!parse_host_port(sv, h, p) || !parse_cidr(h))
+                fail(c, *r.node("dns_servers"), "delivery.dns_servers", "expected \"ip:port\", got \"" + sv + "\"");
+        }
+        r.one_of("tls", c.delivery.tls, {"opportunistic", "required", "off"});
+        r.boolean("tls_verify", c.delivery.tls_verify);
+        r.existing_file("tls_ca_file", c.delivery.tls_ca_file);
+        if (c.delivery.tls_verify && c.delivery.tls != "required")
+            fail(c, *t, "delivery.tls_verify", "needs tls = \"required\" (an opportunistic sender falls back to plain text)");
+        r.integer("max_connections_per_domain", c.delivery.max_connections_per_domain, 1, 10000);
+        r.integer("max_messages_per_connection", c.delivery.max_messages_per_connection, 1, 100000);
+        if (auto* a = r.array_of_tables("route")) {
+            for (auto& e : *a) {
+                table_reader rr(c, *e.as_table(), "delivery.route");
+                rr.known({"domain", "host"});
+                route ro;
+                rr.str("domain", ro.domain);
+                rr.str("host", ro.host);
+                std::string h;
+                std::uint16_t p;
+                if (ro.domain.empty()) fail(c, e, "delivery.route.domain", "missing");
+                if (!parse_host_port(ro.host, h, p)) fail(c, e, "delivery.route.host", "expected \"host:port\"");
+                c.delivery.routes.push_back(ro);
+            }
+        }
+    }
+    if (auto* t = top.sub("retry")) {
+        table_reader r(c, *t, "retry");
+        r.known({"interval", "max_age", "domain"});
+        r.duration("interval", c.retry.interval);
+        r.duration("max_age", c.retry.max_age);
+        if (auto* a = r.array_of_tables("domain")) {
+            for (auto& e : *a) {
+                table_reader rr(c, *e.as_table(), "retry.domain");
+                rr.known({"domain", "interval", "max_age"});
+                retry_override o{"", c.retry.interval, c.retry.max_age};
+                rr.str("domain", o.domain);
+                if (o.domain.empty()) fail(c, e, "retry.domain.domain", "missing");
+                rr.duration("interval", o.interval);
+                rr.duration("max_age", o.max_age);
+                c.retry.domains.push_back(o);
+            }
+        }
+    }
+    if (auto* t = top.sub("bounce_listener")) {
+        table_reader r(c, *t, "bounce_listener");
+        r.known({"listen", "domain", "secret", "max_connections", "max_connections_per_ip", "max_message_size"});
+        r.listen_list("listen", c.bounce_listener.listen);
+        r.integer("max_connections", c.bounce_listener.max_connections, 1, 100000);
+        r.integer("max_connections_per_ip", c.bounce_listener.max_connections_per_ip, 0, 100000);
+        r.integer("max_message_size", c.bounce_listener.max_message_size, 1024, 1LL << 30);
+        r.str("domain", c.bounce_listener.domain);
+        r.str("secret", c.bounce_listener.secret);
+    }
+    if (auto* t = top.sub("bounce")) {
+        table_reader r(c, *t, "bounce");
+        r.known({"rules", "trusted_domains", "held_after_bounces", "held_after_days", "final_soft", "suppressed",
+                 "return_to_sender", "destination_backoff"});
+        r.existing_file("rules", c.bounce.rules);
+        r.strings("trusted_domains", c.bounce.trusted_domains);
+        r.integer("held_after_bounces", c.bounce.held_after_bounces, 1, 1000);
+        r.integer("held_after_days", c.bounce.held_after_days, 0, 3650);
+        r.strings("final_soft", c.bounce.final_soft);
+        r.one_of("suppressed", c.bounce.suppressed, {"reject", "drop"});
+        r.boolean("return_to_sender", c.bounce.return_to_sender);
+        r.duration("destination_backoff", c.bounce.destination_backoff);
+    }
+}
+}  // namespace
+
+bool parse_duration(std::string_view text, seconds& out) {
+    if (text.empty()) return false;
+    std::size_t i = 0;
+    std::uint64_t n = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+        n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+        if (n > 100000000) return false;
+        ++i;
+    }
+    if (i == 0) return false;
+    std::string_view unit = text.substr(i);
+    if (unit == "ms") out = seconds((n + 999) / 1000);
+    else if (unit == "s") out = seconds(n);
+    else if (unit == "m") out = seconds(n * 60);
+    else if (unit == "h") out = seconds(n * 3600);
+    else if (unit == "d") out = seconds(n * 86400);
+    else return false;
+    return true;
+}
+
+
+bool load_config(const std::filesystem::path& path, config& out, std::string& error) {
+    std::error_code fec;
+    if (!std::filesystem::is_regular_file(path, fec)) {
+        out = config{};
+        out.file = path;
+        error = path.string() + ": cannot read the configuration file";
+        return false;
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    return load_config_text(text, path, out, error);
+}
+
+bool load_config_text(std::string_view text, const std::filesystem::path& path, config& out, std::string& error) {
+    out = config{};
+    out.file = path;
+    try {
+        toml::table root = toml::parse(text, path.string());
+        load(root, out);
+    } catch (const toml::parse_error& e) {
+        std::ostringstream o;
+        o << path.string() << ':' << e.source().begin.line << ": " << e.description();
+        error = o.str();
+        return false;
+    } catch (const config_error& e) {
+        error = e.text;
+        return false;
+    }
+    return true;
+}
+
+}  // namespace ricochet

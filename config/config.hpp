@@ -1,0 +1,111 @@
+// config — etc/ricochet.toml, loaded and checked once at start.
+//
+// Every key of PRODUCT.md's "Configuration" section, with its default, lives
+// in struct config. load_config() refuses unknown keys, wrong types, bad
+// values and missing files, naming the file, line and key, so a typo can
+// never silently fall back on a default. Relative paths are taken relative
+// to the directory ricochetd is started in.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ricochet {
+
+using seconds = std::chrono::seconds;
+
+struct route {
+    std::string domain;
+    std::string host;  // "127.0.0.1:2600" or "[::1]:2600"
+};
+
+struct retry_override {
+    std::string domain;
+    seconds interval{0};
+    seconds max_age{0};
+};
+
+struct config {
+    std::filesystem::path file;
+
+    struct {
+        std::string hostname;  // empty: gethostname()
+        std::filesystem::path spool_dir = "var/spool";
+        std::string state = "sqlite:var/state.db";
+        std::filesystem::path control_socket = "var/ricochetd.sock";
+        std::filesystem::path events_log = "var/events.jsonl";
+        std::string log_level = "info";
+    } server;
+
+    struct {
+        std::vector<std::string> listen{"127.0.0.1:2525"};
+        std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1/128"};
+        std::filesystem::path auth_users_file;
+        std::filesystem::path tls_cert, tls_key;
+        std::uint64_t max_message_size = 26214400;
+        std::uint32_t max_recipients = 1000;
+        std::string campaign_header = "X-Campaign-ID";
+        std::uint32_t max_connections = 1000;
+        std::uint32_t max_connections_per_ip = 0;  // 0: no limit (campaign systems open many)
+        seconds command_timeout{300};  // RFC 5321 4.5.3.2.7: at least 5 minutes
+        seconds data_timeout{600};     // whole DATA phase, per chunk read
+    } submission;
+
+    struct {
+        std::uint16_t port = 25;
+        std::vector<std::string> dns_servers;
+        std::string tls = "opportunistic";
+        bool tls_verify = false;            // with tls = "required": check the certificate chain and the MX name
+        std::filesystem::path tls_ca_file;  // trust anchors for tls_verify; empty: the system's
+        std::uint32_t max_connections_per_domain = 20;
+        std::uint32_t max_messages_per_connection = 100;
+        seconds dns_timeout{5};        // per DNS query try (2 tries)
+        seconds connect_timeout{30};
+        seconds command_timeout{300};  // RFC 5321 4.5.3.2: greeting, MAIL, RCPT
+        seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot
+        std::vector<route> routes;
+    } delivery;
+
+    struct {
+        seconds interval{15 * 60};
+        seconds max_age{72 * 3600};
+        std::vector<retry_override> domains;
+    } retry;
+
+    struct {
+        std::vector<std::string> listen{"127.0.0.1:2526"};
+        std::string domain = "bnc.localhost";
+        std::string secret;
+        std::uint32_t max_connections = 100;        // bounces come from anywhere: a small pool
+        std::uint32_t max_connections_per_ip = 10;  // no one sender holds the pool
+        std::uint64_t max_message_size = 2097152;  // a DSN with the original (or its headers) attached
+    } bounce_listener;
+
+    struct {
+        std::filesystem::path rules = "etc/bounce-rules.toml";
+        std::vector<std::string> trusted_domains{
+            "gmail.com", "googlemail.com", "hotmail.com", "hotmail.co.uk", "hotmail.fr",
+            "hotmail.de", "hotmail.it", "hotmail.es", "outlook.com", "live.com",
+            "yahoo.com", "aol.com", "icloud.com"};
+        std::uint32_t held_after_bounces = 3;
+        std::uint32_t held_after_days = 15;
+        std::vector<std::string> final_soft{"mailbox full", "over quota", "quota exceeded",
+                                            "mailbox disabled", "account disabled", "inactive"};
+        std::string suppressed = "reject";
+        bool return_to_sender = false;
+        seconds destination_backoff{300};
+    } bounce;
+};
+
+// Loads and checks path into out. On failure returns false and sets error to
+// one line: "FILE:LINE: KEY: what is wrong".
+bool load_config(const std::filesystem::path& path, config& out, std::string& error);
+// The same from text (errors name `name` as the file): for tests and fuzzing.
+bool load_config_text(std::string_view text, const std::filesystem::path& name, config& out, std::string& error);
+
+// "30s", "15m", "72h", "2d" (also "500ms" rounded up to 1s). False when malformed.
+bool parse_duration(std::string_view text, seconds& out);
+
+}  // namespace ricochet

@@ -1,0 +1,63 @@
+// delivery — takes due messages from the schedule and delivers them: per
+// destination domain, a pool of reusable SMTP connections (at most
+// delivery.max_connections_per_domain open, each reused for up to
+// delivery.max_messages_per_connection transactions); one transaction per
+// recipient with its own signed VERP return path; every reply captured whole.
+// 2xx delivers, 5xx fails the recipient, 4xx and transport trouble defer the
+// message to deferred/ (mtime = next attempt) until retry.max_age, then the
+// pending recipients expire. Decisions go to the status file, the event log
+// and one log line per recipient attempt.
+//
+// All of it runs on one strand: pools and counters need no locks, and the
+// work per message between awaits is small.
+#pragma once
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "queue/state_store.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+namespace ricochet::queue {
+class spool;
+class schedule;
+class events_log;
+}  // namespace ricochet::queue
+namespace ricochet::bounce {
+class verp_signer;
+class classifier;
+class destination_backoff;
+}  // namespace ricochet::bounce
+
+namespace ricochet {
+struct config;
+}
+
+namespace ricochet::delivery {
+
+class delivery_agent {
+public:
+    delivery_agent(boost::asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
+                   queue::events_log& events, const bounce::verp_signer& verp, const bounce::classifier& classify,
+                   bounce::destination_backoff& backoff);
+    ~delivery_agent();
+    void start();
+    // Something became due (a commit, a release, a flush): look now. Thread-safe.
+    void wake();
+    // Receives every recorded decision (the daemon feeds the state store) and
+    // a callback that writes their events, to run once they are stored.
+    // Without a sink the events are written at once.
+    using decision_sink = std::function<void(std::vector<queue::decision>, std::function<void()> then)>;
+    void set_decision_sink(decision_sink sink);
+    // Stops taking new messages; those in flight finish (see in_flight()).
+    void stop();
+    unsigned in_flight() const;
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace ricochet::delivery

@@ -1,0 +1,56 @@
+// dsn_intake — what the bounce listener does with a message it accepted for
+// b-TOKEN@<bounce domain>: parse it (bounce/dsn_parser.hpp), find who the
+// signed token names (queue id + recipient index, looked up in the state
+// store), classify each report (sync = false) and record the decision, so
+// a bounce that comes back days later changes the recipient's status like
+// an in-session reply. Complaints unsubscribe; delays, success notices and
+// auto-replies are reported (`dsn` events) and change nothing. A message
+// with no report in it is kept in spool_dir/dsn-unparsed/ with a `dsn`
+// event saying why: never dropped (if it cannot be written, the sender gets
+// 452 and tries again). So does a free-text message that is not from a mail
+// system or has no reply code, and a report for a message the state store
+// does not know (nothing is recorded then). Plain C++, no Asio.
+#pragma once
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "queue/dsn_writer.hpp"
+#include "queue/envelope.hpp"
+#include "queue/state_store.hpp"
+
+namespace ricochet::bounce {
+class verp_signer;
+class classifier;
+}  // namespace ricochet::bounce
+namespace ricochet::queue {
+class events_log;
+}
+
+namespace ricochet::intake {
+
+struct dsn_intake {
+    const bounce::verp_signer& verp;
+    const bounce::classifier& classify;
+    queue::state_store& store;
+    queue::events_log& events;
+    std::string bounce_domain;
+    std::filesystem::path unparsed_dir;
+    // Status changes go here too (the suppression list).
+    std::function<void(const std::vector<queue::decision>&)> record;
+    // bounce.return_to_sender: queues a DSN to the original message's sender
+    // (known from the state store) for each failure reported here for the
+    // first time; an error means 452 and nothing recorded. Unset: off.
+    std::function<std::error_code(const queue::envelope& original, const std::vector<queue::failed_recipient>& failed)>
+        return_to_sender;
+    // Called before the store is read: waits until decisions posted
+    // elsewhere (a message's `queued`, an earlier bounce) are stored. Unset:
+    // the store is always current.
+    std::function<void()> settle;
+
+    std::error_code operator()(queue::envelope& env, std::string& content) const;
+};
+
+}  // namespace ricochet::intake

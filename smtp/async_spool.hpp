@@ -1,0 +1,45 @@
+// async_spool — completion callbacks from the daemon's own threads (the
+// spool's committer, the decision recorder) as Asio asynchronous operations:
+// they complete on the caller's own executor. Only for files that use Asio.
+#pragma once
+#include <boost/asio.hpp>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include "queue/spool.hpp"
+
+namespace ricochet::smtp {
+
+// start(done) hands `done` to something that calls it once, from any thread,
+// with the arguments of Signature; the operation then completes with them on
+// the caller's executor (kept alive meanwhile).
+template <class Signature, class Start, class Token>
+auto async_from_callback(Start start, Token&& token) {
+    namespace asio = boost::asio;
+    return asio::async_initiate<Token, Signature>(
+        [start = std::move(start)](auto handler) mutable {
+            auto ex = asio::get_associated_executor(handler);
+            auto work = asio::make_work_guard(ex);
+            auto h = std::make_shared<decltype(handler)>(std::move(handler));
+            start([h, ex, work = std::move(work)](auto... args) mutable {
+                asio::post(ex, [h, args...]() mutable { std::move(*h)(args...); });
+                work.reset();
+            });
+        },
+        token);
+}
+
+// spool::submit: completes once the group commit made the message durable
+// (or failed).
+template <class Token>
+auto async_commit(queue::spool& spool, queue::envelope env, std::string content, Token&& token) {
+    return async_from_callback<void(std::error_code)>(
+        [&spool, env = std::move(env), content = std::move(content)](auto done) mutable {
+            spool.submit(std::move(env), std::move(content), std::move(done));
+        },
+        std::forward<Token>(token));
+}
+
+}  // namespace ricochet::smtp

@@ -1,0 +1,321 @@
+// smtp_client — see smtp_client.hpp.
+#include "smtp/smtp_client.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+namespace ricochet::smtp {
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::ip::tcp;
+using bounce::smtp_reply;
+using bounce::stage;
+using namespace asio::experimental::awaitable_operators;
+constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+// RFC 5321 4.5.2: a line starting with "." gets another; the message ends with CRLF.CRLF.
+std::string dot_stuff(const std::string& content) {
+    // RFC 5321 4.5.2: a line that starts with "." gets another one. Copied a
+    // run at a time between the lines that need it (most messages: none).
+    std::string out;
+    out.reserve(content.size() + 16);
+    std::size_t pos = 0;
+    if (!content.empty() && content[0] == '.') out.push_back('.');
+    for (;;) {
+        auto p = content.find("\n.", pos);
+        if (p == std::string::npos) break;
+        out.append(content, pos, p + 1 - pos);
+        out.push_back('.');
+        pos = p + 1;
+    }
+    out.append(content, pos, std::string::npos);
+    if (!content.empty() && content.back() != '\n') out += "\r\n";
+    out += ".\r\n";
+    return out;
+}
+
+bool has_keyword(const smtp_reply& ehlo, std::string_view kw) {
+    for (std::size_t i = 1; i < ehlo.lines.size(); ++i) {
+        std::string_view l = ehlo.lines[i];
+        auto word = l.substr(0, l.find(' '));
+        if (word.size() == kw.size() &&
+            std::equal(word.begin(), word.end(), kw.begin(), [](char a, char b) { return std::toupper(a) == b; }))
+            return true;
+    }
+    return false;
+}
+}  // namespace
+
+smtp_connection::smtp_connection(executor ex, asio::ssl::context& tls, const client_options& opt)
+    : stream_(tcp::socket(ex), tls), opt_(opt) {}
+
+awaitable<bool> smtp_connection::write(std::string_view data, std::chrono::seconds timeout) {
+    asio::steady_timer timer(stream_.get_executor(), timeout);
+    std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> r;
+    if (tls_) r = co_await (asio::async_write(stream_, asio::buffer(data), as_tuple) || timer.async_wait(as_tuple));
+    else r = co_await (asio::async_write(stream_.next_layer(), asio::buffer(data), as_tuple) || timer.async_wait(as_tuple));
+    if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
+        usable_ = false;
+        co_return false;
+    }
+    co_return true;
+}
+
+awaitable<smtp_reply> smtp_connection::read_reply(stage at, std::chrono::seconds timeout) {
+    bounce::reply_parser parser;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        while (auto l = reader_.next()) {
+            if (parser.feed(l->text)) {
+                bool bad = parser.malformed();
+                auto r = parser.take(at);
+                if (r.code == 421) usable_ = false;  // RFC 5321 3.8: the server is closing the channel
+                if (bad) {
+                    usable_ = false;  // out of step with the server: never reuse
+                    r.lines.insert(r.lines.begin(), "malformed reply:");
+                }
+                co_return r;
+            }
+        }
+        asio::steady_timer timer(stream_.get_executor(), deadline);
+        std::size_t cap = 0;
+        char* p = reader_.prepare(cap);
+        std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> r;
+        if (tls_) r = co_await (stream_.async_read_some(asio::buffer(p, cap), as_tuple) || timer.async_wait(as_tuple));
+        else r = co_await (stream_.next_layer().async_read_some(asio::buffer(p, cap), as_tuple) || timer.async_wait(as_tuple));
+        if (r.index() == 1) {
+            usable_ = false;
+            co_return smtp_reply::none(at, "timeout waiting for the " + std::string(bounce::to_string(at)) + " reply");
+        }
+        auto [ec, n] = std::get<0>(r);
+        if (ec) {
+            usable_ = false;
+            co_return smtp_reply::none(at, "connection lost at " + std::string(bounce::to_string(at)) + ": " + ec.message());
+        }
+        reader_.commit(n);
+    }
+}
+
+awaitable<smtp_reply> smtp_connection::ehlo() {
+    // Capabilities are those of the latest greeting only (RFC 3207 4.2).
+    pipelining_ = starttls_ = smtputf8_ = eightbitmime_ = false;
+    std::string cmd = "EHLO " + opt_.helo_name + "\r\n";
+    if (!co_await write(cmd, opt_.command_timeout)) co_return smtp_reply::none(stage::ehlo, "connection lost sending EHLO");
+    auto r = co_await read_reply(stage::ehlo, opt_.command_timeout);
+    if (r.code >= 500 && usable_) {
+        // RFC 5321 3.2: a server that does not know EHLO gets HELO.
+        std::string helo = "HELO " + opt_.helo_name + "\r\n";  // named: no temporaries in co_await (GCC 12)
+        if (!co_await write(helo, opt_.command_timeout))
+            co_return smtp_reply::none(stage::ehlo, "connection lost sending HELO");
+        co_return co_await read_reply(stage::ehlo, opt_.command_timeout);
+    }
+    if (r.positive()) {
+        pipelining_ = has_keyword(r, "PIPELINING");
+        starttls_ = has_keyword(r, "STARTTLS");
+        smtputf8_ = has_keyword(r, "SMTPUTF8");
+        eightbitmime_ = has_keyword(r, "8BITMIME");
+    }
+    co_return r;
+}
+
+awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex, tcp::endpoint ep,
+                                                              const std::string& mx, const client_options& opt,
+                                                              asio::ssl::context& tls, bool use_tls) {
+    open_result res;
+    auto c = std::make_unique<smtp_connection>(ex, tls, opt);
+    c->mx_ = mx;
+    c->ip_ = ep.address().to_string();
+    {
+        asio::steady_timer timer(ex, opt.connect_timeout);
+        auto r = co_await (c->stream_.next_layer().async_connect(ep, as_tuple) || timer.async_wait(as_tuple));
+        if (r.index() == 1) {
+            res.failure = smtp_reply::none(stage::connect, "connect to " + c->ip_ + " timed out");
+            co_return res;
+        }
+        if (auto [ec] = std::get<0>(r); ec) {
+            res.failure = smtp_reply::none(stage::connect, "connect to " + c->ip_ + ": " + ec.message());
+            co_return res;
+        }
+    }
+    auto greeting = co_await c->read_reply(stage::greeting, opt.greeting_timeout);
+    if (greeting.code != 220) {
+        res.failure = std::move(greeting);
+        co_return res;
+    }
+    auto e = co_await c->ehlo();
+    if (!e.positive()) {
+        res.failure = std::move(e);
+        co_return res;
+    }
+    if (use_tls && opt.tls != "off" && c->starttls_) {
+        if (!co_await c->write("STARTTLS\r\n", opt.command_timeout)) {
+            res.failure = smtp_reply::none(stage::starttls, "connection lost sending STARTTLS");
+            co_return res;
+        }
+        auto r = co_await c->read_reply(stage::starttls, opt.command_timeout);
+        if (r.code != 220) {
+            if (opt.tls == "required" || !c->usable_) {
+                // Our own policy refuses plain text: temporary, never a bounce.
+                res.failure = smtp_reply::none(stage::starttls, "STARTTLS refused: " + r.text());
+                co_return res;
+            }
+        } else {
+            c->reader_.clear();  // RFC 3207 4.2: nothing from before the handshake
+            SSL_set_tlsext_host_name(c->stream_.native_handle(), c->mx_.c_str());
+            if (opt.tls_verify) {
+                // The name we looked up (RFC 7672 style: the MX host), or the
+                // address of a route given as one.
+                auto* param = SSL_get0_param(c->stream_.native_handle());
+                boost::system::error_code aec;
+                asio::ip::make_address(c->mx_, aec);
+                if (!aec) X509_VERIFY_PARAM_set1_ip_asc(param, c->mx_.c_str());
+                else SSL_set1_host(c->stream_.native_handle(), c->mx_.c_str());
+            }
+            asio::steady_timer timer(ex, opt.command_timeout);
+            auto h = co_await (c->stream_.async_handshake(asio::ssl::stream_base::client, as_tuple) ||
+                               timer.async_wait(as_tuple));
+            if (h.index() == 1 || std::get<0>(std::get<0>(h))) {
+                res.tls_failed = true;
+                res.failure = smtp_reply::none(stage::tls, "TLS handshake with " + c->ip_ + " failed" +
+                                                       (h.index() == 1 ? std::string(": timeout")
+                                                                       : ": " + std::get<0>(std::get<0>(h)).message()));
+                co_return res;
+            }
+            c->tls_ = true;
+            auto e2 = co_await c->ehlo();  // RFC 3207 4.2: capabilities again, inside TLS
+            if (!e2.positive()) {
+                res.failure = std::move(e2);
+                co_return res;
+            }
+        }
+    } else if (opt.tls == "required" && use_tls) {
+        res.failure = smtp_reply::none(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
+        co_return res;
+    }
+    c->idle_since = std::chrono::steady_clock::now();
+    res.conn = std::move(c);
+    co_return res;
+}
+
+awaitable<smtp_connection::transaction> smtp_connection::send(const std::string& return_path, const std::string& rcpt,
+                                                              const std::string& content, bool smtputf8, bool eightbit) {
+    transaction t;
+    if (smtputf8 && !smtputf8_) {
+        // RFC 6531 3.4: cannot be sent to a server without SMTPUTF8.
+        t.reply.code = 553;
+        t.reply.enhanced = "5.6.7";
+        t.reply.at = stage::mail;
+        t.reply.lines.push_back("message needs SMTPUTF8, which " + mx_ + " does not offer");
+        co_return t;
+    }
+    bool reset = transactions_ > 0;  // RSET between messages on a reused connection
+    ++transactions_;
+    std::string mail = "MAIL FROM:<" + return_path + ">";
+    if (eightbit && eightbitmime_) mail += " BODY=8BITMIME";
+    if (smtputf8) mail += " SMTPUTF8";
+    mail += "\r\n";
+    std::string rcpt_cmd = "RCPT TO:<" + rcpt + ">\r\n";
+
+    // With PIPELINING, RSET, MAIL, RCPT and DATA go in one write (RFC 2920 3.1).
+    if (pipelining_) {
+        std::string batch = (reset ? "RSET\r\n" : "") + mail + rcpt_cmd + "DATA\r\n";
+        if (!co_await write(batch, opt_.command_timeout)) {
+            t.reply = smtp_reply::none(stage::mail, "connection lost sending MAIL");
+            t.connection_lost = true;
+            co_return t;
+        }
+        // Once the connection is gone (time-out, EOF), stop reading: each read
+        // would wait a whole time-out for nothing.
+        auto lost = [&](smtp_reply r) {
+            // A real reply (a 421 closing the channel) is kept as it came.
+            t.reply = r.code ? std::move(r) : smtp_reply::none(r.at, r.text());
+            t.connection_lost = true;
+            return t;
+        };
+        if (reset) {
+            auto r = co_await read_reply(stage::mail, opt_.command_timeout);
+            if (!r.positive()) {
+                // A failed RSET speaks about the connection, not the recipient.
+                usable_ = false;
+                co_return lost(smtp_reply::none(stage::mail, "RSET failed: " + r.text()));
+            }
+        }
+        auto m = co_await read_reply(stage::mail, opt_.command_timeout);
+        if (!usable_) co_return lost(std::move(m));
+        auto r = co_await read_reply(stage::rcpt, opt_.command_timeout);
+        if (!usable_) co_return lost(std::move(r));
+        auto d = co_await read_reply(stage::data, opt_.command_timeout);
+        bool failed = false;
+        if (!m.positive()) { t.reply = std::move(m); failed = true; }
+        else if (!r.positive()) { t.reply = std::move(r); failed = true; }
+        if (failed || d.code != 354) {
+            if (!failed) t.reply = std::move(d);
+            if (d.code == 354) usable_ = false;  // server waits for data we will not send: drop it
+            t.connection_lost = !usable_;
+            co_return t;
+        }
+    } else {
+        if (reset) {
+            if (!co_await write("RSET\r\n", opt_.command_timeout)) {
+                t.reply = smtp_reply::none(stage::mail, "connection lost sending RSET");
+                t.connection_lost = true;
+                co_return t;
+            }
+            auto r = co_await read_reply(stage::mail, opt_.command_timeout);
+            if (!r.positive()) {
+                // A failed RSET speaks about the connection, not the recipient.
+                t.reply = smtp_reply::none(stage::mail, "RSET failed: " + r.text());
+                usable_ = false;
+                t.connection_lost = true;
+                co_return t;
+            }
+        }
+        for (auto [cmd, st] : {std::pair{&mail, stage::mail}, std::pair{&rcpt_cmd, stage::rcpt}}) {
+            if (!co_await write(*cmd, opt_.command_timeout)) {
+                t.reply = smtp_reply::none(st, "connection lost");
+                t.connection_lost = true;
+                co_return t;
+            }
+            auto r = co_await read_reply(st, opt_.command_timeout);
+            if (!r.positive()) {
+                t.reply = std::move(r);
+                t.connection_lost = !usable_;
+                co_return t;
+            }
+        }
+        if (!co_await write("DATA\r\n", opt_.command_timeout)) {
+            t.reply = smtp_reply::none(stage::data, "connection lost");
+            t.connection_lost = true;
+            co_return t;
+        }
+        auto d = co_await read_reply(stage::data, std::chrono::seconds(120));  // 4.5.3.2.4: 2 minutes
+        if (d.code != 354) {
+            t.reply = std::move(d);
+            t.connection_lost = !usable_;
+            co_return t;
+        }
+    }
+    t.before_data = false;
+    std::string stuffed = dot_stuff(content);  // named: no temporaries in co_await (GCC 12)
+    if (!co_await write(stuffed, opt_.data_timeout)) {
+        t.reply = smtp_reply::none(stage::end_of_data, "connection lost sending the message");
+        t.connection_lost = true;
+        co_return t;
+    }
+    t.reply = co_await read_reply(stage::end_of_data, opt_.data_timeout);
+    t.connection_lost = !usable_;
+    idle_since = std::chrono::steady_clock::now();
+    co_return t;
+}
+
+awaitable<void> smtp_connection::quit() {
+    if (usable_ && co_await write("QUIT\r\n", std::chrono::seconds(10)))
+        co_await read_reply(stage::quit, std::chrono::seconds(10));
+    usable_ = false;
+    boost::system::error_code ec;
+    stream_.next_layer().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.next_layer().close(ec);
+}
+
+}  // namespace ricochet::smtp

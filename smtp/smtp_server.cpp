@@ -1,0 +1,350 @@
+// smtp_server — see smtp_server.hpp.
+//
+// Each connection is one coroutine on its own strand. A watchdog coroutine
+// on the same strand enforces the deadline for the current step (RFC 5321
+// 4.5.3.2: a time-out covers a whole command or data chunk, set before each
+// read and write), cancelling the socket when it passes.
+#include "smtp/smtp_server.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <unordered_map>
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <spdlog/spdlog.h>
+
+#include "queue/logger.hpp"
+
+#include "smtp/network.hpp"
+#include "smtp/async_spool.hpp"
+#include "queue/spool.hpp"
+
+namespace ricochet::smtp {
+namespace asio = boost::asio;
+namespace ssl = boost::asio::ssl;
+using asio::awaitable;
+using asio::ip::tcp;
+using asio::use_awaitable;
+constexpr auto as_tuple = asio::as_tuple(use_awaitable);
+
+namespace {
+std::shared_ptr<spdlog::logger> log() {
+    static auto l = named_logger("mta");
+    return l;
+}
+
+}  // namespace
+
+struct smtp_server::impl : std::enable_shared_from_this<impl> {
+    asio::io_context& io;
+    smtp_server_options opt;
+    queue::spool& spool;
+    ssl::context tls{ssl::context::tls_server};
+    bool tls_ready = false;
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+    std::atomic<unsigned> connections{0};
+    std::mutex per_ip_mu;
+    std::unordered_map<std::string, unsigned> per_ip;  // open sessions per client address
+    struct auth_failures {
+        unsigned count = 0;
+        std::chrono::steady_clock::time_point since;
+    };
+    std::unordered_map<std::string, auth_failures> auth_failed;  // by client address, under per_ip_mu
+
+    // Adds a session's failed AUTH attempts; true when the address is over its limit.
+    bool auth_blocked(const std::string& ip, unsigned add) {
+        auto now = std::chrono::steady_clock::now();
+        std::lock_guard lk(per_ip_mu);
+        if (auth_failed.size() > 100000)  // bounded: forget expired entries
+            std::erase_if(auth_failed, [&](auto& kv) { return now - kv.second.since > opt.auth_failure_window; });
+        auto it = auth_failed.find(ip);
+        if (it == auth_failed.end()) {
+            if (!add) return false;
+            it = auth_failed.emplace(ip, auth_failures{0, now}).first;
+        }
+        if (now - it->second.since > opt.auth_failure_window) it->second = {0, now};
+        it->second.count += add;
+        return it->second.count >= opt.max_auth_failures_per_ip;
+    }
+    // message_sink runs here, off the I/O threads: parsing a hostile
+    // message or waiting on the state store never stalls other sessions.
+    std::unique_ptr<asio::thread_pool> sink_pool;
+
+    impl(asio::io_context& i, smtp_server_options o, queue::spool& s) : io(i), opt(std::move(o)), spool(s) {
+        if (opt.message_sink) sink_pool = std::make_unique<asio::thread_pool>(1);
+    }
+
+    bool load_tls(std::string& error) {
+        if (opt.tls_cert.empty()) return true;
+        boost::system::error_code ec;
+        // TLS 1.2 minimum; no compression, no renegotiation, server cipher order.
+        tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                        ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::no_compression);
+        SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+        SSL_CTX_set_options(tls.native_handle(), SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION);
+        // TLS 1.2 suites: forward-secret AEAD only (no static RSA key
+        // exchange, no CBC); TLS 1.3 keeps OpenSSL's own (all AEAD, all FS).
+        SSL_CTX_set_cipher_list(tls.native_handle(),
+                                "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!kRSA");
+        tls.use_certificate_chain_file(opt.tls_cert.string(), ec);
+        if (!ec) tls.use_private_key_file(opt.tls_key.string(), ssl::context::pem, ec);
+        if (ec) {
+            error = "cannot load TLS certificate/key (" + opt.tls_cert.string() + ", " + opt.tls_key.string() +
+                    "): " + ec.message();
+            return false;
+        }
+        tls_ready = true;
+        opt.policy.tls_available = true;
+        return true;
+    }
+
+    bool bind_all(std::string& error) {
+        for (auto& l : opt.listen) {
+            std::string host;
+            std::uint16_t port;
+            if (!parse_host_port(l, host, port)) {
+                error = "bad listen address " + l;
+                return false;
+            }
+            boost::system::error_code ec;
+            auto addr = asio::ip::make_address(host, ec);
+            if (ec) {
+                error = "bad listen address " + l + ": " + ec.message();
+                return false;
+            }
+            // Each acceptor on a strand of its own, so stop() (from the signal
+            // handler's thread) never touches it concurrently with the accept loop.
+            auto a = std::make_unique<tcp::acceptor>(asio::make_strand(io));
+            tcp::endpoint ep(addr, port);
+            a->open(ep.protocol(), ec);
+            if (!ec) a->set_option(tcp::acceptor::reuse_address(true), ec);
+            if (!ec) a->bind(ep, ec);
+            if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+            if (ec) {
+                error = "cannot listen on " + l + ": " + ec.message();
+                return false;
+            }
+            log()->info("{}: listening on {}", opt.name, l);
+            acceptors.push_back(std::move(a));
+        }
+        return true;
+    }
+
+    static awaitable<void> accept_loop(std::shared_ptr<impl> self, tcp::acceptor& acc) {
+        auto& io = self->io;
+        auto& opt = self->opt;
+        for (;;) {
+            auto [ec, sock] = co_await acc.async_accept(asio::make_strand(io), as_tuple);
+            if (ec) {
+                if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+                log()->warn("{}: accept: {}", opt.name, ec.message());  // e.g. EMFILE: keep serving
+                asio::steady_timer t(io, std::chrono::milliseconds(100));
+                co_await t.async_wait(as_tuple);
+                continue;
+            }
+            auto ex = sock.get_executor();
+            asio::co_spawn(ex, session(self, std::move(sock)), [](std::exception_ptr e) {
+                if (!e) return;
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log()->error("session ended by exception: {}", ex.what());
+                }
+            });
+        }
+    }
+
+    struct conn {
+        ssl::stream<tcp::socket> stream;
+        asio::steady_timer deadline;
+        bool tls = false;
+        bool timed_out = false;
+        bool done = false;
+        conn(tcp::socket s, ssl::context& ctx) : stream(std::move(s), ctx), deadline(stream.get_executor()) {}
+        void expire_in(std::chrono::seconds s) { deadline.expires_after(s); }
+    };
+
+    static awaitable<void> watchdog(std::shared_ptr<conn> c) {
+        while (!c->done) {
+            co_await c->deadline.async_wait(as_tuple);
+            if (c->done) co_return;
+            if (c->deadline.expiry() <= asio::steady_timer::clock_type::now()) {
+                c->timed_out = true;
+                boost::system::error_code ignored;
+                c->stream.lowest_layer().cancel(ignored);
+                c->expire_in(std::chrono::seconds(10));  // bound the 421 write, then give up
+            }
+        }
+    }
+
+    static awaitable<boost::system::error_code> write(conn& c, std::string_view data) {
+        boost::system::error_code ec;
+        if (c.tls) std::tie(ec, std::ignore) = co_await asio::async_write(c.stream, asio::buffer(data), as_tuple);
+        else std::tie(ec, std::ignore) = co_await asio::async_write(c.stream.next_layer(), asio::buffer(data), as_tuple);
+        co_return ec;
+    }
+
+    static awaitable<void> session(std::shared_ptr<impl> self, tcp::socket sock) {
+        boost::system::error_code ec;
+        auto remote = sock.remote_endpoint(ec);
+        if (ec) co_return;
+        auto addr = remote.address();
+        if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+        std::string ip = addr.to_string();
+
+        auto c = std::make_shared<conn>(std::move(sock), self->tls);
+        unsigned from_ip = 0;
+        {
+            std::lock_guard lk(self->per_ip_mu);
+            from_ip = ++self->per_ip[ip];
+        }
+        struct guard {
+            impl& s;
+            std::shared_ptr<conn> c;
+            std::string ip;
+            ~guard() {
+                c->done = true;
+                c->deadline.cancel();
+                s.connections.fetch_sub(1);
+                std::lock_guard lk(s.per_ip_mu);
+                if (auto it = s.per_ip.find(ip); it != s.per_ip.end() && --it->second == 0) s.per_ip.erase(it);
+            }
+        } g{*self, c, ip};
+        bool too_many = self->connections.fetch_add(1) >= self->opt.max_connections;
+        bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
+        bool auth_abuse = self->opt.max_auth_failures_per_ip && self->auth_blocked(ip, 0);
+        if (too_many || too_many_here || auth_abuse) {
+            c->expire_in(std::chrono::seconds(10));
+            asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
+            std::string busy = too_many ? smtp_server_protocol::busy_reply(self->opt.policy.hostname)
+                               : auth_abuse ? "421 4.7.0 " + self->opt.policy.hostname +
+                                                  " Error: too many failed authentications from your address\r\n"
+                                            : "421 4.7.0 " + self->opt.policy.hostname +
+                                                  " Error: too many connections from your address\r\n";
+            co_await write(*c, busy);
+            if (too_many)
+                log()->warn("{}: refused [{}]: {} connections", self->opt.name, ip, self->opt.max_connections);
+            else if (auth_abuse)
+                log()->warn("{}: refused [{}]: {} failed authentications", self->opt.name, ip,
+                            self->opt.max_auth_failures_per_ip);
+            else
+                log()->warn("{}: refused [{}]: {} connections from this address", self->opt.name, ip,
+                            self->opt.max_connections_per_ip);
+            co_return;
+        }
+        log()->debug("{}: connect from [{}]", self->opt.name, ip);
+        c->expire_in(self->opt.command_timeout);
+        asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
+
+        smtp_server_protocol proto(self->opt.policy, ip);
+        struct count_auth_failures {  // however the session ends
+            impl& s;
+            const smtp_server_protocol& p;
+            const std::string& ip;
+            ~count_auth_failures() {
+                if (p.auth_failures() && s.opt.max_auth_failures_per_ip && s.auth_blocked(ip, p.auth_failures()))
+                    log()->warn("{}: [{}] reached {} failed authentications; refused for {} s", s.opt.name, ip,
+                                s.opt.max_auth_failures_per_ip, s.opt.auth_failure_window.count());
+            }
+        } auth_guard{*self, proto, ip};
+        line_reader reader;
+        std::string out = proto.greeting();
+        bool closing = false;
+        bool progressed = true;  // a whole line arrived since the deadline was set
+        while (!closing) {
+            while (auto l = reader.next()) {
+                progressed = true;
+                auto act = proto.on_line(*l, out);
+                if (act == smtp_server_protocol::action::commit) {
+                    auto id = proto.envelope().id;
+                    std::error_code cec;
+                    if (self->opt.message_sink) {
+                        // The task owns the message: it may outlive this
+                        // session's frame if the server is torn down mid-call.
+                        auto run_sink = [&sink = self->opt.message_sink, env = std::move(proto.envelope()),
+                                         content = std::move(proto.content())]() mutable -> awaitable<std::error_code> {
+                            co_return sink(env, content);
+                        };
+                        auto op = asio::co_spawn(self->sink_pool->get_executor(), run_sink, use_awaitable);
+                        cec = co_await std::move(op);
+                    } else {
+                        cec = co_await async_commit(self->spool, std::move(proto.envelope()), std::move(proto.content()),
+                                                    use_awaitable);
+                    }
+                    proto.on_commit_result(cec, id, out);
+                } else if (act == smtp_server_protocol::action::starttls) {
+                    c->expire_in(self->opt.command_timeout);
+                    if (co_await write(*c, out)) co_return;
+                    out.clear();
+                    reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
+                    auto [hec] = co_await c->stream.async_handshake(ssl::stream_base::server, as_tuple);
+                    if (hec) {
+                        log()->info("{}: TLS handshake failed from [{}]: {}", self->opt.name, ip, hec.message());
+                        co_return;
+                    }
+                    c->tls = true;
+                    proto.on_tls_started();
+                    break;
+                } else if (act == smtp_server_protocol::action::close) {
+                    closing = true;
+                    break;
+                }
+            }
+            // Replies to pipelined commands go out together, when no further
+            // complete command is waiting (RFC 2920 3.2).
+            if (!out.empty()) {
+                c->expire_in(self->opt.command_timeout);
+                if (co_await write(*c, out)) break;
+                out.clear();
+            }
+            if (closing) break;
+            if (progressed) c->expire_in(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout);
+            progressed = false;
+            std::size_t cap = 0;
+            char* p = reader.prepare(cap);
+            std::size_t n = 0;
+            if (c->tls) std::tie(ec, n) = co_await c->stream.async_read_some(asio::buffer(p, cap), as_tuple);
+            else std::tie(ec, n) = co_await c->stream.next_layer().async_read_some(asio::buffer(p, cap), as_tuple);
+            if (ec) {
+                if (c->timed_out) {
+                    log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
+                    std::string bye = proto.timeout_reply();
+                    co_await write(*c, bye);
+                } else if (proto.in_data()) {
+                    log()->info("{}: lost connection after DATA from [{}]", self->opt.name, ip);
+                }
+                break;
+            }
+            reader.commit(n);
+        }
+        if (c->tls) {
+            c->expire_in(std::chrono::seconds(5));
+            co_await c->stream.async_shutdown(as_tuple);
+        }
+        c->stream.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
+        c->stream.lowest_layer().close(ec);
+        log()->debug("{}: disconnect from [{}]", self->opt.name, ip);
+    }
+};
+
+smtp_server::smtp_server(asio::io_context& io, smtp_server_options options, queue::spool& spool)
+    : impl_(std::make_shared<impl>(io, std::move(options), spool)) {}
+
+smtp_server::~smtp_server() = default;
+
+bool smtp_server::start(std::string& error) {
+    if (!impl_->load_tls(error) || !impl_->bind_all(error)) return false;
+    for (auto& a : impl_->acceptors)
+        asio::co_spawn(a->get_executor(), impl::accept_loop(impl_, *a), asio::detached);
+    return true;
+}
+
+void smtp_server::stop() {
+    for (auto& a : impl_->acceptors)
+        asio::post(a->get_executor(), [self = impl_, acc = a.get()] {
+            boost::system::error_code ec;
+            acc->close(ec);
+        });
+}
+
+}  // namespace ricochet::smtp

@@ -1,0 +1,66 @@
+// smtp_server — the listening side: accepts connections on the configured
+// addresses and runs smtp_server_protocol over each, with TLS (OpenSSL via
+// Asio), time-outs and a connection limit. Accepted messages go to the spool;
+// the 250 is written only after the spool's group commit says they are durable.
+//
+// Asio stays behind this header: callers see only io_context, forward-declared.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <system_error>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "smtp/smtp_server_protocol.hpp"
+
+namespace boost::asio {
+class io_context;
+}
+namespace ricochet::queue {
+class spool;
+}
+
+namespace ricochet::smtp {
+
+struct smtp_server_options {
+    std::string name = "submission";  // for the log
+    session_policy policy;
+    std::vector<std::string> listen;  // "host:port"
+    std::filesystem::path tls_cert, tls_key;
+    unsigned max_connections = 1000;
+    unsigned max_connections_per_ip = 0;  // 0: no limit per client address
+    // Failed AUTH attempts one client address may make (over any number of
+    // sessions) within auth_failure_window; then its new sessions get 421
+    // until the window ends.
+    unsigned max_auth_failures_per_ip = 10;
+    std::chrono::seconds auth_failure_window{15 * 60};
+    // Each command line, and each line of DATA, must arrive whole within
+    // these (a deadline per line, not per read, so a client trickling a byte
+    // at a time cannot hold a session open).
+    std::chrono::seconds command_timeout{300};
+    std::chrono::seconds data_timeout{600};
+    // When set, accepted messages go here instead of into the spool (the
+    // bounce listener: a DSN is read, not relayed). Returns the error for a
+    // 452, or success for the 250. Runs on a worker thread of its own (one
+    // per server), never on an I/O thread.
+    std::function<std::error_code(queue::envelope& env, std::string& content)> message_sink;
+};
+
+class smtp_server {
+public:
+    smtp_server(boost::asio::io_context& io, smtp_server_options options, queue::spool& spool);
+    ~smtp_server();
+    // Loads TLS material and binds every listen address. False with a message.
+    bool start(std::string& error);
+    // Stops accepting; sessions in progress finish on their own.
+    void stop();
+
+private:
+    struct impl;
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace ricochet::smtp

@@ -1,0 +1,124 @@
+// smtp_server_protocol — the server side of one SMTP session as a pure state
+// machine: lines in, replies and actions out. No sockets, no Asio, so every
+// command and every bad input can be unit-tested; smtp_server.cpp does the I/O.
+//
+// One machine serves both roles of PRODUCT.md: `submission` (trusted networks
+// or AUTH, relays to any domain) and `bounce` (anyone, but only recipients the
+// check_recipient hook accepts). Replies follow RFC 5321 4.2 with RFC 3463
+// enhanced codes; limits follow RFC 5321 4.5.3.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "smtp/auth_users.hpp"
+#include "smtp/line_reader.hpp"
+#include "smtp/network.hpp"
+#include "queue/envelope.hpp"
+
+namespace ricochet::smtp {
+
+enum class server_role { submission, bounce };
+
+// What the recipient check says about one RCPT.
+struct rcpt_verdict {
+    enum class action { accept, refuse, drop } act = action::accept;
+    std::string reply;  // refuse: the whole reply line ("550 5.7.1 ...")
+
+    static rcpt_verdict accept() { return {}; }
+    static rcpt_verdict refuse(std::string r) { return {action::refuse, std::move(r)}; }
+    // Accepted with 250 but never delivered (bounce.suppressed = "drop").
+    static rcpt_verdict drop() { return {action::drop, {}}; }
+};
+
+// Settings shared by every session of one listener.
+struct session_policy {
+    server_role role = server_role::submission;
+    std::string hostname = "localhost";
+    std::uint64_t max_message_size = 26214400;
+    std::uint32_t max_recipients = 1000;
+    std::string campaign_header = "X-Campaign-ID";
+    bool tls_available = false;
+    const auth_users* users = nullptr;  // null: AUTH not offered
+    std::vector<cidr> trusted;
+    unsigned max_errors = 20;           // bad commands before 421
+    unsigned max_auth_failures = 3;     // failed AUTH before 421
+    unsigned max_hops = 50;             // Received headers before 554 5.4.6 (loop)
+    // Queue id for the message being received (goes into Received:).
+    std::function<std::string()> new_id;
+    // Recipient check after syntax (suppression, bounce tokens).
+    std::function<rcpt_verdict(std::string_view rcpt)> check_recipient;
+};
+
+class smtp_server_protocol {
+public:
+    enum class action {
+        none,      // send the replies, read on
+        starttls,  // send the replies, then do the TLS handshake, then call on_tls_started()
+        commit,    // hand envelope()/content() to the spool, then call on_commit_result()
+        close,     // send the replies, then close the connection
+    };
+
+    smtp_server_protocol(const session_policy& policy, std::string client_ip, bool tls_active = false);
+
+    std::string greeting() const;
+    // Replies to a time-out, before the connection is closed.
+    std::string timeout_reply() const;
+    // Replies when the listener is full (421, RFC 5321 3.8).
+    static std::string busy_reply(std::string_view hostname);
+
+    // Feeds one line (from line_reader); appends replies to out.
+    action on_line(const line& l, std::string& out);
+    // After action::commit: ec empty means durable under id (the envelope's
+    // id, passed back because the envelope was moved to the spool).
+    void on_commit_result(std::error_code ec, const std::string& id, std::string& out);
+    void on_tls_started();
+
+    queue::envelope& envelope() { return env_; }
+    std::string& content() { return content_; }
+    bool in_data() const { return state_ == state::data; }
+    bool tls_active() const { return tls_; }
+    bool trusted() const { return trusted_; }
+    const std::string& auth_user() const { return auth_user_; }
+
+private:
+    enum class state { fresh, ready, mail, rcpt, data, auth_plain, auth_login_user, auth_login_pass };
+    action reply(std::string& out, std::string_view text, bool error = false);
+    action on_data_line(const line& l, std::string& out);
+    action on_end_of_data(std::string& out);
+    action do_ehlo(bool extended, std::string_view arg, std::string& out);
+    action do_mail(std::string_view arg, std::string& out);
+    action do_rcpt(std::string_view arg, std::string& out);
+    action do_auth(std::string_view arg, std::string& out);
+    action finish_auth(std::string_view user, std::string_view pass, std::string& out);
+    bool auth_offered() const;
+    void reset_transaction();
+    std::string received_header() const;
+
+public:
+    unsigned auth_failures() const { return auth_failures_; }
+
+private:
+
+    const session_policy& p_;
+    std::string client_ip_;
+    bool tls_;
+    bool trusted_;
+    state state_ = state::fresh;
+    bool esmtp_ = false;
+    std::string helo_;
+    std::string auth_user_, login_user_;
+    unsigned errors_ = 0, auth_failures_ = 0;
+
+    queue::envelope env_;
+    std::string content_;
+    std::uint64_t data_size_ = 0;
+    std::size_t dropped_ = 0;  // recipients accepted and dropped (suppressed)
+    bool data_too_big_ = false, data_line_too_long_ = false, prev_crlf_ = true;
+};
+
+}  // namespace ricochet::smtp

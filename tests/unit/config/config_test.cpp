@@ -1,0 +1,112 @@
+// Tests for config/config.hpp: the shipped file loads; every mistake names
+// the file, line and key.
+#include "config/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace ricochet;
+
+namespace {
+std::string load_text(const std::string& text, config& c, bool& ok) {
+    auto path = std::filesystem::temp_directory_path() / ("ricochet-config-" + std::to_string(::getpid()) + ".toml");
+    std::ofstream(path) << text;
+    std::string err;
+    ok = load_config(path, c, err);
+    std::filesystem::remove(path);
+    return err;
+}
+}  // namespace
+
+TEST(Config, ShippedFileLoadsWithDefaults) {
+    config c;
+    std::string err;
+    // Relative paths in the file are relative to where ricochetd starts: the repository.
+    std::filesystem::current_path(RICOCHET_SOURCE_DIR);
+    ASSERT_TRUE(load_config(std::string(RICOCHET_SOURCE_DIR) + "/etc/ricochet.toml", c, err)) << err;
+    EXPECT_EQ(c.submission.listen, std::vector<std::string>{"127.0.0.1:2525"});
+    EXPECT_EQ(c.submission.max_message_size, 26214400u);
+    EXPECT_EQ(c.submission.max_recipients, 1000u);
+    EXPECT_EQ(c.retry.interval, seconds(900));
+    EXPECT_EQ(c.retry.max_age, seconds(72 * 3600));
+    EXPECT_EQ(c.server.spool_dir, "var/spool");
+    EXPECT_EQ(c.bounce_listener.max_connections, 100u) << "the open listener has its own, smaller limits";
+    EXPECT_EQ(c.bounce_listener.max_message_size, 2097152u);
+}
+
+TEST(Config, Errors) {
+    struct { const char* name; std::string text; std::string want; } rows[] = {
+        {"unknown key", "[submission]\nlisen = [\"127.0.0.1:1\"]\n", ":2: submission.lisen: unknown key"},
+        {"unknown table", "[sumbission]\n", ":1: sumbission: unknown key"},
+        {"wrong type", "[submission]\n\nmax_recipients = \"ten\"\n", ":3: submission.max_recipients: expected an integer, got a string"},
+        {"out of range", "[delivery]\nport = 70000\n", ":2: delivery.port: must be between 1 and 65535"},
+        {"bad duration", "[retry]\ninterval = \"15 minutes\"\n", ":2: retry.interval: expected a duration"},
+        {"bad enum", "[delivery]\ntls = \"maybe\"\n", ":2: delivery.tls: must be one of opportunistic, required, off"},
+        {"bad listen", "[submission]\nlisten = [\"localhost\"]\n", ":2: submission.listen: expected \"host:port\""},
+        {"bad network", "[submission]\ntrusted_networks = [\"10.0.0.0/40\"]\n", ":2: submission.trusted_networks: not a network"},
+        {"missing rules file", "[bounce]\nrules = \"/nonexistent/rules.toml\"\n", ":2: bounce.rules: file not found"},
+        {"missing file", "[submission]\ntls_cert = \"/nonexistent/cert.pem\"\ntls_key = \"/nonexistent/key.pem\"\n", ":2: submission.tls_cert: file not found"},
+        {"toml syntax", "[server\n", ":1: "},
+        // A name the OS refuses to look up (ENAMETOOLONG) is "not found", not an exception (found by fuzz_config).
+        {"path too long", "[bounce]\nrules = \"/" + std::string(5000, 'x') + "\"\n", ":2: bounce.rules: file not found"},
+        {"route without host", "[[delivery.route]]\ndomain = \"a.example\"\n", "delivery.route.host"},
+        {"verify without required", "[delivery]\ntls_verify = true\n", ":1: delivery.tls_verify: needs tls = \"required\""},
+    };
+    for (auto& r : rows) {
+        config c;
+        bool ok = true;
+        auto err = load_text(r.text, c, ok);
+        EXPECT_FALSE(ok) << r.name;
+        EXPECT_NE(err.find(r.want), std::string::npos) << r.name << ": got \"" << err << "\", want it to contain \"" << r.want << "\"";
+    }
+}
+
+TEST(Config, ValuesAndOverrides) {
+    config c;
+    bool ok = false;
+    auto err = load_text(R"(
+[server]
+hostname = "mta.example"
+[submission]
+listen = ["127.0.0.1:2600", "[::1]:2600"]
+max_message_size = 2048
+[retry]
+interval = "1m"
+[[retry.domain]]
+domain = "slow.example"
+interval = "2h"
+[[delivery.route]]
+domain = "test.example"
+host = "127.0.0.1:2601"
+[bounce_listener]
+max_connections = 7
+max_message_size = 65536
+)", c, ok);
+    ASSERT_TRUE(ok) << err;
+    EXPECT_EQ(c.server.hostname, "mta.example");
+    EXPECT_EQ(c.submission.listen.size(), 2u);
+    EXPECT_EQ(c.submission.max_message_size, 2048u);
+    ASSERT_EQ(c.retry.domains.size(), 1u);
+    EXPECT_EQ(c.retry.domains[0].interval, seconds(7200));
+    EXPECT_EQ(c.retry.domains[0].max_age, seconds(72 * 3600)) << "inherits the global max_age";
+    ASSERT_EQ(c.delivery.routes.size(), 1u);
+    EXPECT_EQ(c.delivery.routes[0].host, "127.0.0.1:2601");
+    EXPECT_EQ(c.bounce_listener.max_connections, 7u);
+    EXPECT_EQ(c.bounce_listener.max_message_size, 65536u);
+}
+
+TEST(Config, Durations) {
+    struct { std::string in; bool ok; long long secs; } rows[] = {
+        {"30s", true, 30}, {"15m", true, 900}, {"72h", true, 259200}, {"2d", true, 172800}, {"500ms", true, 1},
+        {"", false, 0}, {"m", false, 0}, {"10", false, 0}, {"10x", false, 0}, {"-1s", false, 0}};
+    for (auto& r : rows) {
+        seconds s{0};
+        EXPECT_EQ(parse_duration(r.in, s), r.ok) << r.in;
+        if (r.ok) {
+            EXPECT_EQ(s.count(), r.secs) << r.in;
+        }
+    }
+}
