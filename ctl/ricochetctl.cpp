@@ -22,10 +22,13 @@
 #include "bounce/suppression_list.hpp"
 #include "config/config.hpp"
 #include "queue/clock.hpp"
-#include "queue/events_log.hpp"
+#include "events/bus.hpp"
+#include "events/jsonl_log.hpp"
+#include "events/make.hpp"
+#include "events/sequencer.hpp"
 #include "queue/queue_admin.hpp"
 #include "queue/spool.hpp"
-#include "queue/state_store.hpp"
+#include "state/recipient_state.hpp"
 
 using namespace ricochet;
 using nlohmann::json;
@@ -56,6 +59,21 @@ std::unique_ptr<queue::spool> open_spool(const config& cfg, bool must_exist) {
     if (!s && must_exist) die(1, "cannot open spool " + cfg.server.spool_dir.string() + ": " + ec.message());
     return s;
 }
+
+// Events written by ricochetctl itself, when it acts with the daemon
+// stopped: numbered from the same sequence file, into the same log.
+struct offline_events {
+    events::sequencer seq;
+    events::jsonl_log file;
+    events::bus bus{seq};
+    explicit offline_events(const config& cfg) {
+        if (auto ec = seq.open(cfg.server.spool_dir / "events.seq"))
+            std::cerr << "ricochetctl: " << (cfg.server.spool_dir / "events.seq").string() << ": " << ec.message() << "\n";
+        if (auto ec = file.open(cfg.server.events_log))
+            std::cerr << "ricochetctl: " << cfg.server.events_log.string() << ": " << ec.message() << "\n";
+        bus.add(file);
+    }
+};
 
 // Sends one request over the control socket. nullopt when no daemon listens.
 std::optional<json> control_request(const std::filesystem::path& path, const json& req) {
@@ -273,9 +291,8 @@ int cmd_admin(const config& cfg, queue::admin_op op, const queue::selector& sel,
         if (!sp->try_lock(ec))
             die(1, "the spool is locked by a running ricochetd, but its control socket " +
                        cfg.server.control_socket.string() + " does not answer");
-        queue::events_log events;
-        events.open(cfg.server.events_log);
-        auto res = queue::apply_admin(*sp, &events, op, sel);
+        offline_events events(cfg);
+        auto res = queue::apply_admin(*sp, &events.bus, op, sel);
         reply = {{"ok", res.error.empty()}, {"matched", res.matched}, {"changed", res.ids}};
         if (!res.error.empty()) reply["error"] = res.error;
     }
@@ -288,13 +305,14 @@ int cmd_admin(const config& cfg, queue::admin_op op, const queue::selector& sel,
     return 0;
 }
 
-std::unique_ptr<queue::state_store> open_state(const config& cfg, bool readonly) {
-    auto path = queue::sqlite_path(cfg.server.state);
-    if (readonly && !std::filesystem::exists(path)) return nullptr;  // nothing recorded yet
+std::unique_ptr<state::recipient_state> open_state(const config& cfg, bool readonly) {
+    const auto& url = cfg.server.state;
+    if (readonly && url.rfind("sqlite:", 0) == 0 && !std::filesystem::exists(url.substr(7)))
+        return nullptr;  // nothing recorded yet
     std::string error;
     bounce::status_policy policy{cfg.bounce.trusted_domains, static_cast<int>(cfg.bounce.held_after_bounces),
                                  std::int64_t(cfg.bounce.held_after_days) * 86400 * 1000};
-    auto st = queue::state_store::open(path, policy, error, readonly);
+    auto st = state::open_state(url, policy, readonly, error);
     if (!st) die(1, "server.state: " + error);
     return st;
 }
@@ -310,7 +328,7 @@ json record_json(const bounce::address_record& r) {
 int cmd_recipient_show(const config& cfg, const std::string& addr, bool as_json) {
     auto st = open_state(cfg, true);
     std::optional<bounce::address_record> r;
-    std::vector<queue::decision> hist;
+    std::vector<events::event> hist;
     if (st) {
         r = st->get(addr);
         hist = st->history(addr);
@@ -320,7 +338,7 @@ int cmd_recipient_show(const config& cfg, const std::string& addr, bool as_json)
     json j = record_json(rec);
     json h = json::array();
     for (auto& d : hist)
-        h.push_back({{"time", format_time(d.time_ms)}, {"type", d.type}, {"queue_id", d.queue_id},
+        h.push_back({{"time", format_time(d.time_ms)}, {"type", events::to_string(d.type)}, {"queue_id", d.queue_id},
                      {"campaign", d.campaign}, {"kind", d.kind}, {"category", d.category}, {"rule", d.rule},
                      {"reply", d.reply}});
     j["history"] = h;
@@ -335,7 +353,7 @@ int cmd_recipient_show(const config& cfg, const std::string& addr, bool as_json)
                 rec.last_bounce_ms ? format_time(rec.last_bounce_ms).c_str() : "-", rec.last_reply.c_str(),
                 rec.last_category.empty() ? "" : (" [" + rec.last_kind + "/" + rec.last_category + "]").c_str());
     for (auto& d : hist)
-        std::printf("  %s  %-10s %s %s%s\n", format_time(d.time_ms).c_str(), d.type.c_str(), d.queue_id.c_str(),
+        std::printf("  %s  %-10s %s %s%s\n", format_time(d.time_ms).c_str(), std::string(events::to_string(d.type)).c_str(), d.queue_id.c_str(),
                     d.category.empty() ? "" : (d.kind + "/" + d.category + " ").c_str(), d.reply.c_str());
     return 0;
 }
@@ -375,14 +393,13 @@ int cmd_recipient_set(const config& cfg, const std::string& addr, bounce::addres
         auto st = open_state(cfg, false);
         std::string error;
         auto now = now_ms();
-        bool ok = st->set_status(addr, s, why, now, error);
+        std::vector<events::event> evs;
+        bool ok = st->set_status(addr, s, why, now, evs, error);
         reply = {{"ok", ok}};
         if (!ok) reply["error"] = error;
         if (ok) {
-            queue::events_log events;
-            events.open(cfg.server.events_log);
-            events.append(json{{"type", "admin"}, {"action", why}, {"recipient", bounce::lower_address(addr)},
-                               {"status", std::string(bounce::to_string(s))}});
+            evs.insert(evs.begin(), events::address_admin(bounce::lower_address(addr), why, s, now));
+            offline_events(cfg).bus.write(evs);
         }
     }
     if (!reply.value("ok", false)) die(1, reply.value("error", std::string("refused")));

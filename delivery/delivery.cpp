@@ -22,7 +22,8 @@
 #include "smtp/network.hpp"
 #include "smtp/smtp_client.hpp"
 #include "queue/dsn_writer.hpp"
-#include "queue/events_log.hpp"
+#include "events/make.hpp"
+#include "events/publisher.hpp"
 #include "queue/schedule.hpp"
 #include "smtp/async_spool.hpp"
 #include "queue/spool.hpp"
@@ -58,7 +59,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     const config& cfg;
     queue::spool& spool;
     queue::schedule& due;
-    queue::events_log& events;
+    events::publisher& publisher;
     const bounce::verp_signer& verp;
     const bounce::classifier& classify;
     bounce::destination_backoff& backoff;
@@ -71,7 +72,6 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     static constexpr unsigned max_inflight = 2000;
     std::unordered_set<std::string> busy;
     std::unordered_set<std::string> rerun;  // became due again while being delivered
-    delivery_agent::decision_sink decision_sink;
 
     struct pool {
         unsigned open = 0;
@@ -80,9 +80,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     };
     std::unordered_map<std::string, pool> pools;
 
-    impl(asio::io_context& i, const config& c, queue::spool& s, queue::schedule& d, queue::events_log& e,
+    impl(asio::io_context& i, const config& c, queue::spool& s, queue::schedule& d, events::publisher& e,
          const bounce::verp_signer& v, const bounce::classifier& cl, bounce::destination_backoff& bo)
-        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), events(e), verp(v), classify(cl), backoff(bo),
+        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), publisher(e), verp(v), classify(cl), backoff(bo),
           wakeup(strand),
           resolver(strand, c.delivery.dns_servers, c.delivery.dns_timeout) {
         std::string err;
@@ -446,15 +446,6 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         return rs;
     }
 
-    json event_of(std::string_view type, const std::string& id, const queue::envelope& env, std::size_t idx,
-                  const queue::recipient_status& rs) const {
-        auto or_null = [](const std::string& v) { return v.empty() ? json(nullptr) : json(v); };
-        return {{"type", type}, {"queue_id", id}, {"campaign", env.campaign}, {"recipient", env.recipients[idx]},
-                {"kind", or_null(rs.kind)}, {"category", or_null(rs.category)}, {"rule", or_null(rs.rule)},
-                {"code", rs.code}, {"enhanced", rs.enhanced}, {"reply", rs.reply}, {"mx", rs.mx},
-                {"stage", rs.stage}, {"attempt", rs.attempts}, {"sync", true}};
-    }
-
     // Makes decisions durable (status file first), then tells the world.
     // durable = false when the message is about to be removed anyway: its
     // status file would be written, synced and deleted in the same breath
@@ -470,22 +461,19 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             log()->error("{}: cannot record recipient status: {}; retried in 60 s", id, ec.message());
             return false;
         }
-        std::vector<json> evs;
-        std::vector<queue::decision> ds;
+        std::vector<events::event> evs;
         for (auto& [idx, rs] : updates) {
             status[idx] = rs;
-            ds.push_back({now, rs.status, id, env.campaign, env.recipients[idx], rs.kind, rs.category, rs.rule, rs.reply});
             log()->info("{}: to=<{}>, relay={}, delay={}, dsn={}, status={}{}{} ({})", id, env.recipients[idx],
                         rs.mx.empty() ? "none" : rs.mx, (now - env.arrival_ms) / 1000,
                         rs.enhanced.empty() ? (rs.code ? std::to_string(rs.code / 100) + ".0.0" : "4.4.1") : rs.enhanced,
                         rs.status, rs.kind.empty() ? "" : " " + rs.kind + "/" + rs.category,
                         rs.rule.empty() ? "" : " rule=" + rs.rule, rs.reply);
-            evs.push_back(event_of(rs.status, id, env, idx, rs));
+            evs.push_back(events::attempt_outcome(*events::parse_event_type(rs.status), id, env.campaign,
+                                                  env.recipients[idx], {rs.code, rs.enhanced, rs.reply, rs.mx, rs.stage},
+                                                  {rs.kind, rs.category, rs.rule}, rs.attempts, now));
         }
-        if (decision_sink)
-            decision_sink(std::move(ds), [&log = events, evs = std::move(evs)]() mutable { log.append(evs); });
-        else
-            events.append(evs);
+        publisher.publish(std::move(evs));
         return true;
     }
 
@@ -494,8 +482,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     // removed only after: its decisions (a hard bounce that suppresses the
     // address) must survive a crash, and the file is their only other record.
     awaitable<void> decisions_stored() {
-        if (!decision_sink) co_return;
-        auto start = [this](auto done) { decision_sink({}, std::move(done)); };  // an empty batch, applied in order
+        auto start = [this](auto done) { publisher.publish({}, std::move(done)); };  // an empty batch, applied in order
         co_await async_from_callback<void()>(start, asio::use_awaitable);
     }
 
@@ -648,15 +635,11 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
 };
 
 delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
-                               queue::events_log& events, const bounce::verp_signer& verp,
+                               events::publisher& publisher, const bounce::verp_signer& verp,
                                const bounce::classifier& classify, bounce::destination_backoff& backoff)
-    : impl_(std::make_shared<impl>(io, cfg, spool, due, events, verp, classify, backoff)) {}
+    : impl_(std::make_shared<impl>(io, cfg, spool, due, publisher, verp, classify, backoff)) {}
 
 unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
-
-void delivery_agent::set_decision_sink(decision_sink sink) {
-    impl_->decision_sink = std::move(sink);
-}
 
 delivery_agent::~delivery_agent() = default;
 

@@ -5,8 +5,9 @@
 // recipient with its own signed VERP return path; every reply captured whole.
 // 2xx delivers, 5xx fails the recipient, 4xx and transport trouble defer the
 // message to deferred/ (mtime = next attempt) until retry.max_age, then the
-// pending recipients expire. Decisions go to the status file, the event log
-// and one log line per recipient attempt.
+// pending recipients expire. Decisions go to the status file, the events
+// publisher (state store, then events.jsonl, off this strand) and one log
+// line per recipient attempt.
 //
 // All of it runs on one strand: pools and counters need no locks, and the
 // work per message between awaits is small.
@@ -15,7 +16,6 @@
 #include <memory>
 #include <vector>
 
-#include "queue/state_store.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -23,8 +23,10 @@ class io_context;
 namespace ricochet::queue {
 class spool;
 class schedule;
-class events_log;
 }  // namespace ricochet::queue
+namespace ricochet::events {
+class publisher;
+}
 namespace ricochet::bounce {
 class verp_signer;
 class classifier;
@@ -40,17 +42,12 @@ namespace ricochet::delivery {
 class delivery_agent {
 public:
     delivery_agent(boost::asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
-                   queue::events_log& events, const bounce::verp_signer& verp, const bounce::classifier& classify,
+                   events::publisher& publisher, const bounce::verp_signer& verp, const bounce::classifier& classify,
                    bounce::destination_backoff& backoff);
     ~delivery_agent();
     void start();
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
-    // Receives every recorded decision (the daemon feeds the state store) and
-    // a callback that writes their events, to run once they are stored.
-    // Without a sink the events are written at once.
-    using decision_sink = std::function<void(std::vector<queue::decision>, std::function<void()> then)>;
-    void set_decision_sink(decision_sink sink);
     // Stops taking new messages; those in flight finish (see in_flight()).
     void stop();
     unsigned in_flight() const;

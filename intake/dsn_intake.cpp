@@ -5,17 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
-
 #include "bounce/classifier.hpp"
 #include "bounce/dsn_parser.hpp"
 #include "bounce/verp.hpp"
 #include "queue/clock.hpp"
-#include "queue/events_log.hpp"
+#include "events/make.hpp"
 #include "queue/logger.hpp"
 
 namespace ricochet::intake {
-using nlohmann::json;
 
 namespace {
 
@@ -75,8 +72,7 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
     static auto log = named_logger("bounce");
     auto report = bounce::parse_dsn(content);
     auto now = now_ms();
-    std::vector<queue::decision> ds;
-    std::vector<json> evs;
+    std::vector<events::event> evs;
     std::string keep_reason;  // non-empty: the message is kept in unparsed_dir
     struct to_return {
         std::string queue_id;
@@ -84,21 +80,18 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
     };
     std::vector<to_return> returns;
     auto kept_path = unparsed_dir / (env.id + ".eml");
-    if (settle) settle();
+    // Decisions published elsewhere (a message's `queued`, an earlier
+    // bounce) are in the store before it is read.
+    publisher.flush();
     for (auto& target_addr : env.recipients) {
         auto target = verp.verify(target_addr, bounce_domain);
         if (!target) continue;  // refused at RCPT already; defensive
         auto known = store.recipient_of(target->queue_id, static_cast<int>(target->recipient));
         std::string campaign = store.campaign_of(target->queue_id);
-        json base{{"queue_id", target->queue_id}, {"campaign", campaign}, {"stage", "dsn"}, {"sync", false},
-                  {"kind", nullptr}, {"category", nullptr}, {"rule", nullptr}, {"attempt", nullptr}};
         auto keep = [&](const std::string& recipient, const std::string& why) {
             keep_reason = why;
-            json ev = base;
-            ev["type"] = "dsn";
-            ev["recipient"] = recipient;
-            ev["reply"] = why + "; kept as " + kept_path.string();
-            evs.push_back(std::move(ev));
+            evs.push_back(events::report_noted(target->queue_id, campaign, recipient,
+                                               why + "; kept as " + kept_path.string(), {}, now));
             log->warn("{}: {} (recipient {} of {}); kept in {}", env.id, why, target->recipient, target->queue_id,
                       kept_path.string());
         };
@@ -127,23 +120,15 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
                 continue;
             }
         }
-        json ev = base;
-        ev.update({{"recipient", rcpt}, {"code", d->reply_code}, {"enhanced", d->status}, {"reply", d->diagnostic},
-                   {"mx", d->remote_mta}});
+        events::reply_fields reply{d->reply_code, d->status, d->diagnostic, d->remote_mta, "dsn"};
         if (d->type == "complaint") {
-            ev["type"] = "complaint";
-            ev["reply"] = "feedback-type: " + d->feedback_type;
-            ds.push_back({now, "complaint", target->queue_id, campaign, rcpt, "block", "complaint", "arf",
-                          "feedback-type: " + d->feedback_type});
+            evs.push_back(events::complaint(target->queue_id, campaign, rcpt, d->feedback_type, d->remote_mta, now));
         } else if (d->type == "bounce") {
             auto domain = rcpt.substr(rcpt.rfind('@') + 1);
             auto c = classify.classify(bounce::dsn_reply(*d), domain);
-            ev["type"] = "bounced";
-            ev["kind"] = std::string(bounce::to_string(c.k));
-            ev["category"] = std::string(bounce::to_string(c.c));
-            ev["rule"] = c.rule;
-            ds.push_back({now, "bounced", target->queue_id, campaign, rcpt, std::string(bounce::to_string(c.k)),
-                          std::string(bounce::to_string(c.c)), c.rule, d->diagnostic});
+            evs.push_back(events::reported_failure(
+                target->queue_id, campaign, rcpt, reply,
+                {std::string(bounce::to_string(c.k)), std::string(bounce::to_string(c.c)), c.rule}, now));
             if (return_to_sender && !store.final_failure_known(target->queue_id, rcpt)) {
                 auto r = bounce::dsn_reply(*d);
                 std::string status = !d->status.empty() ? d->status : r.code >= 500 ? "5.0.0" : "4.0.0";
@@ -151,13 +136,12 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
             }
         } else {
             // delayed, delivered, autoreply, other ARF feedback: reported, not a bounce
-            ev["type"] = "dsn";
             std::string what = d->type == "feedback" ? "feedback-type: " + d->feedback_type : d->type;
-            ev["reply"] = what + (d->diagnostic.empty() ? "" : ": " + d->diagnostic);
+            evs.push_back(events::report_noted(target->queue_id, campaign, rcpt,
+                                               what + (d->diagnostic.empty() ? "" : ": " + d->diagnostic), reply, now));
         }
-        log->info("{}: {} for <{}> ({} of {}): {} {}", env.id, ev["type"].get<std::string>(), rcpt, target->recipient,
-                  target->queue_id, d->status, d->diagnostic.substr(0, 200));
-        evs.push_back(std::move(ev));
+        log->info("{}: {} for <{}> ({} of {}): {} {}", env.id, events::to_string(evs.back().type), rcpt,
+                  target->recipient, target->queue_id, d->status, d->diagnostic.substr(0, 200));
     }
     if (!keep_reason.empty()) {
         // Kept for a human before anything is said: if it cannot be written,
@@ -183,8 +167,8 @@ std::error_code dsn_intake::operator()(queue::envelope& env, std::string& conten
         }
         log->info("{}: returned the failure of <{}> ({}) to <{}>", env.id, r.f.address, r.queue_id, *sender);
     }
-    events.append(evs);
-    if (!ds.empty() && record) record(ds);
+    // Recorded (and the suppression list updated) before the 250.
+    publisher.publish_now(std::move(evs));
     return {};
 }
 

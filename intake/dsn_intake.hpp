@@ -19,36 +19,30 @@
 
 #include "queue/dsn_writer.hpp"
 #include "queue/envelope.hpp"
-#include "queue/state_store.hpp"
+#include "events/publisher.hpp"
+#include "state/recipient_state.hpp"
 
 namespace ricochet::bounce {
 class verp_signer;
 class classifier;
 }  // namespace ricochet::bounce
-namespace ricochet::queue {
-class events_log;
-}
 
 namespace ricochet::intake {
 
 struct dsn_intake {
     const bounce::verp_signer& verp;
     const bounce::classifier& classify;
-    queue::state_store& store;
-    queue::events_log& events;
+    const state::recipient_state& store;
+    // Every report's event goes here; the recipient state records the
+    // decisions among them (bounced, complaint) before the 250.
+    events::publisher& publisher;
     std::string bounce_domain;
     std::filesystem::path unparsed_dir;
-    // Status changes go here too (the suppression list).
-    std::function<void(const std::vector<queue::decision>&)> record;
     // bounce.return_to_sender: queues a DSN to the original message's sender
     // (known from the state store) for each failure reported here for the
     // first time; an error means 452 and nothing recorded. Unset: off.
     std::function<std::error_code(const queue::envelope& original, const std::vector<queue::failed_recipient>& failed)>
         return_to_sender;
-    // Called before the store is read: waits until decisions posted
-    // elsewhere (a message's `queued`, an earlier bounce) are stored. Unset:
-    // the store is always current.
-    std::function<void()> settle;
 
     std::error_code operator()(queue::envelope& env, std::string& content) const;
 };

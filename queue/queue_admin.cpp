@@ -1,9 +1,8 @@
 // queue_admin — see queue_admin.hpp.
 #include "queue/queue_admin.hpp"
 
-#include <nlohmann/json.hpp>
-
-#include "queue/events_log.hpp"
+#include "events/make.hpp"
+#include "queue/clock.hpp"
 
 namespace ricochet::queue {
 
@@ -38,7 +37,7 @@ bool matches(const spool& s, spool_entry& e, const selector& sel) {
     return true;
 }
 
-admin_result apply_admin(spool& s, events_log* events, admin_op op, const selector& sel) {
+admin_result apply_admin(spool& s, events::publisher* pub, admin_op op, const selector& sel) {
     admin_result res;
     std::vector<spool_entry> entries;
     if (!sel.id.empty()) {
@@ -46,12 +45,12 @@ admin_result apply_admin(spool& s, events_log* events, admin_op op, const select
     } else {
         entries = s.list();
     }
-    std::vector<nlohmann::json> evs;
+    std::vector<events::event> evs;
     for (auto& e : entries) {
         if (!matches(s, e, sel)) continue;
         ++res.matched;
         std::optional<envelope> env;
-        if (events) env = s.find_envelope(e.id, e.state);
+        if (pub) env = s.find_envelope(e.id, e.state);
         std::error_code ec;
         bool changed = false;
         // The daemon may move the message (a delivery attempt defers it)
@@ -87,22 +86,20 @@ admin_result apply_admin(spool& s, events_log* events, admin_op op, const select
         }
         if (!changed) continue;
         res.ids.push_back(e.id);
-        if (events && env) {
-            nlohmann::json ev{{"type", "admin"}, {"action", std::string(to_string(op))}, {"queue_id", e.id},
-                              {"campaign", env->campaign}, {"from_state", std::string(to_string(e.state))}};
+        if (pub && env) {
+            auto one = [&](std::string rcpt) {
+                return events::queue_admin(std::string(to_string(op)), e.id, env->campaign,
+                                           std::string(to_string(e.state)), std::move(rcpt), now_ms());
+            };
             if (op == admin_op::remove) {
                 // one line per recipient: each stops here without a bounce
-                for (auto& r : env->recipients) {
-                    auto one = ev;
-                    one["recipient"] = r;
-                    evs.push_back(std::move(one));
-                }
+                for (auto& r : env->recipients) evs.push_back(one(r));
             } else {
-                evs.push_back(std::move(ev));
+                evs.push_back(one(""));
             }
         }
     }
-    if (events) events->append(evs);
+    if (pub && !evs.empty()) pub->publish(std::move(evs));
     return res;
 }
 

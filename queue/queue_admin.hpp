@@ -7,11 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "events/publisher.hpp"
 #include "queue/spool.hpp"
 
 namespace ricochet::queue {
-
-class events_log;
 
 struct selector {
     std::string id;        // one queue id, or:
@@ -37,6 +36,6 @@ struct admin_result {
 // e.state is updated when the message moved since it was listed.
 bool matches(const spool& s, spool_entry& e, const selector& sel);
 
-admin_result apply_admin(spool& s, events_log* events, admin_op op, const selector& sel);
+admin_result apply_admin(spool& s, events::publisher* pub, admin_op op, const selector& sel);
 
 }  // namespace ricochet::queue

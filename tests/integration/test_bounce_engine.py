@@ -65,6 +65,29 @@ class RejectMode(BounceEngine):
         self.assertEqual(submit(self.d, "ok-g@gmail.com")[0], 250)
         self.assertEqual(submit(self.d, "reject-g@gmail.com")[0], 250)
 
+    def test_status_changes_are_events_and_every_event_is_numbered_across_restarts(self):
+        submit(self.d, "reject-s@gmail.com")
+        held = wait_for(lambda: events(self.d, "status_changed", "reject-s@gmail.com"), what="status_changed")
+        ch = held[0]
+        self.assertEqual((ch["from"], ch["to"], ch["bounce_count"], ch["category"]),
+                         ("active", "held", 1, "user-unknown"))
+        self.assertTrue(ch["first_bounce"] and ch["first_bounce"] == ch["last_bounce"], ch)
+        bounce = events(self.d, "bounced", "reject-s@gmail.com")[0]
+        self.assertLess(bounce["seq"], ch["seq"], "the change follows the decision that made it")
+        self.d.ctl("recipient", "clear", "reject-s@gmail.com")
+        cleared = wait_for(lambda: [e for e in events(self.d, "status_changed", "reject-s@gmail.com")
+                                    if e["to"] == "active"], what="cleared")
+        self.assertEqual(cleared[0]["reason"], "admin: clear")
+        self.d.stop()
+        self.d.start()
+        submit(self.d, "ok-after@sink.test")
+        wait_for(lambda: events(self.d, "delivered", "ok-after@sink.test"), what="delivery after restart")
+        evs = self.d.events()
+        seqs = [e["seq"] for e in evs]
+        self.assertEqual(seqs, sorted(seqs), "in the file in seq order")
+        self.assertEqual(len(set(seqs)), len(seqs), "never reused across the restart")
+        self.assertEqual(len({e["id"] for e in evs}), len(evs))
+
     def test_final_soft_reply_counts_once_and_is_not_retried(self):
         submit(self.d, "full-s@sink.test")
         st = wait_for(lambda: (self.status("full-s@sink.test") or {}).get("bounce_count") and

@@ -1,6 +1,6 @@
 // decision_journal — decisions the state store could not take (database
 // locked, disk full, unwritable), kept on disk until it can: one JSON line
-// per decision in spool_dir/decisions.pending, fsynced before the caller
+// per decision (an event, in events/event_json.hpp's internal form) in spool_dir/decisions.pending, fsynced before the caller
 // goes on. The daemon replays the file before each new batch and on a timer,
 // and empties it once the store has them, so a decision is never lost to a
 // store that is down for a while. Plain C++, no Asio.
@@ -9,9 +9,9 @@
 #include <system_error>
 #include <vector>
 
-#include "queue/state_store.hpp"
+#include "events/event.hpp"
 
-namespace ricochet::queue {
+namespace ricochet::state {
 
 class decision_journal {
 public:
@@ -20,9 +20,9 @@ public:
     bool empty() const;
     std::size_t size() const;  // decisions waiting
     // Adds decisions at the end, durably.
-    std::error_code append(const std::vector<decision>& ds);
+    std::error_code append(const std::vector<events::event>& ds);
     // Everything waiting, oldest first (a torn last line is skipped).
-    std::vector<decision> load(std::error_code& ec) const;
+    std::vector<events::event> load(std::error_code& ec) const;
     // Forgets everything (after the store took it).
     std::error_code clear();
     const std::filesystem::path& path() const { return file_; }
@@ -31,4 +31,4 @@ private:
     std::filesystem::path file_;
 };
 
-}  // namespace ricochet::queue
+}  // namespace ricochet::state

@@ -1,6 +1,6 @@
-// Tests for queue/decision_recorder.hpp: order, batching, flush, and that
+// Tests for events/recorder.hpp: order, batching, flush, and that
 // nothing posted is lost at shutdown.
-#include "queue/decision_recorder.hpp"
+#include "events/recorder.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,28 +11,28 @@
 #include <thread>
 #include <vector>
 
-using namespace ricochet::queue;
+using namespace ricochet::events;
 
 namespace {
-decision d(const std::string& id) {
-    decision x;
-    x.type = "delivered";
+event d(const std::string& id) {
+    event x;
+    x.type = event_type::delivered;
     x.queue_id = id;
     return x;
 }
 }  // namespace
 
-TEST(DecisionRecorder, AppliesInOrderAndRunsThenAfterItsDecisions) {
+TEST(Recorder, AppliesInOrderAndRunsThenAfterItsDecisions) {
     std::mutex mu;
     std::vector<std::string> log;
     {
-        decision_recorder r([&](const std::vector<decision>& ds) {
+        recorder r([&](std::vector<event>& ds) {
             std::lock_guard lk(mu);
             for (auto& x : ds) log.push_back("apply " + x.queue_id);
         });
         for (int i = 0; i < 50; ++i) {
             auto id = std::to_string(i);
-            r.post({d(id)}, [&, id] {
+            r.publish({d(id)}, [&, id] {
                 std::lock_guard lk(mu);
                 log.push_back("then " + id);
             });
@@ -57,12 +57,12 @@ TEST(DecisionRecorder, AppliesInOrderAndRunsThenAfterItsDecisions) {
     }
 }
 
-TEST(DecisionRecorder, PostsThatArriveWhileOneIsAppliedShareTheNextBatch) {
+TEST(Recorder, PostsThatArriveWhileOneIsAppliedShareTheNextBatch) {
     std::promise<void> entered, release;
     auto release_f = release.get_future().share();
     std::vector<std::size_t> sizes;
     bool first = true;
-    decision_recorder r([&](const std::vector<decision>& ds) {
+    recorder r([&](std::vector<event>& ds) {
         sizes.push_back(ds.size());
         if (first) {
             first = false;
@@ -70,9 +70,9 @@ TEST(DecisionRecorder, PostsThatArriveWhileOneIsAppliedShareTheNextBatch) {
             release_f.wait();  // the store is slow: posts pile up meanwhile
         }
     });
-    r.post({d("a")});
+    r.publish({d("a")});
     entered.get_future().wait();
-    for (int i = 0; i < 20; ++i) r.post({d("b" + std::to_string(i))});
+    for (int i = 0; i < 20; ++i) r.publish({d("b" + std::to_string(i))});
     release.set_value();
     r.flush();
     ASSERT_EQ(sizes.size(), 2u) << "the 20 that waited went in one transaction";
@@ -81,18 +81,18 @@ TEST(DecisionRecorder, PostsThatArriveWhileOneIsAppliedShareTheNextBatch) {
     EXPECT_EQ(r.batches(), 2u);
 }
 
-TEST(DecisionRecorder, EverythingPostedIsAppliedAtShutdown) {
+TEST(Recorder, EverythingPostedIsAppliedAtShutdown) {
     std::size_t applied = 0;
     {
-        decision_recorder r([&](const std::vector<decision>& ds) { applied += ds.size(); });
-        for (int i = 0; i < 1000; ++i) r.post({d(std::to_string(i))});
+        recorder r([&](std::vector<event>& ds) { applied += ds.size(); });
+        for (int i = 0; i < 1000; ++i) r.publish({d(std::to_string(i))});
     }  // destroyed without flush
     EXPECT_EQ(applied, 1000u);
 }
 
-TEST(DecisionRecorder, RecordNowWaitsForItsOwnDecisions) {
+TEST(Recorder, RecordNowWaitsForItsOwnDecisions) {
     std::atomic<int> applied{0};
-    decision_recorder r([&](const std::vector<decision>& ds) { applied += static_cast<int>(ds.size()); });
-    r.record_now({d("x"), d("y")});
+    recorder r([&](std::vector<event>& ds) { applied += static_cast<int>(ds.size()); });
+    r.publish_now({d("x"), d("y")});
     EXPECT_EQ(applied.load(), 2);
 }

@@ -1,13 +1,13 @@
 // decision_journal — see decision_journal.hpp.
-#include "queue/decision_journal.hpp"
+#include "state/decision_journal.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <fstream>
-#include <nlohmann/json.hpp>
+#include "events/event_json.hpp"
 
-namespace ricochet::queue {
+namespace ricochet::state {
 using nlohmann::json;
 
 namespace {
@@ -24,14 +24,11 @@ std::size_t decision_journal::size() const {
     return load(ec).size();
 }
 
-std::error_code decision_journal::append(const std::vector<decision>& ds) {
+std::error_code decision_journal::append(const std::vector<events::event>& ds) {
     if (ds.empty()) return {};
     std::string buf;
     for (auto& d : ds) {
-        json j{{"t", d.time_ms}, {"type", d.type},   {"qid", d.queue_id}, {"campaign", d.campaign},
-               {"rcpt", d.recipient}, {"kind", d.kind}, {"category", d.category}, {"rule", d.rule},
-               {"reply", d.reply},    {"index", d.index}, {"sender", d.sender}};
-        buf += j.dump(-1, ' ', false, json::error_handler_t::replace);
+        buf += events::to_json(d, true).dump(-1, ' ', false, json::error_handler_t::replace);
         buf += '\n';
     }
     int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -52,27 +49,20 @@ std::error_code decision_journal::append(const std::vector<decision>& ds) {
     return ec;
 }
 
-std::vector<decision> decision_journal::load(std::error_code& ec) const {
+std::vector<events::event> decision_journal::load(std::error_code& ec) const {
     ec.clear();
-    std::vector<decision> out;
+    std::vector<events::event> out;
     std::ifstream in(file_);
     if (!in) return out;
     for (std::string line; std::getline(in, line);) {
         auto j = json::parse(line, nullptr, false);
         if (j.is_discarded() || !j.is_object()) continue;  // torn by a crash mid-write
-        decision d;
-        d.time_ms = j.value("t", std::int64_t{0});
-        d.type = j.value("type", "");
-        d.queue_id = j.value("qid", "");
-        d.campaign = j.value("campaign", "");
-        d.recipient = j.value("rcpt", "");
-        d.kind = j.value("kind", "");
-        d.category = j.value("category", "");
-        d.rule = j.value("rule", "");
-        d.reply = j.value("reply", "");
-        d.index = j.value("index", -1);
-        d.sender = j.value("sender", "");
-        out.push_back(std::move(d));
+        // A journal from before events had their own form: "qid", "rcpt".
+        if (!j.contains("queue_id") && j.contains("qid")) j["queue_id"] = j["qid"];
+        if (!j.contains("recipient") && j.contains("rcpt")) j["recipient"] = j["rcpt"];
+        auto d = events::from_json(j);
+        if (!d) continue;
+        out.push_back(std::move(*d));
     }
     return out;
 }
@@ -86,4 +76,4 @@ std::error_code decision_journal::clear() {
     return ec;
 }
 
-}  // namespace ricochet::queue
+}  // namespace ricochet::state

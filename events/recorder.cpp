@@ -1,10 +1,10 @@
-#include "queue/decision_recorder.hpp"
+#include "events/recorder.hpp"
 
 #include <pthread.h>
 
 #include "queue/logger.hpp"
 
-namespace ricochet::queue {
+namespace ricochet::events {
 namespace {
 std::shared_ptr<spdlog::logger> log() {
     static auto l = named_logger("queue");
@@ -12,14 +12,14 @@ std::shared_ptr<spdlog::logger> log() {
 }
 }  // namespace
 
-decision_recorder::decision_recorder(apply_fn apply) : apply_(std::move(apply)) {
+recorder::recorder(apply_fn apply) : apply_(std::move(apply)) {
     thread_ = std::thread([this] {
         ::pthread_setname_np(::pthread_self(), "recorder");
         loop();
     });
 }
 
-decision_recorder::~decision_recorder() {
+recorder::~recorder() {
     {
         std::lock_guard lk(mu_);
         stopping_ = true;
@@ -28,7 +28,7 @@ decision_recorder::~decision_recorder() {
     if (thread_.joinable()) thread_.join();
 }
 
-void decision_recorder::post(std::vector<decision> ds, std::function<void()> then) {
+void recorder::publish(std::vector<event> ds, std::function<void()> then) {
     {
         std::lock_guard lk(mu_);
         if (!stopping_) {
@@ -43,7 +43,7 @@ void decision_recorder::post(std::vector<decision> ds, std::function<void()> the
     if (then) then();
 }
 
-void decision_recorder::flush() {
+void recorder::flush() {
     // From the recorder's own thread (an apply or a `then`): waiting would
     // never end, and what was posted before is applied in order anyway.
     if (std::this_thread::get_id() == thread_.get_id()) return;
@@ -52,19 +52,14 @@ void decision_recorder::flush() {
     done_cv_.wait(lk, [&] { return applied_ >= target; });
 }
 
-void decision_recorder::record_now(std::vector<decision> ds, std::function<void()> then) {
-    post(std::move(ds), std::move(then));
-    flush();
-}
-
-std::size_t decision_recorder::batches() const {
+std::size_t recorder::batches() const {
     std::lock_guard lk(mu_);
     return batches_;
 }
 
-void decision_recorder::loop() {
+void recorder::loop() {
     std::vector<item> batch;
-    std::vector<decision> all;
+    std::vector<event> all;
     for (;;) {
         {
             std::unique_lock lk(mu_);
@@ -100,4 +95,4 @@ void decision_recorder::loop() {
     }
 }
 
-}  // namespace ricochet::queue
+}  // namespace ricochet::events

@@ -1,4 +1,4 @@
-// decision_recorder — writes decisions to the state store on a thread of its
+// recorder — records events (the state store, then the sinks) on a thread of its
 // own, many at a time. Submission's group commits and every delivery post
 // their decisions here instead of writing SQLite themselves: the I/O threads
 // and the spool's committer never wait on the database, and one transaction
@@ -6,8 +6,10 @@
 // commit, as in the spool).
 //
 // Order is kept: batches are applied in the order they were posted, and each
-// post's `then` (the events-log lines) runs after its decisions are applied,
-// so an event that is visible is also in the store.
+// post's `then` runs after its events are applied, so what a producer
+// waits for (a message's removal, a client's 250) follows its record.
+// The daemon's `apply` is the pipeline of daemon/event_pipeline.hpp:
+// recipient state, journal, then the sinks.
 #pragma once
 #include <condition_variable>
 #include <functional>
@@ -15,32 +17,31 @@
 #include <thread>
 #include <vector>
 
-#include "queue/state_store.hpp"
+#include "events/event.hpp"
+#include "events/publisher.hpp"
 
-namespace ricochet::queue {
+namespace ricochet::events {
 
-class decision_recorder {
+class recorder final : public publisher {
 public:
     // apply records one batch (it may be empty: then it only retries what
     // waits in the journal). It runs on the recorder's thread only.
-    using apply_fn = std::function<void(const std::vector<decision>&)>;
+    using apply_fn = std::function<void(std::vector<event>&)>;
 
-    explicit decision_recorder(apply_fn apply);
+    explicit recorder(apply_fn apply);
     // Applies everything posted so far, then stops.
-    ~decision_recorder();
-    decision_recorder(const decision_recorder&) = delete;
-    decision_recorder& operator=(const decision_recorder&) = delete;
+    ~recorder() override;
+    recorder(const recorder&) = delete;
+    recorder& operator=(const recorder&) = delete;
 
-    void post(std::vector<decision> ds, std::function<void()> then = {});
+    void publish(std::vector<event> ds, std::function<void()> then = {}) override;
     // Returns once everything posted before the call is applied.
-    void flush();
-    // Posts and waits: for callers that read the store right after.
-    void record_now(std::vector<decision> ds, std::function<void()> then = {});
+    void flush() override;
     std::size_t batches() const;  // applied so far (for tests)
 
 private:
     struct item {
-        std::vector<decision> ds;
+        std::vector<event> ds;
         std::function<void()> then;
     };
     void loop();
@@ -55,4 +56,4 @@ private:
     std::thread thread_;
 };
 
-}  // namespace ricochet::queue
+}  // namespace ricochet::events

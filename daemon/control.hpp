@@ -1,0 +1,38 @@
+// control — what the control socket's requests do (ricochetctl talks to the
+// running daemon through it): {"command": "queue.hold"|..., "id"|"domain"|
+// "campaign"|"all": ...}, "recipient.set", "pauses", "ping". One reply
+// object per request: {"ok": true, ...} or {"ok": false, "error": "..."}.
+#pragma once
+#include <nlohmann/json.hpp>
+
+namespace ricochet::queue {
+class spool;
+class schedule;
+}  // namespace ricochet::queue
+namespace ricochet::bounce {
+class destination_backoff;
+}
+namespace ricochet::events {
+class publisher;
+}
+namespace ricochet::state {
+class recipient_state;
+}
+namespace ricochet::delivery {
+class delivery_agent;
+}
+
+namespace ricochet::daemon {
+
+struct control_context {
+    queue::spool& spool;
+    queue::schedule& due;
+    delivery::delivery_agent& delivery;
+    const bounce::destination_backoff& backoff;
+    state::recipient_state& state;
+    events::publisher& publisher;
+};
+
+nlohmann::json handle_control(control_context& ctx, const nlohmann::json& req);
+
+}  // namespace ricochet::daemon

@@ -1,0 +1,60 @@
+// event_pipeline — see event_pipeline.hpp.
+#include "daemon/event_pipeline.hpp"
+
+#include "queue/logger.hpp"
+
+namespace ricochet::daemon {
+using events::event;
+
+void event_pipeline::apply(std::vector<event>& evs) {
+    static auto log = named_logger("state");
+    std::lock_guard lk(mu_);
+    std::vector<event> changes;
+    std::string err;
+    if (!journal_.empty()) {
+        std::error_code jec;
+        auto pending = journal_.load(jec);
+        auto replayed = state_.record(pending, err);
+        if (err.empty()) {
+            journal_.clear();
+            log->info("state store: {} waiting decision(s) recorded", pending.size());
+            changes = std::move(replayed);
+        }
+    }
+    if (err.empty() && !evs.empty()) {
+        auto more = state_.record(evs, err);
+        changes.insert(changes.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+    }
+    if (!err.empty() && !evs.empty()) {
+        // Only what the store keeps needs to wait for it.
+        std::vector<event> keep;
+        for (auto& e : evs)
+            if (state::kept_as_decision(e)) keep.push_back(e);
+        auto jec = journal_.append(keep);
+        if (jec)
+            log->critical("state store: cannot record {} decision(s): {}; nor keep them in {}: {}", keep.size(), err,
+                          journal_.path().string(), jec.message());
+        else if (!keep.empty())
+            log->error("state store: cannot record {} decision(s): {}; kept in {} and retried", keep.size(), err,
+                       journal_.path().string());
+    }
+    // Status changes published elsewhere (the control socket's) and those
+    // made here both reach the RCPT check.
+    evs.insert(evs.end(), std::make_move_iterator(changes.begin()), std::make_move_iterator(changes.end()));
+    for (auto& e : evs) {
+        if (e.type != events::event_type::status_changed) continue;
+        bounce::address_record r{e.recipient};
+        r.status = bounce::parse_address_status(e.to).value_or(bounce::address_status::active);
+        r.bounce_count = e.bounce_count;
+        r.first_bounce_ms = e.first_bounce_ms;
+        r.last_bounce_ms = e.last_bounce_ms;
+        r.last_kind = e.kind;
+        r.last_category = e.category;
+        suppression_.update(r);
+        log->info("recipient <{}> is now {} ({} bounce(s), last {})", r.address, e.to, r.bounce_count,
+                  r.last_category);
+    }
+    bus_.write(evs);
+}
+
+}  // namespace ricochet::daemon

@@ -1,0 +1,27 @@
+// publisher — what producers (delivery, submission, the bounce intake, the
+// control socket) hand their events to. The daemon's implementation records
+// them in the recipient state first (which may add status_changed events),
+// then stamps and fans them out to the sinks, on a thread of its own: a
+// producer never waits on a database or a file unless it asks to.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include "events/event.hpp"
+
+namespace ricochet::events {
+
+class publisher {
+public:
+    virtual ~publisher() = default;
+    // Queues the events; `then` runs once they are recorded and written.
+    virtual void publish(std::vector<event> evs, std::function<void()> then = {}) = 0;
+    // Returns once everything published before the call is recorded.
+    virtual void flush() = 0;
+    void publish_now(std::vector<event> evs, std::function<void()> then = {}) {
+        publish(std::move(evs), std::move(then));
+        flush();
+    }
+};
+
+}  // namespace ricochet::events

@@ -1,0 +1,176 @@
+// recipient_state — see recipient_state.hpp.
+#include "state/recipient_state.hpp"
+
+#include <algorithm>
+
+#include "events/make.hpp"
+#include "state/sqlite_storage.hpp"
+
+namespace ricochet::state {
+using events::event;
+using events::event_type;
+
+namespace {
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return c < 0x80 ? std::tolower(c) : c; });
+    return s;
+}
+}  // namespace
+
+bool kept_as_decision(const event& e) {
+    switch (e.type) {
+        case event_type::queued:
+        case event_type::delivered:
+        case event_type::deferred:
+        case event_type::bounced:
+        case event_type::expired:
+        case event_type::complaint: return true;
+        default: return false;
+    }
+}
+
+recipient_state::recipient_state(std::unique_ptr<storage> s, bounce::status_policy p)
+    : store_(std::move(s)), policy_(std::move(p)) {}
+
+// What one decision does to its address; false (with error) when the
+// storage failed, so the whole batch is rolled back.
+bool recipient_state::apply(const event& e, std::vector<event>& changes, std::string& error) {
+    if (e.type == event_type::queued) {
+        if (!store_->add_message(e.queue_id, e.campaign, e.sender, error)) return false;
+        return e.index < 0 || store_->add_message_recipient(e.queue_id, e.index, lower(e.recipient), error);
+    }
+    bool failure = e.type == event_type::bounced || e.type == event_type::expired;
+    if (!failure && e.type != event_type::complaint) return true;
+    std::string addr = lower(e.recipient);
+    auto rec = store_->load_recipient(addr).value_or(bounce::address_record{addr});
+    auto before = rec.status;
+    std::string reason;
+    if (e.type == event_type::complaint) {
+        rec.status = bounce::address_status::unsubscribed;
+        reason = "complaint (" + e.reply + ")";
+    } else {
+        auto k = bounce::parse_kind(e.kind);
+        auto c = bounce::parse_category(e.category);
+        if (!k || !c) return true;  // not a reading this version knows: kept, not counted
+        if (!e.queue_id.empty()) {
+            auto fresh = store_->add_final_failure(e.queue_id, addr, error);
+            if (!fresh) return false;
+            if (!*fresh) return true;  // this message's failure is counted already
+        }
+        if (!bounce::apply_final_failure(rec, *k, *c, e.reply, e.time_ms, policy_)) return true;
+        if (!store_->mark_message_bounced(e.queue_id, e.campaign, error)) return false;
+        reason = std::string(to_string(e.type)) + ": " + e.kind + "/" + e.category;
+    }
+    if (!store_->save_recipient(rec, e.time_ms, error)) return false;
+    if (rec.status != before) changes.push_back(events::status_changed(rec, before, reason, e.time_ms));
+    return true;
+}
+
+std::vector<event> recipient_state::record(const std::vector<event>& evs, std::string& error) {
+    std::vector<const event*> kept;
+    for (auto& e : evs)
+        if (kept_as_decision(e)) kept.push_back(&e);
+    if (kept.empty()) return {};
+    std::lock_guard lk(mu_);
+    if (!store_->begin(error)) return {};
+    std::vector<event> changes;
+    bool ok = store_->add_decisions(kept, error);
+    for (auto* e : kept) {
+        if (!ok) break;
+        ok = apply(*e, changes, error);
+    }
+    if (!ok || !store_->commit(error)) {
+        store_->rollback();
+        return {};
+    }
+    return changes;
+}
+
+bool recipient_state::set_status(const std::string& address, bounce::address_status s, const std::string& why,
+                                 std::int64_t now_ms, std::vector<event>& changes, std::string& error) {
+    std::lock_guard lk(mu_);
+    std::string addr = lower(address);
+    auto rec = store_->load_recipient(addr).value_or(bounce::address_record{addr});
+    if (why == "engage" && rec.status == bounce::address_status::unsubscribed) {
+        // An open or click does not undo an unsubscribe or a complaint; only an operator's clear does.
+        error = addr + " is unsubscribed: only `recipient clear` makes it active again";
+        return false;
+    }
+    auto before = rec.status;
+    rec.status = s;
+    if (s == bounce::address_status::active) {  // the operator vouches for it: start counting again
+        rec.bounce_count = 0;
+        rec.first_bounce_ms = rec.last_bounce_ms = 0;
+    }
+    event admin;
+    admin.type = event_type::admin;
+    admin.time_ms = now_ms;
+    admin.recipient = addr;
+    admin.rule = why;
+    admin.reply = "status set to " + std::string(bounce::to_string(s));
+    if (!store_->begin(error)) return false;
+    if (!store_->save_recipient(rec, now_ms, error) || !store_->add_decisions({&admin}, error) ||
+        !store_->commit(error)) {
+        store_->rollback();
+        return false;
+    }
+    if (before != s) changes.push_back(events::status_changed(rec, before, "admin: " + why, now_ms));
+    return true;
+}
+
+std::optional<bounce::address_record> recipient_state::get(const std::string& address) const {
+    std::lock_guard lk(mu_);
+    return store_->load_recipient(lower(address));
+}
+std::vector<event> recipient_state::history(const std::string& address, int limit) const {
+    std::lock_guard lk(mu_);
+    return store_->history(lower(address), limit);
+}
+std::vector<bounce::address_record> recipient_state::list(bounce::address_status s) const {
+    std::lock_guard lk(mu_);
+    return store_->recipients_with(s);
+}
+std::optional<bool> recipient_state::message_bounced(const std::string& queue_id) const {
+    std::lock_guard lk(mu_);
+    return store_->message_bounced(queue_id);
+}
+std::optional<std::string> recipient_state::recipient_of(const std::string& queue_id, int index) const {
+    std::lock_guard lk(mu_);
+    return store_->recipient_of(queue_id, index);
+}
+std::string recipient_state::campaign_of(const std::string& queue_id) const {
+    std::lock_guard lk(mu_);
+    return store_->campaign_of(queue_id);
+}
+std::optional<std::string> recipient_state::sender_of(const std::string& queue_id) const {
+    std::lock_guard lk(mu_);
+    return store_->sender_of(queue_id);
+}
+bool recipient_state::final_failure_known(const std::string& queue_id, const std::string& recipient) const {
+    std::lock_guard lk(mu_);
+    return store_->final_failure_known(queue_id, lower(recipient));
+}
+std::vector<stats_row> recipient_state::stats(const std::string& group_by, const std::string& campaign,
+                                              const std::string& domain, std::int64_t since_ms) const {
+    std::lock_guard lk(mu_);
+    return store_->stats(group_by, campaign, lower(domain), since_ms);
+}
+
+std::unique_ptr<recipient_state> open_state(const std::string& url, bounce::status_policy policy, bool readonly,
+                                            std::string& error) {
+    auto colon = url.find(':');
+    std::string scheme = colon == std::string::npos ? std::string() : url.substr(0, colon);
+    if (scheme == "sqlite") {
+        auto s = sqlite_storage::open(url.substr(colon + 1), readonly, error);
+        if (!s) return nullptr;
+        return std::make_unique<recipient_state>(std::move(s), std::move(policy));
+    }
+    if (scheme == "postgresql" || scheme == "postgres")
+        error = "\"" + url + "\": PostgreSQL is not built into this version (see docs/configuration.md)";
+    else
+        error = "\"" + url + "\": unknown backend" + (scheme.empty() ? "" : " \"" + scheme + "\"") +
+                " (expected sqlite:PATH)";
+    return nullptr;
+}
+
+}  // namespace ricochet::state

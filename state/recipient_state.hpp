@@ -1,0 +1,79 @@
+// recipient_state — the rules of PRODUCT.md "Recipient status" over any
+// storage backend: what each decision does to an address, and what an
+// operator may do to one. The rules are here, once; a backend (SQLite
+// today, PostgreSQL later) only keeps tables and answers queries.
+//
+//   - every queued/delivered/deferred/bounced/expired/complaint decision is
+//     kept (the history of an address and the source of `stats`);
+//   - a message's final hard or soft failure counts one bounce, once: an
+//     in-session 5xx and a DSN for the same message, or a DSN sent twice,
+//     count once (bounce/recipient_status.hpp has the counting rules);
+//   - a complaint makes the address unsubscribed;
+//   - clear and engage make it active with the count started over, but
+//     engage (an open or a click) never undoes an unsubscribe;
+//   - every change of status becomes a `status_changed` event.
+//
+// Thread-safe: one mutex around every call (the recorder's thread writes,
+// the bounce intake and the control socket read).
+#pragma once
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bounce/recipient_status.hpp"
+#include "events/event.hpp"
+#include "state/storage.hpp"
+
+namespace ricochet::state {
+
+class recipient_state {
+public:
+    recipient_state(std::unique_ptr<storage> s, bounce::status_policy p);
+
+    // Records a batch of events in one transaction and applies the rules.
+    // Returns the status_changed events; on failure nothing is written and
+    // `error` is set (the caller keeps the batch in its journal).
+    std::vector<events::event> record(const std::vector<events::event>& evs, std::string& error);
+
+    // clear / engage (-> active) and unsubscribe, with an `admin` decision.
+    // Adds a status_changed event to `changes` when the status moved. False
+    // with `error` set when refused (engage on an unsubscribed address) or
+    // not written.
+    bool set_status(const std::string& address, bounce::address_status s, const std::string& why,
+                    std::int64_t now_ms, std::vector<events::event>& changes, std::string& error);
+
+    std::optional<bounce::address_record> get(const std::string& address) const;
+    std::vector<events::event> history(const std::string& address, int limit = 50) const;
+    std::vector<bounce::address_record> list(bounce::address_status s) const;
+    std::optional<bool> message_bounced(const std::string& queue_id) const;
+    // Who a VERP token (queue id, recipient index) names, and the campaign
+    // and sender, long after the message left the spool.
+    std::optional<std::string> recipient_of(const std::string& queue_id, int index) const;
+    std::string campaign_of(const std::string& queue_id) const;
+    std::optional<std::string> sender_of(const std::string& queue_id) const;
+    // Whether a final failure of this message to this recipient is counted already.
+    bool final_failure_known(const std::string& queue_id, const std::string& recipient) const;
+    // group_by: "campaign" or "domain"; empty filters mean all.
+    std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
+                                 std::int64_t since_ms) const;
+
+private:
+    bool apply(const events::event& e, std::vector<events::event>& changes, std::string& error);
+
+    mutable std::mutex mu_;
+    std::unique_ptr<storage> store_;
+    bounce::status_policy policy_;
+};
+
+// Opens the backend server.state names by its scheme: "sqlite:PATH" (the
+// default). Any other scheme is an error that names it. readonly: for
+// ricochetctl's readers (no schema is created).
+std::unique_ptr<recipient_state> open_state(const std::string& url, bounce::status_policy policy, bool readonly,
+                                            std::string& error);
+
+// Whether an event is kept as a decision row (history, stats).
+bool kept_as_decision(const events::event& e);
+
+}  // namespace ricochet::state

@@ -1,0 +1,320 @@
+// sqlite_storage — see sqlite_storage.hpp.
+#include "state/sqlite_storage.hpp"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+namespace ricochet::state {
+namespace {
+
+std::string domain_of(const std::string& a) {
+    auto at = a.rfind('@');
+    return at == std::string::npos ? std::string() : a.substr(at + 1);
+}
+
+// A prepared statement that finalizes itself. A prepare that fails (a
+// schema older than the query, a read-only file) leaves ok() false and the
+// message in error(); steps on it fail instead of crashing.
+class stmt {
+public:
+    stmt(sqlite3* db, const std::string& sql) : db_(db) {
+        if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr) != SQLITE_OK) {
+            error_ = sqlite3_errmsg(db);
+            s_ = nullptr;
+        }
+    }
+    ~stmt() { sqlite3_finalize(s_); }
+    stmt(const stmt&) = delete;
+    stmt& operator=(const stmt&) = delete;
+
+    bool ok() const { return s_ != nullptr; }
+    const std::string& error() const { return error_; }
+    stmt& text(int i, const std::string& v) {
+        if (s_) sqlite3_bind_text(s_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    stmt& num(int i, std::int64_t v) {
+        if (s_) sqlite3_bind_int64(s_, i, v);
+        return *this;
+    }
+    // A query's next row; false at the end or on an error (error() tells).
+    bool row() {
+        if (!s_) return false;
+        int rc = sqlite3_step(s_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc != SQLITE_DONE) error_ = sqlite3_errmsg(db_);
+        return false;
+    }
+    // Runs a write; false with error() set when it failed.
+    bool run() {
+        if (!s_) return false;
+        int rc = sqlite3_step(s_);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+            error_ = sqlite3_errmsg(db_);
+            return false;
+        }
+        return true;
+    }
+    // Ready to be bound and stepped again (one prepare for a whole batch).
+    void reset() {
+        if (!s_) return;
+        sqlite3_reset(s_);
+        sqlite3_clear_bindings(s_);
+    }
+    std::string col_text(int i) {
+        auto* p = sqlite3_column_text(s_, i);
+        return p ? reinterpret_cast<const char*>(p) : "";
+    }
+    std::int64_t col_num(int i) { return sqlite3_column_int64(s_, i); }
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* s_ = nullptr;
+    std::string error_;
+};
+
+bool fail(stmt& q, std::string& error) {
+    error = q.error().empty() ? "SQLite error" : q.error();
+    return false;
+}
+
+bounce::address_record read_record(stmt& q) {
+    bounce::address_record r;
+    r.address = q.col_text(0);
+    r.status = bounce::parse_address_status(q.col_text(1)).value_or(bounce::address_status::active);
+    r.bounce_count = static_cast<int>(q.col_num(2));
+    r.first_bounce_ms = q.col_num(3);
+    r.last_bounce_ms = q.col_num(4);
+    r.last_reply = q.col_text(5);
+    r.last_kind = q.col_text(6);
+    r.last_category = q.col_text(7);
+    return r;
+}
+constexpr const char* record_cols =
+    "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category";
+
+constexpr const char* schema =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"  // WAL + NORMAL: a crash may lose the last decisions, never corrupt
+    // The decisions' indexes (recipient, campaign, domain) take inserts
+    // all over their B-trees: with SQLite's default 2 MiB cache each
+    // batch rereads pages through the kernel. Up to 32 MiB, as used.
+    "PRAGMA cache_size=-32768;"
+    "CREATE TABLE IF NOT EXISTS recipients(address TEXT PRIMARY KEY, status TEXT NOT NULL,"
+    " bounce_count INTEGER NOT NULL DEFAULT 0, first_bounce_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_bounce_ms INTEGER NOT NULL DEFAULT 0, last_reply TEXT, last_kind TEXT, last_category TEXT,"
+    " updated_ms INTEGER);"
+    "CREATE INDEX IF NOT EXISTS recipients_status ON recipients(status);"
+    "CREATE TABLE IF NOT EXISTS decisions(id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, type TEXT NOT NULL,"
+    " queue_id TEXT, campaign TEXT, recipient TEXT, domain TEXT, kind TEXT, category TEXT, rule TEXT, reply TEXT);"
+    "CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions(recipient);"
+    "CREATE INDEX IF NOT EXISTS decisions_campaign ON decisions(campaign, time_ms);"
+    "CREATE INDEX IF NOT EXISTS decisions_domain ON decisions(domain, time_ms);"
+    "CREATE TABLE IF NOT EXISTS messages(queue_id TEXT PRIMARY KEY, campaign TEXT,"
+    " bounced INTEGER NOT NULL DEFAULT 0, sender TEXT);"
+    "CREATE TABLE IF NOT EXISTS message_recipients(queue_id TEXT NOT NULL, idx INTEGER NOT NULL,"
+    " recipient TEXT NOT NULL, PRIMARY KEY(queue_id, idx));"
+    "CREATE TABLE IF NOT EXISTS final_failures(queue_id TEXT NOT NULL, recipient TEXT NOT NULL,"
+    " PRIMARY KEY(queue_id, recipient));";
+
+bool exec(sqlite3* db, const char* sql, std::string& error) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) == SQLITE_OK) return true;
+    error = msg ? msg : sqlite3_errmsg(db);
+    sqlite3_free(msg);
+    return false;
+}
+}  // namespace
+
+void sqlite_storage::db_closer::operator()(sqlite3* db) const { sqlite3_close(db); }
+
+sqlite_storage::~sqlite_storage() = default;
+
+std::unique_ptr<sqlite_storage> sqlite_storage::open(const std::string& path, bool readonly, std::string& error) {
+    std::unique_ptr<sqlite_storage> st(new sqlite_storage);
+    std::filesystem::path p(path);
+    std::error_code ec;
+    if (!readonly && p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+    int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+    st->db_.reset(db);
+    if (rc != SQLITE_OK) {
+        error = path + ": " + (db ? sqlite3_errmsg(db) : "cannot open");
+        return nullptr;
+    }
+    sqlite3_busy_timeout(db, 5000);  // the daemon and ricochetctl may write at once
+    if (readonly) return st;
+    std::string why;
+    if (!exec(db, schema, why)) {
+        error = path + ": " + why;
+        return nullptr;
+    }
+    // A database from before messages.sender: add the column (fails
+    // harmlessly when it is there).
+    sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN sender TEXT", nullptr, nullptr, nullptr);
+    return st;
+}
+
+bool sqlite_storage::begin(std::string& error) { return exec(db_.get(), "BEGIN IMMEDIATE", error); }
+bool sqlite_storage::commit(std::string& error) { return exec(db_.get(), "COMMIT", error); }
+void sqlite_storage::rollback() {
+    if (!sqlite3_get_autocommit(db_.get())) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+std::optional<bounce::address_record> sqlite_storage::load_recipient(const std::string& address) {
+    stmt q(db_.get(), std::string("SELECT ") + record_cols + " FROM recipients WHERE address = ?");
+    q.text(1, address);
+    if (!q.row()) return std::nullopt;
+    return read_record(q);
+}
+
+bool sqlite_storage::save_recipient(const bounce::address_record& r, std::int64_t now, std::string& error) {
+    stmt q(db_.get(),
+           "INSERT INTO recipients(address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, "
+           "last_kind, last_category, updated_ms) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(address) DO UPDATE SET "
+           "status=excluded.status, bounce_count=excluded.bounce_count, first_bounce_ms=excluded.first_bounce_ms, "
+           "last_bounce_ms=excluded.last_bounce_ms, last_reply=excluded.last_reply, last_kind=excluded.last_kind, "
+           "last_category=excluded.last_category, updated_ms=excluded.updated_ms");
+    q.text(1, r.address).text(2, std::string(bounce::to_string(r.status))).num(3, r.bounce_count)
+        .num(4, r.first_bounce_ms).num(5, r.last_bounce_ms).text(6, r.last_reply).text(7, r.last_kind)
+        .text(8, r.last_category).num(9, now);
+    return q.run() || fail(q, error);
+}
+
+std::vector<bounce::address_record> sqlite_storage::recipients_with(bounce::address_status s) {
+    stmt q(db_.get(), std::string("SELECT ") + record_cols + " FROM recipients WHERE status = ? ORDER BY address");
+    q.text(1, std::string(bounce::to_string(s)));
+    std::vector<bounce::address_record> out;
+    while (q.row()) out.push_back(read_record(q));
+    return out;
+}
+
+// One prepare for the whole batch: a batch from the recorder holds every
+// decision of many messages.
+bool sqlite_storage::add_decisions(const std::vector<const events::event*>& evs, std::string& error) {
+    stmt q(db_.get(),
+           "INSERT INTO decisions(time_ms, type, queue_id, campaign, recipient, domain, kind, category, rule, reply) "
+           "VALUES(?,?,?,?,?,?,?,?,?,?)");
+    for (auto* e : evs) {
+        q.reset();
+        std::string rcpt = e->recipient;
+        for (auto& c : rcpt)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        q.num(1, e->time_ms).text(2, std::string(to_string(e->type))).text(3, e->queue_id).text(4, e->campaign)
+            .text(5, rcpt).text(6, domain_of(rcpt)).text(7, e->kind).text(8, e->category).text(9, e->rule)
+            .text(10, e->reply);
+        if (!q.run()) return fail(q, error);
+    }
+    return true;
+}
+
+std::vector<events::event> sqlite_storage::history(const std::string& address, int limit) {
+    stmt q(db_.get(), "SELECT time_ms, type, queue_id, campaign, recipient, kind, category, rule, reply FROM decisions "
+                      "WHERE recipient = ? ORDER BY id DESC LIMIT ?");
+    q.text(1, address).num(2, limit);
+    std::vector<events::event> out;
+    while (q.row()) {
+        events::event e;
+        e.time_ms = q.col_num(0);
+        e.type = events::parse_event_type(q.col_text(1)).value_or(events::event_type::admin);
+        e.queue_id = q.col_text(2);
+        e.campaign = q.col_text(3);
+        e.recipient = q.col_text(4);
+        e.kind = q.col_text(5);
+        e.category = q.col_text(6);
+        e.rule = q.col_text(7);
+        e.reply = q.col_text(8);
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::vector<stats_row> sqlite_storage::stats(const std::string& group_by, const std::string& campaign,
+                                             const std::string& domain, std::int64_t since_ms) {
+    std::string key = group_by == "domain" ? "domain" : "campaign";
+    std::string sql =
+        "SELECT " + key +
+        ", SUM(type='queued'), SUM(type='delivered'),"
+        " COUNT(DISTINCT CASE WHEN type='deferred' THEN queue_id || ' ' || recipient END),"
+        " SUM(type IN ('bounced','expired') AND kind='hard'), SUM(type IN ('bounced','expired') AND kind='soft'),"
+        " SUM(type IN ('bounced','expired') AND kind='block'), SUM(type IN ('bounced','expired') AND kind='technical')"
+        " FROM decisions WHERE time_ms >= ? AND (? = '' OR campaign = ?) AND (? = '' OR domain = ?)"
+        " AND type <> 'admin' GROUP BY " + key + " ORDER BY " + key;
+    stmt q(db_.get(), sql);
+    q.num(1, since_ms).text(2, campaign).text(3, campaign).text(4, domain).text(5, domain);
+    std::vector<stats_row> out;
+    while (q.row())
+        out.push_back({q.col_text(0), q.col_num(1), q.col_num(2), q.col_num(3), q.col_num(4), q.col_num(5),
+                       q.col_num(6), q.col_num(7)});
+    return out;
+}
+
+bool sqlite_storage::add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,
+                                 std::string& error) {
+    stmt q(db_.get(), "INSERT OR IGNORE INTO messages(queue_id, campaign, sender) VALUES(?,?,?)");
+    q.text(1, queue_id).text(2, campaign).text(3, sender);
+    return q.run() || fail(q, error);
+}
+
+bool sqlite_storage::add_message_recipient(const std::string& queue_id, int index, const std::string& address,
+                                           std::string& error) {
+    stmt q(db_.get(), "INSERT OR IGNORE INTO message_recipients(queue_id, idx, recipient) VALUES(?,?,?)");
+    q.text(1, queue_id).num(2, index).text(3, address);
+    return q.run() || fail(q, error);
+}
+
+bool sqlite_storage::mark_message_bounced(const std::string& queue_id, const std::string& campaign,
+                                          std::string& error) {
+    stmt q(db_.get(), "INSERT INTO messages(queue_id, campaign, bounced) VALUES(?,?,1) "
+                      "ON CONFLICT(queue_id) DO UPDATE SET bounced = 1");
+    q.text(1, queue_id).text(2, campaign);
+    return q.run() || fail(q, error);
+}
+
+std::optional<bool> sqlite_storage::message_bounced(const std::string& queue_id) {
+    stmt q(db_.get(), "SELECT bounced FROM messages WHERE queue_id = ?");
+    q.text(1, queue_id);
+    if (!q.row()) return std::nullopt;
+    return q.col_num(0) != 0;
+}
+
+std::optional<std::string> sqlite_storage::recipient_of(const std::string& queue_id, int index) {
+    stmt q(db_.get(), "SELECT recipient FROM message_recipients WHERE queue_id = ? AND idx = ?");
+    q.text(1, queue_id).num(2, index);
+    if (!q.row()) return std::nullopt;
+    return q.col_text(0);
+}
+
+std::string sqlite_storage::campaign_of(const std::string& queue_id) {
+    stmt q(db_.get(), "SELECT campaign FROM messages WHERE queue_id = ?");
+    q.text(1, queue_id);
+    return q.row() ? q.col_text(0) : std::string();
+}
+
+std::optional<std::string> sqlite_storage::sender_of(const std::string& queue_id) {
+    stmt q(db_.get(), "SELECT sender FROM messages WHERE queue_id = ? AND sender IS NOT NULL");
+    q.text(1, queue_id);
+    if (!q.row()) return std::nullopt;
+    return q.col_text(0);
+}
+
+std::optional<bool> sqlite_storage::add_final_failure(const std::string& queue_id, const std::string& address,
+                                                      std::string& error) {
+    stmt q(db_.get(), "INSERT OR IGNORE INTO final_failures(queue_id, recipient) VALUES(?,?)");
+    q.text(1, queue_id).text(2, address);
+    if (!q.run()) {
+        fail(q, error);
+        return std::nullopt;
+    }
+    return sqlite3_changes(db_.get()) > 0;
+}
+
+bool sqlite_storage::final_failure_known(const std::string& queue_id, const std::string& address) {
+    stmt q(db_.get(), "SELECT 1 FROM final_failures WHERE queue_id = ? AND recipient = ?");
+    q.text(1, queue_id).text(2, address);
+    return q.row();
+}
+
+}  // namespace ricochet::state

@@ -1,0 +1,63 @@
+// sqlite_storage — the recipient state's tables in SQLite (server.state =
+// "sqlite:PATH", the default for one node). WAL, synchronous=NORMAL: a crash
+// may lose the last committed batch, never corrupt the file (the daemon's
+// decision journal and the spool's status files cover that batch).
+//
+//   recipients          one row per address: status, bounce count, first/last
+//                       bounce, last reply and its reading
+//   decisions           every decision: the history of an address, `stats`
+//   messages            per queue id: campaign, envelope sender, bounced flag
+//   message_recipients  (queue id, index) -> address: what a VERP token names
+//   final_failures      (queue id, address) already counted
+//
+// Tables and queries only: the rules are state/recipient_state.hpp. Every
+// prepare and step is checked; a failed write returns false with SQLite's
+// message. Not thread-safe (recipient_state serialises).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "state/storage.hpp"
+
+struct sqlite3;
+
+namespace ricochet::state {
+
+class sqlite_storage final : public storage {
+public:
+    // readonly: for ricochetctl's readers (no schema created, nothing written).
+    static std::unique_ptr<sqlite_storage> open(const std::string& path, bool readonly, std::string& error);
+    ~sqlite_storage() override;
+
+    bool begin(std::string& error) override;
+    bool commit(std::string& error) override;
+    void rollback() override;
+    std::optional<bounce::address_record> load_recipient(const std::string& address) override;
+    bool save_recipient(const bounce::address_record& r, std::int64_t now_ms, std::string& error) override;
+    std::vector<bounce::address_record> recipients_with(bounce::address_status s) override;
+    bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override;
+    std::vector<events::event> history(const std::string& address, int limit) override;
+    std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
+                                 std::int64_t since_ms) override;
+    bool add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,
+                     std::string& error) override;
+    bool add_message_recipient(const std::string& queue_id, int index, const std::string& address,
+                               std::string& error) override;
+    bool mark_message_bounced(const std::string& queue_id, const std::string& campaign, std::string& error) override;
+    std::optional<bool> message_bounced(const std::string& queue_id) override;
+    std::optional<std::string> recipient_of(const std::string& queue_id, int index) override;
+    std::string campaign_of(const std::string& queue_id) override;
+    std::optional<std::string> sender_of(const std::string& queue_id) override;
+    std::optional<bool> add_final_failure(const std::string& queue_id, const std::string& address,
+                                          std::string& error) override;
+    bool final_failure_known(const std::string& queue_id, const std::string& address) override;
+
+private:
+    sqlite_storage() = default;
+    struct db_closer {
+        void operator()(sqlite3* db) const;
+    };
+    std::unique_ptr<sqlite3, db_closer> db_;
+};
+
+}  // namespace ricochet::state

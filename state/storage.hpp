@@ -1,0 +1,69 @@
+// storage — what the recipient state needs from a database: tables and
+// queries, no rules. SQLite implements it (state/sqlite_storage.hpp);
+// PostgreSQL will. Every rule about what a decision does to an address
+// (a complaint unsubscribes, a message's failure counts once, engage cannot
+// undo an unsubscribe) is in state/recipient_state.hpp, above this, so a
+// second backend cannot get them wrong.
+//
+// Errors: a write that fails returns false with `error` set; the caller
+// rolls back and keeps the decisions in its journal. Queries that fail
+// return "nothing found" (they are for display and matching, and are
+// retried by their caller's next request). Not thread-safe: the service
+// above serialises every call.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bounce/recipient_status.hpp"
+#include "events/event.hpp"
+
+namespace ricochet::state {
+
+struct stats_row {
+    std::string key;  // campaign or domain
+    std::int64_t sent = 0, delivered = 0, deferred = 0, hard = 0, soft = 0, block = 0, technical = 0;
+    double bounce_rate() const { return sent ? double(hard + soft) / double(sent) : 0.0; }
+};
+
+class storage {
+public:
+    virtual ~storage() = default;
+
+    // One transaction around a batch (BEGIN IMMEDIATE / COMMIT / ROLLBACK).
+    virtual bool begin(std::string& error) = 0;
+    virtual bool commit(std::string& error) = 0;
+    virtual void rollback() = 0;
+
+    // recipients: one row per address (lower case).
+    virtual std::optional<bounce::address_record> load_recipient(const std::string& address) = 0;
+    virtual bool save_recipient(const bounce::address_record& r, std::int64_t now_ms, std::string& error) = 0;
+    virtual std::vector<bounce::address_record> recipients_with(bounce::address_status s) = 0;
+
+    // decisions: the history of every address and the source of `stats`.
+    virtual bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) = 0;
+    virtual std::vector<events::event> history(const std::string& address, int limit) = 0;
+    virtual std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign,
+                                         const std::string& domain, std::int64_t since_ms) = 0;
+
+    // messages: per queue id its campaign, envelope sender, recipients by
+    // index (VERP tokens name them) and whether it bounced.
+    virtual bool add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,
+                             std::string& error) = 0;
+    virtual bool add_message_recipient(const std::string& queue_id, int index, const std::string& address,
+                                       std::string& error) = 0;
+    virtual bool mark_message_bounced(const std::string& queue_id, const std::string& campaign, std::string& error) = 0;
+    virtual std::optional<bool> message_bounced(const std::string& queue_id) = 0;
+    virtual std::optional<std::string> recipient_of(const std::string& queue_id, int index) = 0;
+    virtual std::string campaign_of(const std::string& queue_id) = 0;
+    virtual std::optional<std::string> sender_of(const std::string& queue_id) = 0;
+
+    // final_failures: (queue id, address) pairs already counted. Returns
+    // true when the pair is new (and now recorded).
+    virtual std::optional<bool> add_final_failure(const std::string& queue_id, const std::string& address,
+                                                  std::string& error) = 0;
+    virtual bool final_failure_known(const std::string& queue_id, const std::string& address) = 0;
+};
+
+}  // namespace ricochet::state

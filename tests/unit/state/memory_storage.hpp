@@ -1,0 +1,146 @@
+// memory_storage — a storage backend in plain maps, for tests: the recipient
+// state's rules run against it exactly as against SQLite, so a rule that
+// only held because of SQLite would show here. Transactions are copies.
+#pragma once
+#include <map>
+#include <set>
+
+#include "state/storage.hpp"
+
+namespace ricochet::state::fake {
+
+class memory_storage final : public storage {
+public:
+    bool fail_writes = false;  // every write fails (a store that is down)
+
+    bool begin(std::string& error) override {
+        if (fail_writes) return refuse(error);
+        saved_ = data_;
+        return true;
+    }
+    bool commit(std::string&) override { return true; }
+    void rollback() override { data_ = saved_; }
+    std::optional<bounce::address_record> load_recipient(const std::string& a) override {
+        auto it = data_.recipients.find(a);
+        if (it == data_.recipients.end()) return std::nullopt;
+        return it->second;
+    }
+    bool save_recipient(const bounce::address_record& r, std::int64_t, std::string& error) override {
+        if (fail_writes) return refuse(error);
+        data_.recipients[r.address] = r;
+        return true;
+    }
+    std::vector<bounce::address_record> recipients_with(bounce::address_status s) override {
+        std::vector<bounce::address_record> out;
+        for (auto& [a, r] : data_.recipients)
+            if (r.status == s) out.push_back(r);
+        return out;
+    }
+    bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override {
+        if (fail_writes) return refuse(error);
+        for (auto* e : evs) {
+            auto copy = *e;
+            for (auto& c : copy.recipient) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            data_.decisions.push_back(copy);
+        }
+        return true;
+    }
+    std::vector<events::event> history(const std::string& address, int limit) override {
+        std::vector<events::event> out;
+        for (auto it = data_.decisions.rbegin(); it != data_.decisions.rend() && int(out.size()) < limit; ++it)
+            if (it->recipient == address) out.push_back(*it);
+        return out;
+    }
+    std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
+                                 std::int64_t since_ms) override {
+        std::map<std::string, stats_row> rows;
+        std::set<std::string> deferred;
+        for (auto& e : data_.decisions) {
+            std::string dom = e.recipient.substr(e.recipient.rfind('@') + 1);
+            if (e.time_ms < since_ms || (!campaign.empty() && e.campaign != campaign) || (!domain.empty() && dom != domain) ||
+                e.type == events::event_type::admin)
+                continue;
+            auto key = group_by == "domain" ? dom : e.campaign;
+            auto& r = rows[key];
+            r.key = key;
+            using t = events::event_type;
+            if (e.type == t::queued) ++r.sent;
+            if (e.type == t::delivered) ++r.delivered;
+            if (e.type == t::deferred && deferred.insert(key + " " + e.queue_id + " " + e.recipient).second) ++r.deferred;
+            if (e.type == t::bounced || e.type == t::expired) {
+                if (e.kind == "hard") ++r.hard;
+                if (e.kind == "soft") ++r.soft;
+                if (e.kind == "block") ++r.block;
+                if (e.kind == "technical") ++r.technical;
+            }
+        }
+        std::vector<stats_row> out;
+        for (auto& [k, r] : rows) out.push_back(r);
+        return out;
+    }
+    bool add_message(const std::string& q, const std::string& campaign, const std::string& sender, std::string& error) override {
+        if (fail_writes) return refuse(error);
+        data_.messages.emplace(q, message{campaign, sender, false});
+        return true;
+    }
+    bool add_message_recipient(const std::string& q, int index, const std::string& a, std::string& error) override {
+        if (fail_writes) return refuse(error);
+        data_.message_recipients.emplace(std::pair{q, index}, a);
+        return true;
+    }
+    bool mark_message_bounced(const std::string& q, const std::string& campaign, std::string& error) override {
+        if (fail_writes) return refuse(error);
+        auto& m = data_.messages.try_emplace(q, message{campaign, "", false}).first->second;
+        m.bounced = true;
+        return true;
+    }
+    std::optional<bool> message_bounced(const std::string& q) override {
+        auto it = data_.messages.find(q);
+        if (it == data_.messages.end()) return std::nullopt;
+        return it->second.bounced;
+    }
+    std::optional<std::string> recipient_of(const std::string& q, int index) override {
+        auto it = data_.message_recipients.find({q, index});
+        if (it == data_.message_recipients.end()) return std::nullopt;
+        return it->second;
+    }
+    std::string campaign_of(const std::string& q) override {
+        auto it = data_.messages.find(q);
+        return it == data_.messages.end() ? std::string() : it->second.campaign;
+    }
+    std::optional<std::string> sender_of(const std::string& q) override {
+        auto it = data_.messages.find(q);
+        if (it == data_.messages.end()) return std::nullopt;
+        return it->second.sender;
+    }
+    std::optional<bool> add_final_failure(const std::string& q, const std::string& a, std::string& error) override {
+        if (fail_writes) {
+            refuse(error);
+            return std::nullopt;
+        }
+        return data_.final_failures.insert({q, a}).second;
+    }
+    bool final_failure_known(const std::string& q, const std::string& a) override {
+        return data_.final_failures.count({q, a}) > 0;
+    }
+
+private:
+    static bool refuse(std::string& error) {
+        error = "memory storage: writes refused";
+        return false;
+    }
+    struct message {
+        std::string campaign, sender;
+        bool bounced = false;
+    };
+    struct tables {
+        std::map<std::string, bounce::address_record> recipients;
+        std::vector<events::event> decisions;
+        std::map<std::string, message> messages;
+        std::map<std::pair<std::string, int>, std::string> message_recipients;
+        std::set<std::pair<std::string, std::string>> final_failures;
+    };
+    tables data_, saved_;
+};
+
+}  // namespace ricochet::state::fake

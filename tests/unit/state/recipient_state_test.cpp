@@ -1,0 +1,236 @@
+// Tests for state/recipient_state.hpp: decisions drive the status rules;
+// history, lists, suppression, stats and the message `bounced` flag. Every
+// test runs twice: over SQLite and over an in-memory storage, so the rules
+// hold above whichever backend keeps the tables.
+#include "state/recipient_state.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "memory_storage.hpp"
+#include "state/sqlite_storage.hpp"
+
+using namespace ricochet;
+using namespace ricochet::state;
+using events::event;
+using events::event_type;
+
+namespace {
+constexpr std::int64_t day = 86400 * 1000;
+
+struct store_fixture : ::testing::TestWithParam<std::string> {
+    std::filesystem::path dir;
+    std::unique_ptr<recipient_state> st;
+    std::vector<event> changes;  // every status_changed so far
+    void SetUp() override {
+        char tmpl[] = "/tmp/ricochet-state-test.XXXXXX";
+        dir = ::mkdtemp(tmpl);
+        std::string err;
+        bounce::status_policy policy{{"gmail.com"}, 3, 15 * day};
+        if (GetParam() == "memory")
+            st = std::make_unique<recipient_state>(std::make_unique<fake::memory_storage>(), policy);
+        else
+            st = open_state("sqlite:" + (dir / "state.db").string(), policy, false, err);
+        ASSERT_TRUE(st) << err;
+    }
+    void TearDown() override {
+        st.reset();
+        std::filesystem::remove_all(dir);
+    }
+    void rec(std::vector<event> ds) {
+        std::string err;
+        auto c = st->record(ds, err);
+        ASSERT_EQ(err, "");
+        changes.insert(changes.end(), c.begin(), c.end());
+    }
+    bool set(const std::string& a, bounce::address_status s, const std::string& why, std::int64_t t, std::string& err) {
+        return st->set_status(a, s, why, t, changes, err);
+    }
+    static event d(std::int64_t t, std::string type, std::string qid, std::string rcpt, std::string kind = "",
+                   std::string cat = "", std::string campaign = "c1") {
+        event e;
+        e.type = *events::parse_event_type(type);
+        e.time_ms = t;
+        e.queue_id = std::move(qid);
+        e.campaign = std::move(campaign);
+        e.recipient = std::move(rcpt);
+        e.kind = std::move(kind);
+        e.category = std::move(cat);
+        e.rule = "rule";
+        e.reply = "reply " + type;
+        return e;
+    }
+};
+}  // namespace
+
+TEST_P(store_fixture, RetriesOfOneMessageCountAsOneBounce) {
+    std::vector<event> ds{d(0, "queued", "Q1", "a@example.com")};
+    for (int i = 1; i <= 288; ++i) ds.push_back(d(i * 900000, "deferred", "Q1", "a@example.com", "soft", "other-temporary"));
+    ds.push_back(d(72 * 3600 * 1000LL, "expired", "Q1", "a@example.com", "soft", "other-temporary"));
+    rec(ds);
+    auto r = st->get("A@Example.com");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->bounce_count, 1);
+    EXPECT_EQ(r->status, bounce::address_status::bounced);
+    EXPECT_EQ(st->message_bounced("Q1"), true);
+}
+
+TEST_P(store_fixture, OneMessagesFailureCountsOnceHoweverOftenItIsReported) {
+    // The in-session 5xx, then the same failure as a DSN, then the DSN again.
+    rec({d(0, "queued", "Q1", "v@example.com"), d(1000, "bounced", "Q1", "v@example.com", "soft", "mailbox-full")});
+    rec({d(2000, "bounced", "Q1", "V@example.com", "soft", "mailbox-full")});
+    rec({d(3000, "bounced", "Q1", "v@example.com", "soft", "mailbox-full")});
+    auto r = st->get("v@example.com");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->bounce_count, 1);
+    EXPECT_EQ(r->status, bounce::address_status::bounced);
+    EXPECT_EQ(st->history("v@example.com").size(), 4u) << "every report is still in the history";
+    rec({d(4000, "bounced", "Q2", "v@example.com", "soft", "mailbox-full")});
+    EXPECT_EQ(st->get("v@example.com")->bounce_count, 2) << "another message counts again";
+}
+
+TEST_P(store_fixture, TrustedHardBounceHoldsAndIsSuppressed) {
+    rec({d(1000, "bounced", "Q1", "x@gmail.com", "hard", "user-unknown")});
+    EXPECT_EQ(st->get("x@gmail.com")->status, bounce::address_status::held);
+    EXPECT_EQ(st->list(bounce::address_status::held).size(), 1u);
+}
+
+TEST_P(store_fixture, BlockLeavesTheAddressAloneAndTheMessageUnflagged) {
+    rec({d(0, "queued", "Q1", "y@example.com"), d(1000, "bounced", "Q1", "y@example.com", "block", "auth-failure")});
+    EXPECT_FALSE(st->get("y@example.com")) << "no record: nothing against the address";
+    EXPECT_EQ(st->message_bounced("Q1"), false);
+}
+
+TEST_P(store_fixture, HeldAfterThreeBouncesOverFifteenDays) {
+    rec({d(0, "bounced", "Q1", "z@example.com", "hard", "user-unknown"),
+         d(1 * day, "bounced", "Q2", "z@example.com", "hard", "user-unknown"),
+         d(16 * day, "bounced", "Q3", "z@example.com", "soft", "mailbox-full")});
+    auto r = st->get("z@example.com");
+    EXPECT_EQ(r->status, bounce::address_status::held);
+    EXPECT_EQ(r->bounce_count, 3);
+    EXPECT_EQ(r->first_bounce_ms, 0);
+    EXPECT_EQ(r->last_bounce_ms, 16 * day);
+    EXPECT_EQ(st->history("z@example.com").size(), 3u);
+}
+
+TEST_P(store_fixture, ComplaintUnsubscribesAndClearBringsBack) {
+    rec({d(1000, "complaint", "Q1", "w@example.com")});
+    EXPECT_EQ(st->get("w@example.com")->status, bounce::address_status::unsubscribed);
+    std::string err;
+    ASSERT_TRUE(set("w@example.com", bounce::address_status::active, "clear", 2000, err));
+    auto r = st->get("w@example.com");
+    EXPECT_EQ(r->status, bounce::address_status::active);
+    EXPECT_EQ(r->bounce_count, 0);
+    EXPECT_EQ(st->history("w@example.com")[0].type, event_type::admin);
+}
+
+TEST_P(store_fixture, EngageDoesNotUndoAnUnsubscribe) {
+    std::string err;
+    ASSERT_TRUE(set("u@example.com", bounce::address_status::unsubscribed, "unsubscribe", 1000, err));
+    EXPECT_FALSE(set("u@example.com", bounce::address_status::active, "engage", 2000, err));
+    EXPECT_NE(err.find("only `recipient clear`"), std::string::npos) << err;
+    EXPECT_EQ(st->get("u@example.com")->status, bounce::address_status::unsubscribed);
+    EXPECT_TRUE(set("u@example.com", bounce::address_status::active, "clear", 3000, err));
+}
+
+TEST_P(store_fixture, StatsPerCampaignAndDomain) {
+    rec({d(0, "queued", "Q1", "a@one.example", "", "", "c1"), d(0, "queued", "Q2", "b@two.example", "", "", "c1"),
+         d(0, "queued", "Q3", "c@two.example", "", "", "c2"), d(1, "delivered", "Q1", "a@one.example", "", "", "c1"),
+         d(1, "bounced", "Q2", "b@two.example", "hard", "user-unknown", "c1"),
+         d(1, "deferred", "Q3", "c@two.example", "technical", "rate-limited", "c2"),
+         d(2, "bounced", "Q3", "c@two.example", "block", "blocklisted", "c2")});
+    auto by_campaign = st->stats("campaign", "", "", 0);
+    ASSERT_EQ(by_campaign.size(), 2u);
+    EXPECT_EQ(by_campaign[0].key, "c1");
+    EXPECT_EQ((std::vector<std::int64_t>{by_campaign[0].sent, by_campaign[0].delivered, by_campaign[0].hard}),
+              (std::vector<std::int64_t>{2, 1, 1}));
+    EXPECT_DOUBLE_EQ(by_campaign[0].bounce_rate(), 0.5);
+    EXPECT_EQ(by_campaign[1].block, 1);
+    EXPECT_DOUBLE_EQ(by_campaign[1].bounce_rate(), 0.0) << "blocks are not bounces of the address";
+    auto two = st->stats("domain", "", "two.example", 0);
+    ASSERT_EQ(two.size(), 1u);
+    EXPECT_EQ(two[0].sent, 2);
+    EXPECT_EQ(two[0].deferred, 1);
+    EXPECT_EQ(st->stats("campaign", "c2", "", 0).size(), 1u);
+    EXPECT_EQ(st->stats("campaign", "", "", 3).size(), 0u) << "--since";
+}
+
+TEST_P(store_fixture, EveryChangeOfStatusIsAnEventWithTheFiguresACrmNeeds) {
+    rec({d(0, "queued", "Q1", "s@gmail.com"), d(1000, "deferred", "Q1", "s@gmail.com", "soft", "other-temporary")});
+    EXPECT_TRUE(changes.empty()) << "a deferral changes nothing";
+    rec({d(2000, "bounced", "Q1", "S@gmail.com", "hard", "user-unknown")});
+    ASSERT_EQ(changes.size(), 1u);
+    auto& c = changes[0];
+    EXPECT_EQ(c.type, event_type::status_changed);
+    EXPECT_EQ((std::vector<std::string>{c.recipient, c.from, c.to}),
+              (std::vector<std::string>{"s@gmail.com", "active", "held"}));
+    EXPECT_EQ(c.bounce_count, 1);
+    EXPECT_EQ(c.first_bounce_ms, 2000);
+    EXPECT_EQ(c.last_bounce_ms, 2000);
+    EXPECT_NE(c.reason.find("user-unknown"), std::string::npos) << c.reason;
+    rec({d(3000, "bounced", "Q1", "s@gmail.com", "hard", "user-unknown")});
+    EXPECT_EQ(changes.size(), 1u) << "the same failure reported again moves nothing";
+    std::string err;
+    ASSERT_TRUE(set("s@gmail.com", bounce::address_status::active, "clear", 4000, err)) << err;
+    ASSERT_EQ(changes.size(), 2u);
+    EXPECT_EQ((std::vector<std::string>{changes[1].from, changes[1].to, changes[1].reason}),
+              (std::vector<std::string>{"held", "active", "admin: clear"}));
+    ASSERT_TRUE(set("s@gmail.com", bounce::address_status::active, "engage", 5000, err));
+    EXPECT_EQ(changes.size(), 2u) << "already active: no change, no event";
+}
+
+TEST_P(store_fixture, AVerpTokenFindsItsRecipientCampaignAndSender) {
+    auto q = d(0, "queued", "Q9", "Who@Example.com", "", "", "fall");
+    q.index = 3;
+    q.sender = "news@example.net";
+    rec({q});
+    EXPECT_EQ(st->recipient_of("Q9", 3), "who@example.com");
+    EXPECT_EQ(st->recipient_of("Q9", 2), std::nullopt);
+    EXPECT_EQ(st->campaign_of("Q9"), "fall");
+    EXPECT_EQ(st->sender_of("Q9"), "news@example.net");
+    EXPECT_FALSE(st->final_failure_known("Q9", "who@example.com"));
+    rec({d(1, "bounced", "Q9", "who@example.com", "hard", "user-unknown")});
+    EXPECT_TRUE(st->final_failure_known("Q9", "WHO@example.com"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, store_fixture, ::testing::Values("sqlite", "memory"),
+                         [](const auto& info) { return info.param; });
+
+TEST(RecipientState, AStoreThatFailsWritesNothingAndSaysWhy) {
+    auto mem = std::make_unique<fake::memory_storage>();
+    auto* raw = mem.get();
+    recipient_state st(std::move(mem), {{}, 3, 15 * day});
+    raw->fail_writes = true;
+    event e;
+    e.type = event_type::complaint;
+    e.recipient = "a@example.com";
+    std::string err;
+    EXPECT_TRUE(st.record({e}, err).empty());
+    EXPECT_NE(err, "") << "the caller keeps the batch in its journal";
+    raw->fail_writes = false;
+    EXPECT_FALSE(st.get("a@example.com")) << "nothing half-written";
+}
+
+TEST(RecipientState, TheBackendIsChosenByTheUrlScheme) {
+    struct row {
+        std::string url;
+        bool ok;
+        std::string error_has;
+    };
+    char tmpl[] = "/tmp/ricochet-state-test.XXXXXX";
+    std::filesystem::path dir = ::mkdtemp(tmpl);
+    for (auto& r : std::vector<row>{{"sqlite:" + (dir / "s.db").string(), true, ""},
+                                    {"postgresql://u@localhost/db", false, "PostgreSQL is not built"},
+                                    {"mysql://localhost/db", false, "unknown backend \"mysql\""},
+                                    {"var/state.db", false, "expected sqlite:PATH"}}) {
+        std::string err;
+        auto st = open_state(r.url, {}, false, err);
+        EXPECT_EQ(bool(st), r.ok) << r.url << ": " << err;
+        if (!r.ok) {
+            EXPECT_NE(err.find(r.error_has), std::string::npos) << r.url << ": got \"" << err << "\"";
+        }
+    }
+    std::filesystem::remove_all(dir);
+}
