@@ -1,10 +1,15 @@
 // dsn_accuracy — runs the DSN parser and the shipped classifier over a folder
 // of .eml bounces with a labels file (tests/data/bounces format, see its
 // README) and prints how often they agree with the labels:
-//   recipients  share of messages where at least as many valid failed
-//               recipients are found as the labels have rows;
-//   status      share of labelled status codes found (per row);
-//   kind        share of rows whose kind matches (corpus README mapping);
+//   recipients  share of messages whose recipients are found: every
+//               labelled address (the recipient column) among the records'
+//               (case-insensitive), and, when some rows have no address, at
+//               least as many distinct valid addresses as rows, each of them
+//               standing literally in the message;
+//   status      share of labelled status codes found (per row: row N
+//               against record N; no record N is wrong);
+//   kind        share of rows whose kind matches (corpus README mapping;
+//               no record N is wrong);
 // plus a confusion table of kinds and the parser's speed.
 //
 //   dsn_accuracy CORPUS_DIR RULES_FILE [--min-recipients P --min-status P --min-kind P] [--list]
@@ -29,7 +34,7 @@ namespace fs = std::filesystem;
 
 namespace {
 struct label {
-    std::string file, status, reply_code, reason;
+    std::string file, status, reply_code, reason, recipient;
     int record = 1;
     bool hard = false;
 };
@@ -70,6 +75,34 @@ bool valid(const std::string& a) {
     auto at = a.rfind('@');
     return at != std::string::npos && at > 0 && a.find('.', at) != std::string::npos;
 }
+
+std::string lower(std::string s) {
+    for (auto& c : s)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+    return s;
+}
+
+// Whether the parser found the message's recipients (see the top of the
+// file); empty when it did, else what is missing.
+std::string missing_recipients(const std::vector<label>& rows, const std::vector<const dsn_record*>& recs,
+                               const std::string& raw) {
+    std::set<std::string> got;
+    for (auto* r : recs) got.insert(lower(r->recipient));
+    std::string missing;
+    bool unlabelled = false;
+    for (auto& l : rows) {
+        if (l.recipient.empty()) unlabelled = true;
+        else if (!got.count(lower(l.recipient))) missing += " " + l.recipient;
+    }
+    if (!missing.empty()) return "recipients want" + missing;
+    if (!unlabelled) return {};
+    // Rows without an address: a count, of addresses the message really has.
+    std::set<std::string> literal;
+    for (auto* r : recs)
+        if (raw.find(r->recipient) != std::string::npos) literal.insert(lower(r->recipient));
+    if (literal.size() >= rows.size()) return {};
+    return "recipients " + std::to_string(literal.size()) + "/" + std::to_string(rows.size()) + " in the message";
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,8 +134,8 @@ int main(int argc, char** argv) {
         std::vector<std::string> f;
         std::stringstream ss(line);
         for (std::string p; std::getline(ss, p, '\t');) f.push_back(p);
-        while (f.size() < 7) f.emplace_back();
-        label l{f[0], f[2], f[3], f[4], std::atoi(f[1].c_str()), f[5] == "1"};
+        while (f.size() < 8) f.emplace_back();
+        label l{f[0], f[2], f[3], f[4], f[7], std::atoi(f[1].c_str()), f[5] == "1"};
         labels[l.file].push_back(l);
     }
     int messages = 0, rcpt_ok = 0, status_rows = 0, status_ok = 0, kind_rows = 0, kind_ok = 0;
@@ -119,13 +152,13 @@ int main(int argc, char** argv) {
         std::vector<const dsn_record*> recs;
         for (auto& r : rep.records)
             if (valid(r.recipient)) recs.push_back(&r);
-        bool found = recs.size() >= rows.size();
-        rcpt_ok += found;
+        std::string missing = missing_recipients(rows, recs, raw);
+        rcpt_ok += missing.empty();
         std::vector<std::string> problems;
-        if (!found) problems.push_back("recipients " + std::to_string(recs.size()) + "/" + std::to_string(rows.size()));
+        if (!missing.empty()) problems.push_back(missing);
         for (std::size_t i = 0; i < rows.size(); ++i) {
             auto& l = rows[i];
-            const dsn_record* d = i < recs.size() ? recs[i] : (recs.empty() ? nullptr : recs.back());
+            const dsn_record* d = i < recs.size() ? recs[i] : nullptr;  // no record of its own: wrong
             // sisimai labels a message that carries no status code with a
             // pseudo code of its own (X.0.9NN, one per reason). There is no
             // such code in the message to find, so those rows are not scored.
@@ -141,7 +174,7 @@ int main(int argc, char** argv) {
             if (want.empty()) continue;
             ++kind_rows;
             std::string domain = d ? d->recipient.substr(d->recipient.rfind('@') + 1) : "";
-            std::string got = d ? kind_of_record(c, *d, domain) : (rep.records.empty() ? "none" : kind_of_record(c, rep.records[0], ""));
+            std::string got = d ? kind_of_record(c, *d, domain) : "none";
             bool ok = want.count(got) > 0;
             kind_ok += ok;
             confusion[*want.begin() + (want.size() > 1 ? "+" : "")][got]++;

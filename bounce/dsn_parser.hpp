@@ -4,7 +4,8 @@
 // auto-replies, and the free-text NDRs of MTAs that send no DSN (qmail, Exim,
 // Sendmail, old Yahoo, ...) by their visible markers and X-Failed-Recipients.
 // MIME structure and transfer encodings are GMime's job; the report fields
-// and the free text are read here. Pure: bytes in, records out.
+// and the free text are read by one reader per format (bounce/dsn/), tried
+// in order by parse_dsn. Pure: bytes in, records out.
 #pragma once
 #include <string>
 #include <string_view>

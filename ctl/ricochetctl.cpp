@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bounce/classifier.hpp"
+#include "bounce/dsn_json.hpp"
 #include "bounce/dsn_parser.hpp"
 #include "bounce/suppression_list.hpp"
 #include "config/config.hpp"
@@ -456,22 +457,7 @@ int cmd_parse(const config& cfg, const std::string& file, bool as_json) {
     std::string error;
     if (!cl.load(cfg.bounce.rules, error)) die(1, "bounce.rules: " + error);
     cl.set_final_soft(cfg.bounce.final_soft);
-    json arr = json::array();
-    for (auto& d : rep.records) {
-        json j{{"type", d.type}, {"recipient", d.recipient}, {"action", d.action}, {"enhanced", d.status},
-               {"code", d.reply_code}, {"reply", d.diagnostic}, {"mx", d.remote_mta},
-               {"reporting_mta", d.reporting_mta}, {"sync", false}, {"format", rep.format}};
-        if (!d.original_recipient.empty()) j["original_recipient"] = d.original_recipient;
-        if (!d.feedback_type.empty()) j["feedback_type"] = d.feedback_type;
-        if (d.type == "bounce" || d.type == "delayed") {
-            auto domain = d.recipient.substr(d.recipient.rfind('@') + 1);
-            auto c = cl.classify(bounce::dsn_reply(d), domain);
-            j["kind"] = std::string(bounce::to_string(c.k));
-            j["category"] = std::string(bounce::to_string(c.c));
-            j["rule"] = c.rule;
-        }
-        arr.push_back(j);
-    }
+    json arr = bounce::dsn_records_json(rep, cl);
     if (as_json) {
         std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return arr.empty() ? 1 : 0;
