@@ -33,7 +33,7 @@ for spec in "ricochetd.8 RICOCHETD 8" "ricochetctl.8 RICOCHETCTL 8" "ricochet.to
   fi
   # man -l: what a reader sees, rendered at 80 columns, with man's own warnings.
   if command -v man >/dev/null; then
-    text="$(LC_ALL=C.UTF-8 MANWIDTH=80 MAN_KEEP_FORMATTING= man --warnings -l "$page" 2>"$out/err" | col -b 2>/dev/null || true)"
+    text="$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$page" 2>"$out/err" || true)"
     [ -s "$out/err" ] && { bad "$file: man -l warns:"; head -20 "$out/err"; }
     grep -q "^NAME" <<<"$text" || bad "$file: man -l shows no NAME section"
     # Markdown that survived as such (a link or emphasis pandoc did not read).
