@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include "smtp/network.hpp"
+#include "state/backend.hpp"
 
 namespace ricochet {
 using smtp::parse_cidr;
@@ -67,8 +68,11 @@ public:
     void existing_file(std::string_view k, std::filesystem::path& out) {
         path(k, out);
         std::error_code ec;  // a name the OS refuses (too long, ...) is "not found", never a throw
-        if (!out.empty() && !std::filesystem::is_regular_file(out, ec))
-            fail(c_, *t_.get(k), name(k), "file not found: " + out.string());
+        // Only a file the table names is checked here (with its line); a
+        // default that is missing is reported by whoever opens it.
+        auto* n = t_.get(k);
+        if (n && !out.empty() && !std::filesystem::is_regular_file(out, ec))
+            fail(c_, *n, name(k), "file not found: " + out.string());
     }
     template <class T>
     void integer(std::string_view k, T& out, std::int64_t lo, std::int64_t hi) {
@@ -148,7 +152,8 @@ void load(const toml::table& root, config& c) {
         r.str("hostname", c.server.hostname);
         r.path("spool_dir", c.server.spool_dir);
         r.str("state", c.server.state);
-        if (c.server.state.rfind("sqlite:", 0) != 0) fail(c, *r.node("state"), "server.state", "expected \"sqlite:PATH\"");
+        if (std::string why; r.node("state") && state::backend_of(c.server.state, why) == state::backend::none)
+            fail(c, *r.node("state"), "server.state", why);
         r.path("control_socket", c.server.control_socket);
         r.path("events_log", c.server.events_log);
         r.one_of("log_level", c.server.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});

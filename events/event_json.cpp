@@ -42,7 +42,7 @@ json to_json(const event& e, bool internal) {
            {"time", rfc3339(e.time_ms)},
            {"type", to_string(e.type)},
            {"queue_id", or_null(e.queue_id)},
-           {"campaign", or_null(e.campaign)},
+           {"campaign", e.campaign},  // "" when the message had none
            {"recipient", e.recipient},  // "" when the report names no known recipient
            {"kind", or_null(e.kind)},
            {"category", or_null(e.category)},

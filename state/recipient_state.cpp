@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "events/make.hpp"
+#include "state/backend.hpp"
 #include "state/sqlite_storage.hpp"
 
 namespace ricochet::state {
@@ -158,19 +159,10 @@ std::vector<stats_row> recipient_state::stats(const std::string& group_by, const
 
 std::unique_ptr<recipient_state> open_state(const std::string& url, bounce::status_policy policy, bool readonly,
                                             std::string& error) {
-    auto colon = url.find(':');
-    std::string scheme = colon == std::string::npos ? std::string() : url.substr(0, colon);
-    if (scheme == "sqlite") {
-        auto s = sqlite_storage::open(url.substr(colon + 1), readonly, error);
-        if (!s) return nullptr;
-        return std::make_unique<recipient_state>(std::move(s), std::move(policy));
-    }
-    if (scheme == "postgresql" || scheme == "postgres")
-        error = "\"" + url + "\": PostgreSQL is not built into this version (see docs/configuration.md)";
-    else
-        error = "\"" + url + "\": unknown backend" + (scheme.empty() ? "" : " \"" + scheme + "\"") +
-                " (expected sqlite:PATH)";
-    return nullptr;
+    if (backend_of(url, error) != backend::sqlite) return nullptr;
+    auto s = sqlite_storage::open(url.substr(url.find(':') + 1), readonly, error);
+    if (!s) return nullptr;
+    return std::make_unique<recipient_state>(std::move(s), std::move(policy));
 }
 
 }  // namespace ricochet::state

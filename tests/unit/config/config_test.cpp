@@ -53,6 +53,9 @@ TEST(Config, Errors) {
         // A name the OS refuses to look up (ENAMETOOLONG) is "not found", not an exception (found by fuzz_config).
         {"path too long", "[bounce]\nrules = \"/" + std::string(5000, 'x') + "\"\n", ":2: bounce.rules: file not found"},
         {"route without host", "[[delivery.route]]\ndomain = \"a.example\"\n", "delivery.route.host"},
+        {"unknown state backend", "[server]\nstate = \"mysql://db/ricochet\"\n", ":2: server.state: \"mysql://db/ricochet\": unknown backend \"mysql\""},
+        {"state without scheme", "[server]\nstate = \"var/state.db\"\n", ":2: server.state: \"var/state.db\": unknown backend (expected sqlite:PATH)"},
+        {"postgresql not built", "[server]\nstate = \"postgresql://u@h/db\"\n", ":2: server.state: \"postgresql://u@h/db\": PostgreSQL is not built"},
         {"verify without required", "[delivery]\ntls_verify = true\n", ":1: delivery.tls_verify: needs tls = \"required\""},
     };
     for (auto& r : rows) {
@@ -109,4 +112,18 @@ TEST(Config, Durations) {
             EXPECT_EQ(s.count(), r.secs) << r.in;
         }
     }
+}
+
+TEST(Config, ATableWithoutAFileKeyDoesNotCheckTheDefaultPath) {
+    // [bounce] without `rules`, run where etc/bounce-rules.toml does not
+    // exist: not a config error (the daemon reports the missing rules when
+    // it loads them), and never a crash (it dereferenced the absent key).
+    auto here = std::filesystem::current_path();
+    std::filesystem::current_path("/");
+    config c;
+    bool ok = false;
+    auto err = load_text("[bounce]\nheld_after_bounces = 4\n", c, ok);
+    std::filesystem::current_path(here);
+    EXPECT_TRUE(ok) << err;
+    EXPECT_EQ(c.bounce.held_after_bounces, 4u);
 }

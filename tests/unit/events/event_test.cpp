@@ -48,7 +48,7 @@ TEST(Event, EachKindCarriesItsFieldsAndNullsTheRest) {
         {"a lost connection keeps code 0",
          attempt_outcome(event_type::deferred, "Q1", "", "a@example.org", {0, "", "connection lost", "mx", "end_of_data"},
                          {"technical", "network-error", "fallback"}, 1, 1000),
-         {{"code", 0}, {"stage", "end_of_data"}, {"campaign", nullptr}}},
+         {{"code", 0}, {"stage", "end_of_data"}, {"campaign", ""}}},
         {"reported later", reported_failure("Q1", "c", "a@example.org", {550, "5.2.2", "full", "mx", ""},
                                             {"soft", "mailbox-full", "r"}, 1000),
          {{"type", "bounced"}, {"stage", "dsn"}, {"sync", false}, {"attempt", nullptr}}},
