@@ -1,60 +1,51 @@
-// delivery — see delivery.hpp.
+// delivery — see delivery.hpp. The agent itself: the dispatcher that takes
+// due messages from the schedule, and the flow of one message (expiry, then
+// each destination domain, then the next attempt or removal). What to do
+// with each reply is delivery_policy; where to connect, next_hops; which
+// connection, connection_pool; what the sender hears, dsn_to_sender.
 #include "delivery/delivery.hpp"
-#include "queue/clock.hpp"
 
 #include <boost/asio.hpp>
+#include <algorithm>
 #include <atomic>
-#include <deque>
 #include <map>
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-
-#include "queue/logger.hpp"
-#include <unordered_map>
 #include <unordered_set>
 
 #include "bounce/classifier.hpp"
 #include "bounce/destination_backoff.hpp"
 #include "bounce/verp.hpp"
-#include "dns/idn.hpp"
-#include "dns/resolver.hpp"
 #include "config/config.hpp"
-#include "smtp/network.hpp"
-#include "smtp/smtp_client.hpp"
-#include "queue/dsn_writer.hpp"
+#include "delivery/connection_pool.hpp"
+#include "delivery/delivery_policy.hpp"
+#include "delivery/dsn_to_sender.hpp"
+#include "delivery/next_hops.hpp"
+#include "delivery/smtp_transport.hpp"
+#include "dns/resolver.hpp"
 #include "events/make.hpp"
 #include "events/publisher.hpp"
+#include "queue/clock.hpp"
+#include "queue/dsn_writer.hpp"
+#include "queue/logger.hpp"
 #include "queue/schedule.hpp"
-#include "smtp/async_spool.hpp"
 #include "queue/spool.hpp"
+#include "smtp/async_spool.hpp"
 
 namespace ricochet::delivery {
 namespace asio = boost::asio;
-using smtp::client_options;
-using smtp::smtp_connection;
-using smtp::parse_host_port;
+using asio::awaitable;
+using bounce::smtp_reply;
 using smtp::async_commit;
 using smtp::async_from_callback;
-using asio::awaitable;
-using asio::ip::tcp;
-using bounce::smtp_reply;
-using nlohmann::json;
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
-
 std::shared_ptr<spdlog::logger> log() {
     static auto l = named_logger("delivery");
     return l;
 }
-
-struct retry_policy {
-    std::int64_t interval_ms, max_age_ms;
-};
 }  // namespace
 
 struct delivery_agent::impl : std::enable_shared_from_this<impl> {
-    asio::io_context& io;
     asio::strand<asio::io_context::executor_type> strand;
     const config& cfg;
     queue::spool& spool;
@@ -63,67 +54,29 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     const bounce::verp_signer& verp;
     const bounce::classifier& classify;
     bounce::destination_backoff& backoff;
-    asio::ssl::context tls{asio::ssl::context::tls_client};
-    client_options copt;
+    std::unique_ptr<dns::resolver> own_dns;        // unless the caller passed a lookup
+    std::unique_ptr<transport> own_transport;      // unless the caller passed a transport
+    next_hops hops;
+    connection_pool pool;
     asio::steady_timer wakeup;
-    dns::resolver resolver;
     bool stopping = false, woken = false;
     std::atomic<unsigned> inflight{0};
     static constexpr unsigned max_inflight = 2000;
     std::unordered_set<std::string> busy;
     std::unordered_set<std::string> rerun;  // became due again while being delivered
 
-    struct pool {
-        unsigned open = 0;
-        std::vector<std::unique_ptr<smtp_connection>> idle;
-        std::deque<std::shared_ptr<asio::steady_timer>> waiters;
-    };
-    std::unordered_map<std::string, pool> pools;
-
-    impl(asio::io_context& i, const config& c, queue::spool& s, queue::schedule& d, events::publisher& e,
-         const bounce::verp_signer& v, const bounce::classifier& cl, bounce::destination_backoff& bo)
-        : io(i), strand(asio::make_strand(i)), cfg(c), spool(s), due(d), publisher(e), verp(v), classify(cl), backoff(bo),
-          wakeup(strand),
-          resolver(strand, c.delivery.dns_servers, c.delivery.dns_timeout) {
+    impl(asio::io_context& io, const config& c, queue::spool& s, queue::schedule& d, events::publisher& e,
+         const bounce::verp_signer& v, const bounce::classifier& cl, bounce::destination_backoff& bo,
+         dns::lookup* dns, transport* t)
+        : strand(asio::make_strand(io)), cfg(c), spool(s), due(d), publisher(e), verp(v), classify(cl), backoff(bo),
+          own_dns(dns ? nullptr : std::make_unique<dns::resolver>(strand, c.delivery.dns_servers, c.delivery.dns_timeout)),
+          own_transport(t ? nullptr : make_smtp_transport(strand, c)),
+          hops(strand, c, dns ? *dns : *own_dns),
+          pool(strand, t ? *t : *own_transport,
+               {c.delivery.max_connections_per_domain, c.delivery.max_messages_per_connection, c.delivery.tls}),
+          wakeup(strand) {
         std::string err;
-        if (!resolver.ok(err)) log()->error("DNS resolver: {}", err);
-        // Opportunistic and "required" encrypt without verifying the peer, as
-        // most MX hosts have no certificate a sender could check (RFC 7435),
-        // unless delivery.tls_verify asks for the chain and the MX name.
-        if (cfg.delivery.tls_verify) {
-            tls.set_verify_mode(asio::ssl::verify_peer);
-            boost::system::error_code vec;
-            if (!cfg.delivery.tls_ca_file.empty()) tls.load_verify_file(cfg.delivery.tls_ca_file.string(), vec);
-            else tls.set_default_verify_paths(vec);
-            if (vec) log()->error("delivery.tls_ca_file: {}", vec.message());
-        } else {
-            tls.set_verify_mode(asio::ssl::verify_none);
-        }
-        SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-        copt.helo_name = cfg.server.hostname;
-        copt.tls = cfg.delivery.tls;
-        copt.tls_verify = cfg.delivery.tls_verify;
-        copt.connect_timeout = cfg.delivery.connect_timeout;
-        copt.greeting_timeout = cfg.delivery.command_timeout;
-        copt.command_timeout = cfg.delivery.command_timeout;
-        copt.data_timeout = cfg.delivery.data_timeout;
-    }
-
-    retry_policy retry_for(const std::string& domain) const {
-        for (auto& o : cfg.retry.domains)
-            if (queue::recipient_domain("@" + o.domain) == domain)
-                return {o.interval.count() * 1000, o.max_age.count() * 1000};
-        return {cfg.retry.interval.count() * 1000, cfg.retry.max_age.count() * 1000};
-    }
-
-    std::optional<std::pair<std::string, std::uint16_t>> next_hop(const std::string& domain) const {
-        for (auto& r : cfg.delivery.routes) {
-            if (queue::recipient_domain("@" + r.domain) != domain) continue;
-            std::string host;
-            std::uint16_t port;
-            if (parse_host_port(r.host, host, port)) return std::pair{host, port};
-        }
-        return std::nullopt;
+        if (own_dns && !own_dns->ok(err)) log()->error("DNS resolver: {}", err);
     }
 
     void wake_on_strand() {
@@ -159,7 +112,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                     self->wake_on_strand();
                 });
             }
-            sweep_idle();
+            pool.sweep_idle();
             if (woken) continue;
             auto next = due.next_due();
             std::int64_t wait = 1000;
@@ -169,175 +122,14 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    static awaitable<void> close_connection(std::unique_ptr<smtp_connection> c) { co_await c->quit(); }
-
-    // Idle connections are closed after a few seconds, before the server's
-    // own time-out would close them under us.
-    void sweep_idle() {
-        auto limit = std::chrono::steady_clock::now() - std::chrono::seconds(5);
-        for (auto& [domain, p] : pools) {
-            for (auto it = p.idle.begin(); it != p.idle.end();) {
-                if ((*it)->idle_since < limit || !(*it)->usable()) {
-                    --p.open;
-                    asio::co_spawn(strand, close_connection(std::move(*it)), asio::detached);
-                    it = p.idle.erase(it);
-                } else {
-                    ++it;
-                }
-            }
-        }
-    }
-
-    // A connection to the domain: an idle one, a new one within the limit,
-    // or, at the limit, the next one released. nullptr with `failure` set
-    // when no host could be reached.
-    struct hop {
-        std::string host;  // MX (or route) host name: SNI and the log
-        tcp::endpoint ep;
-    };
-
-    // fresh: a new connection, not an idle one (an idle one just turned out
-    // to be closed by the server, and its siblings likely are too); one idle
-    // connection is closed to make room when the pool is full.
-    awaitable<std::unique_ptr<smtp_connection>> acquire(const std::string& domain, const std::vector<hop>& hops,
-                                                        smtp_reply& failure, bool fresh = false) {
-        auto& p = pools[domain];
-        for (;;) {
-            while (!p.idle.empty()) {
-                auto c = std::move(p.idle.back());
-                p.idle.pop_back();
-                if (c->usable() && !fresh) co_return c;
-                --p.open;
-                if (fresh) {
-                    if (c->usable()) asio::co_spawn(strand, close_connection(std::move(c)), asio::detached);
-                    break;
-                }
-            }
-            if (p.open < cfg.delivery.max_connections_per_domain) {
-                ++p.open;
-                // Gives the slot back on every way out but success, exceptions included.
-                struct slot_guard {
-                    pool& p;
-                    bool armed = true;
-                    ~slot_guard() {
-                        if (!armed) return;
-                        --p.open;
-                        notify_waiter(p);
-                    }
-                } guard{p};
-                // Each address of each exchanger in turn, until one answers
-                // with a greeting we can use (RFC 5321 5.1). A temporary
-                // failure anywhere makes the whole attempt temporary: one
-                // host's 5xx greeting must not bounce mail another host
-                // would have taken.
-                asio::any_io_executor ex = strand;
-                std::optional<smtp_reply> temporary;
-                for (auto& h : hops) {
-                    bool with_tls = copt.tls != "off";
-                    for (int pass = 0; pass < 2; ++pass) {
-                        auto r = co_await smtp_connection::open(ex, h.ep, h.host, copt, tls, with_tls);
-                        if (r.conn) {
-                            guard.armed = false;
-                            co_return std::move(r.conn);
-                        }
-                        failure = std::move(r.failure);
-                        log()->info("{}: {} [{}]: {}", domain, h.host, h.ep.address().to_string(), failure.text());
-                        // Opportunistic TLS that fails in the handshake: once more in plain text.
-                        if (!(r.tls_failed && copt.tls == "opportunistic" && with_tls)) break;
-                        with_tls = false;
-                    }
-                    if (!failure.permanent() && !temporary) temporary = failure;
-                }
-                if (temporary) failure = *temporary;
-                co_return nullptr;
-            }
-            auto t = std::make_shared<asio::steady_timer>(strand, asio::steady_timer::time_point::max());
-            p.waiters.push_back(t);
-            co_await t->async_wait(as_tuple);
-        }
-    }
-
-    static void notify_waiter(pool& p) {
-        if (p.waiters.empty()) return;
-        p.waiters.front()->cancel();
-        p.waiters.pop_front();
-    }
-
-    void release(const std::string& domain, std::unique_ptr<smtp_connection> c) {
-        auto& p = pools[domain];
-        if (c && c->usable() && c->transactions() < cfg.delivery.max_messages_per_connection) {
-            p.idle.push_back(std::move(c));
-        } else {
-            --p.open;
-            if (c) asio::co_spawn(strand, close_connection(std::move(c)), asio::detached);
-        }
-        notify_waiter(p);
-    }
-
-    static smtp_reply dns_reply(int code, std::string enhanced, std::string text) {
-        smtp_reply r = smtp_reply::none(bounce::stage::dns, std::move(text));
-        r.code = code;
-        r.enhanced = std::move(enhanced);
-        return r;
-    }
-
-    // Where mail for the domain goes: a [[delivery.route]], or its MX hosts
-    // (A/AAAA of the domain itself when it has none) on delivery.port. False
-    // with `why` set when there is nowhere to go: a 5xx `why` fails the
-    // recipients (no such domain, null MX), one without a code defers them.
-    awaitable<bool> find_hops(const std::string& domain, std::vector<hop>& hops, smtp_reply& why) {
-        if (auto route = next_hop(domain)) {
-            tcp::resolver res(strand);
-            std::string service = std::to_string(route->second);  // named: no temporaries in co_await (GCC 12)
-            auto [ec, results] = co_await res.async_resolve(route->first, service, as_tuple);
-            if (ec) {
-                why = smtp_reply::none(bounce::stage::dns, "cannot resolve route " + route->first + ": " + ec.message());
-                co_return false;
-            }
-            for (auto& r : results) hops.push_back({route->first, r.endpoint()});
-            co_return true;
-        }
-        auto ascii = dns::to_ascii_domain(domain);
-        if (!ascii) {
-            why = dns_reply(553, "5.1.2", "invalid internationalised domain name " + domain);
-            co_return false;
-        }
-        auto mx = co_await resolver.mx(*ascii);
-        switch (mx.status) {
-            case dns::dns_status::ok: break;
-            case dns::dns_status::null_mx:
-                why = dns_reply(556, "5.1.10", mx.error);  // RFC 7505 3.2
-                co_return false;
-            case dns::dns_status::nxdomain:
-            case dns::dns_status::no_data:
-                why = dns_reply(550, "5.1.2", "Host or domain name not found: " + mx.error);
-                co_return false;
-            case dns::dns_status::temporary:
-                why = smtp_reply::none(bounce::stage::dns, mx.error);
-                co_return false;
-        }
-        bool temporary = false;
-        std::string last_error;
-        for (std::size_t i = 0; i < mx.hosts.size() && i < 10; ++i) {
-            const std::string& name = mx.hosts[i].name;
-            auto addrs = co_await resolver.addresses(name);
-            if (addrs.status == dns::dns_status::temporary) temporary = true;
-            if (addrs.status != dns::dns_status::ok) last_error = addrs.error;
-            for (auto& a : addrs.addresses) {
-                boost::system::error_code ec;
-                auto ip = asio::ip::make_address(a, ec);
-                if (!ec) hops.push_back({mx.hosts[i].name, tcp::endpoint(ip, cfg.delivery.port)});
-            }
-        }
-        if (!hops.empty()) co_return true;
-        if (mx.implicit && !temporary) {
-            // No MX and no address: the domain cannot receive mail.
-            why = dns_reply(550, "5.1.2", "Host or domain name not found: " + domain + " has no MX and no A/AAAA record");
-        } else {
-            // MX hosts without addresses are usually a passing mistake: retry.
-            why = smtp_reply::none(bounce::stage::dns, "no address for any MX host of " + domain + ": " + last_error);
-        }
-        co_return false;
+    // A reply about the whole destination (rate-limited, reputation,
+    // blocklisted) pauses it: no more attempts there, from any message.
+    void pause_if_site_trouble(const std::string& id, const std::string& domain, const smtp_reply& reply) {
+        auto c = classify.classify(reply, domain);
+        if (!pauses_destination(c)) return;
+        auto until = backoff.pause(domain, now_ms());
+        log()->warn("{}: destination {} paused for {} s after a {} reply ({})", id, domain,
+                    (until - now_ms() + 999) / 1000, bounce::to_string(c.c), reply.text());
     }
 
     struct outcome {
@@ -351,10 +143,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         auto defer_all = [&](std::size_t from, const smtp_reply& why, const std::string& mx) {
             for (std::size_t k = from; k < idxs.size(); ++k) out.push_back({idxs[k], why, mx});
         };
-        std::vector<hop> hops;
-        smtp_reply why;
-        if (!co_await find_hops(domain, hops, why)) {
-            defer_all(0, why, "");
+        auto found = co_await hops.find(domain);
+        if (found.hops.empty()) {
+            defer_all(0, found.why, "");
             co_return;
         }
         for (std::size_t k = 0; k < idxs.size(); ++k) {
@@ -366,84 +157,52 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                             (*until - now_ms() + 999) / 1000, idxs.size() - k);
                 co_return;
             }
-            smtp_reply failure;
-            auto conn = co_await acquire(domain, hops, failure);
-            if (!conn) {
+            auto got = co_await pool.acquire(domain, found.hops);
+            if (!got.conn) {
                 // A throttling greeting or EHLO reply pauses the destination too.
-                if (auto c = classify.classify(failure, domain); c.s == bounce::scope::destination) {
-                    auto until = backoff.pause(domain, now_ms());
-                    log()->warn("{}: destination {} paused for {} s after a {} reply ({})", id, domain,
-                                (until - now_ms() + 999) / 1000, bounce::to_string(c.c), failure.text());
-                }
-                defer_all(k, failure, "");
+                pause_if_site_trouble(id, domain, got.failure);
+                defer_all(k, got.failure, "");
                 co_return;
             }
+            auto conn = std::move(got.conn);
             std::string rp = env.sender.empty() ? std::string()
                                                 : verp.return_path({id, static_cast<std::uint32_t>(idx)},
                                                                    cfg.bounce_listener.domain);
-            smtp_connection::transaction t;
+            transaction t;
             try {
                 t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
             } catch (...) {
-                release(domain, nullptr);  // the slot, not the broken connection
+                pool.release(domain, nullptr);  // the slot, not the broken connection
                 throw;
             }
             if (t.connection_lost && t.before_data && t.reply.code == 0 && conn->transactions() > 1) {
                 // A reused connection the server had already closed: that says
                 // nothing about this recipient. Once more on a fresh connection.
-                release(domain, nullptr);
+                pool.release(domain, nullptr);
                 conn.reset();
-                conn = co_await acquire(domain, hops, failure, true);
-                if (!conn) {
-                    defer_all(k, failure, "");
+                auto again = co_await pool.acquire(domain, found.hops, true);
+                if (!again.conn) {
+                    defer_all(k, again.failure, "");
                     co_return;
                 }
+                conn = std::move(again.conn);
                 try {
                     t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
                 } catch (...) {
-                    release(domain, nullptr);
+                    pool.release(domain, nullptr);
                     throw;
                 }
             }
             std::string mx = conn->mx() + "[" + conn->ip() + "]";
-            if (t.reply.positive()) {
-                backoff.reset(domain);
-            } else if (auto c = classify.classify(t.reply, domain); c.s == bounce::scope::destination) {
-                auto until = backoff.pause(domain, now_ms());
-                log()->warn("{}: destination {} paused for {} s after a {} reply ({})", id, domain,
-                            (until - now_ms() + 999) / 1000, bounce::to_string(c.c), t.reply.text());
-            }
+            if (t.reply.positive()) backoff.reset(domain);
+            else pause_if_site_trouble(id, domain, t.reply);
             out.push_back({idx, std::move(t.reply), mx});
-            release(domain, std::move(conn));
+            pool.release(domain, std::move(conn));
         }
     }
 
     retry_policy policy_for(const queue::envelope& env, std::size_t idx) const {
-        return retry_for(queue::recipient_domain(env.recipients[idx]));
-    }
-
-    // One decision for one recipient, from one attempt's reply.
-    queue::recipient_status decide(const queue::envelope& env, const queue::recipient_status& prev, const outcome& o,
-                                   std::int64_t now) const {
-        auto rs = prev;
-        rs.attempts += 1;
-        rs.last_attempt_ms = now;
-        rs.code = o.reply.code;
-        rs.enhanced = o.reply.enhanced;
-        rs.stage = std::string(bounce::to_string(o.reply.at));
-        rs.mx = o.mx;
-        rs.reply = o.reply.text();
-        if (o.reply.positive()) {
-            rs.status = "delivered";
-            rs.kind = rs.category = rs.rule = "";
-            return rs;
-        }
-        auto c = classify.classify(o.reply, queue::recipient_domain(env.recipients[o.idx]));
-        rs.kind = std::string(bounce::to_string(c.k));
-        rs.category = std::string(bounce::to_string(c.c));
-        rs.rule = c.rule;
-        rs.status = c.retry ? "deferred" : "bounced";  // a final soft reply stops here too
-        return rs;
+        return retry_for(cfg, queue::recipient_domain(env.recipients[idx]));
     }
 
     // Makes decisions durable (status file first), then tells the world.
@@ -492,18 +251,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     // queued (durably: the original is removed only after).
     awaitable<bool> return_to_sender(const std::string& id, const queue::envelope& env, const std::string& content,
                                      const std::vector<queue::recipient_status>& status) {
-        if (!cfg.bounce.return_to_sender) co_return true;
-        if (env.sender.empty()) co_return true;  // never answer a bounce with a bounce
-        if (queue::domain_within(queue::recipient_domain(env.sender), queue::recipient_domain("@" + cfg.bounce_listener.domain)))
-            co_return true;  // our own return path: the DSN would come straight back to the listener
-        std::vector<queue::failed_recipient> failed;
-        for (std::size_t i = 0; i < status.size(); ++i) {
-            auto& rs = status[i];
-            if (rs.status == "bounced" || rs.status == "expired")
-                failed.push_back({env.recipients[i],
-                                  rs.enhanced.empty() ? (rs.code >= 500 ? "5.0.0" : "4.0.0") : rs.enhanced, rs.reply,
-                                  rs.mx});
-        }
+        auto failed = failures_to_return(cfg, env, status);
         if (failed.empty()) co_return true;
         auto dsn = queue::dsn_envelope(spool.new_id(), env, cfg.server.hostname);
         dsn.arrival_ms = now_ms();
@@ -558,17 +306,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         std::map<std::string, std::vector<std::size_t>> by_domain;
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
             if (status[i].final()) continue;
-            if (now >= env.arrival_ms + policy_for(env, i).max_age_ms) {
-                auto rs = status[i];
-                rs.status = "expired";
-                if (rs.category.empty()) {  // never answered (held, paused): nothing against the address
-                    rs.kind = "technical";
-                    rs.category = "network-error";
-                }
-                expired.emplace_back(i, rs);
-            } else {
+            if (auto rs = expire_if_due(status[i], env.arrival_ms, policy_for(env, i), now))
+                expired.emplace_back(i, std::move(*rs));
+            else
                 by_domain[queue::recipient_domain(env.recipients[i])].push_back(i);
-            }
         }
         if (!record(id, env, status, expired, now)) {
             due.add(id, now + 60000);
@@ -584,7 +325,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 // never sends these recipients again.
                 auto t = now_ms();
                 std::vector<std::pair<std::size_t, queue::recipient_status>> updates;
-                for (auto& o : results) updates.emplace_back(o.idx, decide(env, status[o.idx], o, t));
+                for (auto& o : results) {
+                    auto reading = classify.classify(o.reply, queue::recipient_domain(env.recipients[o.idx]));
+                    updates.emplace_back(o.idx, after_attempt(status[o.idx], o.reply, o.mx, reading, t));
+                }
                 // Will every recipient be final after these? Then the message
                 // is removed next, and its status need not be synced first.
                 auto after = status;
@@ -605,14 +349,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
             if (status[i].final()) continue;
             pending = true;
-            auto pol = policy_for(env, i);
-            // Held: look again at expiry. Otherwise retry after the interval,
-            // but never later than expiry.
-            std::int64_t expiry = env.arrival_ms + pol.max_age_ms;
-            std::int64_t retry = now + pol.interval_ms;
-            // A paused destination is tried again when the pause ends, not before.
-            if (auto until = backoff.paused_until(queue::recipient_domain(env.recipients[i]), now)) retry = *until;
-            std::int64_t when = *where == queue::queue_state::hold ? expiry : std::min(retry, expiry);
+            auto when = next_attempt(now, env.arrival_ms, policy_for(env, i),
+                                     backoff.paused_until(queue::recipient_domain(env.recipients[i]), now),
+                                     *where == queue::queue_state::hold);
             next = next ? std::min(next, when) : when;
         }
         if (!pending) {
@@ -636,8 +375,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
 
 delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
                                events::publisher& publisher, const bounce::verp_signer& verp,
-                               const bounce::classifier& classify, bounce::destination_backoff& backoff)
-    : impl_(std::make_shared<impl>(io, cfg, spool, due, publisher, verp, classify, backoff)) {}
+                               const bounce::classifier& classify, bounce::destination_backoff& backoff,
+                               dns::lookup* dns, transport* t)
+    : impl_(std::make_shared<impl>(io, cfg, spool, due, publisher, verp, classify, backoff, dns, t)) {}
 
 unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 

@@ -27,6 +27,9 @@ class schedule;
 namespace ricochet::events {
 class publisher;
 }
+namespace ricochet::dns {
+class lookup;
+}
 namespace ricochet::bounce {
 class verp_signer;
 class classifier;
@@ -39,11 +42,15 @@ struct config;
 
 namespace ricochet::delivery {
 
+class transport;
+
 class delivery_agent {
 public:
+    // dns and t: the resolver and the transport to use (tests pass fakes);
+    // null: the c-ares resolver on [delivery].dns_servers and SMTP.
     delivery_agent(boost::asio::io_context& io, const config& cfg, queue::spool& spool, queue::schedule& due,
                    events::publisher& publisher, const bounce::verp_signer& verp, const bounce::classifier& classify,
-                   bounce::destination_backoff& backoff);
+                   bounce::destination_backoff& backoff, dns::lookup* dns = nullptr, transport* t = nullptr);
     ~delivery_agent();
     void start();
     // Something became due (a commit, a release, a flush): look now. Thread-safe.

@@ -14,44 +14,20 @@
 #include <string>
 #include <vector>
 
-#include "dns/mx.hpp"
+#include "dns/lookup.hpp"
 
 namespace ricochet::dns {
 
-enum class dns_status {
-    ok,
-    nxdomain,    // the name does not exist: permanent
-    no_data,     // the name exists, without records of this type
-    null_mx,     // RFC 7505: the domain accepts no mail: permanent
-    temporary,   // SERVFAIL, REFUSED, time-out, no server: try again later
-};
-
-struct mx_result {
-    dns_status status = dns_status::temporary;
-    std::vector<mx_host> hosts;  // ordered for trying; the domain itself when it has no MX (implicit MX)
-    bool implicit = false;       // RFC 5321 5.1: no MX records, the domain's own A/AAAA are used
-    std::string error;           // for the log and the reply text
-};
-
-struct address_result {
-    dns_status status = dns_status::temporary;
-    std::vector<std::string> addresses;  // IPv6 and IPv4, AAAA first
-    std::string error;
-};
-
-class resolver {
+class resolver final : public lookup {
 public:
     // servers: "ip:port" strings, or empty for /etc/resolv.conf.
     resolver(boost::asio::any_io_executor ex, const std::vector<std::string>& servers,
              std::chrono::milliseconds timeout = std::chrono::milliseconds(5000), int tries = 2);
-    ~resolver();
+    ~resolver() override;
     bool ok(std::string& error) const;
 
-    // The exchangers of an ASCII domain (see idn.hpp), in the order to try.
-    // (References: the caller's frame keeps them alive across the co_await.)
-    boost::asio::awaitable<mx_result> mx(const std::string& domain);
-    // A and AAAA of a host name.
-    boost::asio::awaitable<address_result> addresses(const std::string& host);
+    boost::asio::awaitable<mx_result> mx(const std::string& domain) override;
+    boost::asio::awaitable<address_result> addresses(const std::string& host) override;
 
 private:
     struct impl;

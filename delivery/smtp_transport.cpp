@@ -1,0 +1,81 @@
+// smtp_transport — see smtp_transport.hpp.
+#include "delivery/smtp_transport.hpp"
+
+#include <boost/asio/ssl.hpp>
+
+#include "config/config.hpp"
+#include "queue/logger.hpp"
+#include "smtp/smtp_client.hpp"
+
+namespace ricochet::delivery {
+namespace asio = boost::asio;
+using asio::awaitable;
+
+namespace {
+
+class smtp_connection_adapter final : public connection {
+public:
+    explicit smtp_connection_adapter(std::unique_ptr<smtp::smtp_connection> c) : c_(std::move(c)) {}
+    awaitable<transaction> send(const std::string& return_path, const std::string& rcpt, const std::string& content,
+                                bool smtputf8, bool eightbit) override {
+        auto t = co_await c_->send(return_path, rcpt, content, smtputf8, eightbit);
+        co_return transaction{std::move(t.reply), t.connection_lost, t.before_data};
+    }
+    awaitable<void> quit() override { co_await c_->quit(); }
+    bool usable() const override { return c_->usable(); }
+    unsigned transactions() const override { return c_->transactions(); }
+    const std::string& mx() const override { return c_->mx(); }
+    const std::string& ip() const override { return c_->ip(); }
+
+private:
+    std::unique_ptr<smtp::smtp_connection> c_;
+};
+
+class smtp_transport final : public transport {
+public:
+    smtp_transport(asio::any_io_executor ex, const config& cfg) : ex_(std::move(ex)) {
+        static auto log = named_logger("delivery");
+        // Opportunistic and "required" encrypt without verifying the peer, as
+        // most MX hosts have no certificate a sender could check (RFC 7435),
+        // unless delivery.tls_verify asks for the chain and the MX name.
+        if (cfg.delivery.tls_verify) {
+            tls_.set_verify_mode(asio::ssl::verify_peer);
+            boost::system::error_code vec;
+            if (!cfg.delivery.tls_ca_file.empty()) tls_.load_verify_file(cfg.delivery.tls_ca_file.string(), vec);
+            else tls_.set_default_verify_paths(vec);
+            if (vec) log->error("delivery.tls_ca_file: {}", vec.message());
+        } else {
+            tls_.set_verify_mode(asio::ssl::verify_none);
+        }
+        SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
+        opt_.helo_name = cfg.server.hostname;
+        opt_.tls = cfg.delivery.tls;
+        opt_.tls_verify = cfg.delivery.tls_verify;
+        opt_.connect_timeout = cfg.delivery.connect_timeout;
+        opt_.greeting_timeout = cfg.delivery.command_timeout;
+        opt_.command_timeout = cfg.delivery.command_timeout;
+        opt_.data_timeout = cfg.delivery.data_timeout;
+    }
+
+    awaitable<open_result> open(const hop& h, bool use_tls) override {
+        auto r = co_await smtp::smtp_connection::open(ex_, h.ep, h.host, opt_, tls_, use_tls);
+        open_result out;
+        out.failure = std::move(r.failure);
+        out.tls_failed = r.tls_failed;
+        if (r.conn) out.conn = std::make_unique<smtp_connection_adapter>(std::move(r.conn));
+        co_return out;
+    }
+
+private:
+    asio::any_io_executor ex_;
+    asio::ssl::context tls_{asio::ssl::context::tls_client};
+    smtp::client_options opt_;
+};
+
+}  // namespace
+
+std::unique_ptr<transport> make_smtp_transport(asio::any_io_executor ex, const config& cfg) {
+    return std::make_unique<smtp_transport>(std::move(ex), cfg);
+}
+
+}  // namespace ricochet::delivery
