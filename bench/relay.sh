@@ -11,6 +11,8 @@
 # Ricochet/Postfix and Ricochet/no-mta, and the fsync rates.
 #
 #   bench/relay.sh [N=10000] [SIZE=4096] [CONC=50] [REPS=1]
+#   BASELINE=other-build/ bench/relay.sh ...   also runs that build's ricochetd
+#       (an A/B in the same run, reps alternating) and prints the ratio
 #
 # Env: RICOCHET_BUILD=dir  use dir/bin (default: scripts/build.sh, then build/bin;
 #                          when set, nothing is built)
@@ -48,8 +50,12 @@ LABEL=no-mta bash "$HARNESS/relay_bench.sh" $SINK $SINK "$N" "$SIZE" "$CONC" "$R
 # The spool is $W/spool: the same directory, the same file system.
 python3 "$HARNESS/fsync_rate.py" "$W/fsyncbench" "$FSYNC_SECS" "$FSYNC_THREADS" | tee "$W/fsync.txt" || FAIL=1
 
-# 2. Ricochet.
-cat >"$W/r.toml" <<CFG
+# 2. Ricochet (and, with BASELINE=dir, a baseline build of it: an A/B in the
+# same run, the two alternating rep by rep so drift of the machine hits both).
+run_ricochet() {  # run_ricochet LABEL BINDIR OUTFILE REPS
+  local label=$1 bin=$2 out=$3 reps=$4
+  rm -rf "$W/spool" "$W/state.db"* "$W/events.jsonl"
+  cat >"$W/r.toml" <<CFG
 [server]
 hostname = "ricochet.bench.invalid"
 spool_dir = "$W/spool"
@@ -71,15 +77,44 @@ listen = ["127.0.0.1:$BNC"]
 [bounce]
 rules = "$PWD/etc/bounce-rules.toml"
 CFG
-
-"$B/bin/ricochetd" --config "$W/r.toml" >"$W/ricochetd.log" 2>&1 &
-RPID=$!
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RIN") 2>/dev/null && break; sleep 0.05; done
-EMPTY="timeout 600 bash -c 'until $B/bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)[\\\"total\\\"][\\\"messages\\\"] != 0)\"; do sleep 0.2; done'"
-PRE_CMD="$EMPTY" LABEL=ricochet bash "$HARNESS/relay_bench.sh" $RIN $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ricochet.txt" || FAIL=1
-RSS=$(awk '/VmHWM/{print $2}' /proc/$RPID/status 2>/dev/null || true)
-kill "$RPID"; wait "$RPID" 2>/dev/null || true; RPID=
-
+  "$bin/ricochetd" --config "$W/r.toml" >"$W/$label.log" 2>&1 &
+  RPID=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RIN") 2>/dev/null && break; sleep 0.05; done
+  local empty="timeout 600 bash -c 'until $bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)[\\\"total\\\"][\\\"messages\\\"] != 0)\"; do sleep 0.2; done'"
+  PRE_CMD="$empty" LABEL=$label bash "$HARNESS/relay_bench.sh" $RIN $SINK "$N" "$SIZE" "$CONC" "$reps" >>"$out" || FAIL=1
+  local rss; rss=$(awk '/VmHWM/{print $2}' /proc/$RPID/status 2>/dev/null || true)
+  echo "$rss" >>"$out.rss"
+  kill "$RPID"; wait "$RPID" 2>/dev/null || true; RPID=
+}
+if [ -z "${BASELINE:-}" ]; then
+  run_ricochet ricochet "$B/bin" "$W/ricochet.txt" "$REPS"
+  cat "$W/ricochet.txt"
+  RSS=$(sort -n "$W/ricochet.txt.rss" | tail -1)
+else
+  for r in $(seq 1 "$REPS"); do
+    run_ricochet ricochet "$B/bin" "$W/ricochet.txt" 1
+    run_ricochet baseline "$BASELINE/bin" "$W/baseline.txt" 1
+  done
+  RSS=$(sort -n "$W/ricochet.txt.rss" | tail -1)
+  # Medians over the alternating reps, in relay_bench.sh's own summary
+  # form (the table below reads them), and the A/B ratio.
+  python3 - "$W/ricochet.txt" "$W/baseline.txt" <<'PY' | tee "$W/ab.txt"
+import statistics, sys
+def rates(path, label):
+    rows = [l.split() for l in open(path)]
+    rows = [r for r in rows if len(r) > 5 and r[0] == label and r[1].isdigit()]
+    return [float(r[4]) for r in rows if r[4] != "NA"], [float(r[5]) for r in rows if r[5] != "NA"]
+new, base = rates(sys.argv[1], "ricochet"), rates(sys.argv[2], "baseline")
+m = lambda v: statistics.median(v) if v else 0.0
+for label, (inj, rel) in (("ricochet", new), ("baseline", base)):
+    print(f"# {label}: {len(rel)} reps")
+    print(f"#   inject msgs/s  {m(inj):8.0f}")
+    print(f"#   relay msgs/s   {m(rel):8.0f}")
+r = lambda a, b: f"{m(a) / m(b):.3f}" if m(b) else "n/a"
+print(f"A/B this build / baseline: accepted {r(new[0], base[0])}  relayed {r(new[1], base[1])}")
+PY
+  awk '/^# ricochet/{p=1} /^# baseline/{p=0} p' "$W/ab.txt" >"$W/ricochet.txt"
+fi
 # 3. Postfix. Its memory: every 0.5 s, the sum of Pss (and of VmRSS) over the
 # master and all its descendants; the peak of those sums. Pss shares each page
 # among the processes mapping it; the RSS sum counts shared pages (libraries,
