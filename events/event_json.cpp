@@ -1,15 +1,11 @@
 // event_json — see event_json.hpp.
 #include "events/event_json.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 namespace ricochet::events {
 using nlohmann::json;
-
-namespace {
-json or_null(const std::string& v) { return v.empty() ? json(nullptr) : json(v); }
-json time_or_null(std::int64_t ms) { return ms ? json(rfc3339(ms)) : json(nullptr); }
-}  // namespace
 
 std::string rfc3339(std::int64_t ms) {
     std::time_t t = static_cast<std::time_t>(ms / 1000);
@@ -32,47 +28,169 @@ std::int64_t parse_rfc3339(const std::string& s) {
     return static_cast<std::int64_t>(::timegm(&tm)) * 1000 + msec;
 }
 
-json to_json(const event& e, bool internal) {
+namespace {
+
+// A JSON string, escaped per RFC 8259 7: quote, backslash and control
+// characters; invalid UTF-8 (a reply may carry any bytes) becomes U+FFFD,
+// so every line is valid JSON and valid UTF-8.
+void put_string(std::string& out, std::string_view v) {
+    static const char hex[] = "0123456789abcdef";
+    out += '"';
+    std::size_t i = 0;
+    while (i < v.size()) {
+        auto c = static_cast<unsigned char>(v[i]);
+        if (c < 0x80) {
+            switch (c) {
+                case '"': out += "\\\""; break;
+                case '\\': out += "\\\\"; break;
+                case '\n': out += "\\n"; break;
+                case '\r': out += "\\r"; break;
+                case '\t': out += "\\t"; break;
+                case '\b': out += "\\b"; break;
+                case '\f': out += "\\f"; break;
+                default:
+                    if (c < 0x20) {
+                        out += "\\u00";
+                        out += hex[c >> 4];
+                        out += hex[c & 15];
+                    } else {
+                        out += static_cast<char>(c);
+                    }
+            }
+            ++i;
+            continue;
+        }
+        // The length a lead byte announces, and the range of its second
+        // byte (RFC 3629 4: no overlongs, no surrogates, nothing past U+10FFFF).
+        std::size_t n = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) n = 2;
+        else if (c == 0xE0) n = 3, lo = 0xA0;
+        else if (c >= 0xE1 && c <= 0xEC) n = 3;
+        else if (c == 0xED) n = 3, hi = 0x9F;
+        else if (c >= 0xEE && c <= 0xEF) n = 3;
+        else if (c == 0xF0) n = 4, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) n = 4;
+        else if (c == 0xF4) n = 4, hi = 0x8F;
+        std::size_t k = 1;
+        if (n) {
+            for (; k < n && i + k < v.size(); ++k) {
+                auto d = static_cast<unsigned char>(v[i + k]);
+                if (k == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xBF)) break;
+            }
+        }
+        if (n && k == n) {
+            out.append(v.data() + i, n);
+            i += n;
+        } else {
+            out += "\xEF\xBF\xBD";  // U+FFFD for the bad sequence so far
+            i += std::max<std::size_t>(k, 1);
+        }
+    }
+    out += '"';
+}
+
+struct line_writer {
+    std::string& out;
+    bool first = true;
+    void key(std::string_view k) {
+        out += first ? '{' : ',';
+        first = false;
+        out += '"';
+        out += k;
+        out += "\":";
+    }
+    void str(std::string_view k, std::string_view v) {
+        key(k);
+        put_string(out, v);
+    }
+    void str_or_null(std::string_view k, std::string_view v) {
+        if (v.empty()) null(k);
+        else str(k, v);
+    }
+    void num(std::string_view k, std::int64_t v) {
+        key(k);
+        out += std::to_string(v);
+    }
+    void unum(std::string_view k, std::uint64_t v) {
+        key(k);
+        out += std::to_string(v);
+    }
+    void boolean(std::string_view k, bool v) {
+        key(k);
+        out += v ? "true" : "false";
+    }
+    void null(std::string_view k) {
+        key(k);
+        out += "null";
+    }
+    void time_or_null(std::string_view k, std::int64_t ms) {
+        if (ms) str(k, rfc3339(ms));
+        else null(k);
+    }
+};
+
+}  // namespace
+
+void append_json_line(std::string& out, const event& e, bool internal) {
     // A reply's fields mean something only for an attempt or a report: a
-    // `queued` or `admin` event has none (null, not 0 or "").
+    // `queued`, `admin` or `status_changed` event has none (null, not 0 or "").
     bool has_reply = e.type != event_type::queued && e.type != event_type::admin &&
                      e.type != event_type::status_changed;
-    json j{{"seq", e.seq},
-           {"id", e.id},
-           {"time", rfc3339(e.time_ms)},
-           {"type", to_string(e.type)},
-           {"queue_id", or_null(e.queue_id)},
-           {"campaign", e.campaign},  // "" when the message had none
-           {"recipient", e.recipient},  // "" when the report names no known recipient
-           {"kind", or_null(e.kind)},
-           {"category", or_null(e.category)},
-           {"rule", or_null(e.rule)},
-           {"code", has_reply ? json(e.code) : json(nullptr)},
-           {"enhanced", has_reply ? json(e.enhanced) : json(nullptr)},
-           {"reply", or_null(e.reply)},
-           {"mx", has_reply ? json(e.mx) : json(nullptr)},
-           {"stage", has_reply ? json(e.stage) : json(nullptr)},
-           {"attempt", e.attempt ? json(e.attempt) : json(nullptr)},
-           {"sync", e.sync}};
+    line_writer w{out};
+    w.unum("seq", e.seq);
+    w.str("id", e.id);
+    w.str("time", rfc3339(e.time_ms));
+    w.str("type", to_string(e.type));
+    w.str_or_null("queue_id", e.queue_id);
+    w.str("campaign", e.campaign);    // "" when the message had none
+    w.str("recipient", e.recipient);  // "" when a report names no known recipient
+    w.str_or_null("kind", e.kind);
+    w.str_or_null("category", e.category);
+    w.str_or_null("rule", e.rule);
+    if (has_reply) {
+        w.num("code", e.code);
+        w.str("enhanced", e.enhanced);
+    } else {
+        w.null("code");
+        w.null("enhanced");
+    }
+    w.str_or_null("reply", e.reply);
+    if (has_reply) {
+        w.str("mx", e.mx);
+        w.str("stage", e.stage);
+    } else {
+        w.null("mx");
+        w.null("stage");
+    }
+    if (e.attempt) w.num("attempt", e.attempt);
+    else w.null("attempt");
+    w.boolean("sync", e.sync);
     if (e.type == event_type::admin) {
-        j["action"] = e.action;
-        if (!e.from_state.empty()) j["from_state"] = e.from_state;
-        if (!e.status.empty()) j["status"] = e.status;
+        w.str("action", e.action);
+        if (!e.from_state.empty()) w.str("from_state", e.from_state);
+        if (!e.status.empty()) w.str("status", e.status);
     }
     if (e.type == event_type::status_changed) {
-        j["from"] = e.from;
-        j["to"] = e.to;
-        j["reason"] = e.reason;
-        j["bounce_count"] = e.bounce_count;
-        j["first_bounce"] = time_or_null(e.first_bounce_ms);
-        j["last_bounce"] = time_or_null(e.last_bounce_ms);
+        w.str("from", e.from);
+        w.str("to", e.to);
+        w.str("reason", e.reason);
+        w.num("bounce_count", e.bounce_count);
+        w.time_or_null("first_bounce", e.first_bounce_ms);
+        w.time_or_null("last_bounce", e.last_bounce_ms);
     }
     if (internal) {
-        j["t"] = e.time_ms;  // exact, where "time" is rounded to the format
-        if (e.index >= 0) j["index"] = e.index;
-        if (!e.sender.empty()) j["sender"] = e.sender;
+        w.num("t", e.time_ms);  // exact, where "time" is rounded to the format
+        if (e.index >= 0) w.num("index", e.index);
+        if (!e.sender.empty()) w.str("sender", e.sender);
     }
-    return j;
+    out += "}\n";
+}
+
+json to_json(const event& e, bool internal) {
+    std::string line;
+    append_json_line(line, e, internal);
+    return json::parse(line);
 }
 
 std::optional<event> from_json(const json& j) {

@@ -11,8 +11,13 @@
 
 namespace ricochet::events {
 
-// internal = true adds what only Ricochet itself reads back (a queued
-// recipient's index and envelope sender): the decision journal's form.
+// Appends the event as one line of JSON (with its newline): the form in
+// events.jsonl, written without building a JSON object (this runs for every
+// recipient, several times). internal = true adds what only Ricochet itself
+// reads back (the exact time, a queued recipient's index and envelope
+// sender): the decision journal's form.
+void append_json_line(std::string& out, const event& e, bool internal = false);
+// The same as an object (tests, and callers that add to it).
 nlohmann::json to_json(const event& e, bool internal = false);
 // The inverse of to_json(e, true); nullopt for a line that is not an event.
 std::optional<event> from_json(const nlohmann::json& j);

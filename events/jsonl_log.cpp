@@ -26,10 +26,7 @@ std::error_code jsonl_log::open(const std::filesystem::path& path) {
 void jsonl_log::write(const std::vector<event>& evs) {
     if (evs.empty()) return;
     std::string buf;
-    for (auto& e : evs) {
-        buf += to_json(e).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        buf += '\n';
-    }
+    for (auto& e : evs) append_json_line(buf, e);
     std::lock_guard lk(mu_);
     if (fd_ < 0) return;
     std::size_t off = 0;

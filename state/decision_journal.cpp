@@ -28,8 +28,7 @@ std::error_code decision_journal::append(const std::vector<events::event>& ds) {
     if (ds.empty()) return {};
     std::string buf;
     for (auto& d : ds) {
-        buf += events::to_json(d, true).dump(-1, ' ', false, json::error_handler_t::replace);
-        buf += '\n';
+        events::append_json_line(buf, d, true);
     }
     int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return last_error();

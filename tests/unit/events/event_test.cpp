@@ -132,7 +132,36 @@ TEST(Bus, StampsEveryEventAndWritesOneLineEach) {
     for (std::size_t i = 0; i < lines.size(); ++i) {
         EXPECT_TRUE(ids.insert(lines[i]["id"].get<std::string>()).second);
         EXPECT_NE(lines[i]["time"], "1970-01-01T00:00:00.000Z") << "time 0 means now";
-        if (i) EXPECT_EQ(lines[i]["seq"].get<std::uint64_t>(), lines[i - 1]["seq"].get<std::uint64_t>() + 1);
+        if (i) {
+            EXPECT_EQ(lines[i]["seq"].get<std::uint64_t>(), lines[i - 1]["seq"].get<std::uint64_t>() + 1);
+        }
     }
     EXPECT_EQ(lines[0]["id"], s.instance() + "-" + std::to_string(lines[0]["seq"].get<std::uint64_t>()));
+}
+
+TEST(Event, EveryLineIsValidJsonAndValidUtf8WhateverTheReplyCarries) {
+    struct row {
+        const char* name;
+        std::string reply, want;  // want: the string nlohmann reads back
+    };
+    const std::string fffd = "\xEF\xBF\xBD";
+    for (auto& r : std::vector<row>{
+             {"quotes and backslashes", "say \"hi\" \\ bye", "say \"hi\" \\ bye"},
+             {"control characters", std::string("a\tb\r\nc\x01\x1f", 9), std::string("a\tb\r\nc\x01\x1f", 9)},
+             {"UTF-8 kept", "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xAB", "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xAB"},
+             {"a stray continuation byte", "a\x80z", "a" + fffd + "z"},
+             {"latin-1", "caf\xE9!", "caf" + fffd + "!"},
+             {"a truncated sequence at the end", "ok \xE2\x82", "ok " + fffd},
+             {"an overlong encoding", "\xC0\xAF", fffd + fffd},
+             {"a surrogate", "\xED\xA0\x80", fffd + fffd + fffd},
+         }) {
+        auto e = attempt_outcome(event_type::deferred, "Q1", "c", "a@example.org", {451, "4.0.0", r.reply, "mx", "rcpt"},
+                                 {"soft", "other-temporary", "r"}, 1, 1000);
+        std::string line;
+        append_json_line(line, e);
+        ASSERT_EQ(line.back(), '\n') << r.name;
+        auto j = json::parse(line, nullptr, false);
+        ASSERT_FALSE(j.is_discarded()) << r.name << ": " << line;
+        EXPECT_EQ(j["reply"], r.want) << r.name;
+    }
 }
