@@ -52,6 +52,7 @@ json queue_op(control_context& ctx, const std::string& cmd, const json& req) {
     sel.all = req.value("all", false);
     if (sel.empty()) return {{"ok", false}, {"error", "no selector"}};
     auto res = queue::apply_admin(ctx.spool, &ctx.publisher, *op, sel);
+    ctx.publisher.flush();  // the operator's events are written before the reply
     if (*op == queue::admin_op::release || *op == queue::admin_op::flush) {
         auto now = now_ms();
         for (auto& id : res.ids) ctx.due.add(id, now);  // due at once

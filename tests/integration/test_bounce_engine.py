@@ -135,7 +135,9 @@ class DropMode(BounceEngine):
         code, msg = submit(self.d, "gone@sink.test")
         self.assertEqual(code, 250)
         self.assertIn("nothing queued", msg)
-        ev = events(self.d, "suppressed", "gone@sink.test")
+        # The event is published off the SMTP thread (the recorder writes it):
+        # it follows the reply, it does not precede it.
+        ev = wait_for(lambda: events(self.d, "suppressed", "gone@sink.test"), what="suppressed event")
         self.assertEqual(len(ev), 1)
         self.assertEqual(self.d.queue_ids(), [])
 
