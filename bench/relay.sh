@@ -12,7 +12,8 @@
 #
 #   bench/relay.sh [N=10000] [SIZE=4096] [CONC=50] [REPS=1]
 #   BASELINE=other-build/ bench/relay.sh ...   also runs that build's ricochetd
-#       (an A/B in the same run, reps alternating) and prints the ratio
+#       (an A/B in the same run, reps alternating) and prints the ratio;
+#       with AB_ONLY=1 nothing else (no ceiling, fsync or Postfix runs)
 #
 # Env: RICOCHET_BUILD=dir  use dir/bin (default: scripts/build.sh, then build/bin;
 #                          when set, nothing is built)
@@ -45,10 +46,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ "${AB_ONLY:-0}" = 1 ] && [ -z "${BASELINE:-}" ]; then echo "AB_ONLY needs BASELINE" >&2; exit 2; fi
 # 1. The machine's limits, with no MTA running.
+if [ "${AB_ONLY:-0}" != 1 ]; then
 LABEL=no-mta bash "$HARNESS/relay_bench.sh" $SINK $SINK "$N" "$SIZE" "$CONC" "$REPS" | tee "$W/ceiling.txt" || FAIL=1
 # The spool is $W/spool: the same directory, the same file system.
 python3 "$HARNESS/fsync_rate.py" "$W/fsyncbench" "$FSYNC_SECS" "$FSYNC_THREADS" | tee "$W/fsync.txt" || FAIL=1
+fi
 
 # 2. Ricochet (and, with BASELINE=dir, a baseline build of it: an A/B in the
 # same run, the two alternating rep by rep so drift of the machine hits both).
@@ -84,6 +88,9 @@ CFG
   PRE_CMD="$empty" LABEL=$label bash "$HARNESS/relay_bench.sh" $RIN $SINK "$N" "$SIZE" "$CONC" "$reps" >>"$out" || FAIL=1
   local rss; rss=$(awk '/VmHWM/{print $2}' /proc/$RPID/status 2>/dev/null || true)
   echo "$rss" >>"$out.rss"
+  # CPU time of the daemon (user + system, all threads) per relayed message, in µs.
+  awk -v hz="$(getconf CLK_TCK)" -v n="$((N * reps))" '{print int(($14 + $15) * 1e6 / hz / n)}' \
+      "/proc/$RPID/stat" >>"$out.cpu" 2>/dev/null || true
   kill "$RPID"; wait "$RPID" 2>/dev/null || true; RPID=
 }
 if [ -z "${BASELINE:-}" ]; then
@@ -104,17 +111,26 @@ def rates(path, label):
     rows = [l.split() for l in open(path)]
     rows = [r for r in rows if len(r) > 5 and r[0] == label and r[1].isdigit()]
     return [float(r[4]) for r in rows if r[4] != "NA"], [float(r[5]) for r in rows if r[5] != "NA"]
+def cpu(path):
+    try:
+        return [float(l) for l in open(path + ".cpu") if l.strip()]
+    except OSError:
+        return []
 new, base = rates(sys.argv[1], "ricochet"), rates(sys.argv[2], "baseline")
+cpu_new, cpu_base = cpu(sys.argv[1]), cpu(sys.argv[2])
 m = lambda v: statistics.median(v) if v else 0.0
-for label, (inj, rel) in (("ricochet", new), ("baseline", base)):
+for label, (inj, rel), c in (("ricochet", new, cpu_new), ("baseline", base, cpu_base)):
     print(f"# {label}: {len(rel)} reps")
     print(f"#   inject msgs/s  {m(inj):8.0f}")
     print(f"#   relay msgs/s   {m(rel):8.0f}")
+    print(f"#   cpu us/msg     {m(c):8.0f}  (ricochetd, user+system, all threads)")
 r = lambda a, b: f"{m(a) / m(b):.3f}" if m(b) else "n/a"
-print(f"A/B this build / baseline: accepted {r(new[0], base[0])}  relayed {r(new[1], base[1])}")
+print(f"A/B this build / baseline: accepted {r(new[0], base[0])}  relayed {r(new[1], base[1])}  cpu/msg {r(cpu_new, cpu_base)}")
 PY
   awk '/^# ricochet/{p=1} /^# baseline/{p=0} p' "$W/ab.txt" >"$W/ricochet.txt"
 fi
+[ "${AB_ONLY:-0}" = 1 ] && exit "$FAIL"
+
 # 3. Postfix. Its memory: every 0.5 s, the sum of Pss (and of VmRSS) over the
 # master and all its descendants; the peak of those sums. Pss shares each page
 # among the processes mapping it; the RSS sum counts shared pages (libraries,

@@ -228,7 +228,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                         rs.enhanced.empty() ? (rs.code ? std::to_string(rs.code / 100) + ".0.0" : "4.4.1") : rs.enhanced,
                         rs.status, rs.kind.empty() ? "" : " " + rs.kind + "/" + rs.category,
                         rs.rule.empty() ? "" : " rule=" + rs.rule, rs.reply);
-            evs.push_back(events::attempt_outcome(*events::parse_event_type(rs.status), id, env.campaign,
+            auto type = events::parse_event_type(rs.status).value_or(events::event_type::deferred);
+            evs.push_back(events::attempt_outcome(type, id, env.campaign,
                                                   env.recipients[idx], {rs.code, rs.enhanced, rs.reply, rs.mx, rs.stage},
                                                   {rs.kind, rs.category, rs.rule}, rs.attempts, now));
         }

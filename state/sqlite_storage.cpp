@@ -4,9 +4,10 @@
 #include <sqlite3.h>
 
 #include <filesystem>
+#include <unordered_map>
 
 namespace ricochet::state {
-namespace {
+namespace detail {
 
 std::string domain_of(const std::string& a) {
     auto at = a.rfind('@');
@@ -91,8 +92,10 @@ bounce::address_record read_record(stmt& q) {
     r.last_category = q.col_text(7);
     return r;
 }
-constexpr const char* record_cols =
-    "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category";
+#define RECORD_COLS "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category"
+constexpr const char* select_recipient_sql = "SELECT " RECORD_COLS " FROM recipients WHERE address = ?";
+constexpr const char* select_status_sql = "SELECT " RECORD_COLS " FROM recipients WHERE status = ? ORDER BY address";
+#undef RECORD_COLS
 
 constexpr const char* schema =
     "PRAGMA journal_mode=WAL;"
@@ -125,14 +128,36 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
     sqlite3_free(msg);
     return false;
 }
-}  // namespace
+}  // namespace detail
+using namespace detail;
 
 void sqlite_storage::db_closer::operator()(sqlite3* db) const { sqlite3_close(db); }
 
+// Every fixed statement is prepared once per connection and reset before
+// each use: a batch from the recorder runs the same few statements for
+// thousands of decisions, and preparing is most of their cost.
+struct sqlite_storage::statements {
+    std::unordered_map<const char*, std::unique_ptr<stmt>> by_sql;
+};
+
+sqlite_storage::stmt_use sqlite_storage::prepared(const char* sql) {
+    auto& slot = cache_->by_sql[sql];
+    if (!slot || !slot->ok()) slot = std::make_unique<stmt>(db_.get(), sql);
+    return stmt_use{slot.get()};
+}
+
+// Reset after each use, not only before the next: a query left on a row
+// would keep its read transaction (and the WAL) open.
+sqlite_storage::stmt_use::~stmt_use() {
+    if (s) s->reset();
+}
+
+sqlite_storage::sqlite_storage() = default;
 sqlite_storage::~sqlite_storage() = default;
 
 std::unique_ptr<sqlite_storage> sqlite_storage::open(const std::string& path, bool readonly, std::string& error) {
     std::unique_ptr<sqlite_storage> st(new sqlite_storage);
+    st->cache_ = std::make_unique<statements>();
     std::filesystem::path p(path);
     std::error_code ec;
     if (!readonly && p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
@@ -164,19 +189,20 @@ void sqlite_storage::rollback() {
 }
 
 std::optional<bounce::address_record> sqlite_storage::load_recipient(const std::string& address) {
-    stmt q(db_.get(), std::string("SELECT ") + record_cols + " FROM recipients WHERE address = ?");
+    auto use = prepared(select_recipient_sql);
+    auto& q = *use;
     q.text(1, address);
     if (!q.row()) return std::nullopt;
     return read_record(q);
 }
 
 bool sqlite_storage::save_recipient(const bounce::address_record& r, std::int64_t now, std::string& error) {
-    stmt q(db_.get(),
-           "INSERT INTO recipients(address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, "
+    auto use = prepared("INSERT INTO recipients(address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, "
            "last_kind, last_category, updated_ms) VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(address) DO UPDATE SET "
            "status=excluded.status, bounce_count=excluded.bounce_count, first_bounce_ms=excluded.first_bounce_ms, "
            "last_bounce_ms=excluded.last_bounce_ms, last_reply=excluded.last_reply, last_kind=excluded.last_kind, "
            "last_category=excluded.last_category, updated_ms=excluded.updated_ms");
+    auto& q = *use;
     q.text(1, r.address).text(2, std::string(bounce::to_string(r.status))).num(3, r.bounce_count)
         .num(4, r.first_bounce_ms).num(5, r.last_bounce_ms).text(6, r.last_reply).text(7, r.last_kind)
         .text(8, r.last_category).num(9, now);
@@ -184,7 +210,8 @@ bool sqlite_storage::save_recipient(const bounce::address_record& r, std::int64_
 }
 
 std::vector<bounce::address_record> sqlite_storage::recipients_with(bounce::address_status s) {
-    stmt q(db_.get(), std::string("SELECT ") + record_cols + " FROM recipients WHERE status = ? ORDER BY address");
+    auto use = prepared(select_status_sql);
+    auto& q = *use;
     q.text(1, std::string(bounce::to_string(s)));
     std::vector<bounce::address_record> out;
     while (q.row()) out.push_back(read_record(q));
@@ -194,9 +221,9 @@ std::vector<bounce::address_record> sqlite_storage::recipients_with(bounce::addr
 // One prepare for the whole batch: a batch from the recorder holds every
 // decision of many messages.
 bool sqlite_storage::add_decisions(const std::vector<const events::event*>& evs, std::string& error) {
-    stmt q(db_.get(),
-           "INSERT INTO decisions(time_ms, type, queue_id, campaign, recipient, domain, kind, category, rule, reply) "
+    auto use = prepared("INSERT INTO decisions(time_ms, type, queue_id, campaign, recipient, domain, kind, category, rule, reply) "
            "VALUES(?,?,?,?,?,?,?,?,?,?)");
+    auto& q = *use;
     for (auto* e : evs) {
         q.reset();
         std::string rcpt = e->recipient;
@@ -211,8 +238,9 @@ bool sqlite_storage::add_decisions(const std::vector<const events::event*>& evs,
 }
 
 std::vector<events::event> sqlite_storage::history(const std::string& address, int limit) {
-    stmt q(db_.get(), "SELECT time_ms, type, queue_id, campaign, recipient, kind, category, rule, reply FROM decisions "
+    auto use = prepared("SELECT time_ms, type, queue_id, campaign, recipient, kind, category, rule, reply FROM decisions "
                       "WHERE recipient = ? ORDER BY id DESC LIMIT ?");
+    auto& q = *use;
     q.text(1, address).num(2, limit);
     std::vector<events::event> out;
     while (q.row()) {
@@ -253,48 +281,55 @@ std::vector<stats_row> sqlite_storage::stats(const std::string& group_by, const 
 
 bool sqlite_storage::add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,
                                  std::string& error) {
-    stmt q(db_.get(), "INSERT OR IGNORE INTO messages(queue_id, campaign, sender) VALUES(?,?,?)");
+    auto use = prepared("INSERT OR IGNORE INTO messages(queue_id, campaign, sender) VALUES(?,?,?)");
+    auto& q = *use;
     q.text(1, queue_id).text(2, campaign).text(3, sender);
     return q.run() || fail(q, error);
 }
 
 bool sqlite_storage::add_message_recipient(const std::string& queue_id, int index, const std::string& address,
                                            std::string& error) {
-    stmt q(db_.get(), "INSERT OR IGNORE INTO message_recipients(queue_id, idx, recipient) VALUES(?,?,?)");
+    auto use = prepared("INSERT OR IGNORE INTO message_recipients(queue_id, idx, recipient) VALUES(?,?,?)");
+    auto& q = *use;
     q.text(1, queue_id).num(2, index).text(3, address);
     return q.run() || fail(q, error);
 }
 
 bool sqlite_storage::mark_message_bounced(const std::string& queue_id, const std::string& campaign,
                                           std::string& error) {
-    stmt q(db_.get(), "INSERT INTO messages(queue_id, campaign, bounced) VALUES(?,?,1) "
+    auto use = prepared("INSERT INTO messages(queue_id, campaign, bounced) VALUES(?,?,1) "
                       "ON CONFLICT(queue_id) DO UPDATE SET bounced = 1");
+    auto& q = *use;
     q.text(1, queue_id).text(2, campaign);
     return q.run() || fail(q, error);
 }
 
 std::optional<bool> sqlite_storage::message_bounced(const std::string& queue_id) {
-    stmt q(db_.get(), "SELECT bounced FROM messages WHERE queue_id = ?");
+    auto use = prepared("SELECT bounced FROM messages WHERE queue_id = ?");
+    auto& q = *use;
     q.text(1, queue_id);
     if (!q.row()) return std::nullopt;
     return q.col_num(0) != 0;
 }
 
 std::optional<std::string> sqlite_storage::recipient_of(const std::string& queue_id, int index) {
-    stmt q(db_.get(), "SELECT recipient FROM message_recipients WHERE queue_id = ? AND idx = ?");
+    auto use = prepared("SELECT recipient FROM message_recipients WHERE queue_id = ? AND idx = ?");
+    auto& q = *use;
     q.text(1, queue_id).num(2, index);
     if (!q.row()) return std::nullopt;
     return q.col_text(0);
 }
 
 std::string sqlite_storage::campaign_of(const std::string& queue_id) {
-    stmt q(db_.get(), "SELECT campaign FROM messages WHERE queue_id = ?");
+    auto use = prepared("SELECT campaign FROM messages WHERE queue_id = ?");
+    auto& q = *use;
     q.text(1, queue_id);
     return q.row() ? q.col_text(0) : std::string();
 }
 
 std::optional<std::string> sqlite_storage::sender_of(const std::string& queue_id) {
-    stmt q(db_.get(), "SELECT sender FROM messages WHERE queue_id = ? AND sender IS NOT NULL");
+    auto use = prepared("SELECT sender FROM messages WHERE queue_id = ? AND sender IS NOT NULL");
+    auto& q = *use;
     q.text(1, queue_id);
     if (!q.row()) return std::nullopt;
     return q.col_text(0);
@@ -302,7 +337,8 @@ std::optional<std::string> sqlite_storage::sender_of(const std::string& queue_id
 
 std::optional<bool> sqlite_storage::add_final_failure(const std::string& queue_id, const std::string& address,
                                                       std::string& error) {
-    stmt q(db_.get(), "INSERT OR IGNORE INTO final_failures(queue_id, recipient) VALUES(?,?)");
+    auto use = prepared("INSERT OR IGNORE INTO final_failures(queue_id, recipient) VALUES(?,?)");
+    auto& q = *use;
     q.text(1, queue_id).text(2, address);
     if (!q.run()) {
         fail(q, error);
@@ -312,7 +348,8 @@ std::optional<bool> sqlite_storage::add_final_failure(const std::string& queue_i
 }
 
 bool sqlite_storage::final_failure_known(const std::string& queue_id, const std::string& address) {
-    stmt q(db_.get(), "SELECT 1 FROM final_failures WHERE queue_id = ? AND recipient = ?");
+    auto use = prepared("SELECT 1 FROM final_failures WHERE queue_id = ? AND recipient = ?");
+    auto& q = *use;
     q.text(1, queue_id).text(2, address);
     return q.row();
 }

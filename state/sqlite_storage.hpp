@@ -22,6 +22,9 @@
 struct sqlite3;
 
 namespace ricochet::state {
+namespace detail {
+class stmt;
+}
 
 class sqlite_storage final : public storage {
 public:
@@ -53,11 +56,23 @@ public:
     bool final_failure_known(const std::string& queue_id, const std::string& address) override;
 
 private:
-    sqlite_storage() = default;
+    sqlite_storage();
     struct db_closer {
         void operator()(sqlite3* db) const;
     };
+    struct statements;  // prepared once per connection
+    // A cached statement, reset when the use ends.
+    struct stmt_use {
+        detail::stmt* s;
+        explicit stmt_use(detail::stmt* p) : s(p) {}
+        stmt_use(const stmt_use&) = delete;
+        ~stmt_use();
+        detail::stmt& operator*() const { return *s; }
+    };
+    stmt_use prepared(const char* sql);
+
     std::unique_ptr<sqlite3, db_closer> db_;
+    std::unique_ptr<statements> cache_;  // after db_: finalized before it is closed
 };
 
 }  // namespace ricochet::state

@@ -7,6 +7,7 @@
 
 #include "config/config.hpp"
 #include "delivery/dsn_to_sender.hpp"
+#include "fakes.hpp"
 
 using namespace ricochet;
 using namespace ricochet::delivery;
@@ -14,14 +15,7 @@ using namespace ricochet::delivery;
 namespace {
 constexpr std::int64_t minute = 60 * 1000, hour = 60 * minute;
 
-bounce::smtp_reply reply(int code, std::string enhanced, std::string text, bounce::stage at) {
-    bounce::smtp_reply r;
-    r.code = code;
-    r.enhanced = std::move(enhanced);
-    r.lines = {std::move(text)};
-    r.at = at;
-    return r;
-}
+using fake::reply;
 bounce::classification reading(bounce::kind k, bounce::category c, bool retry) {
     return {k, c, bounce::scope::recipient, retry, "rule-x"};
 }
@@ -61,7 +55,9 @@ TEST(DeliveryPolicy, AfterAttempt) {
         EXPECT_EQ(got.stage, std::string(bounce::to_string(r.reply.at))) << r.name;
         EXPECT_EQ(got.mx, "mx.example[192.0.2.1]") << r.name;
         EXPECT_EQ(got.last_attempt_ms, 5000) << r.name;
-        if (r.want_status != "delivered") EXPECT_EQ(got.rule, "rule-x") << r.name;
+        if (r.want_status != "delivered") {
+            EXPECT_EQ(got.rule, "rule-x") << r.name;
+        }
     }
 }
 
