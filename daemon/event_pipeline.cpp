@@ -41,18 +41,14 @@ void event_pipeline::apply(std::vector<event>& evs) {
     // Status changes published elsewhere (the control socket's) and those
     // made here both reach the RCPT check.
     evs.insert(evs.end(), std::make_move_iterator(changes.begin()), std::make_move_iterator(changes.end()));
+    // The list is set from the store as it is now, not from the event: a
+    // change made on the control thread and one made here may reach this
+    // point in either order, and the store has the last word.
     for (auto& e : evs) {
         if (e.type != events::event_type::status_changed) continue;
-        bounce::address_record r{e.recipient};
-        r.status = bounce::parse_address_status(e.to).value_or(bounce::address_status::active);
-        r.bounce_count = e.bounce_count;
-        r.first_bounce_ms = e.first_bounce_ms;
-        r.last_bounce_ms = e.last_bounce_ms;
-        r.last_kind = e.kind;
-        r.last_category = e.category;
-        suppression_.update(r);
-        log->info("recipient <{}> is now {} ({} bounce(s), last {})", r.address, e.to, r.bounce_count,
-                  r.last_category);
+        if (auto now = state_.get(e.recipient)) suppression_.update(*now);
+        log->info("recipient <{}> is now {} ({} bounce(s), last {})", e.recipient, e.to, e.bounce_count,
+                  e.category);
     }
     bus_.write(evs);
 }

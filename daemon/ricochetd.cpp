@@ -276,6 +276,9 @@ int main(int argc, char** argv) {
     for (unsigned i = 1; i < n; ++i) threads.emplace_back([&] { io.run(); });
     io.run();
     for (auto& t : threads) t.join();
+    // What the recorder still holds is applied while the io_context (whose
+    // strand its callbacks post to) still exists.
+    recorder.flush();
     control.stop();
     spdlog::info("ricochetd stopped");
     return 0;

@@ -327,7 +327,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 auto t = now_ms();
                 std::vector<std::pair<std::size_t, queue::recipient_status>> updates;
                 for (auto& o : results) {
-                    auto reading = classify.classify(o.reply, queue::recipient_domain(env.recipients[o.idx]));
+                    // A success needs no reading: the classifier is for failures.
+                    auto reading = o.reply.positive()
+                                       ? bounce::classification{}
+                                       : classify.classify(o.reply, queue::recipient_domain(env.recipients[o.idx]));
                     updates.emplace_back(o.idx, after_attempt(status[o.idx], o.reply, o.mx, reading, t));
                 }
                 // Will every recipient be final after these? Then the message

@@ -3,7 +3,8 @@
 // every rule has a table test. The names say what a reply speaks about, as
 // Postfix's smtp_trouble does (rcpt / mesg / site):
 //
-//   after_attempt       the recipient's new status from one attempt's reply:
+//   after_attempt       the recipient's new status from one attempt's reply
+//                       and its reading (ignored for a 2xx):
 //                       2xx delivered, a reply that may be retried deferred,
 //                       anything final bounced (a final soft reply included);
 //   pauses_destination  the reply speaks about the whole destination

@@ -17,9 +17,19 @@ void bus::write(std::vector<event>& evs) {
         if (e.seq) continue;
         std::error_code ec;
         e.seq = seq_.next(ec);
-        if (ec) {
+        if (ec || !e.seq) {
+            // The sequence file cannot be moved ahead (a read-only or failing
+            // disk): the event is still written, with seq 0 and an id that is
+            // still unique (the clock in microseconds and a counter), so a
+            // consumer that removes duplicates by id keeps it.
             static auto log = named_logger("events");
-            log->error("events: cannot move the sequence file ahead: {}; event written without seq", ec.message());
+            log->error("events: cannot move the sequence file ahead: {}; event written with seq 0",
+                       ec ? ec.message() : "not open");
+            auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+            e.id = (seq_.instance().empty() ? std::string("unnumbered") : seq_.instance()) + "-t" +
+                   std::to_string(us) + "-" + std::to_string(++unnumbered_);
+            continue;
         }
         e.id = seq_.instance() + "-" + std::to_string(e.seq);
     }

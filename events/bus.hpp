@@ -30,6 +30,7 @@ private:
     std::mutex mu_;  // stamping and writing in one order
     sequencer& seq_;
     std::vector<sink*> sinks_;
+    std::uint64_t unnumbered_ = 0;  // events written while the sequence file could not move
 };
 
 }  // namespace ricochet::events

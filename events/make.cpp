@@ -102,8 +102,10 @@ event status_changed(const bounce::address_record& after, bounce::address_status
     e.bounce_count = after.bounce_count;
     e.first_bounce_ms = after.first_bounce_ms;
     e.last_bounce_ms = after.last_bounce_ms;
-    e.kind = after.last_kind;
-    e.category = after.last_category;
+    if (after.bounce_count > 0) {  // the reading of the last bounce; none after a clear
+        e.kind = after.last_kind;
+        e.category = after.last_category;
+    }
     return e;
 }
 

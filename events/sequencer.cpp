@@ -77,6 +77,13 @@ std::error_code sequencer::reserve() {
     int len = std::snprintf(line, sizeof line, "%-16.16s %020llu\n", inst.c_str(),
                             static_cast<unsigned long long>(start + block));
     if (::pwrite(fd, line, static_cast<std::size_t>(len), 0) != len || ::fsync(fd) != 0) ec = last_error();
+    if (!ec && !existed) {
+        // A new file: its name must survive a crash too, or numbering would
+        // start again at 1.
+        int dfd = ::open(file_.parent_path().empty() ? "." : file_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || ::fsync(dfd) != 0) ec = last_error();
+        if (dfd >= 0) ::close(dfd);
+    }
     ::flock(fd, LOCK_UN);
     ::close(fd);
     if (ec) return ec;

@@ -43,7 +43,9 @@ bool recipient_state::apply(const event& e, std::vector<event>& changes, std::st
     bool failure = e.type == event_type::bounced || e.type == event_type::expired;
     if (!failure && e.type != event_type::complaint) return true;
     std::string addr = lower(e.recipient);
-    auto rec = store_->load_recipient(addr).value_or(bounce::address_record{addr});
+    auto loaded = store_->load_recipient(addr, error);
+    if (!error.empty()) return false;
+    auto rec = loaded.value_or(bounce::address_record{addr});
     auto before = rec.status;
     std::string reason;
     if (e.type == event_type::complaint) {
@@ -63,7 +65,13 @@ bool recipient_state::apply(const event& e, std::vector<event>& changes, std::st
         reason = std::string(to_string(e.type)) + ": " + e.kind + "/" + e.category;
     }
     if (!store_->save_recipient(rec, e.time_ms, error)) return false;
-    if (rec.status != before) changes.push_back(events::status_changed(rec, before, reason, e.time_ms));
+    if (rec.status != before) {
+        changes.push_back(events::status_changed(rec, before, reason, e.time_ms));
+        if (e.type == event_type::complaint) {  // the reading that moved it
+            changes.back().kind = e.kind;
+            changes.back().category = e.category;
+        }
+    }
     return true;
 }
 
@@ -71,6 +79,7 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
     std::vector<const event*> kept;
     for (auto& e : evs)
         if (kept_as_decision(e)) kept.push_back(&e);
+    error.clear();
     if (kept.empty()) return {};
     std::lock_guard lk(mu_);
     if (!store_->begin(error)) return {};
@@ -90,8 +99,11 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
 bool recipient_state::set_status(const std::string& address, bounce::address_status s, const std::string& why,
                                  std::int64_t now_ms, std::vector<event>& changes, std::string& error) {
     std::lock_guard lk(mu_);
+    error.clear();
     std::string addr = lower(address);
-    auto rec = store_->load_recipient(addr).value_or(bounce::address_record{addr});
+    auto loaded = store_->load_recipient(addr, error);
+    if (!error.empty()) return false;
+    auto rec = loaded.value_or(bounce::address_record{addr});
     if (why == "engage" && rec.status == bounce::address_status::unsubscribed) {
         // An open or click does not undo an unsubscribe or a complaint; only an operator's clear does.
         error = addr + " is unsubscribed: only `recipient clear` makes it active again";
@@ -121,7 +133,8 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
 
 std::optional<bounce::address_record> recipient_state::get(const std::string& address) const {
     std::lock_guard lk(mu_);
-    return store_->load_recipient(lower(address));
+    std::string error;  // for display: a failed read shows as no record
+    return store_->load_recipient(lower(address), error);
 }
 std::vector<event> recipient_state::history(const std::string& address, int limit) const {
     std::lock_guard lk(mu_);

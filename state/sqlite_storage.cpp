@@ -188,12 +188,13 @@ void sqlite_storage::rollback() {
     if (!sqlite3_get_autocommit(db_.get())) sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
-std::optional<bounce::address_record> sqlite_storage::load_recipient(const std::string& address) {
+std::optional<bounce::address_record> sqlite_storage::load_recipient(const std::string& address, std::string& error) {
     auto use = prepared(select_recipient_sql);
     auto& q = *use;
     q.text(1, address);
-    if (!q.row()) return std::nullopt;
-    return read_record(q);
+    if (q.row()) return read_record(q);
+    if (!q.ok() || !q.error().empty()) fail(q, error);
+    return std::nullopt;
 }
 
 bool sqlite_storage::save_recipient(const bounce::address_record& r, std::int64_t now, std::string& error) {

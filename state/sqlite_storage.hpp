@@ -35,7 +35,7 @@ public:
     bool begin(std::string& error) override;
     bool commit(std::string& error) override;
     void rollback() override;
-    std::optional<bounce::address_record> load_recipient(const std::string& address) override;
+    std::optional<bounce::address_record> load_recipient(const std::string& address, std::string& error) override;
     bool save_recipient(const bounce::address_record& r, std::int64_t now_ms, std::string& error) override;
     std::vector<bounce::address_record> recipients_with(bounce::address_status s) override;
     bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override;

@@ -36,8 +36,10 @@ public:
     virtual bool commit(std::string& error) = 0;
     virtual void rollback() = 0;
 
-    // recipients: one row per address (lower case).
-    virtual std::optional<bounce::address_record> load_recipient(const std::string& address) = 0;
+    // recipients: one row per address (lower case). nullopt: no row, or the
+    // read failed (then `error` is set: a rule must not start the address
+    // afresh over a record it could not read).
+    virtual std::optional<bounce::address_record> load_recipient(const std::string& address, std::string& error) = 0;
     virtual bool save_recipient(const bounce::address_record& r, std::int64_t now_ms, std::string& error) = 0;
     virtual std::vector<bounce::address_record> recipients_with(bounce::address_status s) = 0;
 

@@ -75,6 +75,9 @@ struct DeliveryAgent : ::testing::Test {
         ASSERT_TRUE(classifier.load(std::string(RICOCHET_SOURCE_DIR) + "/etc/bounce-rules.toml", err)) << err;
         cfg.server.hostname = "ricochet.test";
         cfg.bounce_listener.domain = "bnc.test";
+        // One connection per domain: a slot the pool failed to give back
+        // would stall the next message, and the test would time out.
+        cfg.delivery.max_connections_per_domain = 1;
         agent = std::make_unique<delivery_agent>(io, cfg, *spool, due, pub, verp, classifier, backoff, &dns, &net);
         agent->start();
     }

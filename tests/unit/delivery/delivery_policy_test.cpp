@@ -57,6 +57,8 @@ TEST(DeliveryPolicy, AfterAttempt) {
         EXPECT_EQ(got.last_attempt_ms, 5000) << r.name;
         if (r.want_status != "delivered") {
             EXPECT_EQ(got.rule, "rule-x") << r.name;
+        } else {
+            EXPECT_EQ(got.category + got.rule, "") << r.name << ": a success clears the last reading";
         }
     }
 }

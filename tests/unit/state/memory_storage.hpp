@@ -12,6 +12,7 @@ namespace ricochet::state::fake {
 class memory_storage final : public storage {
 public:
     bool fail_writes = false;  // every write fails (a store that is down)
+    int fail_after = -1;       // >= 0: writes succeed this many times, then fail (a disk that fills up mid-batch)
 
     bool begin(std::string& error) override {
         if (fail_writes) return refuse(error);
@@ -20,13 +21,13 @@ public:
     }
     bool commit(std::string&) override { return true; }
     void rollback() override { data_ = saved_; }
-    std::optional<bounce::address_record> load_recipient(const std::string& a) override {
+    std::optional<bounce::address_record> load_recipient(const std::string& a, std::string&) override {
         auto it = data_.recipients.find(a);
         if (it == data_.recipients.end()) return std::nullopt;
         return it->second;
     }
     bool save_recipient(const bounce::address_record& r, std::int64_t, std::string& error) override {
-        if (fail_writes) return refuse(error);
+        if (refusing()) return refuse(error);
         data_.recipients[r.address] = r;
         return true;
     }
@@ -37,7 +38,7 @@ public:
         return out;
     }
     bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override {
-        if (fail_writes) return refuse(error);
+        if (refusing()) return refuse(error);
         for (auto* e : evs) {
             auto copy = *e;
             for (auto& c : copy.recipient) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -79,17 +80,17 @@ public:
         return out;
     }
     bool add_message(const std::string& q, const std::string& campaign, const std::string& sender, std::string& error) override {
-        if (fail_writes) return refuse(error);
+        if (refusing()) return refuse(error);
         data_.messages.emplace(q, message{campaign, sender, false});
         return true;
     }
     bool add_message_recipient(const std::string& q, int index, const std::string& a, std::string& error) override {
-        if (fail_writes) return refuse(error);
+        if (refusing()) return refuse(error);
         data_.message_recipients.emplace(std::pair{q, index}, a);
         return true;
     }
     bool mark_message_bounced(const std::string& q, const std::string& campaign, std::string& error) override {
-        if (fail_writes) return refuse(error);
+        if (refusing()) return refuse(error);
         auto& m = data_.messages.try_emplace(q, message{campaign, "", false}).first->second;
         m.bounced = true;
         return true;
@@ -114,7 +115,7 @@ public:
         return it->second.sender;
     }
     std::optional<bool> add_final_failure(const std::string& q, const std::string& a, std::string& error) override {
-        if (fail_writes) {
+        if (refusing()) {
             refuse(error);
             return std::nullopt;
         }
@@ -125,6 +126,13 @@ public:
     }
 
 private:
+    bool refusing() {
+        if (fail_writes) return true;
+        if (fail_after < 0) return false;
+        if (fail_after == 0) return true;
+        --fail_after;
+        return false;
+    }
     static bool refuse(std::string& error) {
         error = "memory storage: writes refused";
         return false;

@@ -213,6 +213,37 @@ TEST(RecipientState, AStoreThatFailsWritesNothingAndSaysWhy) {
     EXPECT_FALSE(st.get("a@example.com")) << "nothing half-written";
 }
 
+TEST(RecipientState, ABatchThatFailsHalfwayLeavesNothingOfItself) {
+    for (int n = 0; n < 8; ++n) {  // the store fails at each write of the batch in turn
+        auto mem = std::make_unique<fake::memory_storage>();
+        auto* raw = mem.get();
+        recipient_state st(std::move(mem), {{"gmail.com"}, 3, 15 * day});
+        event q;
+        q.type = event_type::queued;
+        q.queue_id = "Q1";
+        q.recipient = "a@gmail.com";
+        q.index = 0;
+        event b = q;
+        b.type = event_type::bounced;
+        b.kind = "hard";
+        b.category = "user-unknown";
+        b.time_ms = 1000;
+        raw->fail_after = n;
+        std::string err;
+        auto changes = st.record({q, b}, err);
+        raw->fail_after = -1;
+        if (err.empty()) {  // n was past the batch's last write
+            EXPECT_EQ(st.get("a@gmail.com")->status, bounce::address_status::held) << n;
+            continue;
+        }
+        EXPECT_TRUE(changes.empty()) << n;
+        EXPECT_FALSE(st.get("a@gmail.com")) << "write " << n << " failed: nothing of the batch stays";
+        EXPECT_FALSE(st.recipient_of("Q1", 0)) << n;
+        EXPECT_FALSE(st.final_failure_known("Q1", "a@gmail.com")) << n << ": the failure would never count";
+        EXPECT_TRUE(st.history("a@gmail.com").empty()) << n;
+    }
+}
+
 TEST(RecipientState, TheBackendIsChosenByTheUrlScheme) {
     struct row {
         std::string url;
