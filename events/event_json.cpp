@@ -201,7 +201,10 @@ std::optional<event> from_json(const json& j) {
     };
     auto num = [&](const char* k) -> std::int64_t {
         auto it = j.find(k);
-        return it != j.end() && it->is_number() ? it->get<std::int64_t>() : 0;
+        if (it == j.end() || !it->is_number()) return 0;
+        if (it->is_number_integer()) return it->get<std::int64_t>();
+        double d = it->get<double>();  // a float out of range would be UB to convert
+        return d > -9e18 && d < 9e18 ? static_cast<std::int64_t>(d) : 0;
     };
     auto t = parse_event_type(str("type"));
     if (!t) return std::nullopt;
@@ -222,7 +225,8 @@ std::optional<event> from_json(const json& j) {
     e.mx = str("mx");
     e.stage = str("stage");
     e.attempt = static_cast<int>(num("attempt"));
-    e.sync = j.value("sync", true);
+    auto sync = j.find("sync");  // a corrupt line must not throw: value() would on a non-bool
+    e.sync = sync == j.end() || !sync->is_boolean() || sync->get<bool>();
     e.action = str("action");
     e.from_state = str("from_state");
     e.status = str("status");
