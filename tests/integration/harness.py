@@ -85,12 +85,35 @@ listen = ["127.0.0.1:{self.bounce_port}"]
         return os.path.join(self.dir, "events.jsonl")
 
     def start(self):
-        with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen([os.path.join(BIN, "ricochetd"), "--config", self.config_path],
-                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
-        wait_listening("127.0.0.1", self.port, self.proc)
-        wait_listening("127.0.0.1", self.bounce_port, self.proc)
+        for attempt in range(3):
+            start_of_log = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+            with open(self.log_path, "a") as log:
+                self.proc = subprocess.Popen([os.path.join(BIN, "ricochetd"), "--config", self.config_path],
+                                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
+            try:
+                wait_listening("127.0.0.1", self.port, self.proc)
+                wait_listening("127.0.0.1", self.bounce_port, self.proc)
+                return self
+            except RuntimeError:
+                said = self.log()[start_of_log:]
+                # free_port() cannot hold the port it found: another process
+                # (any outgoing connection takes ports from the same range)
+                # may bind it first. Then the ports are chosen again.
+                if attempt < 2 and "Address already in use" in said:
+                    self._new_ports()
+                    continue
+                raise RuntimeError("daemon exited with %s:\n%s" % (self.proc.returncode, said[-3000:]))
         return self
+
+    def _new_ports(self):
+        with open(self.config_path) as f:
+            text = f.read()
+        port, bounce_port = free_port(), free_port()
+        text = text.replace("127.0.0.1:%d\"" % self.port, "127.0.0.1:%d\"" % port)
+        text = text.replace("127.0.0.1:%d\"" % self.bounce_port, "127.0.0.1:%d\"" % bounce_port)
+        self.port, self.bounce_port = port, bounce_port
+        with open(self.config_path, "w") as f:
+            f.write(text)
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)

@@ -119,7 +119,10 @@ class Delivery(unittest.TestCase):
 
     def test_temporary_failures_expire_at_the_domains_max_age(self):
         qid = submit(self.d, ["tempfail1@expire.test"])
-        shown = wait_for(lambda: events(self.d, "deferred") and self.d.ctl_json("queue", "show", qid), what="deferred")
+        # The event is written when the decision is recorded; the file moves to
+        # deferred/ a moment later: wait for the queue to show it there.
+        in_deferred = lambda: (lambda m: m if m.get("state") == "deferred" else None)(self.d.ctl_json("queue", "show", qid))
+        shown = wait_for(lambda: events(self.d, "deferred") and in_deferred(), what="deferred")
         self.assertEqual(shown["state"], "deferred")
         self.assertEqual(shown["recipients"][0]["status"], "deferred")
         self.assertEqual(shown["recipients"][0]["code"], 451)
