@@ -243,6 +243,23 @@ int main(int argc, char** argv) {
     };
     replay_journal();
 
+    // SIGHUP: the events log is opened again by name (logrotate renamed it).
+    // The reopen swaps the descriptor under the log's lock, so a batch is
+    // written whole to the old file or whole to the new one.
+    boost::asio::signal_set hangup(io, SIGHUP);
+    std::function<void()> on_hangup = [&] {
+        hangup.async_wait([&](const boost::system::error_code& hec, int) {
+            if (hec) return;
+            if (auto oec = events_file.open(cfg.server.events_log))
+                spdlog::error("SIGHUP: cannot reopen events log {}: {}; still writing the old one",
+                              cfg.server.events_log.string(), oec.message());
+            else
+                spdlog::info("SIGHUP: events log {} reopened", cfg.server.events_log.string());
+            on_hangup();
+        });
+    };
+    on_hangup();
+
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     boost::asio::steady_timer grace(io);
     std::chrono::steady_clock::time_point give_up;
@@ -259,6 +276,7 @@ int main(int argc, char** argv) {
     signals.async_wait([&](const boost::system::error_code& sec, int sig) {
         if (sec) return;
         spdlog::info("signal {}: stopping", sig);
+        hangup.cancel();
         submission.stop();
         bounce_listener.stop();
         delivery.stop();

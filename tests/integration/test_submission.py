@@ -274,5 +274,58 @@ class CheckConfig(unittest.TestCase):
         self.assertRegex(r.stderr, r"ricochet\.toml:\d+: bounce\.held_after_days: expected an integer")
 
 
+class EventsLogRotation(unittest.TestCase):
+    """logrotate renames events.jsonl and sends SIGHUP: the daemon writes on
+    into a new file of the same name; no event is lost or written twice."""
+
+    def setUp(self):
+        self.d = Daemon().start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def send(self, rcpt):
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.sendmail("sender@example.com", [rcpt], message(1))
+
+    def lines(self, path):
+        import json
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def test_sighup_reopens_the_events_log(self):
+        self.send("before@example.net")
+        wait_for(lambda: any(e["recipient"] == "before@example.net" for e in self.d.events()), what="first event")
+        # The shipped logrotate configuration, aimed at this daemon's file and
+        # pid, run by the real logrotate: it renames the file and sends SIGHUP.
+        src = os.path.join(os.environ.get("RICOCHET_SOURCE", "../.."), "etc", "logrotate.d", "ricochet")
+        with open(src) as f:
+            conf = f.read()
+        conf = conf.replace("/var/lib/ricochet/events.jsonl", self.d.events_path)
+        conf = conf.replace("su ricochet ricochet", "su root root")
+        conf = re.sub(r"postrotate\n.*?\n\s*endscript", "postrotate\n        kill -HUP %d\n    endscript" % self.d.proc.pid,
+                      conf, flags=re.S)
+        conf_path = os.path.join(self.d.dir, "logrotate.conf")
+        with open(conf_path, "w") as f:
+            f.write(conf)
+        r = subprocess.run(["logrotate", "-f", "-s", os.path.join(self.d.dir, "logrotate.state"), conf_path],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rotated = self.d.events_path + ".1"
+        self.assertTrue(os.path.exists(rotated), os.listdir(self.d.dir))
+        # The reopen creates the file again: that is the sign it happened.
+        wait_for(lambda: os.path.exists(self.d.events_path), what="a new events log")
+        self.send("after@example.net")
+        wait_for(lambda: any(e["recipient"] == "after@example.net" for e in self.d.events()), what="event in the new file")
+        self.assertIsNone(self.d.proc.poll(), "SIGHUP must not stop the daemon")
+        old, new = self.lines(rotated), self.lines(self.d.events_path)
+        queued = lambda evs: [e["recipient"] for e in evs if e["type"] == "queued"]
+        self.assertEqual(queued(old), ["before@example.net"])
+        self.assertEqual(queued(new), ["after@example.net"])
+        both = [e["seq"] for e in old + new]
+        self.assertEqual(both, sorted(set(both)), "each event once, numbering going on across the files")
+        self.assertIn("events log %s reopened" % self.d.events_path, self.d.log())
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -294,8 +294,11 @@ TEST(SmtpServerProtocol, BareCrBecomesALineEnd) {
     ASSERT_EQ(s.last, action::commit);
     const auto& c = s.proto->content();
     EXPECT_NE(c.find("\r\nfoo\r\n.\r\nMAIL FROM:<evil@example.com>\r\n"), std::string::npos) << c;
-    for (std::size_t i = 0; i < c.size(); ++i)
-        if (c[i] == '\r') EXPECT_EQ(c[i + 1], '\n') << "bare CR left at " << i;
+    for (std::size_t i = 0; i < c.size(); ++i) {
+        if (c[i] == '\r') {
+            EXPECT_EQ(c[i + 1], '\n') << "bare CR left at " << i;
+        }
+    }
 }
 
 TEST(SmtpServerProtocol, BounceRoleWithoutRecipientCheckRelaysNothing) {
