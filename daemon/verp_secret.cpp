@@ -7,6 +7,7 @@
 #include <fstream>
 #include <spdlog/spdlog.h>
 
+#include "base/unique_fd.hpp"
 #include "config/config.hpp"
 
 namespace ricochet::daemon {
@@ -25,14 +26,14 @@ std::string verp_secret(const config& cfg, std::string& error) {
     }
     static const char hex[] = "0123456789abcdef";
     for (unsigned char b : raw) secret += {hex[b >> 4], hex[b & 15]};
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || ::write(fd, (secret + "\n").data(), secret.size() + 1) != static_cast<ssize_t>(secret.size() + 1) ||
-        ::fsync(fd) != 0) {
+    base::unique_fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    // The file, then its name: a secret lost in a crash would make every
+    // return path handed out so far invalid.
+    if (!fd || base::write_all(fd.get(), secret + "\n") || ::fsync(fd.get()) != 0 ||
+        base::fsync_dir(path.parent_path())) {
         error = "cannot write " + path.string();
-        if (fd >= 0) ::close(fd);
         return {};
     }
-    ::close(fd);
     spdlog::info("generated a new VERP secret in {}", path.string());
     return secret;
 }

@@ -10,6 +10,7 @@
 #include <system_error>
 #include <vector>
 
+#include "base/unique_fd.hpp"
 #include "events/sink.hpp"
 
 namespace ricochet::events {
@@ -26,7 +27,7 @@ public:
 
 private:
     std::mutex mu_;
-    int fd_ = -1;
+    base::unique_fd fd_;
 };
 
 }  // namespace ricochet::events

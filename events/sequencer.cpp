@@ -1,6 +1,8 @@
 // sequencer — see sequencer.hpp.
 #include "events/sequencer.hpp"
 
+#include "base/unique_fd.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -12,7 +14,7 @@
 
 namespace ricochet::events {
 namespace {
-std::error_code last_error() { return {errno, std::generic_category()}; }
+using base::last_error;
 
 // The file's two fields: "INSTANCE NEXT\n".
 bool read_file(int fd, std::string& instance, std::uint64_t& next) {
@@ -49,14 +51,11 @@ std::error_code sequencer::open(const std::filesystem::path& file) {
 // Moves the file ahead by a block under flock, and fsyncs it before any
 // number of the block is handed out.
 std::error_code sequencer::reserve() {
-    int fd = ::open(file_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return last_error();
+    base::unique_fd file(::open(file_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!file) return last_error();
+    int fd = file.get();
     std::error_code ec;
-    if (::flock(fd, LOCK_EX) != 0) {
-        ec = last_error();
-        ::close(fd);
-        return ec;
-    }
+    if (::flock(fd, LOCK_EX) != 0) return last_error();  // released with the descriptor
     std::string inst;
     std::uint64_t on_disk = 1;
     struct stat st {};
@@ -77,15 +76,9 @@ std::error_code sequencer::reserve() {
     int len = std::snprintf(line, sizeof line, "%-16.16s %020llu\n", inst.c_str(),
                             static_cast<unsigned long long>(start + block));
     if (::pwrite(fd, line, static_cast<std::size_t>(len), 0) != len || ::fsync(fd) != 0) ec = last_error();
-    if (!ec && !existed) {
-        // A new file: its name must survive a crash too, or numbering would
-        // start again at 1.
-        int dfd = ::open(file_.parent_path().empty() ? "." : file_.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0 || ::fsync(dfd) != 0) ec = last_error();
-        if (dfd >= 0) ::close(dfd);
-    }
-    ::flock(fd, LOCK_UN);
-    ::close(fd);
+    // A new file: its name must survive a crash too, or numbering would
+    // start again at 1.
+    if (!ec && !existed) ec = base::fsync_dir(file_.parent_path());
     if (ec) return ec;
     instance_ = inst;
     next_ = start;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/unique_fd.hpp"
 #include "bounce/classifier.hpp"
 #include "bounce/dsn_parser.hpp"
 #include "bounce/verp.hpp"
@@ -24,34 +25,22 @@ std::string lower(std::string s) {
 // Writes path durably (file and directory synced): the bounce listener
 // answers 250 only when a kept message is on disk.
 std::error_code write_durably(const std::filesystem::path& path, const std::string& content) {
-    std::error_code ec;
-    if (::mkdir(path.parent_path().c_str(), 0700) != 0 && errno != EEXIST) return {errno, std::generic_category()};
+    if (::mkdir(path.parent_path().c_str(), 0700) != 0 && errno != EEXIST) return base::last_error();
     auto tmp = path;
     tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return {errno, std::generic_category()};
-    std::size_t off = 0;
-    while (off < content.size()) {
-        auto n = ::write(fd, content.data() + off, content.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            ec = {errno, std::generic_category()};
-            break;
-        }
-        off += static_cast<std::size_t>(n);
+    std::error_code ec;
+    {
+        base::unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        if (!fd) return base::last_error();
+        ec = base::write_all(fd.get(), content);
+        if (!ec && ::fsync(fd.get()) != 0) ec = base::last_error();
     }
-    if (!ec && ::fsync(fd) != 0) ec = {errno, std::generic_category()};
-    ::close(fd);
-    if (!ec && ::rename(tmp.c_str(), path.c_str()) != 0) ec = {errno, std::generic_category()};
+    if (!ec && ::rename(tmp.c_str(), path.c_str()) != 0) ec = base::last_error();
     if (ec) {
         ::unlink(tmp.c_str());
         return ec;
     }
-    int dfd = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return {errno, std::generic_category()};
-    if (::fsync(dfd) != 0) ec = {errno, std::generic_category()};
-    ::close(dfd);
-    return ec;
+    return base::fsync_dir(path.parent_path());
 }
 
 // The record about the recipient the VERP token names: the one that names

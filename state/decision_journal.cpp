@@ -5,14 +5,13 @@
 #include <unistd.h>
 
 #include <fstream>
+#include "base/unique_fd.hpp"
 #include "events/event_json.hpp"
 
 namespace ricochet::state {
 using nlohmann::json;
 
-namespace {
-std::error_code last_error() { return {errno, std::generic_category()}; }
-}  // namespace
+using base::last_error;
 
 bool decision_journal::empty() const {
     std::error_code ec;
@@ -30,21 +29,10 @@ std::error_code decision_journal::append(const std::vector<events::event>& ds) {
     for (auto& d : ds) {
         events::append_json_line(buf, d, true);
     }
-    int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) return last_error();
-    std::error_code ec;
-    std::size_t off = 0;
-    while (off < buf.size()) {
-        auto n = ::write(fd, buf.data() + off, buf.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            ec = last_error();
-            break;
-        }
-        off += static_cast<std::size_t>(n);
-    }
-    if (!ec && ::fsync(fd) != 0) ec = last_error();
-    ::close(fd);
+    base::unique_fd fd(::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
+    if (!fd) return last_error();
+    auto ec = base::write_all(fd.get(), buf);
+    if (!ec && ::fsync(fd.get()) != 0) ec = last_error();
     return ec;
 }
 
@@ -67,12 +55,10 @@ std::vector<events::event> decision_journal::load(std::error_code& ec) const {
 }
 
 std::error_code decision_journal::clear() {
-    int fd = ::open(file_.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT ? std::error_code() : last_error();
-    std::error_code ec;
-    if (::ftruncate(fd, 0) != 0 || ::fsync(fd) != 0) ec = last_error();  // not replayed twice after a crash
-    ::close(fd);
-    return ec;
+    base::unique_fd fd(::open(file_.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return errno == ENOENT ? std::error_code() : last_error();
+    if (::ftruncate(fd.get(), 0) != 0 || ::fsync(fd.get()) != 0) return last_error();  // not replayed twice after a crash
+    return {};
 }
 
 }  // namespace ricochet::state
