@@ -1,11 +1,13 @@
 // config — see config.hpp. The only file that includes toml++.
 #include "config/config.hpp"
 
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "events/event.hpp"
 #include "smtp/network.hpp"
 #include "state/backend.hpp"
 
@@ -28,6 +30,8 @@ std::string where(const config& c, const toml::source_region& r) {
 [[noreturn]] void fail(const config& c, const toml::node& n, std::string_view key, std::string_view what) {
     throw config_error{where(c, n.source()) + ": " + std::string(key) + ": " + std::string(what)};
 }
+
+bool events_known(std::string_view name) { return events::parse_event_type(name).has_value(); }
 
 std::string_view type_name(const toml::node& n) {
     switch (n.type()) {
@@ -144,7 +148,7 @@ private:
 
 void load(const toml::table& root, config& c) {
     table_reader top(c, root, "");
-    top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce"});
+    top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce", "http", "webhook"});
 
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
@@ -259,8 +263,99 @@ void load(const toml::table& root, config& c) {
         r.boolean("return_to_sender", c.bounce.return_to_sender);
         r.duration("destination_backoff", c.bounce.destination_backoff);
     }
+    if (auto* t = top.sub("http")) {
+        table_reader r(c, *t, "http");
+        r.known({"listen", "trusted_networks", "tokens_file", "tls_cert", "tls_key", "max_body", "max_import_body",
+                 "max_connections", "max_connections_per_ip", "request_timeout"});
+        r.listen_list("listen", c.http.listen);
+        r.strings("trusted_networks", c.http.trusted_networks);
+        for (auto& n : c.http.trusted_networks)
+            if (!parse_cidr(n)) fail(c, *r.node("trusted_networks"), "http.trusted_networks", "not a network: \"" + n + "\"");
+        r.existing_file("tokens_file", c.http.tokens_file);
+        r.existing_file("tls_cert", c.http.tls_cert);
+        r.existing_file("tls_key", c.http.tls_key);
+        if (c.http.tls_cert.empty() != c.http.tls_key.empty())
+            fail(c, *t, "http.tls_cert", "tls_cert and tls_key must be set together");
+        r.integer("max_body", c.http.max_body, 1024, 1LL << 31);
+        r.integer("max_import_body", c.http.max_import_body, 1024, 1LL << 34);
+        r.integer("max_connections", c.http.max_connections, 1, 100000);
+        r.integer("max_connections_per_ip", c.http.max_connections_per_ip, 0, 100000);
+        r.duration("request_timeout", c.http.request_timeout);
+        if (c.http.request_timeout.count() < 1) fail(c, *t, "http.request_timeout", "must be at least 1s");
+    }
+    if (auto* a = top.array_of_tables("webhook")) {
+        for (auto& e : *a) {
+            table_reader r(c, *e.as_table(), "webhook");
+            r.known({"url", "secret", "events", "batch", "timeout", "max_age"});
+            webhook w;
+            r.str("url", w.url);
+            if (w.url.empty()) fail(c, e, "webhook.url", "missing");
+            if (!parse_http_url(w.url, w.endpoint))
+                fail(c, *r.node("url"), "webhook.url", "expected \"http://host[:port]/path\" or https://, got \"" + w.url + "\"");
+            for (auto& other : c.webhooks)
+                if (other.url == w.url) fail(c, *r.node("url"), "webhook.url", "two [[webhook]] tables with the same url");
+            r.str("secret", w.secret);
+            if (w.secret.size() < 16) fail(c, e, "webhook.secret", "missing or shorter than 16 characters");
+            r.strings("events", w.events);
+            for (auto& ev : w.events)
+                if (ev != "*" && !events_known(ev))
+                    fail(c, *r.node("events"), "webhook.events", "not an event type: \"" + ev + "\"");
+            r.integer("batch", w.batch, 1, 10000);
+            r.duration("timeout", w.timeout);
+            r.duration("max_age", w.max_age);
+            if (w.timeout.count() < 1) fail(c, e, "webhook.timeout", "must be at least 1s");
+            c.webhooks.push_back(std::move(w));
+        }
+    }
 }
 }  // namespace
+
+bool parse_http_url(std::string_view text, http_url& out) {
+    http_url u;
+    if (text.rfind("https://", 0) == 0) {
+        u.tls = true;
+        u.port = 443;
+        text.remove_prefix(8);
+    } else if (text.rfind("http://", 0) == 0) {
+        text.remove_prefix(7);
+    } else {
+        return false;
+    }
+    auto slash = text.find('/');
+    std::string_view authority = text.substr(0, slash);
+    if (slash != std::string_view::npos) u.target = std::string(text.substr(slash));
+    if (authority.empty() || authority.find('@') != std::string_view::npos) return false;
+    if (u.target.find('#') != std::string::npos) return false;
+    for (char ch : u.target)
+        if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f) return false;
+    if (authority.front() == '[') {  // [v6]:port
+        auto close = authority.find(']');
+        if (close == std::string_view::npos) return false;
+        u.host = std::string(authority.substr(1, close - 1));
+        authority.remove_prefix(close + 1);
+        if (!authority.empty() && authority.front() != ':') return false;
+    } else {
+        auto colon = authority.find(':');
+        u.host = std::string(authority.substr(0, colon));
+        authority.remove_prefix(colon == std::string_view::npos ? authority.size() : colon);
+    }
+    if (u.host.empty()) return false;
+    for (char ch : u.host)
+        if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' || ch == ':' || ch == '_')) return false;
+    if (!authority.empty()) {  // ":port"
+        authority.remove_prefix(1);
+        if (authority.empty() || authority.size() > 5) return false;
+        unsigned p = 0;
+        for (char ch : authority) {
+            if (ch < '0' || ch > '9') return false;
+            p = p * 10 + unsigned(ch - '0');
+        }
+        if (p == 0 || p > 65535) return false;
+        u.port = static_cast<std::uint16_t>(p);
+    }
+    out = std::move(u);
+    return true;
+}
 
 bool parse_duration(std::string_view text, seconds& out) {
     if (text.empty()) return false;

@@ -27,6 +27,27 @@ struct retry_override {
     seconds max_age{0};
 };
 
+// An http:// or https:// URL, split (webhook endpoints).
+struct http_url {
+    bool tls = false;
+    std::string host;  // name or IP literal (without brackets)
+    std::uint16_t port = 80;
+    std::string target = "/";  // path and query
+};
+// False when text is not "http[s]://host[:port][/path]" (no user info, no fragment).
+bool parse_http_url(std::string_view text, http_url& out);
+
+struct webhook {
+    std::string url;
+    http_url endpoint;
+    std::string secret;
+    std::vector<std::string> events{"bounced",         "expired",         "complaint",       "status_changed",
+                                    "unsubscribed",    "campaign_paused", "campaign_warned", "campaign_resumed"};
+    std::uint32_t batch = 100;
+    seconds timeout{10};
+    seconds max_age{72 * 3600};
+};
+
 struct config {
     std::filesystem::path file;
 
@@ -97,6 +118,20 @@ struct config {
         bool return_to_sender = false;
         seconds destination_backoff{300};
     } bounce;
+
+    struct {
+        std::vector<std::string> listen{"127.0.0.1:8025"};  // [] turns the API off
+        std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1/128"};
+        std::filesystem::path tokens_file;  // lines NAME:TOKEN
+        std::filesystem::path tls_cert, tls_key;
+        std::uint64_t max_body = 26214400;           // a request body (an injected message)
+        std::uint64_t max_import_body = 1073741824;  // PUT /v1/suppressions (a million entries is ~40 MB)
+        std::uint32_t max_connections = 256;
+        std::uint32_t max_connections_per_ip = 64;
+        seconds request_timeout{30};  // reading one request, and an idle keep-alive connection
+    } http;
+
+    std::vector<webhook> webhooks;
 };
 
 // Loads and checks path into out. On failure returns false and sets error to

@@ -5,7 +5,7 @@
 
 namespace ricochet::events {
 namespace {
-constexpr std::array<std::pair<event_type, std::string_view>, 10> names{{
+constexpr std::array<std::pair<event_type, std::string_view>, 14> names{{
     {event_type::queued, "queued"},
     {event_type::delivered, "delivered"},
     {event_type::deferred, "deferred"},
@@ -16,6 +16,10 @@ constexpr std::array<std::pair<event_type, std::string_view>, 10> names{{
     {event_type::dsn, "dsn"},
     {event_type::admin, "admin"},
     {event_type::status_changed, "status_changed"},
+    {event_type::unsubscribed, "unsubscribed"},
+    {event_type::campaign_paused, "campaign_paused"},
+    {event_type::campaign_warned, "campaign_warned"},
+    {event_type::campaign_resumed, "campaign_resumed"},
 }};
 }  // namespace
 

@@ -27,6 +27,10 @@ enum class event_type {
     dsn,             // a report that changes nothing (delayed, auto-reply, unreadable, ...)
     admin,           // an operator's action on the queue or on an address
     status_changed,  // a recipient's status moved (active, bounced, held, unsubscribed)
+    unsubscribed,    // a recipient asked to stop (one-click, mailto, a complaint, an operator): `via`
+    campaign_paused,   // the campaign breaker stopped a campaign
+    campaign_warned,   // a campaign crossed a warning threshold
+    campaign_resumed,  // a paused campaign goes on
 };
 std::string_view to_string(event_type t);
 std::optional<event_type> parse_event_type(std::string_view s);
@@ -56,6 +60,7 @@ struct event {
     // status_changed: the recipient's status before and after, why, and its
     // bounce figures after the change (0 = never).
     std::string from, to, reason;
+    std::string via;  // unsubscribed: "one-click", "mailto", "complaint", "admin"
     int bounce_count = 0;
     std::int64_t first_bounce_ms = 0, last_bounce_ms = 0;
 

@@ -136,7 +136,9 @@ void append_json_line(std::string& out, const event& e, bool internal) {
     // A reply's fields mean something only for an attempt or a report: a
     // `queued`, `admin` or `status_changed` event has none (null, not 0 or "").
     bool has_reply = e.type != event_type::queued && e.type != event_type::admin &&
-                     e.type != event_type::status_changed;
+                     e.type != event_type::status_changed && e.type != event_type::unsubscribed &&
+                     e.type != event_type::campaign_paused && e.type != event_type::campaign_warned &&
+                     e.type != event_type::campaign_resumed;
     line_writer w{out};
     w.unum("seq", e.seq);
     w.str("id", e.id);
@@ -179,6 +181,7 @@ void append_json_line(std::string& out, const event& e, bool internal) {
         w.time_or_null("first_bounce", e.first_bounce_ms);
         w.time_or_null("last_bounce", e.last_bounce_ms);
     }
+    if (e.type == event_type::unsubscribed) w.str("via", e.via);
     if (internal) {
         w.num("t", e.time_ms);  // exact, where "time" is rounded to the format
         if (e.index >= 0) w.num("index", e.index);
@@ -233,6 +236,7 @@ std::optional<event> from_json(const json& j) {
     e.from = str("from");
     e.to = str("to");
     e.reason = str("reason");
+    e.via = str("via");
     e.bounce_count = static_cast<int>(num("bounce_count"));
     e.first_bounce_ms = parse_rfc3339(str("first_bounce"));
     e.last_bounce_ms = parse_rfc3339(str("last_bounce"));

@@ -109,4 +109,11 @@ event status_changed(const bounce::address_record& after, bounce::address_status
     return e;
 }
 
+event unsubscribed(std::string recipient, std::string campaign, std::string queue_id, std::string via,
+                   std::int64_t time_ms) {
+    auto e = base(event_type::unsubscribed, std::move(queue_id), std::move(campaign), std::move(recipient), time_ms);
+    e.via = std::move(via);
+    return e;
+}
+
 }  // namespace ricochet::events

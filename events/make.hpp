@@ -48,4 +48,8 @@ event address_admin(std::string recipient, std::string action, bounce::address_s
 event status_changed(const bounce::address_record& after, bounce::address_status before, std::string reason,
                      std::int64_t time_ms);
 
+// A recipient became unsubscribed; via: "one-click", "mailto", "complaint", "admin".
+event unsubscribed(std::string recipient, std::string campaign, std::string queue_id, std::string via,
+                   std::int64_t time_ms);
+
 }  // namespace ricochet::events

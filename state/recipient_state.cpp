@@ -71,6 +71,9 @@ bool recipient_state::apply(const event& e, std::vector<event>& changes, std::st
             changes.back().kind = e.kind;
             changes.back().category = e.category;
         }
+        if (rec.status == bounce::address_status::unsubscribed)
+            changes.push_back(events::unsubscribed(rec.address, e.campaign, e.queue_id,
+                                                   e.type == event_type::complaint ? "complaint" : e.rule, e.time_ms));
     }
     return true;
 }
@@ -128,6 +131,8 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
         return false;
     }
     if (before != s) changes.push_back(events::status_changed(rec, before, "admin: " + why, now_ms));
+    if (before != s && s == bounce::address_status::unsubscribed)
+        changes.push_back(events::unsubscribed(addr, "", "", why == "unsubscribe" ? "admin" : why, now_ms));
     return true;
 }
 
