@@ -1,6 +1,8 @@
 // common — see common.hpp.
 #include "ctl/common.hpp"
 
+#include "views/views.hpp"
+
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -15,14 +17,7 @@ namespace ricochet::ctl {
     throw exit_code{code};
 }
 
-std::string format_time(std::int64_t ms) {
-    std::time_t t = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string format_time(std::int64_t ms) { return views::format_time(ms); }
 
 std::unique_ptr<queue::spool> open_spool(const config& cfg, bool must_exist) {
     std::error_code ec;
@@ -83,12 +78,6 @@ std::unique_ptr<state::recipient_state> open_state(const config& cfg, bool reado
     return st;
 }
 
-json record_json(const bounce::address_record& r) {
-    return {{"address", r.address}, {"status", std::string(bounce::to_string(r.status))},
-            {"bounce_count", r.bounce_count},
-            {"first_bounce", r.first_bounce_ms ? json(format_time(r.first_bounce_ms)) : json(nullptr)},
-            {"last_bounce", r.last_bounce_ms ? json(format_time(r.last_bounce_ms)) : json(nullptr)},
-            {"last_reply", r.last_reply}, {"last_kind", r.last_kind}, {"last_category", r.last_category}};
-}
+json record_json(const bounce::address_record& r) { return views::record_json(r); }
 
 }  // namespace ricochet::ctl

@@ -9,16 +9,10 @@
 
 #include "queue/clock.hpp"
 #include "queue/queue_admin.hpp"
+#include "views/views.hpp"
 
 namespace ricochet::ctl {
 
-namespace {
-json message_json(const queue::envelope& env, queue::queue_state st) {
-    return {{"id", env.id}, {"state", std::string(queue::to_string(st))}, {"arrival", format_time(env.arrival_ms)},
-            {"size", env.content_size}, {"sender", env.sender}, {"campaign", env.campaign},
-            {"recipients", env.recipients}};
-}
-}  // namespace
 
 int queue_list(const config& cfg, const list_filter& f, bool as_json) {
     std::optional<queue::queue_state> st;
@@ -27,21 +21,7 @@ int queue_list(const config& cfg, const list_filter& f, bool as_json) {
         if (!st) die(2, "--state must be active, deferred or hold");
     }
     json arr = json::array();
-    if (auto sp = open_spool(cfg, false)) {
-        auto entries = sp->list(st);
-        std::sort(entries.begin(), entries.end(), [](auto& a, auto& b) { return a.id < b.id; });
-        queue::selector sel;
-        sel.domain = f.domain;
-        sel.campaign = f.campaign;
-        sel.all = f.domain.empty() && f.campaign.empty();
-        for (auto& e : entries) {
-            if (!queue::matches(*sp, e, sel)) continue;
-            if (auto env = sp->find_envelope(e.id, e.state)) {
-                if (st && e.state != *st) continue;  // moved out of the state asked for
-                arr.push_back(message_json(*env, e.state));
-            }
-        }
-    }
+    if (auto sp = open_spool(cfg, false)) arr = views::queue_list(*sp, {f.domain, f.campaign, st});
     if (as_json) {
         std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
@@ -63,112 +43,59 @@ int queue_list(const config& cfg, const list_filter& f, bool as_json) {
 }
 
 int queue_summary(const config& cfg, bool as_json) {
-    struct counts {
-        std::size_t active = 0, deferred = 0, hold = 0;
-        std::size_t total() const { return active + deferred + hold; }
-        void add(queue::queue_state s) {
-            (s == queue::queue_state::active ? active : s == queue::queue_state::deferred ? deferred : hold)++;
-        }
-    };
-    std::map<std::string, counts> by_domain;
-    counts all;
-    if (auto sp = open_spool(cfg, false)) {
-        for (auto& e : sp->list()) {
-            auto env = sp->find_envelope(e.id, e.state);
-            if (!env) continue;
-            all.add(e.state);
-            std::vector<std::string> domains;
-            for (auto& r : env->recipients) domains.push_back(queue::recipient_domain(r));
-            std::sort(domains.begin(), domains.end());
-            domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
-            for (auto& d : domains) by_domain[d].add(e.state);
-        }
-    }
     // Paused destinations are known to the running daemon only.
     std::map<std::string, std::int64_t> paused;
     if (auto r = control_request(cfg.server.control_socket, json{{"command", "pauses"}}); r && r->value("ok", false))
         for (auto& p : (*r)["paused"]) paused[p["domain"].get<std::string>()] = p["until_ms"].get<std::int64_t>();
-    for (auto& [d, until] : paused) by_domain[d];  // a paused domain shows even with nothing queued
-    std::vector<std::pair<std::string, counts>> rows(by_domain.begin(), by_domain.end());
-    std::stable_sort(rows.begin(), rows.end(), [](auto& a, auto& b) { return a.second.total() > b.second.total(); });
+    auto sp = open_spool(cfg, false);
+    json out = views::queue_summary(sp.get(), paused);
     if (as_json) {
-        json d = json::array();
-        for (auto& [name, c] : rows) {
-            json row{{"domain", name}, {"total", c.total()}, {"active", c.active}, {"deferred", c.deferred}, {"hold", c.hold}};
-            if (paused.count(name)) row["paused_until"] = format_time(paused[name]);
-            d.push_back(row);
-        }
-        json out{{"domains", d},
-                 {"total", {{"messages", all.total()}, {"active", all.active}, {"deferred", all.deferred}, {"hold", all.hold}}}};
         std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     std::printf("%-40s %8s %8s %8s %8s  %s\n", "DOMAIN", "TOTAL", "ACTIVE", "DEFERRED", "HOLD", "PAUSED UNTIL");
-    for (auto& [name, c] : rows)
-        std::printf("%-40s %8zu %8zu %8zu %8zu  %s\n", name.c_str(), c.total(), c.active, c.deferred, c.hold,
-                    paused.count(name) ? format_time(paused[name]).c_str() : "");
-    std::printf("%-40s %8zu %8zu %8zu %8zu\n", "TOTAL (messages)", all.total(), all.active, all.deferred, all.hold);
+    for (auto& r : out["domains"])
+        std::printf("%-40s %8zu %8zu %8zu %8zu  %s\n", r["domain"].get<std::string>().c_str(), r["total"].get<std::size_t>(),
+                    r["active"].get<std::size_t>(), r["deferred"].get<std::size_t>(), r["hold"].get<std::size_t>(),
+                    r.value("paused_until", std::string()).c_str());
+    auto& t = out["total"];
+    std::printf("%-40s %8zu %8zu %8zu %8zu\n", "TOTAL (messages)", t["messages"].get<std::size_t>(),
+                t["active"].get<std::size_t>(), t["deferred"].get<std::size_t>(), t["hold"].get<std::size_t>());
     return 0;
 }
 
 int queue_show(const config& cfg, const std::string& id, bool as_json) {
     if (!queue::is_queue_id(id)) die(1, "not a queue id: " + id);
     auto sp = open_spool(cfg, false);
-    std::optional<queue::queue_state> st;
-    if (sp) st = sp->locate(id);
-    if (!st) die(1, id + ": not in the queue");
-    queue::envelope env;
-    std::string content;
-    if (auto ec = sp->read_message(id, *st, env, content)) die(1, id + ": cannot read: " + ec.message());
-    auto header_end = content.find("\r\n\r\n");
-    std::string headers = content.substr(0, header_end == std::string::npos ? content.size() : header_end + 2);
-    json j = message_json(env, *st);
-    j["client"] = env.client;
-    j["helo"] = env.helo;
-    j["auth_user"] = env.auth_user;
-    j["smtputf8"] = env.smtputf8;
-    j["8bitmime"] = env.eightbit;
-    j["headers"] = headers;
-    std::error_code sec;
-    auto status = sp->read_status(id, env.recipients.size(), sec);
-    if (sec) die(1, id + ": cannot read recipient status: " + sec.message());
-    json rc = json::array();
-    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
-        auto& st = status[i];
-        json r{{"recipient", env.recipients[i]}, {"status", st.status}, {"attempts", st.attempts}};
-        if (st.attempts > 0 || st.final()) {
-            r["last_attempt"] = format_time(st.last_attempt_ms);
-            r["code"] = st.code;
-            r["enhanced"] = st.enhanced;
-            r["stage"] = st.stage;
-            r["mx"] = st.mx;
-            r["last_reply"] = st.reply;
-        } else {
-            r["last_reply"] = nullptr;
-        }
-        rc.push_back(r);
-    }
-    j["recipients"] = rc;
+    if (!sp) die(1, id + ": not in the queue");
+    std::string error;
+    auto shown = views::queue_show(*sp, id, error);
+    if (!shown) die(1, error);
+    json& j = *shown;
     if (as_json) {
         std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     std::printf("id:        %s\nstate:     %s\narrival:   %s\nsize:      %llu\nsender:    <%s>\ncampaign:  %s\n"
                 "client:    [%s] helo=%s%s%s\n",
-                env.id.c_str(), std::string(queue::to_string(*st)).c_str(), format_time(env.arrival_ms).c_str(),
-                static_cast<unsigned long long>(env.content_size), env.sender.c_str(), env.campaign.c_str(),
-                env.client.c_str(), env.helo.c_str(), env.auth_user.empty() ? "" : " auth=", env.auth_user.c_str());
+                j["id"].get<std::string>().c_str(), j["state"].get<std::string>().c_str(),
+                j["arrival"].get<std::string>().c_str(), static_cast<unsigned long long>(j["size"].get<std::uint64_t>()),
+                j["sender"].get<std::string>().c_str(), j["campaign"].get<std::string>().c_str(),
+                j["client"].get<std::string>().c_str(), j["helo"].get<std::string>().c_str(),
+                j["auth_user"].get<std::string>().empty() ? "" : " auth=", j["auth_user"].get<std::string>().c_str());
     std::printf("recipients:\n");
-    for (std::size_t i = 0; i < env.recipients.size(); ++i) {
-        auto& st = status[i];
-        std::printf("  <%s>  %s, %d attempt(s)", env.recipients[i].c_str(), st.status.c_str(), st.attempts);
-        if (st.attempts > 0)
-            std::printf(", last %s at %s via %s: %s", format_time(st.last_attempt_ms).c_str(), st.stage.c_str(),
-                        st.mx.empty() ? "-" : st.mx.c_str(), st.reply.c_str());
+    for (auto& r : j["recipients"]) {
+        std::printf("  <%s>  %s, %d attempt(s)", r["recipient"].get<std::string>().c_str(),
+                    r["status"].get<std::string>().c_str(), r["attempts"].get<int>());
+        if (r["attempts"].get<int>() > 0)
+            std::printf(", last %s at %s via %s: %s", r["last_attempt"].get<std::string>().c_str(),
+                        r["stage"].get<std::string>().c_str(),
+                        r["mx"].get<std::string>().empty() ? "-" : r["mx"].get<std::string>().c_str(),
+                        r["last_reply"].get<std::string>().c_str());
         std::printf("\n");
     }
     std::printf("headers:\n");
-    std::string h = headers;
+    std::string h = j["headers"].get<std::string>();
     for (std::size_t pos = 0; pos < h.size();) {
         auto eol = h.find("\r\n", pos);
         std::printf("  %s\n", h.substr(pos, eol - pos).c_str());

@@ -9,39 +9,32 @@
 #include "bounce/suppression_list.hpp"
 #include "events/make.hpp"
 #include "queue/clock.hpp"
+#include "views/views.hpp"
 
 namespace ricochet::ctl {
 
 int recipient_show(const config& cfg, const std::string& addr, bool as_json) {
     auto st = open_state(cfg, true);
-    std::optional<bounce::address_record> r;
-    std::vector<events::event> hist;
-    if (st) {
-        r = st->get(addr);
-        hist = st->history(addr);
-    }
-    if (!r && hist.empty()) die(1, addr + ": no record (never mailed, or never bounced)");
-    bounce::address_record rec = r.value_or(bounce::address_record{bounce::lower_address(addr)});
-    json j = record_json(rec);
-    json h = json::array();
-    for (auto& d : hist)
-        h.push_back({{"time", format_time(d.time_ms)}, {"type", events::to_string(d.type)}, {"queue_id", d.queue_id},
-                     {"campaign", d.campaign}, {"kind", d.kind}, {"category", d.category}, {"rule", d.rule},
-                     {"reply", d.reply}});
-    j["history"] = h;
+    std::optional<json> shown;
+    if (st) shown = views::recipient(*st, addr);
+    if (!shown) die(1, addr + ": no record (never mailed, or never bounced)");
+    json& j = *shown;
     if (as_json) {
         std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
+    auto text = [](const json& v) { return v.is_string() ? v.get<std::string>() : std::string("-"); };
+    std::string kind = j["last_kind"], category = j["last_category"];
     std::printf("address:      %s\nstatus:       %s\nbounces:      %d\nfirst bounce: %s\nlast bounce:  %s\n"
                 "last reply:   %s%s\nhistory (newest first):\n",
-                rec.address.c_str(), std::string(bounce::to_string(rec.status)).c_str(), rec.bounce_count,
-                rec.first_bounce_ms ? format_time(rec.first_bounce_ms).c_str() : "-",
-                rec.last_bounce_ms ? format_time(rec.last_bounce_ms).c_str() : "-", rec.last_reply.c_str(),
-                rec.last_category.empty() ? "" : (" [" + rec.last_kind + "/" + rec.last_category + "]").c_str());
-    for (auto& d : hist)
-        std::printf("  %s  %-10s %s %s%s\n", format_time(d.time_ms).c_str(), std::string(events::to_string(d.type)).c_str(), d.queue_id.c_str(),
-                    d.category.empty() ? "" : (d.kind + "/" + d.category + " ").c_str(), d.reply.c_str());
+                text(j["address"]).c_str(), text(j["status"]).c_str(), j["bounce_count"].get<int>(),
+                text(j["first_bounce"]).c_str(), text(j["last_bounce"]).c_str(), j["last_reply"].get<std::string>().c_str(),
+                category.empty() ? "" : (" [" + kind + "/" + category + "]").c_str());
+    for (auto& d : j["history"]) {
+        std::string dk = d["kind"], dc = d["category"];
+        std::printf("  %s  %-10s %s %s%s\n", text(d["time"]).c_str(), text(d["type"]).c_str(), text(d["queue_id"]).c_str(),
+                    dc.empty() ? "" : (dk + "/" + dc + " ").c_str(), d["reply"].get<std::string>().c_str());
+    }
     return 0;
 }
 
@@ -49,8 +42,7 @@ int recipient_list(const config& cfg, const std::string& status, bool as_json) {
     auto s = bounce::parse_address_status(status);
     if (!s) die(2, "--status must be bounced, held or unsubscribed");
     json arr = json::array();
-    if (auto st = open_state(cfg, true))
-        for (auto& r : st->list(*s)) arr.push_back(record_json(r));
+    if (auto st = open_state(cfg, true)) arr = views::recipients(*st, *s, "", 0)["recipients"];
     if (as_json) {
         std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;

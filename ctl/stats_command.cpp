@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "queue/clock.hpp"
+#include "views/views.hpp"
 
 namespace ricochet::ctl {
 
@@ -17,17 +18,8 @@ int stats(const config& cfg, const std::string& campaign, const std::string& dom
         if (!parse_duration(since, ago)) die(2, "--since: a duration such as 24h or 7d");
         since_ms = now_ms() - ago.count() * 1000;
     }
-    json out = json::object();
-    auto st = open_state(cfg, true);
-    for (std::string group : {"campaign", "domain"}) {
-        json rows = json::array();
-        if (st)
-            for (auto& r : st->stats(group, campaign, domain, since_ms))
-                rows.push_back({{group, r.key}, {"sent", r.sent}, {"delivered", r.delivered}, {"deferred", r.deferred},
-                                {"hard", r.hard}, {"soft", r.soft}, {"block", r.block}, {"technical", r.technical},
-                                {"bounce_rate", r.bounce_rate()}});
-        out[group == "campaign" ? "by_campaign" : "by_domain"] = rows;
-    }
+    json out{{"by_campaign", json::array()}, {"by_domain", json::array()}};
+    if (auto st = open_state(cfg, true)) out = views::stats(*st, campaign, domain, since_ms);
     if (as_json) {
         std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;

@@ -25,6 +25,8 @@
 #include "events/publisher.hpp"
 #include "queue/clock.hpp"
 #include "queue/dsn_writer.hpp"
+#include <chrono>
+
 #include "queue/logger.hpp"
 #include "queue/schedule.hpp"
 #include "queue/spool.hpp"
@@ -58,6 +60,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     std::unique_ptr<transport> own_transport;      // unless the caller passed a transport
     next_hops hops;
     connection_pool pool;
+    std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
     asio::steady_timer wakeup;
     bool stopping = false, woken = false;
     std::atomic<unsigned> inflight{0};
@@ -321,7 +324,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         } else {
             for (auto& [domain, idxs] : by_domain) {
                 std::vector<outcome> results;
+                auto attempt_start = std::chrono::steady_clock::now();
                 co_await deliver_domain(id, domain, idxs, env, content, results);
+                if (attempt_observer)
+                    attempt_observer(std::chrono::duration<double>(std::chrono::steady_clock::now() - attempt_start).count());
                 // Recorded per domain, so a stop or crash later in this message
                 // never sends these recipients again.
                 auto t = now_ms();
@@ -388,6 +394,8 @@ unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 delivery_agent::~delivery_agent() = default;
 
 void delivery_agent::start() { asio::co_spawn(impl_->strand, impl_->dispatcher(), asio::detached); }
+
+void delivery_agent::set_attempt_observer(std::function<void(double)> f) { impl_->attempt_observer = std::move(f); }
 
 void delivery_agent::wake() {
     asio::post(impl_->strand, [self = impl_] { self->wake_on_strand(); });

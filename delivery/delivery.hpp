@@ -53,6 +53,9 @@ public:
                    bounce::destination_backoff& backoff, dns::lookup* dns = nullptr, transport* t = nullptr);
     ~delivery_agent();
     void start();
+    // Called with the seconds each attempt on one destination took (DNS,
+    // connection, transaction); set before start(). For the metrics.
+    void set_attempt_observer(std::function<void(double)> f);
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
     // Stops taking new messages; those in flight finish (see in_flight()).

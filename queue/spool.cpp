@@ -234,7 +234,10 @@ void spool::committer_loop() {
             if (pending_.empty()) return;  // stopping, and nothing left to do
             batch.swap(pending_);
         }
+        auto start = std::chrono::steady_clock::now();
         commit_batch(batch);
+        if (commit_observer_)
+            commit_observer_(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), batch.size());
         batch.clear();
     }
 }

@@ -82,6 +82,10 @@ public:
     const std::filesystem::path& dir() const { return dir_; }
     std::string new_id() { return ids_.next(); }
     void set_batch_hook(batch_hook h) { hook_ = std::move(h); }
+    // Called on the committer thread with each group commit's duration in
+    // seconds and its number of messages (metrics). Set before submitting.
+    using commit_observer = std::function<void(double seconds, std::size_t messages)>;
+    void set_commit_observer(commit_observer f) { commit_observer_ = std::move(f); }
 
     // Queues env + content (content = the message as it will be sent) for the
     // next group commit. env.id must come from new_id(); env.content_size is
@@ -159,6 +163,7 @@ private:
     int state_fd_[3] = {-1, -1, -1};
     queue_id_generator ids_;
     batch_hook hook_;
+    commit_observer commit_observer_;
 
     std::mutex mu_;
     std::condition_variable cv_;

@@ -145,9 +145,10 @@ std::vector<event> recipient_state::history(const std::string& address, int limi
     std::lock_guard lk(mu_);
     return store_->history(lower(address), limit);
 }
-std::vector<bounce::address_record> recipient_state::list(bounce::address_status s) const {
+std::vector<bounce::address_record> recipient_state::list(bounce::address_status s, const std::string& after,
+                                                          std::size_t limit) const {
     std::lock_guard lk(mu_);
-    return store_->recipients_with(s);
+    return store_->recipients_with(s, after, limit);
 }
 std::optional<bool> recipient_state::message_bounced(const std::string& queue_id) const {
     std::lock_guard lk(mu_);

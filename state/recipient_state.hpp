@@ -46,7 +46,8 @@ public:
 
     std::optional<bounce::address_record> get(const std::string& address) const;
     std::vector<events::event> history(const std::string& address, int limit = 50) const;
-    std::vector<bounce::address_record> list(bounce::address_status s) const;
+    std::vector<bounce::address_record> list(bounce::address_status s, const std::string& after = "",
+                                             std::size_t limit = 0) const;
     std::optional<bool> message_bounced(const std::string& queue_id) const;
     // Who a VERP token (queue id, recipient index) names, and the campaign
     // and sender, long after the message left the spool.

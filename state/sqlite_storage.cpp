@@ -94,7 +94,7 @@ bounce::address_record read_record(stmt& q) {
 }
 #define RECORD_COLS "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category"
 constexpr const char* select_recipient_sql = "SELECT " RECORD_COLS " FROM recipients WHERE address = ?";
-constexpr const char* select_status_sql = "SELECT " RECORD_COLS " FROM recipients WHERE status = ? ORDER BY address";
+constexpr const char* select_status_sql = "SELECT " RECORD_COLS " FROM recipients WHERE status = ? AND address > ? ORDER BY address LIMIT ?";
 #undef RECORD_COLS
 
 constexpr const char* schema =
@@ -109,6 +109,7 @@ constexpr const char* schema =
     " last_bounce_ms INTEGER NOT NULL DEFAULT 0, last_reply TEXT, last_kind TEXT, last_category TEXT,"
     " updated_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS recipients_status ON recipients(status);"
+    "CREATE INDEX IF NOT EXISTS recipients_status_address ON recipients(status, address);"
     "CREATE TABLE IF NOT EXISTS decisions(id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, type TEXT NOT NULL,"
     " queue_id TEXT, campaign TEXT, recipient TEXT, domain TEXT, kind TEXT, category TEXT, rule TEXT, reply TEXT);"
     "CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions(recipient);"
@@ -210,10 +211,11 @@ bool sqlite_storage::save_recipient(const bounce::address_record& r, std::int64_
     return q.run() || fail(q, error);
 }
 
-std::vector<bounce::address_record> sqlite_storage::recipients_with(bounce::address_status s) {
+std::vector<bounce::address_record> sqlite_storage::recipients_with(bounce::address_status s, const std::string& after,
+                                                                   std::size_t limit) {
     auto use = prepared(select_status_sql);
     auto& q = *use;
-    q.text(1, std::string(bounce::to_string(s)));
+    q.text(1, std::string(bounce::to_string(s))).text(2, after).num(3, limit ? static_cast<std::int64_t>(limit) : -1);
     std::vector<bounce::address_record> out;
     while (q.row()) out.push_back(read_record(q));
     return out;

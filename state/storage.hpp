@@ -41,7 +41,10 @@ public:
     // afresh over a record it could not read).
     virtual std::optional<bounce::address_record> load_recipient(const std::string& address, std::string& error) = 0;
     virtual bool save_recipient(const bounce::address_record& r, std::int64_t now_ms, std::string& error) = 0;
-    virtual std::vector<bounce::address_record> recipients_with(bounce::address_status s) = 0;
+    // In address order; after: only addresses sorting after it (a cursor);
+    // limit 0: all.
+    virtual std::vector<bounce::address_record> recipients_with(bounce::address_status s, const std::string& after = "",
+                                                                std::size_t limit = 0) = 0;
 
     // decisions: the history of every address and the source of `stats`.
     virtual bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) = 0;

@@ -31,10 +31,11 @@ public:
         data_.recipients[r.address] = r;
         return true;
     }
-    std::vector<bounce::address_record> recipients_with(bounce::address_status s) override {
+    std::vector<bounce::address_record> recipients_with(bounce::address_status s, const std::string& after = "",
+                                                        std::size_t limit = 0) override {
         std::vector<bounce::address_record> out;
-        for (auto& [a, r] : data_.recipients)
-            if (r.status == s) out.push_back(r);
+        for (auto& [a, r] : data_.recipients)  // a std::map: in address order
+            if (r.status == s && a > after && (!limit || out.size() < limit)) out.push_back(r);
         return out;
     }
     bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override {

@@ -1,0 +1,55 @@
+// views — what ricochetctl and the HTTP API both show, computed once: the
+// queue (summary by domain, a filtered listing, one message), a recipient
+// with its history, recipients by status (cursor paging), and stats. Each
+// returns the JSON both print (ricochetctl --json prints it as it is; the
+// API returns it), so the two can never disagree. Reading only: every change
+// goes through daemon/control (the control socket and the API alike).
+//
+// Errors: a view that cannot answer returns nullopt and sets `error` to one
+// line ("<id>: not in the queue"); the caller maps it to exit code 1 or 404.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "bounce/recipient_status.hpp"
+
+namespace ricochet::queue {
+class spool;
+struct envelope;
+enum class queue_state;
+}  // namespace ricochet::queue
+namespace ricochet::state {
+class recipient_state;
+}
+
+namespace ricochet::views {
+using nlohmann::json;
+
+// "2026-11-30T10:26:38Z" (UTC, to the second).
+std::string format_time(std::int64_t ms);
+
+struct queue_filter {
+    std::string domain, campaign;
+    std::optional<queue::queue_state> state;
+};
+// Every queued message matching f, in id order: [{id, state, arrival, size, sender, campaign, recipients}].
+json queue_list(const queue::spool& sp, const queue_filter& f);
+// {"domains": [{domain, total, active, deferred, hold[, paused_until]}], "total": {...}};
+// paused: the daemon's paused destinations (domain -> until, ms).
+// sp null: no spool yet (only the paused domains show).
+json queue_summary(const queue::spool* sp, const std::map<std::string, std::int64_t>& paused);
+// One message: envelope, headers, and each recipient's status.
+std::optional<json> queue_show(const queue::spool& sp, const std::string& id, std::string& error);
+
+json record_json(const bounce::address_record& r);
+// The record and its history (newest first); nullopt when the address was never seen.
+std::optional<json> recipient(const state::recipient_state& st, const std::string& address, int history_limit = 50);
+// Recipients with a status, in address order after `after`: {"recipients": [...], "next": CURSOR|null}.
+json recipients(const state::recipient_state& st, bounce::address_status s, const std::string& after, std::size_t limit);
+// {"by_campaign": [...], "by_domain": [...]}.
+json stats(const state::recipient_state& st, const std::string& campaign, const std::string& domain, std::int64_t since_ms);
+
+}  // namespace ricochet::views
