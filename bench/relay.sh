@@ -81,6 +81,9 @@ listen = ["127.0.0.1:$BNC"]
 [bounce]
 rules = "$PWD/etc/bounce-rules.toml"
 CFG
+  # The API off (a baseline older than [http] refuses the table: then it is left out).
+  printf '[http]\nlisten = []\n' >>"$W/r.toml"
+  "$bin/ricochetd" --config "$W/r.toml" --check-config >/dev/null 2>&1 || sed -i '/^\[http\]$/,$d' "$W/r.toml"
   "$bin/ricochetd" --config "$W/r.toml" >"$W/$label.log" 2>&1 &
   RPID=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RIN") 2>/dev/null && break; sleep 0.05; done

@@ -79,6 +79,8 @@ host = "127.0.0.1:$SINK"
 listen = ["127.0.0.1:$BNC"]
 [bounce]
 rules = "$PWD/etc/bounce-rules.toml"
+[http]
+listen = []
 CFG
 }
 

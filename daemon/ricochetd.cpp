@@ -30,9 +30,12 @@
 #include "daemon/event_pipeline.hpp"
 #include "daemon/verp_secret.hpp"
 #include "delivery/delivery.hpp"
+#include "http/api.hpp"
+#include "http/server.hpp"
 #include "events/bus.hpp"
 #include "events/jsonl_log.hpp"
 #include "events/make.hpp"
+#include "events/metrics.hpp"
 #include "events/recorder.hpp"
 #include "events/sequencer.hpp"
 #include "intake/bounce_listener.hpp"
@@ -145,6 +148,9 @@ int main(int argc, char** argv) {
     }
     events::bus bus(seq);
     bus.add(events_file);
+    events::metrics metrics;  // counts what the event log records
+    bus.add(metrics);
+    spool->set_commit_observer([&metrics](double s, std::size_t) { metrics.spool_commit.observe(s); });
     // Decisions the store cannot take now (locked, disk full) wait in a
     // journal in the spool and go in, in order, before the next batch and on
     // a timer: none is lost while the store is down.
@@ -172,6 +178,7 @@ int main(int argc, char** argv) {
     boost::asio::io_context io;
     bounce::destination_backoff backoff(cfg.bounce.destination_backoff.count() * 1000);
     delivery::delivery_agent delivery(io, cfg, *spool, due, recorder, verp, classifier, backoff);
+    delivery.set_attempt_observer([&metrics](double s) { metrics.delivery.observe(s); });
     // After each group commit: one `queued` event per recipient, stored
     // before the clients hear 250 (a crash after it keeps the messages' rows,
     // which later bounces are matched against) and before the messages are
@@ -231,6 +238,48 @@ int main(int argc, char** argv) {
         return 1;
     }
 
+    // The HTTP API: the same services as the control socket (every change
+    // through handle_control), on its own worker threads.
+    auto paused_now = [&backoff] {
+        std::map<std::string, std::int64_t> m;
+        for (auto& p : backoff.paused(now_ms())) m[p.domain] = p.until_ms;
+        return m;
+    };
+    metrics.add_gauge("ricochet_queue_messages", "Messages in the queue by state (read from the spool when scraped).", [&spool] {
+        std::size_t n[3] = {0, 0, 0};
+        for (auto& e : spool->list()) ++n[static_cast<int>(e.state)];
+        std::vector<events::gauge_sample> out;
+        for (auto st : {queue::queue_state::active, queue::queue_state::deferred, queue::queue_state::hold})
+            out.push_back({{{"state", std::string(queue::to_string(st))}}, double(n[static_cast<int>(st)])});
+        return out;
+    });
+    metrics.add_gauge("ricochet_destination_paused", "1 for each destination paused after a blocklist or reputation reply.",
+                      [&paused_now] {
+                          std::vector<events::gauge_sample> out;
+                          for (auto& [d, until] : paused_now()) out.push_back({{{"domain", d}}, 1});
+                          return out;
+                      });
+    metrics.add_gauge("ricochet_campaign_bounce_rate", "Hard and soft bounces per message sent, per campaign, over the last 24 hours.",
+                      [&store] {
+                          std::vector<events::gauge_sample> out;
+                          for (auto& r : store->stats("campaign", "", "", now_ms() - 86400 * 1000LL))
+                              if (!r.key.empty()) out.push_back({{{"campaign", r.key}}, r.bounce_rate()});
+                          return out;
+                      });
+    metrics.add_gauge("ricochet_state_pending_decisions", "1 while decisions wait in the journal for the state store.",
+                      [&journal] { return std::vector<events::gauge_sample>{{{}, journal.empty() ? 0.0 : 1.0}}; });
+    http::api api({cfg, *spool, *store, suppression, metrics,
+                   [&control_ctx](const json& req) { return daemon::handle_control(control_ctx, req); }, paused_now,
+                   [&journal] {
+                       return journal.empty() ? std::string()
+                                              : "behind: decisions wait in " + journal.path().string() + " for the state store";
+                   }});
+    http::server http_listener(io, cfg, api);
+    if (!http_listener.start(error)) {
+        spdlog::critical("{}", error);
+        return 1;
+    }
+
     // Decisions kept while the state store was down go in as soon as it is back.
     boost::asio::steady_timer journal_timer(io);
     std::function<void()> replay_journal = [&] {
@@ -277,6 +326,7 @@ int main(int argc, char** argv) {
         if (sec) return;
         spdlog::info("signal {}: stopping", sig);
         hangup.cancel();
+        http_listener.stop();
         submission.stop();
         bounce_listener.stop();
         delivery.stop();

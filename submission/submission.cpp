@@ -1,6 +1,8 @@
 // submission — see submission.hpp.
 #include "submission/submission.hpp"
 
+#include "submission/inject.hpp"
+
 #include "bounce/suppression_list.hpp"
 #include "config/config.hpp"
 #include "events/make.hpp"
@@ -34,17 +36,13 @@ smtp::smtp_server_options listener_options(const config& cfg, const smtp::auth_u
     // PRODUCT.md mail flow 1: held and unsubscribed recipients are refused at
     // RCPT, or with bounce.suppressed = "drop" accepted and dropped.
     sub.policy.check_recipient = [&suppression, &publisher, drop = cfg.bounce.suppressed == "drop"](std::string_view rcpt) {
-        auto r = suppression.find(rcpt);
-        if (!r) return smtp::rcpt_verdict::accept();
-        std::string why = r->status == bounce::address_status::held
-                              ? "is held after " + std::to_string(r->bounce_count) + " bounce(s)" +
-                                    (r->last_category.empty() ? "" : " (last: " + r->last_category + ")")
-                              : "has unsubscribed";
+        auto why = suppressed_because(suppression, rcpt);
+        if (!why) return smtp::rcpt_verdict::accept();
         if (drop) {
-            publisher.publish({events::suppressed_at_rcpt(std::string(rcpt), why, now_ms())});
+            publisher.publish({events::suppressed_at_rcpt(std::string(rcpt), *why, now_ms())});
             return smtp::rcpt_verdict::drop();
         }
-        return smtp::rcpt_verdict::refuse("550 5.7.1 <" + std::string(rcpt) + ">: recipient " + why);
+        return smtp::rcpt_verdict::refuse("550 5.7.1 <" + std::string(rcpt) + ">: recipient " + *why);
     };
     return sub;
 }

@@ -42,10 +42,12 @@ NO_DNS = '[delivery]\ndns_servers = ["127.0.0.1:9"]\n'
 
 
 class Daemon:
-    def __init__(self, extra_config="", submission_extra="", trusted=None, preexec_fn=None, bounce_extra=""):
+    def __init__(self, extra_config="", submission_extra="", trusted=None, preexec_fn=None, bounce_extra="",
+                 http_extra=""):
         self.dir = tempfile.mkdtemp(prefix="ricochet-it-")
         self.port = free_port()
         self.bounce_port = free_port()
+        self.http_port = free_port()
         self.config_path = os.path.join(self.dir, "ricochet.toml")
         self.log_path = os.path.join(self.dir, "ricochetd.log")
         self.preexec_fn = preexec_fn
@@ -67,6 +69,9 @@ trusted_networks = {json.dumps(trusted)}
 [bounce_listener]
 listen = ["127.0.0.1:{self.bounce_port}"]
 {bounce_extra}
+[http]
+listen = ["127.0.0.1:{self.http_port}"]
+{http_extra}
 {extra_config}
 """
         # The shipped rules, wherever the test runs from.
@@ -93,6 +98,7 @@ listen = ["127.0.0.1:{self.bounce_port}"]
             try:
                 wait_listening("127.0.0.1", self.port, self.proc)
                 wait_listening("127.0.0.1", self.bounce_port, self.proc)
+                wait_listening("127.0.0.1", self.http_port, self.proc)
                 return self
             except RuntimeError:
                 said = self.log()[start_of_log:]
@@ -108,10 +114,11 @@ listen = ["127.0.0.1:{self.bounce_port}"]
     def _new_ports(self):
         with open(self.config_path) as f:
             text = f.read()
-        port, bounce_port = free_port(), free_port()
+        port, bounce_port, http_port = free_port(), free_port(), free_port()
         text = text.replace("127.0.0.1:%d\"" % self.port, "127.0.0.1:%d\"" % port)
         text = text.replace("127.0.0.1:%d\"" % self.bounce_port, "127.0.0.1:%d\"" % bounce_port)
-        self.port, self.bounce_port = port, bounce_port
+        text = text.replace("127.0.0.1:%d\"" % self.http_port, "127.0.0.1:%d\"" % http_port)
+        self.port, self.bounce_port, self.http_port = port, bounce_port, http_port
         with open(self.config_path, "w") as f:
             f.write(text)
 

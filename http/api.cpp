@@ -1,0 +1,309 @@
+// api — see api.hpp.
+#include "http/api.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+#include "bounce/recipient_status.hpp"
+#include "bounce/suppression_list.hpp"
+#include "config/config.hpp"
+#include "events/log_reader.hpp"
+#include "events/metrics.hpp"
+#include "queue/clock.hpp"
+#include "queue/spool.hpp"
+#include "state/recipient_state.hpp"
+#include "submission/inject.hpp"
+#include "views/views.hpp"
+
+namespace ricochet::http {
+using nlohmann::json;
+
+namespace {
+
+response json_reply(int status, const json& j) {
+    response r;
+    r.status = status;
+    r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+    return r;
+}
+
+response method_not_allowed(std::string_view allow) {
+    auto r = error_reply(405, "method not allowed");
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
+}
+
+// "/v1/queue/ID" with prefix "/v1/queue/" -> "ID" (nothing when the path is the prefix or has more segments).
+std::optional<std::string> tail(const std::string& path, std::string_view prefix) {
+    if (path.size() <= prefix.size() || path.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+    return path.substr(prefix.size());
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::optional<json> parse_body(const request& req, response& err) {
+    if (req.body.empty()) {
+        err = error_reply(400, "a JSON body is required");
+        return std::nullopt;
+    }
+    auto j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded()) {
+        err = error_reply(400, "the body is not valid JSON");
+        return std::nullopt;
+    }
+    return j;
+}
+
+// A query parameter as a number in [lo, hi]; the default when absent.
+bool number_param(const request& req, const char* key, std::uint64_t& out, std::uint64_t lo, std::uint64_t hi,
+                  response& err) {
+    auto it = req.query.find(key);
+    if (it == req.query.end() || it->second.empty()) return true;
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+    if (ec != std::errc() || p != it->second.data() + it->second.size() || v < lo || v > hi) {
+        err = error_reply(400, std::string(key) + " must be a number from " + std::to_string(lo) + " to " + std::to_string(hi));
+        return false;
+    }
+    out = v;
+    return true;
+}
+
+std::string param(const request& req, const char* key) {
+    auto it = req.query.find(key);
+    return it == req.query.end() ? std::string() : it->second;
+}
+
+// A control reply ({"ok", "error", ...}) as a response.
+response from_control(const json& r, int refused_status = 400) {
+    if (r.value("ok", false)) {
+        json out = r;
+        out.erase("ok");
+        return json_reply(200, out);
+    }
+    return error_reply(refused_status, r.value("error", std::string("refused")));
+}
+
+}  // namespace
+
+std::uint64_t api::body_limit(const std::string& method, const std::string& path) const {
+    if (method == "PUT" && path == "/v1/suppressions") return ctx_.cfg.http.max_import_body;
+    return ctx_.cfg.http.max_body;
+}
+
+void api::handle(const request& req, std::function<void(response)> reply) {
+    bool deferred = false;
+    response r;
+    try {
+        r = route(req, reply, deferred);
+    } catch (const std::exception& e) {  // a bug must not take the listener down
+        r = error_reply(500, std::string("internal error: ") + e.what());
+    }
+    if (!deferred) reply(std::move(r));
+}
+
+response api::route(const request& req, std::function<void(response)>& reply, bool& deferred) {
+    const auto& p = req.path;
+    const auto& m = req.method;
+    response err;
+
+    if (p == "/healthz") {
+        if (m != "GET" && m != "HEAD") return method_not_allowed("GET, HEAD");
+        json j;
+        bool ok = true;
+        // The spool: can a file be created (and synced) in its incoming/ now?
+        auto probe = ctx_.spool.dir() / "incoming" / (".healthz." + std::to_string(::getpid()));
+        int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || ::write(fd, "x", 1) != 1 || ::fdatasync(fd) != 0) {
+            j["spool"] = std::string("not writable: ") + std::strerror(errno);
+            ok = false;
+        } else {
+            j["spool"] = "ok";
+        }
+        if (fd >= 0) ::close(fd);
+        ::unlink(probe.c_str());
+        auto st = ctx_.state_health ? ctx_.state_health() : std::string();
+        j["state"] = st.empty() ? "ok" : st;
+        ok = ok && st.empty();
+        j["status"] = ok ? "ok" : "failing";
+        return json_reply(ok ? 200 : 503, j);
+    }
+    if (p == "/metrics") {
+        if (m != "GET") return method_not_allowed("GET");
+        response r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = ctx_.metrics.render();
+        return r;
+    }
+
+    if (p == "/v1/messages") {
+        if (m != "POST") return method_not_allowed("POST");
+        auto body = parse_body(req, err);
+        if (!body) return err;
+        submission::inject_limits lim{ctx_.cfg.server.hostname, ctx_.cfg.submission.campaign_header,
+                                      ctx_.cfg.submission.max_message_size, ctx_.cfg.submission.max_recipients};
+        std::string error;
+        auto inj = submission::prepare_injection(*body, lim, ctx_.suppression, req.client_ip, req.user,
+                                                 [this] { return ctx_.spool.new_id(); }, now_ms(), error);
+        if (!inj) return error_reply(error.rfind("message size", 0) == 0 ? 413 : 400, error);
+        if (inj->env.recipients.empty()) return json_reply(200, submission::injection_reply(*inj));  // nothing queued
+        auto answer = submission::injection_reply(*inj);
+        deferred = true;
+        ctx_.spool.submit(std::move(inj->env), std::move(inj->content),
+                          [reply, answer = std::move(answer)](std::error_code ec) {
+                              if (ec) reply(error_reply(503, "insufficient system storage, try again later: " + ec.message()));
+                              else reply(json_reply(202, answer));
+                          });
+        return {};
+    }
+
+    if (p == "/v1/queue/summary") {
+        if (m != "GET") return method_not_allowed("GET");
+        return json_reply(200, views::queue_summary(&ctx_.spool, ctx_.paused ? ctx_.paused() : std::map<std::string, std::int64_t>{}));
+    }
+    if (p == "/v1/queue") {
+        if (m != "GET") return method_not_allowed("GET");
+        views::queue_filter f{param(req, "domain"), param(req, "campaign"), std::nullopt};
+        if (auto s = param(req, "state"); !s.empty()) {
+            f.state = queue::parse_queue_state(s);
+            if (!f.state) return error_reply(400, "state must be active, deferred or hold");
+        }
+        return json_reply(200, views::queue_list(ctx_.spool, f));
+    }
+    if (auto rest = tail(p, "/v1/queue/")) {
+        static const std::map<std::string, std::string> ops{
+            {"flush", "queue.flush"}, {"hold", "queue.hold"}, {"release", "queue.release"}, {"delete", "queue.delete"}};
+        if (auto op = ops.find(*rest); op != ops.end() || *rest == "bounce") {
+            if (m != "POST") return method_not_allowed("POST");
+            if (*rest == "bounce") return error_reply(501, "queue bounce is not implemented yet");
+            auto body = parse_body(req, err);
+            if (!body) return err;
+            if (!body->is_object()) return error_reply(400, "the body must be {\"id\"}, {\"domain\"}, {\"campaign\"} or {\"all\": true}");
+            json cmd{{"command", op->second}};
+            int given = 0;
+            for (auto* k : {"id", "domain", "campaign"})
+                if (auto it = body->find(k); it != body->end()) {
+                    if (!it->is_string() || it->get<std::string>().empty())
+                        return error_reply(400, std::string("\"") + k + "\" must be a non-empty string");
+                    cmd[k] = *it;
+                    ++given;
+                }
+            if (auto it = body->find("all"); it != body->end()) {
+                if (!it->is_boolean() || !it->get<bool>()) return error_reply(400, "\"all\" must be true");
+                cmd["all"] = true;
+                ++given;
+            }
+            if (given != 1) return error_reply(400, "give exactly one of \"id\", \"domain\", \"campaign\", \"all\": true");
+            auto r = ctx_.control(cmd);
+            if (r.value("ok", false) && cmd.contains("id") && r.value("matched", 0) == 0)
+                return error_reply(404, cmd["id"].get<std::string>() + ": not in the queue");
+            return from_control(r);
+        }
+        if (m != "GET") return method_not_allowed("GET");
+        std::string error;
+        auto shown = views::queue_show(ctx_.spool, *rest, error);
+        if (!shown) return error_reply(error.find("cannot read") != std::string::npos ? 500 : 404, error);
+        return json_reply(200, *shown);
+    }
+
+    if (p == "/v1/recipients") {
+        if (m != "GET") return method_not_allowed("GET");
+        auto s = bounce::parse_address_status(param(req, "status"));
+        if (!s) return error_reply(400, "status must be active, bounced, held or unsubscribed");
+        std::uint64_t limit = 100;
+        if (!number_param(req, "limit", limit, 1, 10000, err)) return err;
+        return json_reply(200, views::recipients(ctx_.state, *s, bounce::lower_address(param(req, "after")), limit));
+    }
+    if (auto rest = tail(p, "/v1/recipients/")) {
+        for (auto [suffix, status, why] : {std::tuple{"/clear", "active", "clear"}, std::tuple{"/engage", "active", "engage"},
+                                           std::tuple{"/unsubscribe", "unsubscribed", "unsubscribe"}}) {
+            if (!ends_with(*rest, suffix)) continue;
+            if (m != "POST") return method_not_allowed("POST");
+            auto addr = rest->substr(0, rest->size() - std::string_view(suffix).size());
+            if (addr.find('@') == std::string::npos) return error_reply(400, "not an address: " + addr);
+            auto r = ctx_.control({{"command", "recipient.set"}, {"address", addr}, {"status", status}, {"why", why}});
+            if (!r.value("ok", false)) return error_reply(409, r.value("error", std::string("refused")));
+            auto now = ctx_.state.get(addr);
+            return json_reply(200, now ? views::record_json(*now) : json{{"address", bounce::lower_address(addr)}, {"status", status}});
+        }
+        if (m != "GET") return method_not_allowed("GET");
+        if (rest->find('/') != std::string::npos || rest->find('@') == std::string::npos)
+            return error_reply(404, "no such resource: " + p);
+        std::uint64_t limit = 50;
+        if (!number_param(req, "history", limit, 0, 1000, err)) return err;
+        auto shown = views::recipient(ctx_.state, *rest, static_cast<int>(limit));
+        if (!shown) return error_reply(404, *rest + ": no record (never mailed, or never bounced)");
+        return json_reply(200, *shown);
+    }
+
+    if (p == "/v1/stats") {
+        if (m != "GET") return method_not_allowed("GET");
+        std::int64_t since_ms = 0;
+        if (auto since = param(req, "since"); !since.empty()) {
+            seconds ago{0};
+            if (!parse_duration(since, ago)) return error_reply(400, "since must be a duration such as 24h or 7d");
+            since_ms = now_ms() - ago.count() * 1000;
+        }
+        return json_reply(200, views::stats(ctx_.state, param(req, "campaign"), param(req, "domain"), since_ms));
+    }
+
+    if (auto rest = tail(p, "/v1/campaigns/")) {
+        if (ends_with(*rest, "/pause") || ends_with(*rest, "/resume")) {
+            if (m != "POST") return method_not_allowed("POST");
+            return error_reply(501, "the campaign circuit breaker is not implemented yet");
+        }
+        if (m != "GET") return method_not_allowed("GET");
+        auto s = views::stats(ctx_.state, *rest, "", 0);
+        json row = s["by_campaign"].empty() ? json::object() : s["by_campaign"][0];
+        if (row.empty()) return error_reply(404, *rest + ": no such campaign");
+        row["breaker"] = {{"state", "off"}};
+        return json_reply(200, row);
+    }
+
+    if (p == "/v1/events") {
+        if (m != "GET") return method_not_allowed("GET");
+        std::uint64_t after = 0, limit = 100;
+        if (!number_param(req, "after", after, 0, UINT64_MAX / 2, err)) return err;
+        if (!number_param(req, "limit", limit, 1, 10000, err)) return err;
+        events::log_query q;
+        q.after = after;
+        q.limit = limit;
+        if (auto types = param(req, "types"); !types.empty()) {
+            std::vector<std::string> wanted;
+            for (std::size_t pos = 0; pos <= types.size();) {
+                auto comma = types.find(',', pos);
+                auto t = types.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+                if (!events::parse_event_type(t)) return error_reply(400, "not an event type: " + t);
+                wanted.push_back(t);
+                if (comma == std::string::npos) break;
+                pos = comma + 1;
+            }
+            q.keep = [wanted](std::string_view t) {
+                for (auto& w : wanted)
+                    if (w == t) return true;
+                return false;
+            };
+        }
+        std::error_code ec;
+        auto batch = events::read_log(ctx_.cfg.server.events_log, q, ec);
+        if (ec) return error_reply(500, "cannot read the event log: " + ec.message());
+        response r;
+        r.body = "{\"events\":[";
+        for (std::size_t i = 0; i < batch.lines.size(); ++i) {
+            if (i) r.body += ',';
+            r.body += batch.lines[i];
+        }
+        r.body += "],\"last_seq\":" + std::to_string(std::max(batch.last_seq, after)) +
+                  ",\"more\":" + (batch.more ? "true" : "false") + "}";
+        return r;
+    }
+
+    return error_reply(404, "no such resource: " + p);
+}
+
+}  // namespace ricochet::http

@@ -1,0 +1,64 @@
+// api — the HTTP API of PRODUCT.md "HTTP API": routes a checked request
+// (the listener has read it whole and checked Host, token and size) to the
+// services ricochetctl uses too: views/ for what is shown, daemon/control
+// for every change, submission/inject for injection, the spool's group
+// commit, the event log reader, the metrics. No Asio here: the listener
+// (http/server.hpp) calls handle() on a worker thread, never on an I/O
+// thread, because a queue listing or a state query may take a while.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "http/http_util.hpp"
+
+namespace ricochet {
+struct config;
+}
+namespace ricochet::queue {
+class spool;
+}
+namespace ricochet::state {
+class recipient_state;
+}
+namespace ricochet::bounce {
+class suppression_list;
+}
+namespace ricochet::events {
+class metrics;
+}
+
+namespace ricochet::http {
+
+struct api_context {
+    const config& cfg;
+    queue::spool& spool;
+    const state::recipient_state& state;
+    const bounce::suppression_list& suppression;
+    const events::metrics& metrics;
+    // daemon::handle_control: every change (queue operations, recipient status).
+    std::function<nlohmann::json(const nlohmann::json&)> control;
+    // The daemon's paused destinations: domain -> until (ms).
+    std::function<std::map<std::string, std::int64_t>()> paused;
+    // Whether the state store takes writes now ("" = yes, else why not).
+    std::function<std::string()> state_health;
+};
+
+class api {
+public:
+    explicit api(api_context ctx) : ctx_(std::move(ctx)) {}
+    // reply is called once, maybe later and from another thread (an
+    // injection answers when the spool's commit is durable).
+    void handle(const request& req, std::function<void(response)> reply);
+    // The body limit for a request (PUT /v1/suppressions takes a whole list).
+    std::uint64_t body_limit(const std::string& method, const std::string& path) const;
+
+private:
+    response route(const request& req, std::function<void(response)>& reply, bool& deferred);
+    api_context ctx_;
+};
+
+}  // namespace ricochet::http

@@ -1,0 +1,334 @@
+// server — see server.hpp. The only file of http/ that includes Beast.
+#include "http/server.hpp"
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <mutex>
+#include <unordered_map>
+
+#include "config/config.hpp"
+#include "http/api.hpp"
+#include "http/http_util.hpp"
+#include "queue/logger.hpp"
+#include "smtp/async_spool.hpp"
+#include "smtp/network.hpp"
+
+namespace ricochet::http {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using asio::awaitable;
+using asio::ip::tcp;
+constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+std::shared_ptr<spdlog::logger> log() {
+    static auto l = named_logger("http");
+    return l;
+}
+constexpr std::size_t header_limit = 16 * 1024;
+constexpr unsigned auth_failures_allowed = 20;  // per address and minute
+}  // namespace
+
+struct server::impl : std::enable_shared_from_this<impl> {
+    asio::io_context& io;
+    const config& cfg;
+    api& a;
+    ssl::context tls{ssl::context::tls_server};
+    bool use_tls = false;
+    token_list tokens;
+    std::vector<smtp::cidr> trusted;
+    std::vector<tcp::acceptor> acceptors;
+    asio::thread_pool workers{2};
+    std::atomic<unsigned> connections{0};
+    std::mutex mu;
+    std::unordered_map<std::string, unsigned> per_ip;
+    struct failures {
+        unsigned count = 0;
+        std::chrono::steady_clock::time_point since;
+    };
+    std::unordered_map<std::string, failures> auth_failed;
+
+    impl(asio::io_context& i, const config& c, api& ap) : io(i), cfg(c), a(ap) {}
+
+    bool auth_blocked(const std::string& ip) {
+        std::lock_guard lk(mu);
+        auto it = auth_failed.find(ip);
+        if (it == auth_failed.end()) return false;
+        if (std::chrono::steady_clock::now() - it->second.since > std::chrono::minutes(1)) {
+            auth_failed.erase(it);
+            return false;
+        }
+        return it->second.count >= auth_failures_allowed;
+    }
+    void auth_failure(const std::string& ip) {
+        std::lock_guard lk(mu);
+        auto& f = auth_failed[ip];
+        auto now = std::chrono::steady_clock::now();
+        if (f.count == 0 || now - f.since > std::chrono::minutes(1)) f = {0, now};
+        ++f.count;
+        if (auth_failed.size() > 100000) auth_failed.clear();  // bounded under a spray of addresses
+    }
+
+    static bhttp::response<bhttp::string_body> to_beast(const response& r, unsigned version, bool keep_alive) {
+        bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+        res.set(bhttp::field::content_type, r.content_type);
+        res.set(bhttp::field::cache_control, "no-store");
+        res.set("X-Content-Type-Options", "nosniff");
+        for (auto& [k, v] : r.headers) res.set(k, v);
+        res.body() = r.body;
+        res.keep_alive(keep_alive);
+        res.prepare_payload();
+        return res;
+    }
+
+    // What is checked before the body is read: Host, token, size. nullopt: go on.
+    std::optional<response> check(const bhttp::request_parser<bhttp::string_body>& parser, const std::string& ip,
+                                  request& out) {
+        auto& h = parser.get();
+        auto host = h[bhttp::field::host];
+        if (!host_allowed(std::string_view(host.data(), host.size()), cfg.server.hostname))
+            return error_reply(403, "Host \"" + std::string(host) + "\" is not this server (DNS rebinding?)");
+        if (!smtp::in_networks(trusted, ip)) {
+            if (auth_blocked(ip)) return error_reply(429, "too many failed authentications from your address");
+            auto auth = h[bhttp::field::authorization];
+            auto token = bearer_token(std::string_view(auth.data(), auth.size()));
+            if (!token) {
+                auto r = error_reply(401, "a bearer token is required from your address");
+                r.headers.emplace_back("WWW-Authenticate", "Bearer");
+                return r;
+            }
+            auto name = tokens.find(*token);
+            if (!name) {
+                auth_failure(ip);
+                auto r = error_reply(401, "invalid token");
+                r.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+                return r;
+            }
+            out.user = *name;
+        }
+        out.method = std::string(h.method_string());
+        out.target = std::string(h.target());
+        if (!parse_target(out.target, out.path, out.query)) return error_reply(400, "malformed request target");
+        if (auto len = parser.content_length(); len && *len > a.body_limit(out.method, out.path))
+            return error_reply(413, "body of " + std::to_string(*len) + " bytes is over the limit of " +
+                                        std::to_string(a.body_limit(out.method, out.path)));
+        out.content_type = std::string(h[bhttp::field::content_type]);
+        out.client_ip = ip;
+        return std::nullopt;
+    }
+
+    template <class Stream>
+    static awaitable<void> serve(std::shared_ptr<impl> self, Stream& stream, std::string ip) {
+        auto& lowest = beast::get_lowest_layer(stream);
+        beast::flat_buffer buf(8192);
+        const auto timeout = std::chrono::seconds(self->cfg.http.request_timeout);
+        for (;;) {
+            bhttp::request_parser<bhttp::string_body> parser;
+            parser.header_limit(header_limit);
+            parser.body_limit(self->cfg.http.max_body);
+            lowest.expires_after(timeout);
+            auto [ec, n] = co_await bhttp::async_read_header(stream, buf, parser, as_tuple);
+            if (ec) {
+                if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::eof ||
+                    ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
+                    co_return;
+                int status = ec == bhttp::error::header_limit ? 431 : 400;
+                auto res = to_beast(error_reply(status, "malformed request: " + ec.message()), 11, false);
+                lowest.expires_after(std::chrono::seconds(10));
+                co_await bhttp::async_write(stream, res, as_tuple);
+                co_return;
+            }
+            request req;
+            auto refused = self->check(parser, ip, req);
+            unsigned version = parser.get().version();
+            if (refused) {
+                // The body (if any) is not read: the connection closes after the answer.
+                auto res = to_beast(*refused, version, false);
+                lowest.expires_after(std::chrono::seconds(10));
+                co_await bhttp::async_write(stream, res, as_tuple);
+                co_return;
+            }
+            std::uint64_t limit = self->a.body_limit(req.method, req.path);
+            parser.body_limit(limit);
+            if (!parser.is_done()) {
+                if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+                    bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
+                    co_await bhttp::async_write(stream, cont, as_tuple);
+                }
+                // A large import is given time by its size (1 MiB/s at least).
+                auto len = parser.content_length().value_or(0);
+                lowest.expires_after(timeout + std::chrono::seconds(len >> 20));
+                auto [bec, bn] = co_await bhttp::async_read(stream, buf, parser, as_tuple);
+                if (bec) {
+                    if (bec == beast::error::timeout || bec == asio::error::eof || bec == bhttp::error::end_of_stream ||
+                        bec == asio::error::connection_reset)
+                        co_return;
+                    int status = bec == bhttp::error::body_limit ? 413 : 400;
+                    auto res = to_beast(error_reply(status, bec == bhttp::error::body_limit
+                                                                ? "body over the limit of " + std::to_string(limit) + " bytes"
+                                                                : "malformed request: " + bec.message()),
+                                        version, false);
+                    lowest.expires_after(std::chrono::seconds(10));
+                    co_await bhttp::async_write(stream, res, as_tuple);
+                    co_return;
+                }
+            }
+            bool keep_alive = parser.get().keep_alive();
+            req.body = std::move(parser.get().body());
+            bool head = req.method == "HEAD";
+            if (head) req.method = "GET";
+            lowest.expires_never();  // the API's own time; its answer is bounded below
+            auto start = [self, r = std::move(req)](auto done) mutable {
+                asio::post(self->workers, [self, r = std::move(r), done = std::move(done)]() mutable {
+                    self->a.handle(r, [done = std::move(done)](response res) mutable { done(std::move(res)); });
+                });
+            };
+            response res = co_await smtp::async_from_callback<void(response)>(std::move(start), asio::use_awaitable);
+            log()->info("[{}] {} {} -> {}{}", ip, head ? "HEAD" : std::string(parser.get().method_string()),
+                        std::string(parser.get().target()).substr(0, 200), res.status,
+                        req.user.empty() ? "" : " (token " + req.user + ")");
+            auto out = to_beast(res, version, keep_alive);
+            if (head) out.body().clear();  // Content-Length stays that of the GET
+            lowest.expires_after(timeout);
+            auto [wec, wn] = co_await bhttp::async_write(stream, out, as_tuple);
+            if (wec || !keep_alive) co_return;
+        }
+    }
+
+    static awaitable<void> session(std::shared_ptr<impl> self, tcp::socket sock) {
+        boost::system::error_code ec;
+        auto remote = sock.remote_endpoint(ec);
+        if (ec) co_return;
+        auto addr = remote.address();
+        if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+        std::string ip = addr.to_string();
+        unsigned from_ip;
+        {
+            std::lock_guard lk(self->mu);
+            from_ip = ++self->per_ip[ip];
+        }
+        struct guard {
+            impl& s;
+            std::string ip;
+            ~guard() {
+                s.connections.fetch_sub(1);
+                std::lock_guard lk(s.mu);
+                if (auto it = s.per_ip.find(ip); it != s.per_ip.end() && --it->second == 0) s.per_ip.erase(it);
+            }
+        } g{*self, ip};
+        bool too_many = self->connections.fetch_add(1) >= self->cfg.http.max_connections;
+        bool too_many_here = self->cfg.http.max_connections_per_ip && from_ip > self->cfg.http.max_connections_per_ip;
+        beast::tcp_stream plain(std::move(sock));
+        if (too_many || too_many_here) {
+            log()->warn("refused [{}]: {}", ip, too_many ? "http.max_connections" : "http.max_connections_per_ip");
+            // Plain text even on a TLS port would be garbage to the client: there it is just closed.
+            if (!self->use_tls) {
+                auto res = to_beast(error_reply(503, too_many ? "too many connections" : "too many connections from your address"),
+                                    11, false);
+                plain.expires_after(std::chrono::seconds(5));
+                co_await bhttp::async_write(plain, res, as_tuple);
+            }
+            co_return;
+        }
+        if (!self->use_tls) {
+            co_await serve(self, plain, ip);
+            plain.socket().shutdown(tcp::socket::shutdown_send, ec);
+            co_return;
+        }
+        beast::ssl_stream<beast::tcp_stream> tls(std::move(plain), self->tls);
+        beast::get_lowest_layer(tls).expires_after(std::chrono::seconds(self->cfg.http.request_timeout));
+        auto [hec] = co_await tls.async_handshake(ssl::stream_base::server, as_tuple);
+        if (hec) {
+            log()->debug("[{}] TLS handshake: {}", ip, hec.message());
+            co_return;
+        }
+        co_await serve(self, tls, ip);
+        beast::get_lowest_layer(tls).expires_after(std::chrono::seconds(5));
+        co_await tls.async_shutdown(as_tuple);
+    }
+
+    static awaitable<void> accept_loop(std::shared_ptr<impl> self, tcp::acceptor& acc) {
+        for (;;) {
+            auto [ec, sock] = co_await acc.async_accept(asio::make_strand(self->io), as_tuple);
+            if (ec) {
+                if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+                log()->warn("accept: {}", ec.message());
+                asio::steady_timer t(self->io, std::chrono::milliseconds(100));
+                co_await t.async_wait(as_tuple);
+                continue;
+            }
+            auto ex = sock.get_executor();
+            asio::co_spawn(ex, session(self, std::move(sock)), [](std::exception_ptr e) {
+                if (!e) return;
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log()->error("session ended by exception: {}", ex.what());
+                }
+            });
+        }
+    }
+};
+
+server::server(asio::io_context& io, const config& cfg, api& a) : impl_(std::make_shared<impl>(io, cfg, a)) {}
+server::~server() { stop(); }
+
+bool server::start(std::string& error) {
+    auto& s = *impl_;
+    for (auto& n : s.cfg.http.trusted_networks) s.trusted.push_back(*smtp::parse_cidr(n));
+    if (!s.cfg.http.tokens_file.empty() && !s.tokens.load(s.cfg.http.tokens_file, error)) {
+        error = "http.tokens_file: " + error;
+        return false;
+    }
+    if (!s.cfg.http.tls_cert.empty()) {
+        boost::system::error_code ec;
+        s.tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                          ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+        s.tls.use_certificate_chain_file(s.cfg.http.tls_cert.string(), ec);
+        if (!ec) s.tls.use_private_key_file(s.cfg.http.tls_key.string(), ssl::context::pem, ec);
+        if (ec) {
+            error = "http.tls_cert/tls_key: " + ec.message();
+            return false;
+        }
+        s.use_tls = true;
+    }
+    for (auto& l : s.cfg.http.listen) {
+        std::string host;
+        std::uint16_t port = 0;
+        smtp::parse_host_port(l, host, port);
+        boost::system::error_code ec;
+        auto addr = asio::ip::make_address(host, ec);
+        if (ec) {
+            error = "http.listen: " + l + ": not an IP address";
+            return false;
+        }
+        tcp::endpoint ep(addr, port);
+        tcp::acceptor a(s.io);
+        a.open(ep.protocol(), ec);
+        if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+        if (!ec && addr.is_v6()) a.set_option(asio::ip::v6_only(true), ec);
+        if (!ec) a.bind(ep, ec);
+        if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            error = "http.listen: cannot listen on " + l + ": " + ec.message();
+            return false;
+        }
+        log()->info("http: listening on {}{}", l, s.use_tls ? " (TLS)" : "");
+        s.acceptors.push_back(std::move(a));
+    }
+    for (auto& a : s.acceptors) asio::co_spawn(s.io, impl::accept_loop(impl_, a), asio::detached);
+    return true;
+}
+
+void server::stop() {
+    boost::system::error_code ec;
+    for (auto& a : impl_->acceptors) a.close(ec);
+}
+
+}  // namespace ricochet::http
