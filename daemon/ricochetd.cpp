@@ -32,6 +32,7 @@
 #include "delivery/delivery.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
+#include "http/webhooks.hpp"
 #include "events/bus.hpp"
 #include "events/jsonl_log.hpp"
 #include "events/make.hpp"
@@ -150,6 +151,14 @@ int main(int argc, char** argv) {
     bus.add(events_file);
     events::metrics metrics;  // counts what the event log records
     bus.add(metrics);
+    // Webhooks read their batches back from the log: they come after it.
+    http::webhook_dispatcher webhooks(cfg);
+    bus.add(webhooks);
+    webhooks.add_metrics(metrics);
+    if (!webhooks.start(error)) {
+        spdlog::critical("webhooks: {}", error);
+        return 1;
+    }
     spool->set_commit_observer([&metrics](double s, std::size_t) { metrics.spool_commit.observe(s); });
     // Decisions the store cannot take now (locked, disk full) wait in a
     // journal in the spool and go in, in order, before the next batch and on

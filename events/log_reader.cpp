@@ -148,6 +148,23 @@ log_batch read_log(const std::filesystem::path& path, const log_query& q, std::e
     return out;
 }
 
+log_batch read_log_rotated(const std::filesystem::path& path, const log_query& q, std::error_code& ec) {
+    auto older = path;
+    older += ".1";
+    std::error_code oec;
+    if (last_seq_in_log(older, oec) > q.after && !oec) {
+        auto b = read_log(older, q, ec);
+        if (ec || !b.lines.empty() || b.more) return b;
+        // Nothing kept there (all filtered out): go on in the current file from where it ended.
+        log_query next = q;
+        next.after = std::max(q.after, b.last_seq);
+        auto c = read_log(path, next, ec);
+        c.last_seq = std::max(c.last_seq, b.last_seq);
+        return c;
+    }
+    return read_log(path, q, ec);
+}
+
 std::uint64_t last_seq_in_log(const std::filesystem::path& path, std::error_code& ec) {
     ec.clear();
     base::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

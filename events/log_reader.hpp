@@ -35,6 +35,11 @@ struct log_query {
 
 log_batch read_log(const std::filesystem::path& path, const log_query& q, std::error_code& ec);
 
+// The same over the log and the file logrotate renamed it to (PATH.1),
+// oldest first: events written just before a rotation are still found by
+// a reader (a webhook) whose cursor is behind.
+log_batch read_log_rotated(const std::filesystem::path& path, const log_query& q, std::error_code& ec);
+
 // The seq and type of one log line, read without a JSON parser (the writer
 // puts "seq" first and "type" before any free text). 0 / "" when absent.
 std::uint64_t line_seq(std::string_view line);

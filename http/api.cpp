@@ -290,7 +290,7 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
             };
         }
         std::error_code ec;
-        auto batch = events::read_log(ctx_.cfg.server.events_log, q, ec);
+        auto batch = events::read_log_rotated(ctx_.cfg.server.events_log, q, ec);
         if (ec) return error_reply(500, "cannot read the event log: " + ec.message());
         response r;
         r.body = "{\"events\":[";

@@ -177,3 +177,26 @@ std::optional<std::string> token_list::find(std::string_view token) const {
 }
 
 }  // namespace ricochet::http
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+namespace ricochet::http {
+
+std::string webhook_signature(std::string_view secret, std::int64_t unix_time, std::string_view body) {
+    std::string ts = std::to_string(unix_time);
+    std::string msg = ts + "." + std::string(body);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(msg.data()),
+         msg.size(), mac, &len);
+    static const char* d = "0123456789abcdef";
+    std::string hex;
+    for (unsigned i = 0; i < len; ++i) {
+        hex += d[mac[i] >> 4];
+        hex += d[mac[i] & 15];
+    }
+    return "t=" + ts + ",v1=" + hex;
+}
+
+}  // namespace ricochet::http

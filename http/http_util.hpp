@@ -3,6 +3,7 @@
 // the API sees, the target's path and query, the Host check against DNS
 // rebinding, bearer tokens and the tokens file.
 #pragma once
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -68,5 +69,13 @@ public:
 private:
     std::vector<std::pair<std::string, std::string>> entries_;  // name, token
 };
+
+}  // namespace ricochet::http
+
+namespace ricochet::http {
+
+// The webhook signature header's value: "t=UNIXTIME,v1=HEX", HEX being
+// HMAC-SHA256(secret, "UNIXTIME." + body) in lower-case hex.
+std::string webhook_signature(std::string_view secret, std::int64_t unix_time, std::string_view body);
 
 }  // namespace ricochet::http
