@@ -37,11 +37,19 @@ bool field_name_ok(std::string_view n) {
 }
 
 ref<GMimePart> text_part(const char* subtype, const std::string& content) {
-    ref<GMimeTextPart> p(g_mime_text_part_new_with_subtype(subtype));
-    g_mime_text_part_set_text(p.get(), content.c_str());  // sets charset= (us-ascii or utf-8)
-    auto* part = GMIME_PART(p.get());
-    g_mime_part_set_content_encoding(part, g_mime_part_get_best_content_encoding(part, GMIME_ENCODING_CONSTRAINT_7BIT));
-    return ref<GMimePart>(GMIME_PART(p.release()));
+    // The text as given (UTF-8, the JSON's own charset): GMime's set_text
+    // would re-encode it to the "best" charset (Latin-1 for French), which
+    // is correct but surprises whoever greps the spool.
+    ref<GMimePart> part(g_mime_part_new_with_type("text", subtype));
+    bool ascii = true;
+    for (unsigned char c : content) ascii = ascii && c < 0x80;
+    ref<GMimeStream> mem(g_mime_stream_mem_new_with_buffer(content.data(), content.size()));
+    ref<GMimeDataWrapper> data(g_mime_data_wrapper_new_with_stream(mem.get(), GMIME_CONTENT_ENCODING_DEFAULT));
+    g_mime_part_set_content(part.get(), data.get());
+    g_mime_object_set_content_type_parameter(GMIME_OBJECT(part.get()), "charset", ascii ? "us-ascii" : "utf-8");
+    g_mime_part_set_content_encoding(part.get(),
+                                     g_mime_part_get_best_content_encoding(part.get(), GMIME_ENCODING_CONSTRAINT_7BIT));
+    return part;
 }
 
 }  // namespace

@@ -55,7 +55,7 @@ std::string random_hex(std::size_t bytes) {
 // Raw content: bare LF and bare CR become CRLF (as on the submission port,
 // so no receiver can read a smuggled end of data); lines over 998 octets
 // and a missing header section are refused.
-bool normalise(std::string_view in, std::string& out, std::string& error) {
+bool normalise(std::string_view in, std::string& out, std::string& error, bool whole_message = true) {
     out.clear();
     out.reserve(in.size() + in.size() / 40);
     std::size_t line = 0;
@@ -71,13 +71,14 @@ bool normalise(std::string_view in, std::string& out, std::string& error) {
             error = "content holds a NUL octet";
             return false;
         }
-        if (++line > 998) {
+        if (++line > 998 && whole_message) {
             error = "content has a line longer than 998 octets (RFC 5322 2.1.1)";
             return false;
         }
         out += c;
     }
     if (out.size() < 2 || out.compare(out.size() - 2, 2, "\r\n") != 0) out += "\r\n";
+    if (!whole_message) return true;  // a text or html part: GMime encodes its long lines
     // The header section: at least one field "Name: value" before the first empty line.
     auto first_colon = out.find(':');
     auto first_eol = out.find("\r\n");
@@ -229,10 +230,10 @@ std::optional<injection> prepare_injection(const json& body, const inject_limits
         if (!subject || !text || !html) return std::nullopt;
         p.subject = *subject;
         std::string t, h;
-        if (!text->empty() && !normalise("X: x\r\n\r\n" + *text, t, error)) return std::nullopt;
-        if (!html->empty() && !normalise("X: x\r\n\r\n" + *html, h, error)) return std::nullopt;
-        p.text = text->empty() ? "" : t.substr(8);
-        p.html = html->empty() ? "" : h.substr(8);
+        if (!text->empty() && !normalise(*text, t, error, false)) return std::nullopt;
+        if (!html->empty() && !normalise(*html, h, error, false)) return std::nullopt;
+        p.text = t;
+        p.html = h;
         if (auto hs = body.find("headers"); hs != body.end() && !hs->is_null()) {
             if (!hs->is_object()) {
                 error = "\"headers\" must be an object of strings";

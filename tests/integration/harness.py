@@ -52,6 +52,9 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "ricochetd.log")
         self.preexec_fn = preexec_fn
         trusted = trusted if trusted is not None else ["127.0.0.0/8", "::1/128"]
+        # [bounce_listener] stays the last table before extra_config: the
+        # top-level keys extra_config may start with (delivery_config's
+        # `domain = ...`) belong to it.
         text = f"""
 [server]
 hostname = "ricochet.test"
@@ -66,12 +69,12 @@ listen = ["127.0.0.1:{self.port}"]
 trusted_networks = {json.dumps(trusted)}
 {submission_extra}
 {"" if "[delivery]" in extra_config else NO_DNS}
-[bounce_listener]
-listen = ["127.0.0.1:{self.bounce_port}"]
-{bounce_extra}
 [http]
 listen = ["127.0.0.1:{self.http_port}"]
 {http_extra}
+[bounce_listener]
+listen = ["127.0.0.1:{self.bounce_port}"]
+{bounce_extra}
 {extra_config}
 """
         # The shipped rules, wherever the test runs from.

@@ -57,6 +57,18 @@ TEST(Config, Errors) {
         {"state without scheme", "[server]\nstate = \"var/state.db\"\n", ":2: server.state: \"var/state.db\": unknown backend (expected sqlite:PATH)"},
         {"postgresql not built", "[server]\nstate = \"postgresql://u@h/db\"\n", ":2: server.state: \"postgresql://u@h/db\": PostgreSQL is not built"},
         {"verify without required", "[delivery]\ntls_verify = true\n", ":1: delivery.tls_verify: needs tls = \"required\""},
+        {"http unknown key", "[http]\nport = 1\n", ":2: http.port: unknown key"},
+        {"http bad network", "[http]\ntrusted_networks = [\"everyone\"]\n", ":2: http.trusted_networks: not a network"},
+        {"http half a TLS pair", "[http]\ntls_key = \"" RICOCHET_SOURCE_DIR "/etc/ricochet.toml\"\n", "http.tls_cert: tls_cert and tls_key must be set together"},
+        {"http missing tokens file", "[http]\ntokens_file = \"/nonexistent/tokens\"\n", ":2: http.tokens_file: file not found"},
+        {"http body limit", "[http]\nmax_body = 10\n", ":2: http.max_body: must be between 1024"},
+        {"http zero timeout", "[http]\nrequest_timeout = \"0s\"\n", "http.request_timeout: must be at least 1s"},
+        {"webhook without url", "[[webhook]]\nsecret = \"0123456789abcdef\"\n", "webhook.url: missing"},
+        {"webhook bad url", "[[webhook]]\nurl = \"ftp://x/\"\nsecret = \"0123456789abcdef\"\n", ":2: webhook.url: expected \"http://host[:port]/path\""},
+        {"webhook short secret", "[[webhook]]\nurl = \"http://127.0.0.1/\"\nsecret = \"short\"\n", "webhook.secret: missing or shorter than 16"},
+        {"webhook unknown event", "[[webhook]]\nurl = \"http://127.0.0.1/\"\nsecret = \"0123456789abcdef\"\nevents = [\"bounce\"]\n", ":4: webhook.events: not an event type: \"bounce\""},
+        {"webhook twice", "[[webhook]]\nurl = \"http://a/\"\nsecret = \"0123456789abcdef\"\n[[webhook]]\nurl = \"http://a/\"\nsecret = \"0123456789abcdef\"\n", ":5: webhook.url: two [[webhook]] tables with the same url"},
+        {"webhook batch", "[[webhook]]\nurl = \"http://a/\"\nsecret = \"0123456789abcdef\"\nbatch = 0\n", ":4: webhook.batch: must be between 1 and 10000"},
     };
     for (auto& r : rows) {
         config c;
@@ -127,3 +139,52 @@ TEST(Config, ATableWithoutAFileKeyDoesNotCheckTheDefaultPath) {
     EXPECT_TRUE(ok) << err;
     EXPECT_EQ(c.bounce.held_after_bounces, 4u);
 }
+
+TEST(Config, HttpAndWebhooks) {
+    config c;
+    bool ok = false;
+    auto err = load_text(R"(
+[http]
+listen = ["127.0.0.1:9000", "[::1]:9000"]
+trusted_networks = ["10.0.0.0/8"]
+max_body = 4096
+request_timeout = "5s"
+[[webhook]]
+url = "https://hooks.example:8443/ricochet?key=1"
+secret = "0123456789abcdef"
+events = ["bounced", "complaint"]
+batch = 10
+[[webhook]]
+url = "http://[::1]/h"
+secret = "fedcba9876543210"
+)", c, ok);
+    ASSERT_TRUE(ok) << err;
+    EXPECT_EQ(c.http.listen.size(), 2u);
+    EXPECT_EQ(c.http.max_body, 4096u);
+    EXPECT_EQ(c.http.max_import_body, 1073741824u);
+    EXPECT_EQ(c.http.request_timeout, seconds(5));
+    ASSERT_EQ(c.webhooks.size(), 2u);
+    EXPECT_TRUE(c.webhooks[0].endpoint.tls);
+    EXPECT_EQ(c.webhooks[0].endpoint.host, "hooks.example");
+    EXPECT_EQ(c.webhooks[0].endpoint.port, 8443);
+    EXPECT_EQ(c.webhooks[0].endpoint.target, "/ricochet?key=1");
+    EXPECT_EQ(c.webhooks[0].events, (std::vector<std::string>{"bounced", "complaint"}));
+    EXPECT_EQ(c.webhooks[0].max_age, seconds(72 * 3600));
+    EXPECT_EQ(c.webhooks[1].endpoint.host, "::1");
+    EXPECT_EQ(c.webhooks[1].endpoint.port, 80);
+    EXPECT_EQ(c.webhooks[1].events.size(), 8u) << "the default: what a CRM acts on";
+    config none;
+    ASSERT_TRUE(load_config_text("[http]\nlisten = []\n", "t", none, err)) << err;
+    EXPECT_TRUE(none.http.listen.empty()) << "[] turns the API off";
+}
+
+TEST(Config, HttpUrls) {
+    http_url u;
+    for (auto bad : {"", "http://", "http:///x", "http://a b/", "http://u@h/", "http://h:0/", "http://h:65536/",
+                     "http://h:12x/", "http://[::1/", "http://h/#frag", "https//h/", "http://h/a b"})
+        EXPECT_FALSE(parse_http_url(bad, u)) << bad;
+    ASSERT_TRUE(parse_http_url("http://127.0.0.1:8080", u));
+    EXPECT_EQ(u.target, "/");
+    EXPECT_EQ(u.port, 8080);
+}
+
