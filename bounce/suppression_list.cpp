@@ -32,4 +32,32 @@ std::size_t suppression_list::size() const {
     return m_.size();
 }
 
+void suppression_list::add_entry(const std::string& entry) {
+    std::unique_lock lk(mu_);
+    entries_.insert(entry);
+}
+
+void suppression_list::remove_entry(const std::string& entry) {
+    std::unique_lock lk(mu_);
+    entries_.erase(entry);
+}
+
+std::optional<std::string> suppression_list::find_entry(std::string_view address) const {
+    auto key = lower_address(address);
+    auto at = key.rfind('@');
+    std::shared_lock lk(mu_);
+    if (entries_.empty()) return std::nullopt;
+    if (entries_.count(key)) return key;
+    if (at != std::string::npos) {
+        auto domain = key.substr(at);
+        if (entries_.count(domain)) return domain;
+    }
+    return std::nullopt;
+}
+
+std::size_t suppression_list::entries() const {
+    std::shared_lock lk(mu_);
+    return entries_.size();
+}
+
 }  // namespace ricochet::bounce

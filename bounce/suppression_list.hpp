@@ -1,13 +1,15 @@
 // suppression_list — the addresses refused at RCPT (held or unsubscribed),
-// kept in memory so the check costs a hash lookup on the SMTP threads. The
+// and the entries an operator imported (addresses and "@domain"), kept in
+// memory so the check costs a hash lookup or two on the SMTP threads. The
 // state store is the truth; this list is loaded from it at start and updated
-// with every status change. Keys are lower case. Thread-safe.
+// with every status change and import. Keys are lower case. Thread-safe.
 #pragma once
 #include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "bounce/recipient_status.hpp"
 
@@ -20,9 +22,17 @@ public:
     std::optional<address_record> find(std::string_view address) const;
     std::size_t size() const;
 
+    // Imported entries: "user@domain" or "@domain" (lower case).
+    void add_entry(const std::string& entry);
+    void remove_entry(const std::string& entry);
+    // The entry that suppresses this address (itself, or "@" + its domain).
+    std::optional<std::string> find_entry(std::string_view address) const;
+    std::size_t entries() const;
+
 private:
     mutable std::shared_mutex mu_;
     std::unordered_map<std::string, address_record> m_;
+    std::unordered_set<std::string> entries_;
 };
 
 std::string lower_address(std::string_view address);

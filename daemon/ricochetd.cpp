@@ -134,7 +134,9 @@ int main(int argc, char** argv) {
     bounce::suppression_list suppression;
     for (auto st : {bounce::address_status::held, bounce::address_status::unsubscribed})
         for (auto& r : store->list(st)) suppression.update(r);
-    spdlog::info("state {}: {} suppressed address(es)", cfg.server.state, suppression.size());
+    for (auto& e : store->suppressions()) suppression.add_entry(e.entry);
+    spdlog::info("state {}: {} suppressed address(es), {} imported suppression(s)", cfg.server.state, suppression.size(),
+                 suppression.entries());
 
     // Events: numbered from spool_dir/events.seq, written to events.jsonl.
     events::sequencer seq;

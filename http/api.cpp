@@ -1,6 +1,9 @@
 // api — see api.hpp.
 #include "http/api.hpp"
 
+#include "http/suppression_io.hpp"
+#include "queue/logger.hpp"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -239,6 +242,55 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
         auto shown = views::recipient(ctx_.state, *rest, static_cast<int>(limit));
         if (!shown) return error_reply(404, *rest + ": no record (never mailed, or never bounced)");
         return json_reply(200, *shown);
+    }
+
+    if (p == "/v1/suppressions") {
+        if (m == "GET") {
+            bool csv = param(req, "format") == "csv";
+            if (!csv && !param(req, "format").empty() && param(req, "format") != "jsonl")
+                return error_reply(400, "format must be jsonl or csv");
+            auto recipients = ctx_.state.list(bounce::address_status::held);
+            auto unsub = ctx_.state.list(bounce::address_status::unsubscribed);
+            recipients.insert(recipients.end(), unsub.begin(), unsub.end());
+            response r;
+            r.content_type = csv ? "text/csv; charset=utf-8" : "application/x-ndjson";
+            r.body = export_suppressions(ctx_.state.suppressions(), recipients, csv);
+            return r;
+        }
+        if (m != "PUT") return method_not_allowed("GET, PUT");
+        auto parsed = parse_suppressions(req.body, req.content_type, now_ms());
+        std::string error;
+        auto written = ctx_.state.add_suppressions(parsed.entries, error);
+        for (std::size_t i = 0; i < written; ++i) ctx_.suppression.add_entry(parsed.entries[i].entry);
+        static auto log = named_logger("http");
+        log->info("suppressions: {} entr(ies) imported by {} ({} invalid line(s)){}", written,
+                  req.user.empty() ? "[" + req.client_ip + "]" : req.user, parsed.invalid, error.empty() ? "" : ": " + error);
+        json out{{"imported", written}, {"lines", parsed.lines}, {"invalid", parsed.invalid}, {"errors", parsed.errors}};
+        if (!error.empty()) {
+            out["error"] = "the state store refused the rest: " + error;
+            return json_reply(503, out);
+        }
+        return json_reply(200, out);
+    }
+    if (auto rest = tail(p, "/v1/suppressions/")) {
+        if (m != "DELETE") return method_not_allowed("DELETE");
+        auto entry = submission::suppression_entry_of(*rest);
+        if (!entry) return error_reply(400, "not an address or @domain: " + *rest);
+        std::string error;
+        auto removed = ctx_.state.remove_suppression(*entry, error);
+        if (!removed) return error_reply(503, "the state store refused: " + error);
+        ctx_.suppression.remove_entry(*entry);
+        bool cleared = false;
+        if (entry->front() != '@') {
+            // A held or unsubscribed recipient leaves the list too: the operator's clear.
+            if (auto rec = ctx_.state.get(*entry); rec && bounce::suppressed(rec->status)) {
+                auto r = ctx_.control({{"command", "recipient.set"}, {"address", *entry}, {"status", "active"}, {"why", "clear"}});
+                if (!r.value("ok", false)) return error_reply(503, r.value("error", std::string("refused")));
+                cleared = true;
+            }
+        }
+        if (!*removed && !cleared) return error_reply(404, *entry + ": not on the suppression list");
+        return json_reply(200, {{"entry", *entry}, {"removed", *removed}, {"recipient_cleared", cleared}});
     }
 
     if (p == "/v1/stats") {

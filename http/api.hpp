@@ -36,8 +36,8 @@ namespace ricochet::http {
 struct api_context {
     const config& cfg;
     queue::spool& spool;
-    const state::recipient_state& state;
-    const bounce::suppression_list& suppression;
+    state::recipient_state& state;  // suppression imports write to it; status changes go through control
+    bounce::suppression_list& suppression;  // imports and deletions update it
     const events::metrics& metrics;
     // daemon::handle_control: every change (queue operations, recipient status).
     std::function<nlohmann::json(const nlohmann::json&)> control;

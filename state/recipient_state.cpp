@@ -150,6 +150,32 @@ std::vector<bounce::address_record> recipient_state::list(bounce::address_status
     std::lock_guard lk(mu_);
     return store_->recipients_with(s, after, limit);
 }
+std::size_t recipient_state::add_suppressions(const std::vector<suppression_entry>& es, std::string& error) {
+    constexpr std::size_t chunk = 10000;
+    std::size_t done = 0;
+    error.clear();
+    while (done < es.size()) {
+        std::vector<suppression_entry> part(es.begin() + static_cast<std::ptrdiff_t>(done),
+                                            es.begin() + static_cast<std::ptrdiff_t>(std::min(es.size(), done + chunk)));
+        std::lock_guard lk(mu_);
+        if (!store_->begin(error)) return done;
+        if (!store_->add_suppressions(part, error) || !store_->commit(error)) {
+            store_->rollback();
+            return done;
+        }
+        done += part.size();
+    }
+    return done;
+}
+std::optional<bool> recipient_state::remove_suppression(const std::string& entry, std::string& error) {
+    std::lock_guard lk(mu_);
+    error.clear();
+    return store_->remove_suppression(entry, error);
+}
+std::vector<suppression_entry> recipient_state::suppressions(const std::string& after, std::size_t limit) const {
+    std::lock_guard lk(mu_);
+    return store_->suppressions(after, limit);
+}
 std::optional<bool> recipient_state::message_bounced(const std::string& queue_id) const {
     std::lock_guard lk(mu_);
     return store_->message_bounced(queue_id);

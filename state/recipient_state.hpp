@@ -46,6 +46,14 @@ public:
 
     std::optional<bounce::address_record> get(const std::string& address) const;
     std::vector<events::event> history(const std::string& address, int limit = 50) const;
+    // Imported suppressions, written 10,000 to a transaction so that a big
+    // import never holds the store (and the recorder behind it) for long.
+    // Returns how many were written; `error` set when a chunk failed (the
+    // chunks before it stay).
+    std::size_t add_suppressions(const std::vector<suppression_entry>& es, std::string& error);
+    std::optional<bool> remove_suppression(const std::string& entry, std::string& error);
+    std::vector<suppression_entry> suppressions(const std::string& after = "", std::size_t limit = 0) const;
+
     std::vector<bounce::address_record> list(bounce::address_status s, const std::string& after = "",
                                              std::size_t limit = 0) const;
     std::optional<bool> message_bounced(const std::string& queue_id) const;

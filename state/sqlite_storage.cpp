@@ -120,7 +120,9 @@ constexpr const char* schema =
     "CREATE TABLE IF NOT EXISTS message_recipients(queue_id TEXT NOT NULL, idx INTEGER NOT NULL,"
     " recipient TEXT NOT NULL, PRIMARY KEY(queue_id, idx));"
     "CREATE TABLE IF NOT EXISTS final_failures(queue_id TEXT NOT NULL, recipient TEXT NOT NULL,"
-    " PRIMARY KEY(queue_id, recipient));";
+    " PRIMARY KEY(queue_id, recipient));"
+    "CREATE TABLE IF NOT EXISTS suppressions(entry TEXT PRIMARY KEY, reason TEXT, created_ms INTEGER NOT NULL)"
+    " WITHOUT ROWID;";
 
 bool exec(sqlite3* db, const char* sql, std::string& error) {
     char* msg = nullptr;
@@ -355,6 +357,37 @@ bool sqlite_storage::final_failure_known(const std::string& queue_id, const std:
     auto& q = *use;
     q.text(1, queue_id).text(2, address);
     return q.row();
+}
+
+bool sqlite_storage::add_suppressions(const std::vector<suppression_entry>& es, std::string& error) {
+    auto use = prepared("INSERT OR REPLACE INTO suppressions(entry, reason, created_ms) VALUES(?,?,?)");
+    auto& q = *use;
+    for (auto& e : es) {
+        q.reset();
+        q.text(1, e.entry).text(2, e.reason).num(3, e.created_ms);
+        if (!q.run()) return fail(q, error);
+    }
+    return true;
+}
+
+std::optional<bool> sqlite_storage::remove_suppression(const std::string& entry, std::string& error) {
+    auto use = prepared("DELETE FROM suppressions WHERE entry = ?");
+    auto& q = *use;
+    q.text(1, entry);
+    if (!q.run()) {
+        fail(q, error);
+        return std::nullopt;
+    }
+    return sqlite3_changes(db_.get()) > 0;
+}
+
+std::vector<suppression_entry> sqlite_storage::suppressions(const std::string& after, std::size_t limit) {
+    auto use = prepared("SELECT entry, reason, created_ms FROM suppressions WHERE entry > ? ORDER BY entry LIMIT ?");
+    auto& q = *use;
+    q.text(1, after).num(2, limit ? static_cast<std::int64_t>(limit) : -1);
+    std::vector<suppression_entry> out;
+    while (q.row()) out.push_back({q.col_text(0), q.col_text(1), q.col_num(2)});
+    return out;
 }
 
 }  // namespace ricochet::state

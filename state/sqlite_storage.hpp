@@ -55,6 +55,9 @@ public:
     std::optional<bool> add_final_failure(const std::string& queue_id, const std::string& address,
                                           std::string& error) override;
     bool final_failure_known(const std::string& queue_id, const std::string& address) override;
+    bool add_suppressions(const std::vector<suppression_entry>& es, std::string& error) override;
+    std::optional<bool> remove_suppression(const std::string& entry, std::string& error) override;
+    std::vector<suppression_entry> suppressions(const std::string& after, std::size_t limit) override;
 
 private:
     sqlite_storage();

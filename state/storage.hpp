@@ -21,6 +21,12 @@
 
 namespace ricochet::state {
 
+// An imported suppression: a lower-case address or "@domain".
+struct suppression_entry {
+    std::string entry, reason;
+    std::int64_t created_ms = 0;
+};
+
 struct stats_row {
     std::string key;  // campaign or domain
     std::int64_t sent = 0, delivered = 0, deferred = 0, hard = 0, soft = 0, block = 0, technical = 0;
@@ -69,6 +75,14 @@ public:
     virtual std::optional<bool> add_final_failure(const std::string& queue_id, const std::string& address,
                                                   std::string& error) = 0;
     virtual bool final_failure_known(const std::string& queue_id, const std::string& address) = 0;
+
+    // suppressions: imported entries (addresses and "@domain"), beside the
+    // recipients' own statuses. add: insert or replace, inside the caller's
+    // transaction; remove: true when it was there; list: in entry order
+    // after `after`, limit 0 = all.
+    virtual bool add_suppressions(const std::vector<suppression_entry>& es, std::string& error) = 0;
+    virtual std::optional<bool> remove_suppression(const std::string& entry, std::string& error) = 0;
+    virtual std::vector<suppression_entry> suppressions(const std::string& after, std::size_t limit) = 0;
 };
 
 }  // namespace ricochet::state

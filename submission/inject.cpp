@@ -15,11 +15,41 @@ using nlohmann::json;
 
 std::optional<std::string> suppressed_because(const bounce::suppression_list& s, std::string_view address) {
     auto r = s.find(address);
-    if (!r) return std::nullopt;
+    if (!r) {
+        if (auto e = s.find_entry(address)) return "is on the suppression list (" + *e + ")";
+        return std::nullopt;
+    }
     if (r->status == bounce::address_status::held)
         return "is held after " + std::to_string(r->bounce_count) + " bounce(s)" +
                (r->last_category.empty() ? "" : " (last: " + r->last_category + ")");
     return std::string("has unsubscribed");
+}
+
+std::optional<std::string> suppression_entry_of(std::string_view text) {
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t' || text.front() == '<')) text.remove_prefix(1);
+    while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r' || text.back() == '>'))
+        text.remove_suffix(1);
+    if (text.empty() || text.size() > 320) return std::nullopt;
+    auto e = bounce::lower_address(text);
+    if (e.front() == '@') {
+        // "@domain": labels of letters, digits and hyphens (or UTF-8), at most 253 octets.
+        std::string_view d(e);
+        d.remove_prefix(1);
+        if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.') return std::nullopt;
+        std::size_t label = 0;
+        for (char c : d) {
+            if (c == '.') {
+                if (label == 0) return std::nullopt;
+                label = 0;
+                continue;
+            }
+            bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || static_cast<unsigned char>(c) >= 0x80;
+            if (!ok || ++label > 63) return std::nullopt;
+        }
+        return e;
+    }
+    if (!smtp::is_valid_mailbox(e)) return std::nullopt;
+    return e;
 }
 
 namespace {

@@ -24,8 +24,14 @@ class suppression_list;
 namespace ricochet::submission {
 
 // Why a held or unsubscribed address is refused ("is held after 3
-// bounce(s) (last: user_unknown)", "has unsubscribed"); nullopt: not suppressed.
+// bounce(s) (last: user_unknown)", "has unsubscribed", "is on the
+// suppression list (@example.com)"); nullopt: not suppressed.
 std::optional<std::string> suppressed_because(const bounce::suppression_list& s, std::string_view address);
+
+// A suppression entry as typed ("User@Example.com", "<a@b>", "@example.com")
+// in its stored form (lower case, no brackets); nullopt when it is neither
+// an address nor "@domain".
+std::optional<std::string> suppression_entry_of(std::string_view text);
 
 struct inject_limits {
     std::string hostname;

@@ -572,22 +572,38 @@ class ListenerChecks(unittest.TestCase):
         self.assertEqual(status, 403)
         self.assertIn("error", json.loads(body))
 
-    def test_body_over_max_body_is_413(self):
+    def test_chunked_body_over_max_body_is_413(self):
         small = message("ok@sink.test", text=("x" * 70 + "\n") * 21)
         self.assertLess(len(json.dumps(small)), 2048)
         self.assertEqual(call(self.d, "POST", "/v1/messages", small).status, 202)
-        big = message("ok@sink.test", text=("x" * 70 + "\n") * 42)
-        for client in (call, curl):
-            assert_json_error(self, client(self.d, "POST", "/v1/messages", big), 413, "over the limit of 2048")
         # Chunked: no Content-Length to refuse up front; the body stops at the limit.
-        data = json.dumps(big).encode()
+        data = json.dumps(message("ok@sink.test", text=("x" * 70 + "\n") * 42)).encode()
+        self.assertGreater(len(data), 2048)
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 500]), data[i:i + 500]) for i in range(0, len(data), 500))
         status, hdrs, body = parse_raw_response(raw_exchange(
             self.d.http_port, b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                               b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"))
         self.assertEqual(status, 413)
+        self.assertEqual(hdrs["content-type"], "application/json")
         self.assertIn("over the limit of 2048", json.loads(body)["error"])
         self.assertEqual(len(call(self.d, "GET", "/v1/queue").json), 1, "only the small one")
+        self.assertEqual(call(self.d, "GET", "/healthz").status, 200)
+
+    # DAEMON BUG (fails until fixed): http/server.cpp sets
+    # parser.body_limit(http.max_body) before async_read_header, so Beast
+    # fails the header read itself with error::body_limit as soon as it sees
+    # a Content-Length over the limit; serve() maps every header-read error
+    # but header_limit to 400. The client gets 400 {"error":"malformed
+    # request: body limit exceeded"}, and check()'s 413 is never reached.
+    def test_body_with_content_length_over_max_body_is_413(self):
+        big = message("ok@sink.test", text=("x" * 70 + "\n") * 42)
+        self.assertGreater(len(json.dumps(big)), 2048)
+        for client in (call, curl):
+            assert_json_error(self, client(self.d, "POST", "/v1/messages", big), 413, "over the limit of 2048")
+        status, _, body = parse_raw_response(raw_exchange(
+            self.d.http_port, b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2049\r\n\r\n" + b" " * 2049))
+        self.assertEqual(status, 413, body)
+        self.assertEqual(call(self.d, "GET", "/v1/queue").json, [])
 
     # DAEMON BUG (fails until fixed): http/server.cpp reads the request into
     # `beast::flat_buffer buf(8192)`, and that argument is the buffer's
@@ -825,7 +841,8 @@ class InjectionLoad(unittest.TestCase):
         delivered = time.monotonic() - t0
         wait_for(lambda: call(self.d, "GET", "/v1/queue/summary").json["total"]["messages"] == 0, timeout=60,
                  what="an empty queue")
-        sys.stderr.write("\n%d messages: injected in %.1f s, all at the sink after %.1f s\n" % (self.N, injected, delivered))
+        sys.stderr.write("\n%d messages: injected in %.1f s, all at the sink after %.1f s, queue empty after %.1f s\n"
+                         % (self.N, injected, delivered, time.monotonic() - t0))
 
         got = self.sink.received()
         self.assertEqual(len(got), self.N, "each message exactly once")
@@ -833,8 +850,9 @@ class InjectionLoad(unittest.TestCase):
         for mail_from, rcpt, data in got:
             m = HTTP_ID.search(data)
             self.assertIsNotNone(m, data[:300])
-            by_rcpt[rcpt] = m.group(1)
-            self.assertTrue(mail_from.startswith("b-%s-0-" % m.group(1).lower()), mail_from)
+            qid = m.group(1).decode()
+            by_rcpt[rcpt] = qid
+            self.assertTrue(mail_from.startswith("b-%s-0-" % qid.lower()), (mail_from, qid))
         self.assertEqual(by_rcpt, {"ok-load%05d@sink.test" % i: ids[i] for i in range(self.N)})
         m = metrics(self.d)
         self.assertEqual(metric(m, "ricochet_submitted_total"), self.N)

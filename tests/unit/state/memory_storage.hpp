@@ -125,6 +125,24 @@ public:
     bool final_failure_known(const std::string& q, const std::string& a) override {
         return data_.final_failures.count({q, a}) > 0;
     }
+    bool add_suppressions(const std::vector<suppression_entry>& es, std::string& error) override {
+        if (refusing()) return refuse(error);
+        for (auto& e : es) data_.suppressions[e.entry] = e;
+        return true;
+    }
+    std::optional<bool> remove_suppression(const std::string& entry, std::string& error) override {
+        if (refusing()) {
+            refuse(error);
+            return std::nullopt;
+        }
+        return data_.suppressions.erase(entry) > 0;
+    }
+    std::vector<suppression_entry> suppressions(const std::string& after, std::size_t limit) override {
+        std::vector<suppression_entry> out;
+        for (auto it = data_.suppressions.upper_bound(after); it != data_.suppressions.end() && (!limit || out.size() < limit); ++it)
+            out.push_back(it->second);
+        return out;
+    }
 
 private:
     bool refusing() {
@@ -144,6 +162,7 @@ private:
     };
     struct tables {
         std::map<std::string, bounce::address_record> recipients;
+        std::map<std::string, suppression_entry> suppressions;
         std::vector<events::event> decisions;
         std::map<std::string, message> messages;
         std::map<std::pair<std::string, int>, std::string> message_recipients;

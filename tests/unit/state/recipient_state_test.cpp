@@ -265,3 +265,21 @@ TEST(RecipientState, TheBackendIsChosenByTheUrlScheme) {
     }
     std::filesystem::remove_all(dir);
 }
+
+TEST_P(store_fixture, ImportedSuppressionsAreKeptInEntryOrderAndPaged) {
+    std::vector<state::suppression_entry> es;
+    for (int i = 0; i < 25000; ++i) es.push_back({"u" + std::to_string(100000 + i) + "@x.example", "import", 1});
+    es.push_back({"@blocked.example", "bad domain", 2});
+    es.push_back({"u100000@x.example", "again", 3});  // replaces the first
+    std::string err;
+    EXPECT_EQ(st->add_suppressions(es, err), es.size()) << err;
+    auto first = st->suppressions("", 2);
+    ASSERT_EQ(first.size(), 2u);
+    EXPECT_EQ(first[0].entry, "@blocked.example");
+    EXPECT_EQ(first[1].entry, "u100000@x.example");
+    EXPECT_EQ(first[1].reason, "again");
+    EXPECT_EQ(st->suppressions("u124998@x.example", 0).size(), 1u);
+    EXPECT_EQ(st->suppressions().size(), 25001u);
+    EXPECT_EQ(st->remove_suppression("@blocked.example", err), std::optional<bool>(true));
+    EXPECT_EQ(st->remove_suppression("@blocked.example", err), std::optional<bool>(false));
+}
