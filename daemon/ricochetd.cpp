@@ -31,6 +31,7 @@
 #include "daemon/verp_secret.hpp"
 #include "delivery/delivery.hpp"
 #include "http/api.hpp"
+#include "http/http_util.hpp"
 #include "http/server.hpp"
 #include "http/webhooks.hpp"
 #include "events/bus.hpp"
@@ -89,6 +90,13 @@ int main(int argc, char** argv) {
         return 1;
     }
     classifier.set_final_soft(cfg.bounce.final_soft);
+    if (!cfg.http.tokens_file.empty()) {
+        http::token_list tokens;
+        if (!tokens.load(cfg.http.tokens_file, error)) {
+            std::cerr << "ricochetd: http.tokens_file: " << error << "\n";
+            return 1;
+        }
+    }
     if (check_only) {
         std::cout << config_path << ": ok (" << classifier.size() << " bounce rules)\n";
         return 0;
@@ -264,13 +272,13 @@ int main(int argc, char** argv) {
             out.push_back({{{"state", std::string(queue::to_string(st))}}, double(n[static_cast<int>(st)])});
         return out;
     });
-    metrics.add_gauge("ricochet_destination_paused", "1 for each destination paused after a blocklist or reputation reply.",
+    metrics.add_gauge("ricochet_destination_paused", "1 for each destination paused (a throttling, blocklist or reputation reply).",
                       [&paused_now] {
                           std::vector<events::gauge_sample> out;
                           for (auto& [d, until] : paused_now()) out.push_back({{{"domain", d}}, 1});
                           return out;
                       });
-    metrics.add_gauge("ricochet_campaign_bounce_rate", "Hard and soft bounces per message sent, per campaign, over the last 24 hours.",
+    metrics.add_gauge("ricochet_campaign_bounce_rate", "Hard and soft bounces per recipient queued, per campaign, over the last 24 hours.",
                       [&store] {
                           std::vector<events::gauge_sample> out;
                           for (auto& r : store->stats("campaign", "", "", now_ms() - 86400 * 1000LL))

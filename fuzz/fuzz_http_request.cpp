@@ -36,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)http::host_allowed(std::string(req[bhttp::field::host]), "mta.example");
     if (auto t = http::bearer_token(std::string(req[bhttp::field::authorization])); t && t->empty()) std::abort();
     if (!parser.is_done()) return 0;
-    auto body = nlohmann::json::parse(req.body(), nullptr, false);
+    auto body = submission::body_json::parse(req.body(), nullptr, false);
     if (body.is_discarded()) return 0;
     static bounce::suppression_list suppression;
     submission::inject_limits lim{"mta.example", "X-Campaign-ID", 1 << 20, 50};

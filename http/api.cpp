@@ -146,12 +146,13 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
 
     if (p == "/v1/messages") {
         if (m != "POST") return method_not_allowed("POST");
-        auto body = parse_body(req, err);
-        if (!body) return err;
+        if (req.body.empty()) return error_reply(400, "a JSON body is required");
+        auto body = submission::body_json::parse(req.body, nullptr, false);
+        if (body.is_discarded()) return error_reply(400, "the body is not valid JSON");
         submission::inject_limits lim{ctx_.cfg.server.hostname, ctx_.cfg.submission.campaign_header,
                                       ctx_.cfg.submission.max_message_size, ctx_.cfg.submission.max_recipients};
         std::string error;
-        auto inj = submission::prepare_injection(*body, lim, ctx_.suppression, req.client_ip, req.user,
+        auto inj = submission::prepare_injection(body, lim, ctx_.suppression, req.client_ip, req.user,
                                                  [this] { return ctx_.spool.new_id(); }, now_ms(), error);
         if (!inj) return error_reply(error.rfind("message size", 0) == 0 ? 413 : 400, error);
         if (inj->env.recipients.empty()) return json_reply(200, submission::injection_reply(*inj));  // nothing queued
@@ -230,7 +231,11 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
             auto addr = rest->substr(0, rest->size() - std::string_view(suffix).size());
             if (addr.find('@') == std::string::npos) return error_reply(400, "not an address: " + addr);
             auto r = ctx_.control({{"command", "recipient.set"}, {"address", addr}, {"status", status}, {"why", why}});
-            if (!r.value("ok", false)) return error_reply(409, r.value("error", std::string("refused")));
+            if (!r.value("ok", false)) {
+                // engage on an unsubscribed address is a conflict; anything else is the store failing.
+                auto why = r.value("error", std::string("refused"));
+                return error_reply(why.find("is unsubscribed") != std::string::npos ? 409 : 503, why);
+            }
             auto now = ctx_.state.get(addr);
             return json_reply(200, now ? views::record_json(*now) : json{{"address", bounce::lower_address(addr)}, {"status", status}});
         }

@@ -53,6 +53,12 @@ public:
     // reply is called once, maybe later and from another thread (an
     // injection answers when the spool's commit is durable).
     void handle(const request& req, std::function<void(response)> reply);
+    // Whether handle() may run on the I/O thread: an injection is CPU work
+    // only (like SMTP's DATA) and answers from the spool's commit, so it
+    // never waits behind a slow listing on the worker pool.
+    static bool runs_inline(const std::string& method, const std::string& path) {
+        return method == "POST" && path == "/v1/messages";
+    }
     // The body limit for a request (PUT /v1/suppressions takes a whole list).
     std::uint64_t body_limit(const std::string& method, const std::string& path) const;
 

@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <limits>
 #include <mutex>
 #include <unordered_map>
 
@@ -126,12 +127,15 @@ struct server::impl : std::enable_shared_from_this<impl> {
     template <class Stream>
     static awaitable<void> serve(std::shared_ptr<impl> self, Stream& stream, std::string ip) {
         auto& lowest = beast::get_lowest_layer(stream);
-        beast::flat_buffer buf(8192);
+        beast::flat_buffer buf;  // no cap of its own: the parser's header limit applies
         const auto timeout = std::chrono::seconds(self->cfg.http.request_timeout);
         for (;;) {
             bhttp::request_parser<bhttp::string_body> parser;
             parser.header_limit(header_limit);
-            parser.body_limit(self->cfg.http.max_body);
+            // The body's limit depends on the route: check() compares the
+            // Content-Length with it (413) once the header is read, and it is
+            // set before the body is.
+            parser.body_limit(std::numeric_limits<std::uint64_t>::max());
             lowest.expires_after(timeout);
             auto [ec, n] = co_await bhttp::async_read_header(stream, buf, parser, as_tuple);
             if (ec) {
@@ -184,15 +188,19 @@ struct server::impl : std::enable_shared_from_this<impl> {
             bool head = req.method == "HEAD";
             if (head) req.method = "GET";
             lowest.expires_never();  // the API's own time; its answer is bounded below
-            auto start = [self, r = std::move(req)](auto done) mutable {
-                asio::post(self->workers, [self, r = std::move(r), done = std::move(done)]() mutable {
+            bool inline_ok = api::runs_inline(req.method, req.path);
+            std::string user = req.user;
+            auto start = [self, inline_ok, r = std::move(req)](auto done) mutable {
+                auto run = [self, r = std::move(r), done = std::move(done)]() mutable {
                     self->a.handle(r, [done = std::move(done)](response res) mutable { done(std::move(res)); });
-                });
+                };
+                if (inline_ok) run();
+                else asio::post(self->workers, std::move(run));
             };
             response res = co_await smtp::async_from_callback<void(response)>(std::move(start), asio::use_awaitable);
             log()->info("[{}] {} {} -> {}{}", ip, head ? "HEAD" : std::string(parser.get().method_string()),
                         std::string(parser.get().target()).substr(0, 200), res.status,
-                        req.user.empty() ? "" : " (token " + req.user + ")");
+                        user.empty() ? "" : " (token " + user + ")");
             auto out = to_beast(res, version, keep_alive);
             if (head) out.body().clear();  // Content-Length stays that of the GET
             lowest.expires_after(timeout);
@@ -277,7 +285,12 @@ struct server::impl : std::enable_shared_from_this<impl> {
 };
 
 server::server(asio::io_context& io, const config& cfg, api& a) : impl_(std::make_shared<impl>(io, cfg, a)) {}
-server::~server() { stop(); }
+server::~server() {
+    stop();
+    // A request still on the pool finishes before what it uses goes away.
+    impl_->workers.stop();
+    impl_->workers.join();
+}
 
 bool server::start(std::string& error) {
     auto& s = *impl_;

@@ -1,6 +1,7 @@
 // suppression_io — see suppression_io.hpp.
 #include "http/suppression_io.hpp"
 
+#include "bounce/suppression_list.hpp"
 #include "submission/inject.hpp"
 #include "views/views.hpp"
 
@@ -65,6 +66,7 @@ import_result parse_suppressions(std::string_view body, std::string_view content
     };
     std::string scratch;
     std::size_t lineno = 0;
+    int entry_col = 0, reason_col = 1;  // CSV columns; a header line may name others
     while (!body.empty()) {
         auto nl = body.find('\n');
         auto line = body.substr(0, nl);
@@ -91,13 +93,21 @@ import_result parse_suppressions(std::string_view body, std::string_view content
                 continue;
             }
         } else {
-            auto rest = line;
-            entry = std::string(csv_field(rest, scratch));
-            reason = std::string(csv_field(rest, scratch));
-            if (lineno == 1 && entry.find('@') == std::string::npos) {  // a header line
+            std::vector<std::string> fields;
+            for (auto rest = line; !rest.empty() && fields.size() < 16;) fields.emplace_back(csv_field(rest, scratch));
+            if (lineno == 1 && !fields.empty() && fields[0].find('@') == std::string::npos) {
+                // A header line: "entry"/"email"/"address" and "reason" name
+                // their columns (an export, "entry,source,reason,since", imports back).
+                for (int i = 0; i < static_cast<int>(fields.size()); ++i) {
+                    auto f = bounce::lower_address(fields[static_cast<std::size_t>(i)]);
+                    if (f == "entry" || f == "email" || f == "address") entry_col = i;
+                    else if (f == "reason") reason_col = i;
+                }
                 --r.lines;
                 continue;
             }
+            if (entry_col < static_cast<int>(fields.size())) entry = fields[static_cast<std::size_t>(entry_col)];
+            if (reason_col < static_cast<int>(fields.size())) reason = fields[static_cast<std::size_t>(reason_col)];
         }
         auto e = submission::suppression_entry_of(entry);
         if (!e) {

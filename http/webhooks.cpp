@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "base/unique_fd.hpp"
@@ -55,6 +56,7 @@ std::string short_hash(const std::string& s) {
 struct post_result {
     int status = 0;
     std::string error;
+    bool timed_out = false;  // the receiver took longer than `timeout`
 };
 
 }  // namespace
@@ -69,6 +71,7 @@ struct webhook_dispatcher::endpoint {
     std::mutex mu;
     std::condition_variable cv;
     bool stopping = false;
+    std::atomic<bool> halted{false};  // stop(): no new I/O is started
     std::thread thread;
 
     // The connection, kept between batches.
@@ -78,8 +81,11 @@ struct webhook_dispatcher::endpoint {
     std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> secure;
 
     endpoint(const config& c, const webhook& wh) : cfg(c), w(wh) {
+        // host:port/path; the query may hold a key, so only a hash of the
+        // URL stands for it (two URLs that differ in the query stay apart).
         label = w.endpoint.host + ":" + std::to_string(w.endpoint.port) +
                 w.endpoint.target.substr(0, w.endpoint.target.find('?'));
+        if (w.endpoint.target.find('?') != std::string::npos) label += "?" + short_hash(w.url).substr(0, 6);
         cursor_file = cfg.server.spool_dir / "webhooks" / (short_hash(w.url) + ".cursor");
         if (w.endpoint.tls) {
             tls.set_verify_mode(ssl::verify_peer);
@@ -87,6 +93,17 @@ struct webhook_dispatcher::endpoint {
             if (!cfg.delivery.tls_ca_file.empty()) tls.load_verify_file(cfg.delivery.tls_ca_file.string(), ec);
             else tls.set_default_verify_paths(ec);
         }
+    }
+
+    // Runs the io_context until its work is done (or for `limit`); false
+    // once stop() was called: io.stop() from there must not be undone by a
+    // restart here.
+    bool run_io(std::optional<std::chrono::seconds> limit = std::nullopt) {
+        if (halted) return false;
+        io.restart();
+        if (limit) io.run_for(*limit);
+        else io.run();
+        return !halted;
     }
 
     bool keep(std::string_view type) const {
@@ -139,10 +156,10 @@ struct webhook_dispatcher::endpoint {
                 done = true;
             });
         });
-        io.restart();
-        io.run();
+        if (!run_io()) return {0, "stopping"};
         if (!done || ec) {
             r.error = ec ? ec.message() : "no answer";
+            r.timed_out = ec == beast::error::timeout;
             close_connection();
             return r;
         }
@@ -156,13 +173,20 @@ struct webhook_dispatcher::endpoint {
         tcp::resolver resolver(io);
         boost::system::error_code ec;
         tcp::resolver::results_type addrs;
+        bool resolved = false;
         resolver.async_resolve(w.endpoint.host, std::to_string(w.endpoint.port),
                                [&](boost::system::error_code e, tcp::resolver::results_type res) {
                                    ec = e;
                                    addrs = std::move(res);
+                                   resolved = true;
                                });
-        io.restart();
-        io.run_for(std::chrono::seconds(w.timeout));
+        if (!run_io(std::chrono::seconds(w.timeout))) return {0, "stopping"};
+        if (!resolved) {  // too slow: cancelled, and its handler run now, while what it refers to exists
+            resolver.cancel();
+            io.restart();
+            io.run();
+            ec = asio::error::timed_out;
+        }
         if (ec || addrs.empty()) {
             r.error = "cannot resolve " + w.endpoint.host + (ec ? ": " + ec.message() : "");
             return r;
@@ -174,8 +198,7 @@ struct webhook_dispatcher::endpoint {
             ec = e;
             done = true;
         });
-        io.restart();
-        io.run();
+        if (!run_io()) return {0, "stopping"};
         if (!done || ec) {
             r.error = "cannot connect to " + label + ": " + (ec ? ec.message() : "time-out");
             return r;
@@ -193,8 +216,7 @@ struct webhook_dispatcher::endpoint {
             ec = e;
             done = true;
         });
-        io.restart();
-        io.run();
+        if (!run_io()) return {0, "stopping"};
         if (!done || ec) {
             r.error = "TLS with " + label + ": " + (ec ? ec.message() : "time-out");
             return r;
@@ -223,7 +245,9 @@ struct webhook_dispatcher::endpoint {
                 if (!c.error.empty()) return c;
             }
             auto r = plain ? exchange(*plain, req) : exchange(*secure, req);
-            if (r.status || !reused) return r;
+            // Only a connection found closed is tried again at once; a
+            // receiver that was too slow waits for the backoff like any failure.
+            if (r.status || !reused || r.timed_out || halted) return r;
         }
         return {0, "connection lost"};
     }
@@ -321,8 +345,16 @@ bool webhook_dispatcher::start(std::string& error) {
     for (auto& e : endpoints_) {
         std::ifstream in(e->cursor_file);
         std::uint64_t c = 0;
+        std::error_code fec;
+        bool exists = std::filesystem::exists(e->cursor_file, fec);
         if (in >> c) {
             e->cursor = c;
+        } else if (exists) {
+            // A cursor file that does not read (a disk fault): everything in
+            // the log is sent again (at least once) rather than skipped.
+            log()->error("{}: cursor file {} does not read: sending the whole event log again", e->label,
+                         e->cursor_file.string());
+            e->cursor = 0;
         } else {
             e->cursor = end_of_log;  // a new endpoint: from now on
             if (!e->save_cursor(end_of_log)) {
@@ -345,6 +377,7 @@ void webhook_dispatcher::stop() {
             e->stopping = true;
         }
         e->cv.notify_all();
+        e->halted = true;
         e->io.stop();  // a POST in flight ends now (it is sent again after the restart)
         if (e->thread.joinable()) e->thread.join();
     }

@@ -71,9 +71,11 @@ bool recipient_state::apply(const event& e, std::vector<event>& changes, std::st
             changes.back().kind = e.kind;
             changes.back().category = e.category;
         }
-        if (rec.status == bounce::address_status::unsubscribed)
+        if (rec.status == bounce::address_status::unsubscribed) {
             changes.push_back(events::unsubscribed(rec.address, e.campaign, e.queue_id,
                                                    e.type == event_type::complaint ? "complaint" : e.rule, e.time_ms));
+            changes.back().sync = e.sync;  // a complaint came back later, like its cause
+        }
     }
     return true;
 }

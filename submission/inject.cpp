@@ -143,7 +143,7 @@ void each_header(std::string_view msg, F&& f) {
     }
 }
 
-std::optional<std::string> string_field(const json& body, const char* key, std::string& error, bool required) {
+std::optional<std::string> string_field(const body_json& body, const char* key, std::string& error, bool required) {
     auto it = body.find(key);
     if (it == body.end() || it->is_null()) {
         if (required) error = std::string("missing \"") + key + "\"";
@@ -164,7 +164,7 @@ bool eight_bit(std::string_view s) {
 
 }  // namespace
 
-std::optional<injection> prepare_injection(const json& body, const inject_limits& lim,
+std::optional<injection> prepare_injection(const body_json& body, const inject_limits& lim,
                                            const bounce::suppression_list& suppression, const std::string& client_ip,
                                            const std::string& user, const std::function<std::string()>& new_id,
                                            std::int64_t now_ms, std::string& error) {
@@ -226,7 +226,10 @@ std::optional<injection> prepare_injection(const json& body, const inject_limits
         }
         bool dup = false;
         for (auto& e : env.recipients) dup = dup || bounce::lower_address(e) == bounce::lower_address(addr);
-        if (dup) continue;  // one copy per address, as an MTA collapses duplicate RCPTs
+        if (dup) {  // one copy per address, as an MTA collapses duplicate RCPTs
+            inj.results.push_back({addr, "queued", "duplicate: the message goes to this address once"});
+            continue;
+        }
         env.recipients.push_back(addr);
         inj.results.push_back({addr, "queued", ""});
     }
@@ -277,7 +280,9 @@ std::optional<injection> prepare_injection(const json& body, const inject_limits
                 p.headers.emplace_back(k, v.get<std::string>());
             }
         }
-        if (!campaign->empty()) p.headers.emplace_back(lim.campaign_header, *campaign);
+        bool has_campaign_header = false;
+        for (auto& [n, v] : p.headers) has_campaign_header = has_campaign_header || iequals(n, lim.campaign_header);
+        if (!campaign->empty() && !has_campaign_header) p.headers.emplace_back(lim.campaign_header, *campaign);
         auto built = compose(p, (id.empty() ? random_hex(8) : id) + "." + random_hex(6) + "@" + lim.hostname, now_ms, error);
         if (!built) return std::nullopt;
         message = std::move(*built);
@@ -288,7 +293,12 @@ std::optional<injection> prepare_injection(const json& body, const inject_limits
     each_header(message, [&](std::string_view n, std::string_view v) {
         has_date = has_date || iequals(n, "Date");
         has_id = has_id || iequals(n, "Message-ID");
-        if (header_campaign.empty() && iequals(n, lim.campaign_header)) header_campaign = std::string(v.substr(0, 200));
+        if (header_campaign.empty() && iequals(n, lim.campaign_header)) {
+            // As the submission port reads it: printable characters, trimmed, at most 200.
+            for (char c : v.substr(0, 200))
+                if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) header_campaign += c;
+            while (!header_campaign.empty() && header_campaign.back() == ' ') header_campaign.pop_back();
+        }
     });
     std::string added;
     if (!has_date) added += "Date: " + rfc5322_date(now_ms) + "\r\n";
@@ -315,7 +325,7 @@ std::optional<injection> prepare_injection(const json& body, const inject_limits
     return inj;
 }
 
-json injection_reply(const injection& inj) {
+nlohmann::json injection_reply(const injection& inj) {
     json rs = json::array();
     for (auto& r : inj.results) {
         json o{{"address", r.address}, {"status", r.status}};

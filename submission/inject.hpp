@@ -10,7 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +33,10 @@ std::optional<std::string> suppressed_because(const bounce::suppression_list& s,
 // an address nor "@domain".
 std::optional<std::string> suppression_entry_of(std::string_view text);
 
+// The request body, its objects kept in the order they were written (the
+// extra headers come out in the order given).
+using body_json = nlohmann::ordered_json;
+
 struct inject_limits {
     std::string hostname;
     std::string campaign_header = "X-Campaign-ID";
@@ -52,7 +56,7 @@ struct injection {
 
 // From the request body (parsed JSON). new_id is asked once, for a
 // message with at least one recipient accepted.
-std::optional<injection> prepare_injection(const nlohmann::json& body, const inject_limits& lim,
+std::optional<injection> prepare_injection(const body_json& body, const inject_limits& lim,
                                            const bounce::suppression_list& suppression, const std::string& client_ip,
                                            const std::string& user, const std::function<std::string()>& new_id,
                                            std::int64_t now_ms, std::string& error);

@@ -298,14 +298,7 @@ class Delivery(Base):
         self.assertEqual(hook_metric(self.d, self.rx, "ricochet_webhook_dropped_total"), 0)
         self.assertIn("not accepted (status 500); again in 5s", self.d.log())
 
-    # DAEMON BUG (fails until fixed): webhooks.hpp says a time-out is a
-    # failure retried after the backoff (5 s first). But in webhooks.cpp
-    # post(), any failure without a status on a *kept* connection is taken
-    # for a stale keep-alive connection and the same batch is POSTed again at
-    # once on a new one (`if (r.status || !reused) return r;`), a time-out
-    # included. So a receiver that is merely slow gets the batch twice, back
-    # to back (the first still being worked on), the endpoint's thread waits
-    # 2 x timeout, and ricochet_webhook_failures_total does not count it.
+    # Regression: a receiver that times out on a kept connection waits for the backoff (it got the batch twice at once).
     def test_a_time_out_on_a_kept_connection_waits_for_the_backoff(self):
         self.rx.plan = ["ok", "hang"]  # the first POST opens the kept connection
         self.rx.hang_for = 4

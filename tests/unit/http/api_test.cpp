@@ -111,10 +111,13 @@ TEST_F(api_fixture, QueueOperationsGoThroughControl) {
     control_answer = {{"ok", true}, {"matched", 0}, {"changed", json::array()}};
     r = call("POST", "/v1/queue/release", R"({"id":"6C5Y0KTV2XG00"})");
     EXPECT_EQ(r.status, 404) << "an id that is not queued";
-    control_answer = {{"ok", false}, {"error", "engage refused"}};
+    control_answer = {{"ok", false}, {"error", "a@b.example is unsubscribed: only `recipient clear` makes it active again"}};
     r = call("POST", "/v1/recipients/a@b.example/engage");
-    EXPECT_EQ(r.status, 409);
-    EXPECT_EQ(error_of(r), "engage refused");
+    EXPECT_EQ(r.status, 409) << "engage cannot undo an unsubscribe: a conflict";
+    control_answer = {{"ok", false}, {"error", "database is locked"}};
+    r = call("POST", "/v1/recipients/a@b.example/engage");
+    EXPECT_EQ(r.status, 503) << "the store failing is not the client's fault";
+    EXPECT_EQ(error_of(r), "database is locked");
     EXPECT_EQ(control_calls.back(),
               (json{{"command", "recipient.set"}, {"address", "a@b.example"}, {"status", "active"}, {"why", "engage"}}));
     EXPECT_EQ(call("POST", "/v1/queue/bounce", R"({"all":true})").status, 501);

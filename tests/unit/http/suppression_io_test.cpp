@@ -68,6 +68,9 @@ TEST(SuppressionExport, BothFormats) {
     auto csv = http::export_suppressions(imported, {held}, true);
     EXPECT_EQ(csv, "entry,source,reason,since\r\n@spam.example,import,\"list, old\",2026-11-30T10:40:30Z\r\n"
                    "h@x.example,held,hard/user-unknown,2026-11-30T10:40:30Z\r\n");
+    auto csv_back = http::parse_suppressions(csv, "text/csv", 0);
+    ASSERT_EQ(csv_back.entries.size(), 2u) << csv_back.errors.dump();
+    EXPECT_EQ(csv_back.entries[0].reason, "list, old") << "the header names the columns: reason is the third";
     auto jl = http::export_suppressions(imported, {held}, false);
     auto back = http::parse_suppressions(jl, "", 0);
     ASSERT_EQ(back.entries.size(), 2u) << "an export imports back";

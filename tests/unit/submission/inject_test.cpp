@@ -8,7 +8,7 @@
 #include "submission/inject.hpp"
 
 using namespace ricochet;
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 namespace {
 struct fixture : ::testing::Test {
@@ -75,7 +75,7 @@ TEST_F(fixture, SuppressedRecipientsAreRefusedWithTheirReasonAndDuplicatesCollap
     auto inj = inject({{"from", "s@x.example"}, {"to", {"Held@B.example", "ok@b.example", "gone@b.example"}}, {"text", "x"}}, err);
     ASSERT_TRUE(inj) << err;
     EXPECT_EQ(inj->env.recipients, std::vector<std::string>{"ok@b.example"});
-    auto reply = submission::injection_reply(*inj);
+    nlohmann::json reply = submission::injection_reply(*inj);
     EXPECT_EQ(reply["queue_id"], "ID1");
     EXPECT_EQ(reply["recipients"][0]["status"], "refused");
     EXPECT_EQ(reply["recipients"][0]["reason"], "recipient is held after 3 bounce(s) (last: user-unknown)");
@@ -91,6 +91,8 @@ TEST_F(fixture, SuppressedRecipientsAreRefusedWithTheirReasonAndDuplicatesCollap
     auto dup = inject({{"from", "s@x.example"}, {"to", {"a@b.example", "A@b.example"}}, {"text", "x"}}, err);
     ASSERT_TRUE(dup);
     EXPECT_EQ(dup->env.recipients.size(), 1u);
+    ASSERT_EQ(dup->results.size(), 2u) << "every address asked for is answered";
+    EXPECT_EQ(dup->results[1].reason, "duplicate: the message goes to this address once");
 }
 
 TEST_F(fixture, RawContentIsNormalisedAndGetsDateMessageIdAndReceived) {
@@ -131,7 +133,7 @@ TEST_F(fixture, PartsAreBuiltIntoMime) {
                        {"subject", "Soldes d'\xc3\xa9t\xc3\xa9"},
                        {"text", "caf\xc3\xa9\n" + long_line},
                        {"html", "<p>caf\xc3\xa9</p>"},
-                       {"headers", {{"List-Unsubscribe", "<mailto:u@shop.example>"}}}},
+                       {"headers", {{"X-Zeta", "1"}, {"List-Unsubscribe", "<mailto:u@shop.example>"}, {"X-Campaign-ID", "spring"}}}},
                       err);
     ASSERT_TRUE(inj) << err;
     auto& c = inj->content;
@@ -145,7 +147,9 @@ TEST_F(fixture, PartsAreBuiltIntoMime) {
     EXPECT_NE(h.find("\r\nDate: "), std::string::npos) << h;
     EXPECT_NE(h.find("\r\nMIME-Version: 1.0\r\n"), std::string::npos) << h;
     EXPECT_NE(h.find("\r\nList-Unsubscribe: <mailto:u@shop.example>\r\n"), std::string::npos) << h;
-    EXPECT_NE(h.find("\r\nX-Campaign-ID: spring\r\n"), std::string::npos) << h;
+    EXPECT_NE(h.find("\r\nX-Zeta: 1\r\nList-Unsubscribe: <mailto:u@shop.example>\r\nX-Campaign-ID: spring\r\n"), std::string::npos)
+        << "extra headers in the order given, the campaign header once: " << h;
+    EXPECT_EQ(h.find("X-Campaign-ID"), h.rfind("X-Campaign-ID"));
     EXPECT_NE(h.find("Content-Type: multipart/alternative"), std::string::npos) << h;
     EXPECT_NE(c.find("Content-Type: text/plain; charset=utf-8"), std::string::npos) << c;
     EXPECT_NE(c.find("Content-Type: text/html; charset=utf-8"), std::string::npos) << c;
