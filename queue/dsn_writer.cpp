@@ -1,18 +1,12 @@
 // dsn_writer — see dsn_writer.hpp.
 #include "queue/dsn_writer.hpp"
 
+#include "queue/clock.hpp"
+
 #include <ctime>
 
 namespace ricochet::queue {
 namespace {
-std::string rfc5322_date(std::int64_t ms) {
-    std::time_t t = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    return buf;
-}
 std::string one_line(std::string s) {
     for (auto& c : s)
         if (c == '\r' || c == '\n' || c == '\t') c = ' ';

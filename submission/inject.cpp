@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bounce/suppression_list.hpp"
+#include "queue/clock.hpp"
 #include "smtp/address.hpp"
 #include "submission/compose.hpp"
 
@@ -59,15 +60,6 @@ bool iequals(std::string_view a, std::string_view b) {
     for (std::size_t i = 0; i < a.size(); ++i)
         if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
     return true;
-}
-
-std::string rfc5322_date(std::int64_t ms) {
-    std::time_t t = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    return buf;
 }
 
 std::string random_hex(std::size_t bytes) {

@@ -7,10 +7,25 @@ awaited by connecting to the port, never by sleeping.
 import json
 import os
 import signal
+import sys
 import socket
 import subprocess
 import tempfile
 import time
+
+# A real Prometheus text parser for /metrics.
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    # Debian's python3-prometheus-client (scripts/deps.sh) is pure Python in
+    # /usr/lib/python3/dist-packages, which an interpreter of its own (pyenv)
+    # does not search: it is taken from there, after the interpreter's own.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        def text_string_to_metric_families(text):  # only the tests that read /metrics fail
+            raise ImportError("prometheus_client is missing: apt-get install python3-prometheus-client (scripts/deps.sh)")
 
 BIN = os.environ.get("RICOCHET_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
 SOURCE = os.environ.get("RICOCHET_SOURCE", os.path.join(os.path.dirname(__file__), "../.."))

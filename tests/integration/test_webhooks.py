@@ -22,17 +22,7 @@ import urllib.request
 from harness import Daemon, delivery_config, message, wait_for
 from sink import Sink
 
-try:
-    from prometheus_client.parser import text_string_to_metric_families
-except ImportError:
-    # Debian's python3-prometheus-client (scripts/deps.sh) is pure Python in
-    # /usr/lib/python3/dist-packages, which an interpreter of its own (pyenv)
-    # does not search: it is taken from there, after the interpreter's own.
-    sys.path.append("/usr/lib/python3/dist-packages")
-    try:
-        from prometheus_client.parser import text_string_to_metric_families
-    except ImportError:
-        raise ImportError("prometheus_client is missing: apt-get install python3-prometheus-client (scripts/deps.sh)")
+from harness import text_string_to_metric_families
 
 SECRET = "webhook-secret-0123456789abcdef"
 
