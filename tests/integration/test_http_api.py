@@ -80,7 +80,9 @@ def curl(d, method, path, body=None, headers=(), raw=None, source=None, host=Non
         args = [CURL, "-sS", "--max-time", "30", "-D", hp, "-o", bp, "-w", "%{http_code}"]
         args += ["--head"] if method == "HEAD" else ["-X", method]  # (--head writes the headers to -o too)
         if data is not None:
-            args += ["--data-binary", "@-", "-H", "Content-Type: application/json"]
+            args += ["--data-binary", "@-"]
+            if not any(h.lower().startswith("content-type:") for h in headers):
+                args += ["-H", "Content-Type: application/json"]
         for h in headers:
             args += ["-H", h]
         if source:
