@@ -94,6 +94,17 @@ public:
             out = n->as_boolean()->get();
         }
     }
+    // A rate in [0, 1], written 0.05 (an integer 0 or 1 is taken too).
+    void rate(std::string_view k, double& out) {
+        if (auto* n = t_.get(k)) {
+            double v;
+            if (n->is_floating_point()) v = n->as_floating_point()->get();
+            else if (n->is_integer()) v = static_cast<double>(n->as_integer()->get());
+            else fail(c_, *n, name(k), std::string("expected a rate such as 0.05, got ") + std::string(type_name(*n)));
+            if (!(v >= 0.0 && v <= 1.0)) fail(c_, *n, name(k), "must be between 0 and 1");
+            out = v;
+        }
+    }
     void duration(std::string_view k, seconds& out) {
         if (auto* n = t_.get(k)) {
             if (!n->is_string() || !parse_duration(n->as_string()->get(), out))
@@ -148,7 +159,7 @@ private:
 
 void load(const toml::table& root, config& c) {
     table_reader top(c, root, "");
-    top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce", "http", "webhook"});
+    top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce", "http", "webhook", "breaker"});
 
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
@@ -282,6 +293,27 @@ void load(const toml::table& root, config& c) {
         r.integer("max_connections_per_ip", c.http.max_connections_per_ip, 0, 100000);
         r.duration("request_timeout", c.http.request_timeout);
         if (c.http.request_timeout.count() < 1) fail(c, *t, "http.request_timeout", "must be at least 1s");
+    }
+    if (auto* t = top.sub("breaker")) {
+        table_reader r(c, *t, "breaker");
+        r.known({"enabled", "window", "min_messages", "hard_rate_warn", "hard_rate_pause", "complaint_rate_warn",
+                 "complaint_rate_pause", "scopes"});
+        r.boolean("enabled", c.breaker.enabled);
+        r.duration("window", c.breaker.window);
+        if (c.breaker.window.count() < 60) fail(c, *t, "breaker.window", "must be at least 1m");
+        r.integer("min_messages", c.breaker.min_messages, 1, 100000000);
+        r.rate("hard_rate_warn", c.breaker.hard_rate_warn);
+        r.rate("hard_rate_pause", c.breaker.hard_rate_pause);
+        r.rate("complaint_rate_warn", c.breaker.complaint_rate_warn);
+        r.rate("complaint_rate_pause", c.breaker.complaint_rate_pause);
+        if (c.breaker.hard_rate_warn > c.breaker.hard_rate_pause)
+            fail(c, *t, "breaker.hard_rate_warn", "must not be above hard_rate_pause");
+        if (c.breaker.complaint_rate_warn > c.breaker.complaint_rate_pause)
+            fail(c, *t, "breaker.complaint_rate_warn", "must not be above complaint_rate_pause");
+        r.strings("scopes", c.breaker.scopes);
+        for (auto& sc : c.breaker.scopes)
+            if (sc != "campaign" && sc != "sender_domain")
+                fail(c, *r.node("scopes"), "breaker.scopes", "each must be \"campaign\" or \"sender_domain\", got \"" + sc + "\"");
     }
     if (auto* a = top.array_of_tables("webhook")) {
         for (auto& e : *a) {

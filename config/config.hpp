@@ -132,6 +132,15 @@ struct config {
     } http;
 
     std::vector<webhook> webhooks;
+
+    struct {
+        bool enabled = true;
+        seconds window{24 * 3600};
+        std::uint64_t min_messages = 500;
+        double hard_rate_warn = 0.02, hard_rate_pause = 0.05;
+        double complaint_rate_warn = 0.001, complaint_rate_pause = 0.003;
+        std::vector<std::string> scopes{"campaign", "sender_domain"};
+    } breaker;
 };
 
 // Loads and checks path into out. On failure returns false and sets error to

@@ -7,6 +7,7 @@
 
 #include "bounce/destination_backoff.hpp"
 #include "bounce/suppression_list.hpp"
+#include "daemon/campaign_breaker.hpp"
 #include "delivery/delivery.hpp"
 #include "events/make.hpp"
 #include "events/publisher.hpp"
@@ -72,6 +73,11 @@ json handle_control(control_context& ctx, const json& req) {
     if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
     if (cmd == "pauses") return pauses(ctx);
     if (cmd.rfind("queue.", 0) == 0) return queue_op(ctx, cmd, req);
+    if (cmd == "campaign.pause" || cmd == "campaign.resume") {
+        if (!ctx.breaker) return {{"ok", false}, {"error", "the campaign breaker is off ([breaker] enabled = false)"}};
+        auto id = req.value("id", std::string());
+        return cmd == "campaign.pause" ? ctx.breaker->pause(id) : ctx.breaker->resume(id);
+    }
     return {{"ok", false}, {"error", "unknown command " + cmd}};
 }
 

@@ -21,6 +21,9 @@ class recipient_state;
 namespace ricochet::delivery {
 class delivery_agent;
 }
+namespace ricochet::daemon {
+class campaign_breaker;
+}
 
 namespace ricochet::daemon {
 
@@ -31,6 +34,7 @@ struct control_context {
     const bounce::destination_backoff& backoff;
     state::recipient_state& state;
     events::publisher& publisher;
+    campaign_breaker* breaker = nullptr;  // null: [breaker] enabled = false
 };
 
 nlohmann::json handle_control(control_context& ctx, const nlohmann::json& req);

@@ -1,6 +1,7 @@
 // event_pipeline — see event_pipeline.hpp.
 #include "daemon/event_pipeline.hpp"
 
+#include "queue/clock.hpp"
 #include "queue/logger.hpp"
 
 namespace ricochet::daemon {
@@ -10,11 +11,12 @@ void event_pipeline::apply(std::vector<event>& evs) {
     static auto log = named_logger("state");
     std::lock_guard lk(mu_);
     std::vector<event> changes;
+    std::vector<breaker::delta> counted, more_counted;
     std::string err;
     if (!journal_.empty()) {
         std::error_code jec;
         auto pending = journal_.load(jec);
-        auto replayed = state_.record(pending, err);
+        auto replayed = state_.record(pending, err, &counted);
         if (err.empty()) {
             journal_.clear();
             log->info("state store: {} waiting decision(s) recorded", pending.size());
@@ -22,7 +24,8 @@ void event_pipeline::apply(std::vector<event>& evs) {
         }
     }
     if (err.empty() && !evs.empty()) {
-        auto more = state_.record(evs, err);
+        auto more = state_.record(evs, err, &more_counted);
+        counted.insert(counted.end(), more_counted.begin(), more_counted.end());
         changes.insert(changes.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
     if (!err.empty() && !evs.empty()) {
@@ -49,6 +52,10 @@ void event_pipeline::apply(std::vector<event>& evs) {
         if (auto now = state_.get(e.recipient)) suppression_.update(*now);
         log->info("recipient <{}> is now {} ({} bounce(s), last {})", e.recipient, e.to, e.bounce_count,
                   e.category);
+    }
+    if (breaker_ && !counted.empty()) {
+        auto trips = breaker_->on_counts(counted, now_ms());
+        evs.insert(evs.end(), std::make_move_iterator(trips.begin()), std::make_move_iterator(trips.end()));
     }
     bus_.write(evs);
 }

@@ -6,13 +6,16 @@
 //      it waits in the journal (spool_dir/decisions.pending) and goes in
 //      later, in order: none is lost while the store is down;
 //   3. status changes update the in-memory suppression list (RCPT checks);
-//   4. the bus stamps seq/id and writes to every sink (events.jsonl today).
+//   4. the campaign breaker judges the counts the store took (and may add
+//      campaign_warned / campaign_paused);
+//   5. the bus stamps seq/id and writes to every sink (the log, metrics, webhooks).
 // Nothing here runs on an I/O thread or the delivery strand.
 #pragma once
 #include <mutex>
 #include <vector>
 
 #include "bounce/suppression_list.hpp"
+#include "daemon/campaign_breaker.hpp"
 #include "events/bus.hpp"
 #include "state/decision_journal.hpp"
 #include "state/recipient_state.hpp"
@@ -27,12 +30,15 @@ public:
 
     // The recorder's apply: an empty batch only retries the journal.
     void apply(std::vector<events::event>& evs);
+    // Set before the first event (null: no breaker).
+    void set_breaker(campaign_breaker* b) { breaker_ = b; }
 
 private:
     state::recipient_state& state_;
     bounce::suppression_list& suppression_;
     state::decision_journal& journal_;
     events::bus& bus_;
+    campaign_breaker* breaker_ = nullptr;
     std::mutex mu_;  // the recorder's thread, or a publisher's while it stops
 };
 

@@ -24,7 +24,9 @@
 #include "bounce/destination_backoff.hpp"
 #include "bounce/suppression_list.hpp"
 #include "bounce/verp.hpp"
+#include "config/breaker_config.hpp"
 #include "config/config.hpp"
+#include "daemon/campaign_breaker.hpp"
 #include "daemon/control.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/event_pipeline.hpp"
@@ -145,6 +147,9 @@ int main(int argc, char** argv) {
     for (auto& e : store->suppressions()) suppression.add_entry(e.entry);
     spdlog::info("state {}: {} suppressed address(es), {} imported suppression(s)", cfg.server.state, suppression.size(),
                  suppression.entries());
+    // The campaign breaker: its counts are written with the decisions.
+    breaker::monitor breaker_monitor(to_breaker_config(cfg));
+    if (cfg.breaker.enabled) store->set_breaker(breaker_monitor.cfg());
 
     // Events: numbered from spool_dir/events.seq, written to events.jsonl.
     events::sequencer seq;
@@ -180,6 +185,11 @@ int main(int argc, char** argv) {
     // per transaction: the I/O threads and the spool's committer never wait
     // on the database.
     events::recorder recorder([&pipeline](std::vector<events::event>& evs) { pipeline.apply(evs); });
+    daemon::campaign_breaker campaign_breaker(cfg, breaker_monitor, *store, *spool, due, recorder);
+    if (cfg.breaker.enabled) {
+        campaign_breaker.start();
+        pipeline.set_breaker(&campaign_breaker);
+    }
     // The spool's committer posts to the recorder: it stops first.
     struct stop_spool_first {
         queue::spool& s;
@@ -198,6 +208,7 @@ int main(int argc, char** argv) {
     bounce::destination_backoff backoff(cfg.bounce.destination_backoff.count() * 1000);
     delivery::delivery_agent delivery(io, cfg, *spool, due, recorder, verp, classifier, backoff);
     delivery.set_attempt_observer([&metrics](double s) { metrics.delivery.observe(s); });
+    campaign_breaker.set_delivery(&delivery);
     // After each group commit: one `queued` event per recipient, stored
     // before the clients hear 250 (a crash after it keeps the messages' rows,
     // which later bounces are matched against) and before the messages are
@@ -218,7 +229,7 @@ int main(int argc, char** argv) {
     });
     smtp::smtp_server submission(
         io, submission::listener_options(cfg, cfg.submission.auth_users_file.empty() ? nullptr : &users, *spool,
-                                         suppression, recorder),
+                                         suppression, recorder, cfg.breaker.enabled ? &breaker_monitor : nullptr),
         *spool);
     if (!submission.start(error)) {
         spdlog::critical("{}", error);
@@ -249,7 +260,8 @@ int main(int argc, char** argv) {
         return 1;
     }
 
-    daemon::control_context control_ctx{*spool, due, delivery, backoff, *store, recorder};
+    daemon::control_context control_ctx{*spool, due, delivery, backoff, *store, recorder,
+                                        cfg.breaker.enabled ? &campaign_breaker : nullptr};
     daemon::control_server control(cfg.server.control_socket,
                                    [&control_ctx](const json& req) { return daemon::handle_control(control_ctx, req); });
     if (!control.start(error)) {
@@ -292,6 +304,11 @@ int main(int argc, char** argv) {
                    [&journal] {
                        return journal.empty() ? std::string()
                                               : "behind: decisions wait in " + journal.path().string() + " for the state store";
+                   },
+                   [&breaker_monitor, on = cfg.breaker.enabled](const std::string& campaign,
+                                                                const std::string& sender) -> std::optional<std::string> {
+                       if (!on) return std::nullopt;
+                       return breaker_monitor.paused(campaign, sender.empty() ? std::string() : queue::recipient_domain(sender));
                    }});
     http::server http_listener(io, cfg, api);
     if (!http_listener.start(error)) {

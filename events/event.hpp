@@ -61,6 +61,10 @@ struct event {
     // bounce figures after the change (0 = never).
     std::string from, to, reason;
     std::string via;  // unsubscribed: "one-click", "mailto", "complaint", "admin"
+    // campaign_*: the scope ("campaign", "sender_domain"; its key is in
+    // `campaign`) and the window's figures when it changed.
+    std::string scope;
+    std::int64_t attempted = 0, hard = 0, complaints = 0;
     int bounce_count = 0;
     std::int64_t first_bounce_ms = 0, last_bounce_ms = 0;
 

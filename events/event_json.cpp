@@ -182,6 +182,14 @@ void append_json_line(std::string& out, const event& e, bool internal) {
         w.time_or_null("last_bounce", e.last_bounce_ms);
     }
     if (e.type == event_type::unsubscribed) w.str("via", e.via);
+    if (e.type == event_type::campaign_paused || e.type == event_type::campaign_warned ||
+        e.type == event_type::campaign_resumed) {
+        w.str("scope", e.scope);
+        w.str("reason", e.reason);
+        w.num("attempted", e.attempted);
+        w.num("hard", e.hard);
+        w.num("complaints", e.complaints);
+    }
     if (internal) {
         w.num("t", e.time_ms);  // exact, where "time" is rounded to the format
         if (e.index >= 0) w.num("index", e.index);
@@ -237,6 +245,10 @@ std::optional<event> from_json(const json& j) {
     e.to = str("to");
     e.reason = str("reason");
     e.via = str("via");
+    e.scope = str("scope");
+    e.attempted = num("attempted");
+    e.hard = num("hard");
+    e.complaints = num("complaints");
     e.bounce_count = static_cast<int>(num("bounce_count"));
     e.first_bounce_ms = parse_rfc3339(str("first_bounce"));
     e.last_bounce_ms = parse_rfc3339(str("last_bounce"));

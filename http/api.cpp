@@ -12,6 +12,7 @@
 
 #include "bounce/recipient_status.hpp"
 #include "bounce/suppression_list.hpp"
+#include "config/breaker_config.hpp"
 #include "config/config.hpp"
 #include "events/log_reader.hpp"
 #include "events/metrics.hpp"
@@ -156,6 +157,8 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
                                                  [this] { return ctx_.spool.new_id(); }, now_ms(), error);
         if (!inj) return error_reply(error.rfind("message size", 0) == 0 ? 413 : 400, error);
         if (inj->env.recipients.empty()) return json_reply(200, submission::injection_reply(*inj));  // nothing queued
+        if (ctx_.paused_scope)
+            if (auto why = ctx_.paused_scope(inj->env.campaign, inj->env.sender)) return error_reply(409, *why);
         auto answer = submission::injection_reply(*inj);
         deferred = true;
         ctx_.spool.submit(std::move(inj->env), std::move(inj->content),
@@ -309,17 +312,24 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
         return json_reply(200, views::stats(ctx_.state, param(req, "campaign"), param(req, "domain"), since_ms));
     }
 
+    if (p == "/v1/campaigns") {
+        if (m != "GET") return method_not_allowed("GET");
+        return json_reply(200, views::campaigns(ctx_.state, to_breaker_config(ctx_.cfg), now_ms()));
+    }
     if (auto rest = tail(p, "/v1/campaigns/")) {
-        if (ends_with(*rest, "/pause") || ends_with(*rest, "/resume")) {
+        for (auto [suffix, command] : {std::pair{"/pause", "campaign.pause"}, std::pair{"/resume", "campaign.resume"}}) {
+            if (!ends_with(*rest, suffix)) continue;
             if (m != "POST") return method_not_allowed("POST");
-            return error_reply(501, "the campaign circuit breaker is not implemented yet");
+            auto id = rest->substr(0, rest->size() - std::string_view(suffix).size());
+            auto r = ctx_.control({{"command", command}, {"id", id}});
+            if (!r.value("ok", false)) return error_reply(409, r.value("error", std::string("refused")));
+            auto shown = views::campaign(ctx_.state, to_breaker_config(ctx_.cfg), id, now_ms());
+            return json_reply(200, shown ? *shown : json{{"id", id}, {"state", r.value("state", std::string())}});
         }
         if (m != "GET") return method_not_allowed("GET");
-        auto s = views::stats(ctx_.state, *rest, "", 0);
-        json row = s["by_campaign"].empty() ? json::object() : s["by_campaign"][0];
-        if (row.empty()) return error_reply(404, *rest + ": no such campaign");
-        row["breaker"] = {{"state", "off"}};
-        return json_reply(200, row);
+        auto shown = views::campaign(ctx_.state, to_breaker_config(ctx_.cfg), *rest, now_ms());
+        if (!shown) return error_reply(404, *rest + ": nothing in the breaker's window and no state");
+        return json_reply(200, *shown);
     }
 
     if (p == "/v1/events") {

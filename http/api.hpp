@@ -45,6 +45,9 @@ struct api_context {
     std::function<std::map<std::string, std::int64_t>()> paused;
     // Whether the state store takes writes now ("" = yes, else why not).
     std::function<std::string()> state_health;
+    // The campaign breaker's answer for a message (campaign, envelope
+    // sender): why it is paused, or nullopt. Null: the breaker is off.
+    std::function<std::optional<std::string>(const std::string& campaign, const std::string& sender)> paused_scope;
 };
 
 class api {

@@ -28,6 +28,8 @@ bool matches(const spool& s, spool_entry& e, const selector& sel) {
     auto env = s.find_envelope(e.id, e.state);
     if (!env) return false;
     if (!sel.campaign.empty() && env->campaign != sel.campaign) return false;
+    if (!sel.sender_domain.empty() && recipient_domain(env->sender) != recipient_domain("@" + sel.sender_domain))
+        return false;
     if (!sel.domain.empty()) {
         std::string want = recipient_domain("@" + sel.domain);
         bool any = false;

@@ -17,8 +17,9 @@ struct selector {
     std::string domain;    // every message with a recipient in this domain
     std::string campaign;  // every message of this campaign
     bool all = false;      // everything
+    std::string sender_domain;  // every message whose envelope sender is in this domain (the breaker)
 
-    bool empty() const { return id.empty() && domain.empty() && campaign.empty() && !all; }
+    bool empty() const { return id.empty() && domain.empty() && campaign.empty() && sender_domain.empty() && !all; }
 };
 
 enum class admin_op { hold, release, remove, flush };

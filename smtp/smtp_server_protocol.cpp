@@ -370,6 +370,12 @@ smtp_server_protocol::action smtp_server_protocol::on_end_of_data(std::string& o
         reset_transaction();
         return reply(out, "554 5.4.6 Error: too many hops (mail loop?)", true);
     }
+    if (p_.check_message) {
+        if (auto refused = p_.check_message(campaign, env_.sender)) {
+            reset_transaction();
+            return reply(out, *refused, false);  // not the client's error: a campaign system keeps its session
+        }
+    }
     if (env_.recipients.empty()) {
         // Every recipient was suppressed with bounce.suppressed = "drop".
         reset_transaction();

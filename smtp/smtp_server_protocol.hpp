@@ -52,6 +52,10 @@ struct session_policy {
     std::function<std::string()> new_id;
     // Recipient check after syntax (suppression, bounce tokens).
     std::function<rcpt_verdict(std::string_view rcpt)> check_recipient;
+    // After DATA, with the message's campaign and envelope sender: a whole
+    // reply line ("451 4.7.1 campaign C paused: ...") refuses the message;
+    // nullopt accepts it. (The campaign breaker.)
+    std::function<std::optional<std::string>(const std::string& campaign, const std::string& sender)> check_message;
 };
 
 class smtp_server_protocol {

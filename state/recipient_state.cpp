@@ -80,7 +80,8 @@ bool recipient_state::apply(const event& e, std::vector<event>& changes, std::st
     return true;
 }
 
-std::vector<event> recipient_state::record(const std::vector<event>& evs, std::string& error) {
+std::vector<event> recipient_state::record(const std::vector<event>& evs, std::string& error,
+                                          std::vector<breaker::delta>* counted) {
     std::vector<const event*> kept;
     for (auto& e : evs)
         if (kept_as_decision(e)) kept.push_back(&e);
@@ -94,10 +95,24 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
         if (!ok) break;
         ok = apply(*e, changes, error);
     }
+    std::vector<breaker::delta> ds;
+    if (ok && breaker_) {
+        for (auto* e : kept) {
+            std::string domain;
+            if (breaker_->by_sender_domain && e->type != event_type::queued) {
+                // The envelope sender's domain, from the message's row (written with its `queued` events).
+                auto sender = store_->sender_of(e->queue_id);
+                if (sender && sender->find('@') != std::string::npos) domain = lower(sender->substr(sender->rfind('@') + 1));
+            }
+            breaker::count_event(*e, domain, *breaker_, ds);
+        }
+        if (!ds.empty()) ok = store_->add_window_counts(ds, error);
+    }
     if (!ok || !store_->commit(error)) {
         store_->rollback();
         return {};
     }
+    if (counted) *counted = std::move(ds);
     return changes;
 }
 
@@ -177,6 +192,19 @@ std::optional<bool> recipient_state::remove_suppression(const std::string& entry
 std::vector<suppression_entry> recipient_state::suppressions(const std::string& after, std::size_t limit) const {
     std::lock_guard lk(mu_);
     return store_->suppressions(after, limit);
+}
+std::vector<breaker::delta> recipient_state::window_counts(std::int64_t since_bucket) const {
+    std::lock_guard lk(mu_);
+    return store_->window_counts(since_bucket);
+}
+std::vector<std::pair<std::string, breaker::scope_state>> recipient_state::scopes() const {
+    std::lock_guard lk(mu_);
+    return store_->scopes();
+}
+bool recipient_state::save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) {
+    std::lock_guard lk(mu_);
+    error.clear();
+    return store_->save_scope(key, s, error);
 }
 std::optional<bool> recipient_state::message_bounced(const std::string& queue_id) const {
     std::lock_guard lk(mu_);

@@ -35,7 +35,16 @@ public:
     // Records a batch of events in one transaction and applies the rules.
     // Returns the status_changed events; on failure nothing is written and
     // `error` is set (the caller keeps the batch in its journal).
-    std::vector<events::event> record(const std::vector<events::event>& evs, std::string& error);
+    // With the breaker on (set_breaker), each outcome's window counts are
+    // written in the same transaction and returned in `counted`.
+    std::vector<events::event> record(const std::vector<events::event>& evs, std::string& error,
+                                      std::vector<breaker::delta>* counted = nullptr);
+    void set_breaker(const breaker::config& c) { breaker_ = c; }
+    // The breaker's counts since a bucket and every scope's state (at start),
+    // and a scope's new state.
+    std::vector<breaker::delta> window_counts(std::int64_t since_bucket) const;
+    std::vector<std::pair<std::string, breaker::scope_state>> scopes() const;
+    bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error);
 
     // clear / engage (-> active) and unsubscribe, with an `admin` decision.
     // Adds a status_changed event to `changes` when the status moved. False
@@ -74,6 +83,7 @@ private:
     mutable std::mutex mu_;
     std::unique_ptr<storage> store_;
     bounce::status_policy policy_;
+    std::optional<breaker::config> breaker_;
 };
 
 // Opens the backend server.state names by its scheme: "sqlite:PATH" (the

@@ -122,6 +122,13 @@ constexpr const char* schema =
     "CREATE TABLE IF NOT EXISTS final_failures(queue_id TEXT NOT NULL, recipient TEXT NOT NULL,"
     " PRIMARY KEY(queue_id, recipient));"
     "CREATE TABLE IF NOT EXISTS suppressions(entry TEXT PRIMARY KEY, reason TEXT, created_ms INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS breaker_counts(scope TEXT NOT NULL, bucket INTEGER NOT NULL,"
+    " attempted INTEGER NOT NULL, delivered INTEGER NOT NULL, hard INTEGER NOT NULL, soft INTEGER NOT NULL,"
+    " block INTEGER NOT NULL, complaints INTEGER NOT NULL, PRIMARY KEY(scope, bucket)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS breaker_scopes(scope TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT,"
+    " since_ms INTEGER NOT NULL, manual INTEGER NOT NULL, b_attempted INTEGER NOT NULL, b_delivered INTEGER NOT NULL,"
+    " b_hard INTEGER NOT NULL, b_soft INTEGER NOT NULL, b_block INTEGER NOT NULL, b_complaints INTEGER NOT NULL)"
     " WITHOUT ROWID;";
 
 bool exec(sqlite3* db, const char* sql, std::string& error) {
@@ -387,6 +394,61 @@ std::vector<suppression_entry> sqlite_storage::suppressions(const std::string& a
     q.text(1, after).num(2, limit ? static_cast<std::int64_t>(limit) : -1);
     std::vector<suppression_entry> out;
     while (q.row()) out.push_back({q.col_text(0), q.col_text(1), q.col_num(2)});
+    return out;
+}
+
+bool sqlite_storage::add_window_counts(const std::vector<breaker::delta>& ds, std::string& error) {
+    auto use = prepared("INSERT INTO breaker_counts(scope, bucket, attempted, delivered, hard, soft, block, complaints) "
+                        "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(scope, bucket) DO UPDATE SET "
+                        "attempted = attempted + excluded.attempted, delivered = delivered + excluded.delivered, "
+                        "hard = hard + excluded.hard, soft = soft + excluded.soft, block = block + excluded.block, "
+                        "complaints = complaints + excluded.complaints");
+    auto& q = *use;
+    for (auto& d : ds) {
+        q.reset();
+        q.text(1, d.key).num(2, d.bucket).num(3, d.c.attempted).num(4, d.c.delivered).num(5, d.c.hard).num(6, d.c.soft)
+            .num(7, d.c.block).num(8, d.c.complaints);
+        if (!q.run()) return fail(q, error);
+    }
+    return true;
+}
+
+std::vector<breaker::delta> sqlite_storage::window_counts(std::int64_t since_bucket) {
+    auto use = prepared("SELECT scope, bucket, attempted, delivered, hard, soft, block, complaints FROM breaker_counts "
+                        "WHERE bucket >= ?");
+    auto& q = *use;
+    q.num(1, since_bucket);
+    std::vector<breaker::delta> out;
+    while (q.row())
+        out.push_back({q.col_text(0), q.col_num(1),
+                       {q.col_num(2), q.col_num(3), q.col_num(4), q.col_num(5), q.col_num(6), q.col_num(7)}});
+    return out;
+}
+
+bool sqlite_storage::save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) {
+    auto use = prepared("INSERT OR REPLACE INTO breaker_scopes(scope, state, reason, since_ms, manual, b_attempted, "
+                        "b_delivered, b_hard, b_soft, b_block, b_complaints) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+    auto& q = *use;
+    q.text(1, key).text(2, std::string(breaker::to_string(s.st))).text(3, s.reason).num(4, s.since_ms).num(5, s.manual)
+        .num(6, s.baseline.attempted).num(7, s.baseline.delivered).num(8, s.baseline.hard).num(9, s.baseline.soft)
+        .num(10, s.baseline.block).num(11, s.baseline.complaints);
+    return q.run() || fail(q, error);
+}
+
+std::vector<std::pair<std::string, breaker::scope_state>> sqlite_storage::scopes() {
+    auto use = prepared("SELECT scope, state, reason, since_ms, manual, b_attempted, b_delivered, b_hard, b_soft, b_block, "
+                        "b_complaints FROM breaker_scopes");
+    auto& q = *use;
+    std::vector<std::pair<std::string, breaker::scope_state>> out;
+    while (q.row()) {
+        breaker::scope_state s;
+        s.st = breaker::parse_state(q.col_text(1)).value_or(breaker::state::ok);
+        s.reason = q.col_text(2);
+        s.since_ms = q.col_num(3);
+        s.manual = q.col_num(4) != 0;
+        s.baseline = {q.col_num(5), q.col_num(6), q.col_num(7), q.col_num(8), q.col_num(9), q.col_num(10)};
+        out.emplace_back(q.col_text(0), s);
+    }
     return out;
 }
 

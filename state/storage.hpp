@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bounce/recipient_status.hpp"
+#include "breaker/breaker.hpp"
 #include "events/event.hpp"
 
 namespace ricochet::state {
@@ -83,6 +84,13 @@ public:
     virtual bool add_suppressions(const std::vector<suppression_entry>& es, std::string& error) = 0;
     virtual std::optional<bool> remove_suppression(const std::string& entry, std::string& error) = 0;
     virtual std::vector<suppression_entry> suppressions(const std::string& after, std::size_t limit) = 0;
+
+    // breaker: counts per scope and time bucket (added to, inside the
+    // caller's transaction), and each scope's state.
+    virtual bool add_window_counts(const std::vector<breaker::delta>& ds, std::string& error) = 0;
+    virtual std::vector<breaker::delta> window_counts(std::int64_t since_bucket) = 0;
+    virtual bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) = 0;
+    virtual std::vector<std::pair<std::string, breaker::scope_state>> scopes() = 0;
 };
 
 }  // namespace ricochet::state

@@ -4,6 +4,7 @@
 #include "submission/inject.hpp"
 
 #include "bounce/suppression_list.hpp"
+#include "breaker/breaker.hpp"
 #include "config/config.hpp"
 #include "events/make.hpp"
 #include "events/publisher.hpp"
@@ -15,7 +16,8 @@
 namespace ricochet::submission {
 
 smtp::smtp_server_options listener_options(const config& cfg, const smtp::auth_users* users, queue::spool& spool,
-                                           const bounce::suppression_list& suppression, events::publisher& publisher) {
+                                           const bounce::suppression_list& suppression, events::publisher& publisher,
+                                           const breaker::monitor* breaker) {
     smtp::smtp_server_options sub;
     sub.name = "submission";
     sub.listen = cfg.submission.listen;
@@ -44,6 +46,13 @@ smtp::smtp_server_options listener_options(const config& cfg, const smtp::auth_u
         }
         return smtp::rcpt_verdict::refuse("550 5.7.1 <" + std::string(rcpt) + ">: recipient " + *why);
     };
+    if (breaker)
+        sub.policy.check_message = [breaker](const std::string& campaign,
+                                             const std::string& sender) -> std::optional<std::string> {
+            auto why = breaker->paused(campaign, sender.empty() ? std::string() : queue::recipient_domain(sender));
+            if (!why) return std::nullopt;
+            return "451 4.7.1 " + *why;
+        };
     return sub;
 }
 

@@ -22,12 +22,18 @@ class spool;
 namespace ricochet::smtp {
 class auth_users;
 }
+namespace ricochet::breaker {
+class monitor;
+}
 
 namespace ricochet::submission {
 
 // users: null when submission.auth_users_file is not set. Everything
 // referred to must outlive the listener.
+// breaker: null when [breaker] is off; else a paused campaign's or sender
+// domain's message gets 451 4.7.1 after DATA, with the figures.
 smtp::smtp_server_options listener_options(const config& cfg, const smtp::auth_users* users, queue::spool& spool,
-                                           const bounce::suppression_list& suppression, events::publisher& publisher);
+                                           const bounce::suppression_list& suppression, events::publisher& publisher,
+                                           const breaker::monitor* breaker = nullptr);
 
 }  // namespace ricochet::submission

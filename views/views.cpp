@@ -163,6 +163,51 @@ json recipients(const state::recipient_state& st, bounce::address_status s, cons
     return {{"recipients", arr}, {"next", more ? json(rows.back().address) : json(nullptr)}};
 }
 
+namespace {
+void load_monitor(breaker::monitor& m, const state::recipient_state& st, const breaker::config& cfg, std::int64_t now_ms) {
+    auto since = now_ms - cfg.window_ms;
+    for (auto& d : st.window_counts(since - since % cfg.bucket_ms())) m.load_counts(d.key, d.bucket, d.c);
+    for (auto& [k, s] : st.scopes()) m.load_state(k, s);
+}
+json scope_json(const breaker::monitor& m, const std::string& key, std::int64_t now_ms) {
+    auto c = m.window(key, now_ms);
+    auto s = m.state_of(key);
+    bool sender = !key.empty() && key.front() == '@';
+    return {{"id", key},
+            {"scope", sender ? "sender_domain" : "campaign"},
+            {"attempted", c.attempted},
+            {"delivered", c.delivered},
+            {"hard", c.hard},
+            {"soft", c.soft},
+            {"block", c.block},
+            {"complaints", c.complaints},
+            {"hard_rate", c.hard_rate()},
+            {"complaint_rate", c.complaint_rate()},
+            {"window", std::to_string(m.cfg().window_ms / 3600000) + "h"},
+            {"state", std::string(breaker::to_string(s.st))},
+            {"since", s.since_ms ? json(format_time(s.since_ms)) : json(nullptr)},
+            {"reason", s.reason.empty() ? json(nullptr) : json(s.reason)},
+            {"manual", s.manual}};
+}
+}  // namespace
+
+std::optional<json> campaign(const state::recipient_state& st, const breaker::config& cfg, const std::string& key,
+                             std::int64_t now_ms) {
+    breaker::monitor m(cfg);
+    load_monitor(m, st, cfg, now_ms);
+    if (m.window(key, now_ms).empty() && m.state_of(key).st == breaker::state::ok && m.state_of(key).since_ms == 0)
+        return std::nullopt;
+    return scope_json(m, key, now_ms);
+}
+
+json campaigns(const state::recipient_state& st, const breaker::config& cfg, std::int64_t now_ms) {
+    breaker::monitor m(cfg);
+    load_monitor(m, st, cfg, now_ms);
+    json out = json::array();
+    for (auto& k : m.keys(now_ms)) out.push_back(scope_json(m, k, now_ms));
+    return out;
+}
+
 json stats(const state::recipient_state& st, const std::string& campaign, const std::string& domain, std::int64_t since_ms) {
     json out = json::object();
     for (std::string group : {"campaign", "domain"}) {

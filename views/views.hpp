@@ -15,6 +15,7 @@
 #include <string>
 
 #include "bounce/recipient_status.hpp"
+#include "breaker/breaker.hpp"
 
 namespace ricochet::queue {
 class spool;
@@ -49,6 +50,13 @@ json record_json(const bounce::address_record& r);
 std::optional<json> recipient(const state::recipient_state& st, const std::string& address, int history_limit = 50);
 // Recipients with a status, in address order after `after`: {"recipients": [...], "next": CURSOR|null}.
 json recipients(const state::recipient_state& st, bounce::address_status s, const std::string& after, std::size_t limit);
+// The circuit breaker's scopes (campaigns, "@sender.domain"), read from the
+// store: the window's counts, rates, state, when and why. One scope
+// (nullopt when it has nothing in the window and no state), or all.
+std::optional<json> campaign(const state::recipient_state& st, const breaker::config& cfg, const std::string& key,
+                             std::int64_t now_ms);
+json campaigns(const state::recipient_state& st, const breaker::config& cfg, std::int64_t now_ms);
+
 // {"by_campaign": [...], "by_domain": [...]}.
 json stats(const state::recipient_state& st, const std::string& campaign, const std::string& domain, std::int64_t since_ms);
 

@@ -125,6 +125,25 @@ public:
     bool final_failure_known(const std::string& q, const std::string& a) override {
         return data_.final_failures.count({q, a}) > 0;
     }
+    bool add_window_counts(const std::vector<breaker::delta>& ds, std::string& error) override {
+        if (refusing()) return refuse(error);
+        for (auto& d : ds) data_.window[{d.key, d.bucket}] += d.c;
+        return true;
+    }
+    std::vector<breaker::delta> window_counts(std::int64_t since) override {
+        std::vector<breaker::delta> out;
+        for (auto& [k, c] : data_.window)
+            if (k.second >= since) out.push_back({k.first, k.second, c});
+        return out;
+    }
+    bool save_scope(const std::string& key, const breaker::scope_state& st, std::string& error) override {
+        if (refusing()) return refuse(error);
+        data_.scopes[key] = st;
+        return true;
+    }
+    std::vector<std::pair<std::string, breaker::scope_state>> scopes() override {
+        return {data_.scopes.begin(), data_.scopes.end()};
+    }
     bool add_suppressions(const std::vector<suppression_entry>& es, std::string& error) override {
         if (refusing()) return refuse(error);
         for (auto& e : es) data_.suppressions[e.entry] = e;
@@ -163,6 +182,8 @@ private:
     struct tables {
         std::map<std::string, bounce::address_record> recipients;
         std::map<std::string, suppression_entry> suppressions;
+        std::map<std::pair<std::string, std::int64_t>, breaker::counts> window;
+        std::map<std::string, breaker::scope_state> scopes;
         std::vector<events::event> decisions;
         std::map<std::string, message> messages;
         std::map<std::pair<std::string, int>, std::string> message_recipients;

@@ -1,0 +1,187 @@
+// campaign_breaker — see campaign_breaker.hpp.
+#include "daemon/campaign_breaker.hpp"
+
+#include "config/config.hpp"
+#include "delivery/delivery.hpp"
+#include "delivery/delivery_policy.hpp"
+#include "events/publisher.hpp"
+#include "queue/clock.hpp"
+#include "queue/logger.hpp"
+#include "queue/queue_admin.hpp"
+#include "queue/schedule.hpp"
+#include "queue/spool.hpp"
+#include "state/recipient_state.hpp"
+
+namespace ricochet::daemon {
+using nlohmann::json;
+
+namespace {
+std::shared_ptr<spdlog::logger> log() {
+    static auto l = named_logger("breaker");
+    return l;
+}
+queue::selector scope_selector(const std::string& key) {
+    queue::selector sel;
+    if (!key.empty() && key.front() == '@') sel.sender_domain = key.substr(1);
+    else sel.campaign = key;
+    return sel;
+}
+}  // namespace
+
+campaign_breaker::campaign_breaker(const config& cfg, breaker::monitor& m, state::recipient_state& st,
+                                   queue::spool& spool, queue::schedule& due, events::publisher& pub)
+    : cfg_(cfg), m_(m), st_(st), spool_(spool), due_(due), pub_(pub) {}
+
+campaign_breaker::~campaign_breaker() { stop(); }
+
+void campaign_breaker::start() {
+    auto now = now_ms();
+    auto since = now - m_.cfg().window_ms;
+    for (auto& d : st_.window_counts(since - since % m_.cfg().bucket_ms())) m_.load_counts(d.key, d.bucket, d.c);
+    for (auto& [k, s] : st_.scopes()) {
+        m_.load_state(k, s);
+        if (s.st == breaker::state::paused) log()->warn("{}", breaker::paused_text(k, s));
+    }
+    thread_ = std::thread([this] { worker(); });
+}
+
+void campaign_breaker::stop() {
+    {
+        std::lock_guard lk(mu_);
+        if (stopping_ && !thread_.joinable()) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+}
+
+events::event campaign_breaker::transition_event(const breaker::transition& t, std::int64_t now_ms) const {
+    events::event e;
+    e.type = t.to == breaker::state::paused   ? events::event_type::campaign_paused
+             : t.to == breaker::state::warned ? events::event_type::campaign_warned
+                                              : events::event_type::campaign_resumed;
+    e.time_ms = now_ms;
+    e.campaign = t.key;
+    e.scope = !t.key.empty() && t.key.front() == '@' ? "sender_domain" : "campaign";
+    e.reason = t.reason;
+    auto c = m_.window(t.key, now_ms);
+    e.attempted = c.attempted;
+    e.hard = c.hard;
+    e.complaints = c.complaints;
+    return e;
+}
+
+void campaign_breaker::save(const std::string& key) {
+    std::string error;
+    if (!st_.save_scope(key, m_.state_of(key), error))
+        log()->error("{}: cannot keep its state in the store: {} (it holds until the daemon stops)", key, error);
+}
+
+std::vector<events::event> campaign_breaker::on_counts(const std::vector<breaker::delta>& ds, std::int64_t now_ms) {
+    std::vector<events::event> out;
+    if (ds.empty()) return out;
+    for (auto& t : m_.apply(ds, now_ms)) {
+        save(t.key);
+        out.push_back(transition_event(t, now_ms));
+        if (t.to == breaker::state::paused) {
+            log()->warn("{}: holding its queued messages", breaker::paused_text(t.key, m_.state_of(t.key)));
+            enqueue([this, key = t.key] { hold_scope(key); });
+        } else {
+            log()->warn("{} warned: {}", breaker::scope_name(t.key), t.reason);
+        }
+    }
+    return out;
+}
+
+json campaign_breaker::pause(const std::string& key) {
+    if (key.empty() || key == "@") return {{"ok", false}, {"error", "need a campaign ID or @sender.domain"}};
+    auto now = now_ms();
+    auto t = m_.pause(key, now);
+    if (!t) return {{"ok", true}, {"state", "paused"}, {"changed", false}};
+    save(key);
+    pub_.publish_now({transition_event(*t, now)});
+    log()->warn("{} paused by an operator", breaker::scope_name(key));
+    enqueue([this, key] { hold_scope(key); });
+    return {{"ok", true}, {"state", "paused"}, {"changed", true}};
+}
+
+json campaign_breaker::resume(const std::string& key) {
+    if (key.empty() || key == "@") return {{"ok", false}, {"error", "need a campaign ID or @sender.domain"}};
+    auto now = now_ms();
+    auto t = m_.resume(key, now);
+    if (!t) return {{"ok", true}, {"state", "ok"}, {"changed", false}};
+    save(key);
+    pub_.publish_now({transition_event(*t, now)});
+    log()->info("{} resumed: its held messages are released", breaker::scope_name(key));
+    enqueue([this, key] { release_scope(key); });
+    return {{"ok", true}, {"state", "ok"}, {"changed", true}};
+}
+
+void campaign_breaker::enqueue(std::function<void()> job) {
+    {
+        std::lock_guard lk(mu_);
+        jobs_.push_back(std::move(job));
+    }
+    cv_.notify_all();
+}
+
+void campaign_breaker::worker() {
+    auto next_sweep = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    for (;;) {
+        std::function<void()> job;
+        {
+            std::unique_lock lk(mu_);
+            cv_.wait_until(lk, next_sweep, [&] { return stopping_ || !jobs_.empty(); });
+            if (stopping_) return;
+            if (!jobs_.empty()) {
+                job = std::move(jobs_.front());
+                jobs_.pop_front();
+            }
+        }
+        if (job) job();
+        if (std::chrono::steady_clock::now() >= next_sweep) {
+            expire_sweep();
+            next_sweep = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        }
+    }
+}
+
+void campaign_breaker::hold_scope(const std::string& key) {
+    if (m_.state_of(key).st != breaker::state::paused) return;  // resumed meanwhile
+    auto res = queue::apply_admin(spool_, &pub_, queue::admin_op::hold, scope_selector(key));
+    log()->info("{}: {} queued message(s) held{}", breaker::scope_name(key), res.ids.size(),
+                res.error.empty() ? "" : " (" + res.error + ")");
+}
+
+void campaign_breaker::release_scope(const std::string& key) {
+    if (m_.state_of(key).st == breaker::state::paused) return;  // paused again meanwhile
+    auto res = queue::apply_admin(spool_, &pub_, queue::admin_op::release, scope_selector(key));
+    auto now = now_ms();
+    for (auto& id : res.ids) due_.add(id, now);
+    if (delivery_ && !res.ids.empty()) delivery_->wake();
+    log()->info("{}: {} held message(s) released", breaker::scope_name(key), res.ids.size());
+}
+
+void campaign_breaker::expire_sweep() {
+    auto now = now_ms();
+    bool any = false;
+    for (auto& k : m_.keys(now)) any = any || m_.state_of(k).st == breaker::state::paused;
+    if (!any) return;
+    std::vector<std::string> ids;
+    for (auto& e : spool_.list(queue::queue_state::hold)) {
+        auto env = spool_.read_envelope(e.id, e.state);
+        if (!env) continue;
+        auto domain = queue::recipient_domain(env->sender);
+        if (!m_.paused(env->campaign, domain)) continue;  // held by an operator, not by the breaker
+        bool all_due = !env->recipients.empty();
+        for (auto& r : env->recipients)
+            all_due = all_due && env->arrival_ms + delivery::retry_for(cfg_, queue::recipient_domain(r)).max_age_ms <= now;
+        if (!all_due) continue;
+        if (!spool_.move(e.id, queue::queue_state::hold, queue::queue_state::active)) ids.push_back(e.id);
+    }
+    for (auto& id : ids) due_.add(id, now);  // expired by the delivery agent, without an attempt
+    if (delivery_ && !ids.empty()) delivery_->wake();
+    if (!ids.empty()) log()->info("{} held message(s) of paused scopes reached retry.max_age: expired", ids.size());
+}
+
+}  // namespace ricochet::daemon
