@@ -80,6 +80,20 @@ int main(int argc, char** argv) {
         sc->add_flag("--json", as_json);
         sc->callback([&set_to, st = st, name = std::string(name)] { set_to = std::pair{st, name}; });
     }
+    auto* cp = app.add_subcommand("campaign", "the campaign circuit breaker (ID, or @domain for a sender domain)");
+    cp->require_subcommand(1);
+    std::string campaign_id;
+    auto* clist = cp->add_subcommand("list", "every campaign and sender domain in the window: rates and state");
+    clist->add_flag("--json", as_json);
+    auto* cshow = cp->add_subcommand("show", "sent, delivered, bounces by kind, complaints, rates, state, when and why");
+    cshow->add_option("ID", campaign_id)->required();
+    cshow->add_flag("--json", as_json);
+    auto* cpause = cp->add_subcommand("pause", "hold its queued messages; new ones get 451 (injection 409)");
+    cpause->add_option("ID", campaign_id)->required();
+    cpause->add_flag("--json", as_json);
+    auto* cresume = cp->add_subcommand("resume", "release its held messages and start judging afresh");
+    cresume->add_option("ID", campaign_id)->required();
+    cresume->add_flag("--json", as_json);
     std::string st_campaign, st_domain, st_since;
     auto* stats = app.add_subcommand("stats", "sent, delivered, deferred, bounces by kind, bounce rate");
     stats->add_option("--campaign", st_campaign);
@@ -110,6 +124,9 @@ int main(int argc, char** argv) {
         if (rlist->parsed()) return recipient_list(cfg, list_status, as_json);
         if (set_to) return recipient_set(cfg, addr, set_to->first, set_to->second, as_json);
         if (stats->parsed()) return ctl::stats(cfg, st_campaign, st_domain, st_since, as_json);
+        if (clist->parsed()) return campaign_list(cfg, as_json);
+        if (cshow->parsed()) return campaign_show(cfg, campaign_id, as_json);
+        if (cpause->parsed() || cresume->parsed()) return campaign_set(cfg, campaign_id, cpause->parsed(), as_json);
     } catch (const exit_code& e) {
         return e.code;
     } catch (const std::exception& e) {
