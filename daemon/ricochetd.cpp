@@ -209,6 +209,10 @@ int main(int argc, char** argv) {
     delivery::delivery_agent delivery(io, cfg, *spool, due, recorder, verp, classifier, backoff);
     delivery.set_attempt_observer([&metrics](double s) { metrics.delivery.observe(s); });
     campaign_breaker.set_delivery(&delivery);
+    if (cfg.breaker.enabled)
+        delivery.set_send_check([&breaker_monitor](const queue::envelope& env) {
+            return !breaker_monitor.paused(env.campaign, env.sender.empty() ? std::string() : queue::recipient_domain(env.sender));
+        });
     // After each group commit: one `queued` event per recipient, stored
     // before the clients hear 250 (a crash after it keeps the messages' rows,
     // which later bounces are matched against) and before the messages are

@@ -61,6 +61,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     next_hops hops;
     connection_pool pool;
     std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
+    std::function<bool(const queue::envelope&)> send_check;  // false: paused by the campaign breaker
     asio::steady_timer wakeup;
     bool stopping = false, woken = false;
     std::atomic<unsigned> inflight{0};
@@ -161,6 +162,14 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 co_return;
             }
             auto got = co_await pool.acquire(domain, found.hops);
+            // A message may wait a while for its connection: the campaign
+            // breaker may have paused it meanwhile. Then nothing is sent and
+            // the recipients left stay pending (the pause holds the message).
+            if (send_check && !send_check(env)) {
+                log()->info("{}: campaign paused: {} recipient(s) not tried", id, idxs.size() - k);
+                if (got.conn) pool.release(domain, std::move(got.conn));
+                co_return;
+            }
             if (!got.conn) {
                 // A throttling greeting or EHLO reply pauses the destination too.
                 pause_if_site_trouble(id, domain, got.failure);
@@ -396,6 +405,7 @@ delivery_agent::~delivery_agent() = default;
 void delivery_agent::start() { asio::co_spawn(impl_->strand, impl_->dispatcher(), asio::detached); }
 
 void delivery_agent::set_attempt_observer(std::function<void(double)> f) { impl_->attempt_observer = std::move(f); }
+void delivery_agent::set_send_check(std::function<bool(const queue::envelope&)> f) { impl_->send_check = std::move(f); }
 
 void delivery_agent::wake() {
     asio::post(impl_->strand, [self = impl_] { self->wake_on_strand(); });

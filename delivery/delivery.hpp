@@ -23,6 +23,7 @@ class io_context;
 namespace ricochet::queue {
 class spool;
 class schedule;
+struct envelope;
 }  // namespace ricochet::queue
 namespace ricochet::events {
 class publisher;
@@ -56,6 +57,10 @@ public:
     // Called with the seconds each attempt on one destination took (DNS,
     // connection, transaction); set before start(). For the metrics.
     void set_attempt_observer(std::function<void(double)> f);
+    // Asked right before a message is sent on a connection: false keeps it
+    // (its recipients stay pending). The campaign breaker's pause; set
+    // before start().
+    void set_send_check(std::function<bool(const queue::envelope&)> f);
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
     // Stops taking new messages; those in flight finish (see in_flight()).

@@ -1,0 +1,149 @@
+"""The campaign circuit breaker against the real daemon, with smtplib as the
+campaign system and the scripted sink as the receiver: a campaign where 6%
+of the recipients get 550 5.1.1 is paused once the floor is reached and
+before its end (its queued messages wait in hold, even those already
+waiting for a connection; new ones get 451 4.7.1 after DATA, injection
+409), a kill -9 while paused changes nothing, and after the operator cleans
+the list a resume delivers what waited; a campaign at 1.5% running at the
+same time never trips. An operator's pause and resume through the API."""
+import json
+import smtplib
+import unittest
+
+from harness import Daemon, delivery_config, message, wait_for
+from sink import Sink
+from test_http_api import call
+
+N = 1000
+FLOOR = 200
+
+
+def submit_campaign(d, campaign, every, n=N):
+    """n messages of one campaign, every `every`-th to a recipient the sink
+    rejects with 550 5.1.1. Returns ({seq: 250 or 451 reply}, rejected seqs)."""
+    answers, rejects = {}, set()
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
+        s.ehlo("campaign.test")
+        for i in range(n):
+            bad = i % every == every - 1
+            rcpt = "%s%s-%04d@sink.test" % ("reject" if bad else "ok", campaign, i)
+            if bad:
+                rejects.add(i)
+            s.mail("news@shop-%s.example" % campaign)
+            code, _ = s.rcpt(rcpt)
+            assert code == 250, (code, rcpt)
+            code, msg = s.data(message(i, campaign=campaign))
+            answers[i] = (code, msg.decode())
+    return answers, rejects
+
+
+class Breaker(unittest.TestCase):
+    def setUp(self):
+        self.sink = Sink()
+        extra = delivery_config({"sink.test": (self.sink.host, self.sink.port)}, per_domain=4, per_conn=20)
+        extra += '[breaker]\nmin_messages = %d\nscopes = ["campaign"]\n' % FLOOR
+        self.d = Daemon(extra_config=extra).start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.sink.close()
+
+    def delivered_to(self, prefix):
+        return [r for _, r, _ in self.sink.received() if r.startswith(prefix)]
+
+    def test_a_bad_campaign_pauses_waits_survives_kill9_and_resumes_a_good_one_never_trips(self):
+        bad, bad_rejects = submit_campaign(self.d, "bad", 17)   # 5.9%
+        good, good_rejects = submit_campaign(self.d, "good", 67)  # 1.5%
+        accepted_bad = {i for i, (code, _) in bad.items() if code == 250}
+        refused_bad = {i: msg for i, (code, msg) in bad.items() if code != 250}
+
+        paused = wait_for(lambda: [e for e in self.d.events() if e["type"] == "campaign_paused"], timeout=120,
+                          what="campaign_paused")
+        self.assertEqual(len(paused), 1, paused)
+        ev = paused[0]
+        self.assertEqual((ev["campaign"], ev["scope"]), ("bad", "campaign"))
+        self.assertGreaterEqual(ev["attempted"], FLOOR, "not before the floor")
+        self.assertTrue(ev["reason"].startswith("hard bounce rate "), ev)
+        # The good campaign is done (all its accepted messages out of the queue) and never tripped.
+        wait_for(lambda: len(self.delivered_to("okgood")) == N - len(good_rejects), timeout=120, what="the good campaign")
+        self.assertFalse([e for e in self.d.events() if e["type"] in ("campaign_paused", "campaign_warned")
+                          and e["campaign"] == "good"])
+        self.assertTrue(all(code == 250 for code, _ in good.values()))
+
+        # Paused before its end: what was not yet delivered waits in hold (or was refused at DATA).
+        wait_for(lambda: self.d.ctl_json("queue", "summary")["total"]["active"] == 0
+                 and self.d.ctl_json("queue", "summary")["total"]["deferred"] == 0, timeout=60, what="a quiet queue")
+        held = self.d.ctl_json("queue", "list", "--state", "hold")
+        self.assertTrue(held or refused_bad, "the pause came before the end of the campaign")
+        self.assertTrue(all(m["campaign"] == "bad" for m in held))
+        for msg in refused_bad.values():
+            self.assertRegex(msg, r"^4\.7\.1 campaign bad paused: hard bounce rate \d+\.\d% of [\d,]+$")
+        delivered_before = len(self.delivered_to("okbad"))
+        ok_accepted = {i for i in accepted_bad if i not in bad_rejects}
+        self.assertLess(delivered_before, len(ok_accepted), "some of the campaign waits")
+
+        # While paused: a new message gets 451 after DATA, an injection 409, and nothing more goes out.
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.ehlo("campaign.test")
+            s.mail("news@shop-bad.example")
+            s.rcpt("oklate@sink.test")
+            code, msg = s.data(message(9999, campaign="bad"))
+            self.assertEqual(code, 451)
+            self.assertIn("campaign bad paused: hard bounce rate", msg.decode())
+        r = call(self.d, "POST", "/v1/messages", {"from": "news@shop-bad.example", "to": ["okinject@sink.test"],
+                                                  "campaign": "bad", "text": "x"})
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("campaign bad paused: hard bounce rate", r.json["error"])
+        shown = self.d.ctl_json("campaign", "show", "bad")
+        self.assertEqual(shown["state"], "paused")
+        self.assertGreaterEqual(shown["attempted"], FLOOR)
+        self.assertEqual(call(self.d, "GET", "/v1/campaigns/bad").json["state"], "paused")
+        self.assertEqual(self.d.ctl_json("campaign", "show", "good")["state"], "ok")
+
+        # kill -9 while paused changes nothing: still paused, still held, still 451.
+        self.d.kill9()
+        self.d.start()
+        self.assertEqual(self.d.ctl_json("campaign", "show", "bad")["state"], "paused")
+        self.assertEqual(len(self.d.ctl_json("queue", "list", "--state", "hold")), len(held))
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.ehlo("campaign.test")
+            s.mail("news@shop-bad.example")
+            s.rcpt("oklate@sink.test")
+            self.assertEqual(s.data(message(9998, campaign="bad"))[0], 451)
+        self.assertEqual(len(self.delivered_to("okbad")), delivered_before)
+
+        # The operator cleans the list (the held messages to bad addresses
+        # go; a resume of a campaign still at 6% would trip again, after
+        # min_messages more), then resumes: every accepted message to a good
+        # address is delivered, once.
+        for m in self.d.ctl_json("queue", "list", "--state", "hold"):
+            if m["recipients"][0].startswith("rejectbad"):
+                self.d.ctl("queue", "delete", m["id"])
+        self.d.ctl("campaign", "resume", "bad")
+        wait_for(lambda: len(self.delivered_to("okbad")) == len(ok_accepted), timeout=120, what="the held messages delivered")
+        got = self.delivered_to("okbad")
+        self.assertEqual(len(got), len(set(got)), "each once")
+        self.assertEqual(self.d.ctl_json("campaign", "show", "bad")["state"], "ok")
+        resumed = [e for e in self.d.events() if e["type"] == "campaign_resumed"]
+        self.assertEqual([e["campaign"] for e in resumed], ["bad"])
+
+    def test_an_operator_pauses_and_resumes_through_the_api(self):
+        r = call(self.d, "POST", "/v1/campaigns/spring/pause")
+        self.assertEqual((r.status, r.json["state"], r.json["manual"]), (200, "paused", True), r)
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.ehlo("campaign.test")
+            s.mail("news@shop.example")
+            s.rcpt("okspring@sink.test")
+            code, msg = s.data(message(1, campaign="spring"))
+            self.assertEqual((code, msg.decode()), (451, "4.7.1 campaign spring paused: paused by an operator"))
+        self.assertEqual(call(self.d, "POST", "/v1/campaigns/spring/resume").json["state"], "ok")
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.sendmail("news@shop.example", ["okspring@sink.test"], message(2, campaign="spring"))
+        wait_for(lambda: self.delivered_to("okspring"), what="delivered after the resume")
+        types = [e["type"] for e in self.d.events() if e["type"].startswith("campaign_")]
+        self.assertEqual(types, ["campaign_paused", "campaign_resumed"])
+        self.assertEqual(call(self.d, "GET", "/v1/campaigns/nothing-here").status, 404)
+
+
+if __name__ == "__main__":
+    unittest.main()
