@@ -21,7 +21,9 @@ int queue_list(const config& cfg, const list_filter& f, bool as_json) {
         if (!st) die(2, "--state must be active, deferred or hold");
     }
     json arr = json::array();
-    if (auto sp = open_spool(cfg, false)) arr = views::queue_list(*sp, {f.domain, f.campaign, st});
+    views::hold_reason_fn why;
+    if (auto store = open_state(cfg, true)) why = views::breaker_hold_reason(*store);
+    if (auto sp = open_spool(cfg, false)) arr = views::queue_list(*sp, {f.domain, f.campaign, st, why});
     if (as_json) {
         std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
@@ -37,6 +39,7 @@ int queue_list(const config& cfg, const list_filter& f, bool as_json) {
                     m["arrival"].get<std::string>().c_str(), m["sender"].get<std::string>().c_str(),
                     m["campaign"].get<std::string>().empty() ? "" : ("  campaign=" + m["campaign"].get<std::string>()).c_str());
         for (auto& r : m["recipients"]) std::printf("%55s<%s>\n", "", r.get<std::string>().c_str());
+        if (m.contains("hold_reason")) std::printf("%55s(held: %s)\n", "", m["hold_reason"].get<std::string>().c_str());
     }
     std::printf("-- %zu message(s)\n", arr.size());
     return 0;
@@ -69,7 +72,9 @@ int queue_show(const config& cfg, const std::string& id, bool as_json) {
     auto sp = open_spool(cfg, false);
     if (!sp) die(1, id + ": not in the queue");
     std::string error;
-    auto shown = views::queue_show(*sp, id, error);
+    views::hold_reason_fn why;
+    if (auto store = open_state(cfg, true)) why = views::breaker_hold_reason(*store);
+    auto shown = views::queue_show(*sp, id, error, why);
     if (!shown) die(1, error);
     json& j = *shown;
     if (as_json) {

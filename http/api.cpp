@@ -175,7 +175,8 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
     }
     if (p == "/v1/queue") {
         if (m != "GET") return method_not_allowed("GET");
-        views::queue_filter f{param(req, "domain"), param(req, "campaign"), std::nullopt};
+        views::queue_filter f{param(req, "domain"), param(req, "campaign"), std::nullopt,
+                              views::breaker_hold_reason(ctx_.state)};
         if (auto s = param(req, "state"); !s.empty()) {
             f.state = queue::parse_queue_state(s);
             if (!f.state) return error_reply(400, "state must be active, deferred or hold");
@@ -213,7 +214,7 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
         }
         if (m != "GET") return method_not_allowed("GET");
         std::string error;
-        auto shown = views::queue_show(ctx_.spool, *rest, error);
+        auto shown = views::queue_show(ctx_.spool, *rest, error, views::breaker_hold_reason(ctx_.state));
         if (!shown) return error_reply(error.find("cannot read") != std::string::npos ? 500 : 404, error);
         return json_reply(200, *shown);
     }

@@ -43,6 +43,8 @@ json queue_list(const queue::spool& sp, const queue_filter& f) {
         if (auto env = sp.find_envelope(e.id, e.state)) {
             if (f.state && e.state != *f.state) continue;  // moved out of the state asked for
             arr.push_back(message_json(*env, e.state));
+            if (e.state == queue::queue_state::hold && f.hold_reason)
+                if (auto why = f.hold_reason(*env); !why.empty()) arr.back()["hold_reason"] = why;
         }
     }
     return arr;
@@ -81,7 +83,8 @@ json queue_summary(const queue::spool* sp, const std::map<std::string, std::int6
             {"total", {{"messages", all.total()}, {"active", all.active}, {"deferred", all.deferred}, {"hold", all.hold}}}};
 }
 
-std::optional<json> queue_show(const queue::spool& sp, const std::string& id, std::string& error) {
+std::optional<json> queue_show(const queue::spool& sp, const std::string& id, std::string& error,
+                               const hold_reason_fn& hold_reason) {
     if (!queue::is_queue_id(id)) {
         error = "not a queue id: " + id;
         return std::nullopt;
@@ -106,6 +109,8 @@ std::optional<json> queue_show(const queue::spool& sp, const std::string& id, st
     j["smtputf8"] = env.smtputf8;
     j["8bitmime"] = env.eightbit;
     j["headers"] = headers;
+    if (*st == queue::queue_state::hold && hold_reason)
+        if (auto why = hold_reason(env); !why.empty()) j["hold_reason"] = why;
     std::error_code sec;
     auto status = sp.read_status(id, env.recipients.size(), sec);
     if (sec) {
@@ -130,6 +135,20 @@ std::optional<json> queue_show(const queue::spool& sp, const std::string& id, st
     }
     j["recipients"] = rc;
     return j;
+}
+
+hold_reason_fn breaker_hold_reason(const state::recipient_state& st) {
+    std::map<std::string, breaker::scope_state> paused;
+    for (auto& [k, s] : st.scopes())
+        if (s.st == breaker::state::paused) paused[k] = s;
+    if (paused.empty()) return {};
+    return [paused](const queue::envelope& env) -> std::string {
+        auto at = env.sender.rfind('@');
+        for (auto key : {env.campaign, at == std::string::npos ? std::string() : "@" + queue::recipient_domain(env.sender)})
+            if (auto it = paused.find(key); !key.empty() && it != paused.end())
+                return "breaker: " + breaker::paused_text(key, it->second);
+        return {};
+    };
 }
 
 json record_json(const bounce::address_record& r) {

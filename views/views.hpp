@@ -9,6 +9,7 @@
 // line ("<id>: not in the queue"); the caller maps it to exit code 1 or 404.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -32,9 +33,14 @@ using nlohmann::json;
 // "2026-11-30T10:26:38Z" (UTC, to the second).
 std::string format_time(std::int64_t ms);
 
+// Why a held message is held ("breaker: campaign C paused: ..."), or "":
+// the campaign breaker's pause shows on each message it held.
+using hold_reason_fn = std::function<std::string(const queue::envelope&)>;
+
 struct queue_filter {
     std::string domain, campaign;
     std::optional<queue::queue_state> state;
+    hold_reason_fn hold_reason;  // may be empty
 };
 // Every queued message matching f, in id order: [{id, state, arrival, size, sender, campaign, recipients}].
 json queue_list(const queue::spool& sp, const queue_filter& f);
@@ -43,7 +49,11 @@ json queue_list(const queue::spool& sp, const queue_filter& f);
 // sp null: no spool yet (only the paused domains show).
 json queue_summary(const queue::spool* sp, const std::map<std::string, std::int64_t>& paused);
 // One message: envelope, headers, and each recipient's status.
-std::optional<json> queue_show(const queue::spool& sp, const std::string& id, std::string& error);
+std::optional<json> queue_show(const queue::spool& sp, const std::string& id, std::string& error,
+                               const hold_reason_fn& hold_reason = {});
+// The hold reason from the scopes the store says are paused (ricochetctl's
+// view, and the API's).
+hold_reason_fn breaker_hold_reason(const state::recipient_state& st);
 
 json record_json(const bounce::address_record& r);
 // The record and its history (newest first); nullopt when the address was never seen.

@@ -77,6 +77,11 @@ class Breaker(unittest.TestCase):
         held = self.d.ctl_json("queue", "list", "--state", "hold")
         self.assertTrue(held or refused_bad, "the pause came before the end of the campaign")
         self.assertTrue(all(m["campaign"] == "bad" for m in held))
+        for m in held:  # why, on each message (queue list and show)
+            self.assertTrue(m["hold_reason"].startswith("breaker: campaign bad paused: hard bounce rate "), m)
+        if held:
+            self.assertEqual(self.d.ctl_json("queue", "show", held[0]["id"])["hold_reason"], held[0]["hold_reason"])
+            self.assertEqual(call(self.d, "GET", "/v1/queue/" + held[0]["id"]).json["hold_reason"], held[0]["hold_reason"])
         for msg in refused_bad.values():
             self.assertRegex(msg, r"^4\.7\.1 campaign bad paused: hard bounce rate \d+\.\d% of [\d,]+$")
         delivered_before = len(self.delivered_to("okbad"))
