@@ -218,3 +218,49 @@ class LaterReports(unittest.TestCase):
         ev = wait_for(lambda: [e for e in self.d.events() if e["type"] == "campaign_paused"], what="campaign_paused")[0]
         self.assertEqual((ev["campaign"], ev["complaints"]), ("loud", 1))
         self.assert_paused_at_data("loud", "complaint rate 0.3% of 300")
+
+
+@unittest.skipUnless(__import__("postfix_instance").available(), "needs root and Debian's postfix")
+class PostfixDsns(unittest.TestCase):
+    """Real DSNs, written by Postfix: Ricochet delivers 300 messages of a
+    campaign to a real Postfix (so each is `delivered` in session), Postfix
+    relays them to the scripted receiver, which refuses every 17th with 550
+    5.1.1, and Postfix bounces those to their VERP return paths at
+    Ricochet's bounce listener. The campaign pauses on the DSNs alone."""
+
+    def test_postfix_dsns_pause_the_campaign(self):
+        import postfix_instance
+        sink = Sink()
+        self.addCleanup(sink.close)
+        extra = delivery_config({}) + '[breaker]\nmin_messages = %d\nscopes = ["campaign"]\n' % FLOOR
+        d = Daemon(extra_config=extra)
+        pf = postfix_instance.Postfix(
+            relay_domains=["pf.test"],
+            transport={"pf.test": "smtp:[127.0.0.1]:%d" % sink.port, "bnc.test": "smtp:[127.0.0.1]:%d" % d.bounce_port})
+        self.addCleanup(pf.stop)
+        with open(d.config_path) as f:
+            cfg = f.read()
+        with open(d.config_path, "w") as f:
+            f.write(cfg.replace("[retry]", '[[delivery.route]]\ndomain = "pf.test"\nhost = "127.0.0.1:%d"\n[retry]' % pf.port))
+        pf.start()
+        d.start()
+        self.addCleanup(d.cleanup)
+        n, every = 300, 17
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
+            s.ehlo("campaign.test")
+            for i in range(n):
+                rcpt = "%s-%04d@pf.test" % ("reject" if i % every == every - 1 else "ok", i)
+                s.sendmail("news@shop.example", [rcpt], message(i, campaign="pfc"))
+        wait_for(lambda: len([e for e in d.events() if e["type"] == "delivered"]) == n, timeout=120,
+                 what="every message accepted by Postfix")
+        ev = wait_for(lambda: [e for e in d.events() if e["type"] == "campaign_paused"], timeout=120,
+                      what="campaign_paused from Postfix's DSNs")[0]
+        self.assertEqual((ev["campaign"], ev["attempted"]), ("pfc", n))
+        self.assertRegex(ev["reason"], r"^hard bounce rate 5\.\d% of 300$")
+        later = [e for e in d.events() if e["type"] == "bounced"]
+        self.assertTrue(later and all(not e["sync"] and e["kind"] == "hard" for e in later), later[:2])
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+            s.ehlo("campaign.test")
+            s.mail("news@shop.example")
+            s.rcpt("ok-late@pf.test")
+            self.assertEqual(s.data(message(1, campaign="pfc"))[0], 451)
