@@ -301,6 +301,15 @@ int main(int argc, char** argv) {
                               if (!r.key.empty()) out.push_back({{{"campaign", r.key}}, r.bounce_rate()});
                           return out;
                       });
+    metrics.add_gauge("ricochet_campaign_breaker_state",
+                      "The campaign breaker's state per scope in its window: 0 ok, 1 warned, 2 paused (scope: a campaign, or @sender.domain).",
+                      [&breaker_monitor] {
+                          std::vector<events::gauge_sample> out;
+                          auto now = now_ms();
+                          for (auto& k : breaker_monitor.keys(now))
+                              out.push_back({{{"scope", k}}, double(static_cast<int>(breaker_monitor.state_of(k).st))});
+                          return out;
+                      });
     metrics.add_gauge("ricochet_state_pending_decisions", "1 while decisions wait in the journal for the state store.",
                       [&journal] { return std::vector<events::gauge_sample>{{{}, journal.empty() ? 0.0 : 1.0}}; });
     http::api api({cfg, *spool, *store, suppression, metrics,

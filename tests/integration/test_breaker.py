@@ -12,7 +12,7 @@ import unittest
 
 from harness import Daemon, delivery_config, message, wait_for
 from sink import Sink
-from test_http_api import call
+from test_http_api import call, metric, metrics
 
 N = 1000
 FLOOR = 200
@@ -104,6 +104,9 @@ class Breaker(unittest.TestCase):
         self.assertEqual(shown["state"], "paused")
         self.assertGreaterEqual(shown["attempted"], FLOOR)
         self.assertEqual(call(self.d, "GET", "/v1/campaigns/bad").json["state"], "paused")
+        m = metrics(self.d)
+        self.assertEqual(metric(m, "ricochet_campaign_breaker_state", scope="bad"), 2)
+        self.assertIn(metric(m, "ricochet_campaign_breaker_state", scope="good"), (0, 1))
         self.assertEqual(self.d.ctl_json("campaign", "show", "good")["state"], "ok")
 
         # kill -9 while paused changes nothing: still paused, still held, still 451.
