@@ -38,6 +38,9 @@ void count_event(const events::event& e, const std::string& sender_domain, const
             else if (e.kind == "block") c.block = 1;
             break;
         case event_type::complaint:
+            // An opt-out (a mailto unsubscribe, ARF feedback-type opt-out)
+            // is a request, not a complaint about the mail.
+            if (e.reply.size() >= 7 && e.reply.compare(e.reply.size() - 7, 7, "opt-out") == 0) return;
             c.complaints = 1;
             break;
         default:
@@ -107,7 +110,16 @@ counts monitor::window_locked(const std::string& key, std::int64_t now_ms) const
 std::optional<transition> monitor::judge(const std::string& key, std::int64_t now_ms) {
     auto& st = states_[key];
     if (st.st == state::paused) return std::nullopt;  // only a resume ends a pause
-    auto c = window_locked(key, now_ms) - st.baseline;
+    counts c;
+    if (st.baseline_bucket == 0) {
+        c = window_locked(key, now_ms);
+    } else {
+        auto from = now_ms - cfg_.window_ms;
+        from -= from % cfg_.bucket_ms();
+        if (auto it = buckets_.find(key); it != buckets_.end())
+            for (auto b = it->second.lower_bound(std::max(from, st.baseline_bucket)); b != it->second.end(); ++b)
+                c += b->first == st.baseline_bucket ? b->second - st.baseline : b->second;
+    }
     if (c.attempted < static_cast<std::int64_t>(cfg_.min_messages)) return std::nullopt;
     std::string why;
     state to = state::ok;
@@ -166,7 +178,11 @@ std::optional<transition> monitor::resume(const std::string& key, std::int64_t n
     st.reason = "resumed";
     st.since_ms = now_ms;
     st.manual = false;
-    st.baseline = window_locked(key, now_ms);  // judged afresh from here
+    // Judged afresh from here: the resume's bucket as it is now is the baseline.
+    st.baseline_bucket = now_ms - now_ms % cfg_.bucket_ms();
+    st.baseline = {};
+    if (auto it = buckets_.find(key); it != buckets_.end())
+        if (auto b = it->second.find(st.baseline_bucket); b != it->second.end()) st.baseline = b->second;
     return transition{key, state::ok, "resumed"};
 }
 

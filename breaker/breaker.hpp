@@ -66,7 +66,11 @@ struct scope_state {
     std::string reason;      // "hard bounce rate 5.3% of 1,204", "paused by an operator"
     std::int64_t since_ms = 0;
     bool manual = false;
-    counts baseline;         // the window's counts at the last resume
+    // A resume judges afresh: only buckets from the resume's on count, less
+    // what the resume's own bucket held at the resume (as the window slides
+    // past that bucket, it no longer matters).
+    std::int64_t baseline_bucket = 0;
+    counts baseline;
 };
 
 // A change of a scope's state, for an event and for the daemon to act on.

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "bounce/suppression_list.hpp"
 #include "config/breaker_config.hpp"
 #include "queue/clock.hpp"
 #include "views/views.hpp"
@@ -70,8 +71,11 @@ int campaign_show(const config& cfg, const std::string& id, bool as_json) {
     return 0;
 }
 
-int campaign_set(const config& cfg, const std::string& id, bool pause, bool as_json) {
-    if (id.empty() || id == "@") die(2, "need a campaign ID or @sender.domain");
+int campaign_set(const config& cfg, const std::string& given, bool pause, bool as_json) {
+    if (given.empty() || given == "@") die(2, "need a campaign ID or @sender.domain");
+    if (!cfg.breaker.enabled) die(1, "the campaign breaker is off ([breaker] enabled = false)");
+    std::string id = given;
+    if (id.front() == '@') id = bounce::lower_address(id);  // sender domains are kept in lower case
     json reply;
     if (auto r = control_request(cfg.server.control_socket, {{"command", pause ? "campaign.pause" : "campaign.resume"}, {"id", id}})) {
         reply = *r;

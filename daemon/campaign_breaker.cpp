@@ -34,9 +34,18 @@ campaign_breaker::campaign_breaker(const config& cfg, breaker::monitor& m, state
 
 campaign_breaker::~campaign_breaker() { stop(); }
 
+std::string campaign_breaker_key(std::string key) {
+    if (!key.empty() && key.front() == '@')
+        for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return key;
+}
+
 void campaign_breaker::start() {
     auto now = now_ms();
     auto since = now - m_.cfg().window_ms;
+    std::string error;
+    if (!st_.prune_window_counts(since - since % m_.cfg().bucket_ms() - m_.cfg().bucket_ms(), error))
+        log()->warn("cannot prune old breaker counts: {}", error);
     for (auto& d : st_.window_counts(since - since % m_.cfg().bucket_ms())) m_.load_counts(d.key, d.bucket, d.c);
     for (auto& [k, s] : st_.scopes()) {
         m_.load_state(k, s);
@@ -93,7 +102,8 @@ std::vector<events::event> campaign_breaker::on_counts(const std::vector<breaker
     return out;
 }
 
-json campaign_breaker::pause(const std::string& key) {
+json campaign_breaker::pause(const std::string& given) {
+    auto key = campaign_breaker_key(given);
     if (key.empty() || key == "@") return {{"ok", false}, {"error", "need a campaign ID or @sender.domain"}};
     auto now = now_ms();
     auto t = m_.pause(key, now);
@@ -105,7 +115,8 @@ json campaign_breaker::pause(const std::string& key) {
     return {{"ok", true}, {"state", "paused"}, {"changed", true}};
 }
 
-json campaign_breaker::resume(const std::string& key) {
+json campaign_breaker::resume(const std::string& given) {
+    auto key = campaign_breaker_key(given);
     if (key.empty() || key == "@") return {{"ok", false}, {"error", "need a campaign ID or @sender.domain"}};
     auto now = now_ms();
     auto t = m_.resume(key, now);
@@ -141,6 +152,9 @@ void campaign_breaker::worker() {
         if (job) job();
         if (std::chrono::steady_clock::now() >= next_sweep) {
             expire_sweep();
+            auto since = now_ms() - m_.cfg().window_ms;
+            std::string error;
+            st_.prune_window_counts(since - since % m_.cfg().bucket_ms() - m_.cfg().bucket_ms(), error);
             next_sweep = std::chrono::steady_clock::now() + std::chrono::minutes(1);
         }
     }
@@ -172,7 +186,7 @@ void campaign_breaker::expire_sweep() {
         auto env = spool_.read_envelope(e.id, e.state);
         if (!env) continue;
         auto domain = queue::recipient_domain(env->sender);
-        if (!m_.paused(env->campaign, domain)) continue;  // held by an operator, not by the breaker
+        if (!m_.paused(env->campaign, domain)) continue;  // its scope is not paused: an operator's hold
         bool all_due = !env->recipients.empty();
         for (auto& r : env->recipients)
             all_due = all_due && env->arrival_ms + delivery::retry_for(cfg_, queue::recipient_domain(r)).max_age_ms <= now;

@@ -43,6 +43,10 @@ class delivery_agent;
 
 namespace ricochet::daemon {
 
+// A scope's key as given by an operator: a campaign ID as it is, a sender
+// domain ("@Shop.Example") in lower case, as the counts have it.
+std::string campaign_breaker_key(std::string key);
+
 class campaign_breaker {
 public:
     campaign_breaker(const config& cfg, breaker::monitor& m, state::recipient_state& st, queue::spool& spool,

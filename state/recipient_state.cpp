@@ -206,6 +206,11 @@ bool recipient_state::save_scope(const std::string& key, const breaker::scope_st
     error.clear();
     return store_->save_scope(key, s, error);
 }
+bool recipient_state::prune_window_counts(std::int64_t before_bucket, std::string& error) {
+    std::lock_guard lk(mu_);
+    error.clear();
+    return store_->prune_window_counts(before_bucket, error);
+}
 std::optional<bool> recipient_state::message_bounced(const std::string& queue_id) const {
     std::lock_guard lk(mu_);
     return store_->message_bounced(queue_id);

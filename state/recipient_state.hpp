@@ -45,6 +45,7 @@ public:
     std::vector<breaker::delta> window_counts(std::int64_t since_bucket) const;
     std::vector<std::pair<std::string, breaker::scope_state>> scopes() const;
     bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error);
+    bool prune_window_counts(std::int64_t before_bucket, std::string& error);
 
     // clear / engage (-> active) and unsubscribe, with an `admin` decision.
     // Adds a status_changed event to `changes` when the status moved. False

@@ -128,8 +128,8 @@ constexpr const char* schema =
     " block INTEGER NOT NULL, complaints INTEGER NOT NULL, PRIMARY KEY(scope, bucket)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS breaker_scopes(scope TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT,"
     " since_ms INTEGER NOT NULL, manual INTEGER NOT NULL, b_attempted INTEGER NOT NULL, b_delivered INTEGER NOT NULL,"
-    " b_hard INTEGER NOT NULL, b_soft INTEGER NOT NULL, b_block INTEGER NOT NULL, b_complaints INTEGER NOT NULL)"
-    " WITHOUT ROWID;";
+    " b_hard INTEGER NOT NULL, b_soft INTEGER NOT NULL, b_block INTEGER NOT NULL, b_complaints INTEGER NOT NULL,"
+    " b_bucket INTEGER NOT NULL) WITHOUT ROWID;";
 
 bool exec(sqlite3* db, const char* sql, std::string& error) {
     char* msg = nullptr;
@@ -413,6 +413,13 @@ bool sqlite_storage::add_window_counts(const std::vector<breaker::delta>& ds, st
     return true;
 }
 
+bool sqlite_storage::prune_window_counts(std::int64_t before_bucket, std::string& error) {
+    auto use = prepared("DELETE FROM breaker_counts WHERE bucket < ?");
+    auto& q = *use;
+    q.num(1, before_bucket);
+    return q.run() || fail(q, error);
+}
+
 std::vector<breaker::delta> sqlite_storage::window_counts(std::int64_t since_bucket) {
     auto use = prepared("SELECT scope, bucket, attempted, delivered, hard, soft, block, complaints FROM breaker_counts "
                         "WHERE bucket >= ?");
@@ -427,17 +434,17 @@ std::vector<breaker::delta> sqlite_storage::window_counts(std::int64_t since_buc
 
 bool sqlite_storage::save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) {
     auto use = prepared("INSERT OR REPLACE INTO breaker_scopes(scope, state, reason, since_ms, manual, b_attempted, "
-                        "b_delivered, b_hard, b_soft, b_block, b_complaints) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+                        "b_delivered, b_hard, b_soft, b_block, b_complaints, b_bucket) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
     auto& q = *use;
     q.text(1, key).text(2, std::string(breaker::to_string(s.st))).text(3, s.reason).num(4, s.since_ms).num(5, s.manual)
         .num(6, s.baseline.attempted).num(7, s.baseline.delivered).num(8, s.baseline.hard).num(9, s.baseline.soft)
-        .num(10, s.baseline.block).num(11, s.baseline.complaints);
+        .num(10, s.baseline.block).num(11, s.baseline.complaints).num(12, s.baseline_bucket);
     return q.run() || fail(q, error);
 }
 
 std::vector<std::pair<std::string, breaker::scope_state>> sqlite_storage::scopes() {
     auto use = prepared("SELECT scope, state, reason, since_ms, manual, b_attempted, b_delivered, b_hard, b_soft, b_block, "
-                        "b_complaints FROM breaker_scopes");
+                        "b_complaints, b_bucket FROM breaker_scopes");
     auto& q = *use;
     std::vector<std::pair<std::string, breaker::scope_state>> out;
     while (q.row()) {
@@ -447,6 +454,7 @@ std::vector<std::pair<std::string, breaker::scope_state>> sqlite_storage::scopes
         s.since_ms = q.col_num(3);
         s.manual = q.col_num(4) != 0;
         s.baseline = {q.col_num(5), q.col_num(6), q.col_num(7), q.col_num(8), q.col_num(9), q.col_num(10)};
+        s.baseline_bucket = q.col_num(11);
         out.emplace_back(q.col_text(0), s);
     }
     return out;

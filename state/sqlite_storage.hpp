@@ -60,6 +60,7 @@ public:
     std::vector<suppression_entry> suppressions(const std::string& after, std::size_t limit) override;
     bool add_window_counts(const std::vector<breaker::delta>& ds, std::string& error) override;
     std::vector<breaker::delta> window_counts(std::int64_t since_bucket) override;
+    bool prune_window_counts(std::int64_t before_bucket, std::string& error) override;
     bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) override;
     std::vector<std::pair<std::string, breaker::scope_state>> scopes() override;
 

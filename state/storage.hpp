@@ -89,6 +89,7 @@ public:
     // caller's transaction), and each scope's state.
     virtual bool add_window_counts(const std::vector<breaker::delta>& ds, std::string& error) = 0;
     virtual std::vector<breaker::delta> window_counts(std::int64_t since_bucket) = 0;
+    virtual bool prune_window_counts(std::int64_t before_bucket, std::string& error) = 0;  // buckets past the window
     virtual bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) = 0;
     virtual std::vector<std::pair<std::string, breaker::scope_state>> scopes() = 0;
 };

@@ -202,7 +202,8 @@ json scope_json(const breaker::monitor& m, const std::string& key, std::int64_t 
             {"complaints", c.complaints},
             {"hard_rate", c.hard_rate()},
             {"complaint_rate", c.complaint_rate()},
-            {"window", std::to_string(m.cfg().window_ms / 3600000) + "h"},
+            {"window", m.cfg().window_ms % 3600000 == 0 ? std::to_string(m.cfg().window_ms / 3600000) + "h"
+                                                         : std::to_string(m.cfg().window_ms / 60000) + "m"},
             {"state", std::string(breaker::to_string(s.st))},
             {"since", s.since_ms ? json(format_time(s.since_ms)) : json(nullptr)},
             {"reason", s.reason.empty() ? json(nullptr) : json(s.reason)},

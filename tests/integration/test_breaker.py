@@ -5,7 +5,9 @@ before its end (its queued messages wait in hold, even those already
 waiting for a connection; new ones get 451 4.7.1 after DATA, injection
 409), a kill -9 while paused changes nothing, and after the operator cleans
 the list a resume delivers what waited; a campaign at 1.5% running at the
-same time never trips. An operator's pause and resume through the API."""
+same time never trips. An operator's pause and resume through the API.
+The same breaker fed by later reports: RFC 3464 DSNs at the bounce listener,
+an ARF complaint, and real DSNs written by Postfix."""
 import json
 import smtplib
 import unittest
@@ -154,9 +156,6 @@ class Breaker(unittest.TestCase):
         self.assertEqual(call(self.d, "GET", "/v1/campaigns/nothing-here").status, 404)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class LaterReports(unittest.TestCase):
     """The same breaker fed by what comes back days later: RFC 3464 DSNs for
@@ -267,3 +266,7 @@ class PostfixDsns(unittest.TestCase):
             s.mail("news@shop.example")
             s.rcpt("ok-late@pf.test")
             self.assertEqual(s.data(message(1, campaign="pfc"))[0], 451)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -110,3 +110,28 @@ TEST(Breaker, ResumeJudgesAfreshAndTheWindowSlides) {
     EXPECT_EQ(m.paused("c1", "").value_or(""), "campaign c1 paused: paused by an operator");
     EXPECT_FALSE(m.pause("c1", later)) << "paused already";
 }
+
+TEST(Breaker, AfterAResumeTheWindowSlidesPastTheBaseline) {
+    breaker::monitor m(small());
+    std::vector<events::event> bad;
+    for (int i = 0; i < 90; ++i) bad.push_back(outcome(event_type::delivered, "", "c1", T0));
+    for (int i = 0; i < 10; ++i) bad.push_back(outcome(event_type::bounced, "hard", "c1", T0));
+    ASSERT_EQ(m.apply(count(bad, m.cfg()), T0).size(), 1u);
+    ASSERT_TRUE(m.resume("c1", T0 + 1000));
+    // A day later the old counts have left the window: a fresh bad stretch
+    // of 100 trips at once, with nothing subtracted twice.
+    auto later = T0 + 25LL * 3600 * 1000;
+    std::vector<events::event> again;
+    for (int i = 0; i < 94; ++i) again.push_back(outcome(event_type::delivered, "", "c1", later));
+    for (int i = 0; i < 6; ++i) again.push_back(outcome(event_type::bounced, "hard", "c1", later));
+    auto t = m.apply(count(again, m.cfg()), later);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].reason, "hard bounce rate 6.0% of 100");
+}
+
+TEST(Breaker, AnOptOutIsNoComplaint) {
+    auto c = small();
+    auto out = events::complaint("Q", "c1", "r@x.example", "opt-out", "", T0);
+    EXPECT_TRUE(count({out}, c).empty()) << "a mailto unsubscribe or an ARF opt-out asks, it does not complain";
+    EXPECT_EQ(count({events::complaint("Q", "c1", "r@x.example", "abuse", "", T0)}, c).size(), 1u);
+}

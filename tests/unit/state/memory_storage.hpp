@@ -136,6 +136,12 @@ public:
             if (k.second >= since) out.push_back({k.first, k.second, c});
         return out;
     }
+    bool prune_window_counts(std::int64_t before, std::string& error) override {
+        if (refusing()) return refuse(error);
+        for (auto it = data_.window.begin(); it != data_.window.end();)
+            it = it->first.second < before ? data_.window.erase(it) : std::next(it);
+        return true;
+    }
     bool save_scope(const std::string& key, const breaker::scope_state& st, std::string& error) override {
         if (refusing()) return refuse(error);
         data_.scopes[key] = st;
