@@ -1,6 +1,8 @@
 // recipient_state — see recipient_state.hpp.
 #include "state/recipient_state.hpp"
 
+#include <map>
+
 #include <algorithm>
 
 #include "events/make.hpp"
@@ -97,16 +99,28 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
     }
     std::vector<breaker::delta> ds;
     if (ok && breaker_) {
+        std::map<std::string, std::string> domain_of;  // queue id -> sender domain, once per message in a batch
         for (auto* e : kept) {
             std::string domain;
-            if (breaker_->by_sender_domain && e->type != event_type::queued) {
+            if (breaker_->by_sender_domain && e->type != event_type::queued && !e->queue_id.empty()) {
                 // The envelope sender's domain, from the message's row (written with its `queued` events).
-                auto sender = store_->sender_of(e->queue_id);
-                if (sender && sender->find('@') != std::string::npos) domain = lower(sender->substr(sender->rfind('@') + 1));
+                auto [it, fresh] = domain_of.try_emplace(e->queue_id);
+                if (fresh) {
+                    auto sender = store_->sender_of(e->queue_id);
+                    if (sender && sender->find('@') != std::string::npos)
+                        it->second = lower(sender->substr(sender->rfind('@') + 1));
+                }
+                domain = it->second;
             }
             breaker::count_event(*e, domain, *breaker_, ds);
         }
-        if (!ds.empty()) ok = store_->add_window_counts(ds, error);
+        // One row per scope and bucket for the whole batch.
+        std::map<std::pair<std::string, std::int64_t>, breaker::counts> merged;
+        for (auto& d : ds) merged[{d.key, d.bucket}] += d.c;
+        std::vector<breaker::delta> rows;
+        for (auto& [k, c] : merged) rows.push_back({k.first, k.second, c});
+        if (!rows.empty()) ok = store_->add_window_counts(rows, error);
+        ds = std::move(rows);
     }
     if (!ok || !store_->commit(error)) {
         store_->rollback();
