@@ -90,20 +90,29 @@ class Dns(unittest.TestCase):
     def setUpClass(cls):
         cls.port = common_port(["127.0.0.3", "127.0.0.4", "127.0.0.5"])
         cls.sinks = {ip: Sink(host=ip, port=cls.port) for ip in ("127.0.0.3", "127.0.0.4", "127.0.0.5")}
-        cls.dns_port = free_udp_port()
         cls.tmp = tempfile.mkdtemp(prefix="ricochet-dns-")
-        cls.dnsmasq = subprocess.Popen([
-            "dnsmasq", "--keep-in-foreground", "--port=%d" % cls.dns_port, "--listen-address=127.0.0.1",
-            "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
-            "--pid-file=" + os.path.join(cls.tmp, "pid"), "--user=root", "--local=/test/", "--local-ttl=60",
-            "--mx-host=two-mx.test,mx1.two-mx.test,10", "--mx-host=two-mx.test,mx2.two-mx.test,20",
-            "--host-record=mx1.two-mx.test,127.0.0.2", "--host-record=mx2.two-mx.test,127.0.0.3",
-            "--host-record=nomx.test,127.0.0.4",
-            "--mx-host=nullmx.test,.,0",
-            "--host-record=xn--bcher-kva.test,127.0.0.5",
-            "--mx-host=dangling.test,nowhere.dangling.test,10",
-        ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: cls.query_ok(), what="dnsmasq")
+        # dnsmasq binds UDP and TCP on its port: a port free for UDP may be
+        # taken for TCP by a test running beside this one (or in between).
+        # Then it exits at once, and another port is tried.
+        for attempt in range(5):
+            cls.dns_port = free_udp_port()
+            cls.dnsmasq = subprocess.Popen([
+                "dnsmasq", "--keep-in-foreground", "--port=%d" % cls.dns_port, "--listen-address=127.0.0.1",
+                "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                "--pid-file=" + os.path.join(cls.tmp, "pid"), "--user=root", "--local=/test/", "--local-ttl=60",
+                "--mx-host=two-mx.test,mx1.two-mx.test,10", "--mx-host=two-mx.test,mx2.two-mx.test,20",
+                "--host-record=mx1.two-mx.test,127.0.0.2", "--host-record=mx2.two-mx.test,127.0.0.3",
+                "--host-record=nomx.test,127.0.0.4",
+                "--mx-host=nullmx.test,.,0",
+                "--host-record=xn--bcher-kva.test,127.0.0.5",
+                "--mx-host=dangling.test,nowhere.dangling.test,10",
+            ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                wait_for(lambda: cls.query_ok(), what="dnsmasq")
+                break
+            except RuntimeError as e:
+                if attempt == 4 or "Address already in use" not in str(e):
+                    raise
         cls.d = Daemon(extra_config=delivery_config({}, dns="127.0.0.1:%d" % cls.dns_port, port=cls.port)).start()
 
     @classmethod
