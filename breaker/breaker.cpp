@@ -46,7 +46,7 @@ void count_event(const events::event& e, const std::string& sender_domain, const
         default:
             return;
     }
-    auto bucket = e.time_ms - e.time_ms % cfg.bucket_ms();
+    auto bucket = cfg.bucket_of(e.time_ms);
     if (cfg.by_campaign && !e.campaign.empty()) out.push_back({e.campaign, bucket, c});
     if (cfg.by_sender_domain && !sender_domain.empty()) out.push_back({"@" + sender_domain, bucket, c});
 }
@@ -64,6 +64,21 @@ std::optional<state> parse_state(std::string_view s) {
     for (auto st : {state::ok, state::warned, state::paused})
         if (to_string(st) == s) return st;
     return std::nullopt;
+}
+
+events::event transition_event(const transition& t, const counts& window, std::int64_t now_ms) {
+    events::event e;
+    e.type = t.to == state::paused   ? events::event_type::campaign_paused
+             : t.to == state::warned ? events::event_type::campaign_warned
+                                     : events::event_type::campaign_resumed;
+    e.time_ms = now_ms;
+    e.campaign = t.key;
+    e.scope = !t.key.empty() && t.key.front() == '@' ? "sender_domain" : "campaign";
+    e.reason = t.reason;
+    e.attempted = window.attempted;
+    e.hard = window.hard;
+    e.complaints = window.complaints;
+    return e;
 }
 
 std::string scope_name(const std::string& key) {
@@ -102,8 +117,7 @@ counts monitor::window_locked(const std::string& key, std::int64_t now_ms) const
     counts sum;
     auto it = buckets_.find(key);
     if (it == buckets_.end()) return sum;
-    auto from = now_ms - cfg_.window_ms;
-    for (auto b = it->second.lower_bound(from - from % cfg_.bucket_ms()); b != it->second.end(); ++b) sum += b->second;
+    for (auto b = it->second.lower_bound(cfg_.window_start(now_ms)); b != it->second.end(); ++b) sum += b->second;
     return sum;
 }
 
@@ -114,8 +128,7 @@ std::optional<transition> monitor::judge(const std::string& key, std::int64_t no
     if (st.baseline_bucket == 0) {
         c = window_locked(key, now_ms);
     } else {
-        auto from = now_ms - cfg_.window_ms;
-        from -= from % cfg_.bucket_ms();
+        auto from = cfg_.window_start(now_ms);
         if (auto it = buckets_.find(key); it != buckets_.end())
             for (auto b = it->second.lower_bound(std::max(from, st.baseline_bucket)); b != it->second.end(); ++b)
                 c += b->first == st.baseline_bucket ? b->second - st.baseline : b->second;
@@ -179,7 +192,7 @@ std::optional<transition> monitor::resume(const std::string& key, std::int64_t n
     st.since_ms = now_ms;
     st.manual = false;
     // Judged afresh from here: the resume's bucket as it is now is the baseline.
-    st.baseline_bucket = now_ms - now_ms % cfg_.bucket_ms();
+    st.baseline_bucket = cfg_.bucket_of(now_ms);
     st.baseline = {};
     if (auto it = buckets_.find(key); it != buckets_.end())
         if (auto b = it->second.find(st.baseline_bucket); b != it->second.end()) st.baseline = b->second;

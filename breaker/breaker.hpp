@@ -35,6 +35,9 @@ struct config {
     bool by_campaign = true, by_sender_domain = true;
     // The window is kept in 24 buckets (at least a minute each).
     std::int64_t bucket_ms() const { return std::max<std::int64_t>(60000, window_ms / 24); }
+    // The start of the bucket that holds t; the first bucket of the window at now.
+    std::int64_t bucket_of(std::int64_t t) const { return t - t % bucket_ms(); }
+    std::int64_t window_start(std::int64_t now_ms) const { return bucket_of(now_ms - window_ms); }
 };
 
 struct counts {
@@ -79,6 +82,10 @@ struct transition {
     state to = state::ok;
     std::string reason;
 };
+
+// The campaign_warned / campaign_paused / campaign_resumed event of a
+// transition, with the window's figures (the daemon's and ricochetctl's).
+events::event transition_event(const transition& t, const counts& window, std::int64_t now_ms);
 
 // "campaign spring" / "sender domain shop.example".
 std::string scope_name(const std::string& key);

@@ -91,26 +91,15 @@ int campaign_set(const config& cfg, const std::string& given, bool pause, bool a
         auto st = open_state(cfg, false);
         auto bc = to_breaker_config(cfg);
         breaker::monitor m(bc);
-        for (auto& [k, s] : st->scopes()) m.load_state(k, s);
         auto now = now_ms();
-        auto since = now - bc.window_ms;
-        for (auto& d : st->window_counts(since - since % bc.bucket_ms())) m.load_counts(d.key, d.bucket, d.c);
+        st->load_breaker(m, now);
         auto t = pause ? m.pause(id, now) : m.resume(id, now);
         reply = {{"ok", true}, {"state", pause ? "paused" : "ok"}, {"changed", t.has_value()}};
         if (t) {
             std::string error;
             if (!st->save_scope(id, m.state_of(id), error)) die(1, "state store: " + error);
             offline_events events(cfg);
-            events::event e;
-            e.type = pause ? events::event_type::campaign_paused : events::event_type::campaign_resumed;
-            e.time_ms = now;
-            e.campaign = id;
-            e.scope = id.front() == '@' ? "sender_domain" : "campaign";
-            e.reason = t->reason;
-            auto c = m.window(id, now);
-            e.attempted = c.attempted;
-            e.hard = c.hard;
-            e.complaints = c.complaints;
+            auto e = breaker::transition_event(*t, m.window(id, now), now);
             std::vector<events::event> evs{e};
             events.bus.write(evs);
             if (sp) {

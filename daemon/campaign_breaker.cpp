@@ -3,7 +3,6 @@
 
 #include "config/config.hpp"
 #include "delivery/delivery.hpp"
-#include "delivery/delivery_policy.hpp"
 #include "events/publisher.hpp"
 #include "queue/clock.hpp"
 #include "queue/logger.hpp"
@@ -42,15 +41,10 @@ std::string campaign_breaker_key(std::string key) {
 
 void campaign_breaker::start() {
     auto now = now_ms();
-    auto since = now - m_.cfg().window_ms;
-    std::string error;
-    if (!st_.prune_window_counts(since - since % m_.cfg().bucket_ms() - m_.cfg().bucket_ms(), error))
-        log()->warn("cannot prune old breaker counts: {}", error);
-    for (auto& d : st_.window_counts(since - since % m_.cfg().bucket_ms())) m_.load_counts(d.key, d.bucket, d.c);
-    for (auto& [k, s] : st_.scopes()) {
-        m_.load_state(k, s);
-        if (s.st == breaker::state::paused) log()->warn("{}", breaker::paused_text(k, s));
-    }
+    prune();
+    st_.load_breaker(m_, now);
+    for (auto& k : m_.keys(now))
+        if (auto s = m_.state_of(k); s.st == breaker::state::paused) log()->warn("{}", breaker::paused_text(k, s));
     thread_ = std::thread([this] { worker(); });
 }
 
@@ -64,21 +58,6 @@ void campaign_breaker::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-events::event campaign_breaker::transition_event(const breaker::transition& t, std::int64_t now_ms) const {
-    events::event e;
-    e.type = t.to == breaker::state::paused   ? events::event_type::campaign_paused
-             : t.to == breaker::state::warned ? events::event_type::campaign_warned
-                                              : events::event_type::campaign_resumed;
-    e.time_ms = now_ms;
-    e.campaign = t.key;
-    e.scope = !t.key.empty() && t.key.front() == '@' ? "sender_domain" : "campaign";
-    e.reason = t.reason;
-    auto c = m_.window(t.key, now_ms);
-    e.attempted = c.attempted;
-    e.hard = c.hard;
-    e.complaints = c.complaints;
-    return e;
-}
 
 void campaign_breaker::save(const std::string& key) {
     std::string error;
@@ -91,7 +70,7 @@ std::vector<events::event> campaign_breaker::on_counts(const std::vector<breaker
     if (ds.empty()) return out;
     for (auto& t : m_.apply(ds, now_ms)) {
         save(t.key);
-        out.push_back(transition_event(t, now_ms));
+        out.push_back(breaker::transition_event(t, m_.window(t.key, now_ms), now_ms));
         if (t.to == breaker::state::paused) {
             log()->warn("{}: holding its queued messages", breaker::paused_text(t.key, m_.state_of(t.key)));
             enqueue([this, key = t.key] { hold_scope(key); });
@@ -109,7 +88,7 @@ json campaign_breaker::pause(const std::string& given) {
     auto t = m_.pause(key, now);
     if (!t) return {{"ok", true}, {"state", "paused"}, {"changed", false}};
     save(key);
-    pub_.publish_now({transition_event(*t, now)});
+    pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)});
     log()->warn("{} paused by an operator", breaker::scope_name(key));
     enqueue([this, key] { hold_scope(key); });
     return {{"ok", true}, {"state", "paused"}, {"changed", true}};
@@ -122,7 +101,7 @@ json campaign_breaker::resume(const std::string& given) {
     auto t = m_.resume(key, now);
     if (!t) return {{"ok", true}, {"state", "ok"}, {"changed", false}};
     save(key);
-    pub_.publish_now({transition_event(*t, now)});
+    pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)});
     log()->info("{} resumed: its held messages are released", breaker::scope_name(key));
     enqueue([this, key] { release_scope(key); });
     return {{"ok", true}, {"state", "ok"}, {"changed", true}};
@@ -136,13 +115,19 @@ void campaign_breaker::enqueue(std::function<void()> job) {
     cv_.notify_all();
 }
 
+void campaign_breaker::prune() {
+    std::string error;
+    if (!st_.prune_window_counts(m_.cfg().window_start(now_ms()) - m_.cfg().bucket_ms(), error))
+        log()->warn("cannot prune old breaker counts: {}", error);
+}
+
 void campaign_breaker::worker() {
-    auto next_sweep = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    auto next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
     for (;;) {
         std::function<void()> job;
         {
             std::unique_lock lk(mu_);
-            cv_.wait_until(lk, next_sweep, [&] { return stopping_ || !jobs_.empty(); });
+            cv_.wait_until(lk, next_prune, [&] { return stopping_ || !jobs_.empty(); });
             if (stopping_) return;
             if (!jobs_.empty()) {
                 job = std::move(jobs_.front());
@@ -150,12 +135,9 @@ void campaign_breaker::worker() {
             }
         }
         if (job) job();
-        if (std::chrono::steady_clock::now() >= next_sweep) {
-            expire_sweep();
-            auto since = now_ms() - m_.cfg().window_ms;
-            std::string error;
-            st_.prune_window_counts(since - since % m_.cfg().bucket_ms() - m_.cfg().bucket_ms(), error);
-            next_sweep = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        if (std::chrono::steady_clock::now() >= next_prune) {
+            prune();
+            next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
         }
     }
 }
@@ -176,26 +158,5 @@ void campaign_breaker::release_scope(const std::string& key) {
     log()->info("{}: {} held message(s) released", breaker::scope_name(key), res.ids.size());
 }
 
-void campaign_breaker::expire_sweep() {
-    auto now = now_ms();
-    bool any = false;
-    for (auto& k : m_.keys(now)) any = any || m_.state_of(k).st == breaker::state::paused;
-    if (!any) return;
-    std::vector<std::string> ids;
-    for (auto& e : spool_.list(queue::queue_state::hold)) {
-        auto env = spool_.read_envelope(e.id, e.state);
-        if (!env) continue;
-        auto domain = queue::recipient_domain(env->sender);
-        if (!m_.paused(env->campaign, domain)) continue;  // its scope is not paused: an operator's hold
-        bool all_due = !env->recipients.empty();
-        for (auto& r : env->recipients)
-            all_due = all_due && env->arrival_ms + delivery::retry_for(cfg_, queue::recipient_domain(r)).max_age_ms <= now;
-        if (!all_due) continue;
-        if (!spool_.move(e.id, queue::queue_state::hold, queue::queue_state::active)) ids.push_back(e.id);
-    }
-    for (auto& id : ids) due_.add(id, now);  // expired by the delivery agent, without an attempt
-    if (delivery_ && !ids.empty()) delivery_->wake();
-    if (!ids.empty()) log()->info("{} held message(s) of paused scopes reached retry.max_age: expired", ids.size());
-}
 
 }  // namespace ricochet::daemon

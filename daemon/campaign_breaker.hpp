@@ -6,10 +6,9 @@
 // touch many files, so they run on a thread of their own, never on the
 // recorder's or an I/O thread.
 //
-// While a scope is paused, a sweep every minute moves its held messages
-// whose every recipient is past retry.max_age back to active/, where the
-// delivery agent expires them without an attempt: a pause never delays an
-// expiry by more than a minute, and sends nothing.
+// A held message still expires on time: the delivery agent keeps every held
+// message in its schedule at its expiry, and expires it without an attempt.
+// Buckets past the window are pruned from the store at start and hourly.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -67,13 +66,12 @@ public:
     nlohmann::json resume(const std::string& key);
 
 private:
-    events::event transition_event(const breaker::transition& t, std::int64_t now_ms) const;
     void save(const std::string& key);
     void enqueue(std::function<void()> job);
     void worker();
     void hold_scope(const std::string& key);
     void release_scope(const std::string& key);
-    void expire_sweep();
+    void prune();
 
     const config& cfg_;
     breaker::monitor& m_;

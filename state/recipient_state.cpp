@@ -220,6 +220,11 @@ bool recipient_state::save_scope(const std::string& key, const breaker::scope_st
     error.clear();
     return store_->save_scope(key, s, error);
 }
+void recipient_state::load_breaker(breaker::monitor& m, std::int64_t now_ms) const {
+    std::lock_guard lk(mu_);
+    for (auto& d : store_->window_counts(m.cfg().window_start(now_ms))) m.load_counts(d.key, d.bucket, d.c);
+    for (auto& [k, s] : store_->scopes()) m.load_state(k, s);
+}
 bool recipient_state::prune_window_counts(std::int64_t before_bucket, std::string& error) {
     std::lock_guard lk(mu_);
     error.clear();

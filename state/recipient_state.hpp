@@ -46,6 +46,9 @@ public:
     std::vector<std::pair<std::string, breaker::scope_state>> scopes() const;
     bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error);
     bool prune_window_counts(std::int64_t before_bucket, std::string& error);
+    // A breaker monitor filled from the store: the window's counts at now
+    // and every scope's state (the daemon at start, ricochetctl, the views).
+    void load_breaker(breaker::monitor& m, std::int64_t now_ms) const;
 
     // clear / engage (-> active) and unsubscribe, with an `admin` decision.
     // Adds a status_changed event to `changes` when the status moved. False

@@ -183,11 +183,6 @@ json recipients(const state::recipient_state& st, bounce::address_status s, cons
 }
 
 namespace {
-void load_monitor(breaker::monitor& m, const state::recipient_state& st, const breaker::config& cfg, std::int64_t now_ms) {
-    auto since = now_ms - cfg.window_ms;
-    for (auto& d : st.window_counts(since - since % cfg.bucket_ms())) m.load_counts(d.key, d.bucket, d.c);
-    for (auto& [k, s] : st.scopes()) m.load_state(k, s);
-}
 json scope_json(const breaker::monitor& m, const std::string& key, std::int64_t now_ms) {
     auto c = m.window(key, now_ms);
     auto s = m.state_of(key);
@@ -214,7 +209,7 @@ json scope_json(const breaker::monitor& m, const std::string& key, std::int64_t 
 std::optional<json> campaign(const state::recipient_state& st, const breaker::config& cfg, const std::string& key,
                              std::int64_t now_ms) {
     breaker::monitor m(cfg);
-    load_monitor(m, st, cfg, now_ms);
+    st.load_breaker(m, now_ms);
     if (m.window(key, now_ms).empty() && m.state_of(key).st == breaker::state::ok && m.state_of(key).since_ms == 0)
         return std::nullopt;
     return scope_json(m, key, now_ms);
@@ -222,7 +217,7 @@ std::optional<json> campaign(const state::recipient_state& st, const breaker::co
 
 json campaigns(const state::recipient_state& st, const breaker::config& cfg, std::int64_t now_ms) {
     breaker::monitor m(cfg);
-    load_monitor(m, st, cfg, now_ms);
+    st.load_breaker(m, now_ms);
     json out = json::array();
     for (auto& k : m.keys(now_ms)) out.push_back(scope_json(m, k, now_ms));
     return out;

@@ -49,7 +49,7 @@ struct api_fixture : ::testing::Test {
                 control_calls.push_back(req);
                 return control_answer;
             },
-            [] { return std::map<std::string, std::int64_t>{{"slow.example", 1796035230000}}; }, [] { return std::string(); }});
+            [] { return std::map<std::string, std::int64_t>{{"slow.example", 1796035230000}}; }, [] { return std::string(); }, {}});
     }
     void TearDown() override {
         spool.reset();
