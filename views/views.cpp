@@ -89,15 +89,19 @@ std::optional<json> queue_show(const queue::spool& sp, const std::string& id, st
         error = "not a queue id: " + id;
         return std::nullopt;
     }
-    auto st = sp.locate(id);
-    if (!st) {
-        error = id + ": not in the queue";
-        return std::nullopt;
-    }
+    // The daemon moves a message between states while it is read (a first
+    // attempt defers it): follow it, a few times, as queue_admin does.
+    std::optional<queue::queue_state> st;
     queue::envelope env;
     std::string content;
-    if (auto ec = sp.read_message(id, *st, env, content)) {
-        error = id + (ec == std::errc::no_such_file_or_directory ? ": not in the queue" : ": cannot read: " + ec.message());
+    std::error_code ec = std::make_error_code(std::errc::no_such_file_or_directory);
+    for (int attempt = 0; attempt < 3 && ec == std::errc::no_such_file_or_directory; ++attempt) {
+        st = sp.locate(id);
+        if (!st) break;
+        ec = sp.read_message(id, *st, env, content);
+    }
+    if (!st || ec) {
+        error = id + (!st || ec == std::errc::no_such_file_or_directory ? ": not in the queue" : ": cannot read: " + ec.message());
         return std::nullopt;
     }
     auto header_end = content.find("\r\n\r\n");
