@@ -159,7 +159,8 @@ private:
 
 void load(const toml::table& root, config& c) {
     table_reader top(c, root, "");
-    top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce", "http", "webhook", "breaker"});
+    top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce", "http", "webhook", "breaker", "dkim",
+               "unsubscribe"});
 
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
@@ -198,7 +199,8 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("delivery")) {
         table_reader r(c, *t, "delivery");
         r.known({"port", "dns_servers", "tls", "tls_verify", "tls_ca_file", "max_connections_per_domain", "max_messages_per_connection", "route",
-                 "connect_timeout", "command_timeout", "data_timeout", "dns_timeout"});
+                 "connect_timeout", "command_timeout", "data_timeout", "dns_timeout", "feedback_id"});
+        r.boolean("feedback_id", c.delivery.feedback_id);
         r.duration("dns_timeout", c.delivery.dns_timeout);
         r.duration("connect_timeout", c.delivery.connect_timeout);
         r.duration("command_timeout", c.delivery.command_timeout);
@@ -314,6 +316,59 @@ void load(const toml::table& root, config& c) {
         for (auto& sc : c.breaker.scopes)
             if (sc != "campaign" && sc != "sender_domain")
                 fail(c, *r.node("scopes"), "breaker.scopes", "each must be \"campaign\" or \"sender_domain\", got \"" + sc + "\"");
+    }
+    if (auto* a = top.array_of_tables("dkim")) {
+        for (auto& e : *a) {
+            table_reader r(c, *e.as_table(), "dkim");
+            r.known({"domain", "selector", "key_file", "headers", "canonicalization"});
+            dkim_entry d;
+            r.str("domain", d.domain);
+            for (auto& ch : d.domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            if (d.domain.empty() || (d.domain != "*" && d.domain.find('.') == std::string::npos))
+                fail(c, e, "dkim.domain", "missing, or not a domain name nor \"*\"");
+            r.str("selector", d.selector);
+            if (d.selector.empty() || d.selector.find_first_of(" ;=\t") != std::string::npos)
+                fail(c, e, "dkim.selector", "missing, or not a DNS label");
+            for (auto& other : c.dkim)
+                if (other.domain == d.domain && other.selector == d.selector)
+                    fail(c, e, "dkim.selector", "two [[dkim]] tables for " + d.domain + " with selector " + d.selector);
+            r.existing_file("key_file", d.key_file);
+            if (d.key_file.empty()) fail(c, e, "dkim.key_file", "missing");
+            r.strings("headers", d.headers);
+            bool from = false;
+            for (auto& h : d.headers) {
+                if (h.empty() || h.find_first_of(": \t;") != std::string::npos)
+                    fail(c, *r.node("headers"), "dkim.headers", "not a header field name: \"" + h + "\"");
+                std::string l = h;
+                for (auto& ch : l) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                from = from || l == "from";
+            }
+            if (!from) fail(c, *r.node("headers"), "dkim.headers", "must include From (RFC 6376 5.4)");
+            r.one_of("canonicalization", d.canonicalization,
+                     {"relaxed/relaxed", "relaxed/simple", "simple/relaxed", "simple/simple", "relaxed", "simple"});
+            c.dkim.push_back(std::move(d));
+        }
+    }
+    if (auto* t = top.sub("unsubscribe")) {
+        table_reader r(c, *t, "unsubscribe");
+        r.known({"enabled", "listen", "url_base", "campaigns", "tls_cert", "tls_key", "max_connections",
+                 "max_connections_per_ip", "request_timeout"});
+        r.boolean("enabled", c.unsubscribe.enabled);
+        r.listen_list("listen", c.unsubscribe.listen);
+        r.str("url_base", c.unsubscribe.url_base);
+        http_url u;
+        if (!parse_http_url(c.unsubscribe.url_base, u) || c.unsubscribe.url_base.back() != '/')
+            fail(c, *t, "unsubscribe.url_base", "expected \"https://host[:port]/path/\" ending in /, got \"" +
+                                                    c.unsubscribe.url_base + "\"");
+        r.strings("campaigns", c.unsubscribe.campaigns);
+        r.existing_file("tls_cert", c.unsubscribe.tls_cert);
+        r.existing_file("tls_key", c.unsubscribe.tls_key);
+        if (c.unsubscribe.tls_cert.empty() != c.unsubscribe.tls_key.empty())
+            fail(c, *t, "unsubscribe.tls_cert", "tls_cert and tls_key must be set together");
+        r.integer("max_connections", c.unsubscribe.max_connections, 1, 100000);
+        r.integer("max_connections_per_ip", c.unsubscribe.max_connections_per_ip, 0, 100000);
+        r.duration("request_timeout", c.unsubscribe.request_timeout);
+        if (c.unsubscribe.request_timeout.count() < 1) fail(c, *t, "unsubscribe.request_timeout", "must be at least 1s");
     }
     if (auto* a = top.array_of_tables("webhook")) {
         for (auto& e : *a) {

@@ -48,6 +48,17 @@ struct webhook {
     seconds max_age{72 * 3600};
 };
 
+// One [[dkim]] table: a key that signs mail From one domain.
+struct dkim_entry {
+    std::string domain;  // lower case; "*": any From domain without entries of its own
+    std::string selector;
+    std::filesystem::path key_file;
+    std::vector<std::string> headers{"From",       "To",           "Subject",          "Date",
+                                     "Message-ID", "MIME-Version", "Content-Type",     "List-Unsubscribe",
+                                     "List-Unsubscribe-Post",      "Feedback-ID"};
+    std::string canonicalization = "relaxed/relaxed";
+};
+
 struct config {
     std::filesystem::path file;
 
@@ -87,6 +98,7 @@ struct config {
         seconds command_timeout{300};  // RFC 5321 4.5.3.2: greeting, MAIL, RCPT
         seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot
         std::vector<route> routes;
+        bool feedback_id = true;  // Feedback-ID: CAMPAIGN:SENDER_DOMAIN:ricochet on mail with a campaign
     } delivery;
 
     struct {
@@ -132,6 +144,19 @@ struct config {
     } http;
 
     std::vector<webhook> webhooks;
+
+    std::vector<dkim_entry> dkim;
+
+    struct {
+        bool enabled = false;
+        std::vector<std::string> listen{"127.0.0.1:8026"};  // public: the mailbox providers call it
+        std::string url_base = "http://127.0.0.1:8026/u/";
+        std::vector<std::string> campaigns{"*"};
+        std::filesystem::path tls_cert, tls_key;
+        std::uint32_t max_connections = 512;
+        std::uint32_t max_connections_per_ip = 16;
+        seconds request_timeout{10};
+    } unsubscribe;
 
     struct {
         bool enabled = true;

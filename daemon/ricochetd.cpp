@@ -42,8 +42,12 @@
 #include "events/metrics.hpp"
 #include "events/recorder.hpp"
 #include "events/sequencer.hpp"
+#include "delivery/outgoing.hpp"
+#include "dkim/signer.hpp"
+#include "http/unsubscribe.hpp"
 #include "intake/bounce_listener.hpp"
 #include "intake/dsn_intake.hpp"
+#include "unsubscribe/token.hpp"
 #include "queue/clock.hpp"
 #include "queue/dsn_writer.hpp"
 #include "queue/schedule.hpp"
@@ -58,6 +62,14 @@ using namespace ricochet;
 using nlohmann::json;
 
 namespace {
+
+// The path of an http(s) URL ("https://host/u/" -> "/u/").
+std::string url_path(const std::string& url) {
+    http_url u;
+    parse_http_url(url, u);
+    auto q = u.target.find('?');
+    return q == std::string::npos ? u.target : u.target.substr(0, q);
+}
 
 std::string local_hostname() {
     char buf[256] = {};
@@ -99,8 +111,23 @@ int main(int argc, char** argv) {
             return 1;
         }
     }
+    // DKIM keys: a bad one is a configuration error, named, before anything starts.
+    dkim::signer dkim_signer;
+    {
+        std::vector<dkim::entry_config> entries;
+        for (auto& d : cfg.dkim) {
+            dkim::entry_config e{d.domain, d.selector, d.key_file, d.headers, {}};
+            dkim::parse_canonicalization(d.canonicalization, e.canon);
+            entries.push_back(std::move(e));
+        }
+        if (!dkim_signer.load(entries, error)) {
+            std::cerr << "ricochetd: " << error << "\n";
+            return 1;
+        }
+    }
     if (check_only) {
-        std::cout << config_path << ": ok (" << classifier.size() << " bounce rules)\n";
+        std::cout << config_path << ": ok (" << classifier.size() << " bounce rules, " << cfg.dkim.size()
+                  << " DKIM key(s))\n";
         return 0;
     }
 
@@ -203,11 +230,15 @@ int main(int argc, char** argv) {
         return 1;
     }
     bounce::verp_signer verp(secret);
+    // One-click unsubscribe tokens: keyed from the same secret, for another purpose.
+    unsubscribe::token_signer unsub_tokens(secret);
+    delivery::outgoing outgoing(cfg, dkim_signer, secret);
 
     boost::asio::io_context io;
     bounce::destination_backoff backoff(cfg.bounce.destination_backoff.count() * 1000);
     delivery::delivery_agent delivery(io, cfg, *spool, due, recorder, verp, classifier, backoff);
     delivery.set_attempt_observer([&metrics](double s) { metrics.delivery.observe(s); });
+    if (outgoing.active()) delivery.set_outgoing(&outgoing);
     campaign_breaker.set_delivery(&delivery);
     if (cfg.breaker.enabled)
         delivery.set_send_check([&breaker_monitor](const queue::envelope& env) {
@@ -242,8 +273,18 @@ int main(int argc, char** argv) {
 
     // The bounce listener: reports that come back later, read and recorded
     // by the intake (on the listener's worker thread).
+    // A recipient's own unsubscribe (one-click POST, or mail to the mailto
+    // address): recorded, then published like an operator's change.
+    auto unsubscribe_recipient = [&store, &recorder](const unsubscribe::target& t, const std::string& via) {
+        std::vector<events::event> evs;
+        std::string why;
+        if (!store->set_status(t.recipient, bounce::address_status::unsubscribed, via, now_ms(), evs, why, t.campaign))
+            return why.empty() ? std::string("the state store did not take it") : why;
+        recorder.publish_now(std::move(evs));
+        return std::string();
+    };
     intake::dsn_intake intake{verp, classifier, *store, recorder, cfg.bounce_listener.domain,
-                              cfg.server.spool_dir / "dsn-unparsed", {}};
+                              cfg.server.spool_dir / "dsn-unparsed", {}, &unsub_tokens, unsubscribe_recipient};
     if (cfg.bounce.return_to_sender) {
         // A bounce that comes back after the message left the spool: the
         // sender's DSN is queued (and durable) before the listener says 250.
@@ -323,8 +364,18 @@ int main(int argc, char** argv) {
                        if (!on) return std::nullopt;
                        return breaker_monitor.paused(campaign, sender.empty() ? std::string() : queue::recipient_domain(sender));
                    }});
-    http::server http_listener(io, cfg, api);
+    http::server http_listener(io, http::api_listener(cfg), api);
     if (!http_listener.start(error)) {
+        spdlog::critical("{}", error);
+        return 1;
+    }
+    // The public one-click unsubscribe endpoint (the mailbox providers call it).
+    http::unsubscribe_page unsubscribe_page(unsub_tokens, url_path(cfg.unsubscribe.url_base),
+                                            [&unsubscribe_recipient](const unsubscribe::target& t) {
+                                                return unsubscribe_recipient(t, "one-click");
+                                            });
+    http::server unsubscribe_listener(io, http::unsubscribe_listener(cfg), unsubscribe_page);
+    if (cfg.unsubscribe.enabled && !unsubscribe_listener.start(error)) {
         spdlog::critical("{}", error);
         return 1;
     }
@@ -378,6 +429,7 @@ int main(int argc, char** argv) {
         http_listener.stop();
         submission.stop();
         bounce_listener.stop();
+        unsubscribe_listener.stop();
         delivery.stop();
         // Finish the commits in flight so their clients get the 250, then stop.
         spool->stop();

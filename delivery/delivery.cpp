@@ -8,12 +8,14 @@
 #include <boost/asio.hpp>
 #include <algorithm>
 #include <atomic>
+#include <thread>
 #include <map>
 #include <unordered_set>
 
 #include "bounce/classifier.hpp"
 #include "bounce/destination_backoff.hpp"
 #include "bounce/verp.hpp"
+#include "delivery/outgoing.hpp"
 #include "config/config.hpp"
 #include "delivery/connection_pool.hpp"
 #include "delivery/delivery_policy.hpp"
@@ -62,6 +64,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     connection_pool pool;
     std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
     std::function<bool(const queue::envelope&)> send_check;  // false: paused by the campaign breaker
+    const outgoing* outgo = nullptr;                         // per-recipient headers and DKIM; null: none
+    std::unique_ptr<asio::thread_pool> signing;              // DKIM signatures, off the strand
     asio::steady_timer wakeup;
     bool stopping = false, woken = false;
     std::atomic<unsigned> inflight{0};
@@ -142,8 +146,23 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         std::string mx;
     };
 
+    // The fields on top of recipient idx's copy: List-Unsubscribe, Feedback-ID
+    // and the DKIM signatures (RSA costs about a millisecond: on the signing
+    // pool, so the strand goes on with other messages meanwhile).
+    awaitable<std::string> head_for(const outgoing::prepared& prep, const queue::envelope& env, std::size_t idx) {
+        if (!outgo) co_return std::string();
+        if (!signing || prep.dkim.entries.empty()) co_return outgo->head(prep, env, env.recipients[idx], now_ms() / 1000);
+        auto start = [this, &prep, &env, idx](auto done) {
+            asio::post(*signing, [this, &prep, &env, idx, done = std::move(done)]() mutable {
+                done(outgo->head(prep, env, env.recipients[idx], now_ms() / 1000));
+            });
+        };
+        co_return co_await async_from_callback<void(std::string)>(std::move(start), asio::use_awaitable);
+    }
+
     awaitable<void> deliver_domain(const std::string& id, const std::string& domain, const std::vector<std::size_t>& idxs,
-                                   const queue::envelope& env, const std::string& content, std::vector<outcome>& out) {
+                                   const queue::envelope& env, const std::string& content,
+                                   const outgoing::prepared& prep, std::vector<outcome>& out) {
         auto defer_all = [&](std::size_t from, const smtp_reply& why, const std::string& mx) {
             for (std::size_t k = from; k < idxs.size(); ++k) out.push_back({idxs[k], why, mx});
         };
@@ -161,6 +180,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                             (*until - now_ms() + 999) / 1000, idxs.size() - k);
                 co_return;
             }
+            std::string head = co_await head_for(prep, env, idx);
             auto got = co_await pool.acquire(domain, found.hops);
             // A message may wait a while for its connection: the campaign
             // breaker may have paused it meanwhile. Then nothing is sent and
@@ -182,7 +202,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                                                                    cfg.bounce_listener.domain);
             transaction t;
             try {
-                t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
+                t = co_await conn->send(rp, env.recipients[idx], head, content, env.smtputf8, env.eightbit);
             } catch (...) {
                 pool.release(domain, nullptr);  // the slot, not the broken connection
                 throw;
@@ -199,7 +219,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 }
                 conn = std::move(again.conn);
                 try {
-                    t = co_await conn->send(rp, env.recipients[idx], content, env.smtputf8, env.eightbit);
+                    t = co_await conn->send(rp, env.recipients[idx], head, content, env.smtputf8, env.eightbit);
                 } catch (...) {
                     pool.release(domain, nullptr);
                     throw;
@@ -331,10 +351,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         if (*st == queue::queue_state::hold) {
             log()->info("{}: on hold, not delivered", id);  // release schedules it again
         } else {
+            // What is the same for every copy (the header fields, DKIM's body hash): once.
+            outgoing::prepared prep;
+            if (outgo && outgo->active() && !by_domain.empty()) prep = outgo->prepare(env, content);
             for (auto& [domain, idxs] : by_domain) {
                 std::vector<outcome> results;
                 auto attempt_start = std::chrono::steady_clock::now();
-                co_await deliver_domain(id, domain, idxs, env, content, results);
+                co_await deliver_domain(id, domain, idxs, env, content, prep, results);
                 if (attempt_observer)
                     attempt_observer(std::chrono::duration<double>(std::chrono::steady_clock::now() - attempt_start).count());
                 // Recorded per domain, so a stop or crash later in this message
@@ -403,6 +426,11 @@ unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 delivery_agent::~delivery_agent() = default;
 
 void delivery_agent::start() { asio::co_spawn(impl_->strand, impl_->dispatcher(), asio::detached); }
+
+void delivery_agent::set_outgoing(const outgoing* o) {
+    impl_->outgo = o;
+    if (o && !impl_->signing) impl_->signing = std::make_unique<asio::thread_pool>(std::max(2u, std::thread::hardware_concurrency()));
+}
 
 void delivery_agent::set_attempt_observer(std::function<void(double)> f) { impl_->attempt_observer = std::move(f); }
 void delivery_agent::set_send_check(std::function<bool(const queue::envelope&)> f) { impl_->send_check = std::move(f); }

@@ -44,6 +44,7 @@ struct config;
 namespace ricochet::delivery {
 
 class transport;
+class outgoing;
 
 class delivery_agent {
 public:
@@ -61,6 +62,10 @@ public:
     // (its recipients stay pending). The campaign breaker's pause; set
     // before start().
     void set_send_check(std::function<bool(const queue::envelope&)> f);
+    // What goes on top of each recipient's copy (List-Unsubscribe,
+    // Feedback-ID, DKIM signatures; delivery/outgoing.hpp). Null: nothing.
+    // Set before start(); must outlive the agent.
+    void set_outgoing(const outgoing* o);
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
     // Stops taking new messages; those in flight finish (see in_flight()).

@@ -16,9 +16,9 @@ namespace {
 class smtp_connection_adapter final : public connection {
 public:
     explicit smtp_connection_adapter(std::unique_ptr<smtp::smtp_connection> c) : c_(std::move(c)) {}
-    awaitable<transaction> send(const std::string& return_path, const std::string& rcpt, const std::string& content,
-                                bool smtputf8, bool eightbit) override {
-        auto t = co_await c_->send(return_path, rcpt, content, smtputf8, eightbit);
+    awaitable<transaction> send(const std::string& return_path, const std::string& rcpt, const std::string& head,
+                                const std::string& content, bool smtputf8, bool eightbit) override {
+        auto t = co_await c_->send(return_path, rcpt, head, content, smtputf8, eightbit);
         co_return transaction{std::move(t.reply), t.connection_lost, t.before_data};
     }
     awaitable<void> quit() override { co_await c_->quit(); }

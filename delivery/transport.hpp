@@ -34,9 +34,11 @@ struct transaction {
 class connection {
 public:
     virtual ~connection() = default;
-    // One transaction: MAIL FROM:<return_path>, RCPT TO:<rcpt>, DATA.
+    // One transaction: MAIL FROM:<return_path>, RCPT TO:<rcpt>, DATA with
+    // head (header fields for this recipient, maybe empty) then content.
     virtual boost::asio::awaitable<transaction> send(const std::string& return_path, const std::string& rcpt,
-                                                     const std::string& content, bool smtputf8, bool eightbit) = 0;
+                                                     const std::string& head, const std::string& content,
+                                                     bool smtputf8, bool eightbit) = 0;
     virtual boost::asio::awaitable<void> quit() = 0;
     virtual bool usable() const = 0;
     virtual unsigned transactions() const = 0;

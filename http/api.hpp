@@ -13,6 +13,7 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
+#include "http/handler.hpp"
 #include "http/http_util.hpp"
 
 namespace ricochet {
@@ -50,20 +51,20 @@ struct api_context {
     std::function<std::optional<std::string>(const std::string& campaign, const std::string& sender)> paused_scope;
 };
 
-class api {
+class api final : public handler {
 public:
     explicit api(api_context ctx) : ctx_(std::move(ctx)) {}
     // reply is called once, maybe later and from another thread (an
     // injection answers when the spool's commit is durable).
-    void handle(const request& req, std::function<void(response)> reply);
+    void handle(const request& req, std::function<void(response)> reply) override;
     // Whether handle() may run on the I/O thread: an injection is CPU work
     // only (like SMTP's DATA) and answers from the spool's commit, so it
     // never waits behind a slow listing on the worker pool.
-    static bool runs_inline(const std::string& method, const std::string& path) {
+    bool runs_inline(const std::string& method, const std::string& path) const override {
         return method == "POST" && path == "/v1/messages";
     }
     // The body limit for a request (PUT /v1/suppressions takes a whole list).
-    std::uint64_t body_limit(const std::string& method, const std::string& path) const;
+    std::uint64_t body_limit(const std::string& method, const std::string& path) const override;
 
 private:
     response route(const request& req, std::function<void(response)>& reply, bool& deferred);

@@ -12,7 +12,7 @@
 #include <unordered_map>
 
 #include "config/config.hpp"
-#include "http/api.hpp"
+#include "http/handler.hpp"
 #include "http/http_util.hpp"
 #include "queue/logger.hpp"
 #include "smtp/async_spool.hpp"
@@ -38,8 +38,8 @@ constexpr unsigned auth_failures_allowed = 20;  // per address and minute
 
 struct server::impl : std::enable_shared_from_this<impl> {
     asio::io_context& io;
-    const config& cfg;
-    api& a;
+    listener_options opt;
+    handler& a;
     ssl::context tls{ssl::context::tls_server};
     bool use_tls = false;
     token_list tokens;
@@ -55,7 +55,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
     };
     std::unordered_map<std::string, failures> auth_failed;
 
-    impl(asio::io_context& i, const config& c, api& ap) : io(i), cfg(c), a(ap) {}
+    impl(asio::io_context& i, listener_options o, handler& h) : io(i), opt(std::move(o)), a(h) {}
 
     bool auth_blocked(const std::string& ip) {
         std::lock_guard lk(mu);
@@ -93,9 +93,9 @@ struct server::impl : std::enable_shared_from_this<impl> {
                                   request& out) {
         auto& h = parser.get();
         auto host = h[bhttp::field::host];
-        if (!host_allowed(std::string_view(host.data(), host.size()), cfg.server.hostname))
+        if (opt.check_host && !host_allowed(std::string_view(host.data(), host.size()), opt.hostname))
             return error_reply(403, "Host \"" + std::string(host) + "\" is not this server (DNS rebinding?)");
-        if (!smtp::in_networks(trusted, ip)) {
+        if (opt.need_token && !smtp::in_networks(trusted, ip)) {
             if (auth_blocked(ip)) return error_reply(429, "too many failed authentications from your address");
             auto auth = h[bhttp::field::authorization];
             auto token = bearer_token(std::string_view(auth.data(), auth.size()));
@@ -128,7 +128,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
     static awaitable<void> serve(std::shared_ptr<impl> self, Stream& stream, std::string ip) {
         auto& lowest = beast::get_lowest_layer(stream);
         beast::flat_buffer buf;  // no cap of its own: the parser's header limit applies
-        const auto timeout = std::chrono::seconds(self->cfg.http.request_timeout);
+        const auto timeout = self->opt.request_timeout;
         for (;;) {
             bhttp::request_parser<bhttp::string_body> parser;
             parser.header_limit(header_limit);
@@ -188,7 +188,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
             bool head = req.method == "HEAD";
             if (head) req.method = "GET";
             lowest.expires_never();  // the API's own time; its answer is bounded below
-            bool inline_ok = api::runs_inline(req.method, req.path);
+            bool inline_ok = self->a.runs_inline(req.method, req.path);
             std::string user = req.user;
             auto start = [self, inline_ok, r = std::move(req)](auto done) mutable {
                 auto run = [self, r = std::move(r), done = std::move(done)]() mutable {
@@ -198,7 +198,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
                 else asio::post(self->workers, std::move(run));
             };
             response res = co_await smtp::async_from_callback<void(response)>(std::move(start), asio::use_awaitable);
-            log()->info("[{}] {} {} -> {}{}", ip, head ? "HEAD" : std::string(parser.get().method_string()),
+            log()->info("{}: [{}] {} {} -> {}{}", self->opt.name, ip, head ? "HEAD" : std::string(parser.get().method_string()),
                         std::string(parser.get().target()).substr(0, 200), res.status,
                         user.empty() ? "" : " (token " + user + ")");
             auto out = to_beast(res, version, keep_alive);
@@ -230,11 +230,12 @@ struct server::impl : std::enable_shared_from_this<impl> {
                 if (auto it = s.per_ip.find(ip); it != s.per_ip.end() && --it->second == 0) s.per_ip.erase(it);
             }
         } g{*self, ip};
-        bool too_many = self->connections.fetch_add(1) >= self->cfg.http.max_connections;
-        bool too_many_here = self->cfg.http.max_connections_per_ip && from_ip > self->cfg.http.max_connections_per_ip;
+        bool too_many = self->connections.fetch_add(1) >= self->opt.max_connections;
+        bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
         beast::tcp_stream plain(std::move(sock));
         if (too_many || too_many_here) {
-            log()->warn("refused [{}]: {}", ip, too_many ? "http.max_connections" : "http.max_connections_per_ip");
+            log()->warn("{}: refused [{}]: {}.{}", self->opt.name, ip, self->opt.name,
+                        too_many ? "max_connections" : "max_connections_per_ip");
             // Plain text even on a TLS port would be garbage to the client: there it is just closed.
             if (!self->use_tls) {
                 auto res = to_beast(error_reply(503, too_many ? "too many connections" : "too many connections from your address"),
@@ -250,7 +251,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
             co_return;
         }
         beast::ssl_stream<beast::tcp_stream> tls(std::move(plain), self->tls);
-        beast::get_lowest_layer(tls).expires_after(std::chrono::seconds(self->cfg.http.request_timeout));
+        beast::get_lowest_layer(tls).expires_after(self->opt.request_timeout);
         auto [hec] = co_await tls.async_handshake(ssl::stream_base::server, as_tuple);
         if (hec) {
             log()->debug("[{}] TLS handshake: {}", ip, hec.message());
@@ -284,7 +285,37 @@ struct server::impl : std::enable_shared_from_this<impl> {
     }
 };
 
-server::server(asio::io_context& io, const config& cfg, api& a) : impl_(std::make_shared<impl>(io, cfg, a)) {}
+listener_options api_listener(const config& cfg) {
+    listener_options o;
+    o.name = "http";
+    o.listen = cfg.http.listen;
+    o.tls_cert = cfg.http.tls_cert;
+    o.tls_key = cfg.http.tls_key;
+    o.request_timeout = cfg.http.request_timeout;
+    o.max_connections = cfg.http.max_connections;
+    o.max_connections_per_ip = cfg.http.max_connections_per_ip;
+    o.check_host = true;
+    o.hostname = cfg.server.hostname;
+    o.trusted_networks = cfg.http.trusted_networks;
+    o.tokens_file = cfg.http.tokens_file;
+    o.need_token = true;
+    return o;
+}
+
+listener_options unsubscribe_listener(const config& cfg) {
+    listener_options o;
+    o.name = "unsubscribe";
+    o.listen = cfg.unsubscribe.listen;
+    o.tls_cert = cfg.unsubscribe.tls_cert;
+    o.tls_key = cfg.unsubscribe.tls_key;
+    o.request_timeout = cfg.unsubscribe.request_timeout;
+    o.max_connections = cfg.unsubscribe.max_connections;
+    o.max_connections_per_ip = cfg.unsubscribe.max_connections_per_ip;
+    return o;
+}
+
+server::server(asio::io_context& io, listener_options opt, handler& h)
+    : impl_(std::make_shared<impl>(io, std::move(opt), h)) {}
 server::~server() {
     stop();
     // A request still on the pool finishes before what it uses goes away.
@@ -294,31 +325,31 @@ server::~server() {
 
 bool server::start(std::string& error) {
     auto& s = *impl_;
-    for (auto& n : s.cfg.http.trusted_networks) s.trusted.push_back(*smtp::parse_cidr(n));
-    if (!s.cfg.http.tokens_file.empty() && !s.tokens.load(s.cfg.http.tokens_file, error)) {
-        error = "http.tokens_file: " + error;
+    for (auto& n : s.opt.trusted_networks) s.trusted.push_back(*smtp::parse_cidr(n));
+    if (!s.opt.tokens_file.empty() && !s.tokens.load(s.opt.tokens_file, error)) {
+        error = s.opt.name + ".tokens_file: " + error;
         return false;
     }
-    if (!s.cfg.http.tls_cert.empty()) {
+    if (!s.opt.tls_cert.empty()) {
         boost::system::error_code ec;
         s.tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                           ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-        s.tls.use_certificate_chain_file(s.cfg.http.tls_cert.string(), ec);
-        if (!ec) s.tls.use_private_key_file(s.cfg.http.tls_key.string(), ssl::context::pem, ec);
+        s.tls.use_certificate_chain_file(s.opt.tls_cert.string(), ec);
+        if (!ec) s.tls.use_private_key_file(s.opt.tls_key.string(), ssl::context::pem, ec);
         if (ec) {
-            error = "http.tls_cert/tls_key: " + ec.message();
+            error = s.opt.name + ".tls_cert/tls_key: " + ec.message();
             return false;
         }
         s.use_tls = true;
     }
-    for (auto& l : s.cfg.http.listen) {
+    for (auto& l : s.opt.listen) {
         std::string host;
         std::uint16_t port = 0;
         smtp::parse_host_port(l, host, port);
         boost::system::error_code ec;
         auto addr = asio::ip::make_address(host, ec);
         if (ec) {
-            error = "http.listen: " + l + ": not an IP address";
+            error = s.opt.name + ".listen: " + l + ": not an IP address";
             return false;
         }
         tcp::endpoint ep(addr, port);
@@ -329,10 +360,10 @@ bool server::start(std::string& error) {
         if (!ec) a.bind(ep, ec);
         if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
         if (ec) {
-            error = "http.listen: cannot listen on " + l + ": " + ec.message();
+            error = s.opt.name + ".listen: cannot listen on " + l + ": " + ec.message();
             return false;
         }
-        log()->info("http: listening on {}{}", l, s.use_tls ? " (TLS)" : "");
+        log()->info("{}: listening on {}{}", s.opt.name, l, s.use_tls ? " (TLS)" : "");
         s.acceptors.push_back(std::move(a));
     }
     for (auto& a : s.acceptors) asio::co_spawn(s.io, impl::accept_loop(impl_, a), asio::detached);

@@ -1,6 +1,9 @@
-// server — the HTTP listener (Boost.Beast) in front of http/api: on
-// http.listen, plain or TLS (http.tls_cert/tls_key), HTTP/1.1 keep-alive.
-// For every request, before the API sees it:
+// server — an HTTP listener (Boost.Beast) in front of a handler: the API
+// (http/api, on http.listen) or the public one-click unsubscribe endpoint
+// (http/unsubscribe, on unsubscribe.listen). Plain or TLS, HTTP/1.1
+// keep-alive. For every request, before the handler sees it (the API's
+// options; the unsubscribe listener checks neither Host nor tokens, since
+// anyone may call it, and has its own limits):
 //   - the Host header must be an IP literal, localhost or server.hostname
 //     (a browser tricked by DNS rebinding sends another name): else 403;
 //   - a client outside http.trusted_networks must send a bearer token from
@@ -16,8 +19,11 @@
 // listing never holds an I/O thread.
 #pragma once
 #include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace ricochet {
 struct config;
@@ -25,11 +31,28 @@ struct config;
 
 namespace ricochet::http {
 
-class api;
+class handler;
+
+struct listener_options {
+    std::string name;  // the config table, for logs and errors: "http", "unsubscribe"
+    std::vector<std::string> listen;
+    std::filesystem::path tls_cert, tls_key;
+    std::chrono::seconds request_timeout{30};
+    unsigned max_connections = 256, max_connections_per_ip = 0;
+    // A private listener (the API) checks Host against DNS rebinding and
+    // wants a token from outside trusted_networks.
+    bool check_host = false;
+    std::string hostname;
+    std::vector<std::string> trusted_networks;
+    std::filesystem::path tokens_file;
+    bool need_token = false;
+};
+listener_options api_listener(const config& cfg);
+listener_options unsubscribe_listener(const config& cfg);
 
 class server {
 public:
-    server(boost::asio::io_context& io, const config& cfg, api& a);
+    server(boost::asio::io_context& io, listener_options opt, handler& h);
     ~server();
     // Loads the tokens and the TLS pair, binds every http.listen address.
     // False with error (naming the key) when one of them fails.

@@ -22,8 +22,8 @@ smtp::smtp_server_options listener_options(const config& cfg, const bounce::verp
     bl.policy.max_message_size = cfg.bounce_listener.max_message_size;
     bl.policy.max_recipients = 100;
     bl.policy.new_id = [s = &spool] { return s->new_id(); };
-    bl.policy.check_recipient = [&verp, domain = cfg.bounce_listener.domain](std::string_view rcpt) {
-        if (verp.verify(rcpt, domain)) return smtp::rcpt_verdict::accept();
+    bl.policy.check_recipient = [&verp, &intake, domain = cfg.bounce_listener.domain](std::string_view rcpt) {
+        if (verp.verify(rcpt, domain) || intake.unsubscribe_address(rcpt)) return smtp::rcpt_verdict::accept();
         return smtp::rcpt_verdict::refuse("550 5.1.1 <" + std::string(rcpt) + ">: no such bounce address");
     };
     bl.message_sink = [&intake](queue::envelope& env, std::string& content) { return intake(env, content); };

@@ -1,8 +1,10 @@
 // bounce_listener — the SMTP server in its other role (PRODUCT.md mail flow
 // 5): anyone may connect, since bounces come from everywhere, but only
-// signed VERP addresses on the bounce domain are accepted (550 5.1.1
-// otherwise): no forged bounce marks an address, and nothing is relayed.
-// What it accepts goes to dsn_intake, not to the spool.
+// signed VERP addresses on the bounce domain, and the signed u-TOKEN
+// addresses of List-Unsubscribe's mailto:, are accepted (550 5.1.1
+// otherwise): no forged bounce marks an address, no forged request
+// unsubscribes one, and nothing is relayed. What it accepts goes to
+// dsn_intake, not to the spool.
 #pragma once
 #include "smtp/smtp_server.hpp"
 

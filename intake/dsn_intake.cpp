@@ -57,8 +57,34 @@ const bounce::dsn_record* record_for(const bounce::dsn_report& rep, const std::s
 
 }  // namespace
 
+bool dsn_intake::unsubscribe_address(std::string_view rcpt) const {
+    if (!unsub_tokens || !unsubscribe) return false;
+    auto token = unsubscribe::token_of_mailto(rcpt, bounce_domain);
+    return token && unsub_tokens->verify(*token);
+}
+
 std::error_code dsn_intake::operator()(queue::envelope& env, std::string& content) const {
     static auto log = named_logger("bounce");
+    // Unsubscribe requests by mail first: they need no parsing.
+    if (unsub_tokens && unsubscribe) {
+        std::vector<std::string> rest;
+        for (auto& r : env.recipients) {
+            auto token = unsubscribe::token_of_mailto(r, bounce_domain);
+            auto t = token ? unsub_tokens->verify(*token) : std::nullopt;
+            if (!t) {
+                rest.push_back(r);
+                continue;
+            }
+            if (auto why = unsubscribe(*t, "mailto"); !why.empty()) {
+                log->error("{}: unsubscribe of <{}> by mail not recorded: {}", env.id, t->recipient, why);
+                return std::make_error_code(std::errc::io_error);
+            }
+            log->info("{}: <{}> unsubscribed by mail (campaign {})", env.id, t->recipient,
+                      t->campaign.empty() ? "-" : t->campaign);
+        }
+        if (rest.empty()) return {};
+        env.recipients = std::move(rest);
+    }
     auto report = bounce::parse_dsn(content);
     auto now = now_ms();
     std::vector<events::event> evs;

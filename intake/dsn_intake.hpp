@@ -21,6 +21,7 @@
 #include "queue/envelope.hpp"
 #include "events/publisher.hpp"
 #include "state/recipient_state.hpp"
+#include "unsubscribe/token.hpp"
 
 namespace ricochet::bounce {
 class verp_signer;
@@ -44,7 +45,17 @@ struct dsn_intake {
     std::function<std::error_code(const queue::envelope& original, const std::vector<queue::failed_recipient>& failed)>
         return_to_sender;
 
+    // Mail to u-TOKEN@<bounce domain>, the mailto: of List-Unsubscribe: the
+    // recipient the token names is unsubscribed (via "mailto") whatever the
+    // message says, and the message is not kept. unsubscribe returns "" when
+    // done, else why not (452: the sender tries again). Unset: no such mail
+    // is accepted.
+    const unsubscribe::token_signer* unsub_tokens = nullptr;
+    std::function<std::string(const unsubscribe::target&, const std::string& via)> unsubscribe;
+
     std::error_code operator()(queue::envelope& env, std::string& content) const;
+    // Whether rcpt is one of our u-TOKEN addresses with a valid token.
+    bool unsubscribe_address(std::string_view rcpt) const;
 };
 
 }  // namespace ricochet::intake

@@ -9,7 +9,8 @@ PKGS=(g++ cmake ninja-build ccache pkg-config python3
       postfix swaks logrotate libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base openssl iproute2
       clang   # libFuzzer (scripts/fuzz.sh)
       pandoc groff-base   # the man pages from docs/ (scripts/man.sh) and their test
-      curl python3-prometheus-client)  # HTTP API tests: a real client, and the /metrics parser
+      curl python3-prometheus-client  # HTTP API tests: a real client, and the /metrics parser
+      python3-dkim python3-nacl python3-dnspython)  # an independent DKIM verifier (Ed25519 needs nacl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,11 +15,13 @@ constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 // RFC 5321 4.5.2: a line starting with "." gets another; the message ends with CRLF.CRLF.
-std::string dot_stuff(const std::string& content) {
+// head: whole header fields put on top (they never start with a dot).
+std::string dot_stuff(const std::string& head, const std::string& content) {
     // RFC 5321 4.5.2: a line that starts with "." gets another one. Copied a
     // run at a time between the lines that need it (most messages: none).
     std::string out;
-    out.reserve(content.size() + 16);
+    out.reserve(head.size() + content.size() + 16);
+    out += head;
     std::size_t pos = 0;
     if (!content.empty() && content[0] == '.') out.push_back('.');
     for (;;) {
@@ -199,7 +201,8 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
 }
 
 awaitable<smtp_connection::transaction> smtp_connection::send(const std::string& return_path, const std::string& rcpt,
-                                                              const std::string& content, bool smtputf8, bool eightbit) {
+                                                              const std::string& head, const std::string& content,
+                                                              bool smtputf8, bool eightbit) {
     transaction t;
     if (smtputf8 && !smtputf8_) {
         // RFC 6531 3.4: cannot be sent to a server without SMTPUTF8.
@@ -297,7 +300,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
         }
     }
     t.before_data = false;
-    std::string stuffed = dot_stuff(content);  // named: no temporaries in co_await (GCC 12)
+    std::string stuffed = dot_stuff(head, content);  // named: no temporaries in co_await (GCC 12)
     if (!co_await write(stuffed, opt_.data_timeout)) {
         t.reply = smtp_reply::none(stage::end_of_data, "connection lost sending the message");
         t.connection_lost = true;

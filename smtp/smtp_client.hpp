@@ -49,8 +49,10 @@ public:
         bool connection_lost = false;  // no usable connection afterwards
         bool before_data = true;       // failed before the message was sent (safe to retry elsewhere)
     };
+    // DATA sends head (whole header fields, maybe empty) then content.
     boost::asio::awaitable<transaction> send(const std::string& return_path, const std::string& rcpt,
-                                             const std::string& content, bool smtputf8, bool eightbit);
+                                             const std::string& head, const std::string& content, bool smtputf8,
+                                             bool eightbit);
     boost::asio::awaitable<void> quit();
 
     bool usable() const { return usable_; }

@@ -131,7 +131,8 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
 }
 
 bool recipient_state::set_status(const std::string& address, bounce::address_status s, const std::string& why,
-                                 std::int64_t now_ms, std::vector<event>& changes, std::string& error) {
+                                 std::int64_t now_ms, std::vector<event>& changes, std::string& error,
+                                 const std::string& campaign) {
     std::lock_guard lk(mu_);
     error.clear();
     std::string addr = lower(address);
@@ -154,6 +155,7 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
     admin.time_ms = now_ms;
     admin.recipient = addr;
     admin.rule = why;
+    admin.campaign = campaign;
     admin.reply = "status set to " + std::string(bounce::to_string(s));
     if (!store_->begin(error)) return false;
     if (!store_->save_recipient(rec, now_ms, error) || !store_->add_decisions({&admin}, error) ||
@@ -161,9 +163,11 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
         store_->rollback();
         return false;
     }
-    if (before != s) changes.push_back(events::status_changed(rec, before, "admin: " + why, now_ms));
+    bool own = why == "one-click" || why == "mailto";  // the recipient asked, not an operator
+    if (before != s)
+        changes.push_back(events::status_changed(rec, before, (own ? "unsubscribed via " : "admin: ") + why, now_ms));
     if (before != s && s == bounce::address_status::unsubscribed)
-        changes.push_back(events::unsubscribed(addr, "", "", why == "unsubscribe" ? "admin" : why, now_ms));
+        changes.push_back(events::unsubscribed(addr, campaign, "", why == "unsubscribe" ? "admin" : why, now_ms));
     return true;
 }
 

@@ -50,12 +50,15 @@ public:
     // and every scope's state (the daemon at start, ricochetctl, the views).
     void load_breaker(breaker::monitor& m, std::int64_t now_ms) const;
 
-    // clear / engage (-> active) and unsubscribe, with an `admin` decision.
-    // Adds a status_changed event to `changes` when the status moved. False
+    // clear / engage (-> active) and unsubscribe, with an `admin` decision;
+    // also the recipient's own unsubscribe (why "one-click" or "mailto",
+    // with the campaign the token names). Adds a status_changed event (and
+    // an unsubscribed one) to `changes` when the status moved. False
     // with `error` set when refused (engage on an unsubscribed address) or
     // not written.
     bool set_status(const std::string& address, bounce::address_status s, const std::string& why,
-                    std::int64_t now_ms, std::vector<events::event>& changes, std::string& error);
+                    std::int64_t now_ms, std::vector<events::event>& changes, std::string& error,
+                    const std::string& campaign = "");
 
     std::optional<bounce::address_record> get(const std::string& address) const;
     std::vector<events::event> history(const std::string& address, int limit = 50) const;

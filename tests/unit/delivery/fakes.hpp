@@ -85,8 +85,8 @@ private:
     public:
         conn(transport& t, server& s, std::string mx, std::string ip, int n)
             : t_(t), s_(s), mx_(std::move(mx)), ip_(std::move(ip)), n_(n) {}
-        boost::asio::awaitable<transaction> send(const std::string&, const std::string& rcpt, const std::string&, bool,
-                                                 bool) override {
+        boost::asio::awaitable<transaction> send(const std::string&, const std::string& rcpt, const std::string&,
+                                                 const std::string&, bool, bool) override {
             t_.sent.push_back(ip_ + " " + rcpt);
             auto t = s_.answer(rcpt, n_, count_++);
             if (t.connection_lost || t.reply.code == 421) usable_ = false;  // 421: the server closes (RFC 5321 3.8)
