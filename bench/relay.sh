@@ -14,6 +14,9 @@
 #   BASELINE=other-build/ bench/relay.sh ...   also runs that build's ricochetd
 #       (an A/B in the same run, reps alternating) and prints the ratio;
 #       with AB_ONLY=1 nothing else (no ceiling, fsync or Postfix runs)
+#   RICOCHET_EXTRA=text / BASELINE_EXTRA=text   TOML appended to the
+#       configuration of this build's / the baseline's runs (BASELINE may be
+#       this build: bench/dkim.sh compares DKIM on and off that way)
 #
 # Env: RICOCHET_BUILD=dir  use dir/bin (default: scripts/build.sh, then build/bin;
 #                          when set, nothing is built)
@@ -57,7 +60,7 @@ fi
 # 2. Ricochet (and, with BASELINE=dir, a baseline build of it: an A/B in the
 # same run, the two alternating rep by rep so drift of the machine hits both).
 run_ricochet() {  # run_ricochet LABEL BINDIR OUTFILE REPS
-  local label=$1 bin=$2 out=$3 reps=$4
+  local label=$1 bin=$2 out=$3 reps=$4 extra=${5:-}
   rm -rf "$W/spool" "$W/state.db"* "$W/events.jsonl"
   cat >"$W/r.toml" <<CFG
 [server]
@@ -84,6 +87,7 @@ CFG
   # The API off (a baseline older than [http] refuses the table: then it is left out).
   printf '[http]\nlisten = []\n' >>"$W/r.toml"
   "$bin/ricochetd" --config "$W/r.toml" --check-config >/dev/null 2>&1 || sed -i '/^\[http\]$/,$d' "$W/r.toml"
+  [ -z "$extra" ] || printf '%s\n' "$extra" >>"$W/r.toml"
   "$bin/ricochetd" --config "$W/r.toml" >"$W/$label.log" 2>&1 &
   RPID=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$RIN") 2>/dev/null && break; sleep 0.05; done
@@ -97,13 +101,13 @@ CFG
   kill "$RPID"; wait "$RPID" 2>/dev/null || true; RPID=
 }
 if [ -z "${BASELINE:-}" ]; then
-  run_ricochet ricochet "$B/bin" "$W/ricochet.txt" "$REPS"
+  run_ricochet ricochet "$B/bin" "$W/ricochet.txt" "$REPS" "${RICOCHET_EXTRA:-}"
   cat "$W/ricochet.txt"
   RSS=$(sort -n "$W/ricochet.txt.rss" | tail -1)
 else
   for r in $(seq 1 "$REPS"); do
-    run_ricochet ricochet "$B/bin" "$W/ricochet.txt" 1
-    run_ricochet baseline "$BASELINE/bin" "$W/baseline.txt" 1
+    run_ricochet ricochet "$B/bin" "$W/ricochet.txt" 1 "${RICOCHET_EXTRA:-}"
+    run_ricochet baseline "$BASELINE/bin" "$W/baseline.txt" 1 "${BASELINE_EXTRA:-}"
   done
   RSS=$(sort -n "$W/ricochet.txt.rss" | tail -1)
   # Medians over the alternating reps, in relay_bench.sh's own summary

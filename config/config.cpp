@@ -357,9 +357,12 @@ void load(const toml::table& root, config& c) {
         r.listen_list("listen", c.unsubscribe.listen);
         r.str("url_base", c.unsubscribe.url_base);
         http_url u;
-        if (!parse_http_url(c.unsubscribe.url_base, u) || c.unsubscribe.url_base.back() != '/')
-            fail(c, *t, "unsubscribe.url_base", "expected \"https://host[:port]/path/\" ending in /, got \"" +
+        if (!parse_http_url(c.unsubscribe.url_base, u) || c.unsubscribe.url_base.back() != '/' ||
+            c.unsubscribe.url_base.find_first_of("?#") != std::string::npos)
+            fail(c, *t, "unsubscribe.url_base", "expected \"https://host[:port]/path/\" ending in /, without a query, got \"" +
                                                     c.unsubscribe.url_base + "\"");
+        if (c.unsubscribe.enabled && c.unsubscribe.listen.empty())
+            fail(c, *t, "unsubscribe.listen", "empty while enabled: the links in the mail would lead nowhere");
         r.strings("campaigns", c.unsubscribe.campaigns);
         r.existing_file("tls_cert", c.unsubscribe.tls_cert);
         r.existing_file("tls_key", c.unsubscribe.tls_key);

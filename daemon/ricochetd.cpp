@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
     bool check_only = false;
     app.add_option("--config", config_path, "configuration file")->capture_default_str();
     app.add_flag("--check-config", check_only, "validate the configuration and exit");
+    bool dkim_records = false;
+    app.add_flag("--dkim-records", dkim_records, "print the DNS TXT record of each [[dkim]] key and exit");
     CLI11_PARSE(app, argc, argv);
 
     config cfg;
@@ -124,6 +126,13 @@ int main(int argc, char** argv) {
             std::cerr << "ricochetd: " << error << "\n";
             return 1;
         }
+    }
+    if (dkim_records) {
+        // "*" stands for each From domain that signs with that key.
+        for (auto& r : dkim_signer.records())
+            std::cout << r.selector << "._domainkey." << (r.domain == "*" ? "FROM-DOMAIN" : r.domain) << ". IN TXT \""
+                      << r.record << "\"\n";
+        return 0;
     }
     if (check_only) {
         std::cout << config_path << ": ok (" << classifier.size() << " bounce rules, " << cfg.dkim.size()
@@ -379,6 +388,9 @@ int main(int argc, char** argv) {
         spdlog::critical("{}", error);
         return 1;
     }
+    if (cfg.unsubscribe.enabled && cfg.unsubscribe.url_base.rfind("https://", 0) != 0)
+        spdlog::warn("unsubscribe.url_base {} is not https: Gmail and Yahoo ignore one-click links that are not",
+                     cfg.unsubscribe.url_base);
 
     // Decisions kept while the state store was down go in as soon as it is back.
     boost::asio::steady_timer journal_timer(io);

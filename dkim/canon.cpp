@@ -145,7 +145,8 @@ std::string canon_header(std::string_view raw, canon c) {
     out.reserve(raw.size());
     std::string_view name = raw.substr(0, colon);
     while (!name.empty() && wsp(name.back())) name.remove_suffix(1);
-    for (char ch : name) out.push_back(lower_char(ch));
+    for (char ch : name)
+        if (ch != '\r' && ch != '\n') out.push_back(lower_char(ch));  // (a stray CR in a malformed name)
     out.push_back(':');
     bool in_wsp = false, started = false;
     for (std::size_t i = colon + 1; i < raw.size(); ++i) {

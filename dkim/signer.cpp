@@ -90,10 +90,12 @@ std::shared_ptr<const key> load_key(const std::filesystem::path& file, std::stri
     ss << in.rdbuf();
     std::string pem = ss.str();
     BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-    EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+    // No passphrase: an encrypted key fails here rather than prompting on a terminal.
+    auto no_passphrase = [](char*, int, int, void*) { return 0; };
+    EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio, nullptr, no_passphrase, nullptr);
     BIO_free(bio);
     if (!pkey) {
-        error = file.string() + ": not a PEM private key";
+        error = file.string() + ": not a PEM private key (or an encrypted one: DKIM keys are read without a passphrase)";
         return nullptr;
     }
     auto k = std::make_shared<key>();
@@ -110,7 +112,8 @@ std::shared_ptr<const key> load_key(const std::filesystem::path& file, std::stri
             return nullptr;
         }
     } else {
-        error = file.string() + ": a " + std::string(OBJ_nid2sn(type)) +
+        const char* name = EVP_PKEY_get0_type_name(pkey);
+        error = file.string() + ": an " + std::string(name ? name : "unknown") +
                 " key; DKIM signs with RSA (2048 bits or more) or Ed25519";
         return nullptr;
     }
@@ -149,6 +152,12 @@ bool signer::load(const std::vector<entry_config>& entries, std::string& error) 
         entries_.back().cfg.domain = lower(e.domain);
     }
     return true;
+}
+
+std::vector<signer::published> signer::records() const {
+    std::vector<published> out;
+    for (auto& e : entries_) out.push_back({e.cfg.domain, e.cfg.selector, dns_record(*e.k)});
+    return out;
 }
 
 signer::prepared signer::prepare(std::string_view content) const {

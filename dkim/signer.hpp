@@ -48,6 +48,11 @@ public:
     // Loads every entry's key; false with error naming the entry and key.
     bool load(const std::vector<entry_config>& entries, std::string& error);
     bool empty() const { return entries_.empty(); }
+    // What to publish in DNS for each entry: SELECTOR._domainkey.DOMAIN TXT record.
+    struct published {
+        std::string domain, selector, record;
+    };
+    std::vector<published> records() const;
 
     // What is the same for every recipient of a message: the header fields,
     // the From domain, the entries that sign it and the body hash of each.

@@ -145,6 +145,9 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
         return false;
     }
     auto before = rec.status;
+    // The recipient asking again (a second click, a retried POST): already
+    // done, nothing to write (a valid token must not grow the history).
+    if ((why == "one-click" || why == "mailto") && before == s) return true;
     rec.status = s;
     if (s == bounce::address_status::active) {  // the operator vouches for it: start counting again
         rec.bounce_count = 0;

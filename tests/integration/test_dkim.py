@@ -44,10 +44,15 @@ def make_key(directory, name, kind):
         openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", path)
     elif kind == "rsa1024":
         openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024", "-out", path)
+    elif kind == "encrypted":
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-aes256", "-pass", "pass:secret",
+                "-out", path)
     elif kind == "ec":
         openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path)
     else:
         openssl("genpkey", "-algorithm", "ED25519", "-out", path)
+    if kind == "encrypted":
+        return path, b""
     der = openssl("pkey", "-in", path, "-pubout", "-outform", "DER")
     if kind == "ed25519":  # RFC 8463 4.2: p= is the raw 32-octet key
         record = b"v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:])
@@ -161,6 +166,14 @@ class Dkim(unittest.TestCase):
         self.assertEqual(self.verify_all(data), [("rsa-sha256", "other.example", "any")])
         self.assertIn(b"c=simple/simple", self.signatures(data)[0].replace(b"\r\n\t", b""))
 
+    def test_dkim_records_prints_what_to_publish(self):
+        out = subprocess.run([os.path.join(BIN, "ricochetd"), "--config", self.d.config_path, "--dkim-records"],
+                             capture_output=True, check=True, timeout=30).stdout
+        want = {b'r1._domainkey.shop.example. IN TXT "' + self.dns[b"r1._domainkey.shop.example."] + b'"',
+                b'e1._domainkey.shop.example. IN TXT "' + self.dns[b"e1._domainkey.shop.example."] + b'"',
+                b'any._domainkey.FROM-DOMAIN. IN TXT "' + self.dns[b"any._domainkey.other.example."] + b'"'}
+        self.assertEqual(set(out.splitlines()), want)
+
     def test_mail_without_a_from_is_not_signed(self):
         data = self.send("dave@sink.test", b"Subject: no from\r\n\r\nbody\r\n")
         self.assertEqual(self.signatures(data), [])
@@ -180,7 +193,7 @@ class BadKeys(unittest.TestCase):
         d = Daemon(extra_config='[[dkim]]\ndomain = "shop.example"\nselector = "s1"\nkey_file = "%s"\n' % path)
         try:
             r = subprocess.run([os.path.join(BIN, "ricochetd"), "--config", d.config_path, "--check-config"],
-                               capture_output=True, text=True, timeout=30)
+                               capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
             self.assertNotEqual(r.returncode, 0, r.stdout)
             self.assertIn(expect, r.stderr)
             self.assertIn("nope.pem" if kind == "missing" else path, r.stderr)
@@ -192,6 +205,9 @@ class BadKeys(unittest.TestCase):
 
     def test_ec_key(self):
         self.check_refused("ec", "RSA (2048 bits or more) or Ed25519")
+
+    def test_encrypted_key_fails_without_asking(self):
+        self.check_refused("encrypted", "encrypted one")
 
     def test_not_a_key(self):
         self.check_refused("garbage", "not a PEM private key")

@@ -236,7 +236,9 @@ class Endpoints(unittest.TestCase):
         self.assertRegex(mf, r"^b-%s-0-[0-9a-z]{10}@bnc\.test$" % built.lower())
         head = data.split(b"\r\n\r\n", 1)[0].decode()
         self.assertIn("\r\n\tby ricochet.test (Ricochet) with HTTP id %s\r\n\tfor <ok-built@sink.test>" % built, head)
-        self.assertTrue(head.startswith("Received: from api ([127.0.0.1])"), head[:200])
+        # Delivery's own fields (Feedback-ID here; DKIM-Signature, List-Unsubscribe when configured) go on top.
+        self.assertTrue(head.startswith("Feedback-ID: spring:example.com:ricochet\r\nReceived: from api ([127.0.0.1])"),
+                        head[:200])
         for want in ("Subject: Hello there", "X-Custom: yes", "X-Campaign-ID: spring", "List-Unsubscribe: <mailto:u@example.com>",
                      "Date: ", "To: ok-built@sink.test"):
             self.assertIn(want, head)
