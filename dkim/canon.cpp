@@ -101,29 +101,29 @@ std::string canon_body(std::string_view body, canon c) {
     out.reserve(body.size() + body.size() / 32);
     std::size_t pending_empty = 0;  // empty lines seen and not yet written: trailing ones are dropped
     for_each_line(body, [&](std::string_view line) {
-        std::string l;
+        // Empty once canonicalized (relaxed: nothing but WSP)? Then it waits:
+        // empty lines at the end are dropped (3.4.3, 3.4.4).
+        bool empty = c == canon::relaxed ? line.find_first_not_of(" \t") == std::string_view::npos : line.empty();
+        if (empty) {
+            ++pending_empty;
+            return;
+        }
+        for (; pending_empty; --pending_empty) out += "\r\n";
         if (c == canon::relaxed) {
             // 3.4.4: runs of WSP become one SP; WSP at the end of a line goes.
-            l.reserve(line.size());
             bool in_wsp = false;
             for (char ch : line) {
                 if (wsp(ch)) {
                     in_wsp = true;
                     continue;
                 }
-                if (in_wsp) l.push_back(' ');
+                if (in_wsp) out.push_back(' ');
                 in_wsp = false;
-                l.push_back(ch);
+                out.push_back(ch);
             }
         } else {
-            l.assign(line);
+            out += line;
         }
-        if (l.empty()) {
-            ++pending_empty;
-            return;
-        }
-        for (; pending_empty; --pending_empty) out += "\r\n";
-        out += l;
         out += "\r\n";
     });
     // 3.4.3: an empty body is one CRLF in simple; 3.4.4: nothing in relaxed.
