@@ -22,7 +22,7 @@ struct config_error {
 
 std::string where(const config& c, const toml::source_region& r) {
     std::ostringstream o;
-    o << c.file.string();
+    o << (r.path ? *r.path : c.file.string());  // (the shaping file's tables name their own file)
     if (r.begin.line > 0) o << ':' << r.begin.line;
     return o.str();
 }
@@ -121,6 +121,19 @@ public:
             }
         }
     }
+    void integers(std::string_view k, std::vector<std::uint64_t>& out, std::int64_t lo, std::int64_t hi) {
+        if (auto* n = t_.get(k)) {
+            if (!n->is_array()) fail(c_, *n, name(k), std::string("expected an array of integers, got ") + std::string(type_name(*n)));
+            out.clear();
+            for (auto& e : *n->as_array()) {
+                if (!e.is_integer()) fail(c_, e, name(k), "expected an array of integers");
+                auto v = e.as_integer()->get();
+                if (v < lo || v > hi)
+                    fail(c_, e, name(k), "each must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+                out.push_back(static_cast<std::uint64_t>(v));
+            }
+        }
+    }
     void one_of(std::string_view k, std::string& out, std::initializer_list<std::string_view> allowed) {
         str(k, out);
         for (auto a : allowed)
@@ -157,10 +170,61 @@ private:
     std::string prefix_;
 };
 
+bool valid_day(const std::string& s) {
+    if (s.size() != 10 || s[4] != '-' || s[7] != '-') return false;
+    for (int i : {0, 1, 2, 3, 5, 6, 8, 9})
+        if (s[i] < '0' || s[i] > '9') return false;
+    int y = std::stoi(s.substr(0, 4)), m = std::stoi(s.substr(5, 2)), d = std::stoi(s.substr(8, 2));
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m >= 1 && m <= 12 && d >= 1 && d <= (m == 2 && !leap ? 28 : days[m - 1]);
+}
+
+void shaping_tables(const toml::array& a, config& c) {
+    for (auto& e : a) {
+        table_reader r(c, *e.as_table(), "shaping");
+        r.known({"match", "max_connections", "max_messages_per_minute", "max_messages_per_connection"});
+        shaping_entry s;
+        r.str("match", s.match);
+        for (auto& ch : s.match) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        bool mx = s.match.rfind("mx:", 0) == 0;
+        if (mx && s.match.rfind("mx:.", 0) == 0) s.match = "mx:*" + s.match.substr(3);  // one spelling per pattern
+        if (s.match.empty() || s.match.find_first_of(" \t,;@") != std::string::npos ||
+            (mx && (s.match.rfind("mx:*.", 0) != 0 || s.match.size() < 7)))
+            fail(c, e, "shaping.match", "missing, or neither a domain nor \"mx:*.host.suffix\"");
+        r.integer("max_connections", s.max_connections, 0, 10000);
+        r.integer("max_messages_per_minute", s.max_messages_per_minute, 0, 10000000);
+        r.integer("max_messages_per_connection", s.max_messages_per_connection, 0, 100000);
+        bool dup = false;  // the first table for a match wins (this file's before the shaping file's)
+        for (auto& other : c.shaping) dup = dup || other.match == s.match;
+        if (!dup) c.shaping.push_back(std::move(s));
+    }
+}
+
+// [[shaping]] of this file, then of delivery.shaping_file (whose only tables they are).
+void read_shaping(const toml::table& root_table, config& c) {
+    table_reader main(c, root_table, "");
+    if (auto* a = main.array_of_tables("shaping")) shaping_tables(*a, c);
+    if (c.delivery.shaping_file.empty()) return;
+    std::ifstream in(c.delivery.shaping_file, std::ios::binary);
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    toml::table root;
+    try {
+        root = toml::parse(text, c.delivery.shaping_file.string());
+    } catch (const toml::parse_error& e) {
+        std::ostringstream o;
+        o << c.delivery.shaping_file.string() << ':' << e.source().begin.line << ": " << e.description();
+        throw config_error{o.str()};
+    }
+    table_reader file(c, root, "");
+    file.known({"shaping"});
+    if (auto* a = file.array_of_tables("shaping")) shaping_tables(*a, c);
+}
+
 void load(const toml::table& root, config& c) {
     table_reader top(c, root, "");
     top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce", "http", "webhook", "breaker", "dkim",
-               "unsubscribe"});
+               "unsubscribe", "shaping", "pool", "campaign"});
 
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
@@ -199,8 +263,13 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("delivery")) {
         table_reader r(c, *t, "delivery");
         r.known({"port", "dns_servers", "tls", "tls_verify", "tls_ca_file", "max_connections_per_domain", "max_messages_per_connection", "route",
-                 "connect_timeout", "command_timeout", "data_timeout", "dns_timeout", "feedback_id"});
+                 "connect_timeout", "command_timeout", "data_timeout", "dns_timeout", "feedback_id", "shaping_file",
+                 "pool", "adaptive_interval"});
         r.boolean("feedback_id", c.delivery.feedback_id);
+        r.existing_file("shaping_file", c.delivery.shaping_file);
+        r.str("pool", c.delivery.pool);
+        r.duration("adaptive_interval", c.delivery.adaptive_interval);
+        if (c.delivery.adaptive_interval.count() < 1) fail(c, *t, "delivery.adaptive_interval", "must be at least 1s");
         r.duration("dns_timeout", c.delivery.dns_timeout);
         r.duration("connect_timeout", c.delivery.connect_timeout);
         r.duration("command_timeout", c.delivery.command_timeout);
@@ -317,6 +386,57 @@ void load(const toml::table& root, config& c) {
             if (sc != "campaign" && sc != "sender_domain")
                 fail(c, *r.node("scopes"), "breaker.scopes", "each must be \"campaign\" or \"sender_domain\", got \"" + sc + "\"");
     }
+    read_shaping(root, c);
+    if (auto* a = top.array_of_tables("pool")) {
+        for (auto& e : *a) {
+            table_reader r(c, *e.as_table(), "pool");
+            r.known({"name", "source_ips", "warmup", "warmup_start"});
+            pool_entry p;
+            r.str("name", p.name);
+            if (p.name.empty()) fail(c, e, "pool.name", "missing");
+            for (auto& other : c.pools)
+                if (other.name == p.name) fail(c, *r.node("name"), "pool.name", "two [[pool]] tables named " + p.name);
+            r.strings("source_ips", p.source_ips);
+            if (p.source_ips.empty()) fail(c, e, "pool.source_ips", "missing or empty");
+            for (auto& ip : p.source_ips) {
+                std::string h;
+                std::uint16_t port;
+                if (!parse_cidr(ip + (ip.find(':') == std::string::npos ? "/32" : "/128")))
+                    fail(c, *r.node("source_ips"), "pool.source_ips", "not an IP address: \"" + ip + "\"");
+                (void)h;
+                (void)port;
+            }
+            r.integers("warmup", p.warmup, 1, 100000000);
+            r.str("warmup_start", p.warmup_start);
+            if (!p.warmup.empty() && p.warmup_start.empty())
+                fail(c, e, "pool.warmup_start", "missing: the day warmup's first figure applies (\"YYYY-MM-DD\")");
+            if (!p.warmup_start.empty() && !valid_day(p.warmup_start))
+                fail(c, *r.node("warmup_start"), "pool.warmup_start", "expected a date \"YYYY-MM-DD\", got \"" + p.warmup_start + "\"");
+            c.pools.push_back(std::move(p));
+        }
+    }
+    if (auto* a = top.array_of_tables("campaign")) {
+        for (auto& e : *a) {
+            table_reader r(c, *e.as_table(), "campaign");
+            r.known({"id", "pool"});
+            campaign_entry ce;
+            r.str("id", ce.id);
+            r.str("pool", ce.pool);
+            if (ce.id.empty()) fail(c, e, "campaign.id", "missing");
+            c.campaigns.push_back(std::move(ce));
+        }
+    }
+    auto pool_known = [&c](const std::string& n) {
+        for (auto& p : c.pools)
+            if (p.name == n) return true;
+        return false;
+    };
+    if (!c.delivery.pool.empty() && !pool_known(c.delivery.pool))
+        fail(c, *top.node("delivery"), "delivery.pool", "no [[pool]] named \"" + c.delivery.pool + "\"");
+    if (auto* a = top.array_of_tables("campaign"))
+        for (std::size_t i = 0; i < c.campaigns.size(); ++i)
+            if (!c.campaigns[i].pool.empty() && !pool_known(c.campaigns[i].pool))
+                fail(c, (*a)[i], "campaign.pool", "no [[pool]] named \"" + c.campaigns[i].pool + "\"");
     if (auto* a = top.array_of_tables("dkim")) {
         for (auto& e : *a) {
             table_reader r(c, *e.as_table(), "dkim");

@@ -48,6 +48,28 @@ struct webhook {
     seconds max_age{72 * 3600};
 };
 
+// One [[shaping]] table: the limits of a destination (PRODUCT.md "Traffic
+// shaping"). 0 in a limit: [delivery]'s (connections, messages per
+// connection), or none (messages per minute).
+struct shaping_entry {
+    std::string match;  // a domain, or "mx:*.google.com"
+    std::uint32_t max_connections = 0;
+    std::uint32_t max_messages_per_minute = 0;
+    std::uint32_t max_messages_per_connection = 0;
+};
+// One [[pool]] table: source addresses, and their warm-up schedule.
+struct pool_entry {
+    std::string name;
+    std::vector<std::string> source_ips;
+    std::vector<std::uint64_t> warmup;  // messages/day per IP per destination, day by day; then none
+    std::string warmup_start;           // "YYYY-MM-DD" (UTC): day 0 of warmup
+};
+// One [[campaign]] table: settings per campaign id.
+struct campaign_entry {
+    std::string id;
+    std::string pool;
+};
+
 // One [[dkim]] table: a key that signs mail From one domain.
 struct dkim_entry {
     std::string domain;  // lower case; "*": any From domain without entries of its own
@@ -99,7 +121,14 @@ struct config {
         seconds data_timeout{600};     // RFC 5321 4.5.3.2.6: reply to the final dot
         std::vector<route> routes;
         bool feedback_id = true;  // Feedback-ID: CAMPAIGN:SENDER_DOMAIN:ricochet on mail with a campaign
+        std::filesystem::path shaping_file;  // more [[shaping]] tables (etc/shaping.toml); "" none
+        std::string pool;                    // the [[pool]] of mail that names none; "" the system's address
+        seconds adaptive_interval{60};       // a clean stretch this long raises a cut rate one step
     } delivery;
+
+    std::vector<shaping_entry> shaping;  // this file's first, then shaping_file's
+    std::vector<pool_entry> pools;
+    std::vector<campaign_entry> campaigns;
 
     struct {
         seconds interval{15 * 60};

@@ -94,6 +94,12 @@ int main(int argc, char** argv) {
     auto* cresume = cp->add_subcommand("resume", "release its held messages and start judging afresh");
     cresume->add_option("ID", campaign_id)->required();
     cresume->add_flag("--json", as_json);
+    auto* shp = app.add_subcommand("shaping", "traffic shaping: rules, pools, rates, resting IPs, warm-up");
+    shp->require_subcommand(1);
+    std::string shaping_domain;
+    auto* shshow = shp->add_subcommand("show", "the rules and pools; each destination's rate, rest and warm-up per source IP");
+    shshow->add_option("DOMAIN", shaping_domain, "only the destination this domain falls under");
+    shshow->add_flag("--json", as_json);
     std::string st_campaign, st_domain, st_since;
     auto* stats = app.add_subcommand("stats", "sent, delivered, deferred, bounces by kind, bounce rate");
     stats->add_option("--campaign", st_campaign);
@@ -125,6 +131,7 @@ int main(int argc, char** argv) {
         if (set_to) return recipient_set(cfg, addr, set_to->first, set_to->second, as_json);
         if (stats->parsed()) return ctl::stats(cfg, st_campaign, st_domain, st_since, as_json);
         if (clist->parsed()) return campaign_list(cfg, as_json);
+        if (shshow->parsed()) return shaping_show(cfg, shaping_domain, as_json);
         if (cshow->parsed()) return campaign_show(cfg, campaign_id, as_json);
         if (cpause->parsed() || cresume->parsed()) return campaign_set(cfg, campaign_id, cpause->parsed(), as_json);
     } catch (const exit_code& e) {

@@ -9,6 +9,7 @@
 #include "bounce/suppression_list.hpp"
 #include "daemon/campaign_breaker.hpp"
 #include "delivery/delivery.hpp"
+#include "delivery/shaping.hpp"
 #include "events/make.hpp"
 #include "events/publisher.hpp"
 #include "queue/clock.hpp"
@@ -34,6 +35,11 @@ json set_recipient(control_context& ctx, const json& req) {
     evs.insert(evs.begin(), events::address_admin(bounce::lower_address(addr), why, *st, now));
     ctx.publisher.publish_now(std::move(evs));
     return {{"ok", true}};
+}
+
+std::string day_text(std::int64_t days) {
+    std::int64_t ms = days * 86400000;
+    return rfc5322_date(ms).substr(5, 11);  // "30 Nov 2026"
 }
 
 json pauses(control_context& ctx) {
@@ -72,6 +78,12 @@ json handle_control(control_context& ctx, const json& req) {
     if (cmd == "recipient.set") return set_recipient(ctx, req);
     if (cmd == "ping") return {{"ok", true}, {"pid", ::getpid()}};
     if (cmd == "pauses") return pauses(ctx);
+    if (cmd == "shaping.show") {
+        if (!ctx.shaping) return {{"ok", false}, {"error", "shaping is not set up"}};
+        auto out = shaping_show(*ctx.shaping, req.value("domain", std::string()), now_ms());
+        out["ok"] = true;
+        return out;
+    }
     if (cmd.rfind("queue.", 0) == 0) return queue_op(ctx, cmd, req);
     if (cmd == "campaign.pause" || cmd == "campaign.resume") {
         if (!ctx.breaker) return {{"ok", false}, {"error", "the campaign breaker is off ([breaker] enabled = false)"}};
@@ -79,6 +91,61 @@ json handle_control(control_context& ctx, const json& req) {
         return cmd == "campaign.pause" ? ctx.breaker->pause(id) : ctx.breaker->resume(id);
     }
     return {{"ok", false}, {"error", "unknown command " + cmd}};
+}
+
+json shaping_show(const delivery::shaper& s, const std::string& domain, std::int64_t now) {
+    auto limits = [](const delivery::shaping_limits& l) {
+        return json{{"max_connections", l.max_connections},
+                    {"max_messages_per_connection", l.max_messages_per_connection},
+                    {"max_messages_per_minute", l.max_messages_per_minute}};
+    };
+    json out;
+    json rules = json::array();
+    for (auto& r : s.rules()) {
+        json j = limits(r.limits);
+        j["match"] = r.match;
+        rules.push_back(j);
+    }
+    out["rules"] = rules;
+    out["defaults"] = limits(s.defaults());
+    json pools = json::array();
+    for (auto& p : s.pools()) {
+        json warm = json::array();
+        for (auto w : p.warmup) warm.push_back(w);
+        pools.push_back({{"name", p.name}, {"source_ips", p.source_ips}, {"warmup", warm},
+                         {"warmup_start", p.warmup.empty() ? "" : day_text(p.warmup_start_day)}});
+    }
+    out["pools"] = pools;
+    std::string key_filter;
+    if (!domain.empty()) {
+        std::string d = bounce::lower_address(domain);
+        auto known = s.key_of_domain(d);
+        auto dest = known ? *known : s.find(d, "");
+        key_filter = dest.key;
+        json j = limits(dest.limits);
+        j["domain"] = d;
+        j["key"] = dest.key;
+        j["rule"] = dest.rule;
+        j["how"] = known ? (dest.rule.rfind("mx:", 0) == 0 ? "by its MX host (seen in delivery)" : "by the domain")
+                         : (dest.rule.empty() ? "no rule by the domain; an mx: rule may apply once its MX is looked up"
+                                              : "by the domain");
+        out["domain"] = j;
+    }
+    json st = json::array();
+    for (auto& i : s.state(now)) {
+        if (!key_filter.empty() && i.key != key_filter) continue;
+        json j{{"key", i.key}, {"source_ip", i.ip.empty() ? "system" : i.ip}, {"rate_per_minute", i.rate_per_minute},
+               {"max_per_minute", i.ceiling_per_minute}};
+        if (i.rested_until_ms) j["rested_until"] = rfc5322_date(i.rested_until_ms);
+        if (i.warmup_day >= 0) {
+            j["warmup_day"] = i.warmup_day;
+            j["warmup_cap"] = i.warmup_cap;
+            j["warmup_left"] = i.warmup_cap > i.warmup_sent ? i.warmup_cap - i.warmup_sent : 0;
+        }
+        st.push_back(j);
+    }
+    out["destinations"] = st;
+    return out;
 }
 
 }  // namespace ricochet::daemon

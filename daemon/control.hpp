@@ -20,6 +20,7 @@ class recipient_state;
 }
 namespace ricochet::delivery {
 class delivery_agent;
+class shaper;
 }
 namespace ricochet::daemon {
 class campaign_breaker;
@@ -35,7 +36,14 @@ struct control_context {
     state::recipient_state& state;
     events::publisher& publisher;
     campaign_breaker* breaker = nullptr;  // null: [breaker] enabled = false
+    const delivery::shaper* shaping = nullptr;
 };
+
+// "shaping.show" (ricochetctl shaping show [DOMAIN], the API): the rules,
+// the pools and each destination's state per source IP (rate now, resting,
+// warm-up day and what is left of today's cap); with "domain", the rule
+// that applies to it.
+nlohmann::json shaping_show(const delivery::shaper& s, const std::string& domain, std::int64_t now_ms);
 
 nlohmann::json handle_control(control_context& ctx, const nlohmann::json& req);
 

@@ -43,6 +43,7 @@
 #include "events/recorder.hpp"
 #include "events/sequencer.hpp"
 #include "delivery/outgoing.hpp"
+#include "delivery/shaping.hpp"
 #include "dkim/signer.hpp"
 #include "http/unsubscribe.hpp"
 #include "intake/bounce_listener.hpp"
@@ -248,6 +249,14 @@ int main(int argc, char** argv) {
     delivery::delivery_agent delivery(io, cfg, *spool, due, recorder, verp, classifier, backoff);
     delivery.set_attempt_observer([&metrics](double s) { metrics.delivery.observe(s); });
     if (outgoing.active()) delivery.set_outgoing(&outgoing);
+    // Traffic shaping: [[shaping]] rules, [[pool]]s, adaptive rates, warm-up counts (spool_dir/shaping/).
+    auto shaping = delivery::shaper::from_config(cfg, error);
+    if (!shaping) {
+        spdlog::critical("shaping: {}", error);
+        return 1;
+    }
+    delivery.set_shaper(shaping.get());
+    spdlog::info("shaping: {} rule(s), {} pool(s)", shaping->rules().size(), shaping->pools().size());
     campaign_breaker.set_delivery(&delivery);
     if (cfg.breaker.enabled)
         delivery.set_send_check([&breaker_monitor](const queue::envelope& env) {
@@ -315,7 +324,7 @@ int main(int argc, char** argv) {
     }
 
     daemon::control_context control_ctx{*spool, due, delivery, backoff, *store, recorder,
-                                        cfg.breaker.enabled ? &campaign_breaker : nullptr};
+                                        cfg.breaker.enabled ? &campaign_breaker : nullptr, shaping.get()};
     daemon::control_server control(cfg.server.control_socket,
                                    [&control_ctx](const json& req) { return daemon::handle_control(control_ctx, req); });
     if (!control.start(error)) {
@@ -358,6 +367,16 @@ int main(int argc, char** argv) {
                           auto now = now_ms();
                           for (auto& k : breaker_monitor.keys(now))
                               out.push_back({{{"scope", k}}, double(static_cast<int>(breaker_monitor.state_of(k).st))});
+                          return out;
+                      });
+    metrics.add_gauge("ricochet_shaping_rate_per_minute",
+                      "The message rate each destination (shaping key) gets now from each source IP; 0: no limit. "
+                      "Cut by half by a rate-limited reply, raised again after clean stretches.",
+                      [&shaping] {
+                          std::vector<events::gauge_sample> out;
+                          for (auto& s : shaping->state(now_ms()))
+                              out.push_back({{{"destination", s.key}, {"source_ip", s.ip.empty() ? "system" : s.ip}},
+                                             s.rate_per_minute});
                           return out;
                       });
     metrics.add_gauge("ricochet_state_pending_decisions", "1 while decisions wait in the journal for the state store.",

@@ -39,8 +39,10 @@ unsigned connection_pool::open(const std::string& domain) const {
 }
 
 awaitable<connection_pool::acquired> connection_pool::acquire(const std::string& domain, const std::vector<hop>& hops,
-                                                              bool fresh) {
+                                                              bool fresh, key_limits kl) {
     auto& p = pools_[domain];
+    p.max_messages = kl.max_messages ? kl.max_messages : lim_.max_messages;
+    const unsigned max_connections = kl.max_connections ? kl.max_connections : lim_.max_connections;
     for (;;) {
         while (!p.idle.empty()) {
             auto c = std::move(p.idle.back());
@@ -52,7 +54,7 @@ awaitable<connection_pool::acquired> connection_pool::acquire(const std::string&
                 break;
             }
         }
-        if (p.open < lim_.max_connections) {
+        if (p.open < max_connections) {
             ++p.open;
             // Gives the slot back on every way out but success, exceptions included.
             struct slot_guard {
@@ -69,7 +71,7 @@ awaitable<connection_pool::acquired> connection_pool::acquire(const std::string&
             for (auto& h : hops) {
                 bool with_tls = lim_.tls != "off";
                 for (int pass = 0; pass < 2; ++pass) {
-                    auto r = co_await transport_.open(h, with_tls);
+                    auto r = co_await transport_.open(h, with_tls, kl.source_ip);
                     if (r.conn) {
                         guard.armed = false;
                         co_return acquired{std::move(r.conn), {}};
@@ -93,7 +95,7 @@ awaitable<connection_pool::acquired> connection_pool::acquire(const std::string&
 
 void connection_pool::release(const std::string& domain, std::unique_ptr<connection> c) {
     auto& p = pools_[domain];
-    if (c && c->usable() && c->transactions() < lim_.max_messages) {
+    if (c && c->usable() && c->transactions() < (p.max_messages ? p.max_messages : lim_.max_messages)) {
         c->idle_since = std::chrono::steady_clock::now();
         p.idle.push_back(std::move(c));
     } else {

@@ -28,6 +28,12 @@ struct pool_limits {
     std::chrono::seconds idle_close{5};
 };
 
+// The limits of one pool key (connection_pool::acquire).
+struct pool_key_limits {
+    unsigned max_connections = 0, max_messages = 0;  // 0: the pool-wide ones
+    std::string source_ip;                           // bound before connecting; "" the system's choice
+};
+
 class connection_pool {
 public:
     connection_pool(boost::asio::any_io_executor strand, transport& t, pool_limits lim);
@@ -42,10 +48,16 @@ public:
     // likely are too). A temporary failure at any hop makes the whole
     // attempt temporary: one host's 5xx greeting must not bounce mail
     // another host would have taken.
-    boost::asio::awaitable<acquired> acquire(const std::string& domain, const std::vector<hop>& hops, bool fresh = false);
+    //
+    // key names the pool (delivery passes the shaping key and the source IP:
+    // every domain under one rule shares its connections); limits, when
+    // given, replace the pool-wide ones for it; source_ip is bound.
+    using key_limits = pool_key_limits;
+    boost::asio::awaitable<acquired> acquire(const std::string& key, const std::vector<hop>& hops, bool fresh = false,
+                                             key_limits lim = {});
     // Gives the slot back: the connection goes idle when it can be reused,
     // else it is closed. nullptr: only the slot (the connection broke).
-    void release(const std::string& domain, std::unique_ptr<connection> c);
+    void release(const std::string& key, std::unique_ptr<connection> c);
     // Closes connections idle for longer than idle_close, or unusable.
     void sweep_idle();
     unsigned open(const std::string& domain) const;  // for tests
@@ -53,6 +65,7 @@ public:
 private:
     struct pool {
         unsigned open = 0;
+        unsigned max_messages = 0;  // per connection (the last acquire's limit)
         std::vector<std::unique_ptr<connection>> idle;
         std::deque<std::shared_ptr<boost::asio::steady_timer>> waiters;
     };

@@ -16,6 +16,8 @@
 #include "bounce/destination_backoff.hpp"
 #include "bounce/verp.hpp"
 #include "delivery/outgoing.hpp"
+#include "delivery/shaping.hpp"
+#include "dkim/canon.hpp"
 #include "config/config.hpp"
 #include "delivery/connection_pool.hpp"
 #include "delivery/delivery_policy.hpp"
@@ -65,6 +67,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
     std::function<bool(const queue::envelope&)> send_check;  // false: paused by the campaign breaker
     const outgoing* outgo = nullptr;                         // per-recipient headers and DKIM; null: none
+    std::unique_ptr<shaper> own_shaper;                      // unless the daemon set one (set_shaper)
+    shaper* shape = nullptr;                                 // limits, source IPs, adaptive rates
+    static constexpr std::int64_t max_shaping_wait_ms = 30000;  // longer: the message waits in deferred/
     std::unique_ptr<asio::thread_pool> signing;              // DKIM signatures, off the strand
     asio::steady_timer wakeup;
     bool stopping = false, woken = false;
@@ -83,6 +88,12 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
           pool(strand, t ? *t : *own_transport,
                {c.delivery.max_connections_per_domain, c.delivery.max_messages_per_connection, c.delivery.tls}),
           wakeup(strand) {
+        own_shaper = std::make_unique<shaper>(
+            std::vector<shaping_rule>{}, std::vector<source_pool>{},
+            shaping_limits{c.delivery.max_connections_per_domain, c.delivery.max_messages_per_connection, 0},
+            std::int64_t(c.delivery.adaptive_interval.count()) * 1000,
+            std::int64_t(c.bounce.destination_backoff.count()) * 1000, "");
+        shape = own_shaper.get();
         std::string err;
         if (own_dns && !own_dns->ok(err)) log()->error("DNS resolver: {}", err);
     }
@@ -130,16 +141,6 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         }
     }
 
-    // A reply about the whole destination (rate-limited, reputation,
-    // blocklisted) pauses it: no more attempts there, from any message.
-    void pause_if_site_trouble(const std::string& id, const std::string& domain, const smtp_reply& reply) {
-        auto c = classify.classify(reply, domain);
-        if (!pauses_destination(c)) return;
-        auto until = backoff.pause(domain, now_ms());
-        log()->warn("{}: destination {} paused for {} s after a {} reply ({})", id, domain,
-                    (until - now_ms() + 999) / 1000, bounce::to_string(c.c), reply.text());
-    }
-
     struct outcome {
         std::size_t idx;
         smtp_reply reply;
@@ -160,9 +161,15 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         co_return co_await async_from_callback<void(std::string)>(std::move(start), asio::use_awaitable);
     }
 
+    // One message's recipients at one domain, one transaction each. What
+    // shaping says (delivery/shaping.hpp) decides the source IP and when
+    // each may go; a recipient it holds back (every IP resting or at its
+    // warm-up cap, or the next token too far off) stays pending without an
+    // attempt, and *not_before says when to look again.
     awaitable<void> deliver_domain(const std::string& id, const std::string& domain, const std::vector<std::size_t>& idxs,
                                    const queue::envelope& env, const std::string& content,
-                                   const outgoing::prepared& prep, std::vector<outcome>& out) {
+                                   const outgoing::prepared& prep, const source_pool* src_pool,
+                                   std::vector<outcome>& out, std::int64_t& not_before) {
         auto defer_all = [&](std::size_t from, const smtp_reply& why, const std::string& mx) {
             for (std::size_t k = from; k < idxs.size(); ++k) out.push_back({idxs[k], why, mx});
         };
@@ -171,66 +178,152 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             defer_all(0, found.why, "");
             co_return;
         }
+        auto dest = shape->find_and_note(domain, found.hops.front().host);
         for (std::size_t k = 0; k < idxs.size(); ++k) {
             std::size_t idx = idxs[k];
-            // A paused destination (rate limit, reputation, blocklist) is not
-            // tried: the recipients left stay pending until the pause ends.
+            // A paused destination (reputation, blocklist) is not tried: the
+            // recipients left stay pending until the pause ends.
             if (auto until = backoff.paused_until(domain, now_ms())) {
                 log()->info("{}: {} paused for {} s more: {} recipient(s) not tried", id, domain,
                             (*until - now_ms() + 999) / 1000, idxs.size() - k);
                 co_return;
             }
             std::string head = co_await head_for(prep, env, idx);
-            auto got = co_await pool.acquire(domain, found.hops);
-            // A message may wait a while for its connection: the campaign
-            // breaker may have paused it meanwhile. Then nothing is sent and
-            // the recipients left stay pending (the pause holds the message).
-            if (send_check && !send_check(env)) {
-                log()->info("{}: campaign paused: {} recipient(s) not tried", id, idxs.size() - k);
-                if (got.conn) pool.release(domain, std::move(got.conn));
-                co_return;
-            }
-            if (!got.conn) {
-                // A throttling greeting or EHLO reply pauses the destination too.
-                pause_if_site_trouble(id, domain, got.failure);
-                defer_all(k, got.failure, "");
-                co_return;
-            }
-            auto conn = std::move(got.conn);
-            std::string rp = env.sender.empty() ? std::string()
-                                                : verp.return_path({id, static_cast<std::uint32_t>(idx)},
-                                                                   cfg.bounce_listener.domain);
             transaction t;
-            try {
-                t = co_await conn->send(rp, env.recipients[idx], head, content, env.smtputf8, env.eightbit);
-            } catch (...) {
-                pool.release(domain, nullptr);  // the slot, not the broken connection
-                throw;
-            }
-            if (t.connection_lost && t.before_data && t.reply.code == 0 && conn->transactions() > 1) {
-                // A reused connection the server had already closed: that says
-                // nothing about this recipient. Once more on a fresh connection.
-                pool.release(domain, nullptr);
-                conn.reset();
-                auto again = co_await pool.acquire(domain, found.hops, true);
-                if (!again.conn) {
-                    defer_all(k, again.failure, "");
+            std::string mx, ip;
+            for (;;) {  // again from another IP of the pool after a blocklist reply there
+                shaper::refusal why;
+                auto now = now_ms();
+                auto ch = shape->choose(dest, src_pool, now, max_shaping_wait_ms, why);
+                if (!ch) {
+                    log()->info("{}: {}: {} recipient(s) wait until {} ({})", id, domain, idxs.size() - k,
+                                rfc5322_date(why.retry_at_ms), why.why);
+                    not_before = why.retry_at_ms;
                     co_return;
                 }
-                conn = std::move(again.conn);
+                ip = ch->ip;
+                if (ch->at_ms > now) {  // this IP's next token for the destination
+                    asio::steady_timer pace(strand, std::chrono::milliseconds(ch->at_ms - now));
+                    co_await pace.async_wait(as_tuple);
+                }
+                std::string key = dest.key + "|" + ip;
+                connection_pool::key_limits kl{dest.limits.max_connections, dest.limits.max_messages_per_connection, ip};
+                auto got = co_await pool.acquire(key, found.hops, false, kl);
+                // A message may wait a while for its connection: the campaign
+                // breaker may have paused it meanwhile. Then nothing is sent and
+                // the recipients left stay pending (the pause holds the message).
+                if (send_check && !send_check(env)) {
+                    log()->info("{}: campaign paused: {} recipient(s) not tried", id, idxs.size() - k);
+                    if (got.conn) pool.release(key, std::move(got.conn));
+                    co_return;
+                }
+                if (!got.conn) {
+                    // A greeting or EHLO reply about the destination (throttle,
+                    // blocklist) counts as one at RCPT would.
+                    if (!react(id, domain, dest, ip, src_pool, got.failure)) continue;
+                    defer_all(k, got.failure, "");
+                    co_return;
+                }
+                auto conn = std::move(got.conn);
+                std::string rp = env.sender.empty() ? std::string()
+                                                    : verp.return_path({id, static_cast<std::uint32_t>(idx)},
+                                                                       cfg.bounce_listener.domain);
                 try {
                     t = co_await conn->send(rp, env.recipients[idx], head, content, env.smtputf8, env.eightbit);
                 } catch (...) {
-                    pool.release(domain, nullptr);
+                    pool.release(key, nullptr);  // the slot, not the broken connection
                     throw;
                 }
+                if (t.connection_lost && t.before_data && t.reply.code == 0 && conn->transactions() > 1) {
+                    // A reused connection the server had already closed: that says
+                    // nothing about this recipient. Once more on a fresh connection.
+                    pool.release(key, nullptr);
+                    conn.reset();
+                    auto again = co_await pool.acquire(key, found.hops, true, kl);
+                    if (!again.conn) {
+                        defer_all(k, again.failure, "");
+                        co_return;
+                    }
+                    conn = std::move(again.conn);
+                    try {
+                        t = co_await conn->send(rp, env.recipients[idx], head, content, env.smtputf8, env.eightbit);
+                    } catch (...) {
+                        pool.release(key, nullptr);
+                        throw;
+                    }
+                }
+                mx = conn->mx() + "[" + conn->ip() + "]";
+                pool.release(key, std::move(conn));
+                if (t.reply.positive()) {
+                    backoff.reset(domain);
+                    shape->succeeded(dest, ip);
+                    break;
+                }
+                if (react(id, domain, dest, ip, src_pool, t.reply)) break;
+                // Refused from this IP only: the recipient goes again at once
+                // from another, and this attempt counts against nothing.
+                log()->info("{}: to=<{}>: {} refused from {}; trying another address of pool {}", id,
+                            env.recipients[idx], dest.key, ip, src_pool ? src_pool->name : "");
             }
-            std::string mx = conn->mx() + "[" + conn->ip() + "]";
-            if (t.reply.positive()) backoff.reset(domain);
-            else pause_if_site_trouble(id, domain, t.reply);
+            if (!ip.empty() && t.reply.positive()) log()->info("{}: to=<{}>: sent from {}", id, env.recipients[idx], ip);
             out.push_back({idx, std::move(t.reply), mx});
-            pool.release(domain, std::move(conn));
         }
+    }
+
+    // What a refusal says about the destination. Rate-limited: its rate from
+    // this IP is halved. Blocklisted or bad reputation: this IP rests for
+    // that destination; when the pool has another, false (try that one),
+    // else the whole destination pauses. True: the reply stands for the recipient.
+    bool react(const std::string& id, const std::string& domain, const destination& dest, const std::string& ip,
+               const source_pool* src_pool, const smtp_reply& reply) {
+        if (reply.code == 0 && reply.lines.empty()) return true;
+        auto c = classify.classify(reply, domain);
+        if (!pauses_destination(c)) return true;
+        auto now = now_ms();
+        if (c.c == bounce::category::rate_limited) {
+            shape->rate_limited(dest, ip, now);
+            log()->warn("{}: {}{}: rate-limited ({}); its rate is now {}", id, dest.key, ip.empty() ? "" : " from " + ip,
+                        reply.text(), describe_rate(dest, ip, now));
+            return true;
+        }
+        if (shape->rest(dest, ip, src_pool, now)) {
+            log()->warn("{}: {} rests from {} after a {} reply ({})", id, dest.key, ip, bounce::to_string(c.c), reply.text());
+            return false;
+        }
+        auto until = backoff.pause(domain, now);
+        log()->warn("{}: destination {} paused for {} s after a {} reply ({})", id, domain, (until - now + 999) / 1000,
+                    bounce::to_string(c.c), reply.text());
+        return true;
+    }
+
+    std::string describe_rate(const destination& dest, const std::string& ip, std::int64_t now) const {
+        for (auto& s : shape->state(now))
+            if (s.key == dest.key && s.ip == ip)
+                return s.rate_per_minute > 0 ? std::to_string(static_cast<long>(s.rate_per_minute)) + "/min" : "unlimited";
+        return "unlimited";
+    }
+
+    // The [[pool]] a message sends from: its X-Pool field, else its
+    // campaign's [[campaign]] pool, else delivery.pool; null: none.
+    const source_pool* pool_of(const std::string& id, const queue::envelope& env, const std::string& content) const {
+        std::string name;
+        for (auto& f : dkim::split_message(content).headers) {
+            if (!dkim::iequals(f.name, "X-Pool")) continue;
+            auto v = f.raw.substr(f.raw.find(':') + 1);
+            while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+            while (!v.empty() && (v.back() == '\n' || v.back() == '\r' || v.back() == ' ' || v.back() == '\t'))
+                v.remove_suffix(1);
+            name = std::string(v);
+            break;
+        }
+        if (!name.empty()) {
+            if (auto* p = shape->pool(name)) return p;
+            log()->warn("{}: X-Pool: no [[pool]] named \"{}\"; the default pool sends it", id, name);
+        } else if (!env.campaign.empty()) {
+            for (auto& c : cfg.campaigns)
+                if (c.id == env.campaign && !c.pool.empty()) return shape->pool(c.pool);
+        }
+        return cfg.delivery.pool.empty() ? nullptr : shape->pool(cfg.delivery.pool);
     }
 
     retry_policy policy_for(const queue::envelope& env, std::size_t idx) const {
@@ -337,6 +430,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         // never tried): the recipient fails with its last reply's reading.
         std::vector<std::pair<std::size_t, queue::recipient_status>> expired;
         std::map<std::string, std::vector<std::size_t>> by_domain;
+        std::map<std::string, std::int64_t> not_before;  // domain -> held back by shaping until
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
             if (status[i].final()) continue;
             if (auto rs = expire_if_due(status[i], env.arrival_ms, policy_for(env, i), now))
@@ -354,10 +448,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             // What is the same for every copy (the header fields, DKIM's body hash): once.
             outgoing::prepared prep;
             if (outgo && outgo->active() && !by_domain.empty()) prep = outgo->prepare(env, content);
+            const source_pool* src_pool = by_domain.empty() ? nullptr : pool_of(id, env, content);
             for (auto& [domain, idxs] : by_domain) {
                 std::vector<outcome> results;
                 auto attempt_start = std::chrono::steady_clock::now();
-                co_await deliver_domain(id, domain, idxs, env, content, prep, results);
+                std::int64_t shaped = 0;
+                co_await deliver_domain(id, domain, idxs, env, content, prep, src_pool, results, shaped);
+                if (shaped) not_before[domain] = shaped;
                 if (attempt_observer)
                     attempt_observer(std::chrono::duration<double>(std::chrono::steady_clock::now() - attempt_start).count());
                 // Recorded per domain, so a stop or crash later in this message
@@ -391,9 +488,11 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
             if (status[i].final()) continue;
             pending = true;
-            auto when = next_attempt(now, env.arrival_ms, policy_for(env, i),
-                                     backoff.paused_until(queue::recipient_domain(env.recipients[i]), now),
-                                     *where == queue::queue_state::hold);
+            auto dom = queue::recipient_domain(env.recipients[i]);
+            auto paused = backoff.paused_until(dom, now);
+            if (auto nb = not_before.find(dom); nb != not_before.end() && !status[i].final())
+                paused = std::max(paused.value_or(0), nb->second);  // shaping's wait: no attempt was made
+            auto when = next_attempt(now, env.arrival_ms, policy_for(env, i), paused, *where == queue::queue_state::hold);
             next = next ? std::min(next, when) : when;
         }
         if (!pending) {
@@ -426,6 +525,10 @@ unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 delivery_agent::~delivery_agent() = default;
 
 void delivery_agent::start() { asio::co_spawn(impl_->strand, impl_->dispatcher(), asio::detached); }
+
+void delivery_agent::set_shaper(shaper* s) {
+    if (s) impl_->shape = s;
+}
 
 void delivery_agent::set_outgoing(const outgoing* o) {
     impl_->outgo = o;

@@ -45,6 +45,7 @@ namespace ricochet::delivery {
 
 class transport;
 class outgoing;
+class shaper;
 
 class delivery_agent {
 public:
@@ -66,6 +67,10 @@ public:
     // Feedback-ID, DKIM signatures; delivery/outgoing.hpp). Null: nothing.
     // Set before start(); must outlive the agent.
     void set_outgoing(const outgoing* o);
+    // Shaping rules, pools, adaptive rates (delivery/shaping.hpp); set
+    // before start(), must outlive the agent. Unset: [delivery]'s limits,
+    // no pools, adaptive rates in memory.
+    void set_shaper(shaper* s);
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
     // Stops taking new messages; those in flight finish (see in_flight()).

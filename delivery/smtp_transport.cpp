@@ -57,8 +57,8 @@ public:
         opt_.data_timeout = cfg.delivery.data_timeout;
     }
 
-    awaitable<open_result> open(const hop& h, bool use_tls) override {
-        auto r = co_await smtp::smtp_connection::open(ex_, h.ep, h.host, opt_, tls_, use_tls);
+    awaitable<open_result> open(const hop& h, bool use_tls, const std::string& source_ip) override {
+        auto r = co_await smtp::smtp_connection::open(ex_, h.ep, h.host, opt_, tls_, use_tls, source_ip);
         open_result out;
         out.failure = std::move(r.failure);
         out.tls_failed = r.tls_failed;

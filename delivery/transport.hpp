@@ -57,8 +57,9 @@ struct open_result {
 class transport {
 public:
     virtual ~transport() = default;
-    // Connects and greets (EHLO, STARTTLS when use_tls and offered).
-    virtual boost::asio::awaitable<open_result> open(const hop& h, bool use_tls) = 0;
+    // Connects from source_ip ("" : the system's choice) and greets (EHLO,
+    // STARTTLS when use_tls and offered).
+    virtual boost::asio::awaitable<open_result> open(const hop& h, bool use_tls, const std::string& source_ip) = 0;
 };
 
 }  // namespace ricochet::delivery

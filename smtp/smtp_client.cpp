@@ -123,11 +123,25 @@ awaitable<smtp_reply> smtp_connection::ehlo() {
 
 awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex, tcp::endpoint ep,
                                                               const std::string& mx, const client_options& opt,
-                                                              asio::ssl::context& tls, bool use_tls) {
+                                                              asio::ssl::context& tls, bool use_tls,
+                                                              const std::string& source_ip) {
     open_result res;
     auto c = std::make_unique<smtp_connection>(ex, tls, opt);
     c->mx_ = mx;
     c->ip_ = ep.address().to_string();
+    if (!source_ip.empty()) {
+        // A pool's source address ([[pool]] source_ips): bound before the connect.
+        boost::system::error_code bec;
+        auto src = asio::ip::make_address(source_ip, bec);
+        auto& sock = c->stream_.next_layer();
+        if (!bec && src.is_v4() != ep.address().is_v4()) bec = asio::error::address_family_not_supported;
+        if (!bec) sock.open(ep.protocol(), bec);
+        if (!bec) sock.bind(tcp::endpoint(src, 0), bec);
+        if (bec) {
+            res.failure = smtp_reply::none(stage::connect, "connect to " + c->ip_ + " from " + source_ip + ": " + bec.message());
+            co_return res;
+        }
+    }
     {
         asio::steady_timer timer(ex, opt.connect_timeout);
         auto r = co_await (c->stream_.next_layer().async_connect(ep, as_tuple) || timer.async_wait(as_tuple));

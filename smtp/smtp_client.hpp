@@ -38,11 +38,13 @@ public:
     };
     // Connects to ep and greets. mx is the host name (for SNI and the log).
     // use_tls false: no STARTTLS even when offered (opportunistic fallback).
+    // source_ip: the local address to connect from ("" : the system's choice).
     // References must outlive the call (they live in the caller's frame:
     // GCC 12 mishandles temporaries in co_await expressions).
     static boost::asio::awaitable<open_result> open(const executor& ex, boost::asio::ip::tcp::endpoint ep,
                                                     const std::string& mx, const client_options& opt,
-                                                    boost::asio::ssl::context& tls, bool use_tls);
+                                                    boost::asio::ssl::context& tls, bool use_tls,
+                                                    const std::string& source_ip = "");
 
     struct transaction {
         bounce::smtp_reply reply;  // the final reply: 250 at end of data, or the first failure

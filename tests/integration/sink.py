@@ -8,27 +8,34 @@ Its answers are chosen by the recipient's local part (KumoMTA's idea):
   drop...      the first time: takes the whole message, then closes without a reply
   full...      452 4.2.2 mailbox full at RCPT (a final soft reply)
   later...     421 4.7.0 try again later, at RCPT (temporary, says nothing about the address)
-  throttle...  421 4.7.0 rate limit exceeded, at RCPT (pauses the destination)
+  throttle...  421 4.7.0 rate limit exceeded, at RCPT (halves the destination's rate)
+  throttleonce...  the same the first time this address is seen, then 250
   dmarc...     550 5.7.26 DMARC reject at end of data (block: the address stays good)
 Set `misbehave` to make every new session go wrong before any of that:
   "silent"     accepts the connection and never greets
   "garbage"    greets with binary garbage instead of a reply
   "421"        greets, then answers 421 to the first command and closes
   "slow"       greets only after `greeting_delay` seconds
+A source address in `block_sources` gets 550 5.7.1 "blocked using
+zen.spamhaus.org" at every RCPT (a blocklisted sending IP).
 It counts connections (total and the most at once), and records each
-accepted message (return path, recipient, data) in order. STARTTLS is offered
+accepted message (return path, recipient, data) in order, and in
+`arrivals` the source address and time of each. STARTTLS is offered
 when a certificate is given. Every loop is bounded by socket time-outs.
 """
 import socket
 import socketserver
 import ssl
 import threading
+import time
 
 
 class Sink:
     def __init__(self, host="127.0.0.1", port=0, certfile=None, keyfile=None, pipelining=True, greeting_delay=None):
         self.lock = threading.Lock()
         self.messages = []        # (mail_from, rcpt, data)
+        self.arrivals = []        # (source ip, rcpt, monotonic time) of each accepted message
+        self.block_sources = set()  # source IPs refused at RCPT as blocklisted (550 5.7.1 ... Spamhaus)
         self.connections = 0
         self.concurrent = 0
         self.max_concurrent = 0
@@ -105,6 +112,7 @@ class Sink:
                 send("421 4.3.2 sink.test shutting down")
             return
         mail_from, rcpts, tls = None, [], False
+        source = h.client_address[0]
         while True:
             line = rfile.readline(2000)
             if not line:
@@ -137,14 +145,18 @@ class Sink:
                 with self.lock:
                     n = self.seen.get(rcpt, 0)
                     self.seen[rcpt] = n + 1
-                if local.startswith("tempfail"):
+                if source in self.block_sources:
+                    send("550 5.7.1 Service unavailable; Client host [%s] blocked using zen.spamhaus.org" % source)
+                elif local.startswith("tempfail"):
                     send("451 4.3.0 temporary failure, try again later")
                 elif local.startswith("reject"):
                     send("550-5.1.1 The email account that you tried to reach does not exist.")
                     send("550 5.1.1 Please check the address.")
                 elif local.startswith("later"):
                     send("421 4.7.0 sink.test Service temporarily unavailable, try again later")
-                elif local.startswith("throttle"):
+                elif local.startswith("throttleonce") and n == 0:
+                    send("421 4.7.0 Messages from 192.0.2.1 temporarily rate limited; rate limit exceeded, slow down")
+                elif local.startswith("throttle") and not local.startswith("throttleonce"):
                     send("421 4.7.0 Messages from 192.0.2.1 temporarily rate limited; rate limit exceeded, slow down")
                 elif local.startswith("full"):
                     send("452 4.2.2 The email account that you tried to reach is over quota.")
@@ -181,6 +193,7 @@ class Sink:
                 with self.lock:
                     for r in rcpts:
                         self.messages.append((mail_from, r, body))
+                        self.arrivals.append((source, r, time.monotonic()))
                 send("250 2.0.0 queued")
                 if self.close_after_message:
                     return

@@ -319,15 +319,20 @@ class Flush(unittest.TestCase):
 
 
 class DestinationBackoff(unittest.TestCase):
-    def test_throttling_reply_pauses_the_destination(self):
+    # (A rate-limited reply no longer pauses: it halves the destination's
+    # rate, test_shaping.Adaptive. A blocklist or reputation reply still does
+    # when there is no other source IP to try.)
+    def test_blocklist_reply_pauses_the_destination(self):
         sink = Sink()
         self.addCleanup(sink.close)
         d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}) +
                    '[bounce]\ndestination_backoff = "1h"\n').start()
         self.addCleanup(d.cleanup)
+        sink.block_sources.add("127.0.0.1")
         submit(d, ["throttle1@sink.test"])
-        ev = wait_for(lambda: events(d, "deferred"), what="the throttling reply")[0]
-        self.assertEqual((ev["code"], ev["kind"], ev["category"]), (421, "technical", "rate-limited"))
+        # A 5xx: that recipient fails (kind block: nothing against the address), and the destination pauses.
+        ev = wait_for(lambda: events(d, "bounced"), what="the blocklist reply")[0]
+        self.assertEqual((ev["code"], ev["kind"], ev["category"]), (550, "block", "blocklisted"))
         ids = [submit(d, ["ok-p%d@sink.test" % i], seq=i) for i in range(5)]
         wait_for(lambda: d.log().count("sink.test paused for") >= 5, what="five messages held back by the pause")
         self.assertEqual(sink.received("ok-p"), [], "no attempt while the destination is paused")
@@ -336,7 +341,7 @@ class DestinationBackoff(unittest.TestCase):
         summary = d.ctl_json("queue", "summary")
         row = [r for r in summary["domains"] if r["domain"] == "sink.test"][0]
         self.assertIn("paused_until", row)
-        self.assertEqual(row["total"], 6)
+        self.assertEqual(row["total"], 5)
         self.assertIn("PAUSED UNTIL", d.ctl("queue", "summary").stdout)
         # an operator's flush does not break the pause either
         d.ctl("queue", "flush", "--all")

@@ -106,6 +106,9 @@ class Dns(unittest.TestCase):
                 "--mx-host=nullmx.test,.,0",
                 "--host-record=xn--bcher-kva.test,127.0.0.5",
                 "--mx-host=dangling.test,nowhere.dangling.test,10",
+                # Two domains one provider hosts: their [[shaping]] rule is the MX's.
+                "--mx-host=shared-a.test,mx1.hoster.test,10", "--mx-host=shared-b.test,mx2.hoster.test,10",
+                "--host-record=mx1.hoster.test,127.0.0.4", "--host-record=mx2.hoster.test,127.0.0.4",
             ], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 wait_for(lambda: cls.query_ok(), what="dnsmasq")
@@ -113,7 +116,8 @@ class Dns(unittest.TestCase):
             except RuntimeError as e:
                 if attempt == 4 or "Address already in use" not in str(e):
                     raise
-        cls.d = Daemon(extra_config=delivery_config({}, dns="127.0.0.1:%d" % cls.dns_port, port=cls.port)).start()
+        shaping = '[[shaping]]\nmatch = "mx:*.hoster.test"\nmax_connections = 1\n'
+        cls.d = Daemon(extra_config=delivery_config({}, dns="127.0.0.1:%d" % cls.dns_port, port=cls.port) + shaping).start()
 
     @classmethod
     def query_ok(cls):
@@ -143,6 +147,23 @@ class Dns(unittest.TestCase):
         self.assertEqual(ev["mx"], "mx2.two-mx.test[127.0.0.3]")
         self.assertEqual([m[1] for m in self.sinks["127.0.0.3"].received("ok-mx")], ["ok-mx@two-mx.test"])
         self.assertIn("mx1.two-mx.test [127.0.0.2]", self.d.log(), "the first MX was tried first")
+
+    def test_domains_sharing_an_mx_share_its_limit(self):
+        sink = self.sinks["127.0.0.4"]
+        # (Another test's idle connection to this receiver closes within seconds.)
+        wait_for(lambda: sink.concurrent == 0, timeout=30, what="no connection left from earlier tests")
+        sink.max_concurrent = 0
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            for i in range(20):
+                dom = "shared-a.test" if i % 2 else "shared-b.test"
+                s.sendmail("news@example.com", ["ok-sh%d@%s" % (i, dom)], message(i))
+        wait_for(lambda: len(sink.received("ok-sh")) == 20, what="twenty deliveries")
+        self.assertEqual(sink.max_concurrent, 1, "one connection at a time for both domains together")
+        for dom in ("shared-a.test", "shared-b.test"):
+            shown = self.d.ctl_json("shaping", "show", dom)["domain"]
+            self.assertEqual((shown["rule"], shown["key"], shown["max_connections"]), ("mx:*.hoster.test",) * 2 + (1,))
+            self.assertIn("MX", shown["how"])
+        self.assertEqual(self.d.ctl_json("shaping", "show", "nomx.test")["domain"]["rule"], "")
 
     def test_no_mx_falls_back_to_the_domains_address(self):
         submit(self.d, "ok-a@nomx.test")

@@ -169,15 +169,38 @@ TEST_F(DeliveryAgent, A421InTheMiddleDefersThatRecipientAndTheConnectionIsNotReu
     EXPECT_EQ(spool->locate(id), queue::queue_state::deferred) << "b is tried again later";
 }
 
-TEST_F(DeliveryAgent, AThrottlingReplyPausesTheDestinationAndLeavesTheRestUntried) {
+TEST_F(DeliveryAgent, ARateLimitReplyHalvesTheRateAndTheRestWaitTheirTurn) {
     dns.zone("gmail.example", {{"mx.gmail.example", "192.0.2.9"}});
     net.servers["192.0.2.9"].answer = [](auto&, int, unsigned) {
         return transaction{fake::reply(421, "4.7.28", "unusual rate of unsolicited mail", stage::rcpt), true, true};
     };
+    auto before = now_ms();
     auto id = submit({"a@gmail.example", "b@gmail.example", "c@gmail.example"});
     auto a = outcomes("a@gmail.example");
     ASSERT_EQ(a.size(), 1u);
     EXPECT_EQ(a[0].category, "rate-limited");
+    settle(id);
+    EXPECT_EQ(net.sent.size(), 1u) << "b and c wait for the halved rate's next token";
+    EXPECT_TRUE(pub.of("b@gmail.example").empty()) << "nothing happened to b: no event";
+    EXPECT_FALSE(backoff.paused_until("gmail.example", now_ms())) << "a rate limit no longer pauses the destination";
+    auto m = spool->mtime_ms(id, queue::queue_state::deferred);
+    ASSERT_TRUE(m);
+    // From 2/min (what was sent) to 1/min: the next token a minute on; the
+    // message is looked at again before it (within the 30 s it may wait).
+    EXPECT_GT(*m, before + 20000);
+    EXPECT_LT(*m, before + 61000);
+}
+
+TEST_F(DeliveryAgent, ABlocklistReplyPausesTheDestinationAndLeavesTheRestUntried) {
+    dns.zone("gmail.example", {{"mx.gmail.example", "192.0.2.9"}});
+    net.servers["192.0.2.9"].answer = [](auto&, int, unsigned) {
+        return transaction{fake::reply(550, "5.7.1", "Client host [192.0.2.1] blocked using zen.spamhaus.org", stage::rcpt),
+                           false, true};
+    };
+    auto id = submit({"a@gmail.example", "b@gmail.example", "c@gmail.example"});
+    auto a = outcomes("a@gmail.example");
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].category, "blocklisted");
     settle(id);
     EXPECT_EQ(net.sent.size(), 1u) << "b and c not tried while the destination is paused";
     EXPECT_TRUE(pub.of("b@gmail.example").empty()) << "nothing happened to b: no event";

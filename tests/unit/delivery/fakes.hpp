@@ -65,7 +65,7 @@ public:
     std::vector<std::string> opened;          // every open attempt, by IP
     std::vector<std::string> sent;            // "IP rcpt" per transaction
 
-    boost::asio::awaitable<open_result> open(const hop& h, bool) override {
+    boost::asio::awaitable<open_result> open(const hop& h, bool, const std::string&) override {
         auto ip = h.ep.address().to_string();
         opened.push_back(ip);
         open_result r;
