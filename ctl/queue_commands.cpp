@@ -52,6 +52,9 @@ int queue_summary(const config& cfg, bool as_json) {
         for (auto& p : (*r)["paused"]) paused[p["domain"].get<std::string>()] = p["until_ms"].get<std::int64_t>();
     auto sp = open_spool(cfg, false);
     json out = views::queue_summary(sp.get(), paused);
+    // Traffic shaping's rates now (known to the running daemon only).
+    if (auto r = control_request(cfg.server.control_socket, json{{"command", "shaping.show"}}); r && r->value("ok", false))
+        out["shaping"] = (*r)["destinations"];
     if (as_json) {
         std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
@@ -64,6 +67,20 @@ int queue_summary(const config& cfg, bool as_json) {
     auto& t = out["total"];
     std::printf("%-40s %8zu %8zu %8zu %8zu\n", "TOTAL (messages)", t["messages"].get<std::size_t>(),
                 t["active"].get<std::size_t>(), t["deferred"].get<std::size_t>(), t["hold"].get<std::size_t>());
+    // Destinations whose pace is limited now (a rate, a resting IP, a warm-up cap).
+    bool header = false;
+    for (auto& s : out.value("shaping", json::array())) {
+        double rate = s["rate_per_minute"].get<double>();
+        if (rate <= 0 && !s.contains("rested_until") && !s.contains("warmup_cap")) continue;
+        if (!header) std::printf("\n%-40s %-16s %10s  %s\n", "DESTINATION (shaping)", "SOURCE IP", "RATE/MIN", "NOTE");
+        header = true;
+        std::string note = s.contains("rested_until") ? "resting until " + s["rested_until"].get<std::string>() : "";
+        if (s.contains("warmup_cap"))
+            note += (note.empty() ? "" : "; ") + std::string("warm-up ") + std::to_string(s["warmup_left"].get<unsigned long>()) +
+                    " of " + std::to_string(s["warmup_cap"].get<unsigned long>()) + " left today";
+        std::printf("%-40s %-16s %10s  %s\n", s["key"].get<std::string>().c_str(), s["source_ip"].get<std::string>().c_str(),
+                    rate > 0 ? std::to_string(static_cast<long>(rate)).c_str() : "-", note.c_str());
+    }
     return 0;
 }
 

@@ -105,7 +105,9 @@ std::unique_ptr<shaper> shaper::from_config(const config& cfg, std::string& erro
 destination shaper::find_and_note(const std::string& domain, const std::string& first_mx) {
     auto d = find(domain, first_mx);
     std::lock_guard lk(mu_);
-    if (seen_.size() >= 100000) seen_.clear();  // bounded under a spray of domains
+    auto it = seen_.find(domain);
+    if (it != seen_.end() && it->second.key == d.key) return d;  // (the common case: nothing to write)
+    if (seen_.size() >= 100000) seen_.clear();                  // bounded under a spray of domains
     seen_[domain] = d;
     return d;
 }

@@ -171,7 +171,10 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
 
     if (p == "/v1/queue/summary") {
         if (m != "GET") return method_not_allowed("GET");
-        return json_reply(200, views::queue_summary(&ctx_.spool, ctx_.paused ? ctx_.paused() : std::map<std::string, std::int64_t>{}));
+        auto out = views::queue_summary(&ctx_.spool, ctx_.paused ? ctx_.paused() : std::map<std::string, std::int64_t>{});
+        // Traffic shaping's state now: each destination's rate per source IP, rests, warm-up.
+        if (auto sh = ctx_.control({{"command", "shaping.show"}}); sh.value("ok", false)) out["shaping"] = sh["destinations"];
+        return json_reply(200, out);
     }
     if (p == "/v1/queue") {
         if (m != "GET") return method_not_allowed("GET");

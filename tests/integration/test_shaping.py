@@ -92,6 +92,12 @@ class Adaptive(unittest.TestCase):
         wait_for(lambda: sink.received("ok-after"), what="delivery after the throttle")
         m = metrics(d)
         self.assertEqual(metric(m, "ricochet_shaping_rate_per_minute", destination="sink.test", source_ip="system"), 600)
+        # The rate shows in the queue summary too (ricochetctl and the API).
+        rows = [r for r in d.ctl_json("queue", "summary")["shaping"] if r["key"] == "sink.test"]
+        self.assertEqual(rows[0]["rate_per_minute"], 600)
+        self.assertRegex(d.ctl("queue", "summary").stdout, r"sink\.test\s+system\s+600")
+        api = call(d, "GET", "/v1/queue/summary").json
+        self.assertEqual([r["rate_per_minute"] for r in api["shaping"] if r["key"] == "sink.test"], [600])
 
 
 class Pools(unittest.TestCase):
