@@ -193,7 +193,7 @@ void shaping_tables(const toml::array& a, config& c) {
             (mx && (s.match.rfind("mx:*.", 0) != 0 || s.match.size() < 7)))
             fail(c, e, "shaping.match", "missing, or neither a domain nor \"mx:*.host.suffix\"");
         r.integer("max_connections", s.max_connections, 0, 10000);
-        r.integer("max_messages_per_minute", s.max_messages_per_minute, 0, 10000000);
+        r.integer("max_messages_per_minute", s.max_messages_per_minute, 0, 60000);  // (ms spacing: 1000/s at most)
         r.integer("max_messages_per_connection", s.max_messages_per_connection, 0, 100000);
         bool dup = false;  // the first table for a match wins (this file's before the shaping file's)
         for (auto& other : c.shaping) dup = dup || other.match == s.match;

@@ -179,6 +179,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             co_return;
         }
         auto dest = shape->find_and_note(domain, found.hops.front().host);
+        // The outcomes are recorded when this returns: the pace may hold it
+        // up for max_shaping_wait_ms in all, not per recipient, so a crash or
+        // a stop never has long stretches of sent-but-unrecorded recipients.
+        std::int64_t waited = 0;
         for (std::size_t k = 0; k < idxs.size(); ++k) {
             std::size_t idx = idxs[k];
             // A paused destination (reputation, blocklist) is not tried: the
@@ -188,13 +192,17 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                             (*until - now_ms() + 999) / 1000, idxs.size() - k);
                 co_return;
             }
-            std::string head = co_await head_for(prep, env, idx);
             transaction t;
-            std::string mx, ip;
+            std::string mx, ip, head;
+            bool have_head = false;
             for (;;) {  // again from another IP of the pool after a blocklist reply there
                 shaper::refusal why;
                 auto now = now_ms();
-                auto ch = shape->choose(dest, src_pool, now, max_shaping_wait_ms, why);
+                if (stopping) {  // a stop does not wait for the pace: the rest stays pending
+                    not_before = now + 1000;
+                    co_return;
+                }
+                auto ch = shape->choose(dest, src_pool, now, std::max<std::int64_t>(0, max_shaping_wait_ms - waited), why);
                 if (!ch) {
                     log()->info("{}: {}: {} recipient(s) wait until {} ({})", id, domain, idxs.size() - k,
                                 rfc5322_date(why.retry_at_ms), why.why);
@@ -205,6 +213,11 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 if (ch->at_ms > now) {  // this IP's next token for the destination
                     asio::steady_timer pace(strand, std::chrono::milliseconds(ch->at_ms - now));
                     co_await pace.async_wait(as_tuple);
+                    waited += ch->at_ms - now;
+                }
+                if (!have_head) {  // (signed once a slot is had: nothing is signed for a message held back)
+                    head = co_await head_for(prep, env, idx);
+                    have_head = true;
                 }
                 std::string key = dest.key + "|" + ip;
                 connection_pool::key_limits kl{dest.limits.max_connections, dest.limits.max_messages_per_connection, ip};

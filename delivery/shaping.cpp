@@ -2,7 +2,11 @@
 #include "delivery/shaping.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <cctype>
@@ -22,6 +26,9 @@ std::string lower(std::string_view s) {
     return o;
 }
 std::string key_of(const std::string& key, const std::string& ip) { return key + "|" + ip; }
+// Warm-up counts per provider: a [[shaping]] rule's key, or "*" for every
+// domain without a rule together (one count per IP, not one per small domain).
+std::string warm_key(const destination& d, const std::string& ip) { return (d.rule.empty() ? std::string("*") : d.key) + "|" + ip; }
 }  // namespace
 
 bool mx_matches(std::string_view pattern, std::string_view host) {
@@ -94,9 +101,11 @@ std::unique_ptr<shaper> shaper::from_config(const config& cfg, std::string& erro
         pools.push_back(std::move(sp));
     }
     shaping_limits defaults{cfg.delivery.max_connections_per_domain, cfg.delivery.max_messages_per_connection, 0};
-    std::error_code ec;
     auto dir = cfg.server.spool_dir / "shaping";
-    std::filesystem::create_directories(dir, ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {  // (like the spool's own directories: not world-readable)
+        error = "cannot create " + dir.string() + ": " + std::strerror(errno);
+        return nullptr;
+    }
     return std::make_unique<shaper>(std::move(rules), std::move(pools), defaults,
                                     std::int64_t(cfg.delivery.adaptive_interval.count()) * 1000,
                                     std::int64_t(cfg.bounce.destination_backoff.count()) * 1000, dir / "warmup");
@@ -160,6 +169,7 @@ std::optional<std::uint64_t> shaper::cap_today(const source_pool* pool, std::int
 std::optional<shaper::choice> shaper::choose(const destination& dest, const source_pool* pool, std::int64_t now,
                                              std::int64_t max_wait_ms, refusal& why_not) {
     std::lock_guard lk(mu_);
+    prune(now);
     static const std::vector<std::string> system_choice{""};
     const auto& ips = pool ? pool->source_ips : system_choice;
     auto& rr = rr_[(pool ? pool->name : std::string()) + "|" + dest.key];
@@ -180,7 +190,7 @@ std::optional<shaper::choice> shaper::choose(const destination& dest, const sour
             continue;
         }
         if (cap) {
-            auto& w = warm_[key_of(dest.key, ips[i])];
+            auto& w = warm_[warm_key(dest, ips[i])];
             if (w.day != day) w = {day, 0, 0};
             if (w.sent >= *cap) {
                 note((day + 1) * day_ms, ips[i] + " reached today's warm-up cap of " + std::to_string(*cap) + " for " + dest.key);
@@ -188,9 +198,14 @@ std::optional<shaper::choice> shaper::choose(const destination& dest, const sour
             }
         }
         recover(b, now);
+        std::int64_t interval = b.rate > 0 ? static_cast<std::int64_t>(minute_ms / b.rate) : 0;
+        if (b.tat > now + interval + max_rest_ms) b.tat = now;  // the clock stepped back: start again from now
         std::int64_t at = b.rate > 0 ? std::max(now, b.tat) : now;
         if (at - now > max_wait_ms) {
-            note(at - max_wait_ms / 2, "rate of " + dest.key + " (" + std::to_string(static_cast<int>(b.rate)) + "/min)");
+            // Those refused come back one interval apart, in their turn, not all at once.
+            b.queue_tat = std::max(b.queue_tat, at) + interval;
+            note(b.queue_tat - interval - max_wait_ms / 2,
+                 "rate of " + dest.key + " (" + std::to_string(static_cast<int>(b.rate)) + "/min)");
             continue;
         }
         if (best == ips.size() || at < best_at) {
@@ -202,24 +217,31 @@ std::optional<shaper::choice> shaper::choose(const destination& dest, const sour
         why_not = {retry_at ? retry_at : now + minute_ms, why};
         return std::nullopt;
     }
+    if (cap) {
+        auto& w = warm_[warm_key(dest, ips[best])];
+        if (w.sent + 1 > w.reserved) {
+            // Reserved ahead, a fiftieth of the cap at a time, and on disk
+            // before the message goes: after a crash the reservation counts
+            // as sent, so the cap is never exceeded. Not on disk: not sent.
+            auto before = w.reserved;
+            w.reserved = std::min<std::uint64_t>(*cap, w.sent + std::max<std::uint64_t>(1, *cap / 50));
+            if (!save_warmup(day)) {
+                w.reserved = before;
+                why_not = {now + minute_ms, "the warm-up count cannot be written to " + state_file_.string()};
+                return std::nullopt;
+            }
+        }
+        ++w.sent;
+    }
     rr = static_cast<unsigned>((best + 1) % ips.size());
     auto& b = bucket_of(dest, ips[best]);
     if (b.rate > 0) b.tat = best_at + static_cast<std::int64_t>(minute_ms / b.rate);
     if (now - b.minute_start >= minute_ms) {
+        b.prev_minute = now - b.minute_start < 2 * minute_ms ? b.sent_in_minute : 0;
         b.minute_start = now;
         b.sent_in_minute = 0;
     }
     ++b.sent_in_minute;
-    if (cap) {
-        auto& w = warm_[key_of(dest.key, ips[best])];
-        ++w.sent;
-        if (w.sent > w.reserved) {
-            // Reserved ahead, a fiftieth of the cap at a time: after a crash the
-            // reservation counts as sent, so the cap is never exceeded.
-            w.reserved = std::min<std::uint64_t>(*cap, w.sent + std::max<std::uint64_t>(1, *cap / 50) - 1);
-            save_warmup();
-        }
-    }
     return choice{ips[best], best_at};
 }
 
@@ -234,7 +256,12 @@ void shaper::rate_limited(const destination& dest, const std::string& ip, std::i
         return;
     }
     if (b.rate <= 0) {  // no limit yet: start from what was sent in the last minute
-        double recent = now - b.minute_start < minute_ms ? static_cast<double>(b.sent_in_minute) : 1.0;
+        // What went out in the last minute: this minute's count and the part
+        // of the previous one still inside it.
+        double into = static_cast<double>(now - b.minute_start) / minute_ms;
+        double recent = into < 1 ? static_cast<double>(b.sent_in_minute) + static_cast<double>(b.prev_minute) * (1 - into)
+                       : into < 2 ? static_cast<double>(b.sent_in_minute) * (2 - into)
+                                  : 1.0;
         b.cut_from = std::max(2.0, recent);
         b.rate = b.cut_from;
     } else if (b.ceiling <= 0) {
@@ -270,6 +297,10 @@ std::vector<shaper::ip_state> shaper::state(std::int64_t now) const {
     std::vector<ip_state> out;
     std::int64_t day = now / day_ms;
     for (auto& [k, b] : buckets_) {
+        // A destination without a limit, a rest or a warm-up says nothing: not listed.
+        bool warmed = false;
+        for (auto& p : pools_) warmed = warmed || !p.warmup.empty();
+        if (b.ceiling <= 0 && b.rate <= 0 && b.rested_until <= now && !warmed) continue;
         auto bar = k.rfind('|');
         ip_state s{k.substr(0, bar), k.substr(bar + 1), b.rate, b.ceiling, b.rested_until > now ? b.rested_until : 0};
         // The rate shown is the one the next message gets (a recovery not yet applied included).
@@ -281,7 +312,10 @@ std::vector<shaper::ip_state> shaper::state(std::int64_t now) const {
             if (auto cap = cap_today(&p, day)) {
                 s.warmup_day = std::max<std::int64_t>(0, day - p.warmup_start_day);
                 s.warmup_cap = *cap;
-                if (auto it = warm_.find(k); it != warm_.end() && it->second.day == day) s.warmup_sent = it->second.sent;
+                std::string wk = (k.rfind("mx:", 0) == 0 || std::any_of(rules_.begin(), rules_.end(), [&](auto& r) {
+                                      return r.match == s.key;
+                                  }) ? s.key : std::string("*")) + "|" + s.ip;
+                if (auto it = warm_.find(wk); it != warm_.end() && it->second.day == day) s.warmup_sent = it->second.sent;
             }
         }
         out.push_back(std::move(s));
@@ -304,20 +338,39 @@ void shaper::load_warmup() {
     }
 }
 
-void shaper::save_warmup() {
-    if (state_file_.empty()) return;
+bool shaper::save_warmup(std::int64_t today) {
+    if (state_file_.empty()) return true;
     std::string text;
-    for (auto& [k, w] : warm_)
-        if (w.reserved) text += std::to_string(w.day) + " " + k + " " + std::to_string(w.reserved) + "\n";
+    for (auto it = warm_.begin(); it != warm_.end();) {
+        if (it->second.day != today) {  // (yesterday's counts are of no use)
+            it = warm_.erase(it);
+            continue;
+        }
+        if (it->second.reserved)
+            text += std::to_string(it->second.day) + " " + it->first + " " + std::to_string(it->second.reserved) + "\n";
+        ++it;
+    }
     auto tmp = state_file_;
     tmp += ".tmp";
-    base::unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) return;  // the counts stay in memory; the cap still holds until a restart
-    if (base::write_all(fd.get(), text) || ::fsync(fd.get()) != 0) return;
+    base::unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!fd) return false;
+    if (base::write_all(fd.get(), text) || ::fsync(fd.get()) != 0) return false;
     fd.reset();
     std::error_code ec;
     std::filesystem::rename(tmp, state_file_, ec);
-    if (!ec) base::fsync_dir(state_file_.parent_path());
+    return !ec && !base::fsync_dir(state_file_.parent_path());
+}
+
+void shaper::prune(std::int64_t now) {
+    // Bounded under a spray of domains: a bucket that holds nothing (no
+    // rate, no rest, nothing due) is dropped; it would be made again as new.
+    if (buckets_.size() < 20000) return;
+    for (auto it = buckets_.begin(); it != buckets_.end();) {
+        auto& b = it->second;
+        bool idle = b.ceiling <= 0 && b.rate <= 0 && b.rested_until <= now && b.tat <= now && !b.rest_backoff;
+        it = idle ? buckets_.erase(it) : std::next(it);
+    }
+    if (rr_.size() > 20000) rr_.clear();
 }
 
 }  // namespace ricochet::delivery

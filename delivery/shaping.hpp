@@ -131,8 +131,9 @@ private:
         std::int64_t tat = 0;     // GCRA: the theoretical arrival time of the next message
         std::int64_t last_change = 0, last_cut = 0;
         std::int64_t rested_until = 0, rest_backoff = 0;
-        std::uint64_t sent_in_minute = 0;
+        std::uint64_t sent_in_minute = 0, prev_minute = 0;
         std::int64_t minute_start = 0;
+        std::int64_t queue_tat = 0;  // where the messages refused for the rate come back, one interval apart
     };
     struct warm {
         std::int64_t day = -1;
@@ -142,7 +143,8 @@ private:
     void recover(bucket& b, std::int64_t now_ms);
     std::optional<std::uint64_t> cap_today(const source_pool* pool, std::int64_t day) const;
     void load_warmup();
-    void save_warmup();
+    bool save_warmup(std::int64_t today);
+    void prune(std::int64_t now_ms);
 
     std::vector<shaping_rule> rules_;
     std::vector<source_pool> pools_;

@@ -97,8 +97,11 @@ TEST(Shaping, RateLimitedHalvesOncePerStretchAndRecoversAdditively) {
     auto small = dest(4, "small.example");
     ASSERT_TRUE(s.choose(small, nullptr, 0, 30000, why));
     for (int i = 0; i < 30; ++i) s.rate_limited(small, "", (i + 1) * min_ms);
-    for (auto& st : s.state(30 * min_ms))
-        if (st.key == "small.example") EXPECT_NEAR(st.rate_per_minute, 1, 0.01);
+    for (auto& st : s.state(30 * min_ms)) {
+        if (st.key == "small.example") {
+            EXPECT_NEAR(st.rate_per_minute, 1, 0.01);
+        }
+    }
 }
 
 TEST(Shaping, WithoutALimitTheCutStartsFromWhatWasSent) {
@@ -158,4 +161,36 @@ TEST(Shaping, WarmupCapsHoldAcrossARestart) {
         EXPECT_TRUE(s.choose(d, s.pool("new"), 12 * day_ms, 0, why)) << "warmed up: no cap after the schedule";
     }
     std::filesystem::remove(file);
+}
+
+TEST(Shaping, DomainsWithoutARuleShareOneWarmupCountAndAnUnwritableCountStopsSending) {
+    source_pool p{"new", {"127.0.0.2"}, {3}, 0};
+    shaper::refusal why;
+    {
+        auto s = make({}, {p});
+        destination a{"a.example", "", defaults}, b{"b.example", "", defaults};
+        EXPECT_TRUE(s.choose(a, s.pool("new"), 1000, 0, why));
+        EXPECT_TRUE(s.choose(b, s.pool("new"), 1000, 0, why));
+        EXPECT_TRUE(s.choose(a, s.pool("new"), 1000, 0, why));
+        EXPECT_FALSE(s.choose(b, s.pool("new"), 1000, 0, why)) << "three in all, not three per small domain";
+    }
+    {
+        auto s = make({}, {p}, "/nonexistent/dir/warmup");
+        EXPECT_FALSE(s.choose(dest(0), s.pool("new"), 1000, 0, why)) << "not on disk: not sent";
+        EXPECT_NE(why.why.find("cannot be written"), std::string::npos) << why.why;
+    }
+}
+
+TEST(Shaping, RefusedMessagesComeBackInTurn) {
+    auto s = make({});
+    shaper::refusal why;
+    auto d = dest(6);  // one every 10 s
+    ASSERT_TRUE(s.choose(d, nullptr, 0, 0, why));
+    std::vector<std::int64_t> back;
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_FALSE(s.choose(d, nullptr, 0, 0, why));
+        back.push_back(why.retry_at_ms);
+    }
+    EXPECT_EQ(back[1] - back[0], 10000);
+    EXPECT_EQ(back[2] - back[1], 10000);
 }
