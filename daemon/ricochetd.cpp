@@ -57,6 +57,7 @@
 #include "smtp/smtp_server.hpp"
 #include "state/decision_journal.hpp"
 #include "state/recipient_state.hpp"
+#include "submission/inject.hpp"
 #include "submission/submission.hpp"
 
 using namespace ricochet;
@@ -256,6 +257,10 @@ int main(int argc, char** argv) {
         return 1;
     }
     delivery.set_shaper(shaping.get());
+    // A queued recipient who unsubscribes (or becomes held) before an attempt is not sent.
+    delivery.set_suppression_check([&suppression](const std::string& rcpt) {
+        return submission::suppressed_because(suppression, rcpt);
+    });
     spdlog::info("shaping: {} rule(s), {} pool(s)", shaping->rules().size(), shaping->pools().size());
     campaign_breaker.set_delivery(&delivery);
     if (cfg.breaker.enabled)

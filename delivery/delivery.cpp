@@ -66,6 +66,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     connection_pool pool;
     std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
     std::function<bool(const queue::envelope&)> send_check;  // false: paused by the campaign breaker
+    std::function<std::optional<std::string>(const std::string&)> suppressed;  // held/unsubscribed since queued
     const outgoing* outgo = nullptr;                         // per-recipient headers and DKIM; null: none
     std::unique_ptr<shaper> own_shaper;                      // unless the daemon set one (set_shaper)
     shaper* shape = nullptr;                                 // limits, source IPs, adaptive rates
@@ -446,10 +447,24 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         std::map<std::string, std::int64_t> not_before;  // domain -> held back by shaping until
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
             if (status[i].final()) continue;
-            if (auto rs = expire_if_due(status[i], env.arrival_ms, policy_for(env, i), now))
+            if (auto rs = expire_if_due(status[i], env.arrival_ms, policy_for(env, i), now)) {
                 expired.emplace_back(i, std::move(*rs));
-            else
+            } else if (auto why = suppressed && *st != queue::queue_state::hold ? suppressed(env.recipients[i])
+                                                                                : std::nullopt) {
+                // Unsubscribed (one click, a complaint) or held while this waited:
+                // not sent, and final. (Recorded with the expired ones, before any attempt.)
+                auto rs = status[i];
+                rs.status = "suppressed";
+                rs.code = 0;
+                rs.enhanced.clear();
+                rs.stage.clear();
+                rs.mx.clear();
+                rs.kind = rs.category = rs.rule = "";
+                rs.reply = "not sent: the recipient " + *why;
+                expired.emplace_back(i, std::move(rs));
+            } else {
                 by_domain[queue::recipient_domain(env.recipients[i])].push_back(i);
+            }
         }
         if (!record(id, env, status, expired, now)) {
             due.add(id, now + 60000);
@@ -538,6 +553,10 @@ unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 delivery_agent::~delivery_agent() = default;
 
 void delivery_agent::start() { asio::co_spawn(impl_->strand, impl_->dispatcher(), asio::detached); }
+
+void delivery_agent::set_suppression_check(std::function<std::optional<std::string>(const std::string&)> f) {
+    impl_->suppressed = std::move(f);
+}
 
 void delivery_agent::set_shaper(shaper* s) {
     if (s) impl_->shape = s;

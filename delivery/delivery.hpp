@@ -14,6 +14,8 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 
@@ -71,6 +73,12 @@ public:
     // before start(), must outlive the agent. Unset: [delivery]'s limits,
     // no pools, adaptive rates in memory.
     void set_shaper(shaper* s);
+    // Asked for each pending recipient before an attempt: why it must not
+    // be sent now (the address became held or unsubscribed, or matches an
+    // imported suppression, while the message waited), or nullopt. Such a
+    // recipient is final as "suppressed" (event `suppressed`), never sent.
+    // Set before start().
+    void set_suppression_check(std::function<std::optional<std::string>(const std::string& rcpt)> f);
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
     // Stops taking new messages; those in flight finish (see in_flight()).

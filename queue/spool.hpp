@@ -54,7 +54,10 @@ struct recipient_status {
     std::string enhanced, stage, mx, reply;
     std::string kind, category, rule;  // the bounce engine's reading of the last reply
 
-    bool final() const { return status == "delivered" || status == "bounced" || status == "expired"; }
+    // ("suppressed": not sent, the address became held or unsubscribed while it waited)
+    bool final() const {
+        return status == "delivered" || status == "bounced" || status == "expired" || status == "suppressed";
+    }
 };
 
 struct recovery_report {

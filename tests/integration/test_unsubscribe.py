@@ -169,6 +169,23 @@ class Unsubscribe(unittest.TestCase):
             s.mail("news@shop.example")
             self.assertEqual(s.rcpt("carol@sink.test")[0], 550)
 
+    def test_a_queued_message_to_someone_who_unsubscribes_is_not_sent(self):
+        # Deferred (451 at every try, retried each second), then the recipient unsubscribes.
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.sendmail("news@shop.example", ["tempfail-late@sink.test"],
+                       "From: news@shop.example\r\nX-Campaign-ID: spring\r\nSubject: x\r\n\r\nhello\r\n")
+        wait_for(lambda: [e for e in self.d.events() if e["type"] == "deferred"], what="a first deferral")
+        r = call(self.d, "POST", "/v1/recipients/tempfail-late@sink.test/unsubscribe")
+        self.assertEqual(r.status, 200, r)
+        ev = wait_for(lambda: [e for e in self.d.events() if e["type"] == "suppressed"], what="the recipient dropped")[0]
+        self.assertEqual(ev["recipient"], "tempfail-late@sink.test")
+        self.assertIn("has unsubscribed", ev["reply"])
+        wait_for(lambda: self.d.queue_ids() == [], what="the message gone from the queue")
+        tries = self.sink.seen["tempfail-late@sink.test"]
+        deferred = len([e for e in self.d.events() if e["type"] == "deferred"])
+        self.assertEqual(tries, deferred, "no attempt after the unsubscribe")
+        self.assertEqual([e for e in self.d.events() if e["type"] in ("bounced", "expired")], [])
+
     def test_own_list_unsubscribe_is_kept_and_other_campaigns_get_none(self):
         own = "List-Unsubscribe: <https://shop.example/stop?u=1>\r\n"
         data = self.deliver("dave@sink.test", extra_headers=own).decode()
