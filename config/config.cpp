@@ -398,14 +398,9 @@ void load(const toml::table& root, config& c) {
                 if (other.name == p.name) fail(c, *r.node("name"), "pool.name", "two [[pool]] tables named " + p.name);
             r.strings("source_ips", p.source_ips);
             if (p.source_ips.empty()) fail(c, e, "pool.source_ips", "missing or empty");
-            for (auto& ip : p.source_ips) {
-                std::string h;
-                std::uint16_t port;
+            for (auto& ip : p.source_ips)
                 if (!parse_cidr(ip + (ip.find(':') == std::string::npos ? "/32" : "/128")))
                     fail(c, *r.node("source_ips"), "pool.source_ips", "not an IP address: \"" + ip + "\"");
-                (void)h;
-                (void)port;
-            }
             r.integers("warmup", p.warmup, 1, 100000000);
             r.str("warmup_start", p.warmup_start);
             if (!p.warmup.empty() && p.warmup_start.empty())

@@ -137,6 +137,7 @@ const source_pool* shaper::pool(const std::string& name) const {
 shaper::bucket& shaper::bucket_of(const destination& d, const std::string& ip) {
     auto [it, fresh] = buckets_.try_emplace(key_of(d.key, ip));
     auto& b = it->second;
+    if (fresh) b.warm = warm_key(d, ip);
     double ceiling = d.limits.max_messages_per_minute;
     if (fresh) {
         b.ceiling = b.rate = ceiling;
@@ -296,10 +297,9 @@ std::vector<shaper::ip_state> shaper::state(std::int64_t now) const {
     std::lock_guard lk(mu_);
     std::vector<ip_state> out;
     std::int64_t day = now / day_ms;
+    bool warmed = std::any_of(pools_.begin(), pools_.end(), [](auto& p) { return !p.warmup.empty(); });
     for (auto& [k, b] : buckets_) {
         // A destination without a limit, a rest or a warm-up says nothing: not listed.
-        bool warmed = false;
-        for (auto& p : pools_) warmed = warmed || !p.warmup.empty();
         if (b.ceiling <= 0 && b.rate <= 0 && b.rested_until <= now && !warmed) continue;
         auto bar = k.rfind('|');
         ip_state s{k.substr(0, bar), k.substr(bar + 1), b.rate, b.ceiling, b.rested_until > now ? b.rested_until : 0};
@@ -312,10 +312,7 @@ std::vector<shaper::ip_state> shaper::state(std::int64_t now) const {
             if (auto cap = cap_today(&p, day)) {
                 s.warmup_day = std::max<std::int64_t>(0, day - p.warmup_start_day);
                 s.warmup_cap = *cap;
-                std::string wk = (k.rfind("mx:", 0) == 0 || std::any_of(rules_.begin(), rules_.end(), [&](auto& r) {
-                                      return r.match == s.key;
-                                  }) ? s.key : std::string("*")) + "|" + s.ip;
-                if (auto it = warm_.find(wk); it != warm_.end() && it->second.day == day) s.warmup_sent = it->second.sent;
+                if (auto it = warm_.find(b.warm); it != warm_.end() && it->second.day == day) s.warmup_sent = it->second.sent;
             }
         }
         out.push_back(std::move(s));

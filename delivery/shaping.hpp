@@ -134,6 +134,7 @@ private:
         std::uint64_t sent_in_minute = 0, prev_minute = 0;
         std::int64_t minute_start = 0;
         std::int64_t queue_tat = 0;  // where the messages refused for the rate come back, one interval apart
+        std::string warm;            // the key of its warm-up count (warm_)
     };
     struct warm {
         std::int64_t day = -1;

@@ -31,10 +31,21 @@ BIN = os.environ.get("RICOCHET_BIN", os.path.join(os.path.dirname(__file__), "..
 SOURCE = os.environ.get("RICOCHET_SOURCE", os.path.join(os.path.dirname(__file__), "../.."))
 
 
+_handed_out = set()  # ports this process was given: never handed out twice
+
+
 def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free now, and not one this process was given before: two calls
+    in a row may otherwise get the same port from the kernel (seen in CI:
+    the bounce listener and the API on one port)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    return port
 
 
 def wait_listening(host, port, proc=None, timeout=20.0):
@@ -133,9 +144,11 @@ listen = ["127.0.0.1:{self.bounce_port}"]
         with open(self.config_path) as f:
             text = f.read()
         port, bounce_port, http_port = free_port(), free_port(), free_port()
-        text = text.replace("127.0.0.1:%d\"" % self.port, "127.0.0.1:%d\"" % port)
-        text = text.replace("127.0.0.1:%d\"" % self.bounce_port, "127.0.0.1:%d\"" % bounce_port)
-        text = text.replace("127.0.0.1:%d\"" % self.http_port, "127.0.0.1:%d\"" % http_port)
+        # Through placeholders: a new port may equal an old one of another listener.
+        for i, old in enumerate((self.port, self.bounce_port, self.http_port)):
+            text = text.replace("127.0.0.1:%d\"" % old, "127.0.0.1:@PORT%d@\"" % i)
+        for i, new in enumerate((port, bounce_port, http_port)):
+            text = text.replace("127.0.0.1:@PORT%d@\"" % i, "127.0.0.1:%d\"" % new)
         self.port, self.bounce_port, self.http_port = port, bounce_port, http_port
         with open(self.config_path, "w") as f:
             f.write(text)
