@@ -1,6 +1,8 @@
 // shaping — see shaping.hpp.
 #include "delivery/shaping.hpp"
 
+#include "base/text.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,11 +22,6 @@ namespace ricochet::delivery {
 namespace {
 constexpr std::int64_t minute_ms = 60000, day_ms = 86400000, max_rest_ms = 3600000;
 
-std::string lower(std::string_view s) {
-    std::string o(s);
-    for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return o;
-}
 std::string key_of(const std::string& key, const std::string& ip) { return key + "|" + ip; }
 // Warm-up counts per provider: a [[shaping]] rule's key, or "*" for every
 // domain without a rule together (one count per IP, not one per small domain).
@@ -34,9 +31,9 @@ std::string warm_key(const destination& d, const std::string& ip) { return (d.ru
 bool mx_matches(std::string_view pattern, std::string_view host) {
     if (!pattern.empty() && pattern.front() == '*') pattern.remove_prefix(1);
     if (pattern.empty() || pattern.front() != '.') return false;
-    std::string h = lower(host);
+    std::string h = base::lower(host);
     if (!h.empty() && h.back() == '.') h.pop_back();
-    return h.size() > pattern.size() && h.compare(h.size() - pattern.size(), pattern.size(), lower(pattern)) == 0;
+    return h.size() > pattern.size() && h.compare(h.size() - pattern.size(), pattern.size(), base::lower(pattern)) == 0;
 }
 
 destination destination_for(const std::vector<shaping_rule>& rules, const shaping_limits& defaults,

@@ -1,6 +1,8 @@
 // signer — see signer.hpp.
 #include "dkim/signer.hpp"
 
+#include "base/text.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -72,11 +74,6 @@ std::string fold_b64(const std::string& v) {
     return out;
 }
 
-std::string lower(std::string_view s) {
-    std::string o(s);
-    for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return o;
-}
 
 }  // namespace
 
@@ -149,7 +146,7 @@ bool signer::load(const std::vector<entry_config>& entries, std::string& error) 
             return false;
         }
         entries_.push_back({e, std::move(k)});
-        entries_.back().cfg.domain = lower(e.domain);
+        entries_.back().cfg.domain = base::lower(e.domain);
     }
     return true;
 }
@@ -201,7 +198,7 @@ std::string signer::sign(const prepared& p, std::string_view added, std::int64_t
                     line = 1;
                 }
             }
-            field += lower(h[k]);
+            field += base::lower(h[k]);
             line += h[k].size() + 1;
         }
         field += ";\r\n\tbh=" +

@@ -1,6 +1,8 @@
 // unsubscribe — see unsubscribe.hpp.
 #include "http/unsubscribe.hpp"
 
+#include "base/text.hpp"
+
 #include <cctype>
 
 namespace ricochet::http {
@@ -21,11 +23,6 @@ std::string html_escape(std::string_view s) {
     return o;
 }
 
-std::string lower(std::string_view s) {
-    std::string o(s);
-    for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return o;
-}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -59,10 +56,10 @@ response not_found() {
 }  // namespace
 
 bool one_click_body(std::string_view content_type, std::string_view body) {
-    auto ct = lower(trim(content_type.substr(0, content_type.find(';'))));
+    auto ct = base::lower(trim(content_type.substr(0, content_type.find(';'))));
     if (ct == "multipart/form-data") {
         // A part named List-Unsubscribe whose value is One-Click.
-        auto lb = lower(body);
+        auto lb = base::lower(body);
         for (std::size_t pos = 0; (pos = lb.find("name=\"list-unsubscribe\"", pos)) != std::string::npos; ++pos) {
             auto start = lb.find("\r\n\r\n", pos);
             std::size_t skip = 4;

@@ -1,6 +1,8 @@
 // token — see token.hpp.
 #include "unsubscribe/token.hpp"
 
+#include "base/text.hpp"
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -54,11 +56,6 @@ std::optional<std::string> decode(std::string_view text) {
     return out;
 }
 
-std::string lower(std::string_view s) {
-    std::string o(s);
-    for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return o;
-}
 }  // namespace
 
 std::string token_signer::mac(std::string_view payload) const {
@@ -71,7 +68,7 @@ std::string token_signer::mac(std::string_view payload) const {
 }
 
 std::string token_signer::make(const target& t) const {
-    std::string payload = lower(t.recipient) + '\0' + t.campaign;
+    std::string payload = base::lower(t.recipient) + '\0' + t.campaign;
     return encode(payload) + "-" + mac(payload);
 }
 
@@ -81,18 +78,18 @@ std::optional<target> token_signer::verify(std::string_view token) const {
     if (dash > max_payload * 8 / 5 + 1) return std::nullopt;
     auto payload = decode(token.substr(0, dash));
     if (!payload) return std::nullopt;
-    std::string want = mac(*payload), got = lower(token.substr(dash + 1));
+    std::string want = mac(*payload), got = base::lower(token.substr(dash + 1));
     if (CRYPTO_memcmp(want.data(), got.data(), mac_chars) != 0) return std::nullopt;
     auto nul = payload->find('\0');
     if (nul == std::string::npos || nul == 0) return std::nullopt;
     target t{payload->substr(0, nul), payload->substr(nul + 1)};
-    if (t.recipient != lower(t.recipient) || t.recipient.find('@') == std::string::npos) return std::nullopt;
+    if (t.recipient != base::lower(t.recipient) || t.recipient.find('@') == std::string::npos) return std::nullopt;
     return t;
 }
 
 std::optional<std::string> token_of_mailto(std::string_view address, std::string_view domain) {
     auto at = address.rfind('@');
-    if (at == std::string_view::npos || lower(address.substr(at + 1)) != lower(domain)) return std::nullopt;
+    if (at == std::string_view::npos || base::lower(address.substr(at + 1)) != base::lower(domain)) return std::nullopt;
     auto local = address.substr(0, at);
     if (local.size() < 3 || (local[0] != 'u' && local[0] != 'U') || local[1] != '-') return std::nullopt;
     return std::string(local.substr(2));
