@@ -170,7 +170,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     awaitable<void> deliver_domain(const std::string& id, const std::string& domain, const std::vector<std::size_t>& idxs,
                                    const queue::envelope& env, const std::string& content,
                                    const outgoing::prepared& prep, const source_pool* src_pool,
-                                   std::vector<outcome>& out, std::int64_t& not_before) {
+                                   std::vector<outcome>& out, std::int64_t& not_before, bool& breaker_paused) {
         auto defer_all = [&](std::size_t from, const smtp_reply& why, const std::string& mx) {
             for (std::size_t k = from; k < idxs.size(); ++k) out.push_back({idxs[k], why, mx});
         };
@@ -228,6 +228,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 // the recipients left stay pending (the pause holds the message).
                 if (send_check && !send_check(env)) {
                     log()->info("{}: campaign paused: {} recipient(s) not tried", id, idxs.size() - k);
+                    breaker_paused = true;
                     if (got.conn) pool.release(key, std::move(got.conn));
                     co_return;
                 }
@@ -445,6 +446,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         std::vector<std::pair<std::size_t, queue::recipient_status>> expired;
         std::map<std::string, std::vector<std::size_t>> by_domain;
         std::map<std::string, std::int64_t> not_before;  // domain -> held back by shaping until
+        bool breaker_paused = false;  // its campaign was paused while it waited for a connection
         for (std::size_t i = 0; i < env.recipients.size(); ++i) {
             if (status[i].final()) continue;
             if (auto rs = expire_if_due(status[i], env.arrival_ms, policy_for(env, i), now)) {
@@ -481,7 +483,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 std::vector<outcome> results;
                 auto attempt_start = std::chrono::steady_clock::now();
                 std::int64_t shaped = 0;
-                co_await deliver_domain(id, domain, idxs, env, content, prep, src_pool, results, shaped);
+                co_await deliver_domain(id, domain, idxs, env, content, prep, src_pool, results, shaped, breaker_paused);
                 if (shaped) not_before[domain] = shaped;
                 if (attempt_observer)
                     attempt_observer(std::chrono::duration<double>(std::chrono::steady_clock::now() - attempt_start).count());
@@ -534,6 +536,22 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             if (auto rec = spool.remove(id, *where)) log()->error("{}: cannot remove: {}", id, rec.message());
             else log()->info("{}: removed", id);
             co_return;
+        }
+        if (breaker_paused && *where != queue::queue_state::hold) {
+            // The pause holds its scope's queue; a message accepted just before
+            // the pause and missed by that sweep is held here, not retried
+            // (and refused) every interval until the operator resumes.
+            if (auto mec = spool.move(id, *where, queue::queue_state::hold)) {
+                log()->error("{}: cannot hold: {}", id, mec.message());
+            } else {
+                log()->info("{}: campaign paused: held", id);
+                where = queue::queue_state::hold;
+                std::int64_t expiry = 0;
+                for (std::size_t i = 0; i < env.recipients.size(); ++i)
+                    if (!status[i].final())
+                        expiry = std::max(expiry, next_attempt(now, env.arrival_ms, policy_for(env, i), std::nullopt, true));
+                next = expiry;
+            }
         }
         if (*where != queue::queue_state::hold) {
             if (auto dec = spool.defer(id, *where, next)) log()->error("{}: cannot defer: {}", id, dec.message());
