@@ -59,6 +59,11 @@ public:
     }
     void set_final_soft(const std::vector<std::string>& patterns);
     std::size_t size() const { return rules_.size(); }
+    const std::vector<rule>& rules() const { return rules_; }
+    void set_rules(std::vector<rule> rules) {
+        rules_ = std::move(rules);
+        compile();
+    }
 
     classification classify(const reply_facts& f) const;
     classification classify(const smtp_reply& r, std::string_view domain) const;
