@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
             if (!ok) {
                 std::string rule = d && d->type == "bounce" ? c.classify(dsn_reply(*d), domain).rule : "";
                 problems.push_back("kind " + got + " want " + *want.begin() + " (" + l.reason + ") {" + rule + "} [" +
-                                   (d ? std::to_string(d->reply_code) + " " + d->status + " " + d->diagnostic.substr(0, 160) : "") + "]");
+                                   (d ? std::to_string(d->reply_code) + " " + d->status + " " + (d->stage_known ? std::string(to_string(d->at)) : std::string("?")) + " " + d->diagnostic.substr(0, 160) : "") + "]");
             }
         }
         if (list && !problems.empty()) {

@@ -8,10 +8,32 @@
 namespace ricochet::bounce {
 namespace {
 
+// Lower case for matching: ASCII, and the capitals of the two scripts
+// whose notices start sentences with them in the rules' languages: Latin-1
+// (U+00C0-U+00DE but U+00D7: "État", "Überschritten") and Cyrillic
+// (U+0410-U+042F: "Пользователь"). Other bytes are kept, so UTF-8 stays
+// valid; CJK, Arabic and Persian have no case.
 std::string lower(std::string_view s) {
     std::string o(s);
-    for (auto& c : o)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    for (std::size_t i = 0; i < o.size(); ++i) {
+        auto c = static_cast<unsigned char>(o[i]);
+        if (c >= 'A' && c <= 'Z') {
+            o[i] = static_cast<char>(c - 'A' + 'a');
+        } else if (i + 1 < o.size()) {
+            auto d = static_cast<unsigned char>(o[i + 1]);
+            if (c == 0xC3 && d >= 0x80 && d <= 0x9E && d != 0x97) {
+                o[i + 1] = static_cast<char>(d + 0x20);
+                ++i;
+            } else if (c == 0xD0 && d >= 0x90 && d <= 0x9F) {  // А-П -> а-п
+                o[i + 1] = static_cast<char>(d + 0x20);
+                ++i;
+            } else if (c == 0xD0 && d >= 0xA0 && d <= 0xAF) {  // Р-Я -> р-я (D1 80-8F)
+                o[i] = static_cast<char>(0xD1);
+                o[i + 1] = static_cast<char>(d - 0x20);
+                ++i;
+            }
+        }
+    }
     return o;
 }
 
@@ -32,6 +54,7 @@ struct enhanced_row {
     category perm, temp;
 };
 constexpr enhanced_row enhanced_table[] = {
+    {"0.0", category::policy, category::other_temporary},  // "other undefined status": no reason given
     {"1.0", category::other_permanent, category::other_temporary},
     {"1.1", category::user_unknown, category::other_temporary},
     {"1.2", category::domain_unknown, category::temp_domain_failure},
@@ -42,17 +65,19 @@ constexpr enhanced_row enhanced_table[] = {
     {"1.7", category::policy, category::policy},                 // bad sender address syntax
     {"1.8", category::policy, category::policy},                 // bad sender's system address
     {"1.10", category::domain_unknown, category::domain_unknown},  // RFC 7505 null MX
-    {"2.0", category::other_permanent, category::other_temporary},
+    // X.2.0: "the mailbox exists, but something about the destination
+    // mailbox has caused the sending of this DSN" (RFC 3463 3.3).
+    {"2.0", category::inactive_mailbox, category::other_temporary},
     {"2.1", category::inactive_mailbox, category::inactive_mailbox},
     {"2.2", category::mailbox_full, category::mailbox_full},
     {"2.3", category::message_too_large, category::message_too_large},
-    {"2.4", category::other_permanent, category::other_temporary},
+    {"2.4", category::policy, category::other_temporary},  // mailing list expansion problem
     {"3.0", category::temp_domain_failure, category::temp_domain_failure},  // the receiving system's trouble
     {"3.1", category::temp_domain_failure, category::temp_domain_failure},
     {"3.2", category::temp_domain_failure, category::temp_domain_failure},
     {"3.3", category::protocol_error, category::protocol_error},
     {"3.4", category::message_too_large, category::message_too_large},
-    {"3.5", category::other_permanent, category::temp_domain_failure},
+    {"3.5", category::temp_domain_failure, category::temp_domain_failure},  // system incorrectly configured
     {"4.0", category::network_error, category::network_error},
     {"4.1", category::network_error, category::network_error},
     {"4.2", category::network_error, category::network_error},
@@ -109,13 +134,15 @@ category from_code(int code) {
         case 450: return category::other_temporary;
         case 451: return category::temp_domain_failure;
         case 452: return category::other_temporary;
-        case 550: return category::other_permanent;
+        // A bare 550 ("Rejected", "Blocked") gives no reason: it may refuse
+        // the sender as well as the address, so it never suppresses one.
+        case 550: return category::policy;
         case 551: return category::user_unknown;
         case 552: return category::mailbox_full;
         case 553: return category::bad_syntax;
         case 554: return category::policy;
         case 500: case 501: case 502: case 503: case 504: case 555: return category::protocol_error;
-        default: return code >= 500 ? category::other_permanent : category::other_temporary;
+        default: return code >= 500 ? category::policy : category::other_temporary;
     }
 }
 
@@ -142,6 +169,11 @@ std::vector<std::string> split_pattern(std::string_view pattern) {
         start = bar + 1;
     }
     return out;
+}
+
+void classifier::set_trusted_domains(const std::vector<std::string>& domains) {
+    trusted_.clear();
+    for (auto& d : domains) trusted_.push_back(lower(d));
 }
 
 void classifier::set_final_soft(const std::vector<std::string>& patterns) {
@@ -208,12 +240,13 @@ bool classifier::load_rules(const std::filesystem::path& file, std::string& erro
             for (auto&& [k, v] : t) {
                 std::string_view key = k.str();
                 if (key != "name" && key != "code" && key != "enhanced" && key != "domain" && key != "stage" &&
-                    key != "pattern" && key != "category" && key != "note") {
+                    key != "pattern" && key != "category" && key != "note" && key != "source") {
                     error = where(v) + "rule." + std::string(key) + ": unknown key";
                     return false;
                 }
             }
             if (auto* n = t.get("name"); n && n->is_string()) r.name = n->as_string()->get();
+            if (auto* n = t.get("source"); n && n->is_string()) r.source = n->as_string()->get();
             if (r.name.empty()) {
                 error = where(t) + "rule.name: missing";
                 return false;
@@ -284,6 +317,7 @@ classification classifier::classify(const reply_facts& f) const {
     thread_local std::vector<std::uint8_t> hit;
     needles_.match(text, hit);
     bool matched = false;
+    const rule* by = nullptr;
     for (std::size_t ri = 0; ri < rules_.size(); ++ri) {
         auto& r = rules_[ri];
         if (!r.codes.empty() && std::find(r.codes.begin(), r.codes.end(), f.code) == r.codes.end()) continue;
@@ -300,6 +334,7 @@ classification classifier::classify(const reply_facts& f) const {
         out.c = r.cat;
         out.rule = r.name;
         matched = true;
+        by = &r;
         break;
     }
     if (!matched) {
@@ -340,6 +375,43 @@ classification classifier::classify(const reply_facts& f) const {
         out.c = category::policy;
         out.rule += "@end_of_data";
     }
+    // The enhanced code weighs more than a generic phrase. Its subject
+    // (RFC 3463 3.x) says what the trouble is: only X.1.x (addressing) and
+    // X.0.x (undefined) may speak of a bad address; X.2 (mailbox), X.3
+    // (the receiving system), X.4 (network and routing), X.5 (protocol),
+    // X.6 (content) and X.7 (security and policy) do not, whatever words
+    // come with them ("550 5.7.1 Recipient address rejected: ..."). Only a
+    // specific detail counts: X.Y.0 is each subject's "other or undefined"
+    // status, the catch-all servers send when they say nothing precise.
+    // For X.2 (the mailbox's status) a "user unknown" in reply to RCPT TO
+    // is the evidence that the mailbox is not there. A rule that names
+    // enhanced codes itself has already weighed them.
+    std::string_view enhanced = f.enhanced;
+    bool code_agrees = enhanced.size() >= 5 && f.code != 0 && enhanced[0] - '0' == f.code / 100 && enhanced[1] == '.';
+    char subject = code_agrees ? enhanced[2] : '0';
+    bool specific = code_agrees && enhanced.substr(enhanced.find('.', 2) + 1) != "0";
+    bool at_rcpt = f.stage_known && f.at == stage::rcpt;
+    bool mailbox_gone = subject == '2' && out.c == category::user_unknown && at_rcpt;
+    if (kind_of(out.c) == kind::hard && specific && subject != '0' && subject != '1' && !mailbox_gone &&
+        (!by || by->enhanced.empty())) {
+        if (auto c = from_enhanced(enhanced); c && *c != out.c) {
+            out.c = *c;
+            out.rule += "@" + std::string(enhanced);
+        }
+    }
+    // "User unknown" is believed on evidence: the code says so precisely
+    // (X.1.x), the reply answered RCPT TO (RFC 5321 3.3: where a server
+    // says whether it knows the mailbox), or the domain is one trusted to
+    // answer precisely. Without any of those (a report that names no step,
+    // with X.0.0 or no code) a filter and a dead address read the same, and
+    // the reading that does not suppress the address wins: soft, counted
+    // as a bounce, held only when it repeats (bounce.held_after_bounces).
+    bool trusted = std::any_of(trusted_.begin(), trusted_.end(), [&](auto& d) { return domain_matches(domain, d); });
+    // (A reply whose step is known and is not RCPT was read above.)
+    if (out.c == category::user_unknown && subject != '1' && !f.stage_known && !trusted) {
+        out.c = category::other_temporary;
+        out.rule += "@unconfirmed";
+    }
     out.k = kind_of(out.c);
     out.s = scope_of(out.c);
     // The first digit decides for this message (RFC 5321 4.2.1); a transient
@@ -355,7 +427,7 @@ classification classifier::classify(const reply_facts& f) const {
 
 classification classifier::classify(const smtp_reply& r, std::string_view domain) const {
     std::string text = r.text();
-    return classify(reply_facts{r.code, r.enhanced, text, r.at, domain});
+    return classify(reply_facts{r.code, r.enhanced, text, r.at, domain, r.stage_known});
 }
 
 smtp_reply parse_reply_text(std::string_view text) {

@@ -29,6 +29,7 @@ struct reply_facts {
     std::string_view text;       // the whole reply text, all lines
     stage at = stage::rcpt;
     std::string_view domain;     // the recipient's domain
+    bool stage_known = true;     // false: a report that names no SMTP step (at is a guess)
 };
 
 struct classification {
@@ -47,6 +48,7 @@ struct rule {
     std::vector<stage> stages;
     std::vector<std::string> needles;   // lower-case substrings; one must occur
     category cat = category::other_permanent;
+    std::string source;  // where the rule's reading comes from (RFC, provider documentation, MTA source)
 };
 
 class classifier {
@@ -58,6 +60,9 @@ public:
         compile();
     }
     void set_final_soft(const std::vector<std::string>& patterns);
+    // Domains whose "user unknown" is believed without further evidence
+    // (bounce.trusted_domains): their servers answer at RCPT and precisely.
+    void set_trusted_domains(const std::vector<std::string>& domains);
     std::size_t size() const { return rules_.size(); }
     const std::vector<rule>& rules() const { return rules_; }
     void set_rules(std::vector<rule> rules) {
@@ -74,6 +79,7 @@ private:
 
     std::vector<rule> rules_;
     std::vector<std::string> final_soft_;  // lower-case
+    std::vector<std::string> trusted_;     // lower-case
     needle_set needles_;
     std::vector<std::vector<std::uint32_t>> rule_needles_;  // per rule: its ids in needles_
     std::vector<std::uint32_t> final_soft_ids_;

@@ -39,6 +39,7 @@ smtp_reply dsn_reply(const dsn_record& d) {
     if (!r.enhanced.empty() && r.code / 100 != r.enhanced[0] - '0') r.enhanced.clear();
     r.lines.push_back(d.diagnostic);
     r.at = d.at;
+    r.stage_known = d.stage_known;
     return r;
 }
 

@@ -19,6 +19,7 @@ struct smtp_reply {
     std::string enhanced;      // "5.1.1", empty when the server sent none
     std::vector<std::string> lines;  // text after "NNN-" / "NNN ", without the enhanced code
     stage at = stage::connect;
+    bool stage_known = true;   // false: a report that does not say which step the reply answered (at is a guess)
 
     bool positive() const { return code >= 200 && code < 400; }
     bool transient() const { return code >= 400 && code < 500; }

@@ -21,6 +21,7 @@ int bounce_parse(const config& cfg, const std::string& file, bool as_json) {
     std::string error;
     if (!cl.load(cfg.bounce.rules, error)) die(1, "bounce.rules: " + error);
     cl.set_final_soft(cfg.bounce.final_soft);
+    cl.set_trusted_domains(cfg.bounce.trusted_domains);
     json arr = bounce::dsn_records_json(rep, cl);
     if (as_json) {
         std::cout << arr.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
@@ -41,6 +42,7 @@ int bounce_classify(const config& cfg, const std::string& text, const std::strin
     std::string error;
     if (!cl.load(cfg.bounce.rules, error)) die(1, "bounce.rules: " + error);
     cl.set_final_soft(cfg.bounce.final_soft);
+    cl.set_trusted_domains(cfg.bounce.trusted_domains);
     auto reply = bounce::parse_reply_text(text);
     bounce::stage at = bounce::stage::rcpt;
     bool found = false;

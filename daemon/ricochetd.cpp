@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     classifier.set_final_soft(cfg.bounce.final_soft);
+    classifier.set_trusted_domains(cfg.bounce.trusted_domains);
     if (!cfg.http.tokens_file.empty()) {
         http::token_list tokens;
         if (!tokens.load(cfg.http.tokens_file, error)) {

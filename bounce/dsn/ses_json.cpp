@@ -22,7 +22,8 @@ namespace ricochet::bounce::dsn {
 bool read_ses_json(const std::string& text, dsn_report& rep) {
     auto open = text.find_first_not_of(" \t\r\n");
     if (open == std::string::npos || text[open] != '{') return false;
-    if (text.find("\"notificationType\"") == std::string::npos && text.find("\"eventType\"") == std::string::npos)
+    if (text.find("\"notificationType\"") == std::string::npos && text.find("\"eventType\"") == std::string::npos &&
+        text.find("\\\"notificationType\\\"") == std::string::npos && text.find("\\\"eventType\\\"") == std::string::npos)
         return false;
     nlohmann::json j;
     try {
@@ -35,6 +36,18 @@ bool read_ses_json(const std::string& text, dsn_report& rep) {
         auto it = o.find(k);
         return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
     };
+    // An SNS envelope forwarded as it is (an HTTP or SQS subscriber that
+    // mails it on): {"Type": "Notification", "Message": "<the SES JSON as a
+    // string>"} (Amazon SNS Developer Guide, "HTTP/HTTPS notification JSON
+    // format").
+    if (str(j, "Type") == "Notification" && j.contains("Message") && j["Message"].is_string()) {
+        try {
+            j = nlohmann::json::parse(j["Message"].get<std::string>());
+        } catch (const nlohmann::json::exception&) {
+            return false;
+        }
+        if (!j.is_object()) return false;
+    }
     std::string type = str(j, "notificationType");
     if (type.empty()) type = str(j, "eventType");
     // What a bounce sub-type says when SES gives no diagnostic of its own,
