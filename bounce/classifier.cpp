@@ -240,13 +240,21 @@ bool classifier::load_rules(const std::filesystem::path& file, std::string& erro
             for (auto&& [k, v] : t) {
                 std::string_view key = k.str();
                 if (key != "name" && key != "code" && key != "enhanced" && key != "domain" && key != "stage" &&
-                    key != "pattern" && key != "category" && key != "note" && key != "source") {
+                    key != "pattern" && key != "category" && key != "note" && key != "source" &&
+                    key != "confirmed" && key != "reporter") {
                     error = where(v) + "rule." + std::string(key) + ": unknown key";
                     return false;
                 }
             }
             if (auto* n = t.get("name"); n && n->is_string()) r.name = n->as_string()->get();
             if (auto* n = t.get("source"); n && n->is_string()) r.source = n->as_string()->get();
+            if (auto* n = t.get("confirmed")) {
+                if (!n->is_boolean()) {
+                    error = where(*n) + "rule " + r.name + ": confirmed: expected true or false";
+                    return false;
+                }
+                r.confirmed = n->as_boolean()->get();
+            }
             if (r.name.empty()) {
                 error = where(t) + "rule.name: missing";
                 return false;
@@ -271,6 +279,9 @@ bool classifier::load_rules(const std::filesystem::path& file, std::string& erro
             std::vector<std::string> domains, stages, patterns;
             if (!strs("domain", domains)) return bad("domain", "expected strings");
             for (auto& d : domains) r.domains.push_back(lower(d));
+            std::vector<std::string> reporters;
+            if (!strs("reporter", reporters)) return bad("reporter", "expected strings");
+            for (auto& d : reporters) r.reporters.push_back(lower(d));
             if (!strs("stage", stages)) return bad("stage", "expected strings");
             for (auto& s : stages) {
                 bool found = false;
@@ -314,6 +325,7 @@ classification classifier::classify(const reply_facts& f) const {
     classification out;
     std::string text = without_addresses(lower(f.text));
     std::string domain = lower(f.domain);
+    std::string reporter = lower(f.reporter);
     thread_local std::vector<std::uint8_t> hit;
     needles_.match(text, hit);
     bool matched = false;
@@ -326,6 +338,9 @@ classification classifier::classify(const reply_facts& f) const {
             continue;
         if (!r.domains.empty() && std::none_of(r.domains.begin(), r.domains.end(),
                                                [&](auto& d) { return domain_matches(domain, d); }))
+            continue;
+        if (!r.reporters.empty() && std::none_of(r.reporters.begin(), r.reporters.end(),
+                                                 [&](auto& d) { return domain_matches(reporter, d); }))
             continue;
         if (!r.stages.empty() && std::find(r.stages.begin(), r.stages.end(), f.at) == r.stages.end()) continue;
         if (!r.needles.empty() && std::none_of(rule_needles_[ri].begin(), rule_needles_[ri].end(),
@@ -402,13 +417,14 @@ classification classifier::classify(const reply_facts& f) const {
     // "User unknown" is believed on evidence: the code says so precisely
     // (X.1.x), the reply answered RCPT TO (RFC 5321 3.3: where a server
     // says whether it knows the mailbox), or the domain is one trusted to
-    // answer precisely. Without any of those (a report that names no step,
+    // answer precisely, or the words are a vendor's fixed text for X.1.1
+    // (a rule marked confirmed). Without any of those (a report that names no step,
     // with X.0.0 or no code) a filter and a dead address read the same, and
     // the reading that does not suppress the address wins: soft, counted
     // as a bounce, held only when it repeats (bounce.held_after_bounces).
     bool trusted = std::any_of(trusted_.begin(), trusted_.end(), [&](auto& d) { return domain_matches(domain, d); });
     // (A reply whose step is known and is not RCPT was read above.)
-    if (out.c == category::user_unknown && subject != '1' && !f.stage_known && !trusted) {
+    if (out.c == category::user_unknown && subject != '1' && !f.stage_known && !trusted && !(by && by->confirmed)) {
         out.c = category::other_temporary;
         out.rule += "@unconfirmed";
     }
@@ -427,7 +443,7 @@ classification classifier::classify(const reply_facts& f) const {
 
 classification classifier::classify(const smtp_reply& r, std::string_view domain) const {
     std::string text = r.text();
-    return classify(reply_facts{r.code, r.enhanced, text, r.at, domain, r.stage_known});
+    return classify(reply_facts{r.code, r.enhanced, text, r.at, domain, r.stage_known, r.reporter});
 }
 
 smtp_reply parse_reply_text(std::string_view text) {

@@ -30,6 +30,7 @@ struct reply_facts {
     stage at = stage::rcpt;
     std::string_view domain;     // the recipient's domain
     bool stage_known = true;     // false: a report that names no SMTP step (at is a guess)
+    std::string_view reporter;   // the report's Reporting-MTA host; empty in our own sessions
 };
 
 struct classification {
@@ -45,10 +46,14 @@ struct rule {
     std::vector<int> codes;
     std::vector<std::string> enhanced;  // exact ("5.7.26") or prefix ending in "." ("5.7.")
     std::vector<std::string> domains;
+    std::vector<std::string> reporters;  // Reporting-MTA host or a parent domain of it (reports only)
     std::vector<stage> stages;
     std::vector<std::string> needles;   // lower-case substrings; one must occur
     category cat = category::other_permanent;
     std::string source;  // where the rule's reading comes from (RFC, provider documentation, MTA source)
+    // The words are a vendor's fixed text for X.1.1 (bad destination
+    // mailbox): evidence like the code itself ("user unknown" needs some).
+    bool confirmed = false;
 };
 
 class classifier {

@@ -40,6 +40,7 @@ smtp_reply dsn_reply(const dsn_record& d) {
     r.lines.push_back(d.diagnostic);
     r.at = d.at;
     r.stage_known = d.stage_known;
+    r.reporter = d.reporting_mta;
     return r;
 }
 

@@ -20,6 +20,7 @@ struct smtp_reply {
     std::vector<std::string> lines;  // text after "NNN-" / "NNN ", without the enhanced code
     stage at = stage::connect;
     bool stage_known = true;   // false: a report that does not say which step the reply answered (at is a guess)
+    std::string reporter;      // a report's Reporting-MTA host, empty for replies in our own sessions
 
     bool positive() const { return code >= 200 && code < 400; }
     bool transient() const { return code >= 400 && code < 500; }

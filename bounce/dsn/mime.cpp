@@ -133,6 +133,16 @@ void walk(GMimeObject* obj, message& st, int depth) {
 
 }  // namespace
 
+std::string iso2022jp_to_utf8(std::string s) {
+    if (s.find("\x1b$B") == std::string::npos && s.find("\x1b$@") == std::string::npos) return s;
+    init_once();
+    iconv_t cd = g_mime_iconv_open("UTF-8", "ISO-2022-JP");
+    if (cd == reinterpret_cast<iconv_t>(-1)) return s;
+    gchar_ptr out(g_mime_iconv_strdup(cd, s.c_str()));
+    g_mime_iconv_close(cd);
+    return out ? std::string(out.get()) : s;
+}
+
 std::optional<message> read_message(std::string_view raw) {
     init_once();
     gobject_ptr<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(raw.data(), raw.size()));

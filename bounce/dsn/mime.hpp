@@ -30,6 +30,12 @@ struct message {
     std::string original_message_id;
 };
 
+// Japanese MTAs write report fields (a Diagnostic-Code) in ISO-2022-JP
+// (RFC 1468: 7-bit with ESC sequences), which a delivery-status part has no
+// way to declare. Converted to UTF-8 when s has such a sequence; s as it is
+// otherwise, or when the conversion fails.
+std::string iso2022jp_to_utf8(std::string s);
+
 // nullopt when GMime finds no message at all in raw.
 std::optional<message> read_message(std::string_view raw);
 

@@ -41,10 +41,14 @@ bool find_stage(std::string_view raw, stage& at) {
     }
     // Notices that write the step as a label before the reply: "SMTP:RCPT
     // host 192.0.2.8: 553 ..." (the Technical details of several gateways),
-    // "SMTP error from remote server for RCPT TO command".
+    // "SMTP error from remote server for RCPT TO command"; and replies whose
+    // words only fit one step.
     struct { std::string_view marker; stage at; } labels[] = {
         {"smtp:rcpt", stage::rcpt}, {"smtp:mail", stage::mail}, {"smtp:data", stage::data},
-        {"for rcpt to command", stage::rcpt}, {"for mail from command", stage::mail}, {"for data command", stage::data}};
+        {"for rcpt to command", stage::rcpt}, {"for mail from command", stage::mail}, {"for data command", stage::data},
+        // Postfix smtpd's reject texts name the address they refuse, which
+        // only RCPT TO and MAIL FROM carry (postconf(5), "smtpd_recipient_restrictions").
+        {"recipient address rejected", stage::rcpt}, {"sender address rejected", stage::mail}};
     for (auto& m : labels)
         if (auto p = t.find(m.marker); p != std::string_view::npos && p < best) {
             best = p;

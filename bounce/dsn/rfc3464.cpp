@@ -67,7 +67,7 @@ bool read_rfc3464(const message& m, dsn_report& rep, report_fallback& fallback) 
         d.status = trim(field(g, "status"));
         if (auto sp = d.status.find(' '); sp != std::string::npos) d.status.resize(sp);
         d.type = record_type(d.action, d.status);
-        d.diagnostic = strip_type(field(g, "diagnostic-code"));
+        d.diagnostic = iso2022jp_to_utf8(strip_type(field(g, "diagnostic-code")));
         d.remote_mta = strip_type(field(g, "remote-mta"));
         d.reporting_mta = reporting;
         d.last_attempt = field(g, "last-attempt-date");
