@@ -406,7 +406,7 @@ classification classifier::classify(const reply_facts& f) const {
     char subject = code_agrees ? enhanced[2] : '0';
     bool specific = code_agrees && enhanced.substr(enhanced.find('.', 2) + 1) != "0";
     bool at_rcpt = f.stage_known && f.at == stage::rcpt;
-    bool mailbox_gone = subject == '2' && out.c == category::user_unknown && at_rcpt;
+    bool mailbox_gone = subject == '2' && out.c == category::user_unknown && (at_rcpt || f.address_confirmed);
     if (kind_of(out.c) == kind::hard && specific && subject != '0' && subject != '1' && !mailbox_gone &&
         (!by || by->enhanced.empty())) {
         if (auto c = from_enhanced(enhanced); c && *c != out.c) {
@@ -418,13 +418,15 @@ classification classifier::classify(const reply_facts& f) const {
     // (X.1.x), the reply answered RCPT TO (RFC 5321 3.3: where a server
     // says whether it knows the mailbox), or the domain is one trusted to
     // answer precisely, or the words are a vendor's fixed text for X.1.1
-    // (a rule marked confirmed). Without any of those (a report that names no step,
+    // (a rule marked confirmed), or the report's own verdict says so
+    // (PowerMTA's bad-mailbox). Without any of those (a report that names no step,
     // with X.0.0 or no code) a filter and a dead address read the same, and
     // the reading that does not suppress the address wins: soft, counted
     // as a bounce, held only when it repeats (bounce.held_after_bounces).
     bool trusted = std::any_of(trusted_.begin(), trusted_.end(), [&](auto& d) { return domain_matches(domain, d); });
     // (A reply whose step is known and is not RCPT was read above.)
-    if (out.c == category::user_unknown && subject != '1' && !f.stage_known && !trusted && !(by && by->confirmed)) {
+    if (out.c == category::user_unknown && subject != '1' && !f.stage_known && !trusted && !(by && by->confirmed) &&
+        !f.address_confirmed) {
         out.c = category::other_temporary;
         out.rule += "@unconfirmed";
     }
@@ -443,7 +445,7 @@ classification classifier::classify(const reply_facts& f) const {
 
 classification classifier::classify(const smtp_reply& r, std::string_view domain) const {
     std::string text = r.text();
-    return classify(reply_facts{r.code, r.enhanced, text, r.at, domain, r.stage_known, r.reporter});
+    return classify(reply_facts{r.code, r.enhanced, text, r.at, domain, r.stage_known, r.reporter, r.address_confirmed});
 }
 
 smtp_reply parse_reply_text(std::string_view text) {

@@ -31,6 +31,7 @@ struct reply_facts {
     std::string_view domain;     // the recipient's domain
     bool stage_known = true;     // false: a report that names no SMTP step (at is a guess)
     std::string_view reporter;   // the report's Reporting-MTA host; empty in our own sessions
+    bool address_confirmed = false;  // the report's own verdict: the mailbox does not exist
 };
 
 struct classification {

@@ -41,6 +41,7 @@ smtp_reply dsn_reply(const dsn_record& d) {
     r.at = d.at;
     r.stage_known = d.stage_known;
     r.reporter = d.reporting_mta;
+    r.address_confirmed = d.address_confirmed;
     return r;
 }
 

@@ -27,6 +27,9 @@ struct dsn_record {
     std::string feedback_type;  // ARF
     stage at = stage::rcpt;     // the SMTP step the remote reply answered, when the report says
     bool stage_known = false;   // the report named that step (else at is the usual guess, RCPT)
+    // The reporting MTA's own verdict that the mailbox does not exist
+    // (PowerMTA's X-PowerMTA-BounceCategory: bad-mailbox): evidence like X.1.1.
+    bool address_confirmed = false;
 };
 
 struct dsn_report {

@@ -21,6 +21,7 @@ struct smtp_reply {
     stage at = stage::connect;
     bool stage_known = true;   // false: a report that does not say which step the reply answered (at is a guess)
     std::string reporter;      // a report's Reporting-MTA host, empty for replies in our own sessions
+    bool address_confirmed = false;  // the report's own verdict: no such mailbox (dsn_record)
 
     bool positive() const { return code >= 200 && code < 400; }
     bool transient() const { return code >= 400 && code < 500; }

@@ -71,6 +71,10 @@ bool read_rfc3464(const message& m, dsn_report& rep, report_fallback& fallback) 
         d.remote_mta = strip_type(field(g, "remote-mta"));
         d.reporting_mta = reporting;
         d.last_attempt = field(g, "last-attempt-date");
+        // PowerMTA's classification of the remote reply (PowerMTA User's
+        // Guide, "bounce categories"): bad-mailbox is its verdict that the
+        // mailbox does not exist.
+        d.address_confirmed = lower(trim(field(g, "x-powermta-bouncecategory"))) == "bad-mailbox";
         std::string dstatus;
         find_codes(d.diagnostic, d.reply_code, dstatus);
         d.at = text_stage;

@@ -176,6 +176,36 @@ TEST(Classifier, UserUnknownAfterDataIsAFilterUnlessItSaysX11) {
     EXPECT_EQ(at_end("550 5.1.1 <a@example.com>... User Unknown").k, kind::hard) << "an explicit 5.1.1 is believed";
 }
 
+// "User unknown" is believed on evidence; without any, in a report that
+// names no step, it reads soft (counted as a bounce, not held at once).
+TEST(Classifier, UserUnknownNeedsEvidence) {
+    auto c = shipped();
+    auto read = [&](std::string text, std::string_view domain, bool stage_known, bool confirmed = false) {
+        auto r = parse_reply_text(text);
+        r.stage_known = stage_known;
+        r.address_confirmed = confirmed;
+        return c.classify(r, domain);
+    };
+    EXPECT_EQ(read("550 5.0.0 <u@example.com>: User unknown", "example.com", true).k, kind::hard) << "in reply to RCPT TO";
+    auto unconfirmed = read("550 5.0.0 <u@example.com>: User unknown", "example.com", false);
+    EXPECT_EQ(unconfirmed.k, kind::soft);
+    EXPECT_EQ(unconfirmed.rule, "user-unknown@unconfirmed");
+    EXPECT_FALSE(unconfirmed.retry) << "a 5xx is final for this message whatever the reading";
+    EXPECT_EQ(read("550 5.1.1 <u@example.com>: User unknown", "example.com", false).k, kind::hard) << "X.1.1";
+    EXPECT_EQ(read("550 5.0.0 <u@gmail.com>: User unknown", "gmail.com", false).k, kind::hard) << "a trusted domain";
+    EXPECT_EQ(read("554 5.0.0 delivery error: this user doesn't have an account", "example.com", false, true).k, kind::hard)
+        << "the report's own verdict (PowerMTA bad-mailbox)";
+    EXPECT_EQ(read("550 5.2.1 <u@example.com>... User Unknown", "example.com", false, true).k, kind::hard);
+    EXPECT_EQ(read("550 5.2.1 <u@example.com>... User Unknown", "example.com", false).c, category::inactive_mailbox);
+    // A rule the classifier is given without trusted domains trusts none.
+    classifier plain;
+    std::string err;
+    ASSERT_TRUE(plain.load(std::string(RICOCHET_SOURCE_DIR) + "/etc/bounce-rules.toml", err)) << err;
+    auto r = parse_reply_text("550 5.0.0 User unknown");
+    r.stage_known = false;
+    EXPECT_EQ(plain.classify(r, "gmail.com").k, kind::soft);
+}
+
 TEST(Classifier, ConditionsAndScope) {
     classifier c;
     rule r;
@@ -210,6 +240,8 @@ TEST(Classifier, LoaderNamesLineAndKey) {
         {"[[rule]]\ncategory = \"policy\"\n", "rule.name: missing"},
         {"[[rule]]\nname = \"x\"\ncategory = \"policy\"\npatern = \"a\"\n", ":4: rule.patern: unknown key"},
         {"[rules]\n", "rules: unknown key"},
+        {"[[rule]]\nname = \"x\"\ncategory = \"policy\"\nconfirmed = \"yes\"\n", ":4: rule x: confirmed: expected true or false"},
+        {"[[rule]]\nname = \"x\"\ncategory = \"policy\"\nreporter = 7\n", "rule x: reporter: expected strings"},
     };
     for (auto& r : rows) {
         auto path = std::filesystem::temp_directory_path() / ("rules-" + std::to_string(::getpid()) + ".toml");

@@ -413,3 +413,68 @@ TEST(DsnParser, DsnReplyDerivesACodeFromTheStatusOrAction) {
     d.type = "delayed";
     EXPECT_EQ(dsn_reply(d).code, 450);
 }
+
+TEST(DsnParser, AnSnsEnvelopeAroundASesComplaintIsAComplaint) {
+    // An HTTP or SQS subscriber that mails the SNS envelope on: the SES
+    // notification is a JSON string in "Message". A complaint, not a bounce.
+    std::string inner = R"({\"notificationType\":\"Complaint\",\"complaint\":{\"complainedRecipients\":)"
+                        R"([{\"emailAddress\":\"u@example.org\"}],\"complaintFeedbackType\":\"abuse\"}})";
+    auto r = parse_dsn("From: forwarder@example.net\nTo: b-x@bnc.example\nSubject: SNS\nContent-Type: text/plain\n\n"
+                       R"({"Type":"Notification","MessageId":"1","TopicArn":"arn:aws:sns:x","Message":")" + inner + "\"}\n");
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_EQ(r.records[0].type, "complaint");
+    EXPECT_EQ(r.records[0].recipient, "u@example.org");
+    EXPECT_EQ(r.records[0].feedback_type, "abuse");
+    // A Message that is not JSON is not read as SES.
+    auto bad = parse_dsn("From: forwarder@example.net\nTo: b-x@bnc.example\nSubject: SNS\nContent-Type: text/plain\n\n"
+                         R"({"Type":"Notification","Message":"{\"notificationType\":\"Complaint\", broken"})" "\n");
+    EXPECT_NE(bad.format, "arf");
+}
+
+TEST(DsnParser, PowerMtasBadMailboxCategoryConfirmsTheAddress) {
+    auto rec = [](const std::string& category) {
+        auto r = parse_dsn(report("Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.0.0\n"
+                                  "Diagnostic-Code: smtp; 554 delivery error: this user doesn't have an account\n" +
+                                  (category.empty() ? "" : "X-PowerMTA-BounceCategory: " + category + "\n")));
+        return r.records.empty() ? dsn_record{} : r.records[0];
+    };
+    EXPECT_TRUE(rec("bad-mailbox").address_confirmed);
+    EXPECT_TRUE(dsn_reply(rec("bad-mailbox")).address_confirmed);
+    EXPECT_FALSE(rec("policy-related").address_confirmed);
+    EXPECT_FALSE(rec("").address_confirmed);
+}
+
+TEST(DsnParser, IsoTwoThousandTwentyTwoJpDiagnosticsAreDecoded) {
+    // Domino in Japan writes the Diagnostic-Code in ISO-2022-JP (ESC $ B ... ESC ( B).
+    auto r = parse_dsn(report("Final-Recipient: rfc822; u@example.jp\nAction: failed\nStatus: 5.0.0\n"
+                              "Diagnostic-Code: X-Notes; \x1b$B%f!<%6!<\x1b(B u \x1b$B$O\x1b(B Domino "
+                              "\x1b$B%G%#%l%/%H%j$K$O8+$D$+$j$^$;$s!#\x1b(B\n"));
+    ASSERT_EQ(r.records.size(), 1u);
+    EXPECT_NE(r.records[0].diagnostic.find("ディレクトリには見つかりません"), std::string::npos) << r.records[0].diagnostic;
+}
+
+TEST(DsnParser, StageMarkersAreFoundAcrossFoldedLinesAndInPostfixsRejectTexts) {
+    auto text_report = [](const std::string& notice, const std::string& diag) {
+        return parse_dsn("From: MAILER-DAEMON@mx.example\nTo: b-x@bnc.example\nSubject: Undelivered\nMIME-Version: 1.0\n"
+                         "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n"
+                         "--B\nContent-Type: text/plain\n\n" + notice +
+                         "\n--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example\n\n"
+                         "Final-Recipient: rfc822; u@example.org\nAction: failed\nStatus: 5.0.0\n"
+                         "Diagnostic-Code: smtp; " + diag + "\n\n--B--\n");
+    };
+    // Postfix folds "(in reply to RCPT\n    TO command)".
+    auto folded = text_report("<u@example.org>: host mx.example.org said: 550 <u@example.org>: rejected. (in reply to RCPT\n"
+                              "    TO command)\n", "550 <u@example.org>: rejected.");
+    ASSERT_EQ(folded.records.size(), 1u);
+    EXPECT_TRUE(folded.records[0].stage_known);
+    EXPECT_EQ(folded.records[0].at, stage::rcpt);
+    auto label = text_report("Technical details:\nSMTP:RCPT host 192.0.2.8: 553 5.3.0 <u@example.org>... No such user here\n",
+                             "553 5.3.0 <u@example.org>... No such user here");
+    EXPECT_TRUE(label.records[0].stage_known);
+    EXPECT_EQ(label.records[0].at, stage::rcpt);
+    auto postfix = text_report("failed.\n", "550 5.2.1 <u@example.org>: Recipient address rejected: User unknown");
+    EXPECT_TRUE(postfix.records[0].stage_known);
+    EXPECT_EQ(postfix.records[0].at, stage::rcpt);
+    auto none = text_report("failed.\n", "550 5.0.0 <u@example.org>: User unknown");
+    EXPECT_FALSE(none.records[0].stage_known);
+}
