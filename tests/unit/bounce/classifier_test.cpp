@@ -34,36 +34,56 @@ stage parse_stage(const std::string& s) {
 }
 }  // namespace
 
-TEST(Classifier, RealWorldReplies) {
-    auto c = shipped();
+// One row of replies.tsv: domain, stage ("report": a DSN that names no
+// step), reply ("(no reply) ..." for a failure without one), kind/category,
+// source, and optionally the report's Reporting-MTA.
+struct reply_row {
+    std::string domain, want, source, text;
+    smtp_reply reply;
+};
+
+std::vector<reply_row> reply_rows() {
+    std::vector<reply_row> rows;
     std::ifstream in(std::string(RICOCHET_SOURCE_DIR) + "/tests/unit/bounce/data/replies.tsv");
-    ASSERT_TRUE(in);
+    EXPECT_TRUE(in);
     std::string line;
-    int rows = 0, agree = 0;
-    int read_hard = 0, read_hard_right = 0, labelled_hard = 0;  // the precision view
     while (std::getline(in, line)) {
         if (line.empty() || line[0] == '#') continue;
         std::vector<std::string> f;
         std::stringstream ss(line);
         for (std::string part; std::getline(ss, part, '\t');) f.push_back(part);
-        ASSERT_TRUE(f.size() == 5u || f.size() == 6u) << "bad row: " << line;
-        smtp_reply r;
-        if (f[2].rfind("(no reply) ", 0) == 0) r.lines.push_back(f[2].substr(11));
-        else r = parse_reply_text(f[2]);
-        r.at = parse_stage(f[1]);
-        r.stage_known = f[1] != "report";
-        if (f.size() == 6) r.reporter = f[5];  // the report's Reporting-MTA
-        auto got = c.classify(r, f[0]);
-        std::string want = f[3], have = std::string(to_string(got.k)) + "/" + std::string(to_string(got.c));
+        if (f.size() != 5u && f.size() != 6u) {
+            ADD_FAILURE() << "bad row: " << line;
+            continue;
+        }
+        reply_row row{f[0], f[3], f[4], f[2], {}};
+        if (f[2].rfind("(no reply) ", 0) == 0) row.reply.lines.push_back(f[2].substr(11));
+        else row.reply = parse_reply_text(f[2]);
+        row.reply.at = parse_stage(f[1]);
+        row.reply.stage_known = f[1] != "report";
+        if (f.size() == 6) row.reply.reporter = f[5];
+        rows.push_back(std::move(row));
+    }
+    return rows;
+}
+
+TEST(Classifier, RealWorldReplies) {
+    auto c = shipped();
+    int rows = 0, agree = 0;
+    int read_hard = 0, read_hard_right = 0, labelled_hard = 0;  // the precision view
+    for (auto& row : reply_rows()) {
+        auto got = c.classify(row.reply, row.domain);
+        std::string have = std::string(to_string(got.k)) + "/" + std::string(to_string(got.c));
         ++rows;
-        bool want_hard = want.rfind("hard/", 0) == 0;
+        bool want_hard = row.want.rfind("hard/", 0) == 0;
         labelled_hard += want_hard;
         if (got.k == kind::hard) {
             ++read_hard;
             read_hard_right += want_hard;
         }
-        if (have == want) ++agree;
-        else ADD_FAILURE() << "\"" << f[2] << "\" (" << f[4] << ")\n  got " << have << " (rule " << got.rule << "), want " << want;
+        if (have == row.want) ++agree;
+        else ADD_FAILURE() << "\"" << row.text << "\" (" << row.source << ")\n  got " << have << " (rule " << got.rule
+                           << "), want " << row.want;
     }
     std::printf("bounce rules: %d of %d real-world replies classified as labelled (%.1f%%)\n", agree, rows,
                 rows ? 100.0 * agree / rows : 0.0);
@@ -81,21 +101,8 @@ TEST(Classifier, RealWorldReplies) {
 TEST(Classifier, EveryRuleNamesItsSourceAndDecidesARow) {
     auto c = shipped();
     std::map<std::string, int> decided;
-    std::ifstream in(std::string(RICOCHET_SOURCE_DIR) + "/tests/unit/bounce/data/replies.tsv");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        std::vector<std::string> f;
-        std::stringstream ss(line);
-        for (std::string part; std::getline(ss, part, '\t');) f.push_back(part);
-        ASSERT_TRUE(f.size() == 5u || f.size() == 6u);
-        smtp_reply r;
-        if (f[2].rfind("(no reply) ", 0) == 0) r.lines.push_back(f[2].substr(11));
-        else r = parse_reply_text(f[2]);
-        r.at = parse_stage(f[1]);
-        r.stage_known = f[1] != "report";
-        if (f.size() == 6) r.reporter = f[5];  // the report's Reporting-MTA
-        auto rule = c.classify(r, f[0]).rule;
+    for (auto& row : reply_rows()) {
+        auto rule = c.classify(row.reply, row.domain).rule;
         decided[rule.substr(0, rule.find('@'))]++;
     }
     for (auto& r : c.rules()) {
