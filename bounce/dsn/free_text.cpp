@@ -38,6 +38,13 @@ bool says_delayed(std::string_view lt, std::string_view subject) {
     for (auto m : {"delivery delayed", "delayed mail", "delivery status notification (delay)", "warning: could not send",
                    "message delayed"})
         if (subject.find(m) != std::string_view::npos) return true;
+    // The same subjects in the notices' other languages (lower case as
+    // lower() leaves them: ASCII folded, the rest as sent): German
+    // "verzögert", French "retardé"/"différé", Spanish "retrasado",
+    // Portuguese "atrasad", Italian "ritardat", Russian "задерж",
+    // Japanese "遅延", Chinese "延迟"/"延遲".
+    for (auto m : {"verzögert", "retardé", "différé", "retrasad", "atrasad", "ritardat", "задерж", "遅延", "延迟", "延遲"})
+        if (subject.find(m) != std::string_view::npos) return true;
     return false;
 }
 

@@ -154,7 +154,8 @@ std::optional<message> read_message(std::string_view raw) {
     GMimeObject* top = GMIME_OBJECT(msg.get());
     m.from = header(top, "From");
     m.to = header(top, "To");
-    m.subject = header(top, "Subject");
+    // Decoded (RFC 2047): localised notices encode their subjects.
+    if (const char* subject = g_mime_message_get_subject(msg.get())) m.subject = subject;
     m.return_path = header(top, "Return-Path");
     m.x_failed_recipients = header(top, "X-Failed-Recipients");
     m.x_autoreply = header(top, "X-Autoreply");

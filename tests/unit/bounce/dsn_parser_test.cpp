@@ -164,6 +164,18 @@ TEST(DsnParser, FreeTextWarningIsADelay) {
     EXPECT_EQ(r.records[0].type, "delayed");
 }
 
+TEST(DsnParser, ALocalisedDelaySubjectIsADelay) {
+    // "Zustellung verzögert" as an RFC 2047 encoded-word, and a French one in UTF-8.
+    for (std::string subject : {"=?UTF-8?Q?Zustellung_verz=C3=B6gert?=", "Remise retard\xc3\xa9" "e"}) {
+        auto r = notice(subject, "u@example.org\n451 4.4.1 mx.example.org: connection timed out\n");
+        ASSERT_EQ(r.records.size(), 1u) << subject;
+        EXPECT_EQ(r.records[0].type, "delayed") << subject;
+    }
+    auto failed = notice("Unzustellbar", "u@example.org\n550 5.1.1 unknown\n");
+    ASSERT_EQ(failed.records.size(), 1u);
+    EXPECT_EQ(failed.records[0].type, "bounce");
+}
+
 TEST(DsnParser, FreeTextWithoutACodeTakesTheWordsAroundTheAddress) {
     // No reply code anywhere: the reason is next to the address, after a
     // long preamble that alone would fill the diagnostic.
