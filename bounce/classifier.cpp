@@ -364,13 +364,17 @@ classification classifier::classify(const reply_facts& f) const {
             out.rule = "code:" + std::to_string(f.code);
         }
     }
+    bool trusted = std::any_of(trusted_.begin(), trusted_.end(), [&](auto& d) { return domain_matches(domain, d); });
     // Before RCPT, a reply speaks about us (the connection, the sender), never
     // about the recipient: a fallback reading must not count against it.
     bool before_rcpt = f.at == stage::connect || f.at == stage::greeting || f.at == stage::ehlo || f.at == stage::mail;
     // A hard reading ("invalid domain name" in reply to our EHLO) never
     // applies to the recipient there, whichever rule made it.
     bool hard = kind_of(out.c) == kind::hard;
-    if ((!matched || f.at == stage::mail || hard) && before_rcpt && f.code != 0 &&
+    // RFC 7504's 521 ("this host does not accept mail") is the one greeting
+    // that speaks of the destination: its domain takes no mail at all.
+    bool host_refuses_all = f.code == 521 && out.c == category::domain_unknown;
+    if ((!matched || f.at == stage::mail || hard) && before_rcpt && f.code != 0 && !host_refuses_all &&
         (hard || kind_of(out.c) == kind::soft) && out.c != category::message_too_large) {
         out.c = f.code >= 500 ? category::policy : category::network_error;
         out.rule += "@" + std::string(to_string(f.at));
@@ -384,8 +388,11 @@ classification classifier::classify(const reply_facts& f) const {
     }
     // "User unknown" after the message was sent, for an address the server
     // took at RCPT, is a filter speaking, not a bad address, unless the
-    // server says so precisely with X.1.1 (bad destination mailbox).
-    if (f.at == stage::end_of_data && out.c == category::user_unknown &&
+    // server says so precisely with X.1.1 (bad destination mailbox), the
+    // words are a vendor's fixed directory text, or the domain is trusted
+    // (Yahoo documents "554 delivery error: dd This user doesn't have a
+    // yahoo.com account" after DATA).
+    if (f.at == stage::end_of_data && out.c == category::user_unknown && !trusted && !(by && by->confirmed) &&
         !(f.enhanced.size() == 5 && f.enhanced.compare(1, 4, ".1.1") == 0)) {
         out.c = category::policy;
         out.rule += "@end_of_data";
@@ -423,7 +430,6 @@ classification classifier::classify(const reply_facts& f) const {
     // with X.0.0 or no code) a filter and a dead address read the same, and
     // the reading that does not suppress the address wins: soft, counted
     // as a bounce, held only when it repeats (bounce.held_after_bounces).
-    bool trusted = std::any_of(trusted_.begin(), trusted_.end(), [&](auto& d) { return domain_matches(domain, d); });
     // (A reply whose step is known and is not RCPT was read above.)
     if (out.c == category::user_unknown && subject != '1' && !f.stage_known && !trusted && !(by && by->confirmed) &&
         !f.address_confirmed) {

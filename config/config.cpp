@@ -228,7 +228,8 @@ void load(const toml::table& root, config& c) {
 
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
-        r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "log_level"});
+        r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "events_max_size", "events_max_age",
+                 "events_keep", "log_level"});
         r.str("hostname", c.server.hostname);
         r.path("spool_dir", c.server.spool_dir);
         r.str("state", c.server.state);
@@ -236,6 +237,14 @@ void load(const toml::table& root, config& c) {
             fail(c, *r.node("state"), "server.state", why);
         r.path("control_socket", c.server.control_socket);
         r.path("events_log", c.server.events_log);
+        if (auto* n = r.node("events_max_size")) {
+            bool ok = n->is_integer() ? n->as_integer()->get() >= 0 : n->is_string() && parse_size(n->as_string()->get(), c.server.events_max_size);
+            if (n->is_integer() && ok) c.server.events_max_size = static_cast<std::uint64_t>(n->as_integer()->get());
+            if (!ok) fail(c, *n, "server.events_max_size", "expected a size such as \"1GiB\", \"512MiB\" or 0 (no rotation by size)");
+        }
+        if (auto* n = r.node("events_max_age"); n && n->is_string() && n->as_string()->get() == "0") c.server.events_max_age = seconds(0);
+        else r.duration("events_max_age", c.server.events_max_age);
+        r.integer("events_keep", c.server.events_keep, 1, 1000);
         r.one_of("log_level", c.server.log_level, {"trace", "debug", "info", "warn", "error", "critical", "off"});
     }
     if (auto* t = top.sub("submission")) {
@@ -582,6 +591,29 @@ bool parse_duration(std::string_view text, seconds& out) {
     return true;
 }
 
+
+bool parse_size(std::string_view text, std::uint64_t& out) {
+    std::size_t i = 0;
+    std::uint64_t n = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+        n = n * 10 + static_cast<std::uint64_t>(text[i] - '0');
+        if (n > (1ULL << 40)) return false;
+        ++i;
+    }
+    if (i == 0) return false;
+    std::string_view unit = text.substr(i);
+    std::uint64_t mult = 0;
+    if (unit.empty() || unit == "B") mult = 1;
+    else if (unit == "KiB") mult = 1ULL << 10;
+    else if (unit == "MiB") mult = 1ULL << 20;
+    else if (unit == "GiB") mult = 1ULL << 30;
+    else if (unit == "KB") mult = 1000;
+    else if (unit == "MB") mult = 1000 * 1000;
+    else if (unit == "GB") mult = 1000ULL * 1000 * 1000;
+    else return false;
+    out = n * mult;
+    return true;
+}
 
 bool load_config(const std::filesystem::path& path, config& out, std::string& error) {
     std::error_code fec;

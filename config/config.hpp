@@ -90,6 +90,10 @@ struct config {
         std::string state = "sqlite:var/state.db";
         std::filesystem::path control_socket = "var/ricochetd.sock";
         std::filesystem::path events_log = "var/events.jsonl";
+        // Built-in rotation of events_log (0: off, e.g. when logrotate does it).
+        std::uint64_t events_max_size = 1ULL << 30;  // "1GiB"
+        seconds events_max_age{86400};               // "1d"
+        std::uint32_t events_keep = 14;              // rotated segments kept, gzip'd but the newest
         std::string log_level = "info";
     } server;
 
@@ -205,5 +209,8 @@ bool load_config_text(std::string_view text, const std::filesystem::path& name, 
 
 // "30s", "15m", "72h", "2d" (also "500ms" rounded up to 1s). False when malformed.
 bool parse_duration(std::string_view text, seconds& out);
+// "1GiB", "512MiB", "64KiB", "10MB", "1000", "0" -> bytes (KiB/MiB/GiB are
+// powers of 1024, KB/MB/GB of 1000, B or nothing: bytes).
+bool parse_size(std::string_view text, std::uint64_t& out);
 
 }  // namespace ricochet

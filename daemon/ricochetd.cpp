@@ -197,7 +197,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     events::jsonl_log events_file;
-    if (auto eec = events_file.open(cfg.server.events_log)) {
+    const events::log_rotation events_rotation{cfg.server.events_max_size, cfg.server.events_max_age, cfg.server.events_keep};
+    if (auto eec = events_file.open(cfg.server.events_log, events_rotation)) {
         spdlog::critical("cannot open events log {}: {}", cfg.server.events_log.string(), eec.message());
         return 1;
     }
@@ -436,7 +437,7 @@ int main(int argc, char** argv) {
     std::function<void()> on_hangup = [&] {
         hangup.async_wait([&](const boost::system::error_code& hec, int) {
             if (hec) return;
-            if (auto oec = events_file.open(cfg.server.events_log))
+            if (auto oec = events_file.open(cfg.server.events_log, events_rotation))
                 spdlog::error("SIGHUP: cannot reopen events log {}: {}; still writing the old one",
                               cfg.server.events_log.string(), oec.message());
             else

@@ -4,6 +4,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
+
+#include <memory>
 
 #include "base/unique_fd.hpp"
 
@@ -148,21 +151,156 @@ log_batch read_log(const std::filesystem::path& path, const log_query& q, std::e
     return out;
 }
 
-log_batch read_log_rotated(const std::filesystem::path& path, const log_query& q, std::error_code& ec) {
-    auto older = path;
-    older += ".1";
-    std::error_code oec;
-    if (last_seq_in_log(older, oec) > q.after && !oec) {
-        auto b = read_log(older, q, ec);
-        if (ec || !b.lines.empty() || b.more) return b;
-        // Nothing kept there (all filtered out): go on in the current file from where it ended.
-        log_query next = q;
-        next.after = std::max(q.after, b.last_seq);
-        auto c = read_log(path, next, ec);
-        c.last_seq = std::max(c.last_seq, b.last_seq);
-        return c;
+namespace {
+
+// A gzip'd segment (logrotate's "compress", or ricochetd's own rotation):
+// read from the start, as it cannot be searched; bounded by max_scan_bytes
+// of decompressed text like a plain one.
+struct gz_closer {
+    void operator()(gzFile f) const { gzclose(f); }
+};
+using gz_ptr = std::unique_ptr<gzFile_s, gz_closer>;
+
+gz_ptr gz_open(const std::filesystem::path& path, std::error_code& ec) {
+    ec.clear();
+    gz_ptr f(gzopen(path.c_str(), "rb"));
+    if (!f && errno != ENOENT) ec.assign(errno ? errno : EIO, std::generic_category());
+    if (f) gzbuffer(f.get(), 1 << 17);
+    return f;
+}
+
+// Calls on_line for each line until it returns false; false when the read failed.
+template <class F>
+bool gz_lines(gzFile f, F&& on_line) {
+    std::string carry;
+    std::vector<char> buf(1 << 17);
+    for (;;) {
+        int n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()));
+        if (n < 0) return false;
+        if (n == 0) return true;  // a last line without its newline is torn: not read
+        carry.append(buf.data(), static_cast<std::size_t>(n));
+        std::size_t begin = 0;
+        for (std::size_t nl; (nl = carry.find('\n', begin)) != std::string::npos; begin = nl + 1)
+            if (!on_line(std::string_view(carry.data() + begin, nl - begin), static_cast<std::size_t>(n))) return true;
+        carry.erase(0, begin);
     }
-    return read_log(path, q, ec);
+}
+
+log_batch read_gz(const std::filesystem::path& path, const log_query& q, std::error_code& ec) {
+    log_batch out;
+    auto f = gz_open(path, ec);
+    if (!f) return out;
+    std::uint64_t scanned = 0;
+    bool ok = gz_lines(f.get(), [&](std::string_view line, std::size_t) {
+        scanned += line.size() + 1;
+        auto s = line_seq(line);
+        if (s == 0 || s <= q.after) return scanned < q.max_scan_bytes || (out.more = true, false);
+        if (out.lines.size() >= q.limit) {
+            out.more = true;
+            return false;
+        }
+        out.last_seq = std::max(out.last_seq, s);
+        if (!q.keep || q.keep(line_type(line))) out.lines.emplace_back(line);
+        if (scanned >= q.max_scan_bytes) {
+            out.more = true;
+            return false;
+        }
+        return true;
+    });
+    if (!ok) ec = std::make_error_code(std::errc::io_error);
+    return out;
+}
+
+// One segment of the log: PATH.N.gz, PATH.N or PATH itself.
+struct segment {
+    std::filesystem::path path;
+    bool gz = false;
+};
+
+// Oldest first: ..., PATH.3.gz, PATH.2.gz, PATH.1, PATH (either name per
+// number, as logrotate's delaycompress and ricochetd's own rotation leave
+// them).
+std::vector<segment> segments_of(const std::filesystem::path& path) {
+    std::vector<segment> older;
+    for (int k = 1; k < 10000; ++k) {
+        auto plain = path;
+        plain += "." + std::to_string(k);
+        auto gz = plain;
+        gz += ".gz";
+        std::error_code ec;
+        if (std::filesystem::exists(gz, ec)) older.push_back({gz, true});
+        else if (std::filesystem::exists(plain, ec)) older.push_back({plain, false});
+        else break;
+    }
+    std::vector<segment> out(older.rbegin(), older.rend());
+    out.push_back({path, false});
+    return out;
+}
+
+// The first numbered seq of a segment (0: none, or unreadable).
+std::uint64_t first_seq(const segment& s) {
+    std::error_code ec;
+    if (!s.gz) {
+        base::unique_fd fd(::open(s.path.c_str(), O_RDONLY | O_CLOEXEC));
+        struct stat st {};
+        if (!fd || ::fstat(fd.get(), &st) != 0) return 0;
+        for (std::uint64_t at = 0; at < static_cast<std::uint64_t>(st.st_size);) {
+            auto l = first_line_from(fd.get(), at, static_cast<std::uint64_t>(st.st_size), ec);
+            if (ec || !l.found) return 0;
+            if (l.seq) return l.seq;
+            at = l.end;
+        }
+        return 0;
+    }
+    auto f = gz_open(s.path, ec);
+    std::uint64_t seq = 0;
+    if (f) gz_lines(f.get(), [&](std::string_view line, std::size_t) { return (seq = line_seq(line)) == 0; });
+    return seq;
+}
+
+}  // namespace
+
+log_batch read_log_rotated(const std::filesystem::path& path, const log_query& q, std::error_code& ec) {
+    ec.clear();
+    auto segs = segments_of(path);
+    // Start in the newest segment that begins at or before the cursor's
+    // next event: the ones before it hold only what was read already.
+    std::size_t start = 0;
+    for (std::size_t i = 0; i + 1 < segs.size(); ++i) {
+        auto f = first_seq(segs[i]);
+        if (f == 0) continue;
+        if (f > q.after + 1) break;
+        start = i;
+    }
+    log_query next = q;
+    std::uint64_t seen = 0;
+    for (std::size_t i = start; i < segs.size(); ++i) {
+        auto b = segs[i].gz ? read_gz(segs[i].path, next, ec) : read_log(segs[i].path, next, ec);
+        b.last_seq = std::max(b.last_seq, seen);
+        // A segment that gave something (or stopped early) answers this
+        // read; the next one goes on from its last_seq.
+        if (ec || !b.lines.empty() || b.more || i + 1 == segs.size()) return b;
+        seen = b.last_seq;
+        next.after = std::max(next.after, b.last_seq);
+    }
+    return {};
+}
+
+std::uint64_t last_seq_in_logs(const std::filesystem::path& path, std::error_code& ec) {
+    auto segs = segments_of(path);
+    for (auto it = segs.rbegin(); it != segs.rend(); ++it) {
+        std::uint64_t last = 0;
+        if (!it->gz) {
+            last = last_seq_in_log(it->path, ec);
+        } else if (auto f = gz_open(it->path, ec)) {
+            gz_lines(f.get(), [&](std::string_view line, std::size_t) {
+                if (auto s = line_seq(line)) last = s;
+                return true;
+            });
+        }
+        if (ec || last) return last;
+    }
+    return 0;
 }
 
 std::uint64_t last_seq_in_log(const std::filesystem::path& path, std::error_code& ec) {

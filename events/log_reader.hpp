@@ -35,9 +35,13 @@ struct log_query {
 
 log_batch read_log(const std::filesystem::path& path, const log_query& q, std::error_code& ec);
 
-// The same over the log and the file logrotate renamed it to (PATH.1),
-// oldest first: events written just before a rotation are still found by
-// a reader (a webhook) whose cursor is behind.
+// The same over the log and its rotated segments, oldest first: PATH.N.gz
+// ... PATH.2.gz, PATH.1 (logrotate's "compress" + "delaycompress" names,
+// which ricochetd's own rotation uses too; a segment may also be plain or
+// compressed under either name). A reader (a webhook) whose cursor is
+// behind finds events written before any number of rotations, as long as
+// their segment is kept. Each call answers from one segment: the first that
+// has events after the cursor; the next call goes on from its last_seq.
 log_batch read_log_rotated(const std::filesystem::path& path, const log_query& q, std::error_code& ec);
 
 // The seq and type of one log line, read without a JSON parser (the writer
@@ -47,5 +51,8 @@ std::string_view line_type(std::string_view line);
 
 // The highest seq in the log (0 when empty): where a new webhook starts.
 std::uint64_t last_seq_in_log(const std::filesystem::path& path, std::error_code& ec);
+// The same over the rotated segments: the current file just after a
+// rotation is empty, and the last event is in PATH.1.
+std::uint64_t last_seq_in_logs(const std::filesystem::path& path, std::error_code& ec);
 
 }  // namespace ricochet::events

@@ -341,7 +341,7 @@ bool webhook_dispatcher::start(std::string& error) {
         return false;
     }
     std::error_code lec;
-    auto end_of_log = events::last_seq_in_log(cfg_.server.events_log, lec);
+    auto end_of_log = events::last_seq_in_logs(cfg_.server.events_log, lec);
     for (auto& e : endpoints_) {
         std::ifstream in(e->cursor_file);
         std::uint64_t c = 0;

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(g++ cmake ninja-build ccache pkg-config python3
       libboost1.81-dev libssl-dev libc-ares-dev libidn2-dev libspdlog-dev
       libgtest-dev libbenchmark-dev libsqlite3-dev libtomlplusplus-dev libcli11-dev
-      nlohmann-json3-dev libgmime-3.0-dev libcrypt-dev libjemalloc-dev
+      nlohmann-json3-dev libgmime-3.0-dev libcrypt-dev libjemalloc-dev zlib1g-dev
       postfix swaks logrotate libnet-ssleay-perl libio-socket-ssl-perl dnsmasq-base openssl iproute2
       clang   # libFuzzer (scripts/fuzz.sh)
       pandoc groff-base   # the man pages from docs/ (scripts/man.sh) and their test

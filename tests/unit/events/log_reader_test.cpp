@@ -2,9 +2,12 @@
 // torn lines, rotation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <thread>
 
 #include "events/event_json.hpp"
+#include "events/jsonl_log.hpp"
 #include "events/log_reader.hpp"
 
 using namespace ricochet::events;
@@ -126,4 +129,96 @@ TEST_F(log_fixture, EventsBeforeALogrotateAreReadFromPathDot1First) {
     EXPECT_EQ(c.last_seq, 60u);
     auto f = read_log_rotated(path, {40, 100, [](std::string_view t) { return t == "complaint"; }}, ec);
     EXPECT_EQ(f.last_seq, 60u) << "nothing kept in either: the cursor moves to the end";
+}
+
+// The log rotating itself by size: every event lands in exactly one
+// segment, the older ones gzip'd, at most `keep` kept, and a cursor that is
+// behind reads on through all of them.
+TEST_F(log_fixture, SizeRotationKeepsEveryEventOnceAndTheReaderFollowsIt) {
+    jsonl_log log;
+    ASSERT_FALSE(log.open(path, log_rotation{20000, std::chrono::seconds(0), 50}));
+    for (std::uint64_t s = 1; s <= 3000; s += 10) {
+        std::vector<event> batch;
+        for (auto k = s; k < s + 10; ++k) {
+            event e;
+            e.type = event_type::delivered;
+            e.seq = k;
+            e.id = "x-" + std::to_string(k);
+            e.recipient = "r" + std::to_string(k) + "@example.com";
+            batch.push_back(e);
+        }
+        log.write(batch);
+    }
+    log.wait_for_compression();
+    auto p1 = path, p2gz = path, p2 = path;
+    p1 += ".1";
+    p2gz += ".2.gz";
+    p2 += ".2";
+    EXPECT_TRUE(std::filesystem::exists(p1));
+    EXPECT_TRUE(std::filesystem::exists(p2gz)) << "the second segment is compressed";
+    EXPECT_FALSE(std::filesystem::exists(p2)) << "and its plain copy removed";
+    EXPECT_LE(std::filesystem::file_size(p1), 20000u + 2000u) << "a segment stops near max_size (a batch is never split)";
+    std::uint64_t after = 0;
+    std::vector<std::uint64_t> all;
+    std::error_code ec;
+    for (int guard = 0; guard < 1000; ++guard) {
+        auto b = read_log_rotated(path, {after, 97, nullptr}, ec);
+        ASSERT_FALSE(ec) << ec.message();
+        if (b.lines.empty()) break;
+        for (auto s : seqs(b)) all.push_back(s);
+        after = b.last_seq;
+    }
+    ASSERT_EQ(all.size(), 3000u);
+    for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i], i + 1) << "each event once, in order";
+    EXPECT_EQ(last_seq_in_logs(path, ec), 3000u);
+    // A cursor in the middle of an old, compressed segment starts there.
+    auto mid = read_log_rotated(path, {1234, 5, nullptr}, ec);
+    EXPECT_EQ(seqs(mid), (std::vector<std::uint64_t>{1235, 1236, 1237, 1238, 1239}));
+}
+
+TEST_F(log_fixture, OnlyKeepSegmentsAreKeptAndAnEmptyFileNeverRotates) {
+    jsonl_log log;
+    ASSERT_FALSE(log.open(path, log_rotation{0, std::chrono::seconds(0), 2}));
+    EXPECT_FALSE(log.rotate()) << "nothing written yet";
+    for (std::uint64_t s = 1; s <= 4; ++s) {
+        event e;
+        e.type = event_type::queued;
+        e.seq = s;
+        e.id = "x";
+        log.write({e});
+        EXPECT_TRUE(log.rotate());
+    }
+    log.wait_for_compression();
+    std::vector<std::string> names;
+    for (auto& f : std::filesystem::directory_iterator(dir)) names.push_back(f.path().filename().string());
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"events.jsonl", "events.jsonl.1", "events.jsonl.2.gz"}));
+    std::error_code ec;
+    EXPECT_EQ(last_seq_in_logs(path, ec), 4u) << "the current file is empty: the last event is in .1";
+    auto b = read_log_rotated(path, {0, 10, nullptr}, ec);
+    EXPECT_EQ(seqs(b), (std::vector<std::uint64_t>{3})) << "events 1 and 2 are gone with the segments not kept";
+}
+
+TEST_F(log_fixture, AgeRotationStartsANewFileForTheNextBatch) {
+    jsonl_log log;
+    ASSERT_FALSE(log.open(path, log_rotation{0, std::chrono::seconds(1), 5}));
+    event e;
+    e.type = event_type::queued;
+    e.seq = 1;
+    e.id = "x";
+    log.write({e});
+    // The segment's age is its birth time (seconds): wait until it is at least 1 s old.
+    auto p1 = path;
+    p1 += ".1";
+    for (int i = 0; i < 300 && !std::filesystem::exists(p1); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        e.seq++;
+        log.write({e});
+    }
+    ASSERT_TRUE(std::filesystem::exists(p1)) << "rotated by age within 3 s";
+    std::error_code ec;
+    auto first = read_log(p1, {0, 1000, nullptr}, ec);
+    auto now = read_log(path, {0, 1000, nullptr}, ec);
+    EXPECT_EQ(seqs(first).front(), 1u);
+    EXPECT_EQ(seqs(first).size() + seqs(now).size(), e.seq) << "no event lost or doubled by the rotation";
 }
