@@ -94,14 +94,24 @@ std::string_view line_type(std::string_view line) {
     return end == std::string_view::npos ? std::string_view{} : line.substr(start, end - start);
 }
 
+namespace {
+log_batch read_log_fd(const base::unique_fd& fd, const log_query& q, std::error_code& ec);
+std::uint64_t last_seq_in_fd(const base::unique_fd& fd, std::error_code& ec);
+}  // namespace
+
 log_batch read_log(const std::filesystem::path& path, const log_query& q, std::error_code& ec) {
-    log_batch out;
     ec.clear();
     base::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
         if (errno != ENOENT) ec.assign(errno, std::generic_category());
-        return out;  // no log yet: nothing happened
+        return {};  // no log yet: nothing happened
     }
+    return read_log_fd(fd, q, ec);
+}
+
+namespace {
+log_batch read_log_fd(const base::unique_fd& fd, const log_query& q, std::error_code& ec) {
+    log_batch out;
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
         ec.assign(errno, std::generic_category());
@@ -150,6 +160,7 @@ log_batch read_log(const std::filesystem::path& path, const log_query& q, std::e
     }
     return out;
 }
+}  // namespace
 
 namespace {
 
@@ -161,11 +172,22 @@ struct gz_closer {
 };
 using gz_ptr = std::unique_ptr<gzFile_s, gz_closer>;
 
-gz_ptr gz_open(const std::filesystem::path& path, std::error_code& ec) {
+// From the start of fd, which stays open (zlib reads a duplicate).
+gz_ptr gz_open(const base::unique_fd& fd, std::error_code& ec) {
     ec.clear();
-    gz_ptr f(gzopen(path.c_str(), "rb"));
-    if (!f && errno != ENOENT) ec.assign(errno ? errno : EIO, std::generic_category());
-    if (f) gzbuffer(f.get(), 1 << 17);
+    int dup = ::dup(fd.get());
+    if (dup < 0 || ::lseek(dup, 0, SEEK_SET) < 0) {
+        ec.assign(errno, std::generic_category());
+        if (dup >= 0) ::close(dup);
+        return nullptr;
+    }
+    gz_ptr f(gzdopen(dup, "rb"));
+    if (!f) {
+        ::close(dup);
+        ec = std::make_error_code(std::errc::io_error);
+        return nullptr;
+    }
+    gzbuffer(f.get(), 1 << 17);
     return f;
 }
 
@@ -186,9 +208,9 @@ bool gz_lines(gzFile f, F&& on_line) {
     }
 }
 
-log_batch read_gz(const std::filesystem::path& path, const log_query& q, std::error_code& ec) {
+log_batch read_gz(const base::unique_fd& fd, const log_query& q, std::error_code& ec) {
     log_batch out;
-    auto f = gz_open(path, ec);
+    auto f = gz_open(fd, ec);
     if (!f) return out;
     std::uint64_t scanned = 0;
     bool ok = gz_lines(f.get(), [&](std::string_view line, std::size_t) {
@@ -211,51 +233,68 @@ log_batch read_gz(const std::filesystem::path& path, const log_query& q, std::er
     return out;
 }
 
-// One segment of the log: PATH.N.gz, PATH.N or PATH itself.
+// One segment of the log: PATH.N.gz, PATH.N or PATH itself, opened.
 struct segment {
-    std::filesystem::path path;
+    base::unique_fd fd;
     bool gz = false;
 };
 
 // Oldest first: ..., PATH.3.gz, PATH.2.gz, PATH.1, PATH (either name per
 // number, as logrotate's delaycompress and ricochetd's own rotation leave
-// them).
+// them). Each is opened as it is found, newest first, so that a rotation
+// while the names are looked at cannot hide a segment: names only move
+// towards older numbers, so a segment may be seen twice (the same inode,
+// kept once) but none is skipped between the newest and the oldest found.
 std::vector<segment> segments_of(const std::filesystem::path& path) {
-    std::vector<segment> older;
+    std::vector<segment> newest_first;
+    std::vector<std::pair<dev_t, ino_t>> seen;
+    auto take = [&](const std::filesystem::path& p, bool gz) {
+        base::unique_fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) return false;
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0) return false;
+        for (auto& s : seen)
+            if (s.first == st.st_dev && s.second == st.st_ino) return true;
+        seen.emplace_back(st.st_dev, st.st_ino);
+        newest_first.push_back({std::move(fd), gz});
+        return true;
+    };
+    if (!take(path, false)) newest_first.push_back({base::unique_fd(), false});  // no current file yet
     for (int k = 1; k < 10000; ++k) {
         auto plain = path;
         plain += "." + std::to_string(k);
         auto gz = plain;
         gz += ".gz";
-        std::error_code ec;
-        if (std::filesystem::exists(gz, ec)) older.push_back({gz, true});
-        else if (std::filesystem::exists(plain, ec)) older.push_back({plain, false});
-        else break;
+        if (!take(gz, true) && !take(plain, false)) break;
     }
-    std::vector<segment> out(older.rbegin(), older.rend());
-    out.push_back({path, false});
-    return out;
+    return {std::make_move_iterator(newest_first.rbegin()), std::make_move_iterator(newest_first.rend())};
 }
 
 // The first numbered seq of a segment (0: none, or unreadable).
 std::uint64_t first_seq(const segment& s) {
     std::error_code ec;
+    if (!s.fd) return 0;
     if (!s.gz) {
-        base::unique_fd fd(::open(s.path.c_str(), O_RDONLY | O_CLOEXEC));
         struct stat st {};
-        if (!fd || ::fstat(fd.get(), &st) != 0) return 0;
+        if (::fstat(s.fd.get(), &st) != 0) return 0;
         for (std::uint64_t at = 0; at < static_cast<std::uint64_t>(st.st_size);) {
-            auto l = first_line_from(fd.get(), at, static_cast<std::uint64_t>(st.st_size), ec);
+            auto l = first_line_from(s.fd.get(), at, static_cast<std::uint64_t>(st.st_size), ec);
             if (ec || !l.found) return 0;
             if (l.seq) return l.seq;
             at = l.end;
         }
         return 0;
     }
-    auto f = gz_open(s.path, ec);
+    auto f = gz_open(s.fd, ec);
     std::uint64_t seq = 0;
     if (f) gz_lines(f.get(), [&](std::string_view line, std::size_t) { return (seq = line_seq(line)) == 0; });
     return seq;
+}
+
+log_batch read_segment(const segment& s, const log_query& q, std::error_code& ec) {
+    ec.clear();
+    if (!s.fd) return {};
+    return s.gz ? read_gz(s.fd, q, ec) : read_log_fd(s.fd, q, ec);
 }
 
 }  // namespace
@@ -275,11 +314,15 @@ log_batch read_log_rotated(const std::filesystem::path& path, const log_query& q
     log_query next = q;
     std::uint64_t seen = 0;
     for (std::size_t i = start; i < segs.size(); ++i) {
-        auto b = segs[i].gz ? read_gz(segs[i].path, next, ec) : read_log(segs[i].path, next, ec);
+        auto b = read_segment(segs[i], next, ec);
         b.last_seq = std::max(b.last_seq, seen);
         // A segment that gave something (or stopped early) answers this
-        // read; the next one goes on from its last_seq.
-        if (ec || !b.lines.empty() || b.more || i + 1 == segs.size()) return b;
+        // read; the next one goes on from its last_seq, and `more` says
+        // that newer segments follow.
+        if (ec || !b.lines.empty() || b.more || i + 1 == segs.size()) {
+            b.more = b.more || i + 1 < segs.size();
+            return b;
+        }
         seen = b.last_seq;
         next.after = std::max(next.after, b.last_seq);
     }
@@ -289,10 +332,11 @@ log_batch read_log_rotated(const std::filesystem::path& path, const log_query& q
 std::uint64_t last_seq_in_logs(const std::filesystem::path& path, std::error_code& ec) {
     auto segs = segments_of(path);
     for (auto it = segs.rbegin(); it != segs.rend(); ++it) {
+        if (!it->fd) continue;
         std::uint64_t last = 0;
         if (!it->gz) {
-            last = last_seq_in_log(it->path, ec);
-        } else if (auto f = gz_open(it->path, ec)) {
+            last = last_seq_in_fd(it->fd, ec);
+        } else if (auto f = gz_open(it->fd, ec)) {
             gz_lines(f.get(), [&](std::string_view line, std::size_t) {
                 if (auto s = line_seq(line)) last = s;
                 return true;
@@ -310,6 +354,12 @@ std::uint64_t last_seq_in_log(const std::filesystem::path& path, std::error_code
         if (errno != ENOENT) ec.assign(errno, std::generic_category());
         return 0;
     }
+    return last_seq_in_fd(fd, ec);
+}
+
+namespace {
+std::uint64_t last_seq_in_fd(const base::unique_fd& fd, std::error_code& ec) {
+    ec.clear();
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) {
         ec.assign(errno, std::generic_category());
@@ -332,5 +382,7 @@ std::uint64_t last_seq_in_log(const std::filesystem::path& path, std::error_code
         if (best || from == 0) return best;
     }
 }
+
+}  // namespace
 
 }  // namespace ricochet::events

@@ -69,7 +69,7 @@ NO_DNS = '[delivery]\ndns_servers = ["127.0.0.1:9"]\n'
 
 class Daemon:
     def __init__(self, extra_config="", submission_extra="", trusted=None, preexec_fn=None, bounce_extra="",
-                 http_extra=""):
+                 http_extra="", server_extra=""):
         self.dir = tempfile.mkdtemp(prefix="ricochet-it-")
         self.port = free_port()
         self.bounce_port = free_port()
@@ -89,6 +89,7 @@ state = "sqlite:{self.dir}/state.db"
 control_socket = "{self.dir}/ricochetd.sock"
 events_log = "{self.dir}/events.jsonl"
 log_level = "info"
+{server_extra}
 
 [submission]
 listen = ["127.0.0.1:{self.port}"]

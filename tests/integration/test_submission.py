@@ -6,7 +6,9 @@ import smtplib
 import stat
 import subprocess
 import threading
+import json
 import unittest
+import urllib.request
 
 from harness import Daemon, RawClient, message, wait_for
 
@@ -325,6 +327,78 @@ class EventsLogRotation(unittest.TestCase):
         both = [e["seq"] for e in old + new]
         self.assertEqual(both, sorted(set(both)), "each event once, numbering going on across the files")
         self.assertIn("events log %s reopened" % self.d.events_path, self.d.log())
+
+
+class EventsLogSelfRotation(unittest.TestCase):
+    """The daemon rotates the events log by size: under a submission load,
+    every event is in exactly one segment (events.jsonl, .1, .2.gz, ...),
+    and GET /v1/events reads through all of them, each event once."""
+
+    def setUp(self):
+        self.d = Daemon(server_extra='events_max_size = "16KiB"\nevents_keep = 200').start()
+
+    def tearDown(self):
+        self.d.cleanup()
+
+    def segments(self):
+        import gzip
+        # One file per segment, as the readers take them: while a segment is
+        # being compressed, events.jsonl.N and events.jsonl.N.gz may both
+        # exist for a moment (the .gz is complete before the plain one goes).
+        names = set(os.listdir(self.d.dir))
+        out = []
+        for name in sorted(names):
+            if not name.startswith("events.jsonl") or name.endswith(".gz.tmp"):
+                continue
+            if name + ".gz" in names:
+                continue
+            path = os.path.join(self.d.dir, name)
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rt") as f:
+                out.append((name, [json.loads(l) for l in f if l.strip()]))
+        return out
+
+    def test_size_rotation_keeps_every_event_once(self):
+        n = 400
+        import concurrent.futures
+
+        def send(i):
+            with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+                for k in range(i, n, 4):
+                    s.sendmail("sender@example.com", ["r%d@example.net" % k], message(k))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(send, range(4)))
+
+        def queued():
+            return sum(1 for _, evs in self.segments() for e in evs if e["type"] == "queued")
+        wait_for(lambda: queued() >= n, timeout=120, what="%d queued events across the segments" % n)
+        # The API reads through every segment, oldest first, each event
+        # once, while the daemon goes on writing and rotating.
+        got, after = [], 0
+        for _ in range(1000):
+            with urllib.request.urlopen("http://127.0.0.1:%d/v1/events?after=%d&limit=37" % (self.d.http_port, after),
+                                        timeout=30) as r:
+                body = json.loads(r.read())
+            if not body["events"]:
+                break
+            got += [e["seq"] for e in body["events"]]
+            after = body["last_seq"]
+        self.assertEqual(got, sorted(set(got)), "each event once, in order")
+        # Stopped (no rotation while the files are read): every event in exactly one segment.
+        self.d.stop()
+        segs = self.segments()
+        names = [name for name, _ in segs]
+        self.assertIn("events.jsonl.1", names)
+        self.assertTrue(any(name.endswith(".gz") for name in names), names)
+        for name in names:
+            if name != "events.jsonl" and name != "events.jsonl.1":
+                self.assertTrue(name.endswith(".gz"), "older segments are compressed: %s" % names)
+        seqs = sorted(e["seq"] for _, evs in segs for e in evs)
+        self.assertEqual(len(seqs), len(set(seqs)), "no event written twice")
+        self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), "no event lost between segments")
+        self.assertEqual(got, seqs[:len(got)], "the API gave every event from the first on, none skipped")
+        self.assertGreaterEqual(len(got), n)
+        self.assertIn("events log rotated", self.d.log())
 
 
 if __name__ == "__main__":
