@@ -232,6 +232,22 @@ void recipient_state::load_breaker(breaker::monitor& m, std::int64_t now_ms) con
     for (auto& d : store_->window_counts(m.cfg().window_start(now_ms))) m.load_counts(d.key, d.bucket, d.c);
     for (auto& [k, s] : store_->scopes()) m.load_state(k, s);
 }
+bool recipient_state::prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
+                            std::string& error) {
+    std::lock_guard lk(mu_);
+    error.clear();
+    if (!store_->begin(error)) return false;
+    if (!store_->prune(before_ms, id_before, batch, out, error) || !store_->commit(error)) {
+        store_->rollback();
+        out = {};
+        return false;
+    }
+    return true;
+}
+void recipient_state::reclaim_space() {
+    std::lock_guard lk(mu_);
+    store_->reclaim_space();
+}
 bool recipient_state::prune_window_counts(std::int64_t before_bucket, std::string& error) {
     std::lock_guard lk(mu_);
     error.clear();

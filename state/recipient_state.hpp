@@ -46,6 +46,12 @@ public:
     std::vector<std::pair<std::string, breaker::scope_state>> scopes() const;
     bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error);
     bool prune_window_counts(std::int64_t before_bucket, std::string& error);
+    // Retention: one batch (a transaction) of storage::prune. Recipients'
+    // statuses, suppressions and the breaker's counts stay; stats keep
+    // their totals (daily). False with `error` when it could not write.
+    bool prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
+               std::string& error);
+    void reclaim_space();
     // A breaker monitor filled from the store: the window's counts at now
     // and every scope's state (the daemon at start, ricochetctl, the views).
     void load_breaker(breaker::monitor& m, std::int64_t now_ms) const;

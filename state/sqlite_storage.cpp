@@ -98,6 +98,9 @@ constexpr const char* select_status_sql = "SELECT " RECORD_COLS " FROM recipient
 #undef RECORD_COLS
 
 constexpr const char* schema =
+    // Pages freed by retention can be given back (PRAGMA incremental_vacuum);
+    // takes effect for a database created from now on.
+    "PRAGMA auto_vacuum=INCREMENTAL;"
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=NORMAL;"  // WAL + NORMAL: a crash may lose the last decisions, never corrupt
     // The decisions' indexes (recipient, campaign, domain) take inserts
@@ -115,6 +118,12 @@ constexpr const char* schema =
     "CREATE INDEX IF NOT EXISTS decisions_recipient ON decisions(recipient);"
     "CREATE INDEX IF NOT EXISTS decisions_campaign ON decisions(campaign, time_ms);"
     "CREATE INDEX IF NOT EXISTS decisions_domain ON decisions(domain, time_ms);"
+    // Per day, campaign and domain: what `stats` counts, for decisions that
+    // retention deleted (day = time_ms / 86400000, UTC).
+    "CREATE TABLE IF NOT EXISTS daily_totals(day INTEGER NOT NULL, campaign TEXT NOT NULL, domain TEXT NOT NULL,"
+    " queued INTEGER NOT NULL, delivered INTEGER NOT NULL, deferred INTEGER NOT NULL, hard INTEGER NOT NULL,"
+    " soft INTEGER NOT NULL, block INTEGER NOT NULL, technical INTEGER NOT NULL,"
+    " PRIMARY KEY(day, campaign, domain)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS messages(queue_id TEXT PRIMARY KEY, campaign TEXT,"
     " bounced INTEGER NOT NULL DEFAULT 0, sender TEXT);"
     "CREATE TABLE IF NOT EXISTS message_recipients(queue_id TEXT NOT NULL, idx INTEGER NOT NULL,"
@@ -274,21 +283,100 @@ std::vector<events::event> sqlite_storage::history(const std::string& address, i
 std::vector<stats_row> sqlite_storage::stats(const std::string& group_by, const std::string& campaign,
                                              const std::string& domain, std::int64_t since_ms) {
     std::string key = group_by == "domain" ? "domain" : "campaign";
+    // The decisions still kept, plus the daily totals of those retention
+    // deleted (a day counts when it starts at or after since_ms). A
+    // recipient deferred both in a folded day and later is counted by its
+    // last deferral only (prune() leaves it to the rows that remain).
     std::string sql =
-        "SELECT " + key +
-        ", SUM(type='queued'), SUM(type='delivered'),"
-        " COUNT(DISTINCT CASE WHEN type='deferred' THEN queue_id || ' ' || recipient END),"
-        " SUM(type IN ('bounced','expired') AND kind='hard'), SUM(type IN ('bounced','expired') AND kind='soft'),"
-        " SUM(type IN ('bounced','expired') AND kind='block'), SUM(type IN ('bounced','expired') AND kind='technical')"
-        " FROM decisions WHERE time_ms >= ? AND (? = '' OR campaign = ?) AND (? = '' OR domain = ?)"
-        " AND type <> 'admin' GROUP BY " + key + " ORDER BY " + key;
+        "SELECT k, SUM(q), SUM(d), SUM(df), SUM(h), SUM(s), SUM(b), SUM(t) FROM ("
+        " SELECT IFNULL(" + key + ",'') AS k, SUM(type='queued') AS q, SUM(type='delivered') AS d,"
+        " COUNT(DISTINCT CASE WHEN type='deferred' THEN queue_id || ' ' || recipient END) AS df,"
+        " SUM(type IN ('bounced','expired') AND kind='hard') AS h, SUM(type IN ('bounced','expired') AND kind='soft') AS s,"
+        " SUM(type IN ('bounced','expired') AND kind='block') AS b, SUM(type IN ('bounced','expired') AND kind='technical') AS t"
+        " FROM decisions WHERE time_ms >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
+        " AND type <> 'admin' GROUP BY k"
+        " UNION ALL"
+        " SELECT " + key + ", SUM(queued), SUM(delivered), SUM(deferred), SUM(hard), SUM(soft), SUM(block), SUM(technical)"
+        " FROM daily_totals WHERE day * 86400000 >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
+        " GROUP BY " + key +
+        ") GROUP BY k ORDER BY k";
     stmt q(db_.get(), sql);
-    q.num(1, since_ms).text(2, campaign).text(3, campaign).text(4, domain).text(5, domain);
+    q.num(1, since_ms).text(2, campaign).text(3, domain);
     std::vector<stats_row> out;
     while (q.row())
         out.push_back({q.col_text(0), q.col_num(1), q.col_num(2), q.col_num(3), q.col_num(4), q.col_num(5),
                        q.col_num(6), q.col_num(7)});
     return out;
+}
+
+bool sqlite_storage::prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
+                           std::string& error) {
+    out = {};
+    // The batch: the oldest `batch` rows (by id, the order they were
+    // written) older than before_ms; old rows are at the start of the table.
+    std::int64_t last_id = 0;
+    {
+        stmt q(db_.get(), "SELECT id FROM decisions WHERE time_ms < ?1 ORDER BY id LIMIT 1 OFFSET ?2");
+        q.num(1, before_ms).num(2, static_cast<std::int64_t>(batch) - 1);
+        if (q.row()) {
+            last_id = q.col_num(0);
+            out.more = true;
+        } else {
+            stmt m(db_.get(), "SELECT IFNULL(MAX(id), 0) FROM decisions WHERE time_ms < ?1");
+            m.num(1, before_ms);
+            if (m.row()) last_id = m.col_num(0);
+            if (!m.error().empty()) return fail(m, error);
+        }
+        if (!q.error().empty()) return fail(q, error);
+    }
+    if (last_id > 0) {
+        // Folded by day, campaign and domain. A deferral counts once per
+        // message and recipient: at its last deferral row, so here only
+        // when no later one (a larger id: decisions are written as they
+        // happen) exists, in this batch or among the rows that stay.
+        stmt fold(db_.get(),
+                  "INSERT INTO daily_totals(day, campaign, domain, queued, delivered, deferred, hard, soft, block, technical)"
+                  " SELECT time_ms / 86400000, IFNULL(campaign,''), IFNULL(domain,''), SUM(type='queued'), SUM(type='delivered'),"
+                  " COUNT(DISTINCT CASE WHEN type='deferred' AND NOT EXISTS (SELECT 1 FROM decisions l WHERE l.type='deferred'"
+                  "   AND l.recipient = o.recipient AND l.queue_id = o.queue_id AND l.id > o.id)"
+                  "   THEN queue_id || ' ' || recipient END),"
+                  " SUM(type IN ('bounced','expired') AND kind='hard'), SUM(type IN ('bounced','expired') AND kind='soft'),"
+                  " SUM(type IN ('bounced','expired') AND kind='block'), SUM(type IN ('bounced','expired') AND kind='technical')"
+                  " FROM decisions o WHERE id <= ?2 AND time_ms < ?1 AND type <> 'admin'"
+                  " GROUP BY 1, 2, 3"
+                  " ON CONFLICT(day, campaign, domain) DO UPDATE SET queued = queued + excluded.queued,"
+                  " delivered = delivered + excluded.delivered, deferred = deferred + excluded.deferred,"
+                  " hard = hard + excluded.hard, soft = soft + excluded.soft, block = block + excluded.block,"
+                  " technical = technical + excluded.technical");
+        fold.num(1, before_ms).num(2, last_id);
+        if (!fold.run()) return fail(fold, error);
+        stmt del(db_.get(), "DELETE FROM decisions WHERE id <= ?2 AND time_ms < ?1");
+        del.num(1, before_ms).num(2, last_id);
+        if (!del.run()) return fail(del, error);
+        out.decisions = sqlite3_changes(db_.get());
+    }
+    if (!id_before.empty()) {
+        // Queue ids sort by arrival time: the oldest messages first, a batch at a time.
+        stmt ids(db_.get(), "SELECT queue_id FROM messages WHERE queue_id < ?1 ORDER BY queue_id LIMIT 1 OFFSET ?2");
+        ids.text(1, id_before).num(2, static_cast<std::int64_t>(batch) - 1);
+        std::string upto = id_before;
+        if (ids.row()) {
+            upto = ids.col_text(0) + "\x01";  // up to and including this id
+            out.more = true;
+        }
+        for (const char* sql : {"DELETE FROM message_recipients WHERE queue_id < ?1",
+                                "DELETE FROM final_failures WHERE queue_id < ?1", "DELETE FROM messages WHERE queue_id < ?1"}) {
+            stmt d(db_.get(), sql);
+            d.text(1, upto);
+            if (!d.run()) return fail(d, error);
+            if (std::string_view(sql).find("FROM messages") != std::string_view::npos) out.messages = sqlite3_changes(db_.get());
+        }
+    }
+    return true;
+}
+
+void sqlite_storage::reclaim_space() {
+    sqlite3_exec(db_.get(), "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
 }
 
 bool sqlite_storage::add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,

@@ -9,6 +9,7 @@
 //   messages            per queue id: campaign, envelope sender, bounced flag
 //   message_recipients  (queue id, index) -> address: what a VERP token names
 //   final_failures      (queue id, address) already counted
+//   daily_totals        per day, campaign and domain: the stats of decisions retention deleted
 //
 // Tables and queries only: the rules are state/recipient_state.hpp. Every
 // prepare and step is checked; a failed write returns false with SQLite's
@@ -58,6 +59,9 @@ public:
     bool add_suppressions(const std::vector<suppression_entry>& es, std::string& error) override;
     std::optional<bool> remove_suppression(const std::string& entry, std::string& error) override;
     std::vector<suppression_entry> suppressions(const std::string& after, std::size_t limit) override;
+    bool prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
+               std::string& error) override;
+    void reclaim_space() override;
     bool add_window_counts(const std::vector<breaker::delta>& ds, std::string& error) override;
     std::vector<breaker::delta> window_counts(std::int64_t since_bucket) override;
     bool prune_window_counts(std::int64_t before_bucket, std::string& error) override;

@@ -28,6 +28,13 @@ struct suppression_entry {
     std::int64_t created_ms = 0;
 };
 
+// What one pruning step removed (state retention).
+struct prune_counts {
+    std::int64_t decisions = 0;       // rows folded into the daily totals and deleted
+    std::int64_t messages = 0;        // messages (with their recipients and final failures) deleted
+    bool more = false;                // the batch limit was reached: call again
+};
+
 struct stats_row {
     std::string key;  // campaign or domain
     std::int64_t sent = 0, delivered = 0, deferred = 0, hard = 0, soft = 0, block = 0, technical = 0;
@@ -92,6 +99,17 @@ public:
     virtual bool prune_window_counts(std::int64_t before_bucket, std::string& error) = 0;  // buckets past the window
     virtual bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) = 0;
     virtual std::vector<std::pair<std::string, breaker::scope_state>> scopes() = 0;
+
+    // Retention, inside the caller's transaction: at most `batch` decisions
+    // older than before_ms are folded into per-day totals (by campaign and
+    // domain, which `stats` adds to what is left) and deleted; messages
+    // whose queue id sorts before id_before go with their recipients and
+    // final failures. Recipients, suppressions and the breaker's counts are
+    // never touched here.
+    virtual bool prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
+                       std::string& error) = 0;
+    // Gives freed pages back to the file system (outside a transaction).
+    virtual void reclaim_space() = 0;
 };
 
 }  // namespace ricochet::state

@@ -169,6 +169,13 @@ public:
         return out;
     }
 
+    // Retention is SQLite's (its tests are in recipient_state_test): the fake keeps everything.
+    bool prune(std::int64_t, const std::string&, std::size_t, prune_counts& out, std::string&) override {
+        out = {};
+        return true;
+    }
+    void reclaim_space() override {}
+
 private:
     bool refusing() {
         if (fail_writes) return true;

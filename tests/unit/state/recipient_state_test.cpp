@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "memory_storage.hpp"
@@ -282,4 +283,96 @@ TEST_P(store_fixture, ImportedSuppressionsAreKeptInEntryOrderAndPaged) {
     EXPECT_EQ(st->suppressions().size(), 25001u);
     EXPECT_EQ(st->remove_suppression("@blocked.example", err), std::optional<bool>(true));
     EXPECT_EQ(st->remove_suppression("@blocked.example", err), std::optional<bool>(false));
+}
+
+// Retention (SQLite only; the fake keeps everything): old decisions go in
+// small batches, `stats` keeps its totals (folded per day), a held address
+// stays held, and old messages go by queue id.
+TEST(RecipientStateRetention, PruningKeepsStatsAndStatusesAndFreesOldRows) {
+    char tmpl[] = "/tmp/ricochet-retention-test.XXXXXX";
+    std::filesystem::path dir = ::mkdtemp(tmpl);
+    std::string err;
+    bounce::status_policy policy{{"gmail.com"}, 3, 15 * day};
+    auto st = open_state("sqlite:" + (dir / "state.db").string(), policy, false, err);
+    ASSERT_TRUE(st) << err;
+    auto d = store_fixture::d;
+    std::vector<event> evs;
+    // Days 0-9: 20 messages a day over two campaigns and two domains; one
+    // recipient deferred on days d and d+1 (one deferral in stats), hard
+    // bounces at gmail.com (held), delivered the rest.
+    for (int k = 0; k < 10; ++k) {
+        for (int m = 0; m < 20; ++m) {
+            std::string q = "Q" + std::to_string(k) + "-" + std::to_string(m);
+            std::string rcpt = "u" + std::to_string(m) + (m % 2 ? "@gmail.com" : "@example.org");
+            std::string camp = m % 3 ? "spring" : "autumn";
+            std::int64_t t = k * day + m * 1000;
+            evs.push_back(d(t, "queued", q, rcpt, "", "", camp));
+            if (m == 0) {
+                evs.push_back(d(t + 1, "deferred", q, rcpt, "technical", "rate-limited", camp));
+                evs.push_back(d(t + day / 2, "deferred", q, rcpt, "technical", "rate-limited", camp));
+                evs.push_back(d(t + day + 5, "deferred", q, rcpt, "technical", "rate-limited", camp));
+                evs.push_back(d(t + day + 6, "delivered", q, rcpt, "", "", camp));
+            } else if (m == 1) {
+                evs.push_back(d(t + 1, "bounced", q, "held" + std::to_string(k) + "@gmail.com", "hard", "user-unknown", camp));
+            } else {
+                evs.push_back(d(t + 2, "delivered", q, rcpt, "", "", camp));
+            }
+        }
+    }
+    // Recorded as they happen: in time order.
+    std::stable_sort(evs.begin(), evs.end(), [](const event& a, const event& b) { return a.time_ms < b.time_ms; });
+    st->record(evs, err);
+    ASSERT_EQ(err, "");
+    auto before_c = st->stats("campaign", "", "", 0);
+    auto before_d = st->stats("domain", "", "", 0);
+    ASSERT_EQ(before_c.size(), 2u);
+    ASSERT_EQ(st->history("held0@gmail.com", 10).size(), 1u);
+    // Everything before day 7, 7 rows at a time (batches split days and the
+    // deferred recipient's rows), and the messages of days 0-4 (queue ids
+    // sort by time: "Q5" comes after every "Q0-..." to "Q4-...").
+    prune_counts total, c;
+    int calls = 0;
+    do {
+        ASSERT_TRUE(st->prune(7 * day, "Q5", 7, c, err)) << err;
+        total.decisions += c.decisions;
+        total.messages += c.messages;
+        ++calls;
+    } while (c.more && calls < 1000);
+    st->reclaim_space();
+    EXPECT_GT(calls, 10) << "small batches";
+    EXPECT_EQ(total.messages, 100);
+    EXPECT_GT(total.decisions, 7 * 20 * 2 - 10);
+    auto after_c = st->stats("campaign", "", "", 0);
+    auto after_d = st->stats("domain", "", "", 0);
+    auto same = [](const std::vector<stats_row>& a, const std::vector<stats_row>& b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (a[i].key != b[i].key || a[i].sent != b[i].sent || a[i].delivered != b[i].delivered ||
+                a[i].deferred != b[i].deferred || a[i].hard != b[i].hard || a[i].soft != b[i].soft ||
+                a[i].block != b[i].block || a[i].technical != b[i].technical)
+                return false;
+        return true;
+    };
+    auto show = [](const std::vector<stats_row>& v) {
+        std::string o;
+        for (auto& r : v)
+            o += r.key + ": " + std::to_string(r.sent) + " " + std::to_string(r.delivered) + " " + std::to_string(r.deferred) +
+                 " " + std::to_string(r.hard) + "; ";
+        return o;
+    };
+    EXPECT_TRUE(same(before_c, after_c)) << "stats by campaign unchanged: " << show(before_c) << " / " << show(after_c);
+    EXPECT_TRUE(same(before_d, after_d)) << "stats by domain unchanged: " << show(before_d) << " / " << show(after_d);
+    EXPECT_EQ(before_c[0].deferred + before_c[1].deferred, 10) << "one deferral per deferred recipient";
+    EXPECT_TRUE(st->history("held0@gmail.com", 10).empty()) << "old history goes";
+    EXPECT_EQ(st->history("held9@gmail.com", 10).size(), 1u) << "recent history stays";
+    auto held = st->list(bounce::address_status::held);
+    EXPECT_EQ(held.size(), 10u) << "statuses are never pruned";
+    EXPECT_EQ(st->campaign_of("Q4-2"), "") << "old messages go";
+    EXPECT_EQ(st->campaign_of("Q5-2"), "spring") << "newer ones stay";
+    // Nothing left to prune: a no-op.
+    ASSERT_TRUE(st->prune(7 * day, "Q5", 7, c, err));
+    EXPECT_EQ(c.decisions + c.messages, 0);
+    EXPECT_FALSE(c.more);
+    st.reset();
+    std::filesystem::remove_all(dir);
 }
