@@ -224,7 +224,7 @@ void read_shaping(const toml::table& root_table, config& c) {
 void load(const toml::table& root, config& c) {
     table_reader top(c, root, "");
     top.known({"server", "submission", "delivery", "retry", "bounce_listener", "bounce", "http", "webhook", "breaker", "dkim",
-               "unsubscribe", "shaping", "pool", "campaign"});
+               "unsubscribe", "shaping", "pool", "campaign", "retention"});
 
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
@@ -373,6 +373,14 @@ void load(const toml::table& root, config& c) {
         r.integer("max_connections_per_ip", c.http.max_connections_per_ip, 0, 100000);
         r.duration("request_timeout", c.http.request_timeout);
         if (c.http.request_timeout.count() < 1) fail(c, *t, "http.request_timeout", "must be at least 1s");
+    }
+    if (auto* t = top.sub("retention")) {
+        table_reader r(c, *t, "retention");
+        r.known({"decisions", "dsn_unparsed"});
+        for (auto [key, out] : {std::pair{"decisions", &c.retention.decisions}, std::pair{"dsn_unparsed", &c.retention.dsn_unparsed}}) {
+            if (auto* n = r.node(key); n && n->is_string() && n->as_string()->get() == "0") *out = seconds(0);
+            else r.duration(key, *out);
+        }
     }
     if (auto* t = top.sub("breaker")) {
         table_reader r(c, *t, "breaker");

@@ -199,6 +199,12 @@ struct config {
         double complaint_rate_warn = 0.001, complaint_rate_pause = 0.003;
         std::vector<std::string> scopes{"campaign", "sender_domain"};
     } breaker;
+
+    // What the state store and the spool keep, and for how long ("0": for ever).
+    struct {
+        seconds decisions{90 * 86400};     // per-message history rows (stats keep daily totals)
+        seconds dsn_unparsed{30 * 86400};  // spool_dir/dsn-unparsed/ files
+    } retention;
 };
 
 // Loads and checks path into out. On failure returns false and sets error to

@@ -59,6 +59,7 @@ int recipient_set(const config& cfg, const std::string& addr, bounce::address_st
 int stats(const config& cfg, const std::string& campaign, const std::string& domain, const std::string& since,
           bool as_json);
 int bounce_parse(const config& cfg, const std::string& file, bool as_json);
+int state_prune(const config& cfg, const std::string& older_than, bool as_json);
 int campaign_list(const config& cfg, bool as_json);
 int campaign_show(const config& cfg, const std::string& id, bool as_json);
 int campaign_set(const config& cfg, const std::string& id, bool pause, bool as_json);

@@ -107,6 +107,13 @@ int main(int argc, char** argv) {
     stats->add_option("--since", st_since, "e.g. 24h, 7d");
     stats->add_flag("--json", as_json);
 
+    std::string older_than;
+    auto* stc = app.add_subcommand("state", "the state store");
+    stc->require_subcommand(1);
+    auto* prune = stc->add_subcommand("prune", "retention now: old decisions (kept as daily totals), messages, unreadable DSNs");
+    prune->add_option("--older-than", older_than, "instead of retention.decisions, e.g. 30d");
+    prune->add_flag("--json", as_json);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -130,6 +137,7 @@ int main(int argc, char** argv) {
         if (rlist->parsed()) return recipient_list(cfg, list_status, as_json);
         if (set_to) return recipient_set(cfg, addr, set_to->first, set_to->second, as_json);
         if (stats->parsed()) return ctl::stats(cfg, st_campaign, st_domain, st_since, as_json);
+        if (prune->parsed()) return state_prune(cfg, older_than, as_json);
         if (clist->parsed()) return campaign_list(cfg, as_json);
         if (shshow->parsed()) return shaping_show(cfg, shaping_domain, as_json);
         if (cshow->parsed()) return campaign_show(cfg, campaign_id, as_json);

@@ -50,6 +50,7 @@
 #include "intake/dsn_intake.hpp"
 #include "unsubscribe/token.hpp"
 #include "queue/clock.hpp"
+#include "queue/queue_id.hpp"
 #include "queue/dsn_writer.hpp"
 #include "queue/schedule.hpp"
 #include "queue/spool.hpp"
@@ -57,6 +58,7 @@
 #include "smtp/smtp_server.hpp"
 #include "state/decision_journal.hpp"
 #include "state/recipient_state.hpp"
+#include "state/retention.hpp"
 #include "submission/inject.hpp"
 #include "submission/submission.hpp"
 
@@ -429,6 +431,48 @@ int main(int argc, char** argv) {
         });
     };
     replay_journal();
+
+    // Retention ([retention]): old decisions (folded into daily totals),
+    // old messages and old unreadable DSNs go, one batch of 2,000 rows at a
+    // time on the recorder's thread, between two batches of decisions, so
+    // that no 250 waits long behind it. 5 s after start, then every 10
+    // minutes (or the retention window, when shorter), and again shortly
+    // while there is more.
+    boost::asio::steady_timer retention_timer(io);
+    std::function<void(std::chrono::milliseconds)> schedule_retention = [&](std::chrono::milliseconds after) {
+        retention_timer.expires_after(after);
+        retention_timer.async_wait([&](const boost::system::error_code& rec) {
+            if (rec) return;
+            recorder.publish({}, [&] {
+                auto now = now_ms();
+                bool more = false;
+                if (cfg.retention.decisions.count() > 0) {
+                    std::int64_t before = now - cfg.retention.decisions.count() * 1000;
+                    std::int64_t messages_before = std::min(before, now - state::min_message_age_ms);
+                    auto t = state::prune_state(*store, before, queue::queue_id_floor(static_cast<std::uint64_t>(messages_before) * 1000),
+                                                2000, 1);
+                    if (!t.error.empty()) spdlog::warn("retention: cannot prune the state store: {}", t.error);
+                    else if (t.decisions || t.messages)
+                        spdlog::info("retention: {} decision(s) folded into daily totals, {} message(s) removed", t.decisions,
+                                     t.messages);
+                    more = t.more && t.error.empty();
+                    if (!more && (t.decisions || t.messages)) store->reclaim_space();
+                }
+                if (!more && cfg.retention.dsn_unparsed.count() > 0) {
+                    auto cut = std::filesystem::file_time_type::clock::now() - cfg.retention.dsn_unparsed;
+                    if (auto n = state::prune_files(cfg.server.spool_dir / "dsn-unparsed", cut))
+                        spdlog::info("retention: {} unreadable DSN file(s) removed from dsn-unparsed", n);
+                }
+                // Every 10 minutes, or as often as the window when it is shorter.
+                auto every = std::chrono::milliseconds(
+                    std::clamp<std::int64_t>(cfg.retention.decisions.count() * 1000, 1000, 600000));
+                boost::asio::post(io, [&, more, every] {
+                    schedule_retention(more ? std::chrono::milliseconds(200) : every);
+                });
+            });
+        });
+    };
+    schedule_retention(std::chrono::milliseconds(5000));
 
     // SIGHUP: the events log is opened again by name (logrotate renamed it).
     // The reopen swaps the descriptor under the log's lock, so a batch is

@@ -55,6 +55,8 @@ bool is_queue_id(std::string_view s) {
     return digit_value(s[0]) < 16;  // 13 x 5 bits = 65: the first digit carries only 4
 }
 
+std::string queue_id_floor(std::uint64_t unix_micros) { return encode(unix_micros << 12); }
+
 std::uint64_t queue_id_micros(std::string_view id) {
     std::uint64_t v = 0;
     for (char c : id) v = (v << 5) | static_cast<std::uint64_t>(digit_value(c));

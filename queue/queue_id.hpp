@@ -32,6 +32,10 @@ private:
 // first, so an id can never name a path outside the spool.
 bool is_queue_id(std::string_view s);
 
+// The smallest id of that microsecond: every id of a message that arrived
+// earlier sorts before it (retention deletes by it).
+std::string queue_id_floor(std::uint64_t unix_micros);
+
 // Arrival time (microseconds since the epoch) encoded in a valid id.
 std::uint64_t queue_id_micros(std::string_view id);
 

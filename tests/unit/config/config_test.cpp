@@ -134,6 +134,34 @@ TEST(Config, Durations) {
     }
 }
 
+TEST(Config, SizesAndRetention) {
+    struct { std::string in; bool ok; std::uint64_t bytes; } rows[] = {
+        {"1GiB", true, 1ULL << 30}, {"512MiB", true, 512ULL << 20}, {"64KiB", true, 65536}, {"10MB", true, 10000000},
+        {"1000", true, 1000}, {"0", true, 0}, {"7B", true, 7}, {"", false, 0}, {"GiB", false, 0}, {"1TiB", false, 0},
+        {"-1", false, 0}};
+    for (auto& r : rows) {
+        std::uint64_t v = 99;
+        EXPECT_EQ(parse_size(r.in, v), r.ok) << r.in;
+        if (r.ok) EXPECT_EQ(v, r.bytes) << r.in;
+    }
+    config c;
+    std::string err;
+    ASSERT_TRUE(load_config_text("[server]\nevents_max_size = \"16KiB\"\nevents_max_age = \"0\"\nevents_keep = 3\n"
+                                 "[retention]\ndecisions = \"0\"\ndsn_unparsed = \"7d\"\n", "t.toml", c, err)) << err;
+    EXPECT_EQ(c.server.events_max_size, 16384u);
+    EXPECT_EQ(c.server.events_max_age.count(), 0);
+    EXPECT_EQ(c.server.events_keep, 3u);
+    EXPECT_EQ(c.retention.decisions.count(), 0);
+    EXPECT_EQ(c.retention.dsn_unparsed.count(), 7 * 86400);
+    config d;
+    ASSERT_TRUE(load_config_text("", "t.toml", d, err));
+    EXPECT_EQ(d.server.events_max_size, 1ULL << 30);
+    EXPECT_EQ(d.retention.decisions.count(), 90 * 86400);
+    for (std::string bad : {"[server]\nevents_max_size = \"lots\"\n", "[server]\nevents_keep = 0\n",
+                            "[retention]\ndecisions = \"soon\"\n", "[retention]\nkeep = \"1d\"\n"})
+        EXPECT_FALSE(load_config_text(bad, "t.toml", c, err)) << bad;
+}
+
 TEST(Config, ATableWithoutAFileKeyDoesNotCheckTheDefaultPath) {
     // [bounce] without `rules`, run where etc/bounce-rules.toml does not
     // exist: not a config error (the daemon reports the missing rules when
