@@ -24,8 +24,8 @@ if [ -n "${RICOCHET_BUILD:-}" ]; then B=$RICOCHET_BUILD; else scripts/build.sh >
 W=$(mktemp -d /tmp/ricochet-disk.XXXXXX)
 RPID= SPID=
 cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-  [ -n "$SPID" ] && kill "$SPID" 2>/dev/null && wait "$SPID" 2>/dev/null
+  if [ -n "$RPID" ]; then kill "$RPID" 2>/dev/null || true; wait "$RPID" 2>/dev/null || true; fi
+  if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; fi
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -69,6 +69,7 @@ for _ in $(seq 1 1200); do
   [ "$d" -ge "$N" ] && break
   sleep 0.5
 done
+[ "$d" -ge "$N" ] || { echo "bench/disk.sh: only $d of $N messages delivered" >&2; exit 1; }
 sleep 2  # the recorder's last batch
 python3 - "$W" "$N" "$B" <<'PY'
 import gzip, os, sqlite3, subprocess, sys
