@@ -107,6 +107,9 @@ constexpr const char* schema =
     // all over their B-trees: with SQLite's default 2 MiB cache each
     // batch rereads pages through the kernel. Up to 32 MiB, as used.
     "PRAGMA cache_size=-32768;"
+    // One transaction for the whole schema: page 1 is written once, not
+    // once per table (a new database stays a few pages of WAL).
+    "BEGIN IMMEDIATE;"
     "CREATE TABLE IF NOT EXISTS recipients(address TEXT PRIMARY KEY, status TEXT NOT NULL,"
     " bounce_count INTEGER NOT NULL DEFAULT 0, first_bounce_ms INTEGER NOT NULL DEFAULT 0,"
     " last_bounce_ms INTEGER NOT NULL DEFAULT 0, last_reply TEXT, last_kind TEXT, last_category TEXT,"
@@ -138,7 +141,8 @@ constexpr const char* schema =
     "CREATE TABLE IF NOT EXISTS breaker_scopes(scope TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT,"
     " since_ms INTEGER NOT NULL, manual INTEGER NOT NULL, b_attempted INTEGER NOT NULL, b_delivered INTEGER NOT NULL,"
     " b_hard INTEGER NOT NULL, b_soft INTEGER NOT NULL, b_block INTEGER NOT NULL, b_complaints INTEGER NOT NULL,"
-    " b_bucket INTEGER NOT NULL) WITHOUT ROWID;";
+    " b_bucket INTEGER NOT NULL) WITHOUT ROWID;"
+    "COMMIT;";
 
 bool exec(sqlite3* db, const char* sql, std::string& error) {
     char* msg = nullptr;
