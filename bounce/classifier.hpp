@@ -47,10 +47,10 @@ struct rule {
     std::vector<int> codes;
     std::vector<std::string> enhanced;  // exact ("5.7.26") or prefix ending in "." ("5.7.")
     std::vector<std::string> domains;
-    std::vector<std::string> reporters;  // Reporting-MTA host or a parent domain of it (reports only)
     std::vector<stage> stages;
     std::vector<std::string> needles;   // lower-case substrings; one must occur
     category cat = category::other_permanent;
+    std::vector<std::string> reporters;  // Reporting-MTA host or a parent domain of it (reports only)
     std::string source;  // where the rule's reading comes from (RFC, provider documentation, MTA source)
     // The words are a vendor's fixed text for X.1.1 (bad destination
     // mailbox): evidence like the code itself ("user unknown" needs some).

@@ -376,8 +376,10 @@ void load(const toml::table& root, config& c) {
     }
     if (auto* t = top.sub("retention")) {
         table_reader r(c, *t, "retention");
-        r.known({"decisions", "dsn_unparsed"});
-        for (auto [key, out] : {std::pair{"decisions", &c.retention.decisions}, std::pair{"dsn_unparsed", &c.retention.dsn_unparsed}}) {
+        r.known({"decisions", "dsn_unparsed", "messages", "free_files"});
+        r.integer("free_files", c.retention.free_files, 0, 1000000);
+        for (auto [key, out] : {std::pair{"decisions", &c.retention.decisions}, std::pair{"dsn_unparsed", &c.retention.dsn_unparsed},
+                                std::pair{"messages", &c.retention.messages}}) {
             if (auto* n = r.node(key); n && n->is_string() && n->as_string()->get() == "0") *out = seconds(0);
             else r.duration(key, *out);
         }

@@ -204,6 +204,8 @@ struct config {
     struct {
         seconds decisions{90 * 86400};     // per-message history rows (stats keep daily totals)
         seconds dsn_unparsed{30 * 86400};  // spool_dir/dsn-unparsed/ files
+        seconds messages{7 * 86400};       // a message's rows stay at least this long (late DSNs name them)
+        std::uint64_t free_files = 16384;  // finished spool files kept for reuse (spool_dir/free/)
     } retention;
 };
 

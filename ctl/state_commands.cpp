@@ -20,7 +20,7 @@ int state_prune(const config& cfg, const std::string& older_than, bool as_json) 
     if (!st) die(1, "cannot open the state store " + cfg.server.state);
     auto now = now_ms();
     std::int64_t before = now - keep.count() * 1000;
-    std::int64_t messages_before = std::min(before, now - state::min_message_age_ms);
+    std::int64_t messages_before = std::min(before, now - cfg.retention.messages.count() * 1000);
     auto t = state::prune_state(*st, before, queue::queue_id_floor(static_cast<std::uint64_t>(messages_before) * 1000),
                                 2000, static_cast<std::size_t>(-1));
     if (!t.error.empty()) die(1, "prune: " + t.error + " (what was pruned before stays pruned)");

@@ -216,6 +216,7 @@ int main(int argc, char** argv) {
         spdlog::critical("webhooks: {}", error);
         return 1;
     }
+    spool->set_max_free_files(static_cast<std::size_t>(cfg.retention.free_files));
     spool->set_commit_observer([&metrics](double s, std::size_t) { metrics.spool_commit.observe(s); });
     // Decisions the store cannot take now (locked, disk full) wait in a
     // journal in the spool and go in, in order, before the next batch and on
@@ -448,7 +449,7 @@ int main(int argc, char** argv) {
                 bool more = false;
                 if (cfg.retention.decisions.count() > 0) {
                     std::int64_t before = now - cfg.retention.decisions.count() * 1000;
-                    std::int64_t messages_before = std::min(before, now - state::min_message_age_ms);
+                    std::int64_t messages_before = std::min(before, now - cfg.retention.messages.count() * 1000);
                     auto t = state::prune_state(*store, before, queue::queue_id_floor(static_cast<std::uint64_t>(messages_before) * 1000),
                                                 2000, 1);
                     if (!t.error.empty()) spdlog::warn("retention: cannot prune the state store: {}", t.error);

@@ -14,6 +14,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         classifier k;
         k.add({"unknown", {550}, {"5.1.1"}, {}, {}, {"user unknown", "no such"}, category::user_unknown});
         k.add({"rate", {}, {}, {}, {}, {"rate limit", "tss04", "too many"}, category::rate_limited});
+        rule ses{"ses", {}, {}, {}, {}, {"mailbox does not exist"}, category::policy};
+        ses.reporters = {"amazonaws.com"};
+        k.add(ses);
+        k.set_trusted_domains({"gmail.com"});
         k.set_final_soft({"over quota|mailbox full"});
         return k;
     }();
@@ -34,5 +38,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         pos = eol + 1;
     }
     (void)c.classify(parse_reply_text(in), "example.org");
+    // The same read as a report that names no step, from a reporter (the
+    // evidence rules and the reporter condition).
+    auto report = parse_reply_text(in);
+    report.stage_known = false;
+    report.reporter = size % 2 ? "inbound-smtp.us-west-2.amazonaws.com" : "";
+    report.address_confirmed = size % 3 == 0;
+    (void)c.classify(report, size % 5 ? "example.org" : "gmail.com");
     return 0;
 }

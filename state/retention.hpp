@@ -4,8 +4,8 @@
 //   - decisions older than retention.decisions: folded into daily totals
 //     (stats keep their figures) and deleted, a batch per transaction;
 //   - messages (campaign, sender, VERP recipients, counted failures) that
-//     arrived before the same time, but never within the last week, since
-//     a DSN may still name them;
+//     arrived before the same time, but never within retention.messages
+//     (7 days), since a late DSN may still name them;
 //   - files in spool_dir/dsn-unparsed older than retention.dsn_unparsed.
 // Recipients' statuses, suppressions and the breaker's counts are kept.
 #pragma once
@@ -18,8 +18,6 @@
 
 namespace ricochet::state {
 
-// Messages younger than this stay whatever the retention: a late DSN names them.
-constexpr std::int64_t min_message_age_ms = 7LL * 86400 * 1000;
 
 struct retention_totals {
     std::int64_t decisions = 0, messages = 0, files = 0;

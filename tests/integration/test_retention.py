@@ -71,6 +71,7 @@ class Retention(unittest.TestCase):
         self.assertEqual(self.stats(), {"sent": 21 + n, "delivered": 20 + n, "deferred": 0, "hard": 1, "soft": 0,
                                         "block": 0}, "stats count every message once, pruned or not")
         self.assertEqual(len(self.sink.messages), 20 + n)
+        self.assertTrue(os.listdir(os.path.join(self.d.spool, "free")), "finished files are kept for reuse by default")
         self.assertEqual(self.d.ctl_json("recipient", "show", "reject-g@gmail.com")["status"], "held")
         code, msg = submit(self.d, "reject-g@gmail.com")
         self.assertEqual(code, 550, "a held address is still refused after its history went")
@@ -104,6 +105,14 @@ class Retention(unittest.TestCase):
         self.assertEqual(r["dsn_unparsed"], 1)
         self.assertFalse(os.path.exists(old))
         self.assertTrue(os.path.exists(new))
+
+    def test_free_files_bounds_the_spools_reusable_files(self):
+        self.start('[retention]\nfree_files = 0\n')
+        for i in range(10):
+            submit(self.d, "u%d@sink.test" % i, i)
+        wait_for(lambda: self.delivered() == 10, what="10 delivered")
+        free = os.path.join(self.d.spool, "free")
+        wait_for(lambda: not os.path.isdir(free) or os.listdir(free) == [], what="free/ emptied by the reaper")
 
 
 if __name__ == "__main__":

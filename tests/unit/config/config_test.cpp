@@ -147,7 +147,8 @@ TEST(Config, SizesAndRetention) {
     config c;
     std::string err;
     ASSERT_TRUE(load_config_text("[server]\nevents_max_size = \"16KiB\"\nevents_max_age = \"0\"\nevents_keep = 3\n"
-                                 "[retention]\ndecisions = \"0\"\ndsn_unparsed = \"7d\"\n", "t.toml", c, err)) << err;
+                                 "[retention]\ndecisions = \"0\"\ndsn_unparsed = \"7d\"\nfree_files = 100\n", "t.toml", c, err)) << err;
+    EXPECT_EQ(c.retention.free_files, 100u);
     EXPECT_EQ(c.server.events_max_size, 16384u);
     EXPECT_EQ(c.server.events_max_age.count(), 0);
     EXPECT_EQ(c.server.events_keep, 3u);
