@@ -109,4 +109,3 @@ for i, name in [(1, "state"), (2, "events"), (3, "spool"), (4, "rss")]:
     print(f"{name:7s} first half max {a:10.1f}  second half max {b:10.1f}  {'level' if level else 'GROWING'}")
 sys.exit(0 if ok else 1)
 PY
-echo "delivered: $(grep -c 'prune\|retention' "$W/ricochetd.log" || true) retention log lines"
