@@ -29,39 +29,11 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-IN=$(port) SINK=$(port) BNC=$(port)
-cat >"$W/r.toml" <<CFG
-[server]
-hostname = "ricochet.bench.invalid"
-spool_dir = "$W/spool"
-state = "sqlite:$W/state.db"
-control_socket = "$W/ricochetd.sock"
-events_log = "$W/events.jsonl"
-events_max_size = 0
-events_max_age = "0"
-log_level = "warn"
-[submission]
-listen = ["127.0.0.1:$IN"]
-[delivery]
-tls = "off"
-dns_servers = ["127.0.0.1:9"]
-[[delivery.route]]
-domain = "example.com"
-host = "127.0.0.1:$SINK"
-[bounce_listener]
-listen = ["127.0.0.1:$BNC"]
-[http]
-listen = []
-[bounce]
-rules = "$PWD/etc/bounce-rules.toml"
-CFG
-SINK_USER=$( [ "$(id -u)" = 0 ] && echo "-u nobody" || true )
-smtp-sink $SINK_USER "127.0.0.1:$SINK" 1000 &
-SPID=$!
-"$B/bin/ricochetd" --config "$W/r.toml" >"$W/ricochetd.log" 2>&1 &
-RPID=$!
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$IN") 2>/dev/null && break; sleep 0.05; done
+source bench/lib.sh
+IN=$(bench_port) SINK=$(bench_port) BNC=$(bench_port)
+bench_relay_config 'events_max_size = 0
+events_max_age = "0"' ''
+bench_start
 smtp-source -s 20 -m "$N" -l "$SIZE" -f sender@bench.invalid -t rcpt@example.com "127.0.0.1:$IN"
 # Every message delivered: count the events (bounded wait).
 for _ in $(seq 1 1200); do

@@ -1,0 +1,49 @@
+# lib.sh — what bench/disk.sh and bench/disk_soak.sh share (sourced, not run):
+# a free loopback port, the configuration of a ricochetd that relays
+# example.com to a local smtp-sink, and starting the sink and the daemon.
+# Callers set W (work dir), B (build dir) and a cleanup trap that stops
+# $RPID and $SPID.
+
+bench_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# bench_relay_config SERVER_EXTRA TOML_EXTRA: writes $W/r.toml for ports $IN
+# (submission), $SINK (the sink) and $BNC (bounce listener).
+bench_relay_config() {
+  cat >"$W/r.toml" <<CFG
+[server]
+hostname = "ricochet.bench.invalid"
+spool_dir = "$W/spool"
+state = "sqlite:$W/state.db"
+control_socket = "$W/ricochetd.sock"
+events_log = "$W/events.jsonl"
+log_level = "warn"
+$1
+[submission]
+listen = ["127.0.0.1:$IN"]
+[delivery]
+tls = "off"
+dns_servers = ["127.0.0.1:9"]
+[[delivery.route]]
+domain = "example.com"
+host = "127.0.0.1:$SINK"
+[bounce_listener]
+listen = ["127.0.0.1:$BNC"]
+[http]
+listen = []
+[bounce]
+rules = "$PWD/etc/bounce-rules.toml"
+$2
+CFG
+}
+
+# Starts smtp-sink on $SINK and ricochetd on $W/r.toml (SPID, RPID), and
+# waits (bounded) until the daemon listens on $IN.
+bench_start() {
+  local as_user=
+  [ "$(id -u)" = 0 ] && as_user="-u nobody"
+  smtp-sink $as_user "127.0.0.1:$SINK" 1000 &
+  SPID=$!
+  "$B/bin/ricochetd" --config "$W/r.toml" >"$W/ricochetd.log" 2>&1 &
+  RPID=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$IN") 2>/dev/null && break; sleep 0.05; done
+}
