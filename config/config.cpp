@@ -357,8 +357,9 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("http")) {
         table_reader r(c, *t, "http");
         r.known({"listen", "trusted_networks", "tokens_file", "tls_cert", "tls_key", "max_body", "max_import_body",
-                 "max_connections", "max_connections_per_ip", "request_timeout"});
+                 "max_connections", "max_connections_per_ip", "request_timeout", "dashboard"});
         r.listen_list("listen", c.http.listen);
+        r.boolean("dashboard", c.http.dashboard);
         r.strings("trusted_networks", c.http.trusted_networks);
         for (auto& n : c.http.trusted_networks)
             if (!parse_cidr(n)) fail(c, *r.node("trusted_networks"), "http.trusted_networks", "not a network: \"" + n + "\"");

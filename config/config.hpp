@@ -174,6 +174,7 @@ struct config {
         std::uint32_t max_connections = 256;
         std::uint32_t max_connections_per_ip = 64;
         seconds request_timeout{30};  // reading one request, and an idle keep-alive connection
+        bool dashboard = true;        // GET / serves the dashboard (docs/dashboard.md)
     } http;
 
     std::vector<webhook> webhooks;

@@ -9,6 +9,7 @@
 #include "bounce/classifier.hpp"
 #include "bounce/dsn_json.hpp"
 #include "bounce/dsn_parser.hpp"
+#include "views/views.hpp"
 
 namespace ricochet::ctl {
 
@@ -43,26 +44,18 @@ int bounce_classify(const config& cfg, const std::string& text, const std::strin
     if (!cl.load(cfg.bounce.rules, error)) die(1, "bounce.rules: " + error);
     cl.set_final_soft(cfg.bounce.final_soft);
     cl.set_trusted_domains(cfg.bounce.trusted_domains);
-    auto reply = bounce::parse_reply_text(text);
-    bounce::stage at = bounce::stage::rcpt;
-    bool found = false;
-    for (auto st : {bounce::stage::dns, bounce::stage::connect, bounce::stage::greeting, bounce::stage::ehlo,
-                    bounce::stage::starttls, bounce::stage::tls, bounce::stage::mail, bounce::stage::rcpt,
-                    bounce::stage::data, bounce::stage::end_of_data})
-        if (bounce::to_string(st) == stage_name) { at = st; found = true; }
-    if (!found) die(2, "--stage: unknown stage " + stage_name);
-    reply.at = at;
-    auto c = cl.classify(reply, domain);
-    json j{{"code", reply.code}, {"enhanced", reply.enhanced}, {"kind", std::string(bounce::to_string(c.k))},
-           {"category", std::string(bounce::to_string(c.c))}, {"retry", c.retry},
-           {"scope", std::string(bounce::to_string(c.s))}, {"rule", c.rule}};
+    std::string why;
+    auto shown = views::classify(cl, text, domain, stage_name, why);
+    if (!shown) die(2, "--stage: " + why);
+    auto& j = *shown;
     if (as_json) {
         std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
         return 0;
     }
     std::printf("kind:     %s\ncategory: %s\nretry:    %s\nscope:    %s\nrule:     %s\n",
-                std::string(bounce::to_string(c.k)).c_str(), std::string(bounce::to_string(c.c)).c_str(),
-                c.retry ? "yes" : "no", std::string(bounce::to_string(c.s)).c_str(), c.rule.c_str());
+                j["kind"].get<std::string>().c_str(), j["category"].get<std::string>().c_str(),
+                j["retry"].get<bool>() ? "yes" : "no", j["scope"].get<std::string>().c_str(),
+                j["rule"].get<std::string>().c_str());
     return 0;
 }
 

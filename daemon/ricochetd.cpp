@@ -401,7 +401,8 @@ int main(int argc, char** argv) {
                                                                 const std::string& sender) -> std::optional<std::string> {
                        if (!on) return std::nullopt;
                        return breaker_monitor.paused(campaign, sender.empty() ? std::string() : queue::recipient_domain(sender));
-                   }});
+                   },
+                   &classifier});
     http::server http_listener(io, http::api_listener(cfg), api);
     if (!http_listener.start(error)) {
         spdlog::critical("{}", error);

@@ -1,6 +1,7 @@
 // api — see api.hpp.
 #include "http/api.hpp"
 
+#include "http/dashboard.hpp"
 #include "http/suppression_io.hpp"
 #include "queue/logger.hpp"
 
@@ -98,6 +99,10 @@ response from_control(const json& r, int refused_status = 400) {
 std::uint64_t api::body_limit(const std::string& method, const std::string& path) const {
     if (method == "PUT" && path == "/v1/suppressions") return ctx_.cfg.http.max_import_body;
     return ctx_.cfg.http.max_body;
+}
+
+bool api::is_public(const std::string& method, const std::string& path) const {
+    return ctx_.cfg.http.dashboard && (method == "GET" || method == "HEAD") && dashboard_path(path);
 }
 
 void api::handle(const request& req, std::function<void(response)> reply) {
@@ -314,6 +319,60 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
             since_ms = now_ms() - ago.count() * 1000;
         }
         return json_reply(200, views::stats(ctx_.state, param(req, "campaign"), param(req, "domain"), since_ms));
+    }
+
+    if (p == "/v1/stats/series") {
+        if (m != "GET") return method_not_allowed("GET");
+        views::series_query q;
+        q.bucket = param(req, "bucket").empty() ? "hour" : param(req, "bucket");
+        q.by = param(req, "by");
+        q.campaign = param(req, "campaign");
+        q.domain = param(req, "domain");
+        std::uint64_t top = 10;
+        if (!number_param(req, "top", top, 1, 100, err)) return err;
+        q.top = top;
+        seconds ago{q.bucket == "day" ? 30 * 86400 : 48 * 3600};
+        if (auto since = param(req, "since"); !since.empty() && !parse_duration(since, ago))
+            return error_reply(400, "since must be a duration such as 24h or 7d");
+        auto now = now_ms();
+        q.since_ms = now - ago.count() * 1000;
+        std::string error;
+        auto out = views::series(ctx_.state, q, now, error);
+        if (!out) return error_reply(400, error);
+        return json_reply(200, *out);
+    }
+    if (p == "/v1/stats/replies") {
+        if (m != "GET") return method_not_allowed("GET");
+        std::uint64_t limit = 20;
+        if (!number_param(req, "limit", limit, 1, 1000, err)) return err;
+        seconds ago{24 * 3600};
+        if (auto since = param(req, "since"); !since.empty() && !parse_duration(since, ago))
+            return error_reply(400, "since must be a duration such as 24h or 7d");
+        return json_reply(200, views::replies(ctx_.state, param(req, "domain"), now_ms() - ago.count() * 1000, limit));
+    }
+    if (p == "/v1/classify") {
+        if (m != "POST") return method_not_allowed("POST");
+        if (!ctx_.classifier) return error_reply(404, "no such resource: " + p);
+        auto body = parse_body(req, err);
+        if (!body) return err;
+        if (!body->is_object() || !body->contains("reply") || !(*body)["reply"].is_string())
+            return error_reply(400, "the body must be {\"reply\": TEXT[, \"stage\": S][, \"domain\": D]}");
+        for (auto* k : {"stage", "domain"})
+            if (body->contains(k) && !(*body)[k].is_string()) return error_reply(400, std::string("\"") + k + "\" must be a string");
+        auto text = (*body)["reply"].get<std::string>();
+        if (text.empty() || text.size() > 65536) return error_reply(400, "\"reply\" must hold 1 to 65536 octets");
+        std::string error;
+        auto out = views::classify(*ctx_.classifier, text, body->value("domain", std::string()),
+                                   body->value("stage", std::string("rcpt")), error);
+        if (!out) return error_reply(400, error);
+        return json_reply(200, *out);
+    }
+
+    if (dashboard_path(p)) {
+        if (!ctx_.cfg.http.dashboard) return error_reply(404, "no such resource: " + p + " (http.dashboard = false)");
+        if (m != "GET") return method_not_allowed("GET, HEAD");
+        if (auto f = dashboard_file(p)) return *f;
+        return error_reply(404, "no such resource: " + p);
     }
 
     if (p == "/v1/campaigns") {

@@ -27,6 +27,7 @@ class recipient_state;
 }
 namespace ricochet::bounce {
 class suppression_list;
+class classifier;
 }
 namespace ricochet::events {
 class metrics;
@@ -49,6 +50,8 @@ struct api_context {
     // The campaign breaker's answer for a message (campaign, envelope
     // sender): why it is paused, or nullopt. Null: the breaker is off.
     std::function<std::optional<std::string>(const std::string& campaign, const std::string& sender)> paused_scope;
+    // The daemon's bounce classifier (POST /v1/classify); null: not offered.
+    const bounce::classifier* classifier = nullptr;
 };
 
 class api final : public handler {
@@ -65,6 +68,9 @@ public:
     }
     // The body limit for a request (PUT /v1/suppressions takes a whole list).
     std::uint64_t body_limit(const std::string& method, const std::string& path) const override;
+    // The dashboard's static files (no data in them) need no token: a
+    // browser cannot send one with a page load. Their script sends it.
+    bool is_public(const std::string& method, const std::string& path) const override;
 
 private:
     response route(const request& req, std::function<void(response)>& reply, bool& deferred);

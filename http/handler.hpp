@@ -19,6 +19,9 @@ public:
     virtual bool runs_inline(const std::string& method, const std::string& path) const = 0;
     // The body limit for a request: larger gets 413 before it is read.
     virtual std::uint64_t body_limit(const std::string& method, const std::string& path) const = 0;
+    // Whether a request may come without a token from outside the trusted
+    // networks (the Host check still applies).
+    virtual bool is_public(const std::string& /*method*/, const std::string& /*path*/) const { return false; }
 };
 
 }  // namespace ricochet::http

@@ -95,7 +95,14 @@ struct server::impl : std::enable_shared_from_this<impl> {
         auto host = h[bhttp::field::host];
         if (opt.check_host && !host_allowed(std::string_view(host.data(), host.size()), opt.hostname))
             return error_reply(403, "Host \"" + std::string(host) + "\" is not this server (DNS rebinding?)");
-        if (opt.need_token && !smtp::in_networks(trusted, ip)) {
+        bool public_path = false;
+        if (opt.need_token) {
+            std::string path;
+            std::map<std::string, std::string> query;
+            public_path = parse_target(std::string(h.target()), path, query) &&
+                          a.is_public(std::string(h.method_string()), path);
+        }
+        if (opt.need_token && !public_path && !smtp::in_networks(trusted, ip)) {
             if (auth_blocked(ip)) return error_reply(429, "too many failed authentications from your address");
             auto auth = h[bhttp::field::authorization];
             auto token = bearer_token(std::string_view(auth.data(), auth.size()));

@@ -10,7 +10,8 @@ PKGS=(g++ cmake ninja-build ccache pkg-config python3
       clang   # libFuzzer (scripts/fuzz.sh)
       pandoc groff-base   # the man pages from docs/ (scripts/man.sh) and their test
       curl python3-prometheus-client  # HTTP API tests: a real client, and the /metrics parser
-      python3-dkim python3-nacl python3-dnspython)  # an independent DKIM verifier (Ed25519 needs nacl)
+      python3-dkim python3-nacl python3-dnspython  # an independent DKIM verifier (Ed25519 needs nacl)
+      chromium python3-websocket)  # the dashboard's tests: a real browser, driven over CDP
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

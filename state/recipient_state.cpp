@@ -278,6 +278,17 @@ std::vector<stats_row> recipient_state::stats(const std::string& group_by, const
     std::lock_guard lk(mu_);
     return store_->stats(group_by, campaign, lower(domain), since_ms);
 }
+std::vector<series_row> recipient_state::series(std::int64_t bucket_ms, const std::string& group_by,
+                                                const std::string& campaign, const std::string& domain,
+                                                std::int64_t since_ms) const {
+    std::lock_guard lk(mu_);
+    return store_->series(bucket_ms, group_by, campaign, lower(domain), since_ms);
+}
+std::vector<reply_row> recipient_state::replies(const std::string& domain, std::int64_t since_ms,
+                                                std::size_t limit) const {
+    std::lock_guard lk(mu_);
+    return store_->replies(lower(domain), since_ms, limit);
+}
 
 std::unique_ptr<recipient_state> open_state(const std::string& url, bounce::status_policy policy, bool readonly,
                                             std::string& error) {

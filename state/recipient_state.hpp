@@ -89,6 +89,10 @@ public:
     // group_by: "campaign" or "domain"; empty filters mean all.
     std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
                                  std::int64_t since_ms) const;
+    // storage::series and storage::replies (the dashboard's charts).
+    std::vector<series_row> series(std::int64_t bucket_ms, const std::string& group_by, const std::string& campaign,
+                                   const std::string& domain, std::int64_t since_ms) const;
+    std::vector<reply_row> replies(const std::string& domain, std::int64_t since_ms, std::size_t limit) const;
 
 private:
     bool apply(const events::event& e, std::vector<events::event>& changes, std::string& error);

@@ -3,7 +3,10 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <tuple>
 #include <unordered_map>
 
 namespace ricochet::state {
@@ -151,6 +154,61 @@ bool exec(sqlite3* db, const char* sql, std::string& error) {
     sqlite3_free(msg);
     return false;
 }
+
+// The schema's versions after the first (PRAGMA user_version, 0 for a
+// database of the first version). Each runs once, in order, in a
+// transaction of its own; BEGIN IMMEDIATE makes a second process that
+// opens the database at the same moment wait, then find the work done.
+struct migration {
+    int version;
+    const char* sql;
+};
+constexpr migration migrations[] = {
+    // 1: complaints in the daily totals; counts per hour, campaign and
+    // domain, and per hour, domain and reply category (the dashboard's
+    // series), filled from the decisions already kept.
+    {1,
+     "ALTER TABLE daily_totals ADD COLUMN complaints INTEGER NOT NULL DEFAULT 0;"
+     "CREATE TABLE hourly_totals(hour INTEGER NOT NULL, campaign TEXT NOT NULL, domain TEXT NOT NULL,"
+     " queued INTEGER NOT NULL, delivered INTEGER NOT NULL, deferred INTEGER NOT NULL, hard INTEGER NOT NULL,"
+     " soft INTEGER NOT NULL, block INTEGER NOT NULL, technical INTEGER NOT NULL, complaints INTEGER NOT NULL,"
+     " PRIMARY KEY(hour, campaign, domain)) WITHOUT ROWID;"
+     "CREATE TABLE hourly_replies(hour INTEGER NOT NULL, domain TEXT NOT NULL, outcome TEXT NOT NULL,"
+     " kind TEXT NOT NULL, category TEXT NOT NULL, n INTEGER NOT NULL,"
+     " PRIMARY KEY(hour, domain, outcome, kind, category)) WITHOUT ROWID;"
+     "INSERT INTO hourly_totals SELECT time_ms / 3600000, IFNULL(campaign,''), IFNULL(domain,''),"
+     " SUM(type='queued'), SUM(type='delivered'), SUM(type='deferred'),"
+     " SUM(type IN ('bounced','expired') AND kind='hard'), SUM(type IN ('bounced','expired') AND kind='soft'),"
+     " SUM(type IN ('bounced','expired') AND kind='block'), SUM(type IN ('bounced','expired') AND kind='technical'),"
+     " SUM(type='complaint') FROM decisions WHERE type <> 'admin' GROUP BY 1, 2, 3;"
+     "INSERT INTO hourly_replies SELECT time_ms / 3600000, IFNULL(domain,''), type, IFNULL(kind,''),"
+     " IFNULL(category,''), COUNT(*) FROM decisions WHERE type IN ('deferred','bounced','expired')"
+     " GROUP BY 1, 2, 3, 4, 5;"},
+};
+
+int user_version(sqlite3* db) {
+    stmt q(db, "PRAGMA user_version");
+    return q.row() ? static_cast<int>(q.col_num(0)) : -1;
+}
+
+bool migrate(sqlite3* db, std::string& error) {
+    for (auto& m : migrations) {
+        if (user_version(db) >= m.version) continue;
+        if (!exec(db, "BEGIN IMMEDIATE", error)) return false;
+        int v = user_version(db);  // another process may have done it meanwhile
+        if (v < m.version) {
+            std::string sql = std::string(m.sql) + "PRAGMA user_version=" + std::to_string(m.version) + ";";
+            if (!exec(db, sql.c_str(), error)) {
+                sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+                error = "schema migration to version " + std::to_string(m.version) + ": " + error;
+                return false;
+            }
+        }
+        if (!exec(db, "COMMIT", error)) return false;
+    }
+    return true;
+}
+
 }  // namespace detail
 using namespace detail;
 
@@ -202,6 +260,10 @@ std::unique_ptr<sqlite_storage> sqlite_storage::open(const std::string& path, bo
     // A database from before messages.sender: add the column (fails
     // harmlessly when it is there).
     sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN sender TEXT", nullptr, nullptr, nullptr);
+    if (!migrate(db, why)) {
+        error = path + ": " + why;
+        return nullptr;
+    }
     return st;
 }
 
@@ -259,6 +321,66 @@ bool sqlite_storage::add_decisions(const std::vector<const events::event*>& evs,
             .text(10, e->reply);
         if (!q.run()) return fail(q, error);
     }
+    return add_hourly(evs, error);
+}
+
+// The batch's counts per hour, summed in memory first: one upsert per
+// (hour, campaign, domain) and per (hour, domain, reply category) in the
+// batch, not one per decision.
+bool sqlite_storage::add_hourly(const std::vector<const events::event*>& evs, std::string& error) {
+    using events::event_type;
+    std::map<std::tuple<std::int64_t, std::string, std::string>, stats_row> totals;
+    std::map<std::tuple<std::int64_t, std::string, std::string, std::string, std::string>, std::int64_t> replies;
+    for (auto* e : evs) {
+        if (e->type == event_type::admin) continue;
+        std::string dom = domain_of(e->recipient);
+        for (auto& c : dom)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        std::int64_t hour = e->time_ms / 3600000;
+        auto& t = totals[{hour, e->campaign, dom}];
+        bool failed = e->type == event_type::bounced || e->type == event_type::expired;
+        switch (e->type) {
+            case event_type::queued: ++t.sent; break;
+            case event_type::delivered: ++t.delivered; break;
+            case event_type::deferred: ++t.deferred; break;
+            case event_type::complaint: ++t.complaints; break;
+            default: break;
+        }
+        if (failed) {
+            if (e->kind == "hard") ++t.hard;
+            else if (e->kind == "soft") ++t.soft;
+            else if (e->kind == "block") ++t.block;
+            else if (e->kind == "technical") ++t.technical;
+        }
+        if (failed || e->type == event_type::deferred)
+            ++replies[{hour, dom, std::string(to_string(e->type)), e->kind, e->category}];
+    }
+    {
+        auto use = prepared(
+            "INSERT INTO hourly_totals(hour, campaign, domain, queued, delivered, deferred, hard, soft, block, technical,"
+            " complaints) VALUES(?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(hour, campaign, domain) DO UPDATE SET"
+            " queued = queued + excluded.queued, delivered = delivered + excluded.delivered,"
+            " deferred = deferred + excluded.deferred, hard = hard + excluded.hard, soft = soft + excluded.soft,"
+            " block = block + excluded.block, technical = technical + excluded.technical,"
+            " complaints = complaints + excluded.complaints");
+        auto& q = *use;
+        for (auto& [k, t] : totals) {
+            q.reset();
+            q.num(1, std::get<0>(k)).text(2, std::get<1>(k)).text(3, std::get<2>(k)).num(4, t.sent).num(5, t.delivered)
+                .num(6, t.deferred).num(7, t.hard).num(8, t.soft).num(9, t.block).num(10, t.technical).num(11, t.complaints);
+            if (!q.run()) return fail(q, error);
+        }
+    }
+    auto use = prepared(
+        "INSERT INTO hourly_replies(hour, domain, outcome, kind, category, n) VALUES(?,?,?,?,?,?)"
+        " ON CONFLICT(hour, domain, outcome, kind, category) DO UPDATE SET n = n + excluded.n");
+    auto& q = *use;
+    for (auto& [k, n] : replies) {
+        q.reset();
+        q.num(1, std::get<0>(k)).text(2, std::get<1>(k)).text(3, std::get<2>(k)).text(4, std::get<3>(k))
+            .text(5, std::get<4>(k)).num(6, n);
+        if (!q.run()) return fail(q, error);
+    }
     return true;
 }
 
@@ -292,16 +414,17 @@ std::vector<stats_row> sqlite_storage::stats(const std::string& group_by, const 
     // recipient deferred both in a folded day and later is counted by its
     // last deferral only (prune() leaves it to the rows that remain).
     std::string sql =
-        "SELECT k, SUM(q), SUM(d), SUM(df), SUM(h), SUM(s), SUM(b), SUM(t) FROM ("
+        "SELECT k, SUM(q), SUM(d), SUM(df), SUM(h), SUM(s), SUM(b), SUM(t), SUM(c) FROM ("
         " SELECT IFNULL(" + key + ",'') AS k, SUM(type='queued') AS q, SUM(type='delivered') AS d,"
         " COUNT(DISTINCT CASE WHEN type='deferred' THEN queue_id || ' ' || recipient END) AS df,"
         " SUM(type IN ('bounced','expired') AND kind='hard') AS h, SUM(type IN ('bounced','expired') AND kind='soft') AS s,"
-        " SUM(type IN ('bounced','expired') AND kind='block') AS b, SUM(type IN ('bounced','expired') AND kind='technical') AS t"
+        " SUM(type IN ('bounced','expired') AND kind='block') AS b, SUM(type IN ('bounced','expired') AND kind='technical') AS t,"
+        " SUM(type='complaint') AS c"
         " FROM decisions WHERE time_ms >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
         " AND type <> 'admin' GROUP BY k"
         " UNION ALL"
-        " SELECT " + key + ", SUM(queued), SUM(delivered), SUM(deferred), SUM(hard), SUM(soft), SUM(block), SUM(technical)"
-        " FROM daily_totals WHERE day * 86400000 >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
+        " SELECT " + key + ", SUM(queued), SUM(delivered), SUM(deferred), SUM(hard), SUM(soft), SUM(block), SUM(technical),"
+        " SUM(complaints) FROM daily_totals WHERE day * 86400000 >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
         " GROUP BY " + key +
         ") GROUP BY k ORDER BY k";
     stmt q(db_.get(), sql);
@@ -309,7 +432,40 @@ std::vector<stats_row> sqlite_storage::stats(const std::string& group_by, const 
     std::vector<stats_row> out;
     while (q.row())
         out.push_back({q.col_text(0), q.col_num(1), q.col_num(2), q.col_num(3), q.col_num(4), q.col_num(5),
-                       q.col_num(6), q.col_num(7)});
+                       q.col_num(6), q.col_num(7), q.col_num(8)});
+    return out;
+}
+
+std::vector<series_row> sqlite_storage::series(std::int64_t bucket_ms, const std::string& group_by,
+                                               const std::string& campaign, const std::string& domain,
+                                               std::int64_t since_ms) {
+    std::string key = group_by == "domain" ? "domain" : group_by == "campaign" ? "campaign" : "''";
+    std::int64_t hours = std::max<std::int64_t>(1, bucket_ms / 3600000);
+    std::string sql =
+        "SELECT " + key + ", hour / ?4 * ?4, SUM(queued), SUM(delivered), SUM(deferred), SUM(hard), SUM(soft),"
+        " SUM(block), SUM(technical), SUM(complaints) FROM hourly_totals"
+        " WHERE hour >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
+        " GROUP BY 1, 2 ORDER BY 1, 2";
+    stmt q(db_.get(), sql);
+    q.num(1, since_ms / 3600000).text(2, campaign).text(3, domain).num(4, hours);
+    std::vector<series_row> out;
+    while (q.row()) {
+        series_row r;
+        r.start_ms = q.col_num(1) * 3600000;
+        r.counts = {q.col_text(0), q.col_num(2), q.col_num(3), q.col_num(4), q.col_num(5), q.col_num(6),
+                    q.col_num(7), q.col_num(8), q.col_num(9)};
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+std::vector<reply_row> sqlite_storage::replies(const std::string& domain, std::int64_t since_ms, std::size_t limit) {
+    stmt q(db_.get(),
+           "SELECT domain, outcome, kind, category, SUM(n) AS c FROM hourly_replies WHERE hour >= ?1"
+           " AND (?2 = '' OR domain = ?2) GROUP BY 1, 2, 3, 4 ORDER BY c DESC, 1, 2, 3, 4 LIMIT ?3");
+    q.num(1, since_ms / 3600000).text(2, domain).num(3, limit ? static_cast<std::int64_t>(limit) : -1);
+    std::vector<reply_row> out;
+    while (q.row()) out.push_back({q.col_text(0), q.col_text(1), q.col_text(2), q.col_text(3), q.col_num(4)});
     return out;
 }
 
@@ -339,25 +495,32 @@ bool sqlite_storage::prune(std::int64_t before_ms, const std::string& id_before,
         // when no later one (a larger id: decisions are written as they
         // happen) exists, in this batch or among the rows that stay.
         stmt fold(db_.get(),
-                  "INSERT INTO daily_totals(day, campaign, domain, queued, delivered, deferred, hard, soft, block, technical)"
+                  "INSERT INTO daily_totals(day, campaign, domain, queued, delivered, deferred, hard, soft, block, technical,"
+                  " complaints)"
                   " SELECT time_ms / 86400000, IFNULL(campaign,''), IFNULL(domain,''), SUM(type='queued'), SUM(type='delivered'),"
                   " COUNT(DISTINCT CASE WHEN type='deferred' AND NOT EXISTS (SELECT 1 FROM decisions l WHERE l.type='deferred'"
                   "   AND l.recipient = o.recipient AND l.queue_id = o.queue_id AND l.id > o.id)"
                   "   THEN queue_id || ' ' || recipient END),"
                   " SUM(type IN ('bounced','expired') AND kind='hard'), SUM(type IN ('bounced','expired') AND kind='soft'),"
-                  " SUM(type IN ('bounced','expired') AND kind='block'), SUM(type IN ('bounced','expired') AND kind='technical')"
+                  " SUM(type IN ('bounced','expired') AND kind='block'), SUM(type IN ('bounced','expired') AND kind='technical'),"
+                  " SUM(type='complaint')"
                   " FROM decisions o WHERE id <= ?2 AND time_ms < ?1 AND type <> 'admin'"
                   " GROUP BY 1, 2, 3"
                   " ON CONFLICT(day, campaign, domain) DO UPDATE SET queued = queued + excluded.queued,"
                   " delivered = delivered + excluded.delivered, deferred = deferred + excluded.deferred,"
                   " hard = hard + excluded.hard, soft = soft + excluded.soft, block = block + excluded.block,"
-                  " technical = technical + excluded.technical");
+                  " technical = technical + excluded.technical, complaints = complaints + excluded.complaints");
         fold.num(1, before_ms).num(2, last_id);
         if (!fold.run()) return fail(fold, error);
         stmt del(db_.get(), "DELETE FROM decisions WHERE id <= ?2 AND time_ms < ?1");
         del.num(1, before_ms).num(2, last_id);
         if (!del.run()) return fail(del, error);
         out.decisions = sqlite3_changes(db_.get());
+    }
+    for (const char* sql : {"DELETE FROM hourly_totals WHERE hour < ?1", "DELETE FROM hourly_replies WHERE hour < ?1"}) {
+        stmt d(db_.get(), sql);
+        d.num(1, before_ms / 3600000);
+        if (!d.run()) return fail(d, error);
     }
     if (!id_before.empty()) {
         // Queue ids sort by arrival time: the oldest messages first, a batch at a time.

@@ -44,6 +44,9 @@ public:
     std::vector<events::event> history(const std::string& address, int limit) override;
     std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,
                                  std::int64_t since_ms) override;
+    std::vector<series_row> series(std::int64_t bucket_ms, const std::string& group_by, const std::string& campaign,
+                                   const std::string& domain, std::int64_t since_ms) override;
+    std::vector<reply_row> replies(const std::string& domain, std::int64_t since_ms, std::size_t limit) override;
     bool add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,
                      std::string& error) override;
     bool add_message_recipient(const std::string& queue_id, int index, const std::string& address,
@@ -83,6 +86,7 @@ private:
         detail::stmt& operator*() const { return *s; }
     };
     stmt_use prepared(const char* sql);
+    bool add_hourly(const std::vector<const events::event*>& evs, std::string& error);
 
     std::unique_ptr<sqlite3, db_closer> db_;
     std::unique_ptr<statements> cache_;  // after db_: finalized before it is closed

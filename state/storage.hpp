@@ -38,7 +38,22 @@ struct prune_counts {
 struct stats_row {
     std::string key;  // campaign or domain
     std::int64_t sent = 0, delivered = 0, deferred = 0, hard = 0, soft = 0, block = 0, technical = 0;
+    std::int64_t complaints = 0;
     double bounce_rate() const { return sent ? double(hard + soft) / double(sent) : 0.0; }
+};
+
+// One point of a time series (the dashboard's charts): the counts of the
+// hour or day starting at start_ms, for one key (campaign, domain, or ""
+// for everything). `deferred` counts deferrals (attempts), not recipients.
+struct series_row {
+    std::int64_t start_ms = 0;
+    stats_row counts;
+};
+
+// How often a reply category was the outcome, per destination domain.
+struct reply_row {
+    std::string domain, outcome, kind, category;  // outcome: deferred, bounced or expired
+    std::int64_t count = 0;
 };
 
 class storage {
@@ -65,6 +80,16 @@ public:
     virtual std::vector<events::event> history(const std::string& address, int limit) = 0;
     virtual std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign,
                                          const std::string& domain, std::int64_t since_ms) = 0;
+    // Counts per hour (kept as long as the decisions) summed into buckets
+    // of bucket_ms (an hour or a day, aligned on UTC), from since_ms on,
+    // per group ("campaign", "domain", or "" for one series). Only buckets
+    // with something in them.
+    virtual std::vector<series_row> series(std::int64_t bucket_ms, const std::string& group_by,
+                                           const std::string& campaign, const std::string& domain,
+                                           std::int64_t since_ms) = 0;
+    // The commonest outcomes by reply category since since_ms, per
+    // destination domain ("" = all), most frequent first, at most limit.
+    virtual std::vector<reply_row> replies(const std::string& domain, std::int64_t since_ms, std::size_t limit) = 0;
 
     // messages: per queue id its campaign, envelope sender, recipients by
     // index (VERP tokens name them) and whether it bounced.
@@ -104,7 +129,8 @@ public:
     // older than before_ms are folded into per-day totals (by campaign and
     // domain, which `stats` adds to what is left) and deleted; messages
     // whose queue id sorts before id_before go with their recipients and
-    // final failures. Recipients, suppressions and the breaker's counts are
+    // final failures; the hourly counts of series() older than before_ms
+    // go at once. Recipients, suppressions and the breaker's counts are
     // never touched here.
     virtual bool prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
                        std::string& error) = 0;

@@ -8,6 +8,7 @@
 #include "queue/queue_admin.hpp"
 #include "queue/queue_id.hpp"
 #include "queue/spool.hpp"
+#include "bounce/classifier.hpp"
 #include "bounce/suppression_list.hpp"
 #include "state/recipient_state.hpp"
 
@@ -60,10 +61,16 @@ json queue_summary(const queue::spool* sp, const std::map<std::string, std::int6
     };
     std::map<std::string, counts> by_domain;
     counts all;
+    json oldest;  // the message waiting longest
+    std::int64_t oldest_ms = 0;
     for (auto& e : sp ? sp->list() : std::vector<queue::spool_entry>{}) {
         auto env = sp->find_envelope(e.id, e.state);
         if (!env) continue;
         all.add(e.state);
+        if (oldest.is_null() || env->arrival_ms < oldest_ms) {
+            oldest_ms = env->arrival_ms;
+            oldest = {{"id", env->id}, {"arrival", format_time(env->arrival_ms)}, {"state", std::string(queue::to_string(e.state))}};
+        }
         std::vector<std::string> domains;
         for (auto& r : env->recipients) domains.push_back(queue::recipient_domain(r));
         std::sort(domains.begin(), domains.end());
@@ -80,7 +87,8 @@ json queue_summary(const queue::spool* sp, const std::map<std::string, std::int6
         d.push_back(row);
     }
     return {{"domains", d},
-            {"total", {{"messages", all.total()}, {"active", all.active}, {"deferred", all.deferred}, {"hold", all.hold}}}};
+            {"total", {{"messages", all.total()}, {"active", all.active}, {"deferred", all.deferred}, {"hold", all.hold}}},
+            {"oldest", oldest}};
 }
 
 std::optional<json> queue_show(const queue::spool& sp, const std::string& id, std::string& error,
@@ -234,10 +242,100 @@ json stats(const state::recipient_state& st, const std::string& campaign, const 
         for (auto& r : st.stats(group, campaign, domain, since_ms))
             rows.push_back({{group, r.key}, {"sent", r.sent}, {"delivered", r.delivered}, {"deferred", r.deferred},
                             {"hard", r.hard}, {"soft", r.soft}, {"block", r.block}, {"technical", r.technical},
-                            {"bounce_rate", r.bounce_rate()}});
+                            {"complaints", r.complaints}, {"bounce_rate", r.bounce_rate()}});
         out[group == "campaign" ? "by_campaign" : "by_domain"] = rows;
     }
     return out;
+}
+
+namespace {
+json point_json(std::int64_t start_ms, const state::stats_row& r) {
+    // Attempts that ended (delivered, deferred, failed) are the rates' denominator.
+    std::int64_t failed = r.hard + r.soft + r.block + r.technical;
+    std::int64_t attempts = r.delivered + r.deferred + failed;
+    auto rate = [](std::int64_t n, std::int64_t d) { return d ? double(n) / double(d) : 0.0; };
+    return {{"t", format_time(start_ms)}, {"sent", r.sent}, {"delivered", r.delivered}, {"deferred", r.deferred},
+            {"hard", r.hard}, {"soft", r.soft}, {"block", r.block}, {"technical", r.technical},
+            {"complaints", r.complaints}, {"bounce_rate", rate(r.hard + r.soft, r.sent)},
+            {"delivery_rate", rate(r.delivered, attempts)}, {"deferral_rate", rate(r.deferred, attempts)},
+            {"complaint_rate", rate(r.complaints, r.delivered)}};
+}
+}  // namespace
+
+std::optional<json> series(const state::recipient_state& st, const series_query& q, std::int64_t now_ms,
+                           std::string& error) {
+    std::int64_t bucket = q.bucket == "day" ? 86400000 : q.bucket == "hour" ? 3600000 : 0;
+    if (!bucket) {
+        error = "bucket must be hour or day";
+        return std::nullopt;
+    }
+    if (!q.by.empty() && q.by != "campaign" && q.by != "domain") {
+        error = "by must be campaign or domain";
+        return std::nullopt;
+    }
+    std::int64_t first = q.since_ms / bucket * bucket, last = now_ms / bucket * bucket;
+    if (first > last) first = last;
+    if ((last - first) / bucket + 1 > max_series_points) {
+        error = "too many points: at most " + std::to_string(max_series_points) + " per series (a shorter since, or bucket=day)";
+        return std::nullopt;
+    }
+    std::map<std::string, std::map<std::int64_t, state::stats_row>> by_key;
+    std::map<std::string, std::int64_t> volume;  // which keys to show: the busiest
+    for (auto& r : st.series(bucket, q.by, q.campaign, q.domain, first)) {
+        if (r.start_ms < first || r.start_ms > last) continue;
+        by_key[r.counts.key][r.start_ms] = r.counts;
+        volume[r.counts.key] += r.counts.sent + r.counts.delivered + r.counts.deferred + r.counts.hard + r.counts.soft +
+                                r.counts.block + r.counts.technical + r.counts.complaints;
+    }
+    if (q.by.empty() && by_key.empty()) by_key[""];  // one series, all zeros
+    std::vector<std::pair<std::string, std::int64_t>> keys(volume.begin(), volume.end());
+    if (q.by.empty()) keys = {{"", 0}};
+    std::stable_sort(keys.begin(), keys.end(), [](auto& a, auto& b) { return a.second > b.second; });
+    if (q.top && keys.size() > q.top) keys.resize(q.top);
+    json out_series = json::array();
+    for (auto& [key, vol] : keys) {
+        auto& rows = by_key[key];
+        json points = json::array();
+        for (std::int64_t t = first; t <= last; t += bucket) {
+            auto it = rows.find(t);
+            points.push_back(point_json(t, it == rows.end() ? state::stats_row{} : it->second));
+        }
+        json s{{"points", points}};
+        if (!q.by.empty()) s[q.by] = key;
+        out_series.push_back(std::move(s));
+    }
+    return json{{"bucket", q.bucket}, {"from", format_time(first)}, {"to", format_time(last + bucket)},
+                {"series", out_series}};
+}
+
+json replies(const state::recipient_state& st, const std::string& domain, std::int64_t since_ms, std::size_t limit) {
+    json arr = json::array();
+    for (auto& r : st.replies(domain, since_ms, limit))
+        arr.push_back({{"domain", r.domain}, {"outcome", r.outcome}, {"kind", r.kind}, {"category", r.category},
+                       {"count", r.count}});
+    return {{"replies", arr}};
+}
+
+std::optional<json> classify(const bounce::classifier& cl, const std::string& text, const std::string& domain,
+                             const std::string& stage_name, std::string& error) {
+    auto reply = bounce::parse_reply_text(text);
+    bool found = false;
+    for (auto s : {bounce::stage::dns, bounce::stage::connect, bounce::stage::greeting, bounce::stage::ehlo,
+                   bounce::stage::starttls, bounce::stage::tls, bounce::stage::mail, bounce::stage::rcpt,
+                   bounce::stage::data, bounce::stage::end_of_data})
+        if (bounce::to_string(s) == stage_name) {
+            reply.at = s;
+            found = true;
+        }
+    if (!found) {
+        error = "unknown stage " + stage_name +
+                " (dns, connect, greeting, ehlo, starttls, tls, mail, rcpt, data, end_of_data)";
+        return std::nullopt;
+    }
+    auto c = cl.classify(reply, domain);
+    return json{{"code", reply.code}, {"enhanced", reply.enhanced}, {"kind", std::string(bounce::to_string(c.k))},
+                {"category", std::string(bounce::to_string(c.c))}, {"retry", c.retry},
+                {"scope", std::string(bounce::to_string(c.s))}, {"rule", c.rule}};
 }
 
 }  // namespace ricochet::views

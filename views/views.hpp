@@ -26,6 +26,9 @@ enum class queue_state;
 namespace ricochet::state {
 class recipient_state;
 }
+namespace ricochet::bounce {
+class classifier;
+}
 
 namespace ricochet::views {
 using nlohmann::json;
@@ -69,5 +72,27 @@ json campaigns(const state::recipient_state& st, const breaker::config& cfg, std
 
 // {"by_campaign": [...], "by_domain": [...]}.
 json stats(const state::recipient_state& st, const std::string& campaign, const std::string& domain, std::int64_t since_ms);
+
+// Counts over time (the dashboard's charts): one point per hour or day
+// from since_ms to now, every bucket present (zeros where nothing
+// happened); by "" (one series), "campaign" or "domain" (the `top` busiest
+// keys, 0 = all). nullopt with `error` for a bad bucket or `by`, or more
+// than max_series_points buckets.
+constexpr std::int64_t max_series_points = 2200;  // 90 days of hours
+struct series_query {
+    std::string bucket = "hour", by, campaign, domain;
+    std::int64_t since_ms = 0;
+    std::size_t top = 10;
+};
+std::optional<json> series(const state::recipient_state& st, const series_query& q, std::int64_t now_ms,
+                           std::string& error);
+// {"replies": [{domain, outcome, kind, category, count}]}: the commonest
+// outcomes by reply category since since_ms, most frequent first.
+json replies(const state::recipient_state& st, const std::string& domain, std::int64_t since_ms, std::size_t limit);
+// How the classifier reads a reply given at a stage ("rcpt", "data", ...):
+// {code, enhanced, kind, category, retry, scope, rule}; nullopt with
+// `error` for an unknown stage.
+std::optional<json> classify(const bounce::classifier& cl, const std::string& text, const std::string& domain,
+                             const std::string& stage_name, std::string& error);
 
 }  // namespace ricochet::views

@@ -5,14 +5,20 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
+#include <thread>
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "bounce/classifier.hpp"
 #include "bounce/suppression_list.hpp"
 #include "config/config.hpp"
 #include "events/event_json.hpp"
 #include "events/metrics.hpp"
 #include "http/api.hpp"
+#include "http/dashboard.hpp"
+#include "queue/clock.hpp"
+#include "views/views.hpp"
 #include "queue/spool.hpp"
 #include "state/recipient_state.hpp"
 
@@ -187,4 +193,164 @@ TEST_F(api_fixture, AnInjectionIsAnsweredAfterItsCommitAndIsOnDisk) {
                                                std::string(1100000, 'x') + "\"}")
                   .status,
               413);
+}
+
+// ---- the dashboard's files and the endpoints only it needed -------------
+
+TEST_F(api_fixture, TheDashboardsFilesAreServedWithTheirTypesAndPolicy) {
+    auto r = call("GET", "/");
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.content_type, "text/html; charset=utf-8");
+    EXPECT_NE(r.body.find("<script src=\"/ui/app.js\" defer></script>"), std::string::npos);
+    auto header = [](const http::response& r, const std::string& k) {
+        for (auto& [n, v] : r.headers)
+            if (n == k) return v;
+        return std::string();
+    };
+    EXPECT_EQ(header(r, "Content-Security-Policy"), http::dashboard_csp);
+    EXPECT_EQ(header(r, "X-Frame-Options"), "DENY");
+    for (auto [path, type] : {std::pair{"/ui/app.js", "text/javascript; charset=utf-8"},
+                              std::pair{"/ui/chart.js", "text/javascript; charset=utf-8"},
+                              std::pair{"/ui/style.css", "text/css; charset=utf-8"},
+                              std::pair{"/ui/icon.svg", "image/svg+xml"}}) {
+        auto f = call("GET", path);
+        EXPECT_EQ(f.status, 200) << path;
+        EXPECT_EQ(f.content_type, type) << path;
+        std::ifstream in(std::string(RICOCHET_SOURCE_DIR) + "/http/dashboard/" + (path + 4), std::ios::binary);
+        std::string want((std::istreambuf_iterator<char>(in)), {});
+        EXPECT_EQ(f.body, want) << path << ": the file compiled in is the one in the repository";
+    }
+    EXPECT_EQ(call("GET", "/ui/").status, 404);
+    EXPECT_EQ(call("GET", "/ui/nothing.js").status, 404);
+    EXPECT_EQ(call("GET", "/ui/embed.cmake").status, 404) << "only the dashboard's own kinds of file";
+    EXPECT_EQ(call("POST", "/").status, 405);
+    // Public (no token) only while on, only for reading, only these paths.
+    EXPECT_TRUE(a->is_public("GET", "/"));
+    EXPECT_TRUE(a->is_public("HEAD", "/ui/app.js"));
+    EXPECT_FALSE(a->is_public("POST", "/"));
+    EXPECT_FALSE(a->is_public("GET", "/v1/stats"));
+    EXPECT_FALSE(a->is_public("GET", "/uix"));
+    cfg.http.dashboard = false;
+    EXPECT_FALSE(a->is_public("GET", "/"));
+    r = call("GET", "/");
+    EXPECT_EQ(r.status, 404);
+    EXPECT_NE(error_of(r).find("http.dashboard = false"), std::string::npos);
+}
+
+TEST_F(api_fixture, SeriesHaveEveryBucketAndTheirCounts) {
+    std::int64_t hour = 3600000;
+    // The buckets are the clock's hours: not within a second of the next
+    // one, so that the request below sees the same hour as the events.
+    if (now_ms() % hour > hour - 1000) std::this_thread::sleep_for(std::chrono::milliseconds(hour - now_ms() % hour));
+    auto now = now_ms();
+    auto ev = [](std::int64_t t, const char* type, const char* q, const char* rcpt, const char* campaign,
+                 const char* kind = "", const char* cat = "") {
+        events::event e;
+        e.type = *events::parse_event_type(type);
+        e.time_ms = t;
+        e.queue_id = q;
+        e.recipient = rcpt;
+        e.campaign = campaign;
+        e.kind = kind;
+        e.category = cat;
+        return e;
+    };
+    std::string err;
+    st->record({ev(now - 2 * hour, "queued", "Q1", "a@x.example", "spring"),
+                ev(now - 2 * hour, "queued", "Q2", "b@y.example", "spring"),
+                ev(now - 2 * hour, "queued", "Q3", "c@y.example", "autumn"),
+                ev(now - 2 * hour, "delivered", "Q1", "a@x.example", "spring"),
+                ev(now, "deferred", "Q2", "b@y.example", "spring", "technical", "rate-limited"),
+                ev(now, "bounced", "Q2", "b@y.example", "spring", "hard", "user-unknown"),
+                ev(now, "delivered", "Q3", "c@y.example", "autumn"), ev(now, "complaint", "Q3", "c@y.example", "autumn")},
+               err);
+    ASSERT_EQ(err, "");
+    auto r = call("GET", "/v1/stats/series?since=3h");
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto j = json::parse(r.body);
+    EXPECT_EQ(j["bucket"], "hour");
+    ASSERT_EQ(j["series"].size(), 1u);
+    auto& pts = j["series"][0]["points"];
+    ASSERT_EQ(pts.size(), 4u) << "from the hour 3h ago to this one, empty hours included";
+    EXPECT_EQ(pts[0]["sent"], 0);
+    EXPECT_EQ(pts[1]["sent"], 3);
+    EXPECT_EQ(pts[1]["delivered"], 1);
+    EXPECT_EQ(pts[3]["delivered"], 1);
+    EXPECT_EQ(pts[3]["hard"], 1);
+    EXPECT_EQ(pts[3]["deferred"], 1);
+    EXPECT_EQ(pts[3]["complaints"], 1);
+    EXPECT_DOUBLE_EQ(pts[3]["delivery_rate"].get<double>(), 1.0 / 3) << "delivered / (delivered + deferred + failed)";
+    EXPECT_DOUBLE_EQ(pts[3]["complaint_rate"].get<double>(), 1.0);
+    EXPECT_EQ(views::format_time(now / hour * hour), pts[3]["t"]);
+
+    j = json::parse(call("GET", "/v1/stats/series?since=3h&by=campaign").body);
+    ASSERT_EQ(j["series"].size(), 2u);
+    EXPECT_EQ(j["series"][0]["campaign"], "spring") << "the busiest first";
+    j = json::parse(call("GET", "/v1/stats/series?since=3h&by=domain&top=1").body);
+    ASSERT_EQ(j["series"].size(), 1u);
+    EXPECT_EQ(j["series"][0]["domain"], "y.example");
+    j = json::parse(call("GET", "/v1/stats/series?since=3h&campaign=autumn").body);
+    EXPECT_EQ(j["series"][0]["points"][1]["sent"], 1);
+    j = json::parse(call("GET", "/v1/stats/series?bucket=day&since=2d").body);
+    EXPECT_EQ(j["bucket"], "day");
+    EXPECT_EQ(j["series"][0]["points"].size(), 3u);
+    j = json::parse(call("GET", "/v1/stats/series?since=3h&campaign=none").body);
+    EXPECT_EQ(j["series"][0]["points"][1]["sent"], 0) << "nothing matching: zeros";
+
+    for (auto [target, words] : {std::pair{"/v1/stats/series?bucket=week", "bucket must be hour or day"},
+                                 std::pair{"/v1/stats/series?by=rule", "by must be campaign or domain"},
+                                 std::pair{"/v1/stats/series?since=soon", "since must be a duration"},
+                                 std::pair{"/v1/stats/series?since=200d", "too many points"},
+                                 std::pair{"/v1/stats/series?top=0", "top must be a number from 1 to 100"}}) {
+        auto bad = call("GET", target);
+        EXPECT_EQ(bad.status, 400) << target;
+        EXPECT_NE(error_of(bad).find(words), std::string::npos) << target << ": " << bad.body;
+    }
+    EXPECT_EQ(call("POST", "/v1/stats/series").status, 405);
+
+    r = call("GET", "/v1/stats/replies");
+    ASSERT_EQ(r.status, 200);
+    j = json::parse(r.body)["replies"];
+    ASSERT_EQ(j.size(), 2u);
+    EXPECT_EQ(j[0]["domain"], "y.example");
+    EXPECT_EQ(j[0]["count"], 1);
+    EXPECT_EQ(json::parse(call("GET", "/v1/stats/replies?domain=x.example").body)["replies"].size(), 0u);
+    EXPECT_EQ(call("GET", "/v1/stats/replies?limit=0").status, 400);
+    // stats has the complaints too
+    j = json::parse(call("GET", "/v1/stats?campaign=autumn").body);
+    EXPECT_EQ(j["by_campaign"][0]["complaints"], 1);
+}
+
+TEST_F(api_fixture, ClassifyReadsAReplyAsTheDaemonWould) {
+    EXPECT_EQ(call("POST", "/v1/classify", R"({"reply":"550 5.1.1 no"})").status, 404) << "no classifier given";
+    bounce::classifier cl;
+    std::string err;
+    ASSERT_TRUE(cl.load(std::string(RICOCHET_SOURCE_DIR) + "/etc/bounce-rules.toml", err)) << err;
+    a = std::make_unique<http::api>(http::api_context{
+        cfg, *spool, *st, suppression, metrics, [](const json&) { return json{{"ok", true}}; },
+        [] { return std::map<std::string, std::int64_t>{}; }, [] { return std::string(); }, {}, &cl});
+    auto r = call("POST", "/v1/classify", R"({"reply":"550 5.1.1 <a@b.example>: Recipient address rejected: User unknown"})");
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto j = json::parse(r.body);
+    EXPECT_EQ(j["kind"], "hard");
+    EXPECT_EQ(j["category"], "user-unknown");
+    EXPECT_EQ(j["code"], 550);
+    EXPECT_EQ(j["enhanced"], "5.1.1");
+    EXPECT_FALSE(j["rule"].get<std::string>().empty());
+    // The stage matters: the same words after DATA, with no code to confirm them, are not proof.
+    j = json::parse(call("POST", "/v1/classify", R"({"reply":"550 User unknown","stage":"end_of_data"})").body);
+    auto at_rcpt = json::parse(call("POST", "/v1/classify", R"({"reply":"550 User unknown","stage":"rcpt"})").body);
+    EXPECT_EQ(at_rcpt["kind"], "hard");
+    EXPECT_NE(j["kind"], "hard");
+    for (auto [body, words] : {std::pair{"", "a JSON body is required"}, std::pair{"[1]", "the body must be"},
+                               std::pair{"{\"reply\":5}", "the body must be"},
+                               std::pair{"{\"reply\":\"\"}", "1 to 65536 octets"},
+                               std::pair{"{\"reply\":\"550 x\",\"stage\":\"later\"}", "unknown stage later"},
+                               std::pair{"{\"reply\":\"550 x\",\"domain\":1}", "\"domain\" must be a string"}}) {
+        auto bad = call("POST", "/v1/classify", body);
+        EXPECT_EQ(bad.status, 400) << body;
+        EXPECT_NE(error_of(bad).find(words), std::string::npos) << body << ": " << bad.body;
+    }
+    EXPECT_EQ(call("POST", "/v1/classify", "{\"reply\":\"" + std::string(70000, 'x') + "\"}").status, 400);
+    EXPECT_EQ(call("GET", "/v1/classify").status, 405);
 }

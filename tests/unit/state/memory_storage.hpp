@@ -2,7 +2,9 @@
 // state's rules run against it exactly as against SQLite, so a rule that
 // only held because of SQLite would show here. Transactions are copies.
 #pragma once
+#include <algorithm>
 #include <map>
+#include <tuple>
 #include <set>
 
 #include "state/storage.hpp"
@@ -75,9 +77,55 @@ public:
                 if (e.kind == "block") ++r.block;
                 if (e.kind == "technical") ++r.technical;
             }
+            if (e.type == t::complaint) ++r.complaints;
         }
         std::vector<stats_row> out;
         for (auto& [k, r] : rows) out.push_back(r);
+        return out;
+    }
+    // Straight from the decisions (SQLite keeps hourly counts instead; the
+    // tests compare the two).
+    std::vector<series_row> series(std::int64_t bucket_ms, const std::string& group_by, const std::string& campaign,
+                                   const std::string& domain, std::int64_t since_ms) override {
+        std::map<std::pair<std::string, std::int64_t>, stats_row> rows;
+        for (auto& e : data_.decisions) {
+            std::string dom = e.recipient.substr(e.recipient.rfind('@') + 1);
+            using t = events::event_type;
+            if (e.time_ms / 3600000 < since_ms / 3600000 || (!campaign.empty() && e.campaign != campaign) ||
+                (!domain.empty() && dom != domain) || e.type == t::admin)
+                continue;
+            auto key = group_by == "domain" ? dom : group_by == "campaign" ? e.campaign : std::string();
+            auto& r = rows[{key, e.time_ms / bucket_ms * bucket_ms}];
+            r.key = key;
+            if (e.type == t::queued) ++r.sent;
+            if (e.type == t::delivered) ++r.delivered;
+            if (e.type == t::deferred) ++r.deferred;
+            if (e.type == t::complaint) ++r.complaints;
+            if (e.type == t::bounced || e.type == t::expired) {
+                if (e.kind == "hard") ++r.hard;
+                if (e.kind == "soft") ++r.soft;
+                if (e.kind == "block") ++r.block;
+                if (e.kind == "technical") ++r.technical;
+            }
+        }
+        std::vector<series_row> out;
+        for (auto& [k, r] : rows) out.push_back({k.second, r});
+        return out;
+    }
+    std::vector<reply_row> replies(const std::string& domain, std::int64_t since_ms, std::size_t limit) override {
+        std::map<std::tuple<std::string, std::string, std::string, std::string>, std::int64_t> n;
+        for (auto& e : data_.decisions) {
+            using t = events::event_type;
+            std::string dom = e.recipient.substr(e.recipient.rfind('@') + 1);
+            if (e.time_ms / 3600000 < since_ms / 3600000 || (!domain.empty() && dom != domain) ||
+                (e.type != t::deferred && e.type != t::bounced && e.type != t::expired))
+                continue;
+            ++n[{dom, std::string(events::to_string(e.type)), e.kind, e.category}];
+        }
+        std::vector<reply_row> out;
+        for (auto& [k, c] : n) out.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), std::get<3>(k), c});
+        std::stable_sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.count > b.count; });
+        if (limit && out.size() > limit) out.resize(limit);
         return out;
     }
     bool add_message(const std::string& q, const std::string& campaign, const std::string& sender, std::string& error) override {

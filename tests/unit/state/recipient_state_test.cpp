@@ -7,8 +7,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <map>
+#include <thread>
+#include <tuple>
 
 #include "memory_storage.hpp"
 #include "state/sqlite_storage.hpp"
@@ -374,5 +379,154 @@ TEST(RecipientStateRetention, PruningKeepsStatsAndStatusesAndFreesOldRows) {
     EXPECT_EQ(c.decisions + c.messages, 0);
     EXPECT_FALSE(c.more);
     st.reset();
+    std::filesystem::remove_all(dir);
+}
+
+// The dashboard's series: SQLite keeps counts per hour as decisions are
+// recorded (in batches of any size); the in-memory backend computes them
+// from the decisions. The two agree for every bucket and grouping.
+TEST(RecipientStateSeries, HourlyCountsAgreeWithTheDecisions) {
+    char tmpl[] = "/tmp/ricochet-series-test.XXXXXX";
+    std::filesystem::path dir = ::mkdtemp(tmpl);
+    std::string err;
+    bounce::status_policy policy{{"gmail.com"}, 3, 15 * day};
+    auto sql = open_state("sqlite:" + (dir / "state.db").string(), policy, false, err);
+    ASSERT_TRUE(sql) << err;
+    recipient_state mem(std::make_unique<fake::memory_storage>(), policy);
+    auto d = store_fixture::d;
+    const char* types[] = {"queued", "delivered", "deferred", "bounced", "expired", "complaint", "admin"};
+    const char* kinds[] = {"hard", "soft", "block", "technical"};
+    const char* cats[] = {"user-unknown", "mailbox-full", "blocklisted", "rate-limited"};
+    std::uint32_t seed = 12345;
+    auto rnd = [&seed](std::uint32_t n) { return (seed = seed * 1103515245u + 12345u) / 65536u % n; };
+    std::vector<event> batch;
+    for (int i = 0; i < 3000; ++i) {
+        std::int64_t t = 40 * day + static_cast<std::int64_t>(rnd(3 * 24 * 60)) * 60000;  // three days, by minute
+        auto type = types[rnd(7)];
+        auto k = rnd(4);
+        std::string rcpt = "u" + std::to_string(rnd(50)) + (rnd(2) ? "@Gmail.com" : "@example.org");
+        batch.push_back(d(t, type, "Q" + std::to_string(i), rcpt, std::string(type) == "queued" ? "" : kinds[k],
+                          cats[k], rnd(3) ? "spring" : "autumn"));
+        if (batch.size() == 1 + rnd(200) || i == 2999) {  // batches of every size, several per hour
+            sql->record(batch, err);
+            ASSERT_EQ(err, "");
+            mem.record(batch, err);
+            ASSERT_EQ(err, "");
+            batch.clear();
+        }
+    }
+    auto same = [](const std::vector<series_row>& a, const std::vector<series_row>& b) {
+        if (a.size() != b.size()) return ::testing::AssertionFailure() << a.size() << " vs " << b.size() << " points";
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            auto &x = a[i].counts, &y = b[i].counts;
+            if (a[i].start_ms != b[i].start_ms || x.key != y.key || x.sent != y.sent || x.delivered != y.delivered ||
+                x.deferred != y.deferred || x.hard != y.hard || x.soft != y.soft || x.block != y.block ||
+                x.technical != y.technical || x.complaints != y.complaints)
+                return ::testing::AssertionFailure() << "point " << i << " (" << x.key << " at " << a[i].start_ms << ")";
+        }
+        return ::testing::AssertionSuccess();
+    };
+    auto sorted = [](std::vector<series_row> v) {
+        std::sort(v.begin(), v.end(), [](auto& a, auto& b) {
+            return std::tie(a.counts.key, a.start_ms) < std::tie(b.counts.key, b.start_ms);
+        });
+        return v;
+    };
+    std::int64_t hour = 3600000;
+    for (std::int64_t bucket : {hour, day})
+        for (std::string by : {"", "campaign", "domain"})
+            for (std::int64_t since : {std::int64_t(0), 41 * day + 5 * hour})
+                for (std::string campaign : {"", "spring"}) {
+                    auto a = sorted(sql->series(bucket, by, campaign, "", since));
+                    auto b = sorted(mem.series(bucket, by, campaign, "", since));
+                    EXPECT_TRUE(same(a, b)) << "bucket " << bucket << " by '" << by << "' since " << since << " " << campaign;
+                    EXPECT_FALSE(a.empty());
+                }
+    auto one = sql->series(hour, "", "", "gmail.com", 0);
+    std::int64_t sent = 0;
+    for (auto& p : one) sent += p.counts.sent;
+    std::int64_t stat_sent = 0;
+    for (auto& r : sql->stats("domain", "", "gmail.com", 0)) stat_sent += r.sent;
+    EXPECT_EQ(sent, stat_sent) << "the series adds up to stats (domains in lower case)";
+    EXPECT_GT(sent, 0);
+    // Reply categories: the same counts, most frequent first.
+    auto ra = sql->replies("", 0, 0), rb = mem.replies("", 0, 0);
+    ASSERT_EQ(ra.size(), rb.size());
+    std::map<std::string, std::int64_t> ma, mb;
+    for (auto& r : ra) ma[r.domain + " " + r.outcome + " " + r.kind + " " + r.category] = r.count;
+    for (auto& r : rb) mb[r.domain + " " + r.outcome + " " + r.kind + " " + r.category] = r.count;
+    EXPECT_EQ(ma, mb);
+    for (std::size_t i = 1; i < ra.size(); ++i) EXPECT_GE(ra[i - 1].count, ra[i].count);
+    EXPECT_EQ(sql->replies("", 0, 3).size(), 3u);
+    for (auto& r : sql->replies("example.org", 0, 0)) EXPECT_EQ(r.domain, "example.org");
+    // Retention drops the hourly counts with the decisions of their age.
+    prune_counts c;
+    do ASSERT_TRUE(sql->prune(41 * day, "", 100000, c, err)) << err;
+    while (c.more);
+    for (auto& p : sql->series(hour, "", "", "", 0)) EXPECT_GE(p.start_ms, 41 * day);
+    sql.reset();
+    std::filesystem::remove_all(dir);
+}
+
+// A database of the first schema version (no hourly counts, no complaints
+// in the daily totals) is migrated when the daemon opens it, once, also
+// when two processes open it at the same moment; the counts are filled from
+// the decisions it already has.
+TEST(RecipientStateSeries, AnOlderDatabaseIsMigratedOnceWithItsHistory) {
+    char tmpl[] = "/tmp/ricochet-migrate-test.XXXXXX";
+    std::filesystem::path dir = ::mkdtemp(tmpl);
+    auto path = (dir / "state.db").string();
+    std::string err;
+    bounce::status_policy policy{{"gmail.com"}, 3, 15 * day};
+    {
+        auto st = open_state("sqlite:" + path, policy, false, err);
+        ASSERT_TRUE(st) << err;
+        auto d = [](std::int64_t t, std::string type, std::string q, std::string r, std::string k = "", std::string c = "") {
+            return store_fixture::d(t, std::move(type), std::move(q), std::move(r), std::move(k), std::move(c));
+        };
+        st->record({d(1000, "queued", "Q1", "a@x.example"), d(2000, "delivered", "Q1", "a@x.example"),
+                    d(3000, "queued", "Q2", "b@x.example"), d(4000, "bounced", "Q2", "b@x.example", "hard", "user-unknown"),
+                    d(3 * 3600000, "complaint", "Q1", "a@x.example")},
+                   err);
+        ASSERT_EQ(err, "");
+    }
+    // Back to version 0, as a database written before the series existed.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE hourly_totals; DROP TABLE hourly_replies;"
+                               "ALTER TABLE daily_totals DROP COLUMN complaints; PRAGMA user_version=0;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+    {
+        auto old = open_state("sqlite:" + path, policy, true, err);  // ricochetctl's reader: migrates nothing
+        ASSERT_TRUE(old) << err;
+        EXPECT_TRUE(old->series(3600000, "", "", "", 0).empty()) << "a reader of an old file sees no series, no error";
+    }
+    std::unique_ptr<recipient_state> a, b;
+    std::string ea, eb;
+    std::thread ta([&] { a = open_state("sqlite:" + path, policy, false, ea); });
+    std::thread tb([&] { b = open_state("sqlite:" + path, policy, false, eb); });
+    ta.join();
+    tb.join();
+    ASSERT_TRUE(a) << ea;
+    ASSERT_TRUE(b) << eb;
+    auto s = a->series(3600000, "", "", "", 0);
+    ASSERT_EQ(s.size(), 2u);
+    EXPECT_EQ((std::vector<std::int64_t>{s[0].counts.sent, s[0].counts.delivered, s[0].counts.hard, s[1].counts.complaints}),
+              (std::vector<std::int64_t>{2, 1, 1, 1}))
+        << "filled once from the decisions, not twice";
+    EXPECT_EQ(a->replies("", 0, 0).size(), 1u);
+    EXPECT_EQ(a->stats("campaign", "", "", 0).at(0).complaints, 1);
+    a.reset();
+    b.reset();
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, nullptr);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(q, 0), 1);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
     std::filesystem::remove_all(dir);
 }
