@@ -1,6 +1,7 @@
 // Fuzz target: whatever a client sends the HTTP listener. The bytes go
 // through Beast's request parser with the listener's limits; a request it
-// accepts goes through our own checks (target, Host, bearer token), and its
+// accepts goes through our own checks (target, Host, bearer token, the
+// dashboard's files), and its
 // body through the injection's reading (JSON, addresses, headers, the
 // message built with GMime or normalised). Nothing may crash, and what is
 // refused must be refused with a reason.
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "bounce/suppression_list.hpp"
+#include "http/dashboard.hpp"
 #include "http/http_util.hpp"
 #include "submission/inject.hpp"
 
@@ -32,6 +34,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::map<std::string, std::string> query;
     if (http::parse_target(std::string(req.target()), path, query)) {
         if (path.empty() || path.front() != '/') std::abort();
+        // The dashboard serves only its own files, and only under / and /ui/.
+        if (auto f = http::dashboard_file(path); f && (!http::dashboard_path(path) || f->body.empty())) std::abort();
     }
     (void)http::host_allowed(std::string(req[bhttp::field::host]), "mta.example");
     if (auto t = http::bearer_token(std::string(req[bhttp::field::authorization])); t && t->empty()) std::abort();
