@@ -98,6 +98,7 @@ response from_control(const json& r, int refused_status = 400) {
 
 std::uint64_t api::body_limit(const std::string& method, const std::string& path) const {
     if (method == "PUT" && path == "/v1/suppressions") return ctx_.cfg.http.max_import_body;
+    if (dashboard_path(path)) return 0;  // no body: these paths are public
     return ctx_.cfg.http.max_body;
 }
 

@@ -66,7 +66,8 @@ public:
     bool runs_inline(const std::string& method, const std::string& path) const override {
         return method == "POST" && path == "/v1/messages";
     }
-    // The body limit for a request (PUT /v1/suppressions takes a whole list).
+    // The body limit for a request (PUT /v1/suppressions takes a whole list;
+    // the dashboard's public paths take none).
     std::uint64_t body_limit(const std::string& method, const std::string& path) const override;
     // The dashboard's static files (no data in them) need no token: a
     // browser cannot send one with a page load. Their script sends it.

@@ -8,8 +8,8 @@ namespace ricochet::http {
 bool dashboard_path(const std::string& path) { return path == "/" || path.rfind("/ui/", 0) == 0; }
 
 std::optional<response> dashboard_file(const std::string& path) {
+    if (!dashboard_path(path)) return std::nullopt;
     std::string_view name = path == "/" ? std::string_view("index.html") : std::string_view(path).substr(4);
-    if (path != "/" && path.rfind("/ui/", 0) != 0) return std::nullopt;
     for (std::size_t i = 0; i < detail::dashboard_file_count; ++i) {
         auto& f = detail::dashboard_files[i];
         if (name != f.name) continue;

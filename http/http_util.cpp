@@ -199,4 +199,21 @@ std::string webhook_signature(std::string_view secret, std::int64_t unix_time, s
     return "t=" + ts + ",v1=" + hex;
 }
 
+bool cross_origin_write(std::string_view method, std::string_view host, std::string_view origin,
+                        std::string_view fetch_site) {
+    if (method == "GET" || method == "HEAD") return false;
+    auto lower = [](std::string_view v) {
+        std::string o(v);
+        for (auto& c : o)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        return o;
+    };
+    if (!fetch_site.empty() && lower(fetch_site) != "same-origin" && lower(fetch_site) != "none") return true;
+    if (origin.empty()) return false;
+    auto o = lower(origin);
+    for (std::string_view scheme : {"http://", "https://"})
+        if (o.rfind(scheme, 0) == 0) return o.substr(scheme.size()) != lower(host);
+    return true;  // "null" (a sandboxed or file: page) or anything else
+}
+
 }  // namespace ricochet::http

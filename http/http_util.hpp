@@ -50,6 +50,14 @@ bool parse_target(std::string_view target, std::string& path, std::map<std::stri
 // "localhost" or the configured hostname, each with an optional port. Case
 // does not matter; anything else, an empty Host included, is refused.
 bool host_allowed(std::string_view host, std::string_view hostname);
+// Whether a request is a browser's cross-origin attempt to change something
+// (CSRF: a web page POSTing to the API on loopback, where no token is
+// needed). GET and HEAD never are (the same-origin policy keeps their
+// answers from the page). Otherwise: Sec-Fetch-Site other than
+// "same-origin" or "none", or an Origin whose host[:port] is not the Host
+// header ("null" included). Clients that are not browsers send neither.
+bool cross_origin_write(std::string_view method, std::string_view host, std::string_view origin,
+                        std::string_view fetch_site);
 
 // "Bearer TOKEN" -> TOKEN (scheme case-insensitive); nullopt otherwise.
 std::optional<std::string_view> bearer_token(std::string_view authorization);

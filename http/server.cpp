@@ -95,6 +95,14 @@ struct server::impl : std::enable_shared_from_this<impl> {
         auto host = h[bhttp::field::host];
         if (opt.check_host && !host_allowed(std::string_view(host.data(), host.size()), opt.hostname))
             return error_reply(403, "Host \"" + std::string(host) + "\" is not this server (DNS rebinding?)");
+        if (opt.need_token) {
+            auto origin = h[bhttp::field::origin];
+            auto site = h["Sec-Fetch-Site"];
+            if (cross_origin_write(std::string_view(h.method_string().data(), h.method_string().size()),
+                                   std::string_view(host.data(), host.size()), std::string_view(origin.data(), origin.size()),
+                                   std::string_view(site.data(), site.size())))
+                return error_reply(403, "cross-origin request refused (Origin \"" + std::string(origin) + "\")");
+        }
         bool public_path = false;
         if (opt.need_token) {
             std::string path;

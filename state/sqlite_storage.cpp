@@ -251,7 +251,12 @@ std::unique_ptr<sqlite_storage> sqlite_storage::open(const std::string& path, bo
         return nullptr;
     }
     sqlite3_busy_timeout(db, 5000);  // the daemon and ricochetctl may write at once
-    if (readonly) return st;
+    if (readonly) {
+        // An older file (the daemon not yet restarted on this version): its
+        // queries leave out what it does not have yet.
+        st->version_ = user_version(db);
+        return st;
+    }
     std::string why;
     if (!exec(db, schema, why)) {
         error = path + ": " + why;
@@ -260,10 +265,16 @@ std::unique_ptr<sqlite_storage> sqlite_storage::open(const std::string& path, bo
     // A database from before messages.sender: add the column (fails
     // harmlessly when it is there).
     sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN sender TEXT", nullptr, nullptr, nullptr);
-    if (!migrate(db, why)) {
+    // A migration fills its tables from every decision kept: on a large
+    // database another process opening it meanwhile waits that long.
+    sqlite3_busy_timeout(db, 600000);
+    bool migrated = migrate(db, why);
+    sqlite3_busy_timeout(db, 5000);
+    if (!migrated) {
         error = path + ": " + why;
         return nullptr;
     }
+    st->version_ = user_version(db);
     return st;
 }
 
@@ -424,7 +435,7 @@ std::vector<stats_row> sqlite_storage::stats(const std::string& group_by, const 
         " AND type <> 'admin' GROUP BY k"
         " UNION ALL"
         " SELECT " + key + ", SUM(queued), SUM(delivered), SUM(deferred), SUM(hard), SUM(soft), SUM(block), SUM(technical),"
-        " SUM(complaints) FROM daily_totals WHERE day * 86400000 >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
+        + std::string(version_ >= 1 ? " SUM(complaints)" : " 0") + " FROM daily_totals WHERE day * 86400000 >= ?1 AND (?2 = '' OR campaign = ?2) AND (?3 = '' OR domain = ?3)"
         " GROUP BY " + key +
         ") GROUP BY k ORDER BY k";
     stmt q(db_.get(), sql);

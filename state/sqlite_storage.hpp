@@ -89,6 +89,7 @@ private:
     bool add_hourly(const std::vector<const events::event*>& evs, std::string& error);
 
     std::unique_ptr<sqlite3, db_closer> db_;
+    int version_ = 0;  // the schema's (PRAGMA user_version)
     std::unique_ptr<statements> cache_;  // after db_: finalized before it is closed
 };
 

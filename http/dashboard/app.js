@@ -27,6 +27,9 @@
     let body = null;
     try { body = await r.json(); } catch (e) { body = null; }
     if (r.status === 401) {
+      // Stop polling: every refused token counts towards the API's limit.
+      if (timer) clearInterval(timer);
+      timer = null;
       $('token-form').hidden = false;
       $('token-error').textContent = token ? (body && body.error) || 'invalid token' : '';
     }
@@ -151,7 +154,8 @@
     const bucket = $('d-period').value;
     const q = new URLSearchParams({ bucket, by: 'domain', top: '8', since: bucket === 'day' ? '30d' : '48h' });
     const [series, stats, replies] = await Promise.all([
-      api('/v1/stats/series?' + q), api('/v1/stats?since=30d'), api('/v1/stats/replies?since=24h&limit=30')]);
+      api('/v1/stats/series?' + q), api('/v1/stats?since=30d'),
+      api('/v1/stats/replies?limit=30&since=' + (bucket === 'day' ? '30d' : '48h'))]);
     const labels = series.series.length ? series.series[0].points.map((p) => p.t) : [];
     const day = bucket === 'day';
     RicochetChart.line($('d-chart-delivery'), labels,
@@ -169,7 +173,7 @@
       cell(tr, num(failed), 'n').dataset.k = 'failed';
       const done = d.delivered + failed;
       cell(tr, done ? pct(d.delivered / done) : '–', 'n').dataset.k = 'delivery_rate';
-      cell(tr, d.sent ? pct(d.deferred / d.sent) : '–', 'n').dataset.k = 'deferral_rate';
+      cell(tr, d.sent ? pct(d.deferred / d.sent) : '–', 'n').dataset.k = 'deferred_share';
     });
     fill($('d-replies').tBodies[0], replies.replies, (tr, r) => {
       cell(tr, r.domain);

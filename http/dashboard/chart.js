@@ -30,7 +30,8 @@
     const svg = el('svg', { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' }, container);
     let max = 0;
     for (const s of series) for (const v of s.values) max = Math.max(max, v);
-    max = opts.percent ? Math.min(1, niceMax(max)) : niceMax(max);
+    // Rates may pass 100%: a bucket's bounces can be for mail sent in an earlier one.
+    max = niceMax(max);
     const n = labels.length, iw = W - L - R, ih = H - T - B;
     const x = (i) => L + (n <= 1 ? iw / 2 : (i * iw) / (n - 1));
     const y = (v) => T + ih - (v / max) * ih;

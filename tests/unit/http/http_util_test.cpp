@@ -39,6 +39,22 @@ TEST(HttpHost, OnlyIpLiteralsLocalhostAndOurNamePass) {
     EXPECT_FALSE(host_allowed("anything", "")) << "no hostname configured: names other than localhost fail";
 }
 
+TEST(HttpCsrf, OnlyABrowsersCrossOriginWritesAreRefused) {
+    // Clients that are not browsers send neither header.
+    EXPECT_FALSE(cross_origin_write("POST", "127.0.0.1:8025", "", ""));
+    EXPECT_FALSE(cross_origin_write("POST", "127.0.0.1:8025", "http://127.0.0.1:8025", "same-origin"));
+    EXPECT_FALSE(cross_origin_write("DELETE", "MTA.example.com", "https://mta.example.com", ""));
+    EXPECT_FALSE(cross_origin_write("POST", "127.0.0.1:8025", "", "none")) << "typed by the user";
+    EXPECT_FALSE(cross_origin_write("GET", "127.0.0.1:8025", "https://evil.example", "cross-site")) << "reads are not writes";
+    EXPECT_FALSE(cross_origin_write("HEAD", "127.0.0.1:8025", "https://evil.example", "cross-site"));
+    EXPECT_TRUE(cross_origin_write("POST", "127.0.0.1:8025", "https://evil.example", ""));
+    EXPECT_TRUE(cross_origin_write("PUT", "127.0.0.1:8025", "null", ""));
+    EXPECT_TRUE(cross_origin_write("POST", "127.0.0.1:8025", "http://127.0.0.1:8026", "")) << "another port is another origin";
+    EXPECT_TRUE(cross_origin_write("POST", "127.0.0.1:8025", "http://127.0.0.1:8025", "same-site"));
+    EXPECT_TRUE(cross_origin_write("POST", "127.0.0.1:8025", "", "cross-site"));
+    EXPECT_TRUE(cross_origin_write("POST", "127.0.0.1:8025", "ftp://127.0.0.1:8025", ""));
+}
+
 TEST(HttpAuth, BearerTokens) {
     EXPECT_EQ(bearer_token("Bearer abc").value_or(""), "abc");
     EXPECT_EQ(bearer_token("bearer   abc  ").value_or(""), "abc");
