@@ -229,8 +229,9 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
         r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "events_max_size", "events_max_age",
-                 "events_keep", "log_level"});
+                 "events_keep", "log_level", "client_ipv6_prefix"});
         r.str("hostname", c.server.hostname);
+        r.integer("client_ipv6_prefix", c.server.client_ipv6_prefix, 32, 128);
         r.path("spool_dir", c.server.spool_dir);
         r.str("state", c.server.state);
         if (std::string why; r.node("state") && state::backend_of(c.server.state, why) == state::backend::none)

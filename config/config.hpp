@@ -95,6 +95,9 @@ struct config {
         seconds events_max_age{86400};               // "1d"
         std::uint32_t events_keep = 14;              // rotated segments kept, gzip'd but the newest
         std::string log_level = "info";
+        // Per-address limits (connections, failed AUTH, the API's failed
+        // tokens) count an IPv6 client by its network of this many bits.
+        std::uint32_t client_ipv6_prefix = 64;
     } server;
 
     struct {

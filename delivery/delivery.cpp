@@ -27,6 +27,7 @@
 #include "dns/resolver.hpp"
 #include "events/make.hpp"
 #include "events/publisher.hpp"
+#include "mime/seven_bit.hpp"
 #include "queue/clock.hpp"
 #include "queue/dsn_writer.hpp"
 #include <chrono>
@@ -184,6 +185,14 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         // up for max_shaping_wait_ms in all, not per recipient, so a crash or
         // a stop never has long stretches of sent-but-unrecorded recipients.
         std::int64_t waited = 0;
+        // For servers without 8BITMIME (RFC 6152): the message made 7-bit,
+        // once, when the first such server is met (DKIM signs what is sent).
+        struct {
+            bool checked = false, needed = false;
+            std::optional<std::string> content;
+            std::string error;
+            outgoing::prepared prep;  // views into content: never moved
+        } seven;
         for (std::size_t k = 0; k < idxs.size(); ++k) {
             std::size_t idx = idxs[k];
             // A paused destination (reputation, blocklist) is not tried: the
@@ -196,6 +205,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             transaction t;
             std::string mx, ip, head;
             bool have_head = false;
+            std::string head7;  // this recipient's head for the 7-bit copy
+            bool have_head7 = false;
+            const std::string* body = &content;
+            const std::string* body_head = &head;
             for (;;) {  // again from another IP of the pool after a blocklist reply there
                 shaper::refusal why;
                 auto now = now_ms();
@@ -243,8 +256,43 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 std::string rp = env.sender.empty() ? std::string()
                                                     : verp.return_path({id, static_cast<std::uint32_t>(idx)},
                                                                        cfg.bounce_listener.domain);
+                body = &content;
+                body_head = &head;
+                if (!conn->eightbitmime() && !env.smtputf8) {
+                    if (!seven.checked) {
+                        seven.checked = true;
+                        seven.needed = env.eightbit || mime::has_eight_bit(content);
+                        if (seven.needed) {
+                            seven.content = mime::to_seven_bit(content, seven.error);
+                            if (seven.content && outgo && outgo->active()) seven.prep = outgo->prepare(env, *seven.content);
+                        }
+                    }
+                    if (seven.needed && !seven.content) {
+                        // Cannot be made 7-bit: not sent, failed at once (a retry would not help).
+                        mx = conn->mx() + "[" + conn->ip() + "]";
+                        pool.release(key, std::move(conn));
+                        t = {};
+                        t.reply.code = 554;
+                        t.reply.enhanced = "5.6.3";
+                        t.reply.at = bounce::stage::mail;
+                        t.reply.lines.push_back("message has 8-bit content that cannot be converted (" + seven.error +
+                                                "), and " + mx + " does not offer 8BITMIME");
+                        log()->warn("{}: to=<{}>: {}", id, env.recipients[idx], t.reply.text());
+                        break;
+                    }
+                    if (seven.needed) {
+                        if (!have_head7) {
+                            head7 = co_await head_for(seven.prep, env, idx);
+                            have_head7 = true;
+                        }
+                        body = &*seven.content;
+                        body_head = &head7;
+                        log()->info("{}: to=<{}>: sent 7-bit ({} offers no 8BITMIME)", id, env.recipients[idx], conn->mx());
+                    }
+                }
+                bool eightbit = env.eightbit && body == &content;
                 try {
-                    t = co_await conn->send(rp, env.recipients[idx], head, content, env.smtputf8, env.eightbit);
+                    t = co_await conn->send(rp, env.recipients[idx], *body_head, *body, env.smtputf8, eightbit);
                 } catch (...) {
                     pool.release(key, nullptr);  // the slot, not the broken connection
                     throw;
@@ -261,7 +309,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                     }
                     conn = std::move(again.conn);
                     try {
-                        t = co_await conn->send(rp, env.recipients[idx], head, content, env.smtputf8, env.eightbit);
+                        t = co_await conn->send(rp, env.recipients[idx], *body_head, *body, env.smtputf8, eightbit);
                     } catch (...) {
                         pool.release(key, nullptr);
                         throw;

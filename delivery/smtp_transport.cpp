@@ -26,6 +26,7 @@ public:
     unsigned transactions() const override { return c_->transactions(); }
     const std::string& mx() const override { return c_->mx(); }
     const std::string& ip() const override { return c_->ip(); }
+    bool eightbitmime() const override { return c_->eightbitmime(); }
 
 private:
     std::unique_ptr<smtp::smtp_connection> c_;

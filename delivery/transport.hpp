@@ -44,6 +44,9 @@ public:
     virtual unsigned transactions() const = 0;
     virtual const std::string& mx() const = 0;
     virtual const std::string& ip() const = 0;
+    // Whether the server offered 8BITMIME (else 8-bit content is converted
+    // to 7-bit before it is sent, or not sent: mime/seven_bit.hpp).
+    virtual bool eightbitmime() const { return true; }
 
     std::chrono::steady_clock::time_point idle_since;
 };

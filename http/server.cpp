@@ -111,7 +111,8 @@ struct server::impl : std::enable_shared_from_this<impl> {
                           a.is_public(std::string(h.method_string()), path);
         }
         if (opt.need_token && !public_path && !smtp::in_networks(trusted, ip)) {
-            if (auth_blocked(ip)) return error_reply(429, "too many failed authentications from your address");
+            if (auth_blocked(smtp::client_group(ip, opt.ipv6_prefix)))
+                return error_reply(429, "too many failed authentications from your address");
             auto auth = h[bhttp::field::authorization];
             auto token = bearer_token(std::string_view(auth.data(), auth.size()));
             if (!token) {
@@ -121,7 +122,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
             }
             auto name = tokens.find(*token);
             if (!name) {
-                auth_failure(ip);
+                auth_failure(smtp::client_group(ip, opt.ipv6_prefix));
                 auto r = error_reply(401, "invalid token");
                 r.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
                 return r;
@@ -231,10 +232,11 @@ struct server::impl : std::enable_shared_from_this<impl> {
         auto addr = remote.address();
         if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
         std::string ip = addr.to_string();
+        std::string group = smtp::client_group(ip, self->opt.ipv6_prefix);
         unsigned from_ip;
         {
             std::lock_guard lk(self->mu);
-            from_ip = ++self->per_ip[ip];
+            from_ip = ++self->per_ip[group];
         }
         struct guard {
             impl& s;
@@ -244,7 +246,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
                 std::lock_guard lk(s.mu);
                 if (auto it = s.per_ip.find(ip); it != s.per_ip.end() && --it->second == 0) s.per_ip.erase(it);
             }
-        } g{*self, ip};
+        } g{*self, group};
         bool too_many = self->connections.fetch_add(1) >= self->opt.max_connections;
         bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
         beast::tcp_stream plain(std::move(sock));
@@ -309,6 +311,7 @@ listener_options api_listener(const config& cfg) {
     o.request_timeout = cfg.http.request_timeout;
     o.max_connections = cfg.http.max_connections;
     o.max_connections_per_ip = cfg.http.max_connections_per_ip;
+    o.ipv6_prefix = static_cast<int>(cfg.server.client_ipv6_prefix);
     o.check_host = true;
     o.hostname = cfg.server.hostname;
     o.trusted_networks = cfg.http.trusted_networks;
@@ -326,6 +329,7 @@ listener_options unsubscribe_listener(const config& cfg) {
     o.request_timeout = cfg.unsubscribe.request_timeout;
     o.max_connections = cfg.unsubscribe.max_connections;
     o.max_connections_per_ip = cfg.unsubscribe.max_connections_per_ip;
+    o.ipv6_prefix = static_cast<int>(cfg.server.client_ipv6_prefix);
     return o;
 }
 

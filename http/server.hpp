@@ -39,6 +39,7 @@ struct listener_options {
     std::filesystem::path tls_cert, tls_key;
     std::chrono::seconds request_timeout{30};
     unsigned max_connections = 256, max_connections_per_ip = 0;
+    int ipv6_prefix = 64;  // per-address limits count IPv6 clients by this network (smtp/network.hpp client_group)
     // A private listener (the API) checks Host against DNS rebinding and
     // wants a token from outside trusted_networks.
     bool check_host = false;

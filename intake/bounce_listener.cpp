@@ -15,6 +15,7 @@ smtp::smtp_server_options listener_options(const config& cfg, const bounce::verp
     bl.listen = cfg.bounce_listener.listen;
     bl.max_connections = cfg.bounce_listener.max_connections;
     bl.max_connections_per_ip = cfg.bounce_listener.max_connections_per_ip;
+    bl.ipv6_prefix = static_cast<int>(cfg.server.client_ipv6_prefix);
     bl.command_timeout = cfg.submission.command_timeout;
     bl.data_timeout = cfg.submission.data_timeout;
     bl.policy.role = smtp::server_role::bounce;

@@ -95,4 +95,23 @@ bool parse_host_port(std::string_view text, std::string& host, std::uint16_t& po
     return true;
 }
 
+std::string client_group(std::string_view ip, int v6_prefix) {
+    bool v6 = false;
+    std::array<std::uint8_t, 16> a{};
+    if (!parse_ip(ip, v6, a)) return std::string(ip);
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (!v6) {
+        ::inet_ntop(AF_INET, a.data(), buf, sizeof buf);
+        return buf;
+    }
+    if (v6_prefix < 0) v6_prefix = 0;
+    if (v6_prefix >= 128) {
+        ::inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
+        return buf;
+    }
+    for (int bit = v6_prefix; bit < 128; ++bit) a[bit / 8] &= static_cast<std::uint8_t>(~(0x80u >> (bit % 8)));
+    ::inet_ntop(AF_INET6, a.data(), buf, sizeof buf);
+    return std::string(buf) + "/" + std::to_string(v6_prefix);
+}
+
 }  // namespace ricochet::smtp

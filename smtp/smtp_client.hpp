@@ -59,6 +59,7 @@ public:
 
     bool usable() const { return usable_; }
     unsigned transactions() const { return transactions_; }
+    bool eightbitmime() const { return eightbitmime_; }
     const std::string& mx() const { return mx_; }
     const std::string& ip() const { return ip_; }
     bool tls_active() const { return tls_; }

@@ -6,13 +6,18 @@
 // read and write), cancelling the socket when it passes.
 #include "smtp/smtp_server.hpp"
 
+#include <fcntl.h>
+
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <unordered_map>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/unique_fd.hpp"
 #include "queue/logger.hpp"
 
 #include "smtp/network.hpp"
@@ -47,23 +52,75 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
     std::unordered_map<std::string, unsigned> per_ip;  // open sessions per client address
     struct auth_failures {
         unsigned count = 0;
-        std::chrono::steady_clock::time_point since;
+        std::int64_t since_ms = 0;  // wall clock: the counts outlive the process
     };
-    std::unordered_map<std::string, auth_failures> auth_failed;  // by client address, under per_ip_mu
+    std::unordered_map<std::string, auth_failures> auth_failed;  // by client group, under per_ip_mu
+    base::unique_fd auth_log;                                   // opt.auth_failures_file, O_APPEND
+    std::size_t auth_log_lines = 0;
 
-    // Adds a session's failed AUTH attempts; true when the address is over its limit.
-    bool auth_blocked(const std::string& ip, unsigned add) {
-        auto now = std::chrono::steady_clock::now();
+    static std::int64_t wall_ms() {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    }
+    bool expired(const auth_failures& f, std::int64_t now) const {
+        return now - f.since_ms > opt.auth_failure_window.count() * 1000 || f.since_ms > now + 60000;
+    }
+
+    // Reads the counts a previous run left (the last line per client wins),
+    // drops the expired ones and rewrites the file with what is left.
+    void load_auth_failures() {
+        if (opt.auth_failures_file.empty()) return;
+        auto now = wall_ms();
+        {
+            std::ifstream in(opt.auth_failures_file);
+            std::string key;
+            auth_failures f;
+            while (in >> key >> f.count >> f.since_ms) auth_failed[key] = f;
+        }
+        std::erase_if(auth_failed, [&](auto& kv) { return expired(kv.second, now); });
+        rewrite_auth_log();
+        if (!auth_failed.empty())
+            log()->info("{}: {} client(s) with failed authentications in the last {} s (from {})", opt.name,
+                        auth_failed.size(), opt.auth_failure_window.count(), opt.auth_failures_file.string());
+    }
+    void rewrite_auth_log() {
+        auto tmp = opt.auth_failures_file;
+        tmp += ".tmp";
+        {
+            std::ofstream out(tmp, std::ios::trunc);
+            for (auto& [k, f] : auth_failed) out << k << ' ' << f.count << ' ' << f.since_ms << '\n';
+        }
+        std::error_code ec;
+        std::filesystem::rename(tmp, opt.auth_failures_file, ec);
+        if (ec) log()->warn("{}: {}: {}", opt.name, opt.auth_failures_file.string(), ec.message());
+        auth_log.reset(::open(opt.auth_failures_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600));
+        auth_log_lines = auth_failed.size();
+    }
+
+    // Adds a session's failed AUTH attempts; true when the client is over its limit.
+    bool auth_blocked(const std::string& key, unsigned add) {
+        auto now = wall_ms();
         std::lock_guard lk(per_ip_mu);
         if (auth_failed.size() > 100000)  // bounded: forget expired entries
-            std::erase_if(auth_failed, [&](auto& kv) { return now - kv.second.since > opt.auth_failure_window; });
-        auto it = auth_failed.find(ip);
+            std::erase_if(auth_failed, [&](auto& kv) { return expired(kv.second, now); });
+        auto it = auth_failed.find(key);
         if (it == auth_failed.end()) {
             if (!add) return false;
-            it = auth_failed.emplace(ip, auth_failures{0, now}).first;
+            it = auth_failed.emplace(key, auth_failures{0, now}).first;
         }
-        if (now - it->second.since > opt.auth_failure_window) it->second = {0, now};
-        it->second.count += add;
+        if (expired(it->second, now)) it->second = {0, now};
+        if (add) {
+            it->second.count += add;
+            if (auth_log) {  // a line per change; compacted when it has grown well past the table
+                if (++auth_log_lines > 2 * auth_failed.size() + 10000) {
+                    rewrite_auth_log();
+                } else {
+                    auto line = key + ' ' + std::to_string(it->second.count) + ' ' + std::to_string(it->second.since_ms) + '\n';
+                    if (base::write_all(auth_log.get(), line))
+                        log()->warn("{}: cannot write {}", opt.name, opt.auth_failures_file.string());
+                }
+            }
+        }
         return it->second.count >= opt.max_auth_failures_per_ip;
     }
     // message_sink runs here, off the I/O threads: parsing a hostile
@@ -191,12 +248,13 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         auto addr = remote.address();
         if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
         std::string ip = addr.to_string();
+        std::string group = client_group(ip, self->opt.ipv6_prefix);  // what the per-address limits count
 
         auto c = std::make_shared<conn>(std::move(sock), self->tls);
         unsigned from_ip = 0;
         {
             std::lock_guard lk(self->per_ip_mu);
-            from_ip = ++self->per_ip[ip];
+            from_ip = ++self->per_ip[group];
         }
         struct guard {
             impl& s;
@@ -209,10 +267,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 std::lock_guard lk(s.per_ip_mu);
                 if (auto it = s.per_ip.find(ip); it != s.per_ip.end() && --it->second == 0) s.per_ip.erase(it);
             }
-        } g{*self, c, ip};
+        } g{*self, c, group};
         bool too_many = self->connections.fetch_add(1) >= self->opt.max_connections;
         bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
-        bool auth_abuse = self->opt.max_auth_failures_per_ip && self->auth_blocked(ip, 0);
+        bool auth_abuse = self->opt.max_auth_failures_per_ip && self->auth_blocked(group, 0);
         if (too_many || too_many_here || auth_abuse) {
             c->expire_in(std::chrono::seconds(10));
             asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
@@ -228,7 +286,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 log()->warn("{}: refused [{}]: {} failed authentications", self->opt.name, ip,
                             self->opt.max_auth_failures_per_ip);
             else
-                log()->warn("{}: refused [{}]: {} connections from this address", self->opt.name, ip,
+                log()->warn("{}: refused [{}]: {} connections from {}", self->opt.name, ip, group,
                             self->opt.max_connections_per_ip);
             co_return;
         }
@@ -240,13 +298,13 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         struct count_auth_failures {  // however the session ends
             impl& s;
             const smtp_server_protocol& p;
-            const std::string& ip;
+            const std::string& group;
             ~count_auth_failures() {
-                if (p.auth_failures() && s.opt.max_auth_failures_per_ip && s.auth_blocked(ip, p.auth_failures()))
-                    log()->warn("{}: [{}] reached {} failed authentications; refused for {} s", s.opt.name, ip,
+                if (p.auth_failures() && s.opt.max_auth_failures_per_ip && s.auth_blocked(group, p.auth_failures()))
+                    log()->warn("{}: [{}] reached {} failed authentications; refused for {} s", s.opt.name, group,
                                 s.opt.max_auth_failures_per_ip, s.opt.auth_failure_window.count());
             }
-        } auth_guard{*self, proto, ip};
+        } auth_guard{*self, proto, group};
         line_reader reader;
         std::string out = proto.greeting();
         bool closing = false;
@@ -334,6 +392,10 @@ smtp_server::~smtp_server() = default;
 
 bool smtp_server::start(std::string& error) {
     if (!impl_->load_tls(error) || !impl_->bind_all(error)) return false;
+    {
+        std::lock_guard lk(impl_->per_ip_mu);
+        impl_->load_auth_failures();
+    }
     for (auto& a : impl_->acceptors)
         asio::co_spawn(a->get_executor(), impl::accept_loop(impl_, *a), asio::detached);
     return true;

@@ -37,6 +37,12 @@ struct smtp_server_options {
     // until the window ends.
     unsigned max_auth_failures_per_ip = 10;
     std::chrono::seconds auth_failure_window{15 * 60};
+    // IPv6 clients count by their network of this many bits for both
+    // limits above (network.hpp client_group).
+    int ipv6_prefix = 64;
+    // Where the failed-AUTH counts are kept across restarts (one appended
+    // line per change, compacted at start); empty: in memory only.
+    std::filesystem::path auth_failures_file;
     // Each command line, and each line of DATA, must arrive whole within
     // these (a deadline per line, not per read, so a client trickling a byte
     // at a time cannot hold a session open).

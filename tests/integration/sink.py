@@ -11,6 +11,9 @@ Its answers are chosen by the recipient's local part (KumoMTA's idea):
   throttle...  421 4.7.0 rate limit exceeded, at RCPT (halves the destination's rate)
   throttleonce...  the same the first time this address is seen, then 250
   dmarc...     550 5.7.26 DMARC reject at end of data (block: the address stays good)
+With eightbitmime=False or smtputf8=False it does not offer that extension
+and refuses a MAIL FROM that uses it (555 5.5.4); the parameters of every
+MAIL FROM are kept in `mail_params`.
 Set `misbehave` to make every new session go wrong before any of that:
   "silent"     accepts the connection and never greets
   "garbage"    greets with binary garbage instead of a reply
@@ -31,7 +34,8 @@ import time
 
 
 class Sink:
-    def __init__(self, host="127.0.0.1", port=0, certfile=None, keyfile=None, pipelining=True, greeting_delay=None):
+    def __init__(self, host="127.0.0.1", port=0, certfile=None, keyfile=None, pipelining=True, greeting_delay=None,
+                 eightbitmime=True, smtputf8=True):
         self.lock = threading.Lock()
         self.messages = []        # (mail_from, rcpt, data)
         self.arrivals = []        # (source ip, rcpt, monotonic time) of each accepted message
@@ -46,6 +50,8 @@ class Sink:
             self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.ctx.load_cert_chain(certfile, keyfile)
         self.pipelining = pipelining
+        self.eightbitmime, self.smtputf8 = eightbitmime, smtputf8  # offered in EHLO (else a MAIL with them is refused)
+        self.mail_params = []     # the parameters of each MAIL FROM, in order
         self.misbehave = None
         self.close_after_message = False  # hang up after each accepted message (a stale reused connection)
         self.greeting_delay = greeting_delay or 0
@@ -120,7 +126,8 @@ class Sink:
             cmd = line.decode("utf-8", "replace").rstrip("\r\n")
             verb = cmd[:4].upper()
             if verb in ("EHLO", "HELO"):
-                ext = ["SIZE 100000000", "8BITMIME", "SMTPUTF8"]
+                ext = ["SIZE 100000000"] + (["8BITMIME"] if self.eightbitmime else []) + \
+                      (["SMTPUTF8"] if self.smtputf8 else [])
                 if self.pipelining:
                     ext.append("PIPELINING")
                 if self.ctx and not tls:
@@ -137,6 +144,13 @@ class Sink:
                 with self.lock:
                     self.tls_sessions += 1
             elif verb == "MAIL":
+                params = cmd.split(">", 1)[1].split() if ">" in cmd else []
+                with self.lock:
+                    self.mail_params.append(params)
+                upper = [p.upper() for p in params]
+                if ("BODY=8BITMIME" in upper and not self.eightbitmime) or ("SMTPUTF8" in upper and not self.smtputf8):
+                    send("555 5.5.4 unsupported MAIL parameter")  # RFC 5321 4.1.1.11: not offered
+                    continue
                 mail_from, rcpts = cmd[10:].strip().lstrip("<").split(">")[0], []
                 send("250 2.1.0 ok")
             elif verb == "RCPT":

@@ -156,6 +156,13 @@ class TlsAuth(unittest.TestCase):
         c = RawClient(self.d.port, source=prober)
         self.assertIn("too many failed authentications", c.reply())
         c.close()
+        # The count outlives the daemon: after a restart the address is still refused.
+        self.d.stop()
+        self.d.start()
+        self.assertIn("1 client(s) with failed authentications", self.d.log())
+        c = RawClient(self.d.port, source=prober)
+        self.assertIn("too many failed authentications", c.reply())
+        c.close()
         # Other addresses are not affected.
         with smtplib.SMTP("127.0.0.1", self.d.port, source_address=(UNTRUSTED, 0)) as s:
             self.assertEqual(s.ehlo("remote.test")[0], 250)

@@ -20,3 +20,16 @@ TEST(Network, Contains) {
     }
     for (std::string bad : {"127.0.0.0/33", "::/129", "1.2.3/8", "x/8", "127.0.0.0/"}) EXPECT_FALSE(parse_cidr(bad)) << bad;
 }
+
+TEST(Network, ClientsAreGroupedByTheirIpv6Network) {
+    EXPECT_EQ(client_group("192.0.2.7", 64), "192.0.2.7");
+    EXPECT_EQ(client_group("::ffff:192.0.2.7", 64), "192.0.2.7") << "an IPv4 client on a dual-stack listener";
+    EXPECT_EQ(client_group("2001:db8:1:2:aaaa:bbbb:cccc:dddd", 64), "2001:db8:1:2::/64");
+    EXPECT_EQ(client_group("2001:db8:1:2::1", 64), client_group("2001:db8:1:2:ffff::9", 64)) << "one /64, one client";
+    EXPECT_NE(client_group("2001:db8:1:2::1", 64), client_group("2001:db8:1:3::1", 64));
+    EXPECT_EQ(client_group("2001:db8:1:2::1", 48), "2001:db8:1::/48");
+    EXPECT_EQ(client_group("2001:db8:1:2::1", 60), "2001:db8:1::/60");
+    EXPECT_EQ(client_group("2001:DB8::1", 128), "2001:db8::1") << "each address apart";
+    EXPECT_EQ(client_group("::1", 64), "::/64");
+    EXPECT_EQ(client_group("not an address", 64), "not an address");
+}
