@@ -170,6 +170,19 @@ private:
     std::string prefix_;
 };
 
+// A size key: an integer of octets or a string such as "256KiB", at least `min`.
+void read_size(const config& c, table_reader& r, std::string_view key, std::string_view full, std::uint64_t& out,
+               std::uint64_t min) {
+    auto* n = r.node(key);
+    if (!n) return;
+    std::uint64_t v = 0;
+    bool ok = n->is_integer() ? n->as_integer()->get() >= 0 && (v = static_cast<std::uint64_t>(n->as_integer()->get()), true)
+                              : n->is_string() && parse_size(n->as_string()->get(), v);
+    if (!ok || v < min)
+        fail(c, *n, full, "expected a size of at least " + std::to_string(min) + " octets, such as \"256KiB\" or \"512MiB\"");
+    out = v;
+}
+
 bool valid_day(const std::string& s) {
     if (s.size() != 10 || s[4] != '-' || s[7] != '-') return false;
     for (int i : {0, 1, 2, 3, 5, 6, 8, 9})
@@ -229,9 +242,10 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
         r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "events_max_size", "events_max_age",
-                 "events_keep", "log_level", "client_ipv6_prefix"});
+                 "events_keep", "log_level", "client_ipv6_prefix", "data_memory_budget"});
         r.str("hostname", c.server.hostname);
         r.integer("client_ipv6_prefix", c.server.client_ipv6_prefix, 32, 128);
+        read_size(c, r, "data_memory_budget", "server.data_memory_budget", c.server.data_memory_budget, 1 << 20);
         r.path("spool_dir", c.server.spool_dir);
         r.str("state", c.server.state);
         if (std::string why; r.node("state") && state::backend_of(c.server.state, why) == state::backend::none)
@@ -252,8 +266,9 @@ void load(const toml::table& root, config& c) {
         table_reader r(c, *t, "submission");
         r.known({"listen", "trusted_networks", "auth_users_file", "tls_cert", "tls_key", "max_message_size",
                  "max_recipients", "campaign_header", "max_connections", "max_connections_per_ip", "command_timeout",
-                 "data_timeout"});
+                 "data_timeout", "data_memory"});
         r.listen_list("listen", c.submission.listen);
+        read_size(c, r, "data_memory", "submission.data_memory", c.submission.data_memory, 4096);
         r.strings("trusted_networks", c.submission.trusted_networks);
         for (auto& n : c.submission.trusted_networks)
             if (!parse_cidr(n)) fail(c, *r.node("trusted_networks"), "submission.trusted_networks", "not a network: \"" + n + "\"");

@@ -98,6 +98,9 @@ struct config {
         // Per-address limits (connections, failed AUTH, the API's failed
         // tokens) count an IPv6 client by its network of this many bits.
         std::uint32_t client_ipv6_prefix = 64;
+        // DATA held in memory by every SMTP session at once (beyond it a
+        // message spills to disk early, or gets 452 4.3.1 on the bounce listener).
+        std::uint64_t data_memory_budget = 512ULL << 20;  // "512MiB"
     } server;
 
     struct {
@@ -106,6 +109,7 @@ struct config {
         std::filesystem::path auth_users_file;
         std::filesystem::path tls_cert, tls_key;
         std::uint64_t max_message_size = 26214400;
+        std::uint64_t data_memory = 256 * 1024;  // a message's part kept in memory while received ("256KiB"); the rest goes to disk
         std::uint32_t max_recipients = 1000;
         std::string campaign_header = "X-Campaign-ID";
         std::uint32_t max_connections = 1000;

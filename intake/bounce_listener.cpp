@@ -16,6 +16,8 @@ smtp::smtp_server_options listener_options(const config& cfg, const bounce::verp
     bl.max_connections = cfg.bounce_listener.max_connections;
     bl.max_connections_per_ip = cfg.bounce_listener.max_connections_per_ip;
     bl.ipv6_prefix = static_cast<int>(cfg.server.client_ipv6_prefix);
+    bl.spill_threshold = 0;  // its message_sink reads the report whole
+    bl.memory_budget = cfg.server.data_memory_budget;
     bl.command_timeout = cfg.submission.command_timeout;
     bl.data_timeout = cfg.submission.data_timeout;
     bl.policy.role = smtp::server_role::bounce;

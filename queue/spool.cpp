@@ -213,17 +213,66 @@ bool spool::try_lock(std::error_code& ec) {
 }
 
 void spool::submit(envelope env, std::string content, commit_done done) {
-    env.content_size = content.size();
+    submit(std::move(env), {}, base::unique_fd(), 0, std::move(content), std::move(done));
+}
+
+void spool::submit(envelope env, std::string before, base::unique_fd spill, std::uint64_t spill_size,
+                   std::string content, commit_done done) {
+    env.content_size = before.size() + spill_size + content.size();
     {
         std::lock_guard lk(mu_);
         if (!stopping_) {
-            pending_.push_back({std::move(env), std::move(content), std::move(done), {}});
+            pending p{std::move(env), std::move(content), std::move(done), {}};
+            p.before = std::move(before);
+            p.spill = std::move(spill);
+            p.spill_size = spill_size;
+            pending_.push_back(std::move(p));
             cv_.notify_one();
             return;
         }
     }
     done(std::make_error_code(std::errc::operation_canceled));
 }
+
+base::unique_fd spool::open_spill(std::error_code& ec) const {
+    int fd = ::openat(incoming_fd_, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        // No O_TMPFILE on this file system: a name, unlinked at once.
+        static std::atomic<unsigned> n{0};
+        auto name = ".spill." + std::to_string(::getpid()) + "." + std::to_string(n.fetch_add(1));
+        fd = ::openat(incoming_fd_, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) ::unlinkat(incoming_fd_, name.c_str(), 0);
+    }
+    ec = fd < 0 ? last_error() : std::error_code();
+    return base::unique_fd(fd);
+}
+
+namespace {
+// Copies the first n octets of in (from offset 0) to out's current offset,
+// in the kernel (copy_file_range), or by read/write where it cannot.
+std::error_code copy_spill(int in, int out, std::uint64_t n) {
+    loff_t off = 0;
+    while (static_cast<std::uint64_t>(off) < n) {
+        auto want = static_cast<std::size_t>(std::min<std::uint64_t>(n - static_cast<std::uint64_t>(off), 1 << 30));
+        ssize_t got = ::copy_file_range(in, &off, out, nullptr, want, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+            char buf[65536];
+            while (static_cast<std::uint64_t>(off) < n) {
+                auto r = ::pread(in, buf, std::min<std::uint64_t>(sizeof buf, n - static_cast<std::uint64_t>(off)), off);
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) return r < 0 ? last_error() : std::make_error_code(std::errc::io_error);
+                if (auto ec = write_all(out, std::string_view(buf, static_cast<std::size_t>(r)), {})) return ec;
+                off += r;
+            }
+            return {};
+        }
+        if (got < 0) return last_error();
+        if (got == 0) return std::make_error_code(std::errc::io_error);  // the spill is shorter than it should be
+    }
+    return {};
+}
+}  // namespace
 
 void spool::committer_loop() {
     std::vector<pending> batch;
@@ -264,8 +313,15 @@ void spool::commit_batch(std::vector<pending>& batch) {
         bool reused = fd >= 0;
         if (fd < 0) fd = ::openat(incoming_fd_, p.env.id.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) return last_error();
-        auto ec = write_all(fd, head, p.content);
-        if (!ec && reused && ::ftruncate(fd, static_cast<off_t>(head.size() + p.content.size())) != 0)
+        std::error_code ec;
+        if (p.spill) {
+            ec = write_all(fd, head, p.before);
+            if (!ec) ec = copy_spill(p.spill.get(), fd, p.spill_size);
+            if (!ec) ec = write_all(fd, p.content, {});
+        } else {
+            ec = write_all(fd, head, p.content);
+        }
+        if (!ec && reused && ::ftruncate(fd, static_cast<off_t>(head.size() + p.env.content_size)) != 0)
             ec = last_error();
         if (::close(fd) != 0 && !ec) ec = last_error();
         if (ec) ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/unique_fd.hpp"
 #include "queue/envelope.hpp"
 #include "queue/queue_id.hpp"
 
@@ -94,6 +95,17 @@ public:
     // next group commit. env.id must come from new_id(); env.content_size is
     // set here. done(error) runs on the committer thread.
     void submit(envelope env, std::string content, commit_done done);
+    // A message received in pieces because it was too large to hold in
+    // memory: `before` (our Received: field), then the first spill_size
+    // octets of spill (a file from open_spill()), then `content` (the rest).
+    // The queue file is written and committed exactly like submit()'s; the
+    // spill file is closed (and so gone) after the commit.
+    void submit(envelope env, std::string before, base::unique_fd spill, std::uint64_t spill_size, std::string content,
+                commit_done done);
+    // An anonymous file on the spool's file system (in incoming/, O_TMPFILE,
+    // or a name unlinked at once) for the part of a message being received
+    // that is not kept in memory. Nothing of it remains after a crash.
+    base::unique_fd open_spill(std::error_code& ec) const;
 
     // Stops the committer after it has finished every submit() made so far.
     void stop();
@@ -155,6 +167,9 @@ private:
         std::string content;
         commit_done done;
         std::error_code ec;
+        std::string before;        // with a spill: written first
+        base::unique_fd spill;     // then this file's first spill_size octets, then content
+        std::uint64_t spill_size = 0;
     };
     spool() = default;
     int dirfd(queue_state s) const;

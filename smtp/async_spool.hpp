@@ -42,4 +42,17 @@ auto async_commit(queue::spool& spool, queue::envelope env, std::string content,
         std::forward<Token>(token));
 }
 
+// The same for a message received in pieces (spool::submit with a spill file).
+template <class Token>
+auto async_commit_spilled(queue::spool& spool, queue::envelope env, std::string before, base::unique_fd spill,
+                          std::uint64_t spill_size, std::string content, Token&& token) {
+    auto fd = std::make_shared<base::unique_fd>(std::move(spill));  // the initiation stays copyable
+    return async_from_callback<void(std::error_code)>(
+        [&spool, env = std::move(env), before = std::move(before), fd, spill_size,
+         content = std::move(content)](auto done) mutable {
+            spool.submit(std::move(env), std::move(before), std::move(*fd), spill_size, std::move(content), std::move(done));
+        },
+        std::forward<Token>(token));
+}
+
 }  // namespace ricochet::smtp

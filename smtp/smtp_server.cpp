@@ -25,6 +25,11 @@
 #include "queue/spool.hpp"
 
 namespace ricochet::smtp {
+namespace {
+// Octets of DATA every session of every listener holds in memory now
+// (smtp_server_options::memory_budget).
+std::atomic<std::uint64_t> data_in_memory{0};
+}  // namespace
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using asio::awaitable;
@@ -306,6 +311,18 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             }
         } auth_guard{*self, proto, group};
         line_reader reader;
+        // DATA held in memory, counted against the budget of the whole process.
+        struct held_data {
+            std::size_t counted = 0;
+            base::unique_fd spill;
+            void set(std::size_t now) {
+                if (now >= counted) data_in_memory.fetch_add(now - counted);
+                else data_in_memory.fetch_sub(counted - now);
+                counted = now;
+            }
+            ~held_data() { set(0); }
+        } held;
+        bool can_spill = self->opt.spill_threshold > 0 && !self->opt.message_sink;
         std::string out = proto.greeting();
         bool closing = false;
         bool progressed = true;  // a whole line arrived since the deadline was set
@@ -325,10 +342,15 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                         };
                         auto op = asio::co_spawn(self->sink_pool->get_executor(), run_sink, use_awaitable);
                         cec = co_await std::move(op);
+                    } else if (proto.spilled()) {
+                        cec = co_await async_commit_spilled(self->spool, std::move(proto.envelope()),
+                                                            std::move(proto.before()), std::move(held.spill),
+                                                            proto.spilled(), std::move(proto.content()), use_awaitable);
                     } else {
                         cec = co_await async_commit(self->spool, std::move(proto.envelope()), std::move(proto.content()),
                                                     use_awaitable);
                     }
+                    held.spill.reset();
                     proto.on_commit_result(cec, id, out);
                 } else if (act == smtp_server_protocol::action::starttls) {
                     c->expire_in(self->opt.command_timeout);
@@ -356,6 +378,30 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 out.clear();
             }
             if (closing) break;
+            if (!proto.in_data()) held.spill.reset();  // a transaction ended without a commit
+            // What this session holds of a message in DATA: past the threshold,
+            // or when the process is over its budget, it goes to the spill file.
+            if (auto now = proto.buffered(); now != held.counted || now >= self->opt.spill_threshold) {
+                held.set(now);
+                bool over = self->opt.memory_budget && data_in_memory.load() > self->opt.memory_budget;
+                if (now > 0 && ((can_spill && now >= self->opt.spill_threshold) || over)) {
+                    std::error_code sec;
+                    if (!can_spill) {
+                        proto.refuse_data("452 4.3.1 Error: too much mail in memory, try again later");
+                        log()->warn("{}: [{}] message refused: {} octets of DATA in memory, over the budget of {}",
+                                    self->opt.name, ip, data_in_memory.load(), self->opt.memory_budget);
+                    } else {
+                        if (!held.spill) held.spill = self->spool.open_spill(sec);
+                        if (!sec) sec = base::write_all(held.spill.get(), proto.take_for_spill());
+                        if (sec) {
+                            proto.refuse_data("452 4.3.1 Error: insufficient system storage, try again later");
+                            held.spill.reset();
+                            log()->error("{}: [{}] cannot write DATA to the spool: {}", self->opt.name, ip, sec.message());
+                        }
+                    }
+                    held.set(proto.buffered());
+                }
+            }
             if (progressed) c->expire_in(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout);
             progressed = false;
             std::size_t cap = 0;

@@ -43,6 +43,14 @@ struct smtp_server_options {
     // Where the failed-AUTH counts are kept across restarts (one appended
     // line per change, compacted at start); empty: in memory only.
     std::filesystem::path auth_failures_file;
+    // Bounded memory while DATA arrives: past spill_threshold octets a
+    // message goes on to an anonymous file in the spool (queue/spool.hpp
+    // open_spill) as it arrives; 0 keeps it in memory (the bounce
+    // listener's message_sink reads it whole). memory_budget bounds what
+    // every session of every listener holds at once: over it a session
+    // spills early, or, when it cannot spill, its message gets 452 4.3.1.
+    std::size_t spill_threshold = 256 * 1024;
+    std::uint64_t memory_budget = 512ULL << 20;
     // Each command line, and each line of DATA, must arrive whole within
     // these (a deadline per line, not per read, so a client trickling a byte
     // at a time cannot hold a session open).

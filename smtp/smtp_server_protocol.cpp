@@ -102,6 +102,11 @@ void smtp_server_protocol::reset_transaction() {
     env_ = queue::envelope{};
     content_.clear();
     content_.shrink_to_fit();
+    header_copy_.clear();
+    header_copy_.shrink_to_fit();
+    before_.clear();
+    data_refused_.clear();
+    spilled_ = 0;
     data_size_ = 0;
     data_too_big_ = data_line_too_long_ = false;
     dropped_ = 0;
@@ -338,7 +343,7 @@ smtp_server_protocol::action smtp_server_protocol::on_data_line(const line& l, s
     data_size_ += text.size() + 2;
     if (data_size_ > p_.max_message_size) data_too_big_ = true;
     // After an error the rest is read and dropped, not kept in memory.
-    if (data_too_big_ || data_line_too_long_) return action::none;
+    if (data_too_big_ || data_line_too_long_ || !data_refused_.empty()) return action::none;
     // A bare CR becomes a line end, so no receiver down the line can read
     // "<CR>.<CR>" as the end of the message (SMTP smuggling).
     for (std::size_t cr; (cr = text.find('\r')) != std::string_view::npos;) {
@@ -349,8 +354,36 @@ smtp_server_protocol::action smtp_server_protocol::on_data_line(const line& l, s
     return action::none;
 }
 
+std::size_t smtp_server_protocol::buffered() const {
+    if (state_ != state::data || data_too_big_ || data_line_too_long_ || !data_refused_.empty()) return 0;
+    return content_.size();
+}
+
+std::string smtp_server_protocol::take_for_spill() {
+    if (spilled_ == 0) {
+        constexpr std::size_t max_header_copy = 256 * 1024;
+        auto end = content_.find("\r\n\r\n");
+        header_copy_ = content_.substr(0, end == std::string::npos ? std::min(content_.size(), max_header_copy) : end + 2);
+    }
+    spilled_ += content_.size();
+    std::string out;
+    out.swap(content_);
+    return out;
+}
+
+void smtp_server_protocol::refuse_data(std::string reply) {
+    if (data_refused_.empty()) data_refused_ = std::move(reply);
+    content_.clear();
+    content_.shrink_to_fit();
+}
+
 smtp_server_protocol::action smtp_server_protocol::on_end_of_data(std::string& out) {
     state_ = state::ready;
+    if (!data_refused_.empty()) {
+        auto why = std::move(data_refused_);
+        reset_transaction();
+        return reply(out, why, false);
+    }
     if (data_too_big_) {
         reset_transaction();
         return reply(out, "552 5.3.4 Error: message size exceeds fixed limit", true);
@@ -361,7 +394,7 @@ smtp_server_protocol::action smtp_server_protocol::on_end_of_data(std::string& o
     }
     unsigned hops = 0;
     std::string campaign;
-    for_each_header(content_, [&](std::string_view name, std::string_view value) {
+    for_each_header(spilled_ ? header_copy_ : content_, [&](std::string_view name, std::string_view value) {
         if (iequals(name, "Received")) ++hops;
         else if (campaign.empty() && iequals(name, p_.campaign_header)) campaign = sanitize(value, 200);
     });
@@ -386,7 +419,8 @@ smtp_server_protocol::action smtp_server_protocol::on_end_of_data(std::string& o
     env_.client = client_ip_;
     env_.helo = helo_;
     env_.auth_user = auth_user_;
-    content_.insert(0, received_header());
+    if (spilled_) before_ = received_header();
+    else content_.insert(0, received_header());
     return action::commit;
 }
 

@@ -84,6 +84,24 @@ public:
 
     queue::envelope& envelope() { return env_; }
     std::string& content() { return content_; }
+
+    // Large messages (the session writes them to disk as they arrive):
+    // the octets of DATA held in memory now (0 outside DATA, or once the
+    // message is being dropped for an error).
+    std::size_t buffered() const;
+    // Moves what is held out, to be appended to the session's spill file;
+    // the header section is kept (a copy of its first 256 KiB) for the
+    // checks at the end of DATA.
+    std::string take_for_spill();
+    // How much of this message went to the spill file; after
+    // action::commit with spilled() > 0 the message is before() + the spill
+    // file + content().
+    std::uint64_t spilled() const { return spilled_; }
+    std::string& before() { return before_; }
+    // The session cannot keep this message (the spill file failed, or the
+    // memory budget is spent and it cannot spill): the end of DATA answers
+    // `reply` (a 452 4.3.1) instead of queueing it.
+    void refuse_data(std::string reply);
     bool in_data() const { return state_ == state::data; }
     bool tls_active() const { return tls_; }
     bool trusted() const { return trusted_; }
@@ -122,6 +140,8 @@ private:
     std::string content_;
     std::uint64_t data_size_ = 0;
     std::size_t dropped_ = 0;  // recipients accepted and dropped (suppressed)
+    std::string header_copy_, before_, data_refused_;
+    std::uint64_t spilled_ = 0;
     bool data_too_big_ = false, data_line_too_long_ = false, prev_crlf_ = true;
 };
 

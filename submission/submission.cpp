@@ -27,6 +27,8 @@ smtp::smtp_server_options listener_options(const config& cfg, const smtp::auth_u
     sub.max_connections_per_ip = cfg.submission.max_connections_per_ip;
     sub.ipv6_prefix = static_cast<int>(cfg.server.client_ipv6_prefix);
     sub.auth_failures_file = cfg.server.spool_dir / "auth_failures";
+    sub.spill_threshold = static_cast<std::size_t>(cfg.submission.data_memory);
+    sub.memory_budget = cfg.server.data_memory_budget;
     sub.command_timeout = cfg.submission.command_timeout;
     sub.data_timeout = cfg.submission.data_timeout;
     sub.policy.role = smtp::server_role::submission;
