@@ -11,6 +11,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "base/memory_budget.hpp"
 #include "config/config.hpp"
 #include "http/handler.hpp"
 #include "http/http_util.hpp"
@@ -176,7 +177,26 @@ struct server::impl : std::enable_shared_from_this<impl> {
             }
             std::uint64_t limit = self->a.body_limit(req.method, req.path);
             parser.body_limit(limit);
+            // The body is held in memory until the answer: it counts against
+            // the process's budget for message data (server.data_memory_budget).
+            struct reservation {
+                std::uint64_t n = 0;
+                ~reservation() {
+                    if (n) base::release_data_memory(n);
+                }
+            } held;
             if (!parser.is_done()) {
+                auto want = parser.content_length().value_or(limit);
+                if (!base::reserve_data_memory(want, self->opt.memory_budget)) {
+                    log()->warn("{}: [{}] body of {} octets refused: over the memory budget of {}", self->opt.name, ip,
+                                want, self->opt.memory_budget);
+                    auto res = to_beast(error_reply(503, "too much data in memory, try again later"), version, false);
+                    res.set(bhttp::field::retry_after, "5");
+                    lowest.expires_after(std::chrono::seconds(10));
+                    co_await bhttp::async_write(stream, res, as_tuple);
+                    co_return;
+                }
+                held.n = want;
                 if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
                     bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, version};
                     co_await bhttp::async_write(stream, cont, as_tuple);
@@ -312,6 +332,7 @@ listener_options api_listener(const config& cfg) {
     o.max_connections = cfg.http.max_connections;
     o.max_connections_per_ip = cfg.http.max_connections_per_ip;
     o.ipv6_prefix = static_cast<int>(cfg.server.client_ipv6_prefix);
+    o.memory_budget = cfg.server.data_memory_budget;
     o.check_host = true;
     o.hostname = cfg.server.hostname;
     o.trusted_networks = cfg.http.trusted_networks;
@@ -330,6 +351,7 @@ listener_options unsubscribe_listener(const config& cfg) {
     o.max_connections = cfg.unsubscribe.max_connections;
     o.max_connections_per_ip = cfg.unsubscribe.max_connections_per_ip;
     o.ipv6_prefix = static_cast<int>(cfg.server.client_ipv6_prefix);
+    o.memory_budget = cfg.server.data_memory_budget;
     return o;
 }
 

@@ -40,6 +40,7 @@ struct listener_options {
     std::chrono::seconds request_timeout{30};
     unsigned max_connections = 256, max_connections_per_ip = 0;
     int ipv6_prefix = 64;  // per-address limits count IPv6 clients by this network (smtp/network.hpp client_group)
+    std::uint64_t memory_budget = 0;  // request bodies held at once, with SMTP DATA (base/memory_budget.hpp); 0: none
     // A private listener (the API) checks Host against DNS rebinding and
     // wants a token from outside trusted_networks.
     bool check_host = false;

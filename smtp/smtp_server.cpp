@@ -17,6 +17,7 @@
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/memory_budget.hpp"
 #include "base/unique_fd.hpp"
 #include "queue/logger.hpp"
 
@@ -27,8 +28,8 @@
 namespace ricochet::smtp {
 namespace {
 // Octets of DATA every session of every listener holds in memory now
-// (smtp_server_options::memory_budget).
-std::atomic<std::uint64_t> data_in_memory{0};
+// (smtp_server_options::memory_budget), with the HTTP listener's bodies.
+std::atomic<std::uint64_t>& data_in_memory = base::data_in_memory();
 }  // namespace
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;

@@ -4,7 +4,8 @@ spool as it arrives, so sessions sending large messages at once do not grow
 the daemon by what they send; the message is queued and delivered octet for
 octet; the size limit still holds; and on the bounce listener, which reads a
 report whole, a message that would take the process over
-server.data_memory_budget gets 452 4.3.1 instead."""
+server.data_memory_budget gets 452 4.3.1 instead, and an HTTP body that
+would gets 503."""
 import hashlib
 import os
 import smtplib
@@ -124,6 +125,13 @@ class DataMemory(unittest.TestCase):
         self.assertEqual(code, 452, msg)
         self.assertIn(b"4.3.1", msg)
         self.assertIn("over the budget", self.d.log())
+        # An HTTP body is held whole until it is answered: it counts against the same budget.
+        from test_http_api import curl
+        r = curl(self.d, "POST", "/v1/messages", {"from": "news@shop.example", "to": ["ok@sink.test"],
+                                                   "content": body(int(1.5 * MB), "http").decode()})
+        self.assertEqual(r.status, 503, r)
+        self.assertIn("too much data in memory", r.json["error"])
+        self.assertEqual(r.header("Retry-After"), "5")
         # The submission listener, with the same budget, spills instead.
         with smtplib.SMTP("127.0.0.1", self.d.port, timeout=60) as s:
             s.sendmail("news@shop.example", ["big@sink.test"], body(3 * MB, "fine"))

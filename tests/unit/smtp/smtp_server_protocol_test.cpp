@@ -318,3 +318,55 @@ TEST(SmtpServerProtocol, PolicyRefusalsDoNotCountAsErrors) {
     for (int i = 0; i < 5; ++i) EXPECT_EQ(s.code("RCPT TO:<x@y.example>"), "550 5.7.1");
     EXPECT_EQ(s.last, action::none) << "suppressed recipients must not end a campaign session";
 }
+
+// A message received in pieces: what the session wrote to its spill file,
+// plus before() and content(), is the message; the header section read at
+// the dot comes from the copy kept at the first spill.
+TEST(SmtpServerProtocol, ASpilledMessageIsBeforeThenSpillThenContent) {
+    session s(std::string("127.0.0.1"), [](session_policy& p) { p.max_message_size = 1 << 20; });
+    s.send("EHLO c.example");
+    s.send("MAIL FROM:<a@b.example>");
+    s.send("RCPT TO:<x@y.example>");
+    s.send("DATA");
+    EXPECT_EQ(s.proto->buffered(), 0u) << "nothing yet";
+    std::string spill;
+    for (auto l : {"From: a@b.example", "X-Campaign-ID: big", "Received: from elsewhere", "", "line 1"}) s.send(l);
+    EXPECT_EQ(s.proto->buffered(), s.proto->content().size());
+    spill += s.proto->take_for_spill();
+    EXPECT_EQ(s.proto->buffered(), 0u);
+    for (auto l : {"line 2", "..dot", "line 3"}) s.send(l);
+    spill += s.proto->take_for_spill();
+    s.send("last line");
+    s.send(".");
+    ASSERT_EQ(s.last, action::commit);
+    EXPECT_EQ(s.proto->envelope().campaign, "big") << "from the header copy";
+    EXPECT_EQ(s.proto->spilled(), spill.size());
+    auto whole = s.proto->before() + spill + s.proto->content();
+    EXPECT_EQ(whole.rfind("Received: from c.example ([127.0.0.1])", 0), 0u) << whole;
+    EXPECT_NE(whole.find("X-Campaign-ID: big\r\nReceived: from elsewhere\r\n\r\nline 1\r\nline 2\r\n.dot\r\nline 3\r\nlast line\r\n"),
+              std::string::npos)
+        << whole;
+    std::string out;
+    s.proto->on_commit_result({}, "0ABCDEFGHJKMN", out);
+    EXPECT_EQ(s.proto->spilled(), 0u) << "a new transaction starts afresh";
+    EXPECT_TRUE(s.proto->before().empty());
+}
+
+// The session could not keep the message (spill failed, memory budget):
+// the rest is read and dropped, and the dot gets the reply it was given.
+TEST(SmtpServerProtocol, ARefusedMessageIsDroppedAndAnsweredAtTheDot) {
+    session s;
+    s.send("EHLO c.example");
+    s.send("MAIL FROM:<a@b.example>");
+    s.send("RCPT TO:<x@y.example>");
+    s.send("DATA");
+    s.send("Subject: x");
+    s.proto->refuse_data("452 4.3.1 Error: too much mail in memory, try again later");
+    s.send("");
+    s.send("more");
+    EXPECT_EQ(s.proto->buffered(), 0u);
+    EXPECT_TRUE(s.proto->content().empty()) << "not kept";
+    EXPECT_EQ(s.send("."), "452 4.3.1 Error: too much mail in memory, try again later\r\n");
+    EXPECT_EQ(s.last, action::none);
+    EXPECT_EQ(s.code("MAIL FROM:<a@b.example>"), "250 2.1.0") << "the session goes on";
+}
