@@ -222,7 +222,10 @@ void spool::submit(envelope env, std::string before, base::unique_fd spill, std:
     {
         std::lock_guard lk(mu_);
         if (!stopping_) {
-            pending p{std::move(env), std::move(content), std::move(done), {}};
+            pending p;
+            p.env = std::move(env);
+            p.content = std::move(content);
+            p.done = std::move(done);
             p.before = std::move(before);
             p.spill = std::move(spill);
             p.spill_size = spill_size;
