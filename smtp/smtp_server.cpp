@@ -7,6 +7,7 @@
 #include "smtp/smtp_server.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <filesystem>
@@ -93,8 +94,11 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         auto tmp = opt.auth_failures_file;
         tmp += ".tmp";
         {
-            std::ofstream out(tmp, std::ios::trunc);
-            for (auto& [k, f] : auth_failed) out << k << ' ' << f.count << ' ' << f.since_ms << '\n';
+            std::string text;
+            for (auto& [k, f] : auth_failed) text += k + ' ' + std::to_string(f.count) + ' ' + std::to_string(f.since_ms) + '\n';
+            base::unique_fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));  // like every spool file
+            if (!out || ::fchmod(out.get(), 0600) != 0 || base::write_all(out.get(), text))
+                log()->warn("{}: cannot write {}", opt.name, tmp.string());
         }
         std::error_code ec;
         std::filesystem::rename(tmp, opt.auth_failures_file, ec);

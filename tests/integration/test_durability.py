@@ -199,13 +199,18 @@ class UnwritableSpool(unittest.TestCase):
 
         d = Daemon(preexec_fn=small_files).start()
         try:
+            # Over the limit while it arrives (past submission.data_memory it goes to a spill file) ...
             code, msg = submit(d.port, 1, size=300 * 1024)
             self.assertEqual((code, msg[:5]), (452, "4.3.1"), msg)
+            self.assertIn("cannot write DATA to the spool: File too large", d.log())
+            # ... or only when the queue file is written (held in memory until the dot).
+            code, msg = submit(d.port, 3, size=200 * 1024)
+            self.assertEqual((code, msg[:5]), (452, "4.3.1"), msg)
+            self.assertIn("cannot write queue file", d.log())
             code, msg = submit(d.port, 2, size=1024)
             self.assertEqual(code, 250, msg)
             self.assertEqual(list(spool_seqs(d.spool).values()), [2])
             self.assertEqual(os.listdir(os.path.join(d.spool, "incoming")), [], "nothing half-written remains")
-            self.assertIn("cannot write queue file", d.log())
         finally:
             d.cleanup()
 
