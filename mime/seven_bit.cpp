@@ -44,7 +44,8 @@ bool part_has_eight_bit(GMimePart* part) {
     for (;;) {
         auto n = g_mime_stream_read(s, buf, sizeof buf);
         if (n <= 0) break;
-        if (has_eight_bit(std::string_view(buf, static_cast<std::size_t>(n)))) {
+        std::string_view chunk(buf, static_cast<std::size_t>(n));
+        if (has_eight_bit(chunk) || chunk.find('\0') != std::string_view::npos) {  // NUL is not 7bit data either
             eight = true;
             break;
         }
@@ -138,16 +139,35 @@ std::optional<std::string> to_seven_bit(std::string_view message, std::string& e
     }
     if (GMimeObject* body = g_mime_message_get_mime_part(msg.get()); body && !convert(body, error, 0))
         return std::nullopt;
+    // Written to a memory stream and taken with its length: a NUL in the
+    // message must not cut it short (g_mime_object_to_string would).
     GMimeFormatOptions* fo = g_mime_format_options_new();
     g_mime_format_options_set_newline_format(fo, GMIME_NEWLINE_FORMAT_DOS);
-    char* text = g_mime_object_to_string(GMIME_OBJECT(msg.get()), fo);
+    ref<GMimeStream> mem(g_mime_stream_mem_new());
+    auto written = g_mime_object_write_to_stream(GMIME_OBJECT(msg.get()), fo, mem.get());
     g_mime_format_options_free(fo);
-    if (!text) {
+    GByteArray* bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem.get()));
+    if (written < 0 || !bytes) {
         error = "the message could not be written back";
         return std::nullopt;
     }
-    std::string out(text);
-    g_free(text);
+    // GMime writes what it did not change as it read it, which for a
+    // malformed part can mean LF alone: every line end goes out as CRLF,
+    // and a CR alone becomes one too (as submission does: no "<CR>.<CR>"
+    // for a receiver down the line to misread).
+    std::string out;
+    out.reserve(bytes->len + bytes->len / 32);
+    for (guint i = 0; i < bytes->len; ++i) {
+        char c = static_cast<char>(bytes->data[i]);
+        if (c == '\r') {
+            out += "\r\n";
+            if (i + 1 < bytes->len && bytes->data[i + 1] == '\n') ++i;
+        } else if (c == '\n') {
+            out += "\r\n";
+        } else {
+            out += c;
+        }
+    }
     if (has_eight_bit(out)) {  // something GMime left as it was (never sent 8-bit)
         error = "the message could not be made 7-bit";
         return std::nullopt;

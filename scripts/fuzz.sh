@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smtp_command smtp_reply dsn config event_json http_request unsubscribe dkim_canon)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smtp_command smtp_reply dsn config event_json http_request unsubscribe dkim_canon seven_bit)
 scripts/deps.sh
 [ -f build-fuzz/build.ninja ] || CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DRICOCHET_FUZZ=ON \
     -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null

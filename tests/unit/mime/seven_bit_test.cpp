@@ -6,6 +6,9 @@
 #include <gmime/gmime.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -132,4 +135,36 @@ TEST(SevenBit, HasEightBit) {
     EXPECT_FALSE(mime::has_eight_bit("plain\r\n"));
     EXPECT_TRUE(mime::has_eight_bit("caf\xC3\xA9"));
     EXPECT_FALSE(mime::has_eight_bit(std::string("nul\0", 4)));
+}
+
+// What the fuzzer found (fuzz/regressions/seven_bit/): a NUL in a part
+// once cut the output short, and a malformed part came back with LF alone.
+// Every line end of the output is CRLF and nothing is lost.
+TEST(SevenBit, FuzzerFindingsStayFixed) {
+    for (auto& e : std::filesystem::directory_iterator(std::string(RICOCHET_SOURCE_DIR) + "/fuzz/regressions/seven_bit")) {
+        std::ifstream f(e.path(), std::ios::binary);
+        std::string in((std::istreambuf_iterator<char>(f)), {});
+        std::string err;
+        auto out = mime::to_seven_bit(in, err);
+        if (!out) {
+            EXPECT_FALSE(err.empty()) << e.path();
+            continue;
+        }
+        EXPECT_FALSE(mime::has_eight_bit(*out)) << e.path();
+        for (std::size_t i = 0; i < out->size(); ++i) {
+            bool bare = ((*out)[i] == '\n' && (i == 0 || (*out)[i - 1] != '\r')) ||
+                        ((*out)[i] == '\r' && (i + 1 == out->size() || (*out)[i + 1] != '\n'));
+            ASSERT_FALSE(bare) << e.path() << " at " << i;
+        }
+    }
+    std::string with_nul = "From: a@b.example\r\nContent-Type: text/plain\r\n\r\nbefore";
+    with_nul += '\0';
+    with_nul += "after \xC3\xA9\r\nend\r\n";
+    std::string want = with_nul.substr(with_nul.find("before"));
+    std::string err;
+    auto out = mime::to_seven_bit(with_nul, err);
+    ASSERT_TRUE(out) << err;
+    auto b = leaves(*out);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_EQ(b[0].octets, want) << "nothing after the NUL is lost";
 }
