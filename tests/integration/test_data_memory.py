@@ -16,6 +16,9 @@ from harness import Daemon, delivery_config, wait_for
 from sink import Sink
 
 MB = 1 << 20
+# The sanitizer run (scripts/test.sh's second pass): ASan's quarantine keeps
+# freed memory, so the daemon's RSS says nothing there; the rest still holds.
+SANITIZED = "ASAN_OPTIONS" in os.environ
 
 
 def body(size, seed):
@@ -94,8 +97,9 @@ class DataMemory(unittest.TestCase):
         wait_for(lambda: spilled_octets(self.d.proc.pid, self.d.spool) >= n * (size - 4 * MB),
                  timeout=60, what="the DATA written to spill files")
         during = rss_kib(self.d.proc.pid)
-        self.assertLess(during - before, 32 * 1024,
-                        "%d sessions x %d MB in flight grew the daemon by %d KiB" % (n, size // MB, during - before))
+        if not SANITIZED:
+            self.assertLess(during - before, 32 * 1024,
+                            "%d sessions x %d MB in flight grew the daemon by %d KiB" % (n, size // MB, during - before))
         replies = [s.finish() for s in sessions]
         self.assertTrue(all(r.startswith("250 2.0.0 Ok: queued as") for r in replies), replies)
         got = wait_for(lambda: len(self.sink.received()) == n and self.sink.received(), timeout=120, what="delivered")
