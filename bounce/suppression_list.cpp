@@ -61,3 +61,17 @@ std::size_t suppression_list::entries() const {
 }
 
 }  // namespace ricochet::bounce
+
+namespace ricochet::bounce {
+
+void suppression_list::reset(const std::vector<address_record>& records, const std::vector<std::string>& entries) {
+    std::unordered_map<std::string, address_record> m;
+    for (auto& r : records)
+        if (suppressed(r.status)) m[lower_address(r.address)] = r;
+    std::unordered_set<std::string> es(entries.begin(), entries.end());
+    std::unique_lock lk(mu_);
+    m_.swap(m);
+    entries_.swap(es);
+}
+
+}  // namespace ricochet::bounce

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "bounce/recipient_status.hpp"
 
@@ -28,6 +29,11 @@ public:
     // The entry that suppresses this address (itself, or "@" + its domain).
     std::optional<std::string> find_entry(std::string_view address) const;
     std::size_t entries() const;
+
+    // Everything at once (a node that lost its shared store's notifications
+    // reloads the whole list when it is back): records as update() takes
+    // them, entries as add_entry().
+    void reset(const std::vector<address_record>& records, const std::vector<std::string>& entries);
 
 private:
     mutable std::shared_mutex mu_;

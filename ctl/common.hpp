@@ -60,6 +60,7 @@ int stats(const config& cfg, const std::string& campaign, const std::string& dom
           bool as_json);
 int bounce_parse(const config& cfg, const std::string& file, bool as_json);
 int state_prune(const config& cfg, const std::string& older_than, bool as_json);
+int state_migrate(const config& cfg, std::string from, const std::string& to, bool force, bool as_json);
 int campaign_list(const config& cfg, bool as_json);
 int campaign_show(const config& cfg, const std::string& id, bool as_json);
 int campaign_set(const config& cfg, const std::string& id, bool pause, bool as_json);

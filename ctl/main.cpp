@@ -113,6 +113,14 @@ int main(int argc, char** argv) {
     auto* prune = stc->add_subcommand("prune", "retention now: old decisions (kept as daily totals), messages, unreadable DSNs");
     prune->add_option("--older-than", older_than, "instead of retention.decisions, e.g. 30d");
     prune->add_flag("--json", as_json);
+    std::string mig_from, mig_to;
+    bool mig_force = false;
+    auto* migrate = stc->add_subcommand(
+        "migrate", "move a node's SQLite state into the shared PostgreSQL database (ricochetd stopped)");
+    migrate->add_option("--from", mig_from, "sqlite:PATH (default: server.state when it is SQLite)");
+    migrate->add_option("--to", mig_to, "postgresql://user:password@host:port/database")->required();
+    migrate->add_flag("--force", mig_force, "move a file that was moved before (its decisions count twice)");
+    migrate->add_flag("--json", as_json);
 
     try {
         app.parse(argc, argv);
@@ -138,6 +146,7 @@ int main(int argc, char** argv) {
         if (set_to) return recipient_set(cfg, addr, set_to->first, set_to->second, as_json);
         if (stats->parsed()) return ctl::stats(cfg, st_campaign, st_domain, st_since, as_json);
         if (prune->parsed()) return state_prune(cfg, older_than, as_json);
+        if (migrate->parsed()) return state_migrate(cfg, mig_from, mig_to, mig_force, as_json);
         if (clist->parsed()) return campaign_list(cfg, as_json);
         if (shshow->parsed()) return shaping_show(cfg, shaping_domain, as_json);
         if (cshow->parsed()) return campaign_show(cfg, campaign_id, as_json);

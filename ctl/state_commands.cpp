@@ -8,6 +8,8 @@
 #include "ctl/common.hpp"
 #include "queue/clock.hpp"
 #include "queue/queue_id.hpp"
+#include "state/backend.hpp"
+#include "state/migrate.hpp"
 #include "state/retention.hpp"
 
 namespace ricochet::ctl {
@@ -36,6 +38,26 @@ int state_prune(const config& cfg, const std::string& older_than, bool as_json) 
     else
         std::printf("pruned %lld decision(s) (kept as daily totals), %lld message(s), %lld unreadable DSN file(s)\n",
                     (long long)t.decisions, (long long)t.messages, (long long)files);
+    return 0;
+}
+
+int state_migrate(const config& cfg, std::string from, const std::string& to, bool force, bool as_json) {
+    if (from.empty()) from = cfg.server.state;
+    std::string error;
+    if (state::backend_of(from, error) != state::backend::sqlite)
+        die(2, std::string("--from: a SQLite state store, sqlite:PATH") + (from == cfg.server.state ? " (server.state is not one)" : ""));
+    if (state::backend_of(to, error) != state::backend::postgresql) die(2, "--to: " + error);
+    auto rep = state::migrate_sqlite_to_pg(from.substr(7), to, force);
+    if (!rep.error.empty()) die(1, "migrate: " + rep.error + " (nothing was moved)");
+    json rows = json::object();
+    for (auto& [t, n] : rep.rows) rows[t] = n;
+    if (as_json) {
+        std::cout << json{{"source", rep.source}, {"rows", rows}}.dump() << "\n";
+    } else {
+        std::printf("moved %s into the shared database:\n", rep.source.c_str());
+        for (auto& [t, n] : rep.rows) std::printf("  %-20s %lld row(s)\n", t.c_str(), (long long)n);
+        std::printf("now set server.state to the PostgreSQL URL and start ricochetd\n");
+    }
     return 0;
 }
 

@@ -57,6 +57,9 @@
 #include "smtp/auth_users.hpp"
 #include "smtp/smtp_server.hpp"
 #include "state/decision_journal.hpp"
+#include "queue/logger.hpp"
+#include "state/backend.hpp"
+#include "state/pg_listener.hpp"
 #include "state/recipient_state.hpp"
 #include "state/retention.hpp"
 #include "submission/inject.hpp"
@@ -182,11 +185,53 @@ int main(int argc, char** argv) {
         spdlog::critical("server.state: {}", error);
         return 1;
     }
+    // Several nodes on one PostgreSQL database: this node's number goes into
+    // its queue ids (no two nodes make the same one), and a listener keeps
+    // the suppression list in step with changes made on every node.
+    std::string node_name = (cfg.server.hostname.empty() ? local_hostname() : cfg.server.hostname) + ":" +
+                            std::filesystem::absolute(cfg.server.spool_dir).lexically_normal().string();
+    int node = store->node_number(node_name, error);
+    if (node < 0) {
+        spdlog::critical("server.state: cannot register this node ({}): {}", node_name, error);
+        return 1;
+    }
+    if (node > 0) {
+        spool->set_node(static_cast<unsigned>(node));
+        spdlog::info("state: node {} ({}) of a shared database", node, node_name);
+    }
     bounce::suppression_list suppression;
+    std::unique_ptr<state::pg_listener> listener;
+    if (state::backend_of(cfg.server.state, error) == state::backend::postgresql) {
+        static auto log = named_logger("state");
+        listener = std::make_unique<state::pg_listener>(
+            cfg.server.state,
+            state::pg_listener::handler{
+                [&suppression](const bounce::address_record& r) { suppression.update(r); },
+                [&suppression](const std::string& e, bool present) {
+                    if (present) suppression.add_entry(e);
+                    else suppression.remove_entry(e);
+                },
+                [&suppression](const std::vector<bounce::address_record>& rs, const std::vector<std::string>& es) {
+                    suppression.reset(rs, es);
+                    log->info("suppression list reloaded from the shared database: {} address(es), {} entries",
+                              suppression.size(), suppression.entries());
+                },
+                [](const std::string& why) {
+                    log->error("state: lost the shared database's notifications ({}); the suppression list is "
+                               "reloaded when it is back",
+                               why);
+                },
+                [] { log->info("state: listening to the shared database again"); }});
+        // Before the list is read: a change committed from here on is heard.
+        if (!listener->start(error)) {
+            spdlog::critical("server.state: cannot LISTEN: {}", error);
+            return 1;
+        }
+    }
     for (auto st : {bounce::address_status::held, bounce::address_status::unsubscribed})
         for (auto& r : store->list(st)) suppression.update(r);
     for (auto& e : store->suppressions()) suppression.add_entry(e.entry);
-    spdlog::info("state {}: {} suppressed address(es), {} imported suppression(s)", cfg.server.state, suppression.size(),
+    spdlog::info("state {}: {} suppressed address(es), {} imported suppression(s)", state::redact_url(cfg.server.state), suppression.size(),
                  suppression.entries());
     // The campaign breaker: its counts are written with the decisions.
     breaker::monitor breaker_monitor(to_breaker_config(cfg));
@@ -393,9 +438,14 @@ int main(int argc, char** argv) {
                       [&journal] { return std::vector<events::gauge_sample>{{{}, journal.empty() ? 0.0 : 1.0}}; });
     http::api api({cfg, *spool, *store, suppression, metrics,
                    [&control_ctx](const json& req) { return daemon::handle_control(control_ctx, req); }, paused_now,
-                   [&journal] {
-                       return journal.empty() ? std::string()
-                                              : "behind: decisions wait in " + journal.path().string() + " for the state store";
+                   [&journal, &store, &listener] {
+                       std::string why = store->health();
+                       if (why.empty() && listener) why = listener->health();
+                       if (!journal.empty())
+                           why += (why.empty() ? "" : "; ") + std::string("behind: ") +
+                                  std::to_string(journal.size()) + " decision(s) wait in " + journal.path().string() +
+                                  " for the state store";
+                       return why;
                    },
                    [&breaker_monitor, on = cfg.breaker.enabled](const std::string& campaign,
                                                                 const std::string& sender) -> std::optional<std::string> {

@@ -25,11 +25,14 @@ std::string encode(std::uint64_t v) {
 }  // namespace
 
 std::string queue_id_generator::next_at(std::uint64_t unix_micros) {
-    std::uint64_t want = unix_micros << 12;
+    std::uint64_t node = node_.load(std::memory_order_relaxed);
+    std::uint64_t want = (unix_micros << 12) | node;
     std::uint64_t prev = last_.load(std::memory_order_relaxed);
     std::uint64_t next;
     do {
-        next = want > prev ? want : prev + 1;
+        if (want > prev) next = want;
+        else if (node) next = (((prev >> 6) + 1) << 6) | node;  // the next sequence, still ours
+        else next = prev + 1;
     } while (!last_.compare_exchange_weak(prev, next, std::memory_order_relaxed));
     return encode(next);
 }

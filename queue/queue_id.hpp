@@ -22,9 +22,15 @@ public:
     std::string next_at(std::uint64_t unix_micros);
     // Every later id sorts after `id` (recovery feeds it every id in the spool).
     void advance_past(std::string_view id);
+    // Several nodes sharing one state store (state/pg_storage.hpp): the low
+    // 6 bits of every id are the node's number (1-63) and the sequence
+    // keeps the 6 above them, so two nodes never make the same id even in
+    // the same microsecond. 0 (one node): the 12 bits are all sequence.
+    void set_node(unsigned node) { node_.store(node & 63u); }
 
 private:
     std::atomic<std::uint64_t> last_{0};
+    std::atomic<unsigned> node_{0};
 };
 
 // True when s has the shape of an id (13 base32 characters). Everything that

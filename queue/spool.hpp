@@ -85,6 +85,8 @@ public:
 
     const std::filesystem::path& dir() const { return dir_; }
     std::string new_id() { return ids_.next(); }
+    // This node's number among several sharing a state store (queue_id_generator::set_node).
+    void set_node(unsigned node) { ids_.set_node(node); }
     void set_batch_hook(batch_hook h) { hook_ = std::move(h); }
     // Called on the committer thread with each group commit's duration in
     // seconds and its number of messages (metrics). Set before submitting.

@@ -7,21 +7,38 @@
 
 namespace ricochet::state {
 
-enum class backend { sqlite, none };
+enum class backend { sqlite, postgresql, none };
 
 // The backend and, for none, why: an unknown scheme is named in the error.
 inline backend backend_of(std::string_view url, std::string& error) {
     auto colon = url.find(':');
     std::string scheme(colon == std::string_view::npos ? std::string_view{} : url.substr(0, colon));
     if (scheme == "sqlite" && url.size() > colon + 1) return backend::sqlite;
+    if ((scheme == "postgresql" || scheme == "postgres") && url.substr(colon).starts_with("://"))
+        return backend::postgresql;
+    // The URL may hold a password: errors show the scheme, not the rest.
     if (scheme == "sqlite")
         error = "\"" + std::string(url) + "\": no path after sqlite:";
     else if (scheme == "postgresql" || scheme == "postgres")
-        error = "\"" + std::string(url) + "\": PostgreSQL is not built into this version (use sqlite:PATH)";
+        error = "\"" + scheme + ":...\": expected postgresql://[user[:password]@]host[:port]/database[?sslmode=...]";
     else
-        error = "\"" + std::string(url) + "\": unknown backend" + (scheme.empty() ? "" : " \"" + scheme + "\"") +
-                " (expected sqlite:PATH)";
+        error = "\"" + (scheme.empty() ? std::string(url) : scheme + ":...") + "\": unknown backend" +
+                (scheme.empty() ? "" : " \"" + scheme + "\"") +
+                " (expected sqlite:PATH or postgresql://user:password@host:port/database)";
     return backend::none;
+}
+
+// The URL with its password replaced by "***" (for logs and errors):
+// "postgresql://user:***@host/db". Anything else is returned as it is.
+inline std::string redact_url(std::string_view url) {
+    auto scheme = url.find("://");
+    if (scheme == std::string_view::npos) return std::string(url);
+    auto at = url.find('@', scheme + 3);
+    auto slash = url.find('/', scheme + 3);
+    if (at == std::string_view::npos || (slash != std::string_view::npos && slash < at)) return std::string(url);
+    auto colon = url.find(':', scheme + 3);
+    if (colon == std::string_view::npos || colon > at) return std::string(url);
+    return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
 }
 
 }  // namespace ricochet::state

@@ -7,6 +7,7 @@
 
 #include "events/make.hpp"
 #include "state/backend.hpp"
+#include "state/pg_storage.hpp"
 #include "state/sqlite_storage.hpp"
 
 namespace ricochet::state {
@@ -174,6 +175,16 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
     return true;
 }
 
+int recipient_state::node_number(const std::string& name, std::string& error) {
+    std::lock_guard lk(mu_);
+    error.clear();
+    return store_->node_number(name, error);
+}
+std::string recipient_state::health() const {
+    std::lock_guard lk(mu_);
+    return store_->health();
+}
+
 std::optional<bounce::address_record> recipient_state::get(const std::string& address) const {
     std::lock_guard lk(mu_);
     std::string error;  // for display: a failed read shows as no record
@@ -292,8 +303,12 @@ std::vector<reply_row> recipient_state::replies(const std::string& domain, std::
 
 std::unique_ptr<recipient_state> open_state(const std::string& url, bounce::status_policy policy, bool readonly,
                                             std::string& error) {
-    if (backend_of(url, error) != backend::sqlite) return nullptr;
-    auto s = sqlite_storage::open(url.substr(url.find(':') + 1), readonly, error);
+    std::unique_ptr<storage> s;
+    switch (backend_of(url, error)) {
+        case backend::sqlite: s = sqlite_storage::open(url.substr(url.find(':') + 1), readonly, error); break;
+        case backend::postgresql: s = pg_storage::open(url, readonly, error); break;
+        case backend::none: break;
+    }
     if (!s) return nullptr;
     return std::make_unique<recipient_state>(std::move(s), std::move(policy));
 }

@@ -66,6 +66,10 @@ public:
                     std::int64_t now_ms, std::vector<events::event>& changes, std::string& error,
                     const std::string& campaign = "");
 
+    // storage::node_number and storage::health.
+    int node_number(const std::string& name, std::string& error);
+    std::string health() const;
+
     std::optional<bounce::address_record> get(const std::string& address) const;
     std::vector<events::event> history(const std::string& address, int limit = 50) const;
     // Imported suppressions, written 10,000 to a transaction so that a big

@@ -136,6 +136,15 @@ public:
                        std::string& error) = 0;
     // Gives freed pages back to the file system (outside a transaction).
     virtual void reclaim_space() = 0;
+
+    // Several nodes on one database: this node's number (1-63) by its name
+    // (host and spool), registered on first use; it goes into the node's
+    // queue ids so that no two nodes make the same id. 0: one node only
+    // (SQLite), ids as they always were; -1 with `error`: not now.
+    virtual int node_number(const std::string& /*name*/, std::string& /*error*/) { return 0; }
+    // "" while the store answers; else why not (a lost server connection),
+    // for /healthz.
+    virtual std::string health() { return {}; }
 };
 
 }  // namespace ricochet::state

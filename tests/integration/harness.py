@@ -69,7 +69,7 @@ NO_DNS = '[delivery]\ndns_servers = ["127.0.0.1:9"]\n'
 
 class Daemon:
     def __init__(self, extra_config="", submission_extra="", trusted=None, preexec_fn=None, bounce_extra="",
-                 http_extra="", server_extra=""):
+                 http_extra="", server_extra="", state=None):
         self.dir = tempfile.mkdtemp(prefix="ricochet-it-")
         self.port = free_port()
         self.bounce_port = free_port()
@@ -85,7 +85,7 @@ class Daemon:
 [server]
 hostname = "ricochet.test"
 spool_dir = "{self.dir}/spool"
-state = "sqlite:{self.dir}/state.db"
+state = "{state or 'sqlite:' + self.dir + '/state.db'}"
 control_socket = "{self.dir}/ricochetd.sock"
 events_log = "{self.dir}/events.jsonl"
 log_level = "info"

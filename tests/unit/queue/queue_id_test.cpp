@@ -36,3 +36,31 @@ TEST(QueueId, Shape) {
         {"0123456789ABI", false}, {"G000000000000", false}, {"../../etc/pas", false}, {"0123456789abc", false}, {"", false}};
     for (auto& c : cases) EXPECT_EQ(is_queue_id(c.in), c.want) << "input " << c.in;
 }
+
+// Several nodes on one state store: two generators with different node
+// numbers, fed the same clock readings (the worst case: the same
+// microsecond on both machines, over and over), never make the same id,
+// and each still sorts by time and stays unique when the clock stands still.
+TEST(QueueId, TwoNodesNeverMakeTheSameIdInTheSameMicrosecond) {
+    queue_id_generator a, b, plain;
+    a.set_node(1);
+    b.set_node(2);
+    std::set<std::string> all;
+    std::string last_a;
+    for (std::uint64_t us = 5'000'000; us < 5'000'050; ++us)
+        for (int k = 0; k < 100; ++k) {  // 100 ids per microsecond: past the 64 the sequence holds
+            auto x = a.next_at(us), y = b.next_at(us);
+            EXPECT_TRUE(all.insert(x).second) << x;
+            EXPECT_TRUE(all.insert(y).second) << y;
+            EXPECT_LT(last_a, x);
+            last_a = x;
+            EXPECT_TRUE(is_queue_id(x));
+        }
+    EXPECT_EQ(all.size(), 2u * 50 * 100);
+    // Without a node number the generator is what it always was.
+    EXPECT_EQ(plain.next_at(7), queue_id_floor(7));
+    queue_id_generator c;
+    c.set_node(5);
+    EXPECT_EQ(queue_id_micros(c.next_at(9'000'000)), 9'000'000u);
+    EXPECT_GT(c.next_at(9'000'000), queue_id_floor(9'000'000));
+}

@@ -1,0 +1,175 @@
+// pg_listener — see pg_listener.hpp.
+#include "state/pg_listener.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "state/pg.hpp"
+
+namespace ricochet::state {
+
+struct pg_listener::state {
+    std::unique_ptr<pg::connection> conn;
+    int wake = -1;  // eventfd: stop() writes it
+    std::atomic<bool> stopping{false};
+    ~state() {
+        if (wake >= 0) ::close(wake);
+    }
+};
+
+namespace {
+constexpr const char* channel = "ricochet_suppression";
+constexpr const char* record_cols =
+    "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category";
+
+bounce::address_record read_record(const pg::result& r, int row) {
+    bounce::address_record a;
+    a.address = r.text(row, 0);
+    a.status = bounce::parse_address_status(r.text(row, 1)).value_or(bounce::address_status::active);
+    a.bounce_count = static_cast<int>(r.num(row, 2));
+    a.first_bounce_ms = r.num(row, 3);
+    a.last_bounce_ms = r.num(row, 4);
+    a.last_reply = r.text(row, 5);
+    a.last_kind = r.text(row, 6);
+    a.last_category = r.text(row, 7);
+    return a;
+}
+
+std::unique_ptr<pg::connection> listen(const std::string& url, std::string& error) {
+    auto c = pg::connection::open(url, "ricochetd listener", error);
+    if (!c) return nullptr;
+    auto r = c->exec(std::string("LISTEN ") + channel);
+    if (!r.ok()) {
+        error = r.error(c->raw());
+        return nullptr;
+    }
+    return c;
+}
+}  // namespace
+
+pg_listener::pg_listener(std::string url, handler h) : url_(std::move(url)), h_(std::move(h)), st_(new state) {}
+
+pg_listener::~pg_listener() { stop(); }
+
+bool pg_listener::start(std::string& error) {
+    st_->wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (st_->wake < 0) {
+        error = "eventfd failed";
+        return false;
+    }
+    st_->conn = listen(url_, error);
+    if (!st_->conn) return false;
+    thread_ = std::thread([this] { run(); });
+    return true;
+}
+
+void pg_listener::stop() {
+    if (!thread_.joinable()) return;
+    st_->stopping = true;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(st_->wake, &one, sizeof one);
+    thread_.join();
+}
+
+std::string pg_listener::health() const {
+    std::lock_guard lk(mu_);
+    return down_.empty() ? std::string() : "not hearing other nodes' changes: " + down_;
+}
+
+void pg_listener::run() {
+    auto& s = *st_;
+    std::chrono::milliseconds backoff{0};
+    // Waits for the socket (or, without one, the back-off), or stop().
+    // True when stop() was called.
+    auto wait = [&s](int sock, int timeout_ms) {
+        pollfd fds[2] = {{s.wake, POLLIN, 0}, {sock, POLLIN, 0}};
+        ::poll(fds, sock >= 0 ? 2 : 1, timeout_ms);
+        return s.stopping.load();
+    };
+    auto set_down = [this](const std::string& why) {
+        {
+            std::lock_guard lk(mu_);
+            if (!down_.empty()) return;
+            down_ = why.empty() ? "connection lost" : why;
+        }
+        if (h_.down) h_.down(why);
+    };
+    while (!s.stopping) {
+        if (!s.conn || !s.conn->alive()) {
+            backoff = std::clamp(backoff * 2, std::chrono::milliseconds(500), std::chrono::milliseconds(10000));
+            if (wait(-1, static_cast<int>(backoff.count()))) break;
+            std::string why;
+            s.conn = listen(url_, why);
+            if (!s.conn) {
+                set_down(why);
+                continue;
+            }
+            // Whatever changed while we were away: read it all again.
+            auto recs = s.conn->exec(std::string("SELECT ") + record_cols +
+                                     " FROM recipients WHERE status IN ('held', 'unsubscribed')");
+            auto ents = s.conn->exec("SELECT entry FROM suppressions");
+            if (!recs.ok() || !ents.ok()) {
+                set_down((recs.ok() ? ents : recs).error(s.conn->raw()));
+                s.conn.reset();
+                continue;
+            }
+            std::vector<bounce::address_record> rs;
+            for (int i = 0; i < recs.rows(); ++i) rs.push_back(read_record(recs, i));
+            std::vector<std::string> es;
+            for (int i = 0; i < ents.rows(); ++i) es.push_back(ents.text(i, 0));
+            if (h_.reload) h_.reload(rs, es);
+            backoff = {};
+            {
+                std::lock_guard lk(mu_);
+                down_.clear();
+            }
+            if (h_.up) h_.up();
+        }
+        PGconn* c = s.conn->raw();
+        auto drain = [c] {
+            std::vector<std::string> out;
+            while (PGnotify* n = PQnotifies(c)) {
+                out.emplace_back(n->extra ? n->extra : "");
+                PQfreemem(n);
+            }
+            return out;
+        };
+        // Some may have come in with the answer to our last query: those
+        // are in libpq's buffer already, and the socket would not wake us.
+        auto payloads = drain();
+        if (payloads.empty()) {
+            if (wait(PQsocket(c), -1)) break;
+            if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
+                std::string why = PQerrorMessage(c);
+                while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+                set_down(why);
+                s.conn.reset();
+                continue;
+            }
+            payloads = drain();
+        }
+        for (auto& p : payloads) {
+            if (p.starts_with("s+") || p.starts_with("s-")) {
+                if (h_.entry) h_.entry(p.substr(2), p[1] == '+');
+            } else if (p.starts_with("r")) {
+                std::string address = p.substr(1);
+                auto r = s.conn->exec(std::string("SELECT ") + record_cols + " FROM recipients WHERE address = $1",
+                                      pg::params().text(address));
+                if (!r.ok()) break;  // the connection went: the reload after the reconnect covers it
+                bounce::address_record rec{address};
+                if (r.rows()) rec = read_record(r, 0);
+                if (h_.record) h_.record(rec);
+            } else {
+                continue;
+            }
+            ++applied_;
+        }
+    }
+    s.conn.reset();
+}
+
+}  // namespace ricochet::state

@@ -1,0 +1,70 @@
+// pg_listener — keeps a node's suppression list (the RCPT check's) in step
+// with the shared PostgreSQL database: LISTEN on "ricochet_suppression",
+// which the tables' triggers NOTIFY (state/pg_storage.hpp) whenever any node
+// or ricochetctl makes an address held or unsubscribed (or active again) or
+// imports or removes a suppression. A notification arrives within
+// milliseconds of the commit; the listener reads the address's row and
+// updates the list.
+//
+// Notifications sent while the connection is down are lost (PostgreSQL
+// keeps none for a listener that is not there), so after every reconnect the
+// whole list is read again and replaces the old one. Reconnects back off
+// from 0.5 s to 10 s. One thread of its own, with its own connection: the
+// recorder's transactions never wait for it, nor it for them.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bounce/recipient_status.hpp"
+
+namespace ricochet::state {
+
+class pg_listener {
+public:
+    struct handler {
+        // An address's status now (active when it is no longer suppressed).
+        std::function<void(const bounce::address_record&)> record;
+        // An imported suppression came (true) or went (false).
+        std::function<void(const std::string& entry, bool present)> entry;
+        // The whole list, after a reconnect: every held or unsubscribed
+        // record and every imported entry.
+        std::function<void(const std::vector<bounce::address_record>&, const std::vector<std::string>&)> reload;
+        // Logging: the connection was lost (with why) or is back.
+        std::function<void(const std::string& why)> down;
+        std::function<void()> up;
+    };
+
+    pg_listener(std::string url, handler h);
+    ~pg_listener();
+    pg_listener(const pg_listener&) = delete;
+    pg_listener& operator=(const pg_listener&) = delete;
+
+    // Connects and LISTENs now (so that a change made after start() returns
+    // is heard), then runs its thread. False with `error` when the first
+    // connection fails.
+    bool start(std::string& error);
+    void stop();
+    // "" while listening; else why not (for /healthz).
+    std::string health() const;
+    // Notifications applied so far (tests, metrics).
+    std::uint64_t applied() const { return applied_.load(); }
+
+private:
+    struct state;
+    void run();
+
+    std::string url_;
+    handler h_;
+    std::unique_ptr<state> st_;
+    std::thread thread_;
+    std::atomic<std::uint64_t> applied_{0};
+    mutable std::mutex mu_;
+    std::string down_;
+};
+
+}  // namespace ricochet::state

@@ -1,0 +1,231 @@
+"""Several nodes on one PostgreSQL database (server.state = "postgresql://..."),
+against a real server this test starts (tests/integration/pg.py) and stops:
+  - a hard bounce from a trusted domain seen by node A makes node B refuse
+    the address at RCPT within 1 s (LISTEN/NOTIFY), and an unsubscribe or a
+    suppression import on B is refused by A;
+  - stats asked of either node add up to what the sink received from both;
+  - the database stopped for 30 s while both nodes take and deliver mail:
+    /healthz says so, every decision waits in the nodes' journals, and once
+    it is back both catch up: none lost, none counted twice;
+  - two nodes starting at once against an empty database migrate it once;
+  - `ricochetctl state migrate` moves a SQLite node's state in (once);
+  - the storage conformance tests (unit_state) run against this server too."""
+import json
+import os
+import smtplib
+import subprocess
+import threading
+import time
+import unittest
+import urllib.request
+
+from harness import BIN, Daemon, delivery_config, message, wait_for
+from pg import Postgres
+from sink import Sink
+
+
+def rcpt_code(d, address):
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+        s.ehlo("client.test")
+        s.mail("news@shop.example")
+        code, msg = s.rcpt(address)
+        s.rset()
+        return code, msg.decode()
+
+
+def submit(d, rcpts, campaign="c1"):
+    with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+        s.ehlo("client.test")
+        refused = s.sendmail("news@shop.example", rcpts, message(1, campaign=campaign))
+        assert not refused, refused
+
+
+def healthz(d):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % d.http_port, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+class SeveralNodes(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = Postgres()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.cleanup()
+
+    def setUp(self):
+        self.db = "t_" + self.id().split(".")[-1][:40].lower()
+        self.url = self.pg.new_database(self.db)
+        self.sink = Sink()
+        self.nodes = []
+
+    def tearDown(self):
+        for d in self.nodes:
+            d.cleanup()
+        self.sink.close()
+
+    def node(self, start=True):
+        hop = (self.sink.host, self.sink.port)
+        d = Daemon(state=self.url, extra_config=delivery_config({"sink.test": hop, "gmail.com": hop}))
+        self.nodes.append(d)
+        return d.start() if start else d
+
+    def sql(self, q):
+        return self.pg.psql(q, db=self.db)
+
+    def test_a_bounce_on_one_node_is_refused_at_rcpt_on_the_other_within_a_second(self):
+        a, b = self.node(), self.node()
+        self.assertEqual(rcpt_code(b, "reject-x@gmail.com")[0], 250)
+        submit(a, ["reject-x@gmail.com"])
+        # The moment the decision is in the shared database...
+        wait_for(lambda: self.sql("SELECT status FROM recipients WHERE address = 'reject-x@gmail.com'") == [["held"]],
+                 what="held in the database")
+        t0 = time.monotonic()
+        # ... node B, which never saw that message, refuses the address within 1 s.
+        wait_for(lambda: rcpt_code(b, "reject-x@gmail.com")[0] == 550, timeout=1.0, what="B refuses at RCPT")
+        self.assertLess(time.monotonic() - t0, 1.0)
+        code, msg = rcpt_code(b, "reject-x@gmail.com")
+        self.assertIn("recipient is held after 1 bounce(s) (last: user-unknown)", msg)
+        self.assertEqual(b.ctl_json("recipient", "show", "reject-x@gmail.com")["status"], "held",
+                         "any node answers for all")
+
+        # An unsubscribe on B (the operator, through B's control socket) is refused by A.
+        b.ctl("recipient", "unsubscribe", "leaver@sink.test")
+        wait_for(lambda: rcpt_code(a, "leaver@sink.test")[0] == 550, timeout=1.0, what="A refuses the unsubscribed")
+        # An imported suppression on B (the API), and its removal.
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/suppressions" % b.http_port, method="PUT",
+                                     data=b'{"entry":"@blocked.example"}\n',
+                                     headers={"Content-Type": "application/x-ndjson"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            self.assertEqual(json.loads(r.read())["imported"], 1)
+        wait_for(lambda: rcpt_code(a, "anyone@blocked.example")[0] == 550, timeout=1.0, what="A honours B's import")
+        self.assertIn("on the suppression list (@blocked.example)", rcpt_code(a, "anyone@blocked.example")[1])
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/suppressions/@blocked.example" % b.http_port,
+                                     method="DELETE")
+        urllib.request.urlopen(req, timeout=30).close()
+        wait_for(lambda: rcpt_code(a, "anyone@blocked.example")[0] == 250, timeout=1.0, what="A lets it through again")
+        # The operator clears the held address on A: B accepts it again.
+        a.ctl("recipient", "clear", "reject-x@gmail.com")
+        wait_for(lambda: rcpt_code(b, "reject-x@gmail.com")[0] == 250, timeout=1.0, what="B accepts the cleared")
+        # Each node has its own number, and its queue ids carry it.
+        nodes = self.sql("SELECT id, name FROM nodes ORDER BY id")
+        self.assertEqual([n[0] for n in nodes], ["1", "2"])
+
+    def test_stats_over_both_nodes_add_up_to_what_the_sink_received(self):
+        a, b = self.node(), self.node()
+        for i in range(15):
+            submit(a, ["ok-a%d@sink.test" % i], campaign="spring")
+        for i in range(10):
+            submit(b, ["ok-b%d@sink.test" % i, "reject-b%d@sink.test" % i], campaign="spring")
+        wait_for(lambda: len(self.sink.messages) == 25, what="25 deliveries")
+
+        def counts(d):
+            rows = d.ctl_json("stats", "--campaign", "spring")["by_campaign"]
+            return rows and (rows[0]["sent"], rows[0]["delivered"], rows[0]["hard"])
+        for d in (a, b):
+            wait_for(lambda: counts(d) == (35, 25, 10), what="stats on every node")
+        self.assertEqual(len(self.sink.messages), 25)
+        self.assertEqual(self.sql("SELECT count(*), count(DISTINCT queue_id) FROM messages"), [["25", "25"]],
+                         "no queue id made twice across the nodes")
+
+    def test_the_database_stopped_for_30s_loses_no_decision_and_counts_none_twice(self):
+        a, b = self.node(), self.node()
+        rcpts = {a: [], b: []}
+
+        def send(tag):
+            for d, name in ((a, "a"), (b, "b")):
+                for i in range(5):
+                    batch = ["ok-%s%s%d@sink.test" % (name, tag, i), "reject-%s%s%d@gmail.com" % (name, tag, i)]
+                    submit(d, batch)
+                    rcpts[d] += batch
+        send("before")
+        wait_for(lambda: len(self.sink.messages) == 10, what="the first deliveries")
+        stopped = time.monotonic()
+        self.pg.stop()
+        # While it is down: both nodes take mail (250: the decisions wait in
+        # their journals) and deliver it, and /healthz says what is wrong.
+        send("during")
+        wait_for(lambda: len(self.sink.messages) == 20, what="deliveries while the database is down")
+        for d in (a, b):
+            status, body = wait_for(lambda: (lambda h: h[0] == 503 and h)(healthz(d)), what="healthz failing")
+            self.assertIn("PostgreSQL unreachable", body["state"])
+            self.assertTrue(os.path.getsize(os.path.join(d.spool, "decisions.pending")) > 0)
+        self.assertEqual(rcpt_code(a, "reject-abefore0@gmail.com")[0], 550, "the RCPT check holds while it is down")
+        # The scenario's 30 seconds of outage (not a synchronisation wait).
+        time.sleep(max(0.0, 30 - (time.monotonic() - stopped)))
+        self.pg.start()
+        for d in (a, b):
+            wait_for(lambda: healthz(d)[0] == 200, timeout=60, what="healthz ok again")
+            wait_for(lambda: os.path.getsize(os.path.join(d.spool, "decisions.pending")) == 0, what="journal replayed")
+        total = len(rcpts[a]) + len(rcpts[b])
+        rejects = [r for d in (a, b) for r in rcpts[d] if r.startswith("reject")]
+        # Every decision once: one queued per recipient, one delivered per
+        # message the sink has, one bounce per rejected recipient.
+        self.assertEqual(self.sql("SELECT type, count(*) FROM decisions GROUP BY type ORDER BY type"),
+                         [["bounced", str(len(rejects))], ["delivered", "20"], ["queued", str(total)]])
+        self.assertEqual(self.sql("SELECT count(*) FROM final_failures"), [[str(len(rejects))]])
+        self.assertEqual(self.sql("SELECT count(*), min(bounce_count), max(bounce_count) FROM recipients"
+                                  " WHERE status = 'held'"), [[str(len(rejects)), "1", "1"]])
+        stats = a.ctl_json("stats")["by_campaign"][0]
+        self.assertEqual((stats["sent"], stats["delivered"], stats["hard"]), (total, 20, len(rejects)))
+        # Held during the outage on A: B refuses it now (A's replay changed
+        # its status; B heard it, or reloaded its list when it reconnected).
+        wait_for(lambda: rcpt_code(b, "reject-aduring0@gmail.com")[0] == 550, what="B refuses what A held meanwhile")
+
+    def test_two_nodes_starting_at_once_on_an_empty_database_migrate_it_once(self):
+        a, b = self.node(start=False), self.node(start=False)
+        ts = [threading.Thread(target=d.start) for d in (a, b)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        for d in (a, b):
+            self.assertIsNone(d.proc.poll(), d.log()[-2000:])
+        versions = self.sql("SELECT version FROM ricochet_schema ORDER BY version")
+        self.assertEqual(versions, [["1"]], "each version applied once")
+        self.assertEqual(len(self.sql("SELECT DISTINCT id FROM nodes")), 2)
+        self.assertEqual(healthz(a)[0], 200)
+
+    def test_a_sqlite_node_moves_its_state_into_the_shared_database_once(self):
+        single = Daemon(extra_config=delivery_config({"sink.test": (self.sink.host, self.sink.port),
+                                                       "gmail.com": (self.sink.host, self.sink.port)}))
+        self.nodes.append(single)
+        single.start()
+        submit(single, ["ok-s@sink.test", "reject-s@gmail.com"], campaign="old")
+        wait_for(lambda: (lambda r: (r["delivered"], r["hard"]) == (1, 1))(
+            single.ctl_json("stats", "--campaign", "old")["by_campaign"][0]), what="delivery and bounce recorded")
+        single.ctl("recipient", "unsubscribe", "gone@sink.test")
+        before = single.ctl_json("stats")
+        single.stop()
+        r = single.ctl("state", "migrate", "--to", self.url, "--json")
+        moved = json.loads(r.stdout)
+        self.assertEqual(moved["rows"]["recipients"], 2)
+        self.assertGreaterEqual(moved["rows"]["decisions"], 4)
+        self.assertNotIn(self.pg.password, r.stdout + r.stderr)
+        again = single.ctl("state", "migrate", "--to", self.url, check=False)
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("moved into this database already", again.stderr)
+        # A node on the shared database knows what the single node knew.
+        n = self.node()
+        self.assertEqual(n.ctl_json("stats"), before)
+        self.assertIn("held after 1 bounce", rcpt_code(n, "reject-s@gmail.com")[1])
+        self.assertIn("has unsubscribed", rcpt_code(n, "gone@sink.test")[1])
+
+    def test_the_storage_conformance_tests_pass_on_this_server(self):
+        # The same tests every backend passes (recipient rules, stats,
+        # series, suppressions, retention), on a database of their own each.
+        env = dict(os.environ, RICOCHET_TEST_PG=self.pg.url("postgres").rsplit("/", 1)[0])
+        unit = os.path.join(BIN, "unit_state")
+        r = subprocess.run([unit, "--gtest_filter=*postgresql*:*Postgres*"], env=env, capture_output=True,
+                           text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout[-4000:] + r.stderr[-2000:])
+        self.assertNotIn("[  SKIPPED ]", r.stdout)
+        self.assertIn("PASSED", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
