@@ -14,6 +14,8 @@
 #   BASELINE=other-build/ bench/relay.sh ...   also runs that build's ricochetd
 #       (an A/B in the same run, reps alternating) and prints the ratio;
 #       with AB_ONLY=1 nothing else (no ceiling, fsync or Postfix runs)
+#   RICOCHET_STATE=url / BASELINE_STATE=url   server.state of this build's /
+#       the baseline's runs (default SQLite in the work directory)
 #   RICOCHET_EXTRA=text / BASELINE_EXTRA=text   TOML appended to the
 #       configuration of this build's / the baseline's runs (BASELINE may be
 #       this build: bench/dkim.sh compares DKIM on and off that way)
@@ -61,12 +63,17 @@ fi
 # same run, the two alternating rep by rep so drift of the machine hits both).
 run_ricochet() {  # run_ricochet LABEL BINDIR OUTFILE REPS
   local label=$1 bin=$2 out=$3 reps=$4 extra=${5:-}
+  # The state store: SQLite in the work directory, or RICOCHET_STATE /
+  # BASELINE_STATE (a postgresql:// URL: bench/state.sh compares the two).
+  local state="sqlite:$W/state.db"
+  [ "$label" = ricochet ] && [ -n "${RICOCHET_STATE:-}" ] && state=$RICOCHET_STATE
+  [ "$label" = baseline ] && [ -n "${BASELINE_STATE:-}" ] && state=$BASELINE_STATE
   rm -rf "$W/spool" "$W/state.db"* "$W/events.jsonl"
   cat >"$W/r.toml" <<CFG
 [server]
 hostname = "ricochet.bench.invalid"
 spool_dir = "$W/spool"
-state = "sqlite:$W/state.db"
+state = "$state"
 control_socket = "$W/ricochetd.sock"
 events_log = "$W/events.jsonl"
 log_level = "warn"

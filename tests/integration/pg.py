@@ -24,7 +24,7 @@ def _bin(name):
 class Postgres:
     user, password = "ricochet", "s3cret pass"
 
-    def __init__(self):
+    def __init__(self, durable=False):
         self.root = os.getuid() == 0
         self.dir = tempfile.mkdtemp(prefix="ricochet-pg-")
         os.chmod(self.dir, 0o755)
@@ -37,7 +37,12 @@ class Postgres:
                         "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
             f.write("listen_addresses = '127.0.0.1'\nport = %d\nunix_socket_directories = '%s'\n"
-                    "fsync = off\nshared_buffers = 32MB\nmax_connections = 50\n" % (self.port, self.dir))
+                    "shared_buffers = %s\nmax_connections = 50\n" % (self.port, self.dir, "128MB" if durable else "32MB"))
+            # Tests: no fsync (nothing to keep). Benchmarks (durable): fsync
+            # on, commits not waited for (synchronous_commit = off: a crash may
+            # lose the last commits, never corrupt), as SQLite's WAL with
+            # synchronous = NORMAL does for the one-node store.
+            f.write("fsync = on\nsynchronous_commit = off\n" if durable else "fsync = off\n")
         self.start()
         self.psql("CREATE ROLE %s LOGIN PASSWORD '%s' CREATEDB" % (self.user, self.password))
 
@@ -75,3 +80,25 @@ class Postgres:
             self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    # For scripts (bench/state.sh): "pg.py start" prints the server's URL
+    # base (no database) and its directory; "pg.py stop DIR" stops it and
+    # removes the directory; "pg.py createdb DIR NAME" prints a database URL.
+    import sys
+    if sys.argv[1:2] == ["start"]:
+        p = Postgres(durable=True)
+        print(p.url("postgres").rsplit("/", 1)[0], p.dir)
+    elif sys.argv[1:2] in (["stop"], ["createdb"]):
+        p = Postgres.__new__(Postgres)
+        p.root, p.dir = os.getuid() == 0, sys.argv[2]
+        p.data = os.path.join(p.dir, "data")
+        with open(os.path.join(p.data, "postgresql.conf")) as f:
+            p.port = int([l.split("=")[1] for l in f if l.startswith("port =")][-1])
+        if sys.argv[1] == "stop":
+            p.cleanup()
+        else:
+            print(p.new_database(sys.argv[3]))
+    else:
+        sys.exit("usage: pg.py start | stop DIR | createdb DIR NAME")
