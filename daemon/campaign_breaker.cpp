@@ -107,6 +107,22 @@ json campaign_breaker::resume(const std::string& given) {
     return {{"ok", true}, {"state", "ok"}, {"changed", true}};
 }
 
+void campaign_breaker::remote_change(const std::string& key) {
+    enqueue([this, key] {
+        for (auto& [k, s] : st_.scopes()) {
+            if (k != key) continue;
+            auto before = m_.state_of(key);
+            if (before.st == s.st && before.since_ms == s.since_ms) return;  // ours, or known already
+            m_.load_state(key, s);
+            log()->warn("{} is {} (changed on another node{})", breaker::scope_name(key), breaker::to_string(s.st),
+                        s.reason.empty() ? "" : ": " + s.reason);
+            if (s.st == breaker::state::paused) hold_scope(key);
+            else if (before.st == breaker::state::paused) release_scope(key);
+            return;
+        }
+    });
+}
+
 void campaign_breaker::enqueue(std::function<void()> job) {
     {
         std::lock_guard lk(mu_);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <boost/asio.hpp>
 #include <fstream>
@@ -201,6 +202,7 @@ int main(int argc, char** argv) {
     }
     bounce::suppression_list suppression;
     std::unique_ptr<state::pg_listener> listener;
+    std::atomic<daemon::campaign_breaker*> shared_breaker{nullptr};  // set once the breaker runs
     if (state::backend_of(cfg.server.state, error) == state::backend::postgresql) {
         static auto log = named_logger("state");
         listener = std::make_unique<state::pg_listener>(
@@ -210,6 +212,9 @@ int main(int argc, char** argv) {
                 [&suppression](const std::string& e, bool present) {
                     if (present) suppression.add_entry(e);
                     else suppression.remove_entry(e);
+                },
+                [&shared_breaker](const std::string& scope) {
+                    if (auto* b = shared_breaker.load()) b->remote_change(scope);
                 },
                 [&suppression](const std::vector<bounce::address_record>& rs, const std::vector<std::string>& es) {
                     suppression.reset(rs, es);
@@ -277,7 +282,15 @@ int main(int argc, char** argv) {
     if (cfg.breaker.enabled) {
         campaign_breaker.start();
         pipeline.set_breaker(&campaign_breaker);
+        shared_breaker = &campaign_breaker;
     }
+    // The listener's thread calls into the breaker: it stops first.
+    struct stop_listener_first {
+        std::unique_ptr<state::pg_listener>& l;
+        ~stop_listener_first() {
+            if (l) l->stop();
+        }
+    } stop_listener_guard{listener};
     // The spool's committer posts to the recorder: it stops first.
     struct stop_spool_first {
         queue::spool& s;

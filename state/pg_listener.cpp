@@ -153,7 +153,9 @@ void pg_listener::run() {
             payloads = drain();
         }
         for (auto& p : payloads) {
-            if (p.starts_with("s+") || p.starts_with("s-")) {
+            if (p.starts_with("b")) {
+                if (h_.scope) h_.scope(p.substr(1));
+            } else if (p.starts_with("s+") || p.starts_with("s-")) {
                 if (h_.entry) h_.entry(p.substr(2), p[1] == '+');
             } else if (p.starts_with("r")) {
                 std::string address = p.substr(1);

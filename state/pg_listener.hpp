@@ -31,6 +31,9 @@ public:
         std::function<void(const bounce::address_record&)> record;
         // An imported suppression came (true) or went (false).
         std::function<void(const std::string& entry, bool present)> entry;
+        // A breaker scope's state changed (paused, warned, resumed) on some
+        // node: its key (campaign ID or "@domain").
+        std::function<void(const std::string& scope)> scope;
         // The whole list, after a reconnect: every held or unsubscribed
         // record and every imported entry.
         std::function<void(const std::vector<bounce::address_record>&, const std::vector<std::string>&)> reload;

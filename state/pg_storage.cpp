@@ -81,7 +81,14 @@ constexpr migration migrations[] = {
      " IF TG_OP = 'DELETE' THEN PERFORM pg_notify('ricochet_suppression', 's-' || OLD.entry);"
      " ELSE PERFORM pg_notify('ricochet_suppression', 's+' || NEW.entry); END IF; RETURN NULL; END $$;"
      "CREATE TRIGGER suppressions_notify AFTER INSERT OR UPDATE OR DELETE ON suppressions"
-     " FOR EACH ROW EXECUTE FUNCTION ricochet_suppression_notify();"},
+     " FOR EACH ROW EXECUTE FUNCTION ricochet_suppression_notify();"
+     // And 'b' and the scope when a campaign or sender domain is paused,
+     // warned or resumed anywhere: every node's breaker follows.
+     "CREATE FUNCTION ricochet_scope_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+     " IF TG_OP = 'INSERT' OR NEW.state IS DISTINCT FROM OLD.state OR NEW.since_ms IS DISTINCT FROM OLD.since_ms THEN"
+     "  PERFORM pg_notify('ricochet_suppression', 'b' || NEW.scope); END IF; RETURN NULL; END $$;"
+     "CREATE TRIGGER breaker_scopes_notify AFTER INSERT OR UPDATE ON breaker_scopes"
+     " FOR EACH ROW EXECUTE FUNCTION ricochet_scope_notify();"},
 };
 
 constexpr std::int64_t migration_lock = 0x52696330;  // "Ric0": pg_advisory_xact_lock key of the schema

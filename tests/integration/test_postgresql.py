@@ -3,6 +3,7 @@ against a real server this test starts (tests/integration/pg.py) and stops:
   - a hard bounce from a trusted domain seen by node A makes node B refuse
     the address at RCPT within 1 s (LISTEN/NOTIFY), and an unsubscribe or a
     suppression import on B is refused by A;
+  - a campaign paused (or resumed) on one node is paused on the other;
   - stats asked of either node add up to what the sink received from both;
   - the database stopped for 30 s while both nodes take and deliver mail:
     /healthz says so, every decision waits in the nodes' journals, and once
@@ -114,6 +115,28 @@ class SeveralNodes(unittest.TestCase):
         # Each node has its own number, and its queue ids carry it.
         nodes = self.sql("SELECT id, name FROM nodes ORDER BY id")
         self.assertEqual([n[0] for n in nodes], ["1", "2"])
+
+    def test_a_campaign_paused_on_one_node_is_paused_on_the_other(self):
+        a, b = self.node(), self.node()
+
+        def data_reply(d, seq):
+            with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+                s.ehlo("campaign.test")
+                s.mail("news@shop.example")
+                s.rcpt("ok-%d@sink.test" % seq)
+                code, msg = s.data(message(seq, campaign="spring"))
+                return code, msg.decode()
+        self.assertEqual(data_reply(b, 1)[0], 250)
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/campaigns/spring/pause" % a.http_port, method="POST")
+        urllib.request.urlopen(req, timeout=30).close()
+        # B never saw the pause: it hears of it, and refuses the campaign's mail.
+        wait_for(lambda: data_reply(b, 2)[0] == 451, timeout=1.0, what="B pauses the campaign")
+        self.assertEqual(data_reply(b, 3), (451, "4.7.1 campaign spring paused: paused by an operator"))
+        self.assertEqual(b.ctl_json("campaign", "show", "spring")["state"], "paused")
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/campaigns/spring/resume" % a.http_port, method="POST")
+        urllib.request.urlopen(req, timeout=30).close()
+        wait_for(lambda: data_reply(b, 4)[0] == 250, timeout=1.0, what="B resumes the campaign")
+        wait_for(lambda: len(self.sink.messages) == 2, what="the two accepted messages delivered")
 
     def test_stats_over_both_nodes_add_up_to_what_the_sink_received(self):
         a, b = self.node(), self.node()
