@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bounce/recipient_status.hpp"
 #include "state/backend.hpp"
 
 namespace ricochet::state::pg {
@@ -122,6 +123,22 @@ private:
     std::unique_ptr<PGconn, conn_free> c_;
     std::unordered_map<const char*, std::string> names_;
 };
+
+// The recipients table's columns a record is read from, in this order.
+#define RICOCHET_PG_RECORD_COLS \
+    "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category"
+inline bounce::address_record read_record(const result& r, int row) {
+    bounce::address_record a;
+    a.address = r.text(row, 0);
+    a.status = bounce::parse_address_status(r.text(row, 1)).value_or(bounce::address_status::active);
+    a.bounce_count = static_cast<int>(r.num(row, 2));
+    a.first_bounce_ms = r.num(row, 3);
+    a.last_bounce_ms = r.num(row, 4);
+    a.last_reply = r.text(row, 5);
+    a.last_kind = r.text(row, 6);
+    a.last_category = r.text(row, 7);
+    return a;
+}
 
 // True for a URL this backend takes.
 inline bool is_url(std::string_view url) {

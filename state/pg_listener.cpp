@@ -23,21 +23,8 @@ struct pg_listener::state {
 
 namespace {
 constexpr const char* channel = "ricochet_suppression";
-constexpr const char* record_cols =
-    "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category";
-
-bounce::address_record read_record(const pg::result& r, int row) {
-    bounce::address_record a;
-    a.address = r.text(row, 0);
-    a.status = bounce::parse_address_status(r.text(row, 1)).value_or(bounce::address_status::active);
-    a.bounce_count = static_cast<int>(r.num(row, 2));
-    a.first_bounce_ms = r.num(row, 3);
-    a.last_bounce_ms = r.num(row, 4);
-    a.last_reply = r.text(row, 5);
-    a.last_kind = r.text(row, 6);
-    a.last_category = r.text(row, 7);
-    return a;
-}
+constexpr const char* record_cols = RICOCHET_PG_RECORD_COLS;
+using pg::read_record;
 
 std::unique_ptr<pg::connection> listen(const std::string& url, std::string& error) {
     auto c = pg::connection::open(url, "ricochetd listener", error);

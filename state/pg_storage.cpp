@@ -93,6 +93,7 @@ constexpr migration migrations[] = {
 
 constexpr std::int64_t migration_lock = 0x52696330;  // "Ric0": pg_advisory_xact_lock key of the schema
 constexpr std::int64_t node_lock = 0x52696331;
+constexpr std::int64_t prune_lock = 0x52696332;
 
 bool run(pg::connection& c, const std::string& sql, std::string& error) {
     auto r = c.exec(sql);
@@ -169,24 +170,10 @@ bool insert_rows(pg::connection& c, const std::string& head, std::size_t cols, s
     return true;
 }
 
-#define RECORD_COLS "address, status, bounce_count, first_bounce_ms, last_bounce_ms, last_reply, last_kind, last_category"
-constexpr const char* select_recipient_sql = "SELECT " RECORD_COLS " FROM recipients WHERE address = $1";
+constexpr const char* select_recipient_sql = "SELECT " RICOCHET_PG_RECORD_COLS " FROM recipients WHERE address = $1";
 constexpr const char* select_status_sql =
-    "SELECT " RECORD_COLS " FROM recipients WHERE status = $1 AND address > $2 ORDER BY address LIMIT $3";
-#undef RECORD_COLS
-
-bounce::address_record read_record(const pg::result& r, int row) {
-    bounce::address_record a;
-    a.address = r.text(row, 0);
-    a.status = bounce::parse_address_status(r.text(row, 1)).value_or(bounce::address_status::active);
-    a.bounce_count = static_cast<int>(r.num(row, 2));
-    a.first_bounce_ms = r.num(row, 3);
-    a.last_bounce_ms = r.num(row, 4);
-    a.last_reply = r.text(row, 5);
-    a.last_kind = r.text(row, 6);
-    a.last_category = r.text(row, 7);
-    return a;
-}
+    "SELECT " RICOCHET_PG_RECORD_COLS " FROM recipients WHERE status = $1 AND address > $2 ORDER BY address LIMIT $3";
+using pg::read_record;
 
 }  // namespace
 
@@ -507,6 +494,10 @@ bool pg_storage::prune(std::int64_t before_ms, const std::string& id_before, std
     auto* c = conn(error);
     if (!c) return false;
     auto fail = [&](const pg::result& r) { return lost(error, r.error(c->raw())); };
+    // Every node runs retention: one at a time, or two would fold the same
+    // rows into the daily totals. The next one's statements then see the
+    // rows the first deleted.
+    if (auto l = c->exec("SELECT pg_advisory_xact_lock(" + std::to_string(prune_lock) + ")"); !l.ok()) return fail(l);
     std::int64_t last_id = 0;
     {
         auto q = c->exec("SELECT id FROM decisions WHERE time_ms < $1 ORDER BY id LIMIT 1 OFFSET $2",

@@ -23,15 +23,7 @@ import urllib.request
 from harness import BIN, Daemon, delivery_config, message, wait_for
 from pg import Postgres
 from sink import Sink
-
-
-def rcpt_code(d, address):
-    with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
-        s.ehlo("client.test")
-        s.mail("news@shop.example")
-        code, msg = s.rcpt(address)
-        s.rset()
-        return code, msg.decode()
+from test_http_suppressions import rcpt_code
 
 
 def submit(d, rcpts, campaign="c1"):
