@@ -1,11 +1,25 @@
 // event_pipeline — see event_pipeline.hpp.
 #include "daemon/event_pipeline.hpp"
 
+#include <cstdio>
+#include <random>
+
 #include "queue/clock.hpp"
 #include "queue/logger.hpp"
 
 namespace ricochet::daemon {
 using events::event;
+
+// Unique across restarts and nodes: this process's random prefix, then a count.
+std::string event_pipeline::next_token() {
+    if (token_prefix_.empty()) {
+        std::random_device rd;
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "%08x%08x%08x-", rd(), rd(), rd());
+        token_prefix_ = buf;
+    }
+    return token_prefix_ + std::to_string(++token_count_);
+}
 
 void event_pipeline::apply(std::vector<event>& evs) {
     static auto log = named_logger("state");
@@ -15,16 +29,23 @@ void event_pipeline::apply(std::vector<event>& evs) {
     std::string err;
     if (!journal_.empty()) {
         std::error_code jec;
-        auto pending = journal_.load(jec);
-        auto replayed = state_.record(pending, err, &counted);
+        std::vector<std::string> tokens;
+        auto pending = journal_.load(jec, &tokens);
+        // With each batch's token: a batch whose commit went through though
+        // the store's answer was lost is left out, not counted twice.
+        auto replayed = state_.record(pending, err, &counted, &tokens);
         if (err.empty()) {
             journal_.clear();
             log->info("state store: {} waiting decision(s) recorded", pending.size());
             changes = std::move(replayed);
         }
     }
+    std::string token;
+    std::vector<std::string> tokens;
     if (err.empty() && !evs.empty()) {
-        auto more = state_.record(evs, err, &more_counted);
+        token = next_token();
+        tokens.assign(evs.size(), token);
+        auto more = state_.record(evs, err, &more_counted, &tokens);
         counted.insert(counted.end(), more_counted.begin(), more_counted.end());
         changes.insert(changes.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }
@@ -33,7 +54,9 @@ void event_pipeline::apply(std::vector<event>& evs) {
         std::vector<event> keep;
         for (auto& e : evs)
             if (state::kept_as_decision(e)) keep.push_back(e);
-        auto jec = journal_.append(keep);
+        // A batch that never reached the store (the journal was waiting)
+        // has no token yet: it gets one now.
+        auto jec = journal_.append(keep, token.empty() ? next_token() : token);
         if (jec)
             log->critical("state store: cannot record {} decision(s): {}; nor keep them in {}: {}", keep.size(), err,
                           journal_.path().string(), jec.message());

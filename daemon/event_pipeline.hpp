@@ -11,7 +11,9 @@
 //   5. the bus stamps seq/id and writes to every sink (the log, metrics, webhooks).
 // Nothing here runs on an I/O thread or the delivery strand.
 #pragma once
+#include <cstdint>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "bounce/suppression_list.hpp"
@@ -39,6 +41,9 @@ private:
     state::decision_journal& journal_;
     events::bus& bus_;
     campaign_breaker* breaker_ = nullptr;
+    std::string next_token();  // a batch's token (state::recipient_state::record)
+    std::string token_prefix_;
+    std::uint64_t token_count_ = 0;
     std::mutex mu_;  // the recorder's thread, or a publisher's while it stops
 };
 

@@ -23,11 +23,13 @@ std::size_t decision_journal::size() const {
     return load(ec).size();
 }
 
-std::error_code decision_journal::append(const std::vector<events::event>& ds) {
+std::error_code decision_journal::append(const std::vector<events::event>& ds, const std::string& token) {
     if (ds.empty()) return {};
     std::string buf;
     for (auto& d : ds) {
         events::append_json_line(buf, d, true);
+        if (!token.empty() && buf.size() >= 2 && buf.compare(buf.size() - 2, 2, "}\n") == 0)
+            buf.insert(buf.size() - 2, ",\"batch\":" + json(token).dump());
     }
     base::unique_fd fd(::open(file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (!fd) return last_error();
@@ -36,9 +38,10 @@ std::error_code decision_journal::append(const std::vector<events::event>& ds) {
     return ec;
 }
 
-std::vector<events::event> decision_journal::load(std::error_code& ec) const {
+std::vector<events::event> decision_journal::load(std::error_code& ec, std::vector<std::string>* tokens) const {
     ec.clear();
     std::vector<events::event> out;
+    if (tokens) tokens->clear();
     std::ifstream in(file_);
     if (!in) return out;
     for (std::string line; std::getline(in, line);) {
@@ -50,6 +53,7 @@ std::vector<events::event> decision_journal::load(std::error_code& ec) const {
         auto d = events::from_json(j);
         if (!d) continue;
         out.push_back(std::move(*d));
+        if (tokens) tokens->push_back(j.contains("batch") && j["batch"].is_string() ? j["batch"].get<std::string>() : "");
     }
     return out;
 }

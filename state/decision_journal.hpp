@@ -6,6 +6,7 @@
 // store that is down for a while. Plain C++, no Asio.
 #pragma once
 #include <filesystem>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -19,10 +20,12 @@ public:
 
     bool empty() const;
     std::size_t size() const;  // decisions waiting
-    // Adds decisions at the end, durably.
-    std::error_code append(const std::vector<events::event>& ds);
-    // Everything waiting, oldest first (a torn last line is skipped).
-    std::vector<events::event> load(std::error_code& ec) const;
+    // Adds decisions at the end, durably, each with the token of the batch
+    // it came in ("batch" in its line; none when token is empty).
+    std::error_code append(const std::vector<events::event>& ds, const std::string& token = "");
+    // Everything waiting, oldest first (a torn last line is skipped); with
+    // tokens, each decision's batch token ("" for a line without one).
+    std::vector<events::event> load(std::error_code& ec, std::vector<std::string>* tokens = nullptr) const;
     // Forgets everything (after the store took it).
     std::error_code clear();
     const std::filesystem::path& path() const { return file_; }

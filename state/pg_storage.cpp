@@ -65,6 +65,7 @@ constexpr migration migrations[] = {
      "CREATE TABLE breaker_scopes(scope text PRIMARY KEY, state text NOT NULL, reason text, since_ms bigint NOT NULL,"
      " manual integer NOT NULL, b_attempted bigint NOT NULL, b_delivered bigint NOT NULL, b_hard bigint NOT NULL,"
      " b_soft bigint NOT NULL, b_block bigint NOT NULL, b_complaints bigint NOT NULL, b_bucket bigint NOT NULL);"
+     "CREATE TABLE applied_batches(token text PRIMARY KEY, at_ms bigint NOT NULL);"
      "CREATE TABLE nodes(id smallint PRIMARY KEY CHECK (id BETWEEN 1 AND 63), name text NOT NULL UNIQUE,"
      " first_seen timestamptz NOT NULL DEFAULT now(), last_seen timestamptz NOT NULL DEFAULT now());"
      "CREATE TABLE ricochet_imports(source text PRIMARY KEY, imported_at timestamptz NOT NULL DEFAULT now(),"
@@ -544,6 +545,10 @@ bool pg_storage::prune(std::int64_t before_ms, const std::string& id_before, std
         auto d = c->exec(sql, pg::params().num(before_ms / 3600000));
         if (!d.ok()) return fail(d);
     }
+    if (auto d = c->exec("DELETE FROM applied_batches WHERE at_ms < (SELECT MAX(at_ms) FROM applied_batches) - $1",
+                         pg::params().num(7LL * 86400 * 1000));
+        !d.ok())
+        return fail(d);
     if (!id_before.empty()) {
         auto ids = c->exec("SELECT queue_id FROM messages WHERE queue_id < $1 ORDER BY queue_id LIMIT 1 OFFSET $2",
                            pg::params().text(id_before).num(static_cast<std::int64_t>(batch) - 1));
@@ -565,6 +570,18 @@ bool pg_storage::prune(std::int64_t before_ms, const std::string& id_before, std
 
 // PostgreSQL's autovacuum gives freed space back to the table for reuse.
 void pg_storage::reclaim_space() {}
+
+std::optional<bool> pg_storage::claim_batch(const std::string& token, std::int64_t now_ms, std::string& error) {
+    auto* c = conn(error);
+    if (!c) return std::nullopt;
+    auto r = c->prepared("INSERT INTO applied_batches(token, at_ms) VALUES($1, $2) ON CONFLICT DO NOTHING",
+                         pg::params().text(token).num(now_ms));
+    if (!r.ok()) {
+        lost(error, r.error(c->raw()));
+        return std::nullopt;
+    }
+    return r.affected() > 0;
+}
 
 bool pg_storage::add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,
                              std::string& error) {

@@ -84,7 +84,7 @@ bool recipient_state::apply(const event& e, std::vector<event>& changes, std::st
 }
 
 std::vector<event> recipient_state::record(const std::vector<event>& evs, std::string& error,
-                                          std::vector<breaker::delta>* counted) {
+                                          std::vector<breaker::delta>* counted, const std::vector<std::string>* tokens) {
     std::vector<const event*> kept;
     for (auto& e : evs)
         if (kept_as_decision(e)) kept.push_back(&e);
@@ -93,7 +93,30 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
     std::lock_guard lk(mu_);
     if (!store_->begin(error)) return {};
     std::vector<event> changes;
-    bool ok = store_->add_decisions(kept, error);
+    bool ok = true;
+    if (tokens && tokens->size() == evs.size()) {
+        // Claim each batch's token; leave out the batches recorded before.
+        std::map<std::string, bool> fresh;
+        std::int64_t now = 0;
+        for (auto& e : evs) now = std::max(now, e.time_ms);
+        for (auto& t : *tokens) {
+            if (t.empty() || fresh.count(t) || !ok) continue;
+            auto f = store_->claim_batch(t, now, error);
+            ok = f.has_value();
+            fresh[t] = f.value_or(false);
+        }
+        if (ok) {
+            kept.clear();
+            for (std::size_t i = 0; i < evs.size(); ++i)
+                if (kept_as_decision(evs[i]) && ((*tokens)[i].empty() || fresh[(*tokens)[i]])) kept.push_back(&evs[i]);
+        }
+        if (ok && kept.empty()) {  // all of it was recorded before
+            ok = store_->commit(error);
+            if (!ok) store_->rollback();
+            return {};
+        }
+    }
+    ok = ok && store_->add_decisions(kept, error);
     for (auto* e : kept) {
         if (!ok) break;
         ok = apply(*e, changes, error);

@@ -37,8 +37,15 @@ public:
     // `error` is set (the caller keeps the batch in its journal).
     // With the breaker on (set_breaker), each outcome's window counts are
     // written in the same transaction and returned in `counted`.
+    //
+    // tokens (optional, one per event): the batch each event came in. Each
+    // distinct non-empty token is claimed in the transaction; the events
+    // of a token claimed before (a batch whose commit went through though
+    // its answer was lost, replayed from the journal) are left out, so
+    // nothing counts twice.
     std::vector<events::event> record(const std::vector<events::event>& evs, std::string& error,
-                                      std::vector<breaker::delta>* counted = nullptr);
+                                      std::vector<breaker::delta>* counted = nullptr,
+                                      const std::vector<std::string>* tokens = nullptr);
     void set_breaker(const breaker::config& c) { breaker_ = c; }
     // The breaker's counts since a bucket and every scope's state (at start),
     // and a scope's new state.

@@ -184,6 +184,9 @@ constexpr migration migrations[] = {
      "INSERT INTO hourly_replies SELECT time_ms / 3600000, IFNULL(domain,''), type, IFNULL(kind,''),"
      " IFNULL(category,''), COUNT(*) FROM decisions WHERE type IN ('deferred','bounced','expired')"
      " GROUP BY 1, 2, 3, 4, 5;"},
+    // 2: the tokens of the batches recorded (a replayed batch whose commit
+    // had gone through is not recorded twice).
+    {2, "CREATE TABLE applied_batches(token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;"},
 };
 
 int user_version(sqlite3* db) {
@@ -533,6 +536,11 @@ bool sqlite_storage::prune(std::int64_t before_ms, const std::string& id_before,
         d.num(1, before_ms / 3600000);
         if (!d.run()) return fail(d, error);
     }
+    {  // a journal is replayed within hours: a week of tokens is plenty
+        stmt d(db_.get(), "DELETE FROM applied_batches WHERE at_ms < (SELECT MAX(at_ms) FROM applied_batches) - ?1");
+        d.num(1, 7LL * 86400 * 1000);
+        if (!d.run()) return fail(d, error);
+    }
     if (!id_before.empty()) {
         // Queue ids sort by arrival time: the oldest messages first, a batch at a time.
         stmt ids(db_.get(), "SELECT queue_id FROM messages WHERE queue_id < ?1 ORDER BY queue_id LIMIT 1 OFFSET ?2");
@@ -555,6 +563,17 @@ bool sqlite_storage::prune(std::int64_t before_ms, const std::string& id_before,
 
 void sqlite_storage::reclaim_space() {
     sqlite3_exec(db_.get(), "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
+}
+
+std::optional<bool> sqlite_storage::claim_batch(const std::string& token, std::int64_t now_ms, std::string& error) {
+    auto use = prepared("INSERT OR IGNORE INTO applied_batches(token, at_ms) VALUES(?,?)");
+    auto& q = *use;
+    q.text(1, token).num(2, now_ms);
+    if (!q.run()) {
+        fail(q, error);
+        return std::nullopt;
+    }
+    return sqlite3_changes(db_.get()) > 0;
 }
 
 bool sqlite_storage::add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,

@@ -75,6 +75,13 @@ public:
     virtual std::vector<bounce::address_record> recipients_with(bounce::address_status s, const std::string& after = "",
                                                                 std::size_t limit = 0) = 0;
 
+    // applied_batches: the token of every batch recorded (a few days). Inside
+    // the batch's transaction: true when the token is new (and now kept),
+    // false when a batch with it was committed before (a commit whose answer
+    // was lost, then replayed from the journal: it must not count twice),
+    // nullopt with `error` when the store failed.
+    virtual std::optional<bool> claim_batch(const std::string& token, std::int64_t now_ms, std::string& error) = 0;
+
     // decisions: the history of every address and the source of `stats`.
     virtual bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) = 0;
     virtual std::vector<events::event> history(const std::string& address, int limit) = 0;
@@ -130,8 +137,8 @@ public:
     // domain, which `stats` adds to what is left) and deleted; messages
     // whose queue id sorts before id_before go with their recipients and
     // final failures; the hourly counts of series() older than before_ms
-    // go at once. Recipients, suppressions and the breaker's counts are
-    // never touched here.
+    // go at once; batch tokens older than a week go too. Recipients,
+    // suppressions and the breaker's counts are never touched here.
     virtual bool prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
                        std::string& error) = 0;
     // Gives freed pages back to the file system (outside a transaction).

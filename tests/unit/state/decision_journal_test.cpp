@@ -59,3 +59,24 @@ TEST(DecisionJournal, ReadsTheFormOlderVersionsWrote) {
     EXPECT_EQ(got[0].time_ms, 5000);
     std::filesystem::remove_all(dir);
 }
+
+// Each decision keeps the token of the batch it came in, so a replay can
+// leave out a batch the store had committed after all; lines an older
+// version wrote have none.
+TEST(DecisionJournal, KeepsEachDecisionsBatchToken) {
+    char tmpl[] = "/tmp/ricochet-journal-test.XXXXXX";
+    std::filesystem::path dir = ::mkdtemp(tmpl);
+    decision_journal j(dir / "decisions.pending");
+    auto q1 = events::queued("Q1", "fall", "a@example.org", 0, "news@example.com", 1000);
+    auto q2 = events::queued("Q2", "fall", "b@example.org", 0, "news@example.com", 1001);
+    std::ofstream(dir / "decisions.pending") << "{\"t\": 900, \"type\": \"queued\", \"qid\": \"Q0\", \"rcpt\": \"z@example.org\"}\n";
+    ASSERT_FALSE(j.append({q1, q2}, "p-1"));
+    ASSERT_FALSE(j.append({q1}, "p-\"2\""));
+    std::error_code ec;
+    std::vector<std::string> tokens;
+    auto got = j.load(ec, &tokens);
+    ASSERT_EQ(got.size(), 4u);
+    EXPECT_EQ(tokens, (std::vector<std::string>{"", "p-1", "p-1", "p-\"2\""}));
+    EXPECT_EQ(got[2].queue_id, "Q2");
+    std::filesystem::remove_all(dir);
+}

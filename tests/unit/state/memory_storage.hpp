@@ -21,7 +21,21 @@ public:
         saved_ = data_;
         return true;
     }
-    bool commit(std::string&) override { return true; }
+    bool lose_commit_reply = false;  // the next commit goes through, but the caller hears it failed
+    bool commit(std::string& error) override {
+        if (!lose_commit_reply) return true;
+        lose_commit_reply = false;
+        saved_ = data_;  // it is committed: a rollback now changes nothing
+        error = "memory storage: connection lost before COMMIT's answer";
+        return false;
+    }
+    std::optional<bool> claim_batch(const std::string& token, std::int64_t, std::string& error) override {
+        if (refusing()) {
+            refuse(error);
+            return std::nullopt;
+        }
+        return data_.batches.insert(token).second;
+    }
     void rollback() override { data_ = saved_; }
     std::optional<bounce::address_record> load_recipient(const std::string& a, std::string&) override {
         auto it = data_.recipients.find(a);
@@ -249,6 +263,7 @@ private:
         std::map<std::string, message> messages;
         std::map<std::pair<std::string, int>, std::string> message_recipients;
         std::set<std::pair<std::string, std::string>> final_failures;
+        std::set<std::string> batches;
     };
     tables data_, saved_;
 };

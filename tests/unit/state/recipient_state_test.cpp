@@ -242,6 +242,34 @@ TEST_P(store_fixture, AVerpTokenFindsItsRecipientCampaignAndSender) {
     EXPECT_TRUE(st->final_failure_known("Q9", "WHO@example.com"));
 }
 
+// A batch recorded twice with the same token (its commit went through, the
+// answer was lost, the journal replays it) counts once: no decision row,
+// bounce or stat twice. A replay that mixes it with a new batch records
+// only the new one.
+TEST_P(store_fixture, ABatchRecordedAgainWithItsTokenCountsOnce) {
+    std::vector<event> batch{d(1000, "queued", "Q1", "a@gmail.com"), d(2000, "bounced", "Q1", "a@gmail.com", "hard", "user-unknown")};
+    std::vector<std::string> tokens(batch.size(), "node-1");
+    std::string err;
+    auto first = st->record(batch, err, nullptr, &tokens);
+    ASSERT_EQ(err, "");
+    EXPECT_EQ(first.size(), 1u) << "held";
+    std::vector<event> replay = batch;
+    replay.push_back(d(3000, "queued", "Q2", "b@example.com"));
+    tokens.push_back("node-2");
+    auto again = st->record(replay, err, nullptr, &tokens);
+    ASSERT_EQ(err, "");
+    EXPECT_TRUE(again.empty());
+    EXPECT_EQ(st->history("a@gmail.com").size(), 2u) << "queued and bounced, once each";
+    EXPECT_EQ(st->get("a@gmail.com")->bounce_count, 1);
+    auto s = st->stats("campaign", "", "", 0);
+    ASSERT_EQ(s.size(), 1u);
+    EXPECT_EQ((std::vector<std::int64_t>{s[0].sent, s[0].hard}), (std::vector<std::int64_t>{2, 1}));
+    // All of it recorded before: nothing written, no error.
+    EXPECT_TRUE(st->record(replay, err, nullptr, &tokens).empty());
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(st->stats("campaign", "", "", 0)[0].sent, 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, store_fixture, ::testing::Values("sqlite", "memory", "postgresql"),
                          [](const auto& info) { return info.param; });
 
@@ -289,6 +317,30 @@ TEST(RecipientState, ABatchThatFailsHalfwayLeavesNothingOfItself) {
         EXPECT_FALSE(st.final_failure_known("Q1", "a@gmail.com")) << n << ": the failure would never count";
         EXPECT_TRUE(st.history("a@gmail.com").empty()) << n;
     }
+}
+
+// The store committed, but its answer never came (a connection lost at
+// COMMIT): the caller journals the batch and replays it with the same
+// token; it is left out, not counted twice.
+TEST(RecipientState, ACommitWhoseAnswerWasLostIsNotRecordedTwiceOnReplay) {
+    auto mem = std::make_unique<fake::memory_storage>();
+    auto* raw = mem.get();
+    recipient_state st(std::move(mem), {{"gmail.com"}, 3, 15 * day});
+    std::vector<event> batch{store_fixture::d(1000, "queued", "Q1", "a@gmail.com"),
+                             store_fixture::d(2000, "bounced", "Q1", "a@gmail.com", "hard", "user-unknown")};
+    std::vector<std::string> tokens(batch.size(), "t-1");
+    raw->lose_commit_reply = true;
+    std::string err;
+    st.record(batch, err, nullptr, &tokens);
+    EXPECT_NE(err, "") << "the caller cannot know it went through";
+    EXPECT_EQ(st.get("a@gmail.com")->bounce_count, 1) << "it did";
+    st.record(batch, err, nullptr, &tokens);  // the replay
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(st.history("a@gmail.com").size(), 2u);
+    EXPECT_EQ(st.stats("campaign", "", "", 0)[0].sent, 1);
+    // Without tokens (a journal from an older version) it would count twice.
+    st.record(batch, err);
+    EXPECT_EQ(st.history("a@gmail.com").size(), 4u);
 }
 
 TEST(RecipientState, TheBackendIsChosenByTheUrlScheme) {
@@ -547,7 +599,7 @@ TEST(RecipientStateSeries, AnOlderDatabaseIsMigratedOnceWithItsHistory) {
     // Back to version 0, as a database written before the series existed.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE hourly_totals; DROP TABLE hourly_replies;"
+    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE hourly_totals; DROP TABLE hourly_replies; DROP TABLE applied_batches;"
                                "ALTER TABLE daily_totals DROP COLUMN complaints; PRAGMA user_version=0;",
                            nullptr, nullptr, nullptr),
               SQLITE_OK)
@@ -583,7 +635,7 @@ TEST(RecipientStateSeries, AnOlderDatabaseIsMigratedOnceWithItsHistory) {
     sqlite3_stmt* q = nullptr;
     sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, nullptr);
     ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
-    EXPECT_EQ(sqlite3_column_int(q, 0), 1);
+    EXPECT_EQ(sqlite3_column_int(q, 0), 2) << "every version since, in order";
     sqlite3_finalize(q);
     sqlite3_close(db);
     std::filesystem::remove_all(dir);
