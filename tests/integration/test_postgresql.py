@@ -8,12 +8,16 @@ against a real server this test starts (tests/integration/pg.py) and stops:
   - the database stopped for 30 s while both nodes take and deliver mail:
     /healthz says so, every decision waits in the nodes' journals, and once
     it is back both catch up: none lost, none counted twice;
+  - a COMMIT that went through but whose answer a proxy cut is replayed
+    from the journal and left out (its batch token), not counted twice;
   - two nodes starting at once against an empty database migrate it once;
   - `ricochetctl state migrate` moves a SQLite node's state in (once);
   - the storage conformance tests (unit_state) run against this server too."""
 import json
 import os
 import smtplib
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -39,6 +43,83 @@ def healthz(d):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+class CommitAnswerLost:
+    """A TCP proxy between a node and PostgreSQL that, once armed, forwards
+    the next COMMIT to the server, lets the server commit it, and then cuts
+    the connection instead of passing the answer on: the node cannot know
+    its batch went in. (Plain protocol: the proxied URL says sslmode=disable.)"""
+
+    def __init__(self, port):
+        self.upstream = port
+        self.armed = threading.Event()
+        self.dropped = 0
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(16)
+        self.port = self.srv.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.upstream), timeout=30)
+            cut = threading.Event()
+            threading.Thread(target=self._client_to_server, args=(c, s, cut), daemon=True).start()
+            threading.Thread(target=self._server_to_client, args=(c, s, cut), daemon=True).start()
+
+    @staticmethod
+    def _read(sock, n):
+        buf = b""
+        while len(buf) < n:
+            part = sock.recv(n - len(buf))
+            if not part:
+                raise ConnectionError
+            buf += part
+        return buf
+
+    def _client_to_server(self, c, s, cut):
+        try:
+            head = self._read(c, 4)  # the startup message: a length, no type
+            s.sendall(head + self._read(c, struct.unpack("!I", head)[0] - 4))
+            while True:
+                head = self._read(c, 5)
+                body = self._read(c, struct.unpack("!I", head[1:])[0] - 4)
+                if head[:1] == b"Q" and body.rstrip(b"\0").upper() == b"COMMIT" and self.armed.is_set():
+                    self.armed.clear()
+                    cut.set()  # before the server can answer
+                s.sendall(head + body)
+        except (OSError, ConnectionError):
+            pass
+
+    def _server_to_client(self, c, s, cut):
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                if cut.is_set():  # the server's answer to COMMIT: it committed; the node never hears
+                    self.dropped += 1
+                    break
+                c.sendall(data)
+        except OSError:
+            pass
+        for x in (c, s):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    def close(self):
+        self.closed = True
+        self.srv.close()
 
 
 class SeveralNodes(unittest.TestCase):
@@ -190,6 +271,26 @@ class SeveralNodes(unittest.TestCase):
         # Held during the outage on A: B refuses it now (A's replay changed
         # its status; B heard it, or reloaded its list when it reconnected).
         wait_for(lambda: rcpt_code(b, "reject-aduring0@gmail.com")[0] == 550, what="B refuses what A held meanwhile")
+
+    def test_a_batch_committed_whose_answer_was_lost_is_not_recorded_twice(self):
+        proxy = CommitAnswerLost(self.pg.port)
+        self.addCleanup(proxy.close)
+        self.url = self.url.replace(":%d/" % self.pg.port, ":%d/" % proxy.port) + "?sslmode=disable"
+        a = self.node()
+        proxy.armed.set()
+        submit(a, ["ok-lost@sink.test", "reject-lost@gmail.com"])
+        wait_for(lambda: proxy.dropped == 1, what="a COMMIT answer cut")
+        wait_for(lambda: len(self.sink.messages) == 1, what="the delivery")
+        # The node journaled the batch it could not confirm, reconnected and
+        # replayed it; the database had it already: left out, not doubled.
+        wait_for(lambda: "cannot record" in a.log(), what="the node journals the batch")
+        wait_for(lambda: healthz(a)[0] == 200 and
+                 os.path.getsize(os.path.join(a.spool, "decisions.pending")) == 0, what="journal replayed")
+        wait_for(lambda: self.sql("SELECT count(*) FROM decisions WHERE type <> 'queued'") == [["2"]],
+                 what="the delivery and the bounce recorded")
+        self.assertEqual(self.sql("SELECT type, count(*) FROM decisions GROUP BY type ORDER BY type"),
+                         [["bounced", "1"], ["delivered", "1"], ["queued", "2"]])
+        self.assertEqual(a.ctl_json("recipient", "show", "reject-lost@gmail.com")["bounce_count"], 1)
 
     def test_two_nodes_starting_at_once_on_an_empty_database_migrate_it_once(self):
         a, b = self.node(start=False), self.node(start=False)
