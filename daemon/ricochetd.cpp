@@ -60,6 +60,7 @@
 #include "state/decision_journal.hpp"
 #include "queue/logger.hpp"
 #include "state/backend.hpp"
+#include "state/pg_event_feed.hpp"
 #include "state/pg_listener.hpp"
 #include "state/recipient_state.hpp"
 #include "state/retention.hpp"
@@ -256,6 +257,21 @@ int main(int argc, char** argv) {
     }
     events::bus bus(seq);
     bus.add(events_file);
+    // Several nodes: the log is copied into the shared database (after it is
+    // written: the feed reads it back), so /v1/events on any node shows all.
+    std::unique_ptr<state::pg_event_feed> event_feed;
+    struct nudge_feed final : events::sink {
+        state::pg_event_feed* f = nullptr;
+        void write(const std::vector<events::event>&) override {
+            if (f) f->nudge();
+        }
+    } feed_nudger;
+    if (listener) {
+        event_feed = std::make_unique<state::pg_event_feed>(cfg.server.state, cfg.server.events_log, node);
+        feed_nudger.f = event_feed.get();
+        bus.add(feed_nudger);
+        event_feed->start();
+    }
     events::metrics metrics;  // counts what the event log records
     bus.add(metrics);
     // Webhooks read their batches back from the log: they come after it.
@@ -465,7 +481,13 @@ int main(int argc, char** argv) {
                        if (!on) return std::nullopt;
                        return breaker_monitor.paused(campaign, sender.empty() ? std::string() : queue::recipient_domain(sender));
                    },
-                   &classifier});
+                   &classifier,
+                   event_feed ? http::api_context::events_page_fn([&event_feed](std::uint64_t after, std::size_t limit,
+                                                                            const std::vector<std::string>& types) {
+                       auto p = event_feed->read(after, limit, types);
+                       return http::api_context::events_page{std::move(p.lines), p.last, p.more, std::move(p.error)};
+                   })
+                              : http::api_context::events_page_fn()});
     http::server http_listener(io, http::api_listener(cfg), api);
     if (!http_listener.start(error)) {
         spdlog::critical("{}", error);

@@ -404,6 +404,7 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
         events::log_query q;
         q.after = after;
         q.limit = limit;
+        std::vector<std::string> wanted_types;
         if (auto types = param(req, "types"); !types.empty()) {
             std::vector<std::string> wanted;
             for (std::size_t pos = 0; pos <= types.size();) {
@@ -414,15 +415,25 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
                 if (comma == std::string::npos) break;
                 pos = comma + 1;
             }
+            wanted_types = wanted;
             q.keep = [wanted](std::string_view t) {
                 for (auto& w : wanted)
                     if (w == t) return true;
                 return false;
             };
         }
-        std::error_code ec;
-        auto batch = events::read_log_rotated(ctx_.cfg.server.events_log, q, ec);
-        if (ec) return error_reply(500, "cannot read the event log: " + ec.message());
+        events::log_batch batch;
+        if (ctx_.shared_events) {  // every node's, from the shared database
+            auto pg = ctx_.shared_events(after, limit, wanted_types);
+            if (!pg.error.empty()) return error_reply(503, "cannot read the shared event log: " + pg.error);
+            batch.lines = std::move(pg.lines);
+            batch.last_seq = pg.last;
+            batch.more = pg.more;
+        } else {
+            std::error_code ec;
+            batch = events::read_log_rotated(ctx_.cfg.server.events_log, q, ec);
+            if (ec) return error_reply(500, "cannot read the event log: " + ec.message());
+        }
         response r;
         r.body = "{\"events\":[";
         for (std::size_t i = 0; i < batch.lines.size(); ++i) {

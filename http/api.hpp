@@ -52,6 +52,17 @@ struct api_context {
     std::function<std::optional<std::string>(const std::string& campaign, const std::string& sender)> paused_scope;
     // The daemon's bounce classifier (POST /v1/classify); null: not offered.
     const bounce::classifier* classifier = nullptr;
+    // Several nodes (PostgreSQL): every node's events from a shared cursor,
+    // for GET /v1/events (null: this node's own log).
+    struct events_page {
+        std::vector<std::string> lines;
+        std::uint64_t last = 0;
+        bool more = false;
+        std::string error;
+    };
+    using events_page_fn =
+        std::function<events_page(std::uint64_t after, std::size_t limit, const std::vector<std::string>& types)>;
+    events_page_fn shared_events;
 };
 
 class api final : public handler {

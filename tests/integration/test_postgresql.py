@@ -4,6 +4,8 @@ against a real server this test starts (tests/integration/pg.py) and stops:
     the address at RCPT within 1 s (LISTEN/NOTIFY), and an unsubscribe or a
     suppression import on B is refused by A;
   - a campaign paused (or resumed) on one node is paused on the other;
+  - GET /v1/events on either node shows both nodes' events, paged by one
+    shared cursor;
   - stats asked of either node add up to what the sink received from both;
   - the database stopped for 30 s while both nodes take and deliver mail:
     /healthz says so, every decision waits in the nodes' journals, and once
@@ -211,6 +213,38 @@ class SeveralNodes(unittest.TestCase):
         wait_for(lambda: data_reply(b, 4)[0] == 250, timeout=1.0, what="B resumes the campaign")
         wait_for(lambda: len(self.sink.messages) == 2, what="the two accepted messages delivered")
 
+    def test_either_node_shows_every_nodes_events_from_one_cursor(self):
+        a, b = self.node(), self.node()
+        submit(a, ["ok-ea@sink.test"])
+        submit(b, ["ok-eb@sink.test"])
+        wait_for(lambda: len(self.sink.messages) == 2, what="both delivered")
+
+        def read(d, after=0, types=None, limit=100):
+            q = "after=%d&limit=%d" % (after, limit) + ("&types=" + types if types else "")
+            with urllib.request.urlopen("http://127.0.0.1:%d/v1/events?%s" % (d.http_port, q), timeout=30) as r:
+                return json.loads(r.read())
+        for d in (a, b):
+            got = wait_for(lambda: (lambda p: len([e for e in p["events"] if e["type"] == "delivered"]) == 2 and p)(
+                read(d, types="queued,delivered")), what="both nodes' deliveries on one node")
+            self.assertEqual(sorted(e["recipient"] for e in got["events"] if e["type"] == "delivered"),
+                             ["ok-ea@sink.test", "ok-eb@sink.test"])
+            self.assertEqual({e["type"] for e in got["events"]}, {"queued", "delivered"})
+        # Paging by the shared cursor: every event once, in order, from either node.
+        everything = read(a, limit=10000)["events"]
+        seen, cursor = [], 0
+        while True:
+            page = read(b, after=cursor, limit=3)
+            seen += page["events"]
+            self.assertGreaterEqual(page["last_seq"], cursor)
+            cursor = page["last_seq"]
+            if not page["more"]:
+                break
+        self.assertEqual([e["id"] for e in seen], [e["id"] for e in everything])
+        self.assertEqual(len({e["id"] for e in seen}), len(seen))
+        # Each node's own log has only its own events.
+        with open(a.events_path) as f:
+            self.assertNotIn("ok-eb@sink.test", f.read())
+
     def test_stats_over_both_nodes_add_up_to_what_the_sink_received(self):
         a, b = self.node(), self.node()
         for i in range(15):
@@ -271,6 +305,13 @@ class SeveralNodes(unittest.TestCase):
         # Held during the outage on A: B refuses it now (A's replay changed
         # its status; B heard it, or reloaded its list when it reconnected).
         wait_for(lambda: rcpt_code(b, "reject-aduring0@gmail.com")[0] == 550, what="B refuses what A held meanwhile")
+        # A's events of the outage reach the shared event view (copied from its log once the server is back).
+        def delivered_seen_on_b():
+            with urllib.request.urlopen("http://127.0.0.1:%d/v1/events?types=delivered&limit=10000" % b.http_port,
+                                        timeout=30) as r:
+                return sorted(e["recipient"] for e in json.loads(r.read())["events"])
+        wait_for(lambda: len(delivered_seen_on_b()) == 20, what="every delivery in the shared event view")
+        self.assertEqual(delivered_seen_on_b(), sorted(r for d in (a, b) for r in rcpts[d] if r.startswith("ok")))
 
     def test_a_batch_committed_whose_answer_was_lost_is_not_recorded_twice(self):
         proxy = CommitAnswerLost(self.pg.port)
