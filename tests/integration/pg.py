@@ -46,6 +46,25 @@ class Postgres:
         self.start()
         self.psql("CREATE ROLE %s LOGIN PASSWORD '%s' CREATEDB" % (self.user, self.password))
 
+    def enable_tls(self):
+        """TLS on the TCP port (a self-signed certificate for 127.0.0.1, which is
+        also the CA a client verifies it with: returned). Plain connections
+        still work; libpq's default (sslmode=prefer) now gets TLS."""
+        cert, key = os.path.join(self.dir, "server.crt"), os.path.join(self.dir, "server.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        os.chmod(key, 0o600)
+        if self.root:
+            pw = pwd.getpwnam("postgres")
+            for f in (cert, key):
+                os.chown(f, pw.pw_uid, pw.pw_gid)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" % (cert, key))
+        self._as_owner([_bin("pg_ctl"), "-D", self.data, "reload"])
+        self.psql("SELECT 1")  # the reload is read by the next connection
+        return cert
+
     def _as_owner(self, cmd, check=True, **kw):
         if self.root:
             cmd = ["runuser", "-u", "postgres", "--"] + cmd

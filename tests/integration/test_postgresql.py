@@ -14,6 +14,8 @@ against a real server this test starts (tests/integration/pg.py) and stops:
     from the journal and left out (its batch token), not counted twice;
   - two nodes starting at once against an empty database migrate it once;
   - `ricochetctl state migrate` moves a SQLite node's state in (once);
+  - sslmode=verify-full connects over TLS with the right CA and refuses
+    another;
   - the storage conformance tests (unit_state) run against this server too."""
 import json
 import os
@@ -128,6 +130,7 @@ class SeveralNodes(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pg = Postgres()
+        cls.ca = cls.pg.enable_tls()  # every test's nodes connect over TLS (libpq's sslmode=prefer)
 
     @classmethod
     def tearDownClass(cls):
@@ -332,6 +335,27 @@ class SeveralNodes(unittest.TestCase):
         self.assertEqual(self.sql("SELECT type, count(*) FROM decisions GROUP BY type ORDER BY type"),
                          [["bounced", "1"], ["delivered", "1"], ["queued", "2"]])
         self.assertEqual(a.ctl_json("recipient", "show", "reject-lost@gmail.com")["bounce_count"], 1)
+
+    def test_sslmode_verify_full_checks_the_servers_certificate(self):
+        base = self.url
+        self.url = base + "?sslmode=verify-full&sslrootcert=" + self.ca
+        a = self.node()
+        rows = self.sql("SELECT a.application_name, s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+                        " WHERE a.datname = '%s' ORDER BY 1" % self.db)
+        self.assertIn(["ricochetd", "t"], rows)
+        self.assertIn(["ricochetd listener", "t"], rows)
+        self.assertEqual(healthz(a)[0], 200)
+        # Another CA: the node refuses to start, and says why (without the password).
+        other = os.path.join(a.dir, "other-ca.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other",
+                        "-keyout", os.path.join(a.dir, "other.key"), "-out", other], check=True, capture_output=True)
+        self.url = base + "?sslmode=verify-full&sslrootcert=" + other
+        b = self.node(start=False)
+        with self.assertRaises(RuntimeError):
+            b.start()
+        self.assertIn("certificate verify failed", b.log())
+        self.assertNotIn(self.pg.password, b.log())
+        self.assertIn("ricochet:***@", b.log())
 
     def test_two_nodes_starting_at_once_on_an_empty_database_migrate_it_once(self):
         a, b = self.node(start=False), self.node(start=False)
