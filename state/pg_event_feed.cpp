@@ -61,6 +61,11 @@ void pg_event_feed::run() {
             backoff = std::clamp(backoff * 2, std::chrono::milliseconds(500), std::chrono::milliseconds(10000));
         } else {
             backoff = {};
+            // At most four copies a second: under load each is thousands of
+            // lines in one statement, not a transaction per recorder batch.
+            std::unique_lock lk(mu_);
+            cv_.wait_for(lk, std::chrono::milliseconds(250), [this] { return stopping_; });
+            if (stopping_) return;
         }
     }
 }
