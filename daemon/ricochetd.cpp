@@ -3,6 +3,7 @@
 // foreground and logs with spdlog; SIGTERM/SIGINT stop it cleanly, and
 // kill -9 at any moment loses nothing that was acknowledged (see queue/README.md).
 #include <malloc.h>
+#include <openssl/sha.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -318,6 +319,20 @@ int main(int argc, char** argv) {
     if (secret.empty()) {
         spdlog::critical("bounce_listener.secret: {}", error);
         return 1;
+    }
+    if (node > 0) {
+        // Every node must sign return paths with the same secret: a DSN for
+        // one node's message may arrive at another. Compared by a digest.
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        std::string label = "ricochet verp key\n" + secret;
+        SHA256(reinterpret_cast<const unsigned char*>(label.data()), label.size(), md);
+        char hex[17];
+        for (int i = 0; i < 8; ++i) std::snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        std::string why;
+        for (auto& other : store->nodes_with_another_key(node_name, hex, why))
+            spdlog::error("bounce_listener.secret differs from {}'s: DSNs for its messages that arrive here are "
+                          "refused (550 5.1.1), and ours there; give every node the same secret",
+                          other);
     }
     bounce::verp_signer verp(secret);
     // One-click unsubscribe tokens: keyed from the same secret, for another purpose.

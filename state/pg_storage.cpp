@@ -72,7 +72,7 @@ constexpr migration migrations[] = {
      " UNIQUE(node, seq));"
      "CREATE INDEX events_at ON events(at);"
      "CREATE TABLE nodes(id smallint PRIMARY KEY CHECK (id BETWEEN 1 AND 63), name text NOT NULL UNIQUE,"
-     " first_seen timestamptz NOT NULL DEFAULT now(), last_seen timestamptz NOT NULL DEFAULT now());"
+     " first_seen timestamptz NOT NULL DEFAULT now(), last_seen timestamptz NOT NULL DEFAULT now(), verp_key text);"
      "CREATE TABLE ricochet_imports(source text PRIMARY KEY, imported_at timestamptz NOT NULL DEFAULT now(),"
      " decisions bigint NOT NULL);"
      // Every node's RCPT check hears of a change made anywhere: 'r' and the
@@ -806,6 +806,22 @@ int pg_storage::node_number(const std::string& name, std::string& error) {
     if (id > 0 && run(*c, "COMMIT", error)) return id;
     c->exec("ROLLBACK");
     return -1;
+}
+
+std::vector<std::string> pg_storage::nodes_with_another_key(const std::string& name, const std::string& key,
+                                                           std::string& error) {
+    std::vector<std::string> out;
+    auto* c = conn(error);
+    if (!c) return out;
+    auto u = c->exec("UPDATE nodes SET verp_key = $2 WHERE name = $1", pg::params().text(name).text(key));
+    if (!u.ok()) {
+        lost(error, u.error(c->raw()));
+        return out;
+    }
+    auto r = c->exec("SELECT id, name FROM nodes WHERE name <> $1 AND verp_key IS NOT NULL AND verp_key <> $2 ORDER BY id",
+                     pg::params().text(name).text(key));
+    for (int i = 0; i < r.rows(); ++i) out.push_back("node " + r.text(i, 0) + " (" + r.text(i, 1) + ")");
+    return out;
 }
 
 }  // namespace ricochet::state

@@ -83,6 +83,8 @@ public:
     bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) override;
     std::vector<std::pair<std::string, breaker::scope_state>> scopes() override;
     int node_number(const std::string& name, std::string& error) override;
+    std::vector<std::string> nodes_with_another_key(const std::string& name, const std::string& key,
+                                                    std::string& error) override;
     std::string health() override;
 
 private:

@@ -203,6 +203,12 @@ int recipient_state::node_number(const std::string& name, std::string& error) {
     error.clear();
     return store_->node_number(name, error);
 }
+std::vector<std::string> recipient_state::nodes_with_another_key(const std::string& name, const std::string& key,
+                                                                 std::string& error) {
+    std::lock_guard lk(mu_);
+    error.clear();
+    return store_->nodes_with_another_key(name, key, error);
+}
 std::string recipient_state::health() const {
     std::lock_guard lk(mu_);
     return store_->health();

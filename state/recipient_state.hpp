@@ -75,6 +75,7 @@ public:
 
     // storage::node_number and storage::health.
     int node_number(const std::string& name, std::string& error);
+    std::vector<std::string> nodes_with_another_key(const std::string& name, const std::string& key, std::string& error);
     std::string health() const;
 
     std::optional<bounce::address_record> get(const std::string& address) const;

@@ -149,6 +149,13 @@ public:
     // queue ids so that no two nodes make the same id. 0: one node only
     // (SQLite), ids as they always were; -1 with `error`: not now.
     virtual int node_number(const std::string& /*name*/, std::string& /*error*/) { return 0; }
+    // Records this node's VERP key fingerprint and names the other nodes
+    // whose fingerprint differs ("node 2 (mx2:/var/lib/ricochet/spool)"): a
+    // DSN for their messages arriving here would be refused. One node: none.
+    virtual std::vector<std::string> nodes_with_another_key(const std::string& /*name*/, const std::string& /*key*/,
+                                                            std::string& /*error*/) {
+        return {};
+    }
     // "" while the store answers; else why not (a lost server connection),
     // for /healthz.
     virtual std::string health() { return {}; }

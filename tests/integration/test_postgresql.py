@@ -3,6 +3,9 @@ against a real server this test starts (tests/integration/pg.py) and stops:
   - a hard bounce from a trusted domain seen by node A makes node B refuse
     the address at RCPT within 1 s (LISTEN/NOTIFY), and an unsubscribe or a
     suppression import on B is refused by A;
+  - a DSN for A's message arriving at B is read by B (the nodes share the
+    VERP secret; one with another is named at start), counted once when
+    it comes to both;
   - a campaign paused (or resumed) on one node is paused on the other;
   - GET /v1/events on either node shows both nodes' events, paged by one
     shared cursor;
@@ -31,6 +34,7 @@ import urllib.request
 from harness import BIN, Daemon, delivery_config, message, wait_for
 from pg import Postgres
 from sink import Sink
+from test_dsn import DSN
 from test_http_suppressions import rcpt_code
 
 
@@ -147,9 +151,14 @@ class SeveralNodes(unittest.TestCase):
             d.cleanup()
         self.sink.close()
 
-    def node(self, start=True):
+    # Every node signs return paths with the same secret: a DSN may come back
+    # to any of them.
+    secret = "5f1c0d2e9a8b7c6d5e4f3a2b1c0d9e8f"
+
+    def node(self, start=True, secret=None):
         hop = (self.sink.host, self.sink.port)
-        d = Daemon(state=self.url, extra_config=delivery_config({"sink.test": hop, "gmail.com": hop}))
+        d = Daemon(state=self.url, extra_config=delivery_config({"sink.test": hop, "gmail.com": hop}),
+                   bounce_extra='secret = "%s"\n' % (secret or self.secret))
         self.nodes.append(d)
         return d.start() if start else d
 
@@ -193,6 +202,30 @@ class SeveralNodes(unittest.TestCase):
         # Each node has its own number, and its queue ids carry it.
         nodes = self.sql("SELECT id, name FROM nodes ORDER BY id")
         self.assertEqual([n[0] for n in nodes], ["1", "2"])
+
+    def test_a_dsn_for_one_nodes_message_may_arrive_at_the_other(self):
+        a, b = self.node(), self.node()
+        submit(a, ["ok-dsn@sink.test"], campaign="fall")
+        wait_for(lambda: self.sink.received("ok-dsn@sink.test"), what="delivery")
+        verp = self.sink.received("ok-dsn@sink.test")[0][0]
+        for d in (b, a):  # the same report twice, to each node: counted once
+            with smtplib.SMTP("127.0.0.1", d.bounce_port, timeout=30) as s:
+                s.ehlo("mx.sink.test")
+                s.mail("")
+                self.assertEqual(s.rcpt(verp)[0], 250)
+                self.assertEqual(s.data(DSN.format(verp=verp, rcpt="ok-dsn@sink.test").encode())[0], 250)
+        ev = wait_for(lambda: [e for e in b.events() if e["type"] == "bounced"], what="B reads A's bounce")[0]
+        self.assertEqual((ev["recipient"], ev["campaign"], ev["sync"], ev["category"]),
+                         ("ok-dsn@sink.test", "fall", False, "user-unknown"))
+        wait_for(lambda: [e for e in a.events() if e["type"] == "bounced"], what="A reads the second copy")
+        st = a.ctl_json("recipient", "show", "ok-dsn@sink.test")
+        self.assertEqual((st["status"], st["bounce_count"]), ("bounced", 1))
+        self.assertEqual(self.sql("SELECT count(*) FROM final_failures"), [["1"]])
+
+    def test_a_node_with_another_verp_secret_is_named_at_start(self):
+        self.node()
+        b = self.node(secret="00000000000000000000000000000000")
+        self.assertRegex(b.log(), r"bounce_listener\.secret differs from node 1 \(ricochet\.test:/tmp/")
 
     def test_a_campaign_paused_on_one_node_is_paused_on_the_other(self):
         a, b = self.node(), self.node()
