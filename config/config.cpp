@@ -242,12 +242,14 @@ void load(const toml::table& root, config& c) {
     if (auto* t = top.sub("server")) {
         table_reader r(c, *t, "server");
         r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "events_max_size", "events_max_age",
-                 "events_keep", "log_level", "client_ipv6_prefix", "data_memory_budget"});
+                 "events_keep", "log_level", "client_ipv6_prefix", "data_memory_budget", "state_timeout"});
         r.str("hostname", c.server.hostname);
         r.integer("client_ipv6_prefix", c.server.client_ipv6_prefix, 32, 128);
         read_size(c, r, "data_memory_budget", "server.data_memory_budget", c.server.data_memory_budget, 1 << 20);
         r.path("spool_dir", c.server.spool_dir);
         r.str("state", c.server.state);
+        if (auto* n = r.node("state_timeout"); n && n->is_string() && n->as_string()->get() == "0") c.server.state_timeout = seconds(0);
+        else r.duration("state_timeout", c.server.state_timeout);
         if (std::string why; r.node("state") && state::backend_of(c.server.state, why) == state::backend::none)
             fail(c, *r.node("state"), "server.state", why);
         r.path("control_socket", c.server.control_socket);

@@ -88,6 +88,9 @@ struct config {
         std::string hostname;  // empty: gethostname()
         std::filesystem::path spool_dir = "var/spool";
         std::string state = "sqlite:var/state.db";
+        // PostgreSQL: a statement unanswered this long gives the connection
+        // up as lost (decisions then wait in the journal); 0: no limit.
+        seconds state_timeout{30};
         std::filesystem::path control_socket = "var/ricochetd.sock";
         std::filesystem::path events_log = "var/events.jsonl";
         // Built-in rotation of events_log (0: off, e.g. when logrotate does it).

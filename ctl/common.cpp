@@ -1,6 +1,7 @@
 // common — see common.hpp.
 #include "ctl/common.hpp"
 
+#include "state/backend.hpp"
 #include "views/views.hpp"
 
 #include <sys/socket.h>
@@ -73,6 +74,7 @@ std::unique_ptr<state::recipient_state> open_state(const config& cfg, bool reado
     std::string error;
     bounce::status_policy policy{cfg.bounce.trusted_domains, static_cast<int>(cfg.bounce.held_after_bounces),
                                  std::int64_t(cfg.bounce.held_after_days) * 86400 * 1000};
+    state::set_pg_timeout(static_cast<int>(cfg.server.state_timeout.count()));
     auto st = state::open_state(url, policy, readonly, error);
     if (!st) die(1, "server.state: " + error);
     return st;

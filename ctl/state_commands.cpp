@@ -26,6 +26,9 @@ int state_prune(const config& cfg, const std::string& older_than, bool as_json) 
     auto t = state::prune_state(*st, before, queue::queue_id_floor(static_cast<std::uint64_t>(messages_before) * 1000),
                                 2000, static_cast<std::size_t>(-1));
     if (!t.error.empty()) die(1, "prune: " + t.error + " (what was pruned before stays pruned)");
+    if (t.busy)
+        die(1, "prune: another node is pruning the shared database now (" + std::to_string(t.decisions) +
+                   " decision(s) pruned here before it); run it again later");
     st->reclaim_space();
     std::int64_t files = 0;
     if (cfg.retention.dsn_unparsed.count() > 0 || !older_than.empty()) {

@@ -110,15 +110,14 @@ json campaign_breaker::resume(const std::string& given) {
 void campaign_breaker::remote_change(const std::string& key) {
     enqueue([this, key] {
         for (auto& [k, s] : st_.scopes()) {
-            if (k != key) continue;
-            auto before = m_.state_of(key);
-            if (before.st == s.st && before.since_ms == s.since_ms) return;  // ours, or known already
-            m_.load_state(key, s);
-            log()->warn("{} is {} (changed on another node{})", breaker::scope_name(key), breaker::to_string(s.st),
+            if (!key.empty() && k != key) continue;
+            auto before = m_.state_of(k);
+            if (before.st == s.st && before.since_ms == s.since_ms) continue;  // ours, or known already
+            m_.load_state(k, s);
+            log()->warn("{} is {} (changed on another node{})", breaker::scope_name(k), breaker::to_string(s.st),
                         s.reason.empty() ? "" : ": " + s.reason);
-            if (s.st == breaker::state::paused) hold_scope(key);
-            else if (before.st == breaker::state::paused) release_scope(key);
-            return;
+            if (s.st == breaker::state::paused) hold_scope(k);
+            else if (before.st == breaker::state::paused) release_scope(k);
         }
     });
 }

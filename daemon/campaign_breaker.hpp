@@ -64,7 +64,8 @@ public:
     // {"ok": true, "state": ...} or {"ok": false, "error": ...}.
     nlohmann::json pause(const std::string& key);
     nlohmann::json resume(const std::string& key);
-    // Another node sharing the store changed this scope's state: take it
+    // Another node sharing the store changed this scope's state ("": any
+    // scope, after the notifications were missed): take it
     // from the store, and hold or release this node's messages of it (on
     // the worker; the other node published the event).
     void remote_change(const std::string& key);

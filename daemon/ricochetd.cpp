@@ -183,6 +183,7 @@ int main(int argc, char** argv) {
     // suppressed addresses.
     bounce::status_policy policy{cfg.bounce.trusted_domains, static_cast<int>(cfg.bounce.held_after_bounces),
                                  std::int64_t(cfg.bounce.held_after_days) * 86400 * 1000};
+    state::set_pg_timeout(static_cast<int>(cfg.server.state_timeout.count()));
     auto store = state::open_state(cfg.server.state, policy, false, error);
     if (!store) {
         spdlog::critical("server.state: {}", error);
@@ -220,7 +221,7 @@ int main(int argc, char** argv) {
                 },
                 [&suppression](const std::vector<bounce::address_record>& rs, const std::vector<std::string>& es) {
                     suppression.reset(rs, es);
-                    log->info("suppression list reloaded from the shared database: {} address(es), {} entries",
+                    log->info("suppression list read from the shared database: {} address(es), {} entries",
                               suppression.size(), suppression.entries());
                 },
                 [](const std::string& why) {
@@ -229,15 +230,18 @@ int main(int argc, char** argv) {
                                why);
                 },
                 [] { log->info("state: listening to the shared database again"); }});
-        // Before the list is read: a change committed from here on is heard.
+        // It LISTENs, then reads the list on the same connection: a change
+        // committed meanwhile is applied after the load, not undone by it.
         if (!listener->start(error)) {
             spdlog::critical("server.state: cannot LISTEN: {}", error);
             return 1;
         }
     }
-    for (auto st : {bounce::address_status::held, bounce::address_status::unsubscribed})
-        for (auto& r : store->list(st)) suppression.update(r);
-    for (auto& e : store->suppressions()) suppression.add_entry(e.entry);
+    if (!listener) {
+        for (auto st : {bounce::address_status::held, bounce::address_status::unsubscribed})
+            for (auto& r : store->list(st)) suppression.update(r);
+        for (auto& e : store->suppressions()) suppression.add_entry(e.entry);
+    }
     spdlog::info("state {}: {} suppressed address(es), {} imported suppression(s)", state::redact_url(cfg.server.state), suppression.size(),
                  suppression.entries());
     // The campaign breaker: its counts are written with the decisions.
@@ -300,6 +304,8 @@ int main(int argc, char** argv) {
         campaign_breaker.start();
         pipeline.set_breaker(&campaign_breaker);
         shared_breaker = &campaign_breaker;
+        // A scope changed on another node since this breaker read its state.
+        if (listener) campaign_breaker.remote_change("");
     }
     // The listener's thread calls into the breaker: it stops first.
     struct stop_listener_first {

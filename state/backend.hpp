@@ -28,6 +28,11 @@ inline backend backend_of(std::string_view url, std::string& error) {
     return backend::none;
 }
 
+// How long a PostgreSQL statement may take before the connection is given
+// up as lost (server.state_timeout; 0: no limit). Process-wide, set once at
+// start before any connection opens. Defined in pg_storage.cpp.
+void set_pg_timeout(int seconds);
+
 // The URL with its password replaced by "***" (for logs and errors):
 // "postgresql://user:***@host/db". Anything else is returned as it is.
 inline std::string redact_url(std::string_view url) {

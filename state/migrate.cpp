@@ -12,6 +12,7 @@
 
 namespace ricochet::state {
 namespace {
+constexpr std::int64_t migrate_lock = 0x52696334;  // one import at a time (the other keys: pg_storage.cpp)
 
 struct table {
     const char* name;
@@ -91,7 +92,7 @@ migrate_report migrate_sqlite_to_pg(const std::string& sqlite_path, const std::s
     if (!sqlite_storage::open(sqlite_path, false, rep.error)) return rep;
     // The shared database, created or migrated like ricochetd does.
     if (!pg_storage::open(pg_url, false, rep.error)) return rep;
-    auto c = pg::connection::open(pg_url, "ricochetctl migrate", rep.error);
+    auto c = pg::connection::open(pg_url, "ricochetctl migrate", rep.error, 0);  // a large file takes as long as it takes
     if (!c) {
         rep.error = redact_url(pg_url) + ": " + rep.error;
         return rep;
@@ -113,7 +114,7 @@ migrate_report migrate_sqlite_to_pg(const std::string& sqlite_path, const std::s
     auto r = c->exec("BEGIN");
     if (!r.ok()) return fail(r);
     // One import at a time; a second run of the same file waits, then finds it recorded.
-    if (!(r = c->exec("SELECT pg_advisory_xact_lock(1382638386)")).ok()) return fail(r);
+    if (!(r = c->exec("SELECT pg_advisory_xact_lock(" + std::to_string(migrate_lock) + ")")).ok()) return fail(r);
     r = c->exec("SELECT imported_at FROM ricochet_imports WHERE source = $1", pg::params().text(rep.source));
     if (!r.ok()) return fail(r);
     if (r.rows() && !force) {

@@ -5,7 +5,11 @@
 // Only state/pg_storage.cpp and state/pg_listener.cpp include this.
 #pragma once
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +33,12 @@ class result {
 public:
     result() = default;
     explicit result(PGresult* r) : r_(r) {}
+    // A statement that got no answer (the connection lost or timed out).
+    static result failed(std::string why) {
+        result r;
+        r.why_ = std::move(why);
+        return r;
+    }
     bool ok() const {
         auto s = r_ ? PQresultStatus(r_.get()) : PGRES_FATAL_ERROR;
         return s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || s == PGRES_COPY_IN;
@@ -45,6 +55,7 @@ public:
     std::int64_t affected() const { return r_ ? std::strtoll(PQcmdTuples(r_.get()), nullptr, 10) : 0; }
     // The server's message, or libpq's when the statement never reached it.
     std::string error(PGconn* c) const {
+        if (!why_.empty()) return why_;
         const char* m = r_ ? PQresultErrorMessage(r_.get()) : nullptr;
         std::string s = (m && *m) ? m : (c ? PQerrorMessage(c) : "no connection");
         while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
@@ -58,7 +69,16 @@ public:
 
 private:
     std::unique_ptr<PGresult, result_free> r_;
+    std::string why_;
 };
+
+// How long a statement may take before the node gives up on its
+// connection (server.state_timeout; 0: no limit). The server is told the
+// same (statement_timeout, lock_timeout, and twice that for an idle
+// transaction), and TCP keepalives and TCP_USER_TIMEOUT notice a peer that
+// vanished; the client-side deadline (5 s later, so the server's own
+// cancel normally comes first) covers a path that silently drops packets.
+inline std::atomic<int> default_timeout_s{30};
 
 // Text parameters: every value goes as text and the server casts it to the
 // column's type (numbers by to_string).
@@ -76,12 +96,20 @@ struct params {
 
 class connection {
 public:
-    // url: a libpq URI or key=value string. connect_timeout 5 s unless the
-    // URL says otherwise; application_name names the program in
-    // pg_stat_activity.
-    static std::unique_ptr<connection> open(const std::string& url, const char* application, std::string& error) {
-        const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
-        const char* vals[] = {"5", application, url.c_str(), nullptr};
+    // url: a libpq URI or key=value string; what it sets wins over the
+    // defaults here (connect_timeout 5 s, keepalives, the time-outs).
+    // application_name names the program in pg_stat_activity. timeout_s:
+    // see default_timeout_s (-1: that).
+    static std::unique_ptr<connection> open(const std::string& url, const char* application, std::string& error,
+                                            int timeout_s = -1) {
+        if (timeout_s < 0) timeout_s = default_timeout_s.load();
+        std::string ms = std::to_string(timeout_s * 1000), idle_ms = std::to_string(timeout_s * 2000);
+        std::string options = "-c statement_timeout=" + ms + " -c lock_timeout=" + ms +
+                              " -c idle_in_transaction_session_timeout=" + idle_ms;
+        const char* keys[] = {"connect_timeout", "keepalives",       "keepalives_idle", "keepalives_interval",
+                              "keepalives_count", "tcp_user_timeout", "options",         "application_name",
+                              "dbname",           nullptr};
+        const char* vals[] = {"5", "1", "10", "5", "3", ms.c_str(), options.c_str(), application, url.c_str(), nullptr};
         std::unique_ptr<connection> c(new connection);
         c->c_.reset(PQconnectdbParams(keys, vals, 1));
         if (!c->c_ || PQstatus(c->c_.get()) != CONNECTION_OK) {
@@ -91,36 +119,103 @@ public:
         }
         // Server notices (an existing table, a skipped index) are not ours to print.
         PQsetNoticeProcessor(c->c_.get(), [](void*, const char*) {}, nullptr);
+        // With a deadline, statements go out and come back without blocking.
+        if (timeout_s > 0) {
+            c->deadline_ = std::chrono::seconds(timeout_s + 5);
+            PQsetnonblocking(c->c_.get(), 1);
+        }
         return c;
     }
     PGconn* raw() const { return c_.get(); }
     bool alive() const { return c_ && PQstatus(c_.get()) == CONNECTION_OK; }
 
-    result exec(const std::string& sql) { return result(PQexec(c_.get(), sql.c_str())); }
+    result exec(const std::string& sql) {
+        if (!c_) return result::failed("no connection");
+        return answer(PQsendQuery(c_.get(), sql.c_str()));
+    }
     result exec(const std::string& sql, const params& p) {
+        if (!c_) return result::failed("no connection");
         std::vector<const char*> vals;
         for (auto& s : p.v) vals.push_back(s.c_str());
-        return result(PQexecParams(c_.get(), sql.c_str(), static_cast<int>(vals.size()), nullptr, vals.data(), nullptr,
-                                   nullptr, 0));
+        return answer(PQsendQueryParams(c_.get(), sql.c_str(), static_cast<int>(vals.size()), nullptr, vals.data(),
+                                        nullptr, nullptr, 0));
     }
     // A statement prepared once per connection (by its text's address).
     result prepared(const char* sql, const params& p) {
+        if (!c_) return result::failed("no connection");
         auto it = names_.find(sql);
         if (it == names_.end()) {
             std::string name = "s" + std::to_string(names_.size());
-            result r(PQprepare(c_.get(), name.c_str(), sql, 0, nullptr));
+            result r = answer(PQsendPrepare(c_.get(), name.c_str(), sql, 0, nullptr));
             if (!r.ok()) return r;
             it = names_.emplace(sql, name).first;
         }
         std::vector<const char*> vals;
         for (auto& s : p.v) vals.push_back(s.c_str());
-        return result(PQexecPrepared(c_.get(), it->second.c_str(), static_cast<int>(vals.size()), vals.data(), nullptr,
-                                     nullptr, 0));
+        return answer(PQsendQueryPrepared(c_.get(), it->second.c_str(), static_cast<int>(vals.size()), vals.data(),
+                                          nullptr, nullptr, 0));
     }
 
 private:
     connection() = default;
+
+    // The answer to what was just sent, as PQexec gives it (the first error,
+    // else the last result; a COPY's start at once), waiting no longer than
+    // the deadline. A connection that misses it is closed: its state is
+    // unknown, and the caller's next statement reconnects.
+    result answer(int sent) {
+        PGconn* c = c_.get();
+        if (!sent) return result::failed(message());
+        auto until = std::chrono::steady_clock::now() + deadline_;
+        auto wait = [&](short events) {
+            if (deadline_.count() == 0) return true;
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return false;
+            pollfd p{PQsocket(c), events, 0};
+            int n;
+            while ((n = ::poll(&p, 1, static_cast<int>(left.count()))) < 0 && errno == EINTR) {
+            }
+            return n > 0;
+        };
+        auto timed_out = [&] {
+            c_.reset();
+            return result::failed("no answer from PostgreSQL within " + std::to_string(deadline_.count()) +
+                                  " s (connection closed)");
+        };
+        for (int f; (f = PQflush(c)) != 0;) {
+            if (f < 0) return result::failed(message());
+            if (!wait(POLLIN | POLLOUT)) return timed_out();
+            if (!PQconsumeInput(c)) return result::failed(message());
+        }
+        result out;
+        bool failed = false;
+        for (;;) {
+            while (deadline_.count() && PQisBusy(c)) {
+                if (!wait(POLLIN)) return timed_out();
+                if (!PQconsumeInput(c)) return result::failed(message());
+            }
+            PGresult* r = PQgetResult(c);
+            if (!r) break;
+            auto st = PQresultStatus(r);
+            if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT) return result(r);
+            bool bad = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY;
+            if (failed) {
+                PQclear(r);
+                continue;
+            }
+            out = result(r);
+            failed = bad;
+        }
+        return out;
+    }
+    std::string message() const {
+        std::string s = c_ ? PQerrorMessage(c_.get()) : "no connection";
+        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        return s.empty() ? "PostgreSQL error" : s;
+    }
+
     std::unique_ptr<PGconn, conn_free> c_;
+    std::chrono::seconds deadline_{0};
     std::unordered_map<const char*, std::string> names_;
 };
 

@@ -49,7 +49,7 @@ bool pg_listener::start(std::string& error) {
         return false;
     }
     st_->conn = listen(url_, error);
-    if (!st_->conn) return false;
+    if (!st_->conn || !load_all(error)) return false;
     thread_ = std::thread([this] { run(); });
     return true;
 }
@@ -65,6 +65,22 @@ void pg_listener::stop() {
 std::string pg_listener::health() const {
     std::lock_guard lk(mu_);
     return down_.empty() ? std::string() : "not hearing other nodes' changes: " + down_;
+}
+
+bool pg_listener::load_all(std::string& error) {
+    auto& c = *st_->conn;
+    auto recs = c.exec(std::string("SELECT ") + record_cols + " FROM recipients WHERE status IN ('held', 'unsubscribed')");
+    auto ents = c.exec("SELECT entry FROM suppressions");
+    if (!recs.ok() || !ents.ok()) {
+        error = (recs.ok() ? ents : recs).error(c.raw());
+        return false;
+    }
+    std::vector<bounce::address_record> rs;
+    for (int i = 0; i < recs.rows(); ++i) rs.push_back(read_record(recs, i));
+    std::vector<std::string> es;
+    for (int i = 0; i < ents.rows(); ++i) es.push_back(ents.text(i, 0));
+    if (h_.reload) h_.reload(rs, es);
+    return true;
 }
 
 void pg_listener::run() {
@@ -85,6 +101,9 @@ void pg_listener::run() {
         }
         if (h_.down) h_.down(why);
     };
+    const std::chrono::seconds quiet(pg::default_timeout_s.load());
+    const int quiet_ms = quiet.count() > 0 ? static_cast<int>(quiet.count() * 1000) : -1;
+    auto heard = std::chrono::steady_clock::now();
     while (!s.stopping) {
         if (!s.conn || !s.conn->alive()) {
             backoff = std::clamp(backoff * 2, std::chrono::milliseconds(500), std::chrono::milliseconds(10000));
@@ -96,19 +115,12 @@ void pg_listener::run() {
                 continue;
             }
             // Whatever changed while we were away: read it all again.
-            auto recs = s.conn->exec(std::string("SELECT ") + record_cols +
-                                     " FROM recipients WHERE status IN ('held', 'unsubscribed')");
-            auto ents = s.conn->exec("SELECT entry FROM suppressions");
-            if (!recs.ok() || !ents.ok()) {
-                set_down((recs.ok() ? ents : recs).error(s.conn->raw()));
+            if (std::string err; !load_all(err)) {
+                set_down(err);
                 s.conn.reset();
                 continue;
             }
-            std::vector<bounce::address_record> rs;
-            for (int i = 0; i < recs.rows(); ++i) rs.push_back(read_record(recs, i));
-            std::vector<std::string> es;
-            for (int i = 0; i < ents.rows(); ++i) es.push_back(ents.text(i, 0));
-            if (h_.reload) h_.reload(rs, es);
+            if (h_.scope) h_.scope("");
             backoff = {};
             {
                 std::lock_guard lk(mu_);
@@ -129,7 +141,7 @@ void pg_listener::run() {
         // are in libpq's buffer already, and the socket would not wake us.
         auto payloads = drain();
         if (payloads.empty()) {
-            if (wait(PQsocket(c), -1)) break;
+            if (wait(PQsocket(c), quiet_ms)) break;
             if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
                 std::string why = PQerrorMessage(c);
                 while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
@@ -138,7 +150,21 @@ void pg_listener::run() {
                 continue;
             }
             payloads = drain();
+            // Quiet for a while: is the server still there? A path that
+            // drops packets silently shows only when something is sent
+            // (TCP keepalives answered by a middlebox would not show it).
+            if (payloads.empty() && quiet_ms > 0 && std::chrono::steady_clock::now() - heard >= quiet) {
+                auto r = s.conn->exec("SELECT 1");
+                if (!r.ok()) {
+                    set_down(r.error(s.conn->raw()));
+                    s.conn.reset();
+                    continue;
+                }
+                payloads = drain();
+                heard = std::chrono::steady_clock::now();
+            }
         }
+        if (!payloads.empty()) heard = std::chrono::steady_clock::now();
         for (auto& p : payloads) {
             if (p.starts_with("b")) {
                 if (h_.scope) h_.scope(p.substr(1));
@@ -148,7 +174,12 @@ void pg_listener::run() {
                 std::string address = p.substr(1);
                 auto r = s.conn->exec(std::string("SELECT ") + record_cols + " FROM recipients WHERE address = $1",
                                       pg::params().text(address));
-                if (!r.ok()) break;  // the connection went: the reload after the reconnect covers it
+                if (!r.ok()) {
+                    // This and the rest are read again with the whole list after a reconnect.
+                    set_down(r.error(s.conn->raw()));
+                    s.conn.reset();
+                    break;
+                }
                 bounce::address_record rec{address};
                 if (r.rows()) rec = read_record(r, 0);
                 if (h_.record) h_.record(rec);

@@ -32,10 +32,13 @@ public:
         // An imported suppression came (true) or went (false).
         std::function<void(const std::string& entry, bool present)> entry;
         // A breaker scope's state changed (paused, warned, resumed) on some
-        // node: its key (campaign ID or "@domain").
+        // node: its key (campaign ID or "@domain"); "" after a reconnect:
+        // any of them may have.
         std::function<void(const std::string& scope)> scope;
-        // The whole list, after a reconnect: every held or unsubscribed
-        // record and every imported entry.
+        // The whole list, at start and after a reconnect: every held or
+        // unsubscribed record and every imported entry. Called on the
+        // listener's connection after its LISTEN, so a change committed
+        // later is applied after it, never overwritten by it.
         std::function<void(const std::vector<bounce::address_record>&, const std::vector<std::string>&)> reload;
         // Logging: the connection was lost (with why) or is back.
         std::function<void(const std::string& why)> down;
@@ -47,9 +50,9 @@ public:
     pg_listener(const pg_listener&) = delete;
     pg_listener& operator=(const pg_listener&) = delete;
 
-    // Connects and LISTENs now (so that a change made after start() returns
-    // is heard), then runs its thread. False with `error` when the first
-    // connection fails.
+    // Connects, LISTENs and loads the whole list (handler.reload) now, then
+    // runs its thread. False with `error` when the first connection or load
+    // fails.
     bool start(std::string& error);
     void stop();
     // "" while listening; else why not (for /healthz).
@@ -58,6 +61,7 @@ public:
     std::uint64_t applied() const { return applied_.load(); }
 
 private:
+    bool load_all(std::string& error);
     struct state;
     void run();
 

@@ -100,6 +100,7 @@ constexpr migration migrations[] = {
 constexpr std::int64_t migration_lock = 0x52696330;  // "Ric0": pg_advisory_xact_lock key of the schema
 constexpr std::int64_t node_lock = 0x52696331;
 constexpr std::int64_t prune_lock = 0x52696332;
+// 0x52696333: the event feed's (pg_event_feed.cpp); 0x52696334: state migrate's (migrate.cpp).
 
 bool run(pg::connection& c, const std::string& sql, std::string& error) {
     auto r = c.exec(sql);
@@ -182,6 +183,8 @@ constexpr const char* select_status_sql =
 using pg::read_record;
 
 }  // namespace
+
+void set_pg_timeout(int seconds) { pg::default_timeout_s = seconds; }
 
 int pg_storage::latest_version() { return migrations[std::size(migrations) - 1].version; }
 
@@ -501,9 +504,13 @@ bool pg_storage::prune(std::int64_t before_ms, const std::string& id_before, std
     if (!c) return false;
     auto fail = [&](const pg::result& r) { return lost(error, r.error(c->raw())); };
     // Every node runs retention: one at a time, or two would fold the same
-    // rows into the daily totals. The next one's statements then see the
-    // rows the first deleted.
-    if (auto l = c->exec("SELECT pg_advisory_xact_lock(" + std::to_string(prune_lock) + ")"); !l.ok()) return fail(l);
+    // rows into the daily totals. A node that finds another at it leaves it
+    // the work, and does not wait (holding the state store) for its turn.
+    if (auto l = c->exec("SELECT pg_try_advisory_xact_lock(" + std::to_string(prune_lock) + ")"); !l.ok()) return fail(l);
+    else if (l.text(0, 0) != "t") {
+        out.busy = true;
+        return true;
+    }
     std::int64_t last_id = 0;
     {
         auto q = c->exec("SELECT id FROM decisions WHERE time_ms < $1 ORDER BY id LIMIT 1 OFFSET $2",

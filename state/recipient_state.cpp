@@ -160,18 +160,29 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
     std::lock_guard lk(mu_);
     error.clear();
     std::string addr = lower(address);
+    // Read and written in one transaction: with PostgreSQL the read takes
+    // the address's lock, so another node's change to it waits, and is not
+    // overwritten by a status decided on what it was before.
+    if (!store_->begin(error)) return false;
     auto loaded = store_->load_recipient(addr, error);
-    if (!error.empty()) return false;
+    if (!error.empty()) {
+        store_->rollback();
+        return false;
+    }
     auto rec = loaded.value_or(bounce::address_record{addr});
     if (why == "engage" && rec.status == bounce::address_status::unsubscribed) {
         // An open or click does not undo an unsubscribe or a complaint; only an operator's clear does.
+        store_->rollback();
         error = addr + " is unsubscribed: only `recipient clear` makes it active again";
         return false;
     }
     auto before = rec.status;
     // The recipient asking again (a second click, a retried POST): already
     // done, nothing to write (a valid token must not grow the history).
-    if ((why == "one-click" || why == "mailto") && before == s) return true;
+    if ((why == "one-click" || why == "mailto") && before == s) {
+        store_->rollback();
+        return true;
+    }
     rec.status = s;
     if (s == bounce::address_status::active) {  // the operator vouches for it: start counting again
         rec.bounce_count = 0;
@@ -184,7 +195,6 @@ bool recipient_state::set_status(const std::string& address, bounce::address_sta
     admin.rule = why;
     admin.campaign = campaign;
     admin.reply = "status set to " + std::string(bounce::to_string(s));
-    if (!store_->begin(error)) return false;
     if (!store_->save_recipient(rec, now_ms, error) || !store_->add_decisions({&admin}, error) ||
         !store_->commit(error)) {
         store_->rollback();

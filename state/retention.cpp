@@ -9,6 +9,10 @@ retention_totals prune_state(recipient_state& st, std::int64_t before_ms, const 
     for (; t.batches < max_batches; ++t.batches) {
         prune_counts c;
         if (!st.prune(before_ms, id_before, batch, c, t.error)) return t;
+        if (c.busy) {
+            t.busy = true;
+            return t;
+        }
         t.decisions += c.decisions;
         t.messages += c.messages;
         if (!c.more) {

@@ -23,6 +23,7 @@ struct retention_totals {
     std::int64_t decisions = 0, messages = 0, files = 0;
     std::size_t batches = 0;
     bool more = false;   // stopped at max_batches with more to do
+    bool busy = false;   // stopped: another node sharing the database prunes now
     std::string error;   // a batch that could not be written (nothing of it was)
 };
 

@@ -33,6 +33,7 @@ struct prune_counts {
     std::int64_t decisions = 0;       // rows folded into the daily totals and deleted
     std::int64_t messages = 0;        // messages (with their recipients and final failures) deleted
     bool more = false;                // the batch limit was reached: call again
+    bool busy = false;                // another node is pruning the shared tables: nothing done
 };
 
 struct stats_row {

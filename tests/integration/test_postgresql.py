@@ -15,6 +15,11 @@ against a real server this test starts (tests/integration/pg.py) and stops:
     it is back both catch up: none lost, none counted twice;
   - a COMMIT that went through but whose answer a proxy cut is replayed
     from the journal and left out (its batch token), not counted twice;
+  - a network path to the server that goes silent (a proxy that stops
+    forwarding, holding its connections open) stalls nothing for longer
+    than server.state_timeout: delivery goes on, /healthz says so, the
+    decisions wait in the journal, and the node (and its listener) connect
+    again once the path is back;
   - two nodes starting at once against an empty database migrate it once;
   - `ricochetctl state migrate` moves a SQLite node's state in (once);
   - sslmode=verify-full connects over TLS with the right CA and refuses
@@ -128,6 +133,66 @@ class CommitAnswerLost:
     def close(self):
         self.closed = True
         self.srv.close()
+
+
+class SilentPath:
+    """A TCP proxy to PostgreSQL that, while frozen, forwards nothing in
+    either direction and answers nothing, holding every connection open: a
+    partition where packets vanish. Connections frozen stay dead after the
+    thaw (their bytes are gone); new ones are forwarded again."""
+
+    def __init__(self, port):
+        self.upstream = port
+        self.frozen = threading.Event()
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(64)
+        self.port = self.srv.getsockname()[1]
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            self.socks.append(c)
+            if self.frozen.is_set():
+                continue  # accepted by the kernel, then nothing
+            s = socket.create_connection(("127.0.0.1", self.upstream), timeout=30)
+            self.socks.append(s)
+            dead = threading.Event()
+            for a, b in ((c, s), (s, c)):
+                threading.Thread(target=self._pipe, args=(a, b, dead), daemon=True).start()
+
+    def _pipe(self, a, b, dead):
+        a.settimeout(0.1)
+        while True:
+            if self.frozen.is_set():
+                dead.set()
+            if dead.is_set():
+                time.sleep(0.1)  # read nothing, send nothing, close nothing
+                continue
+            try:
+                data = a.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not data:
+                b.shutdown(socket.SHUT_WR)
+                return
+            if self.frozen.is_set():
+                dead.set()  # dropped on the way
+                continue
+            b.sendall(data)
+
+    def close(self):
+        self.srv.close()
+        for x in self.socks:
+            x.close()
 
 
 class SeveralNodes(unittest.TestCase):
@@ -368,6 +433,43 @@ class SeveralNodes(unittest.TestCase):
         self.assertEqual(self.sql("SELECT type, count(*) FROM decisions GROUP BY type ORDER BY type"),
                          [["bounced", "1"], ["delivered", "1"], ["queued", "2"]])
         self.assertEqual(a.ctl_json("recipient", "show", "reject-lost@gmail.com")["bounce_count"], 1)
+
+    def test_a_path_to_the_server_that_goes_silent_stalls_nothing_longer_than_the_timeout(self):
+        proxy = SilentPath(self.pg.port)
+        self.addCleanup(proxy.close)
+        self.url = self.url.replace(":%d/" % self.pg.port, ":%d/" % proxy.port) + "?sslmode=disable"
+        hop = (self.sink.host, self.sink.port)
+        a = Daemon(state=self.url, server_extra='state_timeout = "2s"\n',
+                   extra_config=delivery_config({"sink.test": hop, "gmail.com": hop}),
+                   bounce_extra='secret = "%s"\n' % self.secret)
+        self.nodes.append(a)
+        a.start()
+        submit(a, ["ok-before@sink.test"])
+        wait_for(lambda: self.sql("SELECT count(*) FROM decisions WHERE type = 'delivered'") == [["1"]],
+                 what="the first delivery recorded")
+        proxy.frozen.set()
+        t0 = time.monotonic()
+        submit(a, ["ok-during@sink.test", "reject-during@gmail.com"])
+        wait_for(lambda: len(self.sink.messages) == 2, what="delivery goes on")
+        # The statement that got no answer is given up after 2 s (+5): the
+        # node says so and keeps its decisions in the journal.
+        wait_for(lambda: healthz(a)[0] == 503, timeout=30, what="/healthz says the store is unreachable")
+        self.assertIn("PostgreSQL", healthz(a)[1]["state"])
+        journal = os.path.join(a.spool, "decisions.pending")
+        wait_for(lambda: os.path.getsize(journal) > 0, timeout=30, what="decisions wait in the journal")
+        self.assertLess(time.monotonic() - t0, 30)
+        self.assertIn("no answer from PostgreSQL within 7 s", a.log())
+        proxy.frozen.clear()
+        wait_for(lambda: healthz(a)[0] == 200 and os.path.getsize(journal) == 0, timeout=60, what="caught up")
+        self.assertEqual(self.sql("SELECT type, count(*) FROM decisions GROUP BY type ORDER BY type"),
+                         [["bounced", "1"], ["delivered", "2"], ["queued", "3"]])
+        # The listener found its connection dead too (it asks when quiet),
+        # and hears changes again.
+        self.assertEqual(rcpt_code(a, "later@sink.test")[0], 250)
+        self.sql("INSERT INTO recipients(address, status, updated_ms) VALUES ('later@sink.test', 'unsubscribed', 1)")
+        wait_for(lambda: rcpt_code(a, "later@sink.test")[0] == 550, timeout=20, what="the listener hears again")
+        a.stop()
+        self.assertEqual(a.proc.returncode, 0, "a clean stop, not a kill")
 
     def test_sslmode_verify_full_checks_the_servers_certificate(self):
         base = self.url

@@ -146,20 +146,25 @@ TEST(Config, SizesAndRetention) {
     }
     config c;
     std::string err;
-    ASSERT_TRUE(load_config_text("[server]\nevents_max_size = \"16KiB\"\nevents_max_age = \"0\"\nevents_keep = 3\n"
+    ASSERT_TRUE(load_config_text("[server]\nevents_max_size = \"16KiB\"\nevents_max_age = \"0\"\nevents_keep = 3\nstate_timeout = \"0\"\n"
                                  "[retention]\ndecisions = \"0\"\ndsn_unparsed = \"7d\"\nfree_files = 100\n", "t.toml", c, err)) << err;
     EXPECT_EQ(c.retention.free_files, 100u);
     EXPECT_EQ(c.server.events_max_size, 16384u);
     EXPECT_EQ(c.server.events_max_age.count(), 0);
     EXPECT_EQ(c.server.events_keep, 3u);
+    EXPECT_EQ(c.server.state_timeout.count(), 0);
     EXPECT_EQ(c.retention.decisions.count(), 0);
     EXPECT_EQ(c.retention.dsn_unparsed.count(), 7 * 86400);
     config d;
     ASSERT_TRUE(load_config_text("", "t.toml", d, err));
     EXPECT_EQ(d.server.events_max_size, 1ULL << 30);
     EXPECT_EQ(d.retention.decisions.count(), 90 * 86400);
+    EXPECT_EQ(d.server.state_timeout.count(), 30);
+    ASSERT_TRUE(load_config_text("[server]\nstate_timeout = \"2m\"\n", "t.toml", d, err)) << err;
+    EXPECT_EQ(d.server.state_timeout.count(), 120);
     for (std::string bad : {"[server]\nevents_max_size = \"lots\"\n", "[server]\nevents_keep = 0\n",
-                            "[retention]\ndecisions = \"soon\"\n", "[retention]\nkeep = \"1d\"\n"})
+                            "[retention]\ndecisions = \"soon\"\n",
+                            "[server]\nstate_timeout = \"never\"\n", "[retention]\nkeep = \"1d\"\n"})
         EXPECT_FALSE(load_config_text(bad, "t.toml", c, err)) << bad;
 }
 
