@@ -91,6 +91,10 @@ struct config {
         // PostgreSQL: a statement unanswered this long gives the connection
         // up as lost (decisions then wait in the journal); 0: no limit.
         seconds state_timeout{30};
+        // PostgreSQL: this node's name in the shared `nodes` table, which
+        // gives it its number (queue ids); empty: host name + ":" + the
+        // spool directory's absolute path.
+        std::string node_name;
         std::filesystem::path control_socket = "var/ricochetd.sock";
         std::filesystem::path events_log = "var/events.jsonl";
         // Built-in rotation of events_log (0: off, e.g. when logrotate does it).

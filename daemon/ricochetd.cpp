@@ -192,8 +192,12 @@ int main(int argc, char** argv) {
     // Several nodes on one PostgreSQL database: this node's number goes into
     // its queue ids (no two nodes make the same one), and a listener keeps
     // the suppression list in step with changes made on every node.
-    std::string node_name = (cfg.server.hostname.empty() ? local_hostname() : cfg.server.hostname) + ":" +
-                            std::filesystem::absolute(cfg.server.spool_dir).lexically_normal().string();
+    // Named by the machine, not server.hostname: nodes often share their
+    // EHLO name, never their machine and spool.
+    std::string node_name = !cfg.server.node_name.empty()
+                                ? cfg.server.node_name
+                                : local_hostname() + ":" +
+                                      std::filesystem::absolute(cfg.server.spool_dir).lexically_normal().string();
     int node = store->node_number(node_name, error);
     if (node < 0) {
         spdlog::critical("server.state: cannot register this node ({}): {}", node_name, error);
@@ -229,11 +233,12 @@ int main(int argc, char** argv) {
                                "reloaded when it is back",
                                why);
                 },
-                [] { log->info("state: listening to the shared database again"); }});
+                [] { log->info("state: listening to the shared database again"); }},
+            node);
         // It LISTENs, then reads the list on the same connection: a change
         // committed meanwhile is applied after the load, not undone by it.
         if (!listener->start(error)) {
-            spdlog::critical("server.state: cannot LISTEN: {}", error);
+            spdlog::critical("server.state: {}", error);
             return 1;
         }
     }

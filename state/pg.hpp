@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -104,12 +105,18 @@ public:
                                             int timeout_s = -1) {
         if (timeout_s < 0) timeout_s = default_timeout_s.load();
         std::string ms = std::to_string(timeout_s * 1000), idle_ms = std::to_string(timeout_s * 2000);
+        // Keepalives on both ends give up on a silent peer within about
+        // 5/6 of the time-out: idle t/3, then 3 probes t/6 apart.
+        std::string ka_idle = std::to_string(timeout_s ? std::max(1, timeout_s / 3) : 10),
+                    ka_every = std::to_string(timeout_s ? std::max(1, timeout_s / 6) : 5);
         std::string options = "-c statement_timeout=" + ms + " -c lock_timeout=" + ms +
-                              " -c idle_in_transaction_session_timeout=" + idle_ms;
+                              " -c idle_in_transaction_session_timeout=" + idle_ms + " -c tcp_keepalives_idle=" +
+                              ka_idle + " -c tcp_keepalives_interval=" + ka_every + " -c tcp_keepalives_count=3";
         const char* keys[] = {"connect_timeout", "keepalives",       "keepalives_idle", "keepalives_interval",
                               "keepalives_count", "tcp_user_timeout", "options",         "application_name",
                               "dbname",           nullptr};
-        const char* vals[] = {"5", "1", "10", "5", "3", ms.c_str(), options.c_str(), application, url.c_str(), nullptr};
+        const char* vals[] = {"5", "1", ka_idle.c_str(), ka_every.c_str(), "3", ms.c_str(), options.c_str(), application,
+                              url.c_str(), nullptr};
         std::unique_ptr<connection> c(new connection);
         c->c_.reset(PQconnectdbParams(keys, vals, 1));
         if (!c->c_ || PQstatus(c->c_.get()) != CONNECTION_OK) {

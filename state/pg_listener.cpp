@@ -23,6 +23,7 @@ struct pg_listener::state {
 
 namespace {
 constexpr const char* channel = "ricochet_suppression";
+constexpr std::int32_t node_claim = 0x52696340;  // pg_try_advisory_lock(node_claim, node): the node's number in use
 constexpr const char* record_cols = RICOCHET_PG_RECORD_COLS;
 using pg::read_record;
 
@@ -38,7 +39,8 @@ std::unique_ptr<pg::connection> listen(const std::string& url, std::string& erro
 }
 }  // namespace
 
-pg_listener::pg_listener(std::string url, handler h) : url_(std::move(url)), h_(std::move(h)), st_(new state) {}
+pg_listener::pg_listener(std::string url, handler h, int node)
+    : url_(std::move(url)), h_(std::move(h)), node_(node), st_(new state) {}
 
 pg_listener::~pg_listener() { stop(); }
 
@@ -49,7 +51,14 @@ bool pg_listener::start(std::string& error) {
         return false;
     }
     st_->conn = listen(url_, error);
-    if (!st_->conn || !load_all(error)) return false;
+    if (!st_->conn) return false;
+    // A process that died may still hold the claim until the server notices.
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(pg::default_timeout_s.load() + 5);
+    while (!claim(error)) {
+        if (!st_->conn->alive() || std::chrono::steady_clock::now() >= until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    if (!load_all(error)) return false;
     thread_ = std::thread([this] { run(); });
     return true;
 }
@@ -65,6 +74,21 @@ void pg_listener::stop() {
 std::string pg_listener::health() const {
     std::lock_guard lk(mu_);
     return down_.empty() ? std::string() : "not hearing other nodes' changes: " + down_;
+}
+
+bool pg_listener::claim(std::string& error) {
+    if (node_ <= 0) return true;
+    auto r = st_->conn->exec("SELECT pg_try_advisory_lock(" + std::to_string(node_claim) + ", " +
+                             std::to_string(node_) + ")");
+    if (!r.ok()) {
+        error = r.error(st_->conn->raw());
+        return false;
+    }
+    if (r.text(0, 0) == "t") return true;
+    error = "node " + std::to_string(node_) +
+            " is in use by another running ricochetd with the same node name (give each node its own "
+            "server.node_name, or host name and spool directory)";
+    return false;
 }
 
 bool pg_listener::load_all(std::string& error) {
@@ -115,7 +139,7 @@ void pg_listener::run() {
                 continue;
             }
             // Whatever changed while we were away: read it all again.
-            if (std::string err; !load_all(err)) {
+            if (std::string err; !claim(err) || !load_all(err)) {
                 set_down(err);
                 s.conn.reset();
                 continue;

@@ -45,14 +45,20 @@ public:
         std::function<void()> up;
     };
 
-    pg_listener(std::string url, handler h);
+    // node: this node's number (state::storage::node_number), held for as
+    // long as this listener's session lives (see start()); 0: none.
+    pg_listener(std::string url, handler h, int node = 0);
     ~pg_listener();
     pg_listener(const pg_listener&) = delete;
     pg_listener& operator=(const pg_listener&) = delete;
 
-    // Connects, LISTENs and loads the whole list (handler.reload) now, then
-    // runs its thread. False with `error` when the first connection or load
-    // fails.
+    // Connects, claims the node's number, LISTENs and loads the whole list
+    // (handler.reload) now, then runs its thread. False with `error` when
+    // the first connection or load fails, or when another running process
+    // holds the same number (two nodes with one name would make the same
+    // queue ids). The claim is a session advisory lock: it goes with the
+    // process (the server notices a vanished one by its keepalives, within
+    // about server.state_timeout), so start() waits that long for it.
     bool start(std::string& error);
     void stop();
     // "" while listening; else why not (for /healthz).
@@ -62,11 +68,13 @@ public:
 
 private:
     bool load_all(std::string& error);
+    bool claim(std::string& error);
     struct state;
     void run();
 
     std::string url_;
     handler h_;
+    int node_ = 0;
     std::unique_ptr<state> st_;
     std::thread thread_;
     std::atomic<std::uint64_t> applied_{0};

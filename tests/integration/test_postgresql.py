@@ -21,6 +21,8 @@ against a real server this test starts (tests/integration/pg.py) and stops:
     decisions wait in the journal, and the node (and its listener) connect
     again once the path is back;
   - two nodes starting at once against an empty database migrate it once;
+  - a second process with a running node's name (so its number) refuses
+    to start, and starts once the first was killed;
   - `ricochetctl state migrate` moves a SQLite node's state in (once);
   - sslmode=verify-full connects over TLS with the right CA and refuses
     another;
@@ -491,6 +493,28 @@ class SeveralNodes(unittest.TestCase):
         self.assertIn("certificate verify failed", b.log())
         self.assertNotIn(self.pg.password, b.log())
         self.assertIn("ricochet:***@", b.log())
+
+    def test_a_second_process_with_a_running_nodes_name_refuses_to_start(self):
+        hop = (self.sink.host, self.sink.port)
+        def twin():
+            d = Daemon(state=self.url, server_extra='node_name = "twin"\nstate_timeout = "2s"\n',
+                       extra_config=delivery_config({"sink.test": hop}), bounce_extra='secret = "%s"\n' % self.secret)
+            self.nodes.append(d)
+            return d
+        a, b = twin(), twin()
+        a.start()
+        with self.assertRaises(RuntimeError):
+            b.start()
+        self.assertIn("node 1 is in use by another running ricochetd with the same node name", b.log())
+        self.assertEqual(self.sql("SELECT id, name FROM nodes"), [["1", "twin"]])
+        # Killed, not stopped: the server lets the number go with the session.
+        a.proc.kill()
+        a.proc.wait()
+        c = twin()
+        c.start()
+        self.assertIn("state: node 1 (twin)", c.log())
+        submit(c, ["ok-twin@sink.test"])
+        wait_for(lambda: len(self.sink.messages) == 1, what="the twin delivers")
 
     def test_two_nodes_starting_at_once_on_an_empty_database_migrate_it_once(self):
         a, b = self.node(start=False), self.node(start=False)
