@@ -1,6 +1,8 @@
 // event_json — see event_json.hpp.
 #include "events/event_json.hpp"
 
+#include "base/text.hpp"
+
 #include <algorithm>
 #include <ctime>
 
@@ -60,31 +62,13 @@ void put_string(std::string& out, std::string_view v) {
             ++i;
             continue;
         }
-        // The length a lead byte announces, and the range of its second
-        // byte (RFC 3629 4: no overlongs, no surrogates, nothing past U+10FFFF).
-        std::size_t n = 0;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c == 0xE0) n = 3, lo = 0xA0;
-        else if (c >= 0xE1 && c <= 0xEC) n = 3;
-        else if (c == 0xED) n = 3, hi = 0x9F;
-        else if (c >= 0xEE && c <= 0xEF) n = 3;
-        else if (c == 0xF0) n = 4, lo = 0x90;
-        else if (c >= 0xF1 && c <= 0xF3) n = 4;
-        else if (c == 0xF4) n = 4, hi = 0x8F;
-        std::size_t k = 1;
-        if (n) {
-            for (; k < n && i + k < v.size(); ++k) {
-                auto d = static_cast<unsigned char>(v[i + k]);
-                if (k == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xBF)) break;
-            }
-        }
-        if (n && k == n) {
+        std::size_t bad = 0;
+        if (auto n = base::utf8_sequence(v, i, bad)) {
             out.append(v.data() + i, n);
             i += n;
         } else {
             out += "\xEF\xBF\xBD";  // U+FFFD for the bad sequence so far
-            i += std::max<std::size_t>(k, 1);
+            i += bad;
         }
     }
     out += '"';

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/text.hpp"
 #include "bounce/recipient_status.hpp"
 #include "state/backend.hpp"
 
@@ -142,8 +143,8 @@ public:
     }
     result exec(const std::string& sql, const params& p) {
         if (!c_) return result::failed("no connection");
-        std::vector<const char*> vals;
-        for (auto& s : p.v) vals.push_back(s.c_str());
+        std::vector<std::string> fixed;
+        auto vals = values(p, fixed);
         return answer(PQsendQueryParams(c_.get(), sql.c_str(), static_cast<int>(vals.size()), nullptr, vals.data(),
                                         nullptr, nullptr, 0));
     }
@@ -157,14 +158,40 @@ public:
             if (!r.ok()) return r;
             it = names_.emplace(sql, name).first;
         }
-        std::vector<const char*> vals;
-        for (auto& s : p.v) vals.push_back(s.c_str());
+        std::vector<std::string> fixed;
+        auto vals = values(p, fixed);
         return answer(PQsendQueryPrepared(c_.get(), it->second.c_str(), static_cast<int>(vals.size()), vals.data(),
                                           nullptr, nullptr, 0));
     }
 
 private:
     connection() = default;
+
+    // The values as C strings, each valid UTF-8 without NUL (a reply or an
+    // address may carry any bytes; the server refuses those in text, and
+    // would refuse the whole batch): ill-formed bytes become U+FFFD, as in
+    // the event log. `fixed` keeps the repaired copies alive.
+    static std::vector<const char*> values(const params& p, std::vector<std::string>& fixed) {
+        std::vector<const char*> vals;
+        vals.reserve(p.v.size());
+        for (auto& s : p.v) {
+            bool plain = true;
+            for (char ch : s) plain = plain && ch != 0 && static_cast<unsigned char>(ch) < 0x80;
+            if (plain) {
+                vals.push_back(s.c_str());
+                continue;
+            }
+            std::string t = s;
+            if (!base::to_valid_utf8(t)) {
+                vals.push_back(s.c_str());
+                continue;
+            }
+            fixed.reserve(p.v.size());  // no reallocation: the pointers stay valid
+            fixed.push_back(std::move(t));
+            vals.push_back(fixed.back().c_str());
+        }
+        return vals;
+    }
 
     // The answer to what was just sent, as PQexec gives it (the first error,
     // else the last result; a COPY's start at once), waiting no longer than

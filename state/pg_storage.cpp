@@ -261,7 +261,7 @@ std::string pg_storage::health() {
     return "PostgreSQL unreachable: " + error;
 }
 
-bool pg_storage::flush(std::string& error) {
+bool pg_storage::flush(std::string& error, bool counters) {
     auto& c = *c_;
     if (!decisions_.empty() &&
         !insert_rows(c, "INSERT INTO decisions(time_ms, type, queue_id, campaign, recipient, domain, kind, category, rule, reply)",
@@ -274,6 +274,11 @@ bool pg_storage::flush(std::string& error) {
         !insert_rows(c, "INSERT INTO message_recipients(queue_id, idx, recipient)", 3, message_rcpts_,
                      "ON CONFLICT DO NOTHING", error))
         return lost(error, error);
+    // The counters last, at commit only (no statement in a batch reads
+    // them): their row locks are then held for the COMMIT's round trip, not
+    // the whole batch, and two nodes' batches of one hour and domain do not
+    // wait for each other.
+    if (!counters) return true;
     if (!hourly_.empty() &&
         !insert_rows(c,
                      "INSERT INTO hourly_totals AS t(hour, campaign, domain, queued, delivered, deferred, hard, soft, block,"
@@ -303,7 +308,7 @@ bool pg_storage::begin(std::string& error) {
 
 bool pg_storage::commit(std::string& error) {
     auto* c = conn(error);
-    if (!c) return false;
+    if (!c || !flush(error, true)) return false;
     auto r = c->exec("COMMIT");
     in_tx_ = false;
     if (!r.ok()) return lost(error, r.error(c->raw()));
@@ -339,6 +344,28 @@ std::optional<bounce::address_record> pg_storage::load_recipient(const std::stri
     return read_record(r, 0);
 }
 
+bool pg_storage::lock_addresses(const std::vector<std::string>& addresses, std::string& error) {
+    if (addresses.empty()) return true;
+    auto* c = conn(error);
+    if (!c) return false;
+    std::string array = "{";
+    for (auto& a : addresses) {
+        if (array.size() > 1) array += ',';
+        array += '"';
+        for (char ch : a) {
+            if (ch == '"' || ch == '\\') array += '\\';
+            array += ch;
+        }
+        array += '"';
+    }
+    array += '}';
+    // In the order of the keys, whatever the order of the batch.
+    auto r = c->prepared("SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended(a, 0) AS k"
+                         " FROM unnest($1::text[]) a ORDER BY k) ordered",
+                         pg::params().text(std::move(array)));
+    return r.ok() || lost(error, r.error(c->raw()));
+}
+
 bool pg_storage::save_recipient(const bounce::address_record& a, std::int64_t now, std::string& error) {
     auto* c = conn(error);
     if (!c) return false;
@@ -367,7 +394,9 @@ std::vector<bounce::address_record> pg_storage::recipients_with(bounce::address_
 
 bool pg_storage::add_decisions(const std::vector<const events::event*>& evs, std::string& error) {
     using events::event_type;
-    if (!conn(error)) return false;  // sends what was gathered before: the hourly keys below must be new
+    // What was gathered before goes first: the hourly keys below must be new
+    // (one INSERT cannot update a row twice).
+    if (!conn(error) || ((!hourly_.empty() || !replies_.empty()) && !flush(error, true))) return false;
     std::map<std::tuple<std::int64_t, std::string, std::string>, stats_row> totals;
     std::map<std::tuple<std::int64_t, std::string, std::string, std::string, std::string>, std::int64_t> replies;
     for (auto* e : evs) {

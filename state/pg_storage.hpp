@@ -51,6 +51,7 @@ public:
     bool save_recipient(const bounce::address_record& r, std::int64_t now_ms, std::string& error) override;
     std::vector<bounce::address_record> recipients_with(bounce::address_status s, const std::string& after = "",
                                                         std::size_t limit = 0) override;
+    bool lock_addresses(const std::vector<std::string>& addresses, std::string& error) override;
     std::optional<bool> claim_batch(const std::string& token, std::int64_t now_ms, std::string& error) override;
     bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override;
     std::vector<events::event> history(const std::string& address, int limit) override;
@@ -96,7 +97,7 @@ private:
         std::string ignored;
         return conn(ignored);
     }
-    bool flush(std::string& error);  // the gathered writes
+    bool flush(std::string& error, bool counters = false);  // the gathered writes
     bool lost(std::string& error, const std::string& what);  // a failed statement: note a dead connection
 
     std::string url_;

@@ -117,6 +117,13 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
         }
     }
     ok = ok && store_->add_decisions(kept, error);
+    if (ok) {
+        std::vector<std::string> addresses;
+        for (auto* e : kept)
+            if (e->type == event_type::bounced || e->type == event_type::expired || e->type == event_type::complaint)
+                addresses.push_back(lower(e->recipient));
+        ok = store_->lock_addresses(addresses, error);
+    }
     for (auto* e : kept) {
         if (!ok) break;
         ok = apply(*e, changes, error);

@@ -76,6 +76,16 @@ public:
     virtual std::vector<bounce::address_record> recipients_with(bounce::address_status s, const std::string& after = "",
                                                                 std::size_t limit = 0) = 0;
 
+    // Inside a transaction, before the batch reads any of these addresses:
+    // hold them for the rest of it. PostgreSQL takes an advisory lock per
+    // address, all at once and in one order, so two nodes applying bounces
+    // to the same addresses wait for each other instead of deadlocking.
+    // One writer (SQLite, memory): nothing to do.
+    virtual bool lock_addresses(const std::vector<std::string>& addresses, std::string& error) {
+        (void)addresses, (void)error;
+        return true;
+    }
+
     // applied_batches: the token of every batch recorded (a few days). Inside
     // the batch's transaction: true when the token is new (and now kept),
     // false when a batch with it was committed before (a commit whose answer

@@ -2,6 +2,7 @@
 // history, lists, suppression, stats and the message `bounced` flag. Every
 // test runs twice: over SQLite and over an in-memory storage, so the rules
 // hold above whichever backend keeps the tables.
+#include "base/text.hpp"
 #include "state/recipient_state.hpp"
 
 #include <gtest/gtest.h>
@@ -268,6 +269,74 @@ TEST_P(store_fixture, ABatchRecordedAgainWithItsTokenCountsOnce) {
     EXPECT_TRUE(st->record(replay, err, nullptr, &tokens).empty());
     EXPECT_EQ(err, "");
     EXPECT_EQ(st->stats("campaign", "", "", 0)[0].sent, 2);
+}
+
+// A reply may carry any bytes (Latin-1, a cut multibyte character, NUL):
+// the batch goes in all the same (PostgreSQL refuses such text; the bytes
+// become U+FFFD there), and what is read back is the reply's readable part.
+TEST_P(store_fixture, AReplyWithBytesThatAreNotUtf8IsRecordedAllTheSame) {
+    auto b = d(2000, "bounced", "Q1", "a@gmail.com", "hard", "user-unknown");
+    const char raw[] = "550 5.1.1 Benutzer unbekannt: M\xfcller \xe2\x82 end\0x";
+    b.reply.assign(raw, sizeof raw - 1);
+    std::string err;
+    st->record({d(1000, "queued", "Q1", "a@gmail.com"), b}, err);
+    ASSERT_EQ(err, "") << "one bad reply must not hold up the batch (it would wait in the journal for ever)";
+    auto r = st->get("a@gmail.com");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, bounce::address_status::held);
+    EXPECT_TRUE(r->last_reply.starts_with("550 5.1.1 Benutzer unbekannt: M")) << r->last_reply;
+    EXPECT_NE(r->last_reply.find(" end"), std::string::npos) << r->last_reply;
+    auto h = st->history("a@gmail.com");
+    ASSERT_EQ(h.size(), 2u);
+}
+
+// Two nodes applying bounces to the same addresses in opposite orders: each
+// batch locks its addresses at once, in one order, so neither waits for
+// the other in a cycle (PostgreSQL would abort one: "deadlock detected").
+TEST(RecipientStatePostgres, TwoNodesBouncingTheSameAddressesInOppositeOrdersNeverDeadlock) {
+    auto pg = pg_database::create();
+    if (!pg) GTEST_SKIP() << "no RICOCHET_TEST_PG (test_postgresql runs these)";
+    bounce::status_policy policy{{}, 1000, 15 * day};
+    std::string err;
+    auto a = open_state(pg.url, policy, false, err), b = open_state(pg.url, policy, false, err);
+    ASSERT_TRUE(a && b) << err;
+    constexpr int rounds = 150, width = 6;
+    std::vector<std::string> errors[2];
+    auto run = [&](recipient_state& st, int node) {
+        for (int i = 0; i < rounds; ++i) {
+            std::vector<event> batch;
+            for (int k = 0; k < width; ++k) {
+                int n = node == 0 ? k : width - 1 - k;
+                // Each node's own campaign and reading: their hourly counter
+                // rows differ, so only the addresses are shared.
+                auto e = store_fixture::d(1000 + i, "bounced", "Q" + std::to_string(node) + "-" + std::to_string(i),
+                                          "r" + std::to_string(n) + "@example.com", node ? "hard" : "soft",
+                                          node ? "user-unknown" : "mailbox-full", "c" + std::to_string(node));
+                e.index = n;
+                batch.push_back(e);
+            }
+            std::string e;
+            st.record(batch, e);
+            if (!e.empty()) errors[node].push_back(e);
+        }
+    };
+    std::thread t0(run, std::ref(*a), 0), t1(run, std::ref(*b), 1);
+    t0.join(), t1.join();
+    EXPECT_TRUE(errors[0].empty() && errors[1].empty())
+        << (errors[0].empty() ? (errors[1].empty() ? "" : errors[1][0]) : errors[0][0]);
+    for (int n = 0; n < width; ++n)
+        EXPECT_EQ(a->get("r" + std::to_string(n) + "@example.com")->bounce_count, 2 * rounds) << "every bounce counted";
+    a.reset(), b.reset();
+    pg.drop();
+}
+
+TEST(Utf8, IllFormedBytesAndNulBecomeTheReplacementCharacter) {
+    std::string s = "ok \xc3\xa9 \xff \xe2\x82 \xed\xa0\x80 \xf0\x9f\x98\x80";
+    s += '\0';
+    EXPECT_TRUE(ricochet::base::to_valid_utf8(s));
+    EXPECT_EQ(s, "ok \xc3\xa9 \xef\xbf\xbd \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xf0\x9f\x98\x80\xef\xbf\xbd");
+    std::string plain = "plain ascii";
+    EXPECT_FALSE(ricochet::base::to_valid_utf8(plain));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, store_fixture, ::testing::Values("sqlite", "memory", "postgresql"),
