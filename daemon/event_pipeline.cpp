@@ -33,10 +33,16 @@ void event_pipeline::apply(std::vector<event>& evs) {
         auto pending = journal_.load(jec, &tokens);
         // With each batch's token: a batch whose commit went through though
         // the store's answer was lost is left out, not counted twice.
-        auto replayed = state_.record(pending, err, &counted, &tokens);
+        std::size_t before = 0;  // in batches recorded before (a lost COMMIT answer)
+        auto replayed = state_.record(pending, err, &counted, &tokens, &before);
         if (err.empty()) {
             journal_.clear();
-            log->info("state store: {} waiting decision(s) recorded", pending.size());
+            if (before)
+                log->info("state store: {} waiting decision(s) recorded, {} of them already recorded (the store had "
+                          "committed them when their answer was lost)",
+                          pending.size() - before, before);
+            else
+                log->info("state store: {} waiting decision(s) recorded", pending.size());
             changes = std::move(replayed);
         }
     }

@@ -99,7 +99,8 @@ struct params {
 class connection {
 public:
     // url: a libpq URI or key=value string; what it sets wins over the
-    // defaults here (connect_timeout 5 s, keepalives, the time-outs).
+    // defaults here (connect_timeout 5 s, or the time-out when shorter
+    // (at least 2 s), keepalives, the time-outs).
     // application_name names the program in pg_stat_activity. timeout_s:
     // see default_timeout_s (-1: that).
     static std::unique_ptr<connection> open(const std::string& url, const char* application, std::string& error,
@@ -116,7 +117,8 @@ public:
         const char* keys[] = {"connect_timeout", "keepalives",       "keepalives_idle", "keepalives_interval",
                               "keepalives_count", "tcp_user_timeout", "options",         "application_name",
                               "dbname",           nullptr};
-        const char* vals[] = {"5", "1", ka_idle.c_str(), ka_every.c_str(), "3", ms.c_str(), options.c_str(), application,
+        std::string connect_s = std::to_string(timeout_s ? std::clamp(timeout_s, 2, 5) : 5);
+        const char* vals[] = {connect_s.c_str(), "1", ka_idle.c_str(), ka_every.c_str(), "3", ms.c_str(), options.c_str(), application,
                               url.c_str(), nullptr};
         std::unique_ptr<connection> c(new connection);
         c->c_.reset(PQconnectdbParams(keys, vals, 1));

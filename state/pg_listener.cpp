@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <random>
 
 #include "state/pg.hpp"
 
@@ -27,8 +29,8 @@ constexpr std::int32_t node_claim = 0x52696340;  // pg_try_advisory_lock(node_cl
 constexpr const char* record_cols = RICOCHET_PG_RECORD_COLS;
 using pg::read_record;
 
-std::unique_ptr<pg::connection> listen(const std::string& url, std::string& error) {
-    auto c = pg::connection::open(url, "ricochetd listener", error);
+std::unique_ptr<pg::connection> listen(const std::string& url, const std::string& application, std::string& error) {
+    auto c = pg::connection::open(url, application.c_str(), error);
     if (!c) return nullptr;
     auto r = c->exec(std::string("LISTEN ") + channel);
     if (!r.ok()) {
@@ -50,7 +52,12 @@ bool pg_listener::start(std::string& error) {
         error = "eventfd failed";
         return false;
     }
-    st_->conn = listen(url_, error);
+    // Named per process: after a reconnect, a session of ours the server
+    // still keeps (its peer vanished without a word) can be told apart.
+    char tag[24];
+    std::snprintf(tag, sizeof tag, " %08x", static_cast<unsigned>(std::random_device{}()));
+    application_ = std::string("ricochetd listener") + tag;
+    st_->conn = listen(url_, application_, error);
     if (!st_->conn) return false;
     // A process that died may still hold the claim until the server notices.
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(pg::default_timeout_s.load() + 5);
@@ -76,15 +83,29 @@ std::string pg_listener::health() const {
     return down_.empty() ? std::string() : "not hearing other nodes' changes: " + down_;
 }
 
-bool pg_listener::claim(std::string& error) {
+bool pg_listener::claim(std::string& error, bool again) {
     if (node_ <= 0) return true;
-    auto r = st_->conn->exec("SELECT pg_try_advisory_lock(" + std::to_string(node_claim) + ", " +
-                             std::to_string(node_) + ")");
-    if (!r.ok()) {
-        error = r.error(st_->conn->raw());
-        return false;
+    auto& c = *st_->conn;
+    std::string key = std::to_string(node_claim) + ", " + std::to_string(node_);
+    for (int tries = 0; tries < 20; ++tries) {
+        auto r = c.exec("SELECT pg_try_advisory_lock(" + key + ")");
+        if (!r.ok()) {
+            error = r.error(c.raw());
+            return false;
+        }
+        if (r.text(0, 0) == "t") return true;
+        if (!again) break;
+        // Our own earlier session may still hold it (the server did not
+        // notice its peer go, as behind a NAT that drops silently): it is
+        // ended, the lock comes free.
+        if (tries == 0) {
+            auto k = c.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1"
+                            " AND pid <> pg_backend_pid()",
+                            pg::params().text(application_));
+            if (!k.ok() || k.rows() == 0) break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    if (r.text(0, 0) == "t") return true;
     error = "node " + std::to_string(node_) +
             " is in use by another running ricochetd with the same node name (give each node its own "
             "server.node_name, or host name and spool directory)";
@@ -133,13 +154,13 @@ void pg_listener::run() {
             backoff = std::clamp(backoff * 2, std::chrono::milliseconds(500), std::chrono::milliseconds(10000));
             if (wait(-1, static_cast<int>(backoff.count()))) break;
             std::string why;
-            s.conn = listen(url_, why);
+            s.conn = listen(url_, application_, why);
             if (!s.conn) {
                 set_down(why);
                 continue;
             }
             // Whatever changed while we were away: read it all again.
-            if (std::string err; !claim(err) || !load_all(err)) {
+            if (std::string err; !claim(err, true) || !load_all(err)) {
                 set_down(err);
                 s.conn.reset();
                 continue;

@@ -68,13 +68,14 @@ public:
 
 private:
     bool load_all(std::string& error);
-    bool claim(std::string& error);
+    bool claim(std::string& error, bool again = false);
     struct state;
     void run();
 
     std::string url_;
     handler h_;
     int node_ = 0;
+    std::string application_;  // "ricochetd listener" and a tag of this process
     std::unique_ptr<state> st_;
     std::thread thread_;
     std::atomic<std::uint64_t> applied_{0};

@@ -95,6 +95,9 @@ constexpr migration migrations[] = {
      "  PERFORM pg_notify('ricochet_suppression', 'b' || NEW.scope); END IF; RETURN NULL; END $$;"
      "CREATE TRIGGER breaker_scopes_notify AFTER INSERT OR UPDATE ON breaker_scopes"
      " FOR EACH ROW EXECUTE FUNCTION ricochet_scope_notify();"},
+    // 2: with the status changes each batch made (published by a replay that
+    // finds its batch recorded).
+    {2, "ALTER TABLE applied_batches ADD COLUMN changes text;"},
 };
 
 constexpr std::int64_t migration_lock = 0x52696330;  // "Ric0": pg_advisory_xact_lock key of the schema
@@ -625,6 +628,21 @@ std::optional<bool> pg_storage::claim_batch(const std::string& token, std::int64
         return std::nullopt;
     }
     return r.affected() > 0;
+}
+
+bool pg_storage::keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) {
+    auto* c = conn(error);
+    if (!c) return false;
+    auto r = c->prepared("UPDATE applied_batches SET changes = $2 WHERE token = $1", pg::params().text(token).text(lines));
+    return r.ok() || lost(error, r.error(c->raw()));
+}
+
+std::string pg_storage::batch_changes(const std::string& token) {
+    std::string error;
+    auto* c = conn(error);
+    if (!c) return {};
+    auto r = c->prepared("SELECT changes FROM applied_batches WHERE token = $1", pg::params().text(token));
+    return r.ok() && r.rows() && !r.null(0, 0) ? r.text(0, 0) : std::string();
 }
 
 bool pg_storage::add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,

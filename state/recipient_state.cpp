@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "events/event_json.hpp"
 #include "events/make.hpp"
 #include "state/backend.hpp"
 #include "state/pg_storage.hpp"
@@ -84,7 +85,9 @@ bool recipient_state::apply(const event& e, std::vector<event>& changes, std::st
 }
 
 std::vector<event> recipient_state::record(const std::vector<event>& evs, std::string& error,
-                                          std::vector<breaker::delta>* counted, const std::vector<std::string>* tokens) {
+                                          std::vector<breaker::delta>* counted, const std::vector<std::string>* tokens,
+                                          std::size_t* skipped) {
+    if (skipped) *skipped = 0;
     std::vector<const event*> kept;
     for (auto& e : evs)
         if (kept_as_decision(e)) kept.push_back(&e);
@@ -94,6 +97,7 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
     if (!store_->begin(error)) return {};
     std::vector<event> changes;
     bool ok = true;
+    std::vector<const std::string*> kept_tokens;  // each kept event's batch token, when given
     if (tokens && tokens->size() == evs.size()) {
         // Claim each batch's token; leave out the batches recorded before.
         std::map<std::string, bool> fresh;
@@ -107,13 +111,37 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
         }
         if (ok) {
             kept.clear();
-            for (std::size_t i = 0; i < evs.size(); ++i)
-                if (kept_as_decision(evs[i]) && ((*tokens)[i].empty() || fresh[(*tokens)[i]])) kept.push_back(&evs[i]);
+            for (std::size_t i = 0; i < evs.size(); ++i) {
+                if (!kept_as_decision(evs[i])) continue;
+                if ((*tokens)[i].empty() || fresh[(*tokens)[i]]) {
+                    kept.push_back(&evs[i]);
+                    kept_tokens.push_back(&(*tokens)[i]);
+                } else if (skipped) {
+                    ++*skipped;
+                }
+            }
+            // Recorded before, but the attempt that did it heard of no
+            // success and published nothing: its status changes are
+            // published now, from where that attempt kept them.
+            for (auto& [t, f] : fresh) {
+                if (f) continue;
+                auto lines = store_->batch_changes(t);
+                for (std::size_t at = 0; at < lines.size();) {
+                    auto nl = lines.find('\n', at);
+                    if (nl == std::string::npos) nl = lines.size();
+                    auto j = nlohmann::json::parse(lines.substr(at, nl - at), nullptr, false);
+                    if (auto e = j.is_discarded() ? std::nullopt : events::from_json(j)) changes.push_back(std::move(*e));
+                    at = nl + 1;
+                }
+            }
         }
         if (ok && kept.empty()) {  // all of it was recorded before
             ok = store_->commit(error);
-            if (!ok) store_->rollback();
-            return {};
+            if (!ok) {
+                store_->rollback();
+                return {};
+            }
+            return changes;
         }
     }
     ok = ok && store_->add_decisions(kept, error);
@@ -124,10 +152,14 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
                 addresses.push_back(lower(e->recipient));
         ok = store_->lock_addresses(addresses, error);
     }
-    for (auto* e : kept) {
-        if (!ok) break;
-        ok = apply(*e, changes, error);
+    std::map<std::string, std::string> made;  // token -> the status changes its events made, as log lines
+    for (std::size_t i = 0; i < kept.size() && ok; ++i) {
+        auto before = changes.size();
+        ok = apply(*kept[i], changes, error);
+        if (ok && i < kept_tokens.size() && !kept_tokens[i]->empty())
+            for (auto k = before; k < changes.size(); ++k) events::append_json_line(made[*kept_tokens[i]], changes[k], true);
     }
+    for (auto it = made.begin(); ok && it != made.end(); ++it) ok = store_->keep_batch_changes(it->first, it->second, error);
     std::vector<breaker::delta> ds;
     if (ok && breaker_) {
         std::map<std::string, std::string> domain_of;  // queue id -> sender domain, once per message in a batch

@@ -42,10 +42,14 @@ public:
     // distinct non-empty token is claimed in the transaction; the events
     // of a token claimed before (a batch whose commit went through though
     // its answer was lost, replayed from the journal) are left out, so
-    // nothing counts twice.
+    // nothing counts twice, and the status changes that batch made are
+    // returned (kept with its token: the attempt published none). Their
+    // breaker counts are in the store but not in `counted`. `skipped`: how
+    // many events were left out so.
     std::vector<events::event> record(const std::vector<events::event>& evs, std::string& error,
                                       std::vector<breaker::delta>* counted = nullptr,
-                                      const std::vector<std::string>* tokens = nullptr);
+                                      const std::vector<std::string>* tokens = nullptr,
+                                      std::size_t* skipped = nullptr);
     void set_breaker(const breaker::config& c) { breaker_ = c; }
     // The breaker's counts since a bucket and every scope's state (at start),
     // and a scope's new state.

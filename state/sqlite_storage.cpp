@@ -187,6 +187,9 @@ constexpr migration migrations[] = {
     // 2: the tokens of the batches recorded (a replayed batch whose commit
     // had gone through is not recorded twice).
     {2, "CREATE TABLE applied_batches(token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;"},
+    // 3: with the status changes each batch made (published by a replay that
+    // finds its batch recorded).
+    {3, "ALTER TABLE applied_batches ADD COLUMN changes TEXT;"},
 };
 
 int user_version(sqlite3* db) {
@@ -574,6 +577,21 @@ std::optional<bool> sqlite_storage::claim_batch(const std::string& token, std::i
         return std::nullopt;
     }
     return sqlite3_changes(db_.get()) > 0;
+}
+
+bool sqlite_storage::keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) {
+    auto use = prepared("UPDATE applied_batches SET changes = ? WHERE token = ?");
+    auto& q = *use;
+    q.text(1, lines).text(2, token);
+    if (!q.run()) return fail(q, error);
+    return true;
+}
+
+std::string sqlite_storage::batch_changes(const std::string& token) {
+    auto use = prepared("SELECT changes FROM applied_batches WHERE token = ?");
+    auto& q = *use;
+    q.text(1, token);
+    return q.row() ? q.col_text(0) : std::string();
 }
 
 bool sqlite_storage::add_message(const std::string& queue_id, const std::string& campaign, const std::string& sender,

@@ -92,6 +92,11 @@ public:
     // was lost, then replayed from the journal: it must not count twice),
     // nullopt with `error` when the store failed.
     virtual std::optional<bool> claim_batch(const std::string& token, std::int64_t now_ms, std::string& error) = 0;
+    // The status changes a batch made (event log lines), kept with its
+    // token: a replay that finds the batch recorded publishes them then,
+    // since the attempt whose answer was lost published nothing.
+    virtual bool keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) = 0;
+    virtual std::string batch_changes(const std::string& token) = 0;
 
     // decisions: the history of every address and the source of `stats`.
     virtual bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) = 0;

@@ -36,6 +36,14 @@ public:
         }
         return data_.batches.insert(token).second;
     }
+    bool keep_batch_changes(const std::string& token, const std::string& lines, std::string&) override {
+        data_.batch_changes[token] = lines;
+        return true;
+    }
+    std::string batch_changes(const std::string& token) override {
+        auto it = data_.batch_changes.find(token);
+        return it == data_.batch_changes.end() ? std::string() : it->second;
+    }
     void rollback() override { data_ = saved_; }
     std::optional<bounce::address_record> load_recipient(const std::string& a, std::string&) override {
         auto it = data_.recipients.find(a);
@@ -264,6 +272,7 @@ private:
         std::map<std::pair<std::string, int>, std::string> message_recipients;
         std::set<std::pair<std::string, std::string>> final_failures;
         std::set<std::string> batches;
+        std::map<std::string, std::string> batch_changes;
     };
     tables data_, saved_;
 };
