@@ -278,6 +278,15 @@ int main(int argc, char** argv) {
     } feed_nudger;
     if (listener) {
         event_feed = std::make_unique<state::pg_event_feed>(cfg.server.state, cfg.server.events_log, node);
+        // Numbered above what the shared table has of this node (its spool,
+        // with events.seq, may be new).
+        if (auto last = event_feed->last_copied(error); !error.empty())
+            spdlog::warn("events: cannot read this node's position in the shared event table: {}", error);
+        else if (auto sec = seq.continue_after(last)) {
+            spdlog::critical("cannot move {} ahead: {}", (cfg.server.spool_dir / "events.seq").string(), sec.message());
+            return 1;
+        }
+        error.clear();
         feed_nudger.f = event_feed.get();
         bus.add(feed_nudger);
         event_feed->start();

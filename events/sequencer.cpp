@@ -86,6 +86,14 @@ std::error_code sequencer::reserve() {
     return {};
 }
 
+std::error_code sequencer::continue_after(std::uint64_t n) {
+    std::lock_guard lk(mu_);
+    if (n < next_) return {};
+    next_ = n + 1;
+    limit_ = 0;
+    return file_.empty() ? std::error_code() : reserve();
+}
+
 std::uint64_t sequencer::next(std::error_code& ec) {
     std::lock_guard lk(mu_);
     ec.clear();

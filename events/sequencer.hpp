@@ -28,6 +28,9 @@ public:
     // event is still written, without a seq: the error is logged by the caller).
     std::uint64_t next(std::error_code& ec);
     const std::string& instance() const { return instance_; }
+    // Numbering continues above n from now on (the file moved and synced):
+    // a shared store holds events of this node numbered up to n.
+    std::error_code continue_after(std::uint64_t n);
 
 private:
     std::error_code reserve();

@@ -10,7 +10,22 @@ namespace ricochet::state {
 namespace {
 constexpr std::int64_t events_lock = 0x52696333;
 constexpr std::size_t per_copy = 2000;
+// The node's position: kept in nodes, or (rows copied by a version that did
+// not keep it) where its rows end.
+constexpr const char* cursor_sql =
+    "SELECT GREATEST((SELECT events_seq FROM nodes WHERE id = $1), (SELECT MAX(seq) FROM events WHERE node = $1), 0)";
 }  // namespace
+
+std::uint64_t pg_event_feed::last_copied(std::string& error) {
+    auto c = pg::connection::open(url_, "ricochetd events", error);
+    if (!c) return 0;
+    auto r = c->exec(cursor_sql, pg::params().num(node_));
+    if (!r.ok()) {
+        error = r.error(c->raw());
+        return 0;
+    }
+    return static_cast<std::uint64_t>(r.num(0, 0));
+}
 
 pg_event_feed::pg_event_feed(std::string url, std::filesystem::path events_log, int node)
     : url_(std::move(url)), log_(std::move(events_log)), node_(node) {}
@@ -76,8 +91,8 @@ bool pg_event_feed::copy_some(std::string& error) {
         if (!writer_) return false;
         cursor_known_ = false;
     }
-    if (!cursor_known_) {  // where this node's rows end
-        auto r = writer_->exec("SELECT COALESCE(MAX(seq), 0) FROM events WHERE node = $1", pg::params().num(node_));
+    if (!cursor_known_) {  // where this node's copy stopped
+        auto r = writer_->exec(cursor_sql, pg::params().num(node_));
         if (!r.ok()) {
             error = r.error(writer_->raw());
             return false;
@@ -114,6 +129,10 @@ bool pg_event_feed::copy_some(std::string& error) {
     // become visible in gid order, across nodes.
     if (!(r = c.exec("SELECT pg_advisory_xact_lock(" + std::to_string(events_lock) + ")")).ok()) return fail(r);
     if (!(r = c.exec(sql, p)).ok()) return fail(r);
+    if (!(r = c.exec("UPDATE nodes SET events_seq = $2 WHERE id = $1",
+                     pg::params().num(node_).num(static_cast<std::int64_t>(batch.last_seq))))
+             .ok())
+        return fail(r);
     if (!(r = c.exec("COMMIT")).ok() || r.command() != "COMMIT") return fail(r);
     copied_ = batch.last_seq;
     return batch.more || batch.lines.size() == per_copy;

@@ -35,6 +35,12 @@ public:
     pg_event_feed(const pg_event_feed&) = delete;
     pg_event_feed& operator=(const pg_event_feed&) = delete;
 
+    // This node's last seq copied (kept in `nodes`, so retention deleting its
+    // old rows does not move it back), read before start(): the daemon's
+    // sequencer continues above it, so a node whose spool (and events.seq)
+    // was wiped never numbers an event like one in the table. 0 with
+    // `error` when the server cannot say.
+    std::uint64_t last_copied(std::string& error);
     void start();
     void stop();
     void nudge();  // new lines in the log

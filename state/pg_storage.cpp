@@ -96,8 +96,10 @@ constexpr migration migrations[] = {
      "CREATE TRIGGER breaker_scopes_notify AFTER INSERT OR UPDATE ON breaker_scopes"
      " FOR EACH ROW EXECUTE FUNCTION ricochet_scope_notify();"},
     // 2: with the status changes each batch made (published by a replay that
-    // finds its batch recorded).
-    {2, "ALTER TABLE applied_batches ADD COLUMN changes text;"},
+    // finds its batch recorded),
+    // and where each node's copy of its event log stopped (pg_event_feed).
+    {2, "ALTER TABLE applied_batches ADD COLUMN changes text;"
+        "ALTER TABLE nodes ADD COLUMN events_seq bigint;"},
 };
 
 constexpr std::int64_t migration_lock = 0x52696330;  // "Ric0": pg_advisory_xact_lock key of the schema

@@ -537,6 +537,35 @@ class SeveralNodes(unittest.TestCase):
         self.assertEqual(len(self.sql("SELECT DISTINCT id FROM nodes")), 2)
         self.assertEqual(healthz(a)[0], 200)
 
+    def test_the_shared_event_view_survives_retention_and_a_wiped_spool(self):
+        a = self.node()
+        def shared(types="delivered"):
+            with urllib.request.urlopen("http://127.0.0.1:%d/v1/events?types=%s&limit=10000" % (a.http_port, types),
+                                        timeout=30) as r:
+                return json.loads(r.read())["events"]
+        submit(a, ["ok-1@sink.test"])
+        wait_for(lambda: [e["recipient"] for e in shared()] == ["ok-1@sink.test"], what="the first delivery shared")
+        # Retention deleted every row of this node; the node restarts: its
+        # copy goes on from where it stopped (kept in nodes), not from its
+        # log's start, so old events do not come back as new ones.
+        a.stop()
+        self.sql("DELETE FROM events")
+        a.start()
+        submit(a, ["ok-2@sink.test"])
+        wait_for(lambda: [e["recipient"] for e in shared()] == ["ok-2@sink.test"], what="only the new delivery")
+        before = max(e["seq"] for e in shared("queued,delivered"))
+        # The spool wiped (events.seq with it) and the log gone: numbering
+        # continues above the node's rows, so its new events are not taken
+        # for ones the table has.
+        a.stop()
+        os.unlink(os.path.join(a.spool, "events.seq"))
+        os.unlink(a.events_path)
+        a.start()
+        submit(a, ["ok-3@sink.test"])
+        wait_for(lambda: [e["recipient"] for e in shared()] == ["ok-2@sink.test", "ok-3@sink.test"],
+                 what="the delivery after the wipe shared")
+        self.assertGreater(min(e["seq"] for e in shared() if e["recipient"] == "ok-3@sink.test"), before)
+
     def test_a_sqlite_node_moves_its_state_into_the_shared_database_once(self):
         single = Daemon(extra_config=delivery_config({"sink.test": (self.sink.host, self.sink.port),
                                                        "gmail.com": (self.sink.host, self.sink.port)}))

@@ -101,6 +101,25 @@ TEST(Sequencer, NumbersRiseAndAreNeverReusedAcrossRestarts) {
     EXPECT_FALSE(ec);
 }
 
+// A shared store has this node's events up to n (its spool was new):
+// numbering continues above n, also after a restart; a lower n changes nothing.
+TEST(Sequencer, ContinuesAboveWhatASharedStoreHasAlsoAfterARestart) {
+    tmpdir d;
+    std::error_code ec;
+    {
+        sequencer s;
+        ASSERT_FALSE(s.open(d.p / "events.seq"));
+        EXPECT_EQ(s.next(ec), 1u);
+        ASSERT_FALSE(s.continue_after(5'000'000));
+        EXPECT_EQ(s.next(ec), 5'000'001u);
+        ASSERT_FALSE(s.continue_after(10));
+        EXPECT_EQ(s.next(ec), 5'000'002u);
+    }
+    sequencer again;
+    ASSERT_FALSE(again.open(d.p / "events.seq"));
+    EXPECT_GT(again.next(ec), 5'000'002u);
+}
+
 TEST(Sequencer, AnUnreadableFileNeverRestartsTheNumbering) {
     tmpdir d;
     sequencer s;
