@@ -204,9 +204,10 @@ python3 - "$(median "$W/ricochet.txt" "inject")" "$(median "$W/ricochet.txt" "re
           "$(median "$W/postfix.txt" "inject")" "$(median "$W/postfix.txt" "relay msgs")" \
           "$(median "$W/ceiling.txt" "inject")" "$(median "$W/ceiling.txt" "relay msgs")" \
           "${RSS:-}" "${PF_RSS:-}" "${PF_PSS:-}" "${PF_NPROC:-}" "$(fsync_rates "$W/fsync.txt")" \
-          "$N" "$SIZE" "$CONC" "$REPS" "$FSYNC_THREADS" <<'PY' || FAIL=1
+          "$N" "$SIZE" "$CONC" "$REPS" "$FSYNC_THREADS" "$(sort -n "$W/ricochet.txt.cpu" 2>/dev/null | head -1)" \
+          "${REUSE:-0}" <<'PY' || FAIL=1
 import sys
-ri, rr, pi, pr, ci, cr, rss, pf_rss, pf_pss, pf_n, fs, n, size, conc, reps, fs_threads = sys.argv[1:]
+ri, rr, pi, pr, ci, cr, rss, pf_rss, pf_pss, pf_n, fs, n, size, conc, reps, fs_threads, cpu, reuse = sys.argv[1:]
 num = lambda a: a not in ("", "NA") and float(a) > 0
 f = lambda a, b: "%.2fx" % (float(a) / float(b)) if num(a) and num(b) else "n/a"
 pct = lambda a, b: "%.0f%%" % (100 * float(a) / float(b)) if num(a) and num(b) else "n/a"
@@ -214,7 +215,7 @@ mib = lambda k: str(int(k) // 1024) if num(k) else "n/a"
 show = lambda a: a if num(a) else "n/a"
 fsync = dict(kv.split("=") for kv in fs.split())
 want_fsync = [f"{m}_{t}" for m in ("create", "rewrite") for t in fs_threads.split(",")]
-print(f"\n== N={n} size={size} conc={conc} reps={reps} (medians)")
+print(f"\n== N={n} size={size} conc={conc} reuse={reuse} reps={reps} (medians)")
 print(f"{'':16} {'accepted/s':>10} {'relayed/s':>10} {'peak_mem_MiB':>12}")
 rows = [("no-mta", ci, cr, None), ("ricochet", ri, rr, mib(rss)), ("postfix", pi, pr, mib(pf_pss))]
 for name, a, r, m in rows:
@@ -222,6 +223,7 @@ for name, a, r, m in rows:
 print(f"{'ricochet/postfix':16} {f(ri, pi):>10} {f(rr, pr):>10} {f(rss, pf_pss):>12}")
 print(f"{'ricochet/no-mta':16} {pct(ri, ci):>10} {pct(rr, cr):>10}")
 print(f"{'fsync/s':16} " + " ".join(f"{k}={fsync.get(k, 'n/a')}" for k in want_fsync))
+print(f"{'ricochet cpu/msg':16} {cpu or 'n/a':>10} us (ricochetd user+system, all threads, over every rep)")
 print(f"# peak_mem: ricochet = VmHWM of its one process; postfix = peak of the summed Pss of its processes"
       f" (up to {pf_n or '?'}, sampled every 0.5 s; summed VmRSS {mib(pf_rss)} MiB)")
 figures = [f(ri, pi), f(rr, pr), pct(ri, ci), pct(rr, cr), mib(rss), mib(pf_pss)] + \
