@@ -313,6 +313,9 @@ int main(int argc, char** argv) {
     // per transaction: the I/O threads and the spool's committer never wait
     // on the database.
     events::recorder recorder([&pipeline](std::vector<events::event>& evs) { pipeline.apply(evs); });
+    // Decisions a crash left in the journal go in before any listener opens:
+    // a DSN for one of those messages, arriving first thing, finds its rows.
+    if (!journal.empty()) recorder.publish_now({});
     daemon::campaign_breaker campaign_breaker(cfg, breaker_monitor, *store, *spool, due, recorder);
     if (cfg.breaker.enabled) {
         campaign_breaker.start();
@@ -383,9 +386,13 @@ int main(int argc, char** argv) {
         });
     // After each group commit: one `queued` event per recipient, stored
     // before the clients hear 250 (a crash after it keeps the messages' rows,
-    // which later bounces are matched against) and before the messages are
-    // scheduled. One transaction for the whole batch.
-    spool->set_batch_hook([&due, &delivery, &recorder](const std::vector<const queue::envelope*>& batch) {
+    // which later bounces are matched against): the 250s go out from the
+    // recorder once it has applied them, while the committer goes on with
+    // the next batch. Scheduled at once: the recorder applies in order, so
+    // a delivery's decision comes after its `queued`. One transaction for
+    // the whole batch.
+    spool->set_batch_hook([&due, &delivery, &recorder](const std::vector<const queue::envelope*>& batch,
+                                                       std::function<void()> acknowledge) {
         std::vector<events::event> evs;
         for (auto* env : batch) {
             spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=[{}]{}{} (queue active)", env->id, env->sender,
@@ -395,7 +402,7 @@ int main(int argc, char** argv) {
                 evs.push_back(events::queued(env->id, env->campaign, env->recipients[i], static_cast<int>(i),
                                              env->sender, env->arrival_ms));
         }
-        recorder.publish_now(std::move(evs));
+        recorder.publish(std::move(evs), std::move(acknowledge));
         for (auto* env : batch) due.add(env->id, env->arrival_ms);
         delivery.wake();
     });
