@@ -289,9 +289,11 @@ struct webhook_dispatcher::endpoint {
             for (;;) {
                 auto r = post(body);
                 if (r.status >= 200 && r.status < 300) {
+                    // Counted before the cursor moves: a reader that sees
+                    // no backlog sees these counted too.
+                    delivered += batch.lines.size();
                     cursor = batch.last_seq;
                     save_cursor(cursor);
-                    delivered += batch.lines.size();
                     backoff = std::chrono::seconds(5);
                     break;
                 }
