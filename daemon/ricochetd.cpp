@@ -642,8 +642,11 @@ int main(int argc, char** argv) {
         bounce_listener.stop();
         unsubscribe_listener.stop();
         delivery.stop();
-        // Finish the commits in flight so their clients get the 250, then stop.
+        // Finish the commits in flight so their clients get the 250, then stop:
+        // the 250s go out from the recorder once the `queued` rows are in, so
+        // it is flushed too, while the io_context still runs their posts.
         spool->stop();
+        recorder.flush();
         give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
         grace.expires_after(std::chrono::seconds(1));
         grace.async_wait([&](const boost::system::error_code&) { stop_when_idle(); });

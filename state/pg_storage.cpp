@@ -405,14 +405,18 @@ bool pg_storage::add_decisions(const std::vector<const events::event*>& evs, std
     std::map<std::tuple<std::int64_t, std::string, std::string>, stats_row> totals;
     std::map<std::tuple<std::int64_t, std::string, std::string, std::string, std::string>, std::int64_t> replies;
     for (auto* e : evs) {
-        std::string rcpt = lower_ascii(e->recipient);
+        // Keys made valid UTF-8 before they are grouped: two raw campaigns
+        // that repair to one text must add up in one row, or one INSERT
+        // would update that row twice and fail (and its replay, for ever).
+        std::string rcpt = lower_ascii(e->recipient), campaign = e->campaign;
+        base::to_valid_utf8(rcpt), base::to_valid_utf8(campaign);
         std::string dom = domain_of(rcpt);
         decisions_.insert(decisions_.end(),
-                          {std::to_string(e->time_ms), std::string(to_string(e->type)), e->queue_id, e->campaign, rcpt,
+                          {std::to_string(e->time_ms), std::string(to_string(e->type)), e->queue_id, campaign, rcpt,
                            dom, e->kind, e->category, e->rule, e->reply});
         if (e->type == event_type::admin) continue;
         std::int64_t hour = e->time_ms / 3600000;
-        auto& t = totals[{hour, e->campaign, dom}];
+        auto& t = totals[{hour, campaign, dom}];
         bool failed = e->type == event_type::bounced || e->type == event_type::expired;
         switch (e->type) {
             case event_type::queued: ++t.sent; break;
@@ -766,11 +770,19 @@ std::vector<suppression_entry> pg_storage::suppressions(const std::string& after
 bool pg_storage::add_window_counts(const std::vector<breaker::delta>& ds, std::string& error) {
     auto* c = conn(error);
     if (!c) return false;
+    // Merged by their keys as the server will store them (valid UTF-8): one
+    // INSERT must not update a row twice. In key order, as every upsert.
+    std::map<std::pair<std::string, std::int64_t>, breaker::counts> merged;
+    for (auto& d : ds) {
+        std::string key = d.key;
+        base::to_valid_utf8(key);
+        merged[{key, d.bucket}] += d.c;
+    }
     std::vector<std::string> flat;
-    for (auto& d : ds)
-        flat.insert(flat.end(), {d.key, std::to_string(d.bucket), std::to_string(d.c.attempted),
-                                 std::to_string(d.c.delivered), std::to_string(d.c.hard), std::to_string(d.c.soft),
-                                 std::to_string(d.c.block), std::to_string(d.c.complaints)});
+    for (auto& [k, c] : merged)
+        flat.insert(flat.end(), {k.first, std::to_string(k.second), std::to_string(c.attempted),
+                                 std::to_string(c.delivered), std::to_string(c.hard), std::to_string(c.soft),
+                                 std::to_string(c.block), std::to_string(c.complaints)});
     if (!insert_rows(*c, "INSERT INTO breaker_counts AS t(scope, bucket, attempted, delivered, hard, soft, block, complaints)",
                      8, flat,
                      "ON CONFLICT(scope, bucket) DO UPDATE SET attempted = t.attempted + excluded.attempted,"

@@ -294,6 +294,12 @@ TEST_P(store_fixture, AReplyWithBytesThatAreNotUtf8IsRecordedAllTheSame) {
     EXPECT_NE(r->last_reply.find(" end"), std::string::npos) << r->last_reply;
     auto h = st->history("a@gmail.com");
     ASSERT_EQ(h.size(), 2u);
+    // Two campaigns whose Latin-1 names repair to one text (U+FFFD) add up in
+    // one row of the hourly counts: one INSERT must not update a row twice.
+    st->record({d(3000, "bounced", "Q2", "b@example.com", "hard", "user-unknown", "F\xeate"),
+                d(3000, "bounced", "Q3", "c@example.com", "hard", "user-unknown", "F\xe8te")},
+               err);
+    ASSERT_EQ(err, "") << "a batch that can never go in would wait in the journal for ever";
 }
 
 // Two nodes applying bounces to the same addresses in opposite orders: each
