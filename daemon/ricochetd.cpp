@@ -386,13 +386,11 @@ int main(int argc, char** argv) {
         });
     // After each group commit: one `queued` event per recipient, stored
     // before the clients hear 250 (a crash after it keeps the messages' rows,
-    // which later bounces are matched against): the 250s go out from the
-    // recorder once it has applied them, while the committer goes on with
-    // the next batch. Scheduled at once: the recorder applies in order, so
-    // a delivery's decision comes after its `queued`. One transaction for
-    // the whole batch.
-    spool->set_batch_hook([&due, &delivery, &recorder](const std::vector<const queue::envelope*>& batch,
-                                                       std::function<void()> acknowledge) {
+    // which later bounces are matched against) and before the messages are
+    // scheduled. One transaction for the whole batch. (The committer waits
+    // for it. Handing the 250s to the recorder instead, so that the next
+    // commit could start, measured 0.94-0.98x in three same-run A/Bs.)
+    spool->set_batch_hook([&due, &delivery, &recorder](const std::vector<const queue::envelope*>& batch) {
         std::vector<events::event> evs;
         for (auto* env : batch) {
             spdlog::info("{}: from=<{}>, size={}, nrcpt={}, client=[{}]{}{} (queue active)", env->id, env->sender,
@@ -402,7 +400,7 @@ int main(int argc, char** argv) {
                 evs.push_back(events::queued(env->id, env->campaign, env->recipients[i], static_cast<int>(i),
                                              env->sender, env->arrival_ms));
         }
-        recorder.publish(std::move(evs), std::move(acknowledge));
+        recorder.publish_now(std::move(evs));
         for (auto* env : batch) due.add(env->id, env->arrival_ms);
         delivery.wake();
     });
@@ -642,11 +640,8 @@ int main(int argc, char** argv) {
         bounce_listener.stop();
         unsubscribe_listener.stop();
         delivery.stop();
-        // Finish the commits in flight so their clients get the 250, then stop:
-        // the 250s go out from the recorder once the `queued` rows are in, so
-        // it is flushed too, while the io_context still runs their posts.
+        // Finish the commits in flight so their clients get the 250, then stop.
         spool->stop();
-        recorder.flush();
         give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
         grace.expires_after(std::chrono::seconds(1));
         grace.async_wait([&](const boost::system::error_code&) { stop_when_idle(); });

@@ -382,18 +382,13 @@ void spool::commit_batch(std::vector<pending>& batch) {
     }
     for (auto& p : batch)
         if (p.ec) log()->error("{}: cannot write queue file: {}", p.env.id, p.ec.message());
-    std::vector<std::pair<commit_done, std::error_code>> dones;
-    dones.reserve(batch.size());
-    for (auto& p : batch) dones.emplace_back(std::move(p.done), p.ec);
-    auto acknowledge = [dones = std::move(dones)]() mutable {
-        for (auto& [done, ec] : dones) done(ec);
-    };
-    std::vector<const envelope*> ok;
-    if (hook_)
+    if (hook_) {
+        std::vector<const envelope*> ok;
         for (auto& p : batch)
             if (!p.ec) ok.push_back(&p.env);
-    if (ok.empty()) acknowledge();
-    else hook_(ok, std::move(acknowledge));
+        if (!ok.empty()) hook_(ok);
+    }
+    for (auto& p : batch) p.done(p.ec);
 }
 
 recovery_report spool::recover() {

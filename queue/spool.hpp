@@ -73,11 +73,7 @@ public:
     using commit_done = std::function<void(std::error_code)>;
     // Called on the committer thread after each batch is durable, before the
     // callbacks: the daemon writes the `queued` events and feeds the schedule.
-    // `acknowledge` runs the batch's callbacks (the clients' 250s): the hook
-    // calls it once, from any thread, when they may be sent (the daemon: once
-    // the `queued` rows are stored). The committer goes on with the next
-    // batch meanwhile.
-    using batch_hook = std::function<void(const std::vector<const envelope*>&, std::function<void()> acknowledge)>;
+    using batch_hook = std::function<void(const std::vector<const envelope*>&)>;
 
     // Opens the spool at dir, creating the directory tree (mode 0700) when
     // create is true. Starts the committer thread.
