@@ -245,14 +245,19 @@ struct segment {
 // while the names are looked at cannot hide a segment: names only move
 // towards older numbers, so a segment may be seen twice (the same inode,
 // kept once) but none is skipped between the newest and the oldest found.
-std::vector<segment> segments_of(const std::filesystem::path& path) {
+namespace {
+// One pass over the names: what each segment's name held, and the fds.
+std::vector<segment> scan_segments(const std::filesystem::path& path,
+                                   std::vector<std::pair<std::filesystem::path, ino_t>>& names) {
     std::vector<segment> newest_first;
     std::vector<std::pair<dev_t, ino_t>> seen;
+    names.clear();
     auto take = [&](const std::filesystem::path& p, bool gz) {
         base::unique_fd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
         if (!fd) return false;
         struct stat st {};
         if (::fstat(fd.get(), &st) != 0) return false;
+        names.emplace_back(p, st.st_ino);
         for (auto& s : seen)
             if (s.first == st.st_dev && s.second == st.st_ino) return true;
         seen.emplace_back(st.st_dev, st.st_ino);
@@ -265,9 +270,37 @@ std::vector<segment> segments_of(const std::filesystem::path& path) {
         plain += "." + std::to_string(k);
         auto gz = plain;
         gz += ".gz";
-        if (!take(gz, true) && !take(plain, false)) break;
+        if (!take(gz, true) && !take(plain, false)) {
+            names.emplace_back(gz, 0);  // the end: nothing there
+            names.emplace_back(plain, 0);
+            break;
+        }
     }
     return {std::make_move_iterator(newest_first.rbegin()), std::make_move_iterator(newest_first.rend())};
+}
+}  // namespace
+
+// A rotation may rename the segments while they are opened one by one (and
+// a compressed one appears only after its plain one went): a segment could
+// then be missed. The names are checked again after the pass; when any
+// changed, the pass is made again (a rotation is rare: once is enough).
+std::vector<segment> segments_of(const std::filesystem::path& path) {
+    std::vector<std::pair<std::filesystem::path, ino_t>> names;
+    std::vector<segment> segs;
+    for (int tries = 0; tries < 5; ++tries) {
+        segs = scan_segments(path, names);
+        bool same = true;
+        for (auto& [p, ino] : names) {
+            struct stat st {};
+            ino_t now = ::stat(p.c_str(), &st) == 0 ? st.st_ino : 0;
+            if (now != ino) {
+                same = false;
+                break;
+            }
+        }
+        if (same) break;
+    }
+    return segs;
 }
 
 // The first numbered seq of a segment (0: none, or unreadable).
