@@ -293,7 +293,15 @@ void load(const toml::table& root, config& c) {
         table_reader r(c, *t, "delivery");
         r.known({"port", "dns_servers", "tls", "tls_verify", "tls_ca_file", "max_connections_per_domain", "max_messages_per_connection", "route",
                  "connect_timeout", "command_timeout", "data_timeout", "dns_timeout", "feedback_id", "shaping_file",
-                 "pool", "adaptive_interval"});
+                 "pool", "adaptive_interval", "mta_sts", "mta_sts_port", "tls_rpt", "tls_rpt_contact"});
+        r.one_of("mta_sts", c.delivery.mta_sts, {"on", "off"});
+        r.integer("mta_sts_port", c.delivery.mta_sts_port, 1, 65535);
+        r.one_of("tls_rpt", c.delivery.tls_rpt, {"on", "off"});
+        r.str("tls_rpt_contact", c.delivery.tls_rpt_contact);
+        if (!c.delivery.tls_rpt_contact.empty() &&
+            (c.delivery.tls_rpt_contact.find('@') == std::string::npos ||
+             c.delivery.tls_rpt_contact.find_first_of(" <>\"\r\n") != std::string::npos))
+            fail(c, *t, "delivery.tls_rpt_contact", "expected an address like postmaster@example.com");
         r.boolean("feedback_id", c.delivery.feedback_id);
         r.existing_file("shaping_file", c.delivery.shaping_file);
         r.str("pool", c.delivery.pool);

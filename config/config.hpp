@@ -142,6 +142,11 @@ struct config {
         std::filesystem::path shaping_file;  // more [[shaping]] tables (etc/shaping.toml); "" none
         std::string pool;                    // the [[pool]] of mail that names none; "" the system's address
         seconds adaptive_interval{60};       // a clean stretch this long raises a cut rate one step
+        // Transport security of delivery (tls/, docs/tls.md).
+        std::string mta_sts = "on";          // RFC 8461 policies: on | off
+        std::uint16_t mta_sts_port = 443;    // where policies are fetched (tests serve them elsewhere)
+        std::string tls_rpt = "on";          // RFC 8460 daily reports: on | off
+        std::string tls_rpt_contact;         // report sender and contact-info; "" postmaster@server.hostname
     } delivery;
 
     std::vector<shaping_entry> shaping;  // this file's first, then shaping_file's

@@ -65,6 +65,8 @@ int campaign_list(const config& cfg, bool as_json);
 int campaign_show(const config& cfg, const std::string& id, bool as_json);
 int campaign_set(const config& cfg, const std::string& id, bool pause, bool as_json);
 int shaping_show(const config& cfg, const std::string& domain, bool as_json);
+int tls_show(const config& cfg, const std::string& domain, bool as_json);
+int tls_report(const config& cfg, const std::string& day, bool as_json);
 int bounce_classify(const config& cfg, const std::string& text, const std::string& domain, const std::string& stage,
                     bool as_json);
 

@@ -4,6 +4,7 @@
 // socket, or, when no daemon runs (the spool lock is free), act directly.
 // Exit codes: 0 ok, 1 not found / refused, 2 usage. This file is the
 // command line only; each command group has its own file.
+#include <ctime>
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -100,6 +101,15 @@ int main(int argc, char** argv) {
     auto* shshow = shp->add_subcommand("show", "the rules and pools; each destination's rate, rest and warm-up per source IP");
     shshow->add_option("DOMAIN", shaping_domain, "only the destination this domain falls under");
     shshow->add_flag("--json", as_json);
+    auto* tlsc = app.add_subcommand("tls", "transport security of delivery: MTA-STS policies, TLS-RPT reports");
+    tlsc->require_subcommand(1);
+    std::string tls_domain, tls_day = "yesterday";
+    auto* tshow = tlsc->add_subcommand("show", "the MTA-STS policy in force for a domain, today's TLS results per MX host");
+    tshow->add_option("DOMAIN", tls_domain)->required();
+    tshow->add_flag("--json", as_json);
+    auto* treport = tlsc->add_subcommand("report", "queue a day's TLS-RPT reports now (sent daily anyway)");
+    treport->add_option("--day", tls_day, "YYYY-MM-DD, yesterday (default) or today (the counts so far)");
+    treport->add_flag("--json", as_json);
     std::string st_campaign, st_domain, st_since;
     auto* stats = app.add_subcommand("stats", "sent, delivered, deferred, bounces by kind, bounce rate");
     stats->add_option("--campaign", st_campaign);
@@ -149,6 +159,18 @@ int main(int argc, char** argv) {
         if (migrate->parsed()) return state_migrate(cfg, mig_from, mig_to, mig_force, as_json);
         if (clist->parsed()) return campaign_list(cfg, as_json);
         if (shshow->parsed()) return shaping_show(cfg, shaping_domain, as_json);
+        if (tshow->parsed()) return tls_show(cfg, tls_domain, as_json);
+        if (treport->parsed()) {
+            if (tls_day == "yesterday") {
+                std::time_t t = std::time(nullptr) - 86400;
+                std::tm tm{};
+                gmtime_r(&t, &tm);
+                char buf[16];
+                std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+                tls_day = buf;
+            }
+            return tls_report(cfg, tls_day, as_json);
+        }
         if (cshow->parsed()) return campaign_show(cfg, campaign_id, as_json);
         if (cpause->parsed() || cresume->parsed()) return campaign_set(cfg, campaign_id, cpause->parsed(), as_json);
     } catch (const exit_code& e) {

@@ -1,6 +1,8 @@
 // control — see control.hpp.
 #include "daemon/control.hpp"
 
+#include <future>
+
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -8,6 +10,9 @@
 #include "bounce/destination_backoff.hpp"
 #include "bounce/suppression_list.hpp"
 #include "daemon/campaign_breaker.hpp"
+#include "daemon/tls_reports.hpp"
+#include "tls/mta_sts.hpp"
+#include "tls/tls_reporter.hpp"
 #include "delivery/delivery.hpp"
 #include "delivery/shaping.hpp"
 #include "events/make.hpp"
@@ -83,6 +88,25 @@ json handle_control(control_context& ctx, const json& req) {
         auto out = shaping_show(*ctx.shaping, req.value("domain", std::string()), now_ms());
         out["ok"] = true;
         return out;
+    }
+    if (cmd == "tls.show") {
+        // The policy in force and the last result per MX host (docs/tls.md).
+        auto domain = req.value("domain", std::string());
+        for (auto& ch : domain) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (domain.empty()) return {{"ok", false}, {"error", "need a domain"}};
+        json out{{"ok", true}, {"domain", domain}};
+        out["mta_sts"] = ctx.sts ? ctx.sts->show(domain, now_ms()) : json{{"off", true}};
+        out["tls_rpt"] = ctx.tls_counts ? ctx.tls_counts->show(domain) : json{{"off", true}};
+        return out;
+    }
+    if (cmd == "tls.report") {
+        if (!ctx.tls_reports) return {{"ok", false}, {"error", "TLS-RPT is off (delivery.tls_rpt = \"off\")"}};
+        auto day = req.value("day", std::string());
+        if (day.empty() || day == "today") day = tls::utc_day(now_ms());
+        std::promise<json> p;
+        auto f = p.get_future();
+        ctx.tls_reports->send_now(day, [&p](json r) { p.set_value(std::move(r)); });
+        return f.get();
     }
     if (cmd.rfind("queue.", 0) == 0) return queue_op(ctx, cmd, req);
     if (cmd == "campaign.pause" || cmd == "campaign.resume") {

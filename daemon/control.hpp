@@ -1,6 +1,6 @@
 // control — what the control socket's requests do (ricochetctl talks to the
 // running daemon through it): {"command": "queue.hold"|..., "id"|"domain"|
-// "campaign"|"all": ...}, "recipient.set", "pauses", "ping". One reply
+// "campaign"|"all": ...}, "recipient.set", "pauses", "ping", "tls.show" {"domain"}, "tls.report" {"day"}. One reply
 // object per request: {"ok": true, ...} or {"ok": false, "error": "..."}.
 #pragma once
 #include <nlohmann/json.hpp>
@@ -24,7 +24,12 @@ class shaper;
 }
 namespace ricochet::daemon {
 class campaign_breaker;
+class tls_report_sender;
 }
+namespace ricochet::tls {
+class mta_sts;
+class tls_reporter;
+}  // namespace ricochet::tls
 
 namespace ricochet::daemon {
 
@@ -37,6 +42,9 @@ struct control_context {
     events::publisher& publisher;
     campaign_breaker* breaker = nullptr;  // null: [breaker] enabled = false
     const delivery::shaper* shaping = nullptr;
+    tls::mta_sts* sts = nullptr;                 // null: delivery.mta_sts = "off"
+    tls::tls_reporter* tls_counts = nullptr;     // null: delivery.tls_rpt = "off"
+    tls_report_sender* tls_reports = nullptr;
 };
 
 // "shaping.show" (ricochetctl shaping show [DOMAIN], the API): the rules,

@@ -32,6 +32,7 @@
 #include "daemon/control.hpp"
 #include "daemon/control_server.hpp"
 #include "daemon/event_pipeline.hpp"
+#include "daemon/tls_reports.hpp"
 #include "daemon/verp_secret.hpp"
 #include "delivery/delivery.hpp"
 #include "http/api.hpp"
@@ -46,6 +47,7 @@
 #include "events/sequencer.hpp"
 #include "delivery/outgoing.hpp"
 #include "delivery/shaping.hpp"
+#include "tls/tls_reporter.hpp"
 #include "dkim/signer.hpp"
 #include "http/unsubscribe.hpp"
 #include "intake/bounce_listener.hpp"
@@ -374,6 +376,15 @@ int main(int argc, char** argv) {
         return 1;
     }
     delivery.set_shaper(shaping.get());
+    // TLS-RPT (RFC 8460): sessions counted per receiving domain and day
+    // (spool_dir/tls-rpt/), a report to each domain that asks, daily.
+    std::unique_ptr<tls::tls_reporter> tls_counts;
+    std::unique_ptr<daemon::tls_report_sender> tls_reports;
+    if (cfg.delivery.tls_rpt == "on") {
+        tls_counts = std::make_unique<tls::tls_reporter>(cfg.server.spool_dir / "tls-rpt", now_ms());
+        tls_reports = std::make_unique<daemon::tls_report_sender>(io, cfg, *spool, *tls_counts);
+        delivery.set_tls_reporter(tls_counts.get());
+    }
     // A queued recipient who unsubscribes (or becomes held) before an attempt is not sent.
     delivery.set_suppression_check([&suppression](const std::string& rcpt) {
         return submission::suppressed_because(suppression, rcpt);
@@ -448,7 +459,8 @@ int main(int argc, char** argv) {
     }
 
     daemon::control_context control_ctx{*spool, due, delivery, backoff, *store, recorder,
-                                        cfg.breaker.enabled ? &campaign_breaker : nullptr, shaping.get()};
+                                        cfg.breaker.enabled ? &campaign_breaker : nullptr, shaping.get(),
+                                        delivery.sts_policies(), tls_counts.get(), tls_reports.get()};
     daemon::control_server control(cfg.server.control_socket,
                                    [&control_ctx](const json& req) { return daemon::handle_control(control_ctx, req); });
     if (!control.start(error)) {
@@ -640,6 +652,7 @@ int main(int argc, char** argv) {
         bounce_listener.stop();
         unsubscribe_listener.stop();
         delivery.stop();
+        if (tls_reports) tls_reports->stop();
         // Finish the commits in flight so their clients get the 250, then stop.
         spool->stop();
         give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
@@ -648,6 +661,7 @@ int main(int argc, char** argv) {
     });
 
     delivery.start();
+    if (tls_reports) tls_reports->start();
     spdlog::info("ricochetd started (hostname {}, pid {})", cfg.server.hostname, ::getpid());
     unsigned n = std::max(1u, std::thread::hardware_concurrency());
     std::vector<std::thread> threads;
@@ -658,6 +672,7 @@ int main(int argc, char** argv) {
     // strand its callbacks post to) still exists.
     recorder.flush();
     control.stop();
+    if (tls_counts) tls_counts->flush(now_ms());
     spdlog::info("ricochetd stopped");
     return 0;
 }

@@ -69,9 +69,11 @@ awaitable<connection_pool::acquired> connection_pool::acquire(const std::string&
             acquired out;
             std::optional<bounce::smtp_reply> temporary;
             for (auto& h : hops) {
-                bool with_tls = lim_.tls != "off";
+                // An MTA-STS policy asks for TLS even where delivery.tls is off.
+                bool with_tls = lim_.tls != "off" || (h.tls && (h.tls->demand.verify || h.tls->demand.check));
                 for (int pass = 0; pass < 2; ++pass) {
                     auto r = co_await transport_.open(h, with_tls, kl.source_ip);
+                    if (observer_ && r.tls.evaluated) observer_(h, kl.source_ip, r.tls);
                     if (r.conn) {
                         guard.armed = false;
                         co_return acquired{std::move(r.conn), {}};
@@ -79,7 +81,9 @@ awaitable<connection_pool::acquired> connection_pool::acquire(const std::string&
                     out.failure = std::move(r.failure);
                     log()->info("{}: {} [{}]: {}", domain, h.host, h.ep.address().to_string(), out.failure.text());
                     // Opportunistic TLS that fails in the handshake: once more in plain text.
-                    if (!(r.tls_failed && lim_.tls == "opportunistic" && with_tls)) break;
+                    // Never when the receiver's policy demands TLS (MTA-STS enforce).
+                    bool demanded = h.tls && h.tls->demand.verify;
+                    if (!(r.tls_failed && lim_.tls == "opportunistic" && with_tls && !demanded)) break;
                     with_tls = false;
                 }
                 if (!out.failure.permanent() && !temporary) temporary = out.failure;

@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -61,6 +62,10 @@ public:
     // Closes connections idle for longer than idle_close, or unusable.
     void sweep_idle();
     unsigned open(const std::string& domain) const;  // for tests
+    // Told of every connection that got as far as the STARTTLS step, with
+    // the hop, the source IP and what TLS found (TLS-RPT). Set before use.
+    using tls_observer = std::function<void(const hop&, const std::string& source_ip, const smtp::tls_outcome&)>;
+    void set_tls_observer(tls_observer f) { observer_ = std::move(f); }
 
 private:
     struct pool {
@@ -76,6 +81,7 @@ private:
     transport& transport_;
     pool_limits lim_;
     std::unordered_map<std::string, pool> pools_;
+    tls_observer observer_;
 };
 
 }  // namespace ricochet::delivery

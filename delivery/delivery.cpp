@@ -24,7 +24,10 @@
 #include "delivery/dsn_to_sender.hpp"
 #include "delivery/next_hops.hpp"
 #include "delivery/smtp_transport.hpp"
+#include "dns/idn.hpp"
 #include "dns/resolver.hpp"
+#include "tls/mta_sts.hpp"
+#include "tls/tls_reporter.hpp"
 #include "events/make.hpp"
 #include "events/publisher.hpp"
 #include "mime/seven_bit.hpp"
@@ -65,6 +68,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     std::unique_ptr<transport> own_transport;      // unless the caller passed a transport
     next_hops hops;
     connection_pool pool;
+    std::unique_ptr<tls::mta_sts> sts;     // delivery.mta_sts = "on"
+    tls::tls_reporter* reporter = nullptr;  // TLS-RPT counts; null: not counted
     std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
     std::function<bool(const queue::envelope&)> send_check;  // false: paused by the campaign breaker
     std::function<std::optional<std::string>(const std::string&)> suppressed;  // held/unsubscribed since queued
@@ -96,6 +101,24 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             std::int64_t(c.delivery.adaptive_interval.count()) * 1000,
             std::int64_t(c.bounce.destination_backoff.count()) * 1000, "");
         shape = own_shaper.get();
+        if (c.delivery.mta_sts == "on")
+            sts = std::make_unique<tls::mta_sts>(strand, c, dns ? *dns : *own_dns, c.server.spool_dir / "mta-sts");
+        pool.set_tls_observer([this](const hop& h, const std::string& source_ip, const smtp::tls_outcome& o) {
+            if (!reporter || !h.tls) return;
+            tls::session_result r;
+            r.domain = h.tls->domain;
+            r.policy_type = h.tls->policy_type;
+            r.policy_string = h.tls->policy_string;
+            r.mx_patterns = h.tls->mx_patterns;
+            r.success = o.ok;
+            r.result_type = o.result_type;
+            r.detail = o.detail;
+            r.sending_ip = source_ip;
+            r.mx_host = h.host;
+            r.receiving_ip = h.ep.address().to_string();
+            r.at_ms = now_ms();
+            reporter->record(r);
+        });
         std::string err;
         if (own_dns && !own_dns->ok(err)) log()->error("DNS resolver: {}", err);
     }
@@ -163,6 +186,64 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         co_return co_await async_from_callback<void(std::string)>(std::move(start), asio::use_awaitable);
     }
 
+    // What the domain's MTA-STS policy asks (RFC 8461 5): under enforce only
+    // the MX hosts the policy names, each over STARTTLS with a certificate
+    // valid for its name; under testing every MX, the same checks only
+    // reported (TLS-RPT). A route ([[delivery.route]]) is the operator's
+    // choice and has no policy.
+    awaitable<void> apply_tls_policy(const std::string& domain, hops_result& found, std::string& tls_pool) {
+        auto ascii = dns::to_ascii_domain(domain);
+        if (!ascii) co_return;
+        auto info = std::make_shared<hop_tls>();
+        info->domain = *ascii;
+        if (sts) {
+            auto a = co_await sts->policy_for(*ascii);
+            if (a.fetched_now && !a.failure_type.empty() && reporter) {
+                tls::session_result r;
+                r.domain = *ascii;
+                r.result_type = a.failure_type;
+                r.detail = a.failure_detail;
+                r.at_ms = now_ms();
+                if (a.policy) {
+                    r.policy_type = "sts";
+                    r.policy_string = a.policy->policy.lines;
+                    r.mx_patterns = a.policy->policy.mx;
+                }
+                reporter->record(r);
+            }
+            if (a.policy && a.policy->policy.mode != tls::sts_mode::none) {
+                auto& p = a.policy->policy;
+                info->policy_type = "sts";
+                info->policy_string = p.lines;
+                info->mx_patterns = p.mx;
+                if (p.mode == tls::sts_mode::enforce) {
+                    info->demand.verify = true;
+                    std::vector<hop> kept;
+                    std::string refused;
+                    for (auto& h : found.hops) {
+                        if (tls::mx_matches(h.host, p.mx)) kept.push_back(h);
+                        else if (refused.find(h.host) == std::string::npos) refused += (refused.empty() ? "" : ", ") + h.host;
+                    }
+                    if (!refused.empty())
+                        log()->info("{}: MX host(s) {} not in the MTA-STS policy {}: not used", domain, refused, a.policy->id);
+                    found.hops = std::move(kept);
+                    if (found.hops.empty()) {
+                        std::string pats;
+                        for (auto& m : p.mx) pats += (pats.empty() ? "" : ", ") + m;
+                        // (Worded so that no bounce rule reads it as an unknown domain.)
+                        found.why = smtp_reply::none(bounce::stage::tls, "MTA-STS policy " + a.policy->id + " of " + *ascii +
+                                                                             " allows only mx " + pats + ", not " + refused);
+                    }
+                    tls_pool = "|sts:";
+                    for (auto& m : p.mx) tls_pool += m + ",";
+                } else {
+                    info->demand.check = true;
+                }
+            }
+        }
+        for (auto& h : found.hops) h.tls = info;
+    }
+
     // One message's recipients at one domain, one transaction each. What
     // shaping says (delivery/shaping.hpp) decides the source IP and when
     // each may go; a recipient it holds back (every IP resting or at its
@@ -176,6 +257,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             for (std::size_t k = from; k < idxs.size(); ++k) out.push_back({idxs[k], why, mx});
         };
         auto found = co_await hops.find(domain);
+        std::string tls_pool;  // connections verified for a policy are pooled apart
+        if (!found.hops.empty() && !hops.route(domain)) co_await apply_tls_policy(domain, found, tls_pool);
         if (found.hops.empty()) {
             defer_all(0, found.why, "");
             co_return;
@@ -233,7 +316,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                     head = co_await head_for(prep, env, idx);
                     have_head = true;
                 }
-                std::string key = dest.key + "|" + ip;
+                std::string key = dest.key + "|" + ip + tls_pool;
                 connection_pool::key_limits kl{dest.limits.max_connections, dest.limits.max_messages_per_connection, ip};
                 auto got = co_await pool.acquire(key, found.hops, false, kl);
                 // A message may wait a while for its connection: the campaign
@@ -628,6 +711,8 @@ void delivery_agent::set_shaper(shaper* s) {
     if (s) impl_->shape = s;
 }
 
+void delivery_agent::set_tls_reporter(tls::tls_reporter* r) { impl_->reporter = r; }
+tls::mta_sts* delivery_agent::sts_policies() { return impl_->sts.get(); }
 void delivery_agent::set_outgoing(const outgoing* o) {
     impl_->outgo = o;
     if (o && !impl_->signing) impl_->signing = std::make_unique<asio::thread_pool>(std::max(2u, std::thread::hardware_concurrency()));

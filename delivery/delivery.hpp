@@ -42,6 +42,10 @@ class destination_backoff;
 namespace ricochet {
 struct config;
 }
+namespace ricochet::tls {
+class mta_sts;
+class tls_reporter;
+}  // namespace ricochet::tls
 
 namespace ricochet::delivery {
 
@@ -79,6 +83,11 @@ public:
     // recipient is final as "suppressed" (event `suppressed`), never sent.
     // Set before start().
     void set_suppression_check(std::function<std::optional<std::string>(const std::string& rcpt)> f);
+    // Where TLS sessions and MTA-STS fetch failures are counted (TLS-RPT);
+    // set before start(), must outlive the agent. Unset: not counted.
+    void set_tls_reporter(tls::tls_reporter* r);
+    // The MTA-STS policies (null with delivery.mta_sts = "off").
+    tls::mta_sts* sts_policies();
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
     // Stops taking new messages; those in flight finish (see in_flight()).

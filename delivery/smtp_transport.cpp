@@ -39,15 +39,13 @@ public:
         // Opportunistic and "required" encrypt without verifying the peer, as
         // most MX hosts have no certificate a sender could check (RFC 7435),
         // unless delivery.tls_verify asks for the chain and the MX name.
-        if (cfg.delivery.tls_verify) {
-            tls_.set_verify_mode(asio::ssl::verify_peer);
-            boost::system::error_code vec;
-            if (!cfg.delivery.tls_ca_file.empty()) tls_.load_verify_file(cfg.delivery.tls_ca_file.string(), vec);
-            else tls_.set_default_verify_paths(vec);
-            if (vec) log->error("delivery.tls_ca_file: {}", vec.message());
-        } else {
-            tls_.set_verify_mode(asio::ssl::verify_none);
-        }
+        // The trust anchors are loaded whatever the mode: an MTA-STS policy
+        // asks for a verified certificate, or (testing) for a report of one.
+        tls_.set_verify_mode(cfg.delivery.tls_verify ? asio::ssl::verify_peer : asio::ssl::verify_none);
+        boost::system::error_code vec;
+        if (!cfg.delivery.tls_ca_file.empty()) tls_.load_verify_file(cfg.delivery.tls_ca_file.string(), vec);
+        else tls_.set_default_verify_paths(vec);
+        if (vec) log->error("delivery.tls_ca_file: {}", vec.message());
         SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
         opt_.helo_name = cfg.server.hostname;
         opt_.tls = cfg.delivery.tls;
@@ -59,10 +57,12 @@ public:
     }
 
     awaitable<open_result> open(const hop& h, bool use_tls, const std::string& source_ip) override {
-        auto r = co_await smtp::smtp_connection::open(ex_, h.ep, h.host, opt_, tls_, use_tls, source_ip);
+        smtp::tls_demand demand = h.tls ? h.tls->demand : smtp::tls_demand{};
+        auto r = co_await smtp::smtp_connection::open(ex_, h.ep, h.host, opt_, tls_, use_tls, source_ip, demand);
         open_result out;
         out.failure = std::move(r.failure);
         out.tls_failed = r.tls_failed;
+        out.tls = std::move(r.tls);
         if (r.conn) out.conn = std::make_unique<smtp_connection_adapter>(std::move(r.conn));
         co_return out;
     }

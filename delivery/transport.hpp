@@ -12,16 +12,28 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bounce/smtp_reply.hpp"
+#include "smtp/tls_outcome.hpp"
 
 namespace ricochet::delivery {
 
+// What the receiving domain asks of TLS (MTA-STS, tls/mta_sts.hpp), shared
+// by the hops of one lookup; also names the domain for TLS-RPT.
+struct hop_tls {
+    std::string domain;                      // the policy domain (the recipient's, ASCII)
+    smtp::tls_demand demand;                 // enforce: verify; testing: check
+    std::string policy_type = "no-policy-found";  // or "sts"
+    std::vector<std::string> policy_string, mx_patterns;
+};
+
 // One place to try: an MX (or route) host name (for SNI and the log) and
-// one of its addresses.
+// one of its addresses. tls: null for a [[delivery.route]] (no policy, no report).
 struct hop {
     std::string host;
     boost::asio::ip::tcp::endpoint ep;
+    std::shared_ptr<const hop_tls> tls;
 };
 
 struct transaction {
@@ -55,6 +67,7 @@ struct open_result {
     std::unique_ptr<connection> conn;  // null on failure
     bounce::smtp_reply failure;        // why, when conn is null
     bool tls_failed = false;           // the TLS handshake failed (opportunistic: try again without)
+    smtp::tls_outcome tls;             // for TLS-RPT
 };
 
 class transport {

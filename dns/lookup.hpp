@@ -32,6 +32,12 @@ struct address_result {
     std::string error;
 };
 
+struct txt_result {
+    dns_status status = dns_status::temporary;
+    std::vector<std::string> records;  // each record's strings joined (RFC 7208 3.3 style)
+    std::string error;
+};
+
 class lookup {
 public:
     virtual ~lookup() = default;
@@ -40,6 +46,11 @@ public:
     virtual boost::asio::awaitable<mx_result> mx(const std::string& domain) = 0;
     // A and AAAA of a host name.
     virtual boost::asio::awaitable<address_result> addresses(const std::string& host) = 0;
+    // TXT records of a name (MTA-STS and TLS-RPT announcements). Lookups
+    // that have none answer no_data (test tables need not list any).
+    virtual boost::asio::awaitable<txt_result> txt(const std::string& name) {
+        co_return txt_result{dns_status::no_data, {}, name + ": no TXT record"};
+    }
 };
 
 }  // namespace ricochet::dns

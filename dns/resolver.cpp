@@ -296,4 +296,25 @@ asio::awaitable<address_result> resolver::addresses(const std::string& host) {
     co_return r;
 }
 
+asio::awaitable<txt_result> resolver::txt(const std::string& name) {
+    txt_result r;
+    auto ans = co_await impl_->query(name, ns_t_txt);
+    r.status = map_status(ans.status);
+    if (r.status == dns_status::ok) {
+        ares_txt_ext* txt = nullptr;
+        if (ares_parse_txt_reply_ext(ans.buf.data(), static_cast<int>(ans.buf.size()), &txt) == ARES_SUCCESS) {
+            // A record is one or more strings of up to 255 bytes: joined.
+            for (auto* t = txt; t; t = t->next) {
+                std::string part(reinterpret_cast<const char*>(t->txt), t->length);
+                if (t->record_start || r.records.empty()) r.records.push_back(std::move(part));
+                else r.records.back() += part;
+            }
+            ares_free_data(txt);
+        }
+        if (r.records.empty()) r.status = dns_status::no_data;
+    }
+    if (r.status != dns_status::ok) r.error = "TXT lookup for " + name + ": " + ares_strerror(ans.status);
+    co_return r;
+}
+
 }  // namespace ricochet::dns

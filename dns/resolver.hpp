@@ -28,6 +28,7 @@ public:
 
     boost::asio::awaitable<mx_result> mx(const std::string& domain) override;
     boost::asio::awaitable<address_result> addresses(const std::string& host) override;
+    boost::asio::awaitable<txt_result> txt(const std::string& name) override;
 
 private:
     struct impl;

@@ -121,10 +121,29 @@ awaitable<smtp_reply> smtp_connection::ehlo() {
     co_return r;
 }
 
+namespace {
+// RFC 8460 4.3.1 result type of an X.509 verification error.
+std::string certificate_result_type(long verify) {
+    switch (verify) {
+        case X509_V_ERR_HOSTNAME_MISMATCH:
+        case X509_V_ERR_IP_ADDRESS_MISMATCH: return "certificate-host-mismatch";
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+        case X509_V_ERR_CERT_NOT_YET_VALID: return "certificate-expired";
+        case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+        case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        case X509_V_ERR_CERT_UNTRUSTED: return "certificate-not-trusted";
+        default: return "validation-failure";
+    }
+}
+}  // namespace
+
 awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex, tcp::endpoint ep,
                                                               const std::string& mx, const client_options& opt,
                                                               asio::ssl::context& tls, bool use_tls,
-                                                              const std::string& source_ip) {
+                                                              const std::string& source_ip, tls_demand demand) {
     open_result res;
     auto c = std::make_unique<smtp_connection>(ex, tls, opt);
     c->mx_ = mx;
@@ -164,50 +183,77 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
         res.failure = std::move(e);
         co_return res;
     }
-    if (use_tls && opt.tls != "off" && c->starttls_) {
+    // A receiver's policy (MTA-STS enforce) asks for TLS whatever delivery.tls says.
+    const bool required = opt.tls == "required" || demand.verify;
+    const bool checked = demand.verify || demand.check || opt.tls_verify;
+    if (use_tls && (opt.tls != "off" || demand.verify || demand.check)) res.tls.evaluated = true;
+    auto not_offered = [&](std::string why) {
+        res.tls.result_type = "starttls-not-supported";
+        res.tls.detail = why;
+        if (!required) return false;
+        res.failure = smtp_reply::none(stage::starttls, demand.verify ? "TLS required by the receiver's MTA-STS policy but " + why : why);
+        return true;
+    };
+    if (res.tls.evaluated && c->starttls_) {
         if (!co_await c->write("STARTTLS\r\n", opt.command_timeout)) {
             res.failure = smtp_reply::none(stage::starttls, "connection lost sending STARTTLS");
             co_return res;
         }
         auto r = co_await c->read_reply(stage::starttls, opt.command_timeout);
         if (r.code != 220) {
-            if (opt.tls == "required" || !c->usable_) {
+            if (not_offered("STARTTLS refused: " + r.text()) || !c->usable_) {
                 // Our own policy refuses plain text: temporary, never a bounce.
-                res.failure = smtp_reply::none(stage::starttls, "STARTTLS refused: " + r.text());
+                if (res.failure.lines.empty()) res.failure = smtp_reply::none(stage::starttls, "STARTTLS refused: " + r.text());
                 co_return res;
             }
         } else {
             c->reader_.clear();  // RFC 3207 4.2: nothing from before the handshake
-            SSL_set_tlsext_host_name(c->stream_.native_handle(), c->mx_.c_str());
-            if (opt.tls_verify) {
+            auto* ssl = c->stream_.native_handle();
+            SSL_set_tlsext_host_name(ssl, c->mx_.c_str());
+            if (checked) {
                 // The name we looked up (RFC 7672 style: the MX host), or the
-                // address of a route given as one.
-                auto* param = SSL_get0_param(c->stream_.native_handle());
+                // address of a route given as one. The chain is checked on
+                // every handshake; only a verifying one fails on it, the
+                // others read the result afterwards (testing mode reports it).
+                auto* param = SSL_get0_param(ssl);
                 boost::system::error_code aec;
                 asio::ip::make_address(c->mx_, aec);
                 if (!aec) X509_VERIFY_PARAM_set1_ip_asc(param, c->mx_.c_str());
-                else SSL_set1_host(c->stream_.native_handle(), c->mx_.c_str());
+                else SSL_set1_host(ssl, c->mx_.c_str());
+                if (demand.verify) SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
             }
             asio::steady_timer timer(ex, opt.command_timeout);
             auto h = co_await (c->stream_.async_handshake(asio::ssl::stream_base::client, as_tuple) ||
                                timer.async_wait(as_tuple));
+            long verify = checked ? SSL_get_verify_result(ssl) : X509_V_OK;
+            if (verify != X509_V_OK) {
+                res.tls.result_type = certificate_result_type(verify);
+                res.tls.detail = c->mx_ + ": " + X509_verify_cert_error_string(verify);
+            }
             if (h.index() == 1 || std::get<0>(std::get<0>(h))) {
                 res.tls_failed = true;
-                res.failure = smtp_reply::none(stage::tls, "TLS handshake with " + c->ip_ + " failed" +
-                                                       (h.index() == 1 ? std::string(": timeout")
-                                                                       : ": " + std::get<0>(std::get<0>(h)).message()));
+                if (res.tls.result_type.empty()) {
+                    res.tls.result_type = "validation-failure";
+                    res.tls.detail = "TLS handshake failed";
+                }
+                std::string why = h.index() == 1 ? std::string("timeout") : std::get<0>(std::get<0>(h)).message();
+                if (verify != X509_V_OK) why = "certificate of " + c->mx_ + " not accepted: " + X509_verify_cert_error_string(verify);
+                res.failure = smtp_reply::none(stage::tls, "TLS handshake with " + c->ip_ + " failed: " + why);
                 co_return res;
             }
             c->tls_ = true;
+            res.tls.ok = res.tls.result_type.empty();
             auto e2 = co_await c->ehlo();  // RFC 3207 4.2: capabilities again, inside TLS
             if (!e2.positive()) {
                 res.failure = std::move(e2);
                 co_return res;
             }
         }
-    } else if (opt.tls == "required" && use_tls) {
-        res.failure = smtp_reply::none(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
-        co_return res;
+    } else if (res.tls.evaluated) {
+        if (not_offered(c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS")) {
+            if (!demand.verify) res.failure = smtp_reply::none(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
+            co_return res;
+        }
     }
     c->idle_since = std::chrono::steady_clock::now();
     res.conn = std::move(c);

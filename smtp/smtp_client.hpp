@@ -15,6 +15,7 @@
 
 #include "bounce/smtp_reply.hpp"
 #include "smtp/line_reader.hpp"
+#include "smtp/tls_outcome.hpp"
 
 namespace ricochet::smtp {
 
@@ -35,6 +36,7 @@ public:
         std::unique_ptr<smtp_connection> conn;  // null on failure
         bounce::smtp_reply failure;             // why, when conn is null
         bool tls_failed = false;                // the TLS handshake failed (try again without)
+        tls_outcome tls;                        // for TLS-RPT
     };
     // Connects to ep and greets. mx is the host name (for SNI and the log).
     // use_tls false: no STARTTLS even when offered (opportunistic fallback).
@@ -44,7 +46,7 @@ public:
     static boost::asio::awaitable<open_result> open(const executor& ex, boost::asio::ip::tcp::endpoint ep,
                                                     const std::string& mx, const client_options& opt,
                                                     boost::asio::ssl::context& tls, bool use_tls,
-                                                    const std::string& source_ip = "");
+                                                    const std::string& source_ip = "", tls_demand demand = {});
 
     struct transaction {
         bounce::smtp_reply reply;  // the final reply: 250 at end of data, or the first failure

@@ -230,7 +230,7 @@ class Tls(unittest.TestCase):
         d, sink = self.run_with("required", True, extra="tls_verify = true\n", cert=(self.ip_cert, self.ip_key))
         ev = wait_for(lambda: events(d, "deferred"), what="deferred")[0]
         self.assertEqual((ev["stage"], ev["category"]), ("tls", "tls-failure"))
-        self.assertIn("certificate verify failed", ev["reply"])
+        self.assertIn("certificate of 127.0.0.1 not accepted: self-signed certificate", ev["reply"])
         self.assertEqual(sink.received(), [])
 
     def test_verify_with_its_trust_anchor_delivers(self):
@@ -244,7 +244,7 @@ class Tls(unittest.TestCase):
         d, sink = self.run_with("required", True, extra='tls_verify = true\ntls_ca_file = "%s"\n' % self.cert)
         ev = wait_for(lambda: events(d, "deferred"), what="deferred")[0]
         self.assertEqual(ev["stage"], "tls")
-        self.assertIn("certificate verify failed", ev["reply"])
+        self.assertIn("certificate of 127.0.0.1 not accepted: IP address mismatch", ev["reply"])
         self.assertEqual(sink.received(), [])
 
     def test_required_without_starttls_defers(self):
