@@ -293,7 +293,10 @@ void load(const toml::table& root, config& c) {
         table_reader r(c, *t, "delivery");
         r.known({"port", "dns_servers", "tls", "tls_verify", "tls_ca_file", "max_connections_per_domain", "max_messages_per_connection", "route",
                  "connect_timeout", "command_timeout", "data_timeout", "dns_timeout", "feedback_id", "shaping_file",
-                 "pool", "adaptive_interval", "mta_sts", "mta_sts_port", "tls_rpt", "tls_rpt_contact"});
+                 "pool", "adaptive_interval", "mta_sts", "mta_sts_port", "tls_rpt", "tls_rpt_contact", "dane", "dnssec_trust_anchor"});
+        r.one_of("dane", c.delivery.dane, {"on", "off"});
+        // (The default, missing, turns DANE off with a warning at start.)
+        r.existing_file("dnssec_trust_anchor", c.delivery.dnssec_trust_anchor);
         r.one_of("mta_sts", c.delivery.mta_sts, {"on", "off"});
         r.integer("mta_sts_port", c.delivery.mta_sts_port, 1, 65535);
         r.one_of("tls_rpt", c.delivery.tls_rpt, {"on", "off"});

@@ -145,6 +145,8 @@ struct config {
         // Transport security of delivery (tls/, docs/tls.md).
         std::string mta_sts = "on";          // RFC 8461 policies: on | off
         std::uint16_t mta_sts_port = 443;    // where policies are fetched (tests serve them elsewhere)
+        std::string dane = "on";             // RFC 7672 TLSA records, DNSSEC-validated: on | off
+        std::filesystem::path dnssec_trust_anchor = "/usr/share/dns/root.key";  // for DANE's validation
         std::string tls_rpt = "on";          // RFC 8460 daily reports: on | off
         std::string tls_rpt_contact;         // report sender and contact-info; "" postmaster@server.hostname
     } delivery;

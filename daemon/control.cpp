@@ -103,9 +103,14 @@ json handle_control(control_context& ctx, const json& req) {
         if (!ctx.tls_reports) return {{"ok", false}, {"error", "TLS-RPT is off (delivery.tls_rpt = \"off\")"}};
         auto day = req.value("day", std::string());
         if (day.empty() || day == "today") day = tls::utc_day(now_ms());
-        std::promise<json> p;
-        auto f = p.get_future();
-        ctx.tls_reports->send_now(day, [&p](json r) { p.set_value(std::move(r)); });
+        // The control socket has one thread: it waits 30 s at most (a day
+        // of many domains goes on in the background), and a promise that
+        // outlives this call (a shutdown in between) is harmless.
+        auto p = std::make_shared<std::promise<json>>();
+        auto f = p->get_future();
+        ctx.tls_reports->send_now(day, [p](json r) { p->set_value(std::move(r)); });
+        if (f.wait_for(std::chrono::seconds(30)) != std::future_status::ready)
+            return {{"ok", false}, {"error", "still sending the reports of " + day + " (see the log)"}};
         return f.get();
     }
     if (cmd.rfind("queue.", 0) == 0) return queue_op(ctx, cmd, req);

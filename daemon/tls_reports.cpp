@@ -62,6 +62,16 @@ struct tls_report_sender::impl : std::enable_shared_from_this<impl> {
     awaitable<nlohmann::json> send_day(std::string day) {
         nlohmann::json out{{"ok", true}, {"day", day}, {"queued", nlohmann::json::array()},
                            {"skipped", nlohmann::json::array()}, {"waiting", nlohmann::json::array()}};
+        // One pass at a time (the daily one and ricochetctl's may overlap).
+        while (sending) {
+            asio::steady_timer wait(strand, std::chrono::milliseconds(200));
+            co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        sending = true;
+        struct done_guard {
+            bool& flag;
+            ~done_guard() { flag = false; }
+        } guard{sending};
         std::set<std::string> reported;
         auto c = counts.load_day(day, reported);
         if (!c) co_return out;
@@ -88,7 +98,7 @@ struct tls_report_sender::impl : std::enable_shared_from_this<impl> {
                 continue;
             }
             // One id per day, domain and node (RFC 8460 4.4: unique per report).
-            std::string id = day + "T00:00:00Z_" + domain + "@" + cfg.server.hostname;
+            std::string id = day + "." + domain + "@" + cfg.server.hostname;  // a valid msg-id (RFC 5322 3.6.4)
             auto report = c->report(domain, cfg.server.hostname, contact, id);
             auto now = now_ms();
             std::vector<std::string> to(rec.mailto.begin(), rec.mailto.begin() + std::min<std::size_t>(rec.mailto.size(), 5));
@@ -121,6 +131,11 @@ struct tls_report_sender::impl : std::enable_shared_from_this<impl> {
             out["queued"].push_back({{"domain", domain}, {"id", eid}, {"to", to}});
         }
         if (unsaved) counts.save_reported(day, *c, reported);
+        // A domain whose DNS keeps failing is given up after a week.
+        if (!all_done && day < tls::utc_day(now_ms() - 7 * 86400 * 1000LL)) {
+            log()->warn("TLS-RPT: {}: {} domain(s) still not reported after a week; given up", day, out["waiting"].size());
+            all_done = true;
+        }
         if (all_done) counts.finish_day(day);
         co_return out;
     }

@@ -69,8 +69,9 @@ awaitable<connection_pool::acquired> connection_pool::acquire(const std::string&
             acquired out;
             std::optional<bounce::smtp_reply> temporary;
             for (auto& h : hops) {
-                // An MTA-STS policy asks for TLS even where delivery.tls is off.
-                bool with_tls = lim_.tls != "off" || (h.tls && (h.tls->demand.verify || h.tls->demand.check));
+                // MTA-STS enforce and DANE ask for TLS even where delivery.tls
+                // is off (testing mode does not: it must never stop delivery).
+                bool with_tls = lim_.tls != "off" || (h.tls && (h.tls->demand.verify || h.tls->demand.dane));
                 for (int pass = 0; pass < 2; ++pass) {
                     auto r = co_await transport_.open(h, with_tls, kl.source_ip);
                     if (observer_ && r.tls.evaluated) observer_(h, kl.source_ip, r.tls);
@@ -81,8 +82,8 @@ awaitable<connection_pool::acquired> connection_pool::acquire(const std::string&
                     out.failure = std::move(r.failure);
                     log()->info("{}: {} [{}]: {}", domain, h.host, h.ep.address().to_string(), out.failure.text());
                     // Opportunistic TLS that fails in the handshake: once more in plain text.
-                    // Never when the receiver's policy demands TLS (MTA-STS enforce).
-                    bool demanded = h.tls && h.tls->demand.verify;
+                    // Never when the receiver demands TLS (MTA-STS enforce, DANE).
+                    bool demanded = h.tls && (h.tls->demand.verify || h.tls->demand.dane);
                     if (!(r.tls_failed && lim_.tls == "opportunistic" && with_tls && !demanded)) break;
                     with_tls = false;
                 }

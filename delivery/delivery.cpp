@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <atomic>
 #include <thread>
+#include <filesystem>
+#include <strings.h>
 #include <map>
+#include <set>
 #include <unordered_set>
 
 #include "bounce/classifier.hpp"
@@ -25,7 +28,9 @@
 #include "delivery/next_hops.hpp"
 #include "delivery/smtp_transport.hpp"
 #include "dns/idn.hpp"
+#include "dns/dnssec_resolver.hpp"
 #include "dns/resolver.hpp"
+#include "tls/dane.hpp"
 #include "tls/mta_sts.hpp"
 #include "tls/tls_reporter.hpp"
 #include "events/make.hpp"
@@ -55,6 +60,20 @@ std::shared_ptr<spdlog::logger> log() {
 }
 }  // namespace
 
+// Whether a message is one of our TLS-RPT reports (a TLS-Report-Domain
+// field in its header; only asked of mail from the null sender).
+bool is_tls_report(const std::string& content) {
+    std::string_view head(content.data(), std::min(content.find("\r\n\r\n"), content.size()));
+    for (std::size_t p = 0; p < head.size();) {
+        auto e = head.find("\r\n", p);
+        auto line = head.substr(p, e == std::string_view::npos ? std::string_view::npos : e - p);
+        if (line.size() >= 18 && strncasecmp(line.data(), "TLS-Report-Domain:", 18) == 0) return true;
+        if (e == std::string_view::npos) break;
+        p = e + 2;
+    }
+    return false;
+}
+
 struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     asio::strand<asio::io_context::executor_type> strand;
     const config& cfg;
@@ -69,6 +88,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     next_hops hops;
     connection_pool pool;
     std::unique_ptr<tls::mta_sts> sts;     // delivery.mta_sts = "on"
+    std::unique_ptr<dns::dnssec_resolver> dnssec;  // delivery.dane = "on" (and a trust anchor)
     tls::tls_reporter* reporter = nullptr;  // TLS-RPT counts; null: not counted
     std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
     std::function<bool(const queue::envelope&)> send_check;  // false: paused by the campaign breaker
@@ -101,6 +121,22 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             std::int64_t(c.delivery.adaptive_interval.count()) * 1000,
             std::int64_t(c.bounce.destination_backoff.count()) * 1000, "");
         shape = own_shaper.get();
+        // DANE needs a validating resolver with a trust anchor; tests that
+        // pass their own DNS table have none (and no network).
+        std::error_code aec;
+        if (c.delivery.dane == "on" && own_dns) {
+            if (!std::filesystem::is_regular_file(c.delivery.dnssec_trust_anchor, aec)) {
+                log()->warn("DANE off: no DNSSEC trust anchor at {} (install dns-root-data, or set delivery.dnssec_trust_anchor)",
+                            c.delivery.dnssec_trust_anchor.string());
+            } else {
+                dnssec = std::make_unique<dns::dnssec_resolver>(strand, c.delivery.dns_servers, c.delivery.dnssec_trust_anchor);
+                std::string derr;
+                if (!dnssec->ok(derr)) {
+                    log()->error("DANE off: {}", derr);
+                    dnssec.reset();
+                }
+            }
+        }
         if (c.delivery.mta_sts == "on")
             sts = std::make_unique<tls::mta_sts>(strand, c, dns ? *dns : *own_dns, c.server.spool_dir / "mta-sts");
         pool.set_tls_observer([this](const hop& h, const std::string& source_ip, const smtp::tls_outcome& o) {
@@ -241,7 +277,115 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 }
             }
         }
-        for (auto& h : found.hops) h.tls = info;
+        std::map<std::string, std::shared_ptr<const hop_tls>> dane;  // per MX host with TLSA records
+        if (dnssec && !found.hops.empty() && !co_await apply_dane(*ascii, found, *info, dane)) co_return;
+        for (auto& h : found.hops) {
+            auto it = dane.find(h.host);
+            h.tls = it != dane.end() ? it->second : info;
+        }
+        if (!dane.empty()) tls_pool += "|dane:" + *ascii;
+    }
+
+    void record_failure(const std::string& domain, const std::string& mx, const char* type, const std::string& detail,
+                        std::vector<std::string> policy = {}) {
+        if (!reporter) return;
+        tls::session_result r;
+        r.domain = domain;
+        r.policy_type = "tlsa";
+        r.policy_string = std::move(policy);
+        r.result_type = type;
+        r.mx_host = mx;
+        r.detail = detail;
+        r.at_ms = now_ms();
+        reporter->record(r);
+    }
+
+    // DANE (RFC 7672 2.2): when the MX records are DNSSEC-validated, each MX
+    // host whose address records are validated is asked for TLSA records
+    // at _PORT._tcp.HOST; validated records make TLS with a matching
+    // certificate mandatory for that host (before MTA-STS, RFC 8461 2). A
+    // bogus answer, or a TLSA lookup that fails, makes the host unusable;
+    // a bogus or failed MX lookup defers the domain. Unsigned answers
+    // leave things as they were. False: found.hops is empty, found.why says why.
+    awaitable<bool> apply_dane(const std::string& domain, hops_result& found, const hop_tls& base,
+                               std::map<std::string, std::shared_ptr<const hop_tls>>& dane) {
+        auto defer = [&](bounce::stage at, std::string why) {
+            found.hops.clear();
+            found.why = smtp_reply::none(at, std::move(why));
+            return false;
+        };
+        auto mx = co_await dnssec->query(domain, 15);
+        if (mx.bogus) {
+            record_failure(domain, "", "dnssec-invalid", "MX of " + domain + ": " + mx.error);
+            co_return defer(bounce::stage::dns, "DNSSEC validation of the MX records of " + domain + " failed: " + mx.error);
+        }
+        if (mx.status == dns::dns_status::temporary)
+            co_return defer(bounce::stage::dns, "DNSSEC lookup of the MX records of " + domain + " failed: " + mx.error);
+        if (!mx.secure) co_return true;  // unsigned: no DANE
+        if (mx.status == dns::dns_status::ok) {
+            // Only the validated exchangers: hops from another answer are dropped.
+            std::set<std::string> names;
+            for (auto& rd : mx.rdata) {
+                std::string name;
+                std::size_t i = 2;  // after the preference
+                while (i < rd.size() && rd[i] != 0) {
+                    auto len = static_cast<unsigned char>(rd[i]);
+                    if (i + 1 + len > rd.size()) break;
+                    if (!name.empty()) name += '.';
+                    name.append(rd, i + 1, len);
+                    i += 1 + len;
+                }
+                for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                names.insert(name);
+            }
+            std::erase_if(found.hops, [&](const hop& h) {
+                std::string n = h.host;
+                for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+                return !names.count(n);
+            });
+            if (found.hops.empty())
+                co_return defer(bounce::stage::dns, "no MX host of " + domain + " in its DNSSEC-validated MX records");
+        }
+        std::set<std::string> unusable, done;
+        std::string last_error;
+        for (auto& h : found.hops) {
+            if (!done.insert(h.host).second) continue;
+            auto a = co_await dnssec->query(h.host, 1);
+            if (!a.bogus && a.status != dns::dns_status::ok) a = co_await dnssec->query(h.host, 28);
+            if (a.bogus) {
+                record_failure(domain, h.host, "dnssec-invalid", "address of " + h.host + ": " + a.error);
+                unusable.insert(h.host);
+                last_error = "DNSSEC validation of the address of " + h.host + " failed: " + a.error;
+                continue;
+            }
+            if (!a.secure) continue;  // an unsigned host: no DANE for it
+            std::string name = tls::tlsa_name(h.host, cfg.delivery.port);
+            auto t = co_await dnssec->query(name, 52);
+            if (t.bogus || t.status == dns::dns_status::temporary) {
+                record_failure(domain, h.host, t.bogus ? "dnssec-invalid" : "dane-required", name + ": " + t.error);
+                unusable.insert(h.host);
+                last_error = (t.bogus ? "DNSSEC validation of " : "TLSA lookup of ") + name + " failed: " + t.error;
+                continue;
+            }
+            if (!t.secure || t.status != dns::dns_status::ok) continue;  // no TLSA records: no DANE
+            auto hi = std::make_shared<hop_tls>(base);
+            hi->demand = {};
+            hi->demand.dane = true;
+            hi->policy_type = "tlsa";
+            hi->policy_string.clear();
+            hi->mx_patterns.clear();
+            for (auto& rd : t.rdata)
+                if (auto r = tls::parse_tlsa(rd)) {
+                    hi->policy_string.push_back(tls::to_text(*r));
+                    hi->demand.tlsa.push_back(std::move(*r));
+                }
+            dane[h.host] = std::move(hi);
+        }
+        if (!unusable.empty()) {
+            std::erase_if(found.hops, [&](const hop& h) { return unusable.count(h.host) > 0; });
+            if (found.hops.empty()) co_return defer(bounce::stage::tls, last_error);
+        }
+        co_return true;
     }
 
     // One message's recipients at one domain, one transaction each. What
@@ -258,7 +402,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         };
         auto found = co_await hops.find(domain);
         std::string tls_pool;  // connections verified for a policy are pooled apart
-        if (!found.hops.empty() && !hops.route(domain)) co_await apply_tls_policy(domain, found, tls_pool);
+        // RFC 8460 3: a TLS report is delivered despite TLS failures, and
+        // its session is not counted in the next report.
+        bool tls_report = env.sender.empty() && is_tls_report(content);
+        if (!found.hops.empty() && !hops.route(domain) && !tls_report) co_await apply_tls_policy(domain, found, tls_pool);
         if (found.hops.empty()) {
             defer_all(0, found.why, "");
             co_return;

@@ -12,7 +12,8 @@ PKGS=(g++ cmake ninja-build ccache pkg-config python3
       curl python3-prometheus-client  # HTTP API tests: a real client, and the /metrics parser
       python3-dkim python3-nacl python3-dnspython  # an independent DKIM verifier (Ed25519 needs nacl)
       chromium python3-websocket  # the dashboard's tests: a real browser, driven over CDP
-      libpq-dev postgresql-15)  # the PostgreSQL backend (libpq) and the server its tests start
+      libpq-dev postgresql-15  # the PostgreSQL backend (libpq) and the server its tests start
+      libunbound-dev dns-root-data nsd ldnsutils)  # DANE: DNSSEC validation, the root trust anchor; a signed test zone served by nsd
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -135,6 +135,7 @@ std::string certificate_result_type(long verify) {
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
         case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
         case X509_V_ERR_CERT_UNTRUSTED: return "certificate-not-trusted";
+        case X509_V_ERR_DANE_NO_MATCH: return "tlsa-invalid";
         default: return "validation-failure";
     }
 }
@@ -184,14 +185,20 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
         co_return res;
     }
     // A receiver's policy (MTA-STS enforce) asks for TLS whatever delivery.tls says.
-    const bool required = opt.tls == "required" || demand.verify;
-    const bool checked = demand.verify || demand.check || opt.tls_verify;
-    if (use_tls && (opt.tls != "off" || demand.verify || demand.check)) res.tls.evaluated = true;
+    const bool required = opt.tls == "required" || demand.verify || demand.dane;
+    const bool checked = !demand.dane && (demand.verify || demand.check || opt.tls_verify);
+    if (use_tls && (opt.tls != "off" || demand.verify || demand.dane)) res.tls.evaluated = true;
+    if (!use_tls && (demand.verify || demand.dane)) {  // (no caller does this: never plain text when TLS is demanded)
+        res.failure = smtp_reply::none(stage::starttls, "TLS demanded for " + c->mx_ + " but not attempted");
+        co_return res;
+    }
     auto not_offered = [&](std::string why) {
         res.tls.result_type = "starttls-not-supported";
         res.tls.detail = why;
         if (!required) return false;
-        res.failure = smtp_reply::none(stage::starttls, demand.verify ? "TLS required by the receiver's MTA-STS policy but " + why : why);
+        res.failure = smtp_reply::none(stage::starttls, demand.dane     ? "TLS required by the DANE TLSA records of " + c->mx_ + " but " + why
+                                                        : demand.verify ? "TLS required by the receiver's MTA-STS policy but " + why
+                                                                        : why);
         return true;
     };
     if (res.tls.evaluated && c->starttls_) {
@@ -222,10 +229,24 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
                 else SSL_set1_host(ssl, c->mx_.c_str());
                 if (demand.verify) SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
             }
+            bool dane_auth = false;  // at least one usable TLSA record: the certificate must match
+            if (demand.dane) {
+                // RFC 7672 3: DANE-EE(3) matches the server's certificate or
+                // key with no name check; DANE-TA(2) a CA of the chain it
+                // sends, the MX host name checked. PKIX usages are unusable.
+                if (SSL_dane_enable(ssl, c->mx_.c_str()) > 0) {
+                    SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+                    for (auto& t : demand.tlsa)
+                        if (SSL_dane_tlsa_add(ssl, t.usage, t.selector, t.mtype,
+                                              reinterpret_cast<const unsigned char*>(t.data.data()), t.data.size()) > 0)
+                            dane_auth = true;
+                }
+                if (dane_auth) SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+            }
             asio::steady_timer timer(ex, opt.command_timeout);
             auto h = co_await (c->stream_.async_handshake(asio::ssl::stream_base::client, as_tuple) ||
                                timer.async_wait(as_tuple));
-            long verify = checked ? SSL_get_verify_result(ssl) : X509_V_OK;
+            long verify = checked || dane_auth ? SSL_get_verify_result(ssl) : X509_V_OK;
             if (verify != X509_V_OK) {
                 res.tls.result_type = certificate_result_type(verify);
                 res.tls.detail = c->mx_ + ": " + X509_verify_cert_error_string(verify);
@@ -251,7 +272,8 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
         }
     } else if (res.tls.evaluated) {
         if (not_offered(c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS")) {
-            if (!demand.verify) res.failure = smtp_reply::none(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
+            if (!demand.verify && !demand.dane)
+                res.failure = smtp_reply::none(stage::starttls, "TLS required but " + c->mx_ + " [" + c->ip_ + "] does not offer STARTTLS");
             co_return res;
         }
     }

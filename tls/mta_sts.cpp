@@ -127,6 +127,7 @@ struct mta_sts::impl {
 
     awaitable<fetch_result> fetch(const std::string& domain) {
         fetch_result out;
+        auto deadline = std::chrono::steady_clock::now() + fetch_timeout;  // for the whole fetch, every address
         const std::string host = "mta-sts." + domain;
         auto addrs = co_await dns.addresses(host);
         if (addrs.status != dns::dns_status::ok) {
@@ -138,7 +139,8 @@ struct mta_sts::impl {
             boost::system::error_code aec;
             auto ip = asio::ip::make_address(addrs.addresses[i], aec);
             if (aec) continue;
-            out = co_await fetch_from(host, tcp::endpoint(ip, cfg.delivery.mta_sts_port));
+            if (std::chrono::steady_clock::now() >= deadline) break;
+            out = co_await fetch_from(host, tcp::endpoint(ip, cfg.delivery.mta_sts_port), deadline);
             // Another address helps only when this one could not be reached.
             if (out.failure_type.empty() || out.failure_type != result_type::sts_policy_fetch_error ||
                 out.error.find("connect") == std::string::npos)
@@ -147,9 +149,9 @@ struct mta_sts::impl {
         co_return out;
     }
 
-    awaitable<fetch_result> fetch_from(const std::string& host, tcp::endpoint ep) {
+    awaitable<fetch_result> fetch_from(const std::string& host, tcp::endpoint ep,
+                                       std::chrono::steady_clock::time_point deadline) {
         fetch_result out;
-        auto deadline = std::chrono::steady_clock::now() + fetch_timeout;
         beast::ssl_stream<beast::tcp_stream> s(ex, tls);
         auto& low = beast::get_lowest_layer(s);
         auto fail = [&](std::string type, std::string why) {
@@ -191,8 +193,10 @@ struct mta_sts::impl {
         if (status != 200) co_return fail(result_type::sts_policy_fetch_error, "HTTP " + std::to_string(status));
         std::string ctype(res[bhttp::field::content_type]);
         for (auto& ch : ctype) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        if (ctype.substr(0, ctype.find(';')).find("text/plain") != 0)
-            co_return fail(result_type::sts_policy_invalid, "Content-Type is not text/plain: " + ctype);
+        std::string media = ctype.substr(0, ctype.find(';'));
+        while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+        while (!media.empty() && (media.front() == ' ' || media.front() == '\t')) media.erase(0, 1);
+        if (media != "text/plain") co_return fail(result_type::sts_policy_invalid, "Content-Type is not text/plain: " + ctype);
         out.text = std::move(res.body());
         beast::error_code ignored;
         low.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -206,7 +210,8 @@ mta_sts::mta_sts(asio::any_io_executor ex, const config& cfg, dns::lookup& dns, 
 mta_sts::~mta_sts() = default;
 
 awaitable<sts_answer> mta_sts::policy_for(const std::string& domain) {
-    auto& m = *impl_;
+    auto keep = impl_;  // alive for the whole call
+    auto& m = *keep;
     sts_answer out;
     if (!safe_domain(domain)) co_return out;
     const std::string txt_name = "_mta-sts." + domain;

@@ -81,11 +81,10 @@ std::string utc_day(std::int64_t ms) {
 }
 
 void day_counts::record(const session_result& r) {
-    auto& d = domains_[r.domain];
-    // The policy in force last is the one reported (a policy changed in the
-    // middle of a day is reported under its new text).
-    d.policy_type = r.policy_type;
-    if (r.policy_type == "sts") {
+    auto& d = domains_[r.domain][r.policy_type];
+    // The policy text seen last is the one reported (a policy whose id
+    // changed during the day is reported under its new text).
+    if (r.policy_type != "no-policy-found") {
         d.policy_string = r.policy_string;
         d.mx_patterns = r.mx_patterns;
     }
@@ -106,65 +105,77 @@ std::vector<std::string> day_counts::domains() const {
 }
 
 std::pair<std::uint64_t, std::uint64_t> day_counts::totals(const std::string& domain) const {
+    std::pair<std::uint64_t, std::uint64_t> t{0, 0};
     auto it = domains_.find(domain);
-    if (it == domains_.end()) return {0, 0};
-    return {it->second.success, it->second.fail};
+    if (it == domains_.end()) return t;
+    for (auto& [_, p] : it->second) {
+        t.first += p.success;
+        t.second += p.fail;
+    }
+    return t;
 }
 
 nlohmann::json day_counts::report(const std::string& domain, const std::string& organization,
                                   const std::string& contact, const std::string& report_id) const {
     auto it = domains_.find(domain);
     if (it == domains_.end()) return nullptr;
-    auto& d = it->second;
-    nlohmann::json policy{{"policy-type", d.policy_type}, {"policy-domain", domain}};
-    if (d.policy_type == "sts") {
-        policy["policy-string"] = d.policy_string;
-        policy["mx-host"] = d.mx_patterns;
+    nlohmann::json policies = nlohmann::json::array();
+    for (auto& [type, d] : it->second) {
+        nlohmann::json policy{{"policy-type", type}, {"policy-domain", domain}};
+        if (type != "no-policy-found") policy["policy-string"] = d.policy_string;
+        if (type == "sts") policy["mx-host"] = d.mx_patterns;
+        nlohmann::json details = nlohmann::json::array();
+        for (auto& [k, f] : d.failures) {
+            nlohmann::json fd{{"result-type", k.type}, {"failed-session-count", f.count}};
+            if (!k.sending_ip.empty()) fd["sending-mta-ip"] = k.sending_ip;
+            if (!k.mx_host.empty()) fd["receiving-mx-hostname"] = k.mx_host;
+            if (!k.receiving_ip.empty()) fd["receiving-ip"] = k.receiving_ip;
+            if (!f.detail.empty()) fd["failure-reason-code"] = f.detail;  // (additional-information is a URI)
+            details.push_back(std::move(fd));
+        }
+        nlohmann::json pol{{"policy", policy},
+                           {"summary", {{"total-successful-session-count", d.success}, {"total-failure-session-count", d.fail}}}};
+        if (!details.empty()) pol["failure-details"] = details;
+        policies.push_back(std::move(pol));
     }
-    nlohmann::json details = nlohmann::json::array();
-    for (auto& [k, f] : d.failures) {
-        nlohmann::json fd{{"result-type", k.type}, {"failed-session-count", f.count}};
-        if (!k.sending_ip.empty()) fd["sending-mta-ip"] = k.sending_ip;
-        if (!k.mx_host.empty()) fd["receiving-mx-hostname"] = k.mx_host;
-        if (!k.receiving_ip.empty()) fd["receiving-ip"] = k.receiving_ip;
-        if (!f.detail.empty()) fd["additional-information"] = f.detail;
-        details.push_back(std::move(fd));
-    }
-    nlohmann::json pol{{"policy", policy},
-                       {"summary", {{"total-successful-session-count", d.success}, {"total-failure-session-count", d.fail}}}};
-    if (!details.empty()) pol["failure-details"] = details;
     return nlohmann::json{{"organization-name", organization},
                           {"date-range", {{"start-datetime", day_ + "T00:00:00Z"}, {"end-datetime", day_ + "T23:59:59Z"}}},
                           {"contact-info", contact},
                           {"report-id", report_id},
-                          {"policies", nlohmann::json::array({pol})}};
+                          {"policies", policies}};
 }
 
 nlohmann::json day_counts::to_json() const {
     nlohmann::json doms = nlohmann::json::object();
-    for (auto& [name, d] : domains_) {
-        nlohmann::json fails = nlohmann::json::array();
-        for (auto& [k, f] : d.failures)
-            fails.push_back({{"type", k.type}, {"sending_ip", k.sending_ip}, {"mx", k.mx_host}, {"ip", k.receiving_ip},
-                             {"count", f.count}, {"detail", f.detail}});
-        doms[name] = {{"policy_type", d.policy_type}, {"policy_string", d.policy_string}, {"mx", d.mx_patterns},
-                      {"success", d.success}, {"fail", d.fail}, {"failures", fails}};
+    for (auto& [name, types] : domains_) {
+        nlohmann::json pols = nlohmann::json::object();
+        for (auto& [type, d] : types) {
+            nlohmann::json fails = nlohmann::json::array();
+            for (auto& [k, f] : d.failures)
+                fails.push_back({{"type", k.type}, {"sending_ip", k.sending_ip}, {"mx", k.mx_host}, {"ip", k.receiving_ip},
+                                 {"count", f.count}, {"detail", f.detail}});
+            pols[type] = {{"policy_string", d.policy_string}, {"mx", d.mx_patterns}, {"success", d.success},
+                          {"fail", d.fail}, {"failures", fails}};
+        }
+        doms[name] = pols;
     }
     return {{"day", day_}, {"domains", doms}};
 }
 
 day_counts day_counts::from_json(const nlohmann::json& j) {
     day_counts out(j.at("day").get<std::string>());
-    for (auto& [name, d] : j.at("domains").items()) {
-        auto& p = out.domains_[name];
-        p.policy_type = d.at("policy_type").get<std::string>();
-        p.policy_string = d.at("policy_string").get<std::vector<std::string>>();
-        p.mx_patterns = d.at("mx").get<std::vector<std::string>>();
-        p.success = d.at("success").get<std::uint64_t>();
-        p.fail = d.at("fail").get<std::uint64_t>();
-        for (auto& f : d.at("failures"))
-            p.failures[{f.at("type").get<std::string>(), f.at("sending_ip").get<std::string>(), f.at("mx").get<std::string>(),
-                        f.at("ip").get<std::string>()}] = {f.at("count").get<std::uint64_t>(), f.at("detail").get<std::string>()};
+    for (auto& [name, types] : j.at("domains").items()) {
+        for (auto& [type, d] : types.items()) {
+            auto& p = out.domains_[name][type];
+            p.policy_string = d.at("policy_string").get<std::vector<std::string>>();
+            p.mx_patterns = d.at("mx").get<std::vector<std::string>>();
+            p.success = d.at("success").get<std::uint64_t>();
+            p.fail = d.at("fail").get<std::uint64_t>();
+            for (auto& f : d.at("failures"))
+                p.failures[{f.at("type").get<std::string>(), f.at("sending_ip").get<std::string>(),
+                            f.at("mx").get<std::string>(), f.at("ip").get<std::string>()}] = {f.at("count").get<std::uint64_t>(),
+                                                                                           f.at("detail").get<std::string>()};
+        }
     }
     return out;
 }

@@ -80,14 +80,15 @@ private:
         std::uint64_t count = 0;
         std::string detail;  // the last one seen
     };
-    struct per_domain {
-        std::string policy_type = "no-policy-found";
+    // One policy of a domain ("sts", "tlsa" or "no-policy-found"): a
+    // domain whose policy changed during the day has one entry per type.
+    struct per_policy {
         std::vector<std::string> policy_string, mx_patterns;
         std::uint64_t success = 0, fail = 0;
         std::map<failure_key, failure> failures;
     };
     std::string day_;
-    std::map<std::string, per_domain> domains_;
+    std::map<std::string, std::map<std::string, per_policy>> domains_;  // domain -> policy type -> counts
 };
 
 // "YYYY-MM-DD" of a time in UTC.

@@ -25,13 +25,16 @@ tls_reporter::tls_reporter(std::filesystem::path dir, std::int64_t now_ms) : dir
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
     std::set<std::string> reported;
-    if (auto d = load_day(today_.day(), reported)) {  // a restart today goes on counting
+    if (auto d = read_file(today_.day(), reported)) {  // a restart today goes on counting
         today_ = std::move(*d);
         today_reported_ = std::move(reported);
     }
 }
 
-const std::string& tls_reporter::today() const { return today_.day(); }
+std::string tls_reporter::today() const {
+    std::lock_guard lk(mu_);
+    return today_.day();
+}
 
 std::filesystem::path tls_reporter::file_of(const std::string& day) const { return dir_ / (day + ".json"); }
 
@@ -98,11 +101,17 @@ std::vector<std::string> tls_reporter::pending_days() const {
 }
 
 std::optional<day_counts> tls_reporter::load_day(const std::string& day, std::set<std::string>& reported) const {
-    if (day == today_.day() && (!today_.empty() || dir_.empty())) {
+    {
         std::lock_guard lk(mu_);
-        reported = today_reported_;
-        return today_;
+        if (day == today_.day()) {
+            reported = today_reported_;
+            return today_;
+        }
     }
+    return read_file(day, reported);
+}
+
+std::optional<day_counts> tls_reporter::read_file(const std::string& day, std::set<std::string>& reported) const {
     if (dir_.empty() || !is_day(day)) return std::nullopt;
     std::ifstream in(file_of(day));
     if (!in) return std::nullopt;
@@ -133,7 +142,7 @@ void tls_reporter::save_reported(const std::string& day, const day_counts& count
 }
 
 void tls_reporter::finish_day(const std::string& day) {
-    if (dir_.empty() || day == today_.day()) return;
+    if (dir_.empty() || day == today()) return;
     std::error_code ec;
     std::filesystem::remove(file_of(day), ec);
 }

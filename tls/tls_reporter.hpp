@@ -42,10 +42,11 @@ public:
     void save_reported(const std::string& day, const day_counts& counts, const std::set<std::string>& reported);
     // Every domain of a past day is reported: its file is removed.
     void finish_day(const std::string& day);
-    const std::string& today() const;
+    std::string today() const;
 
 private:
     std::filesystem::path file_of(const std::string& day) const;
+    std::optional<day_counts> read_file(const std::string& day, std::set<std::string>& reported) const;
     void write(const std::string& day, const day_counts& c, const std::set<std::string>& reported) const;
 
     std::filesystem::path dir_;

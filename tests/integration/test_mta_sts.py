@@ -5,7 +5,6 @@ mta-sts.DOMAIN; receivers are sink.py on 127.0.0.x, with STARTTLS and a
 certificate from the same CA (127.0.0.3) or without STARTTLS (127.0.0.4);
 TLS-RPT reports are delivered to a sink (127.0.0.5) and read back as RFC 8460
 JSON."""
-import base64
 import email
 import gzip
 import http.server
@@ -19,36 +18,21 @@ import tempfile
 import threading
 import unittest
 
-from harness import Daemon, delivery_config, message, wait_for
+from harness import Daemon, delivery_config, wait_for
+from pki import TestCa
 from sink import Sink
 from test_dns import common_port, free_udp_port, submit, events
 
 DOMAINS = ["enforce", "plain", "testing", "mismatch", "wrongcert", "redirect", "badweb", "rotate", "gone"]
 
 
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 def make_pki(d):
     """A test CA, and certificates it signs: one for the TLS receiver, one
     for the policy server (every mta-sts.X.test but badweb's)."""
-    ca_key, ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=Ricochet test CA",
-            "-keyout", ca_key, "-out", ca)
-
-    def leaf(name, sans):
-        key, csr, pem, ext = (os.path.join(d, name + s) for s in (".key", ".csr", ".pem", ".ext"))
-        with open(ext, "w") as f:
-            f.write("subjectAltName=" + ",".join("DNS:" + s for s in sans) + "\n")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + sans[0], "-keyout", key, "-out", csr)
-        openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
-                "-extfile", ext, "-out", pem)
-        return pem, key
-
-    mx = leaf("mx", ["mx.enforce.test", "mx.mismatch.test", "mx.testing-tls.test", "mx.rotate.test", "mx.gone.test"])
-    web = leaf("web", ["mta-sts.%s.test" % x for x in DOMAINS if x != "badweb"])
-    return ca, mx, web
+    ca = TestCa(d)
+    mx = ca.leaf("mx", ["mx.enforce.test", "mx.mismatch.test", "mx.testing-tls.test", "mx.rotate.test", "mx.gone.test"])
+    web = ca.leaf("web", ["mta-sts.%s.test" % x for x in DOMAINS + ["reports"] if x != "badweb"])
+    return ca.pem, mx, web
 
 
 def policy(mode, *mx, max_age=86400):
@@ -125,6 +109,9 @@ class MtaSts(unittest.TestCase):
         w.serve("badweb.test", 200, policy("enforce", "mx.badweb.test"))
         w.serve("rotate.test", 200, policy("testing", "mx.rotate.test"))
         w.serve("gone.test", 200, policy("enforce", "mx.gone.test"))
+        # The reports' own domain enforces TLS its MX does not offer: RFC
+        # 8460 3 says reports go all the same.
+        w.serve("reports.test", 200, policy("enforce", "mx.reports.test"))
         cls.txt = {x: "v=STSv1; id=1" for x in DOMAINS}
         cls.start_dns()
         extra = 'tls_ca_file = "%s"\nmta_sts_port = %d\n' % (cls.ca, cls.web.port)
@@ -143,7 +130,8 @@ class MtaSts(unittest.TestCase):
                 args += ["--txt-record=_mta-sts.%s.test,%s" % (x, cls.txt[x])]
         args += ["--txt-record=_smtp._tls.enforce.test,v=TLSRPTv1; rua=mailto:tlsrpt@reports.test",
                  "--txt-record=_smtp._tls.testing.test,v=TLSRPTv1;rua=mailto:tlsrpt@reports.test",
-                 "--mx-host=reports.test,mx.reports.test,10", "--host-record=mx.reports.test,127.0.0.5"]
+                 "--mx-host=reports.test,mx.reports.test,10", "--host-record=mx.reports.test,127.0.0.5",
+                 "--txt-record=_mta-sts.reports.test,v=STSv1; id=1", "--host-record=mta-sts.reports.test,127.0.0.1"]
         for attempt in range(5):
             if not getattr(cls, "dns_port", None) or attempt:
                 cls.dns_port = free_udp_port()
@@ -296,6 +284,12 @@ class MtaSts(unittest.TestCase):
         self.assertTrue(any(f["result-type"] == "starttls-not-supported" and f["receiving-mx-hostname"] == "mx.testing.test"
                             and f["receiving-ip"] == "127.0.0.4" for f in fails), fails)
         self.assertGreaterEqual(tst["policies"][0]["summary"]["total-failure-session-count"], 1)
+        # reports.test enforces TLS its MX lacks: the reports went through
+        # (above) without TLS and are not counted; other mail there waits.
+        self.assertEqual(self.show("reports.test")["tls_rpt"]["last_per_mx"], {})
+        submit(self.d, "someone@reports.test")
+        ev = wait_for(lambda: events(self.d, "deferred", "someone@reports.test"), what="deferred")[0]
+        self.assertEqual(ev["category"], "tls-failure")
         # Reported once: a second request for the day queues nothing for them.
         again = self.d.ctl_json("tls", "report", "--day", "today")
         self.assertFalse({"enforce.test", "testing.test"} & {q["domain"] for q in again["queued"]}, again)

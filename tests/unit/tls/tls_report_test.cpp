@@ -98,6 +98,23 @@ TEST(DayCounts, NoPolicyDomainsCarryNoPolicyString) {
     EXPECT_FALSE(j["policies"][0].contains("failure-details"));
 }
 
+TEST(DayCounts, ADomainWithTwoPolicyTypesInADayHasAnEntryForEach) {
+    day_counts d("2026-11-30");
+    session_result plain;
+    plain.domain = "example.com";
+    plain.success = true;
+    d.record(plain);
+    d.record(sts_session(false, result_type::certificate_expired));
+    auto j = d.report("example.com", "o", "c", "r");
+    ASSERT_EQ(j["policies"].size(), 2u);
+    std::map<std::string, nlohmann::json> by_type;
+    for (auto& p : j["policies"]) by_type[p["policy"]["policy-type"]] = p;
+    EXPECT_EQ(by_type["no-policy-found"]["summary"]["total-successful-session-count"], 1);
+    EXPECT_EQ(by_type["sts"]["summary"]["total-failure-session-count"], 1);
+    EXPECT_EQ(by_type["sts"]["failure-details"][0]["result-type"], "certificate-expired");
+    EXPECT_EQ(d.totals("example.com"), (std::pair<std::uint64_t, std::uint64_t>{1, 1}));
+}
+
 TEST(DayCounts, SurviveTheirFile) {
     day_counts d("2026-11-30");
     d.record(sts_session(true));
