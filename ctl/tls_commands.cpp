@@ -1,7 +1,7 @@
 // tls_commands — ricochetctl tls show DOMAIN: the MTA-STS policy in force
 // for a receiving domain (mode, mx patterns, id, cache age, the last fetch
-// problem) and today's TLS sessions towards it with the last result per MX
-// host; ricochetctl tls report [--day DAY]: the TLS-RPT reports of a day
+// problem), whether DANE is on, and today's TLS sessions towards it with
+// the last result per MX host and the TLSA records it was held to; ricochetctl tls report [--day DAY]: the TLS-RPT reports of a day
 // queued now (today's: the counts so far). Both ask the running daemon.
 #include <cstdio>
 #include <iostream>
@@ -37,6 +37,7 @@ int tls_show(const config& cfg, const std::string& domain, bool as_json) {
     if (sts.contains("last_fetch_failure"))
         std::printf("  last fetch failed (%s): %s\n", sts["last_fetch_failure"]["type"].get<std::string>().c_str(),
                     sts["last_fetch_failure"]["error"].get<std::string>().c_str());
+    std::printf("  DANE: %s\n", r->value("dane", false) ? "on (TLSA records of each MX host, DNSSEC-validated)" : "off");
     auto& rpt = (*r)["tls_rpt"];
     if (rpt.value("off", false)) {
         std::printf("  TLS-RPT: off (delivery.tls_rpt)\n");
@@ -45,10 +46,12 @@ int tls_show(const config& cfg, const std::string& domain, bool as_json) {
     std::printf("  TLS sessions %s: %llu successful, %llu failed\n", rpt["day"].get<std::string>().c_str(),
                 static_cast<unsigned long long>(rpt["successful_sessions"].get<std::uint64_t>()),
                 static_cast<unsigned long long>(rpt["failed_sessions"].get<std::uint64_t>()));
-    for (auto& [host, l] : rpt["last_per_mx"].items())
+    for (auto& [host, l] : rpt["last_per_mx"].items()) {
         std::printf("  %-40s [%s] %s%s%s\n", host.c_str(), l["ip"].get<std::string>().c_str(),
                     l["ok"].get<bool>() ? "ok" : l["result_type"].get<std::string>().c_str(),
                     l["detail"].get<std::string>().empty() ? "" : ": ", l["detail"].get<std::string>().c_str());
+        for (auto& t : l.value("tlsa", json::array())) std::printf("    TLSA %s\n", t.get<std::string>().c_str());
+    }
     return 0;
 }
 

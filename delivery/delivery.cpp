@@ -860,6 +860,7 @@ void delivery_agent::set_shaper(shaper* s) {
 
 void delivery_agent::set_tls_reporter(tls::tls_reporter* r) { impl_->reporter = r; }
 tls::mta_sts* delivery_agent::sts_policies() { return impl_->sts.get(); }
+bool delivery_agent::dane_active() const { return impl_->dnssec != nullptr; }
 void delivery_agent::set_outgoing(const outgoing* o) {
     impl_->outgo = o;
     if (o && !impl_->signing) impl_->signing = std::make_unique<asio::thread_pool>(std::max(2u, std::thread::hardware_concurrency()));

@@ -72,7 +72,10 @@ struct mta_sts::impl {
         else tls.set_default_verify_paths(ec);
         if (ec) log()->error("MTA-STS: trust anchors: {}", ec.message());
         SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-        if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+        if (!dir.empty()) {  // (nothing the daemon writes is for other users)
+            std::filesystem::create_directories(dir, ec);
+            std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+        }
     }
 
     std::filesystem::path file_of(const std::string& domain) const { return dir / (domain + ".json"); }
@@ -117,7 +120,7 @@ struct mta_sts::impl {
         auto tmp = path;
         tmp += ".tmp";
         std::string data = j.dump(2) + "\n";
-        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         bool ok = fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
         if (fd >= 0) ::close(fd);
         std::error_code ec;

@@ -24,6 +24,7 @@ tls_reporter::tls_reporter(std::filesystem::path dir, std::int64_t now_ms) : dir
     if (dir_.empty()) return;
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
+    std::filesystem::permissions(dir_, std::filesystem::perms::owner_all, ec);  // (for the daemon's user only)
     std::set<std::string> reported;
     if (auto d = read_file(today_.day(), reported)) {  // a restart today goes on counting
         today_ = std::move(*d);
@@ -44,7 +45,8 @@ void tls_reporter::record(const session_result& r) {
     dirty_ = true;
     if (!r.mx_host.empty()) {
         auto& l = last_[r.domain][r.mx_host];
-        l = {r.at_ms, r.success, r.result_type, r.detail, r.receiving_ip, r.sending_ip};
+        l = {r.at_ms, r.success, r.result_type, r.detail, r.receiving_ip, r.sending_ip, r.policy_type,
+             r.policy_type == "tlsa" ? r.policy_string : std::vector<std::string>{}};
     }
 }
 
@@ -55,7 +57,7 @@ void tls_reporter::write(const std::string& day, const day_counts& c, const std:
     std::string data = j.dump() + "\n";
     auto path = file_of(day), tmp = path;
     tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     bool ok = fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
     if (fd >= 0) ::close(fd);
     std::error_code ec;
@@ -81,8 +83,8 @@ nlohmann::json tls_reporter::show(const std::string& domain) const {
     nlohmann::json mx = nlohmann::json::object();
     if (auto it = last_.find(domain); it != last_.end())
         for (auto& [host, l] : it->second)
-            mx[host] = {{"at_ms", l.at_ms}, {"ok", l.ok}, {"result_type", l.type}, {"detail", l.detail}, {"ip", l.ip},
-                        {"sending_ip", l.sending_ip}};
+            mx[host] = {{"at_ms", l.at_ms}, {"ok", l.ok},      {"result_type", l.type}, {"detail", l.detail},
+                        {"ip", l.ip},       {"sending_ip", l.sending_ip}, {"policy_type", l.policy_type}, {"tlsa", l.tlsa}};
     return {{"day", today_.day()}, {"successful_sessions", ok}, {"failed_sessions", fail}, {"last_per_mx", mx}};
 }
 

@@ -58,6 +58,8 @@ private:
         std::int64_t at_ms = 0;
         bool ok = false;
         std::string type, detail, ip, sending_ip;
+        std::string policy_type;                 // sts, tlsa, no-policy-found
+        std::vector<std::string> tlsa;           // the TLSA records in force for the host (DANE)
     };
     std::map<std::string, std::map<std::string, last>> last_;  // domain -> mx -> last result
 };

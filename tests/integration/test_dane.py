@@ -7,6 +7,9 @@ Each MX host of the zone is a case: a DANE-EE record that matches, one that
 does not, a DANE-TA record for the CA, TLSA for a host without STARTTLS, a
 signed host without TLSA (secure denial), and a record whose signature no
 longer matches (bogus)."""
+import email
+import gzip
+import json
 import os
 import shutil
 import socket
@@ -55,7 +58,7 @@ class Dane(unittest.TestCase):
         cls.port = common_port(["127.0.0.3", "127.0.0.4"])
         cls.tls_sink = Sink(host="127.0.0.3", port=cls.port, certfile=chain, keyfile=mx_key)
         cls.plain_sink = Sink(host="127.0.0.4", port=cls.port)
-        ee = spki_sha256(mx_pem)
+        ee = cls.ee = spki_sha256(mx_pem)
         ta = spki_sha256(ca.pem)
         tlsa = "_%d._tcp" % cls.port
         rr = [
@@ -72,6 +75,9 @@ class Dane(unittest.TestCase):
             "notls IN MX 10 mx.notls.%s." % ZONE, "mx.notls IN A 127.0.0.4", "%s.mx.notls IN TLSA 3 1 1 %s" % (tlsa, ee),
             # nodane: signed, no TLSA (proven absent): delivered as without DANE.
             "nodane IN MX 10 mx.nodane.%s." % ZONE, "mx.nodane IN A 127.0.0.4",
+            # TLS-RPT for good: reports go to rpt (a plain receiver, no DANE).
+            '_smtp._tls.good IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@rpt.%s"' % ZONE,
+            "rpt IN MX 10 mx.rpt.%s." % ZONE, "mx.rpt IN A 127.0.0.4",
             # bogus: its address record is altered after signing.
             "bogus IN MX 10 mx.bogus.%s." % ZONE, "mx.bogus IN A 127.0.0.9", "%s.mx.bogus IN TLSA 3 1 1 %s" % (tlsa, ee),
         ]
@@ -140,8 +146,22 @@ class Dane(unittest.TestCase):
         submit(self.d, "ok-good@good.%s" % ZONE)
         wait_for(lambda: events(self.d, "delivered", "ok-good@good.%s" % ZONE), what="delivered")
         self.assertGreater(self.tls_sink.tls_sessions, before)
-        last = self.last("good." + ZONE, "mx." + ZONE)
+        shown = self.d.ctl_json("tls", "show", "good." + ZONE)
+        self.assertTrue(shown["dane"])
+        last = shown["tls_rpt"]["last_per_mx"]["mx." + ZONE]
         self.assertTrue(last["ok"], last)
+        self.assertEqual((last["policy_type"], last["tlsa"]), ("tlsa", ["3 1 1 " + self.ee.upper()]))
+        self.assertIn("TLSA 3 1 1 " + self.ee.upper(), self.d.ctl("tls", "show", "good." + ZONE).stdout)
+        # The day's TLS-RPT report for the domain names the TLSA policy.
+        out = self.d.ctl_json("tls", "report", "--day", "today")
+        self.assertIn("good." + ZONE, [q["domain"] for q in out["queued"]], out)
+        got = wait_for(lambda: self.plain_sink.received("tlsrpt@"), what="the report")
+        msg = email.message_from_bytes(got[0][2] if isinstance(got[0][2], bytes) else got[0][2].encode())
+        part = [p for p in msg.walk() if p.get_content_type() == "application/tlsrpt+gzip"][0]
+        pol = json.loads(gzip.decompress(part.get_payload(decode=True)))["policies"]
+        tlsa = [p for p in pol if p["policy"]["policy-type"] == "tlsa"]
+        self.assertEqual(tlsa[0]["policy"]["policy-string"], ["3 1 1 " + self.ee.upper()])
+        self.assertGreaterEqual(tlsa[0]["summary"]["total-successful-session-count"], 1)
 
     def test_dane_ee_record_that_does_not_match_defers(self):
         submit(self.d, "ok-bad@bad.%s" % ZONE)
@@ -174,6 +194,7 @@ class Dane(unittest.TestCase):
         self.assertEqual(ev["category"], "tls-failure")
         self.assertIn("DNSSEC validation", ev["reply"])
         self.assertEqual(self.tls_sink.received("ok-bg"), [])
+        self.assertEqual(self.last("bogus." + ZONE, "mx.bogus." + ZONE)["result_type"], "dnssec-invalid")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pki import TestCa
 from sink import Sink
 from test_dns import common_port, free_udp_port, submit, events
 
-DOMAINS = ["enforce", "plain", "testing", "mismatch", "wrongcert", "redirect", "badweb", "rotate", "gone"]
+DOMAINS = ["enforce", "plain", "testing", "mismatch", "wrongcert", "redirect", "badweb", "rotate", "gone", "huge", "html"]
 
 
 def make_pki(d):
@@ -109,6 +109,8 @@ class MtaSts(unittest.TestCase):
         w.serve("badweb.test", 200, policy("enforce", "mx.badweb.test"))
         w.serve("rotate.test", 200, policy("testing", "mx.rotate.test"))
         w.serve("gone.test", 200, policy("enforce", "mx.gone.test"))
+        w.serve("huge.test", 200, policy("enforce", "mx.huge.test") + "x-padding: " + "x" * 70000 + "\r\n")
+        w.serve("html.test", 200, policy("enforce", "mx.html.test"), **{"Content-Type": "text/html"})
         # The reports' own domain enforces TLS its MX does not offer: RFC
         # 8460 3 says reports go all the same.
         w.serve("reports.test", 200, policy("enforce", "mx.reports.test"))
@@ -240,6 +242,16 @@ class MtaSts(unittest.TestCase):
         self.assertEqual(shown["last_fetch_failure"]["type"], "sts-policy-fetch-error")
         self.assertIn("redirect", shown["last_fetch_failure"]["error"])
         self.assertEqual(self.web.count("enforce.test"), 0, "the redirect's target was not fetched (tests run in name order)")
+
+    def test_a_policy_over_64_kib_or_not_text_plain_is_not_used(self):
+        for dom, rcpt, kind, part in (("huge.test", "ok-huge@huge.test", "sts-policy-fetch-error", "64 KiB"),
+                                      ("html.test", "ok-html@html.test", "sts-policy-invalid", "text/html")):
+            submit(self.d, rcpt)
+            wait_for(lambda: events(self.d, "delivered", rcpt), what="delivered as without a policy")
+            shown = self.show(dom)["mta_sts"]
+            self.assertIsNone(shown["policy"], dom)
+            self.assertEqual(shown["last_fetch_failure"]["type"], kind)
+            self.assertIn(part, shown["last_fetch_failure"]["error"])
 
     def test_a_policy_server_with_an_untrusted_name_is_webpki_invalid(self):
         submit(self.d, "ok-bw@badweb.test")
