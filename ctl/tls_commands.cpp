@@ -37,7 +37,8 @@ int tls_show(const config& cfg, const std::string& domain, bool as_json) {
     if (sts.contains("last_fetch_failure"))
         std::printf("  last fetch failed (%s): %s\n", sts["last_fetch_failure"]["type"].get<std::string>().c_str(),
                     sts["last_fetch_failure"]["error"].get<std::string>().c_str());
-    std::printf("  DANE: %s\n", r->value("dane", false) ? "on (TLSA records of each MX host, DNSSEC-validated)" : "off");
+    std::printf("  DANE: %s\n", r->value("dane", false) ? "on (TLSA records of each MX host, DNSSEC-validated)"
+                                                      : r->value("dane_status", std::string("off")).c_str());
     auto& rpt = (*r)["tls_rpt"];
     if (rpt.value("off", false)) {
         std::printf("  TLS-RPT: off (delivery.tls_rpt)\n");

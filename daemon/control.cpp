@@ -97,7 +97,8 @@ json handle_control(control_context& ctx, const json& req) {
         json out{{"ok", true}, {"domain", domain}};
         out["mta_sts"] = ctx.sts ? ctx.sts->show(domain, now_ms()) : json{{"off", true}};
         out["tls_rpt"] = ctx.tls_counts ? ctx.tls_counts->show(domain) : json{{"off", true}};
-        out["dane"] = ctx.delivery.dane_active();
+        out["dane_status"] = ctx.delivery.dane_status();
+        out["dane"] = out["dane_status"] == "on";
         return out;
     }
     if (cmd == "tls.report") {

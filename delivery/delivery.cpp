@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <strings.h>
 #include <map>
+#include <mutex>
 #include <set>
 #include <unordered_set>
 
@@ -89,6 +90,16 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     connection_pool pool;
     std::unique_ptr<tls::mta_sts> sts;     // delivery.mta_sts = "on"
     std::unique_ptr<dns::dnssec_resolver> dnssec;  // delivery.dane = "on" (and a trust anchor)
+    // Whether the resolvers pass DNSSEC through (asked of the trust anchor's
+    // own DNSKEY records before DANE is used, and every 10 minutes while
+    // they do not). Read by dane_status() from other threads.
+    mutable std::mutex dane_mu;
+    std::string dane_state = "off (delivery.dane)";
+    bool dane_working = false;
+    std::int64_t dane_next_probe_ms = 0;
+    bool dane_probing = false;
+    std::vector<std::shared_ptr<asio::steady_timer>> dane_waiters;
+    std::string anchor_zone;
     tls::tls_reporter* reporter = nullptr;  // TLS-RPT counts; null: not counted
     std::function<void(double)> attempt_observer;  // seconds per domain attempt (metrics)
     std::function<bool(const queue::envelope&)> send_check;  // false: paused by the campaign breaker
@@ -124,16 +135,22 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         // DANE needs a validating resolver with a trust anchor; tests that
         // pass their own DNS table have none (and no network).
         std::error_code aec;
+        if (c.delivery.dane == "on" && !own_dns) dane_state = "off (no validating resolver with this DNS)";
         if (c.delivery.dane == "on" && own_dns) {
             if (!std::filesystem::is_regular_file(c.delivery.dnssec_trust_anchor, aec)) {
-                log()->warn("DANE off: no DNSSEC trust anchor at {} (install dns-root-data, or set delivery.dnssec_trust_anchor)",
-                            c.delivery.dnssec_trust_anchor.string());
+                dane_state = "off: no DNSSEC trust anchor at " + c.delivery.dnssec_trust_anchor.string() +
+                             " (install dns-root-data, or set delivery.dnssec_trust_anchor)";
+                log()->warn("DANE {}", dane_state);
             } else {
                 dnssec = std::make_unique<dns::dnssec_resolver>(strand, c.delivery.dns_servers, c.delivery.dnssec_trust_anchor);
+                anchor_zone = tls::trust_anchor_zone(c.delivery.dnssec_trust_anchor);
                 std::string derr;
                 if (!dnssec->ok(derr)) {
-                    log()->error("DANE off: {}", derr);
+                    dane_state = "off: " + derr;
+                    log()->error("DANE {}", dane_state);
                     dnssec.reset();
+                } else {
+                    dane_state = "on (not yet checked that the resolvers pass DNSSEC)";
                 }
             }
         }
@@ -232,6 +249,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         if (!ascii) co_return;
         auto info = std::make_shared<hop_tls>();
         info->domain = *ascii;
+        std::shared_ptr<const tls::sts_cached> enforced;  // an MTA-STS policy in enforce mode
         if (sts) {
             auto a = co_await sts->policy_for(*ascii);
             if (a.fetched_now && !a.failure_type.empty() && reporter) {
@@ -254,36 +272,101 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 info->mx_patterns = p.mx;
                 if (p.mode == tls::sts_mode::enforce) {
                     info->demand.verify = true;
-                    std::vector<hop> kept;
-                    std::string refused;
-                    for (auto& h : found.hops) {
-                        if (tls::mx_matches(h.host, p.mx)) kept.push_back(h);
-                        else if (refused.find(h.host) == std::string::npos) refused += (refused.empty() ? "" : ", ") + h.host;
-                    }
-                    if (!refused.empty())
-                        log()->info("{}: MX host(s) {} not in the MTA-STS policy {}: not used", domain, refused, a.policy->id);
-                    found.hops = std::move(kept);
-                    if (found.hops.empty()) {
-                        std::string pats;
-                        for (auto& m : p.mx) pats += (pats.empty() ? "" : ", ") + m;
-                        // (Worded so that no bounce rule reads it as an unknown domain.)
-                        found.why = smtp_reply::none(bounce::stage::tls, "MTA-STS policy " + a.policy->id + " of " + *ascii +
-                                                                             " allows only mx " + pats + ", not " + refused);
-                    }
-                    tls_pool = "|sts:";
-                    for (auto& m : p.mx) tls_pool += m + ",";
+                    enforced = a.policy;
                 } else {
                     info->demand.check = true;
                 }
             }
         }
+        // DANE first: a host with TLSA records is held to them, whatever
+        // an MTA-STS policy says (RFC 8461 2); the policy then rules the others.
         std::map<std::string, std::shared_ptr<const hop_tls>> dane;  // per MX host with TLSA records
-        if (dnssec && !found.hops.empty() && !co_await apply_dane(*ascii, found, *info, dane)) co_return;
+        // (One co_await per statement: GCC 12 destroys the temporaries of a
+        // co_await inside a larger expression twice.)
+        bool use_dane = dnssec && !found.hops.empty();
+        if (use_dane) use_dane = co_await dane_usable();
+        if (use_dane) {
+            bool usable = co_await apply_dane(*ascii, found, *info, dane);
+            if (!usable) co_return;
+        }
+        if (enforced) {
+            auto& p = enforced->policy;
+            std::vector<hop> kept;
+            std::string refused;
+            for (auto& h : found.hops) {
+                if (dane.count(h.host) || tls::mx_matches(h.host, p.mx)) kept.push_back(h);
+                else if (refused.find(h.host) == std::string::npos) refused += (refused.empty() ? "" : ", ") + h.host;
+            }
+            if (!refused.empty())
+                log()->info("{}: MX host(s) {} not in the MTA-STS policy {}: not used", domain, refused, enforced->id);
+            found.hops = std::move(kept);
+            if (found.hops.empty()) {
+                std::string pats;
+                for (auto& m : p.mx) pats += (pats.empty() ? "" : ", ") + m;
+                // (Worded so that no bounce rule reads it as an unknown domain.)
+                found.why = smtp_reply::none(bounce::stage::tls, "MTA-STS policy " + enforced->id + " of " + *ascii +
+                                                                     " allows only mx " + pats + ", not " + refused);
+            }
+            tls_pool = "|sts:";
+            for (auto& m : p.mx) tls_pool += m + ",";
+        }
         for (auto& h : found.hops) {
             auto it = dane.find(h.host);
             h.tls = it != dane.end() ? it->second : info;
         }
         if (!dane.empty()) tls_pool += "|dane:" + *ascii;
+    }
+
+    // Resolvers that strip DNSSEC records would make every answer bogus and
+    // defer all mail: before DANE is used, the trust anchor's own DNSKEY
+    // records must validate through them. While they do not, DANE is off
+    // (and said so in the log and in ricochetctl tls show): asked again in
+    // 10 minutes, or in 30 s after a lookup that failed outright. Once it
+    // works it is asked again every hour (a stale trust anchor shows
+    // there). Callers that come during a probe wait for its answer.
+    awaitable<bool> dane_usable() {
+        // (No co_return inside a block holding a lock or a shared_ptr:
+        // GCC 12 mishandles such frames.)
+        auto now = now_ms();
+        std::shared_ptr<asio::steady_timer> wait_on;
+        bool probe_now = false, answer = false;
+        dane_mu.lock();
+        if (dane_probing) {  // (only delivery's strand probes and wakes)
+            wait_on = std::make_shared<asio::steady_timer>(strand, asio::steady_timer::time_point::max());
+            dane_waiters.push_back(wait_on);
+        } else if (now >= dane_next_probe_ms) {
+            dane_probing = probe_now = true;
+        }
+        answer = dane_working;
+        dane_mu.unlock();
+        if (wait_on) {
+            co_await wait_on->async_wait(as_tuple);
+            dane_mu.lock();
+            answer = dane_working;
+            dane_mu.unlock();
+        } else if (probe_now) {
+            std::string zone = anchor_zone.empty() ? "." : anchor_zone;  // (named: no temporary in a co_await, GCC 12)
+            auto probe = co_await dnssec->query(zone, 48);
+            answer = probe.secure && probe.status == dns::dns_status::ok;
+            bool outright = probe.status == dns::dns_status::temporary && !probe.bogus;
+            std::string state = answer ? std::string("on")
+                                       : "not in force: the resolvers do not pass DNSSEC (DNSKEY of " + anchor_zone + ": " +
+                                             (probe.error.empty() ? std::string("not validated") : probe.error) +
+                                             "); asked again in " + (outright ? "30 seconds" : "10 minutes");
+            dane_mu.lock();
+            bool was = dane_working;
+            dane_working = answer;
+            dane_probing = false;
+            dane_state = state;
+            dane_next_probe_ms = now_ms() + (answer ? 3600 : outright ? 30 : 600) * 1000LL;
+            auto waiters = std::move(dane_waiters);
+            dane_waiters.clear();
+            dane_mu.unlock();
+            if (answer && !was) log()->info("DANE on: the DNSKEY records of {} validate through the resolvers", anchor_zone);
+            if (!answer) log()->warn("DANE {}", state);
+            for (auto& t : waiters) t->cancel();
+        }
+        co_return answer;
     }
 
     void record_failure(const std::string& domain, const std::string& mx, const char* type, const std::string& detail,
@@ -322,6 +405,15 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         if (mx.status == dns::dns_status::temporary)
             co_return defer(bounce::stage::dns, "DNSSEC lookup of the MX records of " + domain + " failed: " + mx.error);
         if (!mx.secure) co_return true;  // unsigned: no DANE
+        if (mx.status == dns::dns_status::nxdomain)
+            co_return defer(bounce::stage::dns, "DNSSEC proves that " + domain + " does not exist");
+        if (mx.status == dns::dns_status::no_data) {
+            // Proven to have no MX: the domain itself is the host (RFC 5321
+            // 5.1); exchangers from another answer are not used.
+            std::erase_if(found.hops, [&](const hop& h) { return strcasecmp(h.host.c_str(), domain.c_str()) != 0; });
+            if (found.hops.empty())
+                co_return defer(bounce::stage::dns, "DNSSEC proves that " + domain + " has no MX records");
+        }
         if (mx.status == dns::dns_status::ok) {
             // Only the validated exchangers: hops from another answer are dropped.
             std::set<std::string> names;
@@ -352,33 +444,41 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             if (!done.insert(h.host).second) continue;
             auto a = co_await dnssec->query(h.host, 1);
             if (!a.bogus && a.status != dns::dns_status::ok) a = co_await dnssec->query(h.host, 28);
-            if (a.bogus) {
+            if (a.bogus || a.status == dns::dns_status::temporary) {
+                // A lookup that fails is treated as a bogus one (RFC 7672 2.1.1):
+                // else dropping the validator's packets would switch DANE off.
                 record_failure(domain, h.host, "dnssec-invalid", "address of " + h.host + ": " + a.error);
                 unusable.insert(h.host);
-                last_error = "DNSSEC validation of the address of " + h.host + " failed: " + a.error;
+                last_error = "DNSSEC " + std::string(a.bogus ? "validation" : "lookup") + " of the address of " + h.host +
+                             " failed: " + a.error;
                 continue;
             }
             if (!a.secure) continue;  // an unsigned host: no DANE for it
             std::string name = tls::tlsa_name(h.host, cfg.delivery.port);
             auto t = co_await dnssec->query(name, 52);
             if (t.bogus || t.status == dns::dns_status::temporary) {
-                record_failure(domain, h.host, t.bogus ? "dnssec-invalid" : "dane-required", name + ": " + t.error);
+                record_failure(domain, h.host, "dnssec-invalid", name + ": " + t.error);
                 unusable.insert(h.host);
                 last_error = (t.bogus ? "DNSSEC validation of " : "TLSA lookup of ") + name + " failed: " + t.error;
                 continue;
             }
             if (!t.secure || t.status != dns::dns_status::ok) continue;  // no TLSA records: no DANE
             auto hi = std::make_shared<hop_tls>(base);
-            hi->demand = {};
+            // TLS is mandatory; the certificate must match a usable record.
+            // With none usable (PKIX usages only, RFC 7672 3.1.3), TLS stays
+            // mandatory and the checks the base asked for (MTA-STS) remain.
             hi->demand.dane = true;
             hi->policy_type = "tlsa";
             hi->policy_string.clear();
-            hi->mx_patterns.clear();
             for (auto& rd : t.rdata)
                 if (auto r = tls::parse_tlsa(rd)) {
                     hi->policy_string.push_back(tls::to_text(*r));
-                    hi->demand.tlsa.push_back(std::move(*r));
+                    if (tls::usable_for_smtp(*r)) hi->demand.tlsa.push_back(std::move(*r));
                 }
+            if (!hi->demand.tlsa.empty()) {
+                hi->demand.verify = hi->demand.check = false;  // the TLSA records decide
+                hi->mx_patterns.clear();
+            }
             dane[h.host] = std::move(hi);
         }
         if (!unusable.empty()) {
@@ -860,7 +960,10 @@ void delivery_agent::set_shaper(shaper* s) {
 
 void delivery_agent::set_tls_reporter(tls::tls_reporter* r) { impl_->reporter = r; }
 tls::mta_sts* delivery_agent::sts_policies() { return impl_->sts.get(); }
-bool delivery_agent::dane_active() const { return impl_->dnssec != nullptr; }
+std::string delivery_agent::dane_status() const {
+    std::lock_guard lk(impl_->dane_mu);
+    return impl_->dane_state;
+}
 void delivery_agent::set_outgoing(const outgoing* o) {
     impl_->outgo = o;
     if (o && !impl_->signing) impl_->signing = std::make_unique<asio::thread_pool>(std::max(2u, std::thread::hardware_concurrency()));

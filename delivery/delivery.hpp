@@ -88,8 +88,9 @@ public:
     void set_tls_reporter(tls::tls_reporter* r);
     // The MTA-STS policies (null with delivery.mta_sts = "off").
     tls::mta_sts* sts_policies();
-    // Whether DANE is in force (delivery.dane = "on" and a trust anchor).
-    bool dane_active() const;
+    // Whether DANE is in force: "on", or why not (delivery.dane = "off",
+    // no trust anchor, resolvers that do not pass DNSSEC). Thread-safe.
+    std::string dane_status() const;
     // Something became due (a commit, a release, a flush): look now. Thread-safe.
     void wake();
     // Stops taking new messages; those in flight finish (see in_flight()).

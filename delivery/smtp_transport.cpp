@@ -47,7 +47,9 @@ public:
         else tls_.set_default_verify_paths(vec);
         if (vec) log->error("delivery.tls_ca_file: {}", vec.message());
         SSL_CTX_set_min_proto_version(tls_.native_handle(), TLS1_2_VERSION);
-        SSL_CTX_dane_enable(tls_.native_handle());  // DANE (RFC 7672) per connection when an MX has TLSA records
+        // DANE (RFC 7672) per connection when an MX has TLSA records (a
+        // failure here makes each DANE connection fail, never go unchecked).
+        if (SSL_CTX_dane_enable(tls_.native_handle()) <= 0) log->error("OpenSSL: cannot enable DANE");
         opt_.helo_name = cfg.server.hostname;
         opt_.tls = cfg.delivery.tls;
         opt_.tls_verify = cfg.delivery.tls_verify;

@@ -4,6 +4,8 @@
 #include <unbound.h>
 
 #include <boost/asio.hpp>
+#include <functional>
+#include <map>
 
 namespace ricochet::dns {
 namespace asio = boost::asio;
@@ -14,23 +16,30 @@ struct dnssec_resolver::impl : std::enable_shared_from_this<impl> {
     std::string init_error;
     std::unique_ptr<asio::posix::stream_descriptor> fd;  // libunbound's result pipe, not owned
     bool reading = false;
-    std::size_t pending = 0;
+    // Handlers of the queries in flight: deleted here
+    // when the context goes first (libunbound then never calls back).
+    std::map<void*, std::function<void()>> pending;
 
     explicit impl(asio::any_io_executor e) : ex(std::move(e)) {}
     ~impl() {
         if (fd) fd->release();
         if (ctx) ub_ctx_delete(ctx);
+        for (auto& [id, drop] : pending) drop();
     }
 
-    // While queries are pending, the result pipe is watched; each time it
-    // is readable, ub_process calls the callbacks of the answers there.
+    // The result pipe is watched for as long as the resolver lives (Asio
+    // waits edge-triggered: a wait armed only after an answer was written
+    // would never fire); each time it is readable, every answer there is
+    // read and its callback called (ub_process, until ub_poll says no more).
     void watch() {
-        if (reading || pending == 0 || !fd) return;
+        if (reading || !fd) return;
         reading = true;
         fd->async_wait(asio::posix::descriptor_base::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
             self->reading = false;
-            if (ec) return;
-            ub_process(self->ctx);
+            if (ec) return;  // cancelled: the resolver is gone
+            int rounds = 0;
+            do ub_process(self->ctx);
+            while (ub_poll(self->ctx) && ++rounds < 1024);
             self->watch();
         });
     }
@@ -71,9 +80,18 @@ dnssec_resolver::dnssec_resolver(asio::any_io_executor ex, const std::vector<std
         return;
     }
     m.fd = std::make_unique<asio::posix::stream_descriptor>(ex, pipe);
+    m.watch();
 }
 
-dnssec_resolver::~dnssec_resolver() = default;
+dnssec_resolver::~dnssec_resolver() {
+    // Ends the watch (its handler holds the context): the context, its
+    // thread and the handlers of queries still in flight go with it.
+    // (Called on the executor's thread or after it stopped.)
+    if (impl_->fd) {
+        boost::system::error_code ec;
+        impl_->fd->cancel(ec);
+    }
+}
 
 bool dnssec_resolver::ok(std::string& error) const {
     error = impl_->init_error;
@@ -81,19 +99,26 @@ bool dnssec_resolver::ok(std::string& error) const {
 }
 
 asio::awaitable<dnssec_answer> dnssec_resolver::query(const std::string& name, int rrtype) {
-    auto m = impl_;
-    if (!m->init_error.empty()) co_return dnssec_answer{dns_status::temporary, false, false, {}, m->init_error};
+    // (A raw pointer: a coroutine waiting here must not keep the context
+    // alive, or it and its thread would outlive the resolver.)
+    impl* self = impl_.get();
+    if (!self->init_error.empty()) co_return dnssec_answer{dns_status::temporary, false, false, {}, self->init_error};
     // (As in resolver.cpp: the initiation captures nothing with a destructor.)
-    impl* self = m.get();
     dnssec_answer ans = co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(dnssec_answer)>(
         [self, &name, rrtype](auto handler) {
             using H = decltype(handler);
-            auto* h = new H(std::move(handler));
-            int id = 0;
+            struct state {
+                H handler;
+                impl* self;
+                int id = 0;
+            };
+            auto* st = new state{std::move(handler), self};
+            self->pending[st] = [st] { delete st; };  // (before the call: its callback erases it)
             int rc = ub_resolve_async(
-                self->ctx, name.c_str(), rrtype, 1 /* IN */, h,
+                self->ctx, name.c_str(), rrtype, 1 /* IN */, st,
                 [](void* arg, int err, ub_result* r) {
-                    auto* hp = static_cast<H*>(arg);
+                    auto* sp = static_cast<state*>(arg);
+                    sp->self->pending.erase(sp);
                     dnssec_answer a;
                     if (err != 0 || !r) {
                         a.error = std::string("DNSSEC lookup: ") + ub_strerror(err);
@@ -115,24 +140,22 @@ asio::awaitable<dnssec_answer> dnssec_resolver::query(const std::string& name, i
                         }
                     }
                     if (r) ub_resolve_free(r);
-                    auto ex = asio::get_associated_executor(*hp);
-                    asio::post(ex, [hh = std::move(*hp), a = std::move(a)]() mutable { hh(std::move(a)); });
-                    delete hp;
+                    auto ex = asio::get_associated_executor(sp->handler);
+                    asio::post(ex, [hh = std::move(sp->handler), a = std::move(a)]() mutable { hh(std::move(a)); });
+                    delete sp;
                 },
-                &id);
+                &st->id);
             if (rc != 0) {
+                self->pending.erase(st);
                 dnssec_answer a;
                 a.error = std::string("DNSSEC lookup: ") + ub_strerror(rc);
-                auto ex = asio::get_associated_executor(*h);
-                asio::post(ex, [hh = std::move(*h), a = std::move(a)]() mutable { hh(std::move(a)); });
-                delete h;
+                auto ex = asio::get_associated_executor(st->handler);
+                asio::post(ex, [hh = std::move(st->handler), a = std::move(a)]() mutable { hh(std::move(a)); });
+                delete st;
                 return;
             }
-            ++self->pending;
-            self->watch();
         },
         asio::use_awaitable);
-    --m->pending;
     co_return ans;
 }
 

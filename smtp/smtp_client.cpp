@@ -186,7 +186,6 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
     }
     // A receiver's policy (MTA-STS enforce) asks for TLS whatever delivery.tls says.
     const bool required = opt.tls == "required" || demand.verify || demand.dane;
-    const bool checked = !demand.dane && (demand.verify || demand.check || opt.tls_verify);
     if (use_tls && (opt.tls != "off" || demand.verify || demand.dane)) res.tls.evaluated = true;
     if (!use_tls && (demand.verify || demand.dane)) {  // (no caller does this: never plain text when TLS is demanded)
         res.failure = smtp_reply::none(stage::starttls, "TLS demanded for " + c->mx_ + " but not attempted");
@@ -217,6 +216,29 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
             c->reader_.clear();  // RFC 3207 4.2: nothing from before the handshake
             auto* ssl = c->stream_.native_handle();
             SSL_set_tlsext_host_name(ssl, c->mx_.c_str());
+            bool dane_auth = false;  // usable TLSA records: the certificate must match one
+            if (demand.dane && !demand.tlsa.empty()) {
+                // RFC 7672 3: DANE-EE(3) matches the server's certificate or
+                // key with no name check; DANE-TA(2) a CA of the chain it
+                // sends, the MX host name checked (a wildcard only as the
+                // whole leftmost label, 3.2.3). Delivery passes usable records only.
+                if (SSL_dane_enable(ssl, c->mx_.c_str()) > 0) {
+                    SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+                    SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                    for (auto& t : demand.tlsa)
+                        if (SSL_dane_tlsa_add(ssl, t.usage, t.selector, t.mtype,
+                                              reinterpret_cast<const unsigned char*>(t.data.data()), t.data.size()) > 0)
+                            dane_auth = true;
+                }
+                if (!dane_auth) {  // records to match, and OpenSSL took none: never go on unchecked
+                    res.failure = smtp_reply::none(stage::tls, "cannot set up DANE for " + c->mx_ + " (OpenSSL refused its TLSA records)");
+                    co_return res;
+                }
+                SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
+            }
+            // Without DANE authentication, the checks the policy or the
+            // configuration ask for (also when DANE records were all unusable).
+            const bool checked = !dane_auth && (demand.verify || demand.check || opt.tls_verify);
             if (checked) {
                 // The name we looked up (RFC 7672 style: the MX host), or the
                 // address of a route given as one. The chain is checked on
@@ -228,20 +250,6 @@ awaitable<smtp_connection::open_result> smtp_connection::open(const executor& ex
                 if (!aec) X509_VERIFY_PARAM_set1_ip_asc(param, c->mx_.c_str());
                 else SSL_set1_host(ssl, c->mx_.c_str());
                 if (demand.verify) SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
-            }
-            bool dane_auth = false;  // at least one usable TLSA record: the certificate must match
-            if (demand.dane) {
-                // RFC 7672 3: DANE-EE(3) matches the server's certificate or
-                // key with no name check; DANE-TA(2) a CA of the chain it
-                // sends, the MX host name checked. PKIX usages are unusable.
-                if (SSL_dane_enable(ssl, c->mx_.c_str()) > 0) {
-                    SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
-                    for (auto& t : demand.tlsa)
-                        if (SSL_dane_tlsa_add(ssl, t.usage, t.selector, t.mtype,
-                                              reinterpret_cast<const unsigned char*>(t.data.data()), t.data.size()) > 0)
-                            dane_auth = true;
-                }
-                if (dane_auth) SSL_set_verify(ssl, SSL_VERIFY_PEER, nullptr);
             }
             asio::steady_timer timer(ex, opt.command_timeout);
             auto h = co_await (c->stream_.async_handshake(asio::ssl::stream_base::client, as_tuple) ||

@@ -1,6 +1,8 @@
 // dane — see dane.hpp.
 #include "tls/dane.hpp"
 
+#include <fstream>
+
 namespace ricochet::tls {
 
 std::optional<smtp::tlsa_rr> parse_tlsa(std::string_view rdata) {
@@ -34,6 +36,19 @@ bool usable_for_smtp(const smtp::tlsa_rr& r) {
         case 2: return r.data.size() == 64;
         default: return false;
     }
+}
+
+std::string trust_anchor_zone(const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+        auto start = line.find_first_not_of(" \t");
+        if (start == std::string::npos || line[start] == ';' || line[start] == '$') continue;
+        if (start > 0) continue;  // (a continuation or an owner-less line)
+        auto end = line.find_first_of(" \t", start);
+        return line.substr(start, end - start);
+    }
+    return "";
 }
 
 std::string tlsa_name(const std::string& host, unsigned port) {

@@ -18,6 +18,9 @@ std::optional<smtp::tlsa_rr> parse_tlsa(std::string_view rdata);
 // "3 1 1 8A3F..." (presentation format, RFC 6698 2.2).
 std::string to_text(const smtp::tlsa_rr& r);
 bool usable_for_smtp(const smtp::tlsa_rr& r);
+// The owner name of the first record in a trust anchor file (zone file
+// format, DS or DNSKEY: "." for the root's), "" when there is none.
+std::string trust_anchor_zone(const std::string& path);
 // "_PORT._tcp.HOST" (RFC 6698 3), without a trailing dot.
 std::string tlsa_name(const std::string& host, unsigned port);
 

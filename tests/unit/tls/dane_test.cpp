@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 namespace ricochet::tls {
 namespace {
 
@@ -47,6 +49,26 @@ TEST(Tlsa, OnlyDaneUsagesWithAKnownDigestAreUsableForSmtp) {
 TEST(Tlsa, NameIsPortAndProtocolUnderTheHost) {
     EXPECT_EQ(tlsa_name("mx.example.com", 25), "_25._tcp.mx.example.com");
     EXPECT_EQ(tlsa_name("mx.example.com.", 2525), "_2525._tcp.mx.example.com");
+}
+
+TEST(TrustAnchor, ZoneIsTheOwnerOfTheFirstRecord) {
+    auto path = ::testing::TempDir() + "/anchor.key";
+    struct row {
+        const char* text;
+        const char* want;
+    } rows[] = {
+        {". IN DNSKEY 257 3 8 AwEAAaz ; keytag 20326\n", "."},
+        {"; a comment\n\n$TTL 60\ndane.example.\tIN\tDNSKEY\t257 3 13 frwi ;{id = 52039 (ksk)}\n", "dane.example."},
+        {"; nothing\n", ""},
+    };
+    for (auto& r : rows) {
+        {
+            std::ofstream out(path);
+            out << r.text;
+        }
+        EXPECT_EQ(trust_anchor_zone(path), r.want) << r.text;
+    }
+    EXPECT_EQ(trust_anchor_zone(path + ".missing"), "");
 }
 
 }  // namespace
