@@ -1,6 +1,7 @@
 """A test certificate authority made with the openssl command: a CA, and
 leaf certificates it signs for given DNS names (the receivers' STARTTLS
 certificates, the MTA-STS policy server's)."""
+import hashlib
 import os
 import subprocess
 
@@ -31,5 +32,4 @@ def spki_sha256(cert_pem):
     """The SHA-256 of a certificate's SubjectPublicKeyInfo, hex (TLSA 3 1 1 / 2 1 1)."""
     pub = subprocess.run(["openssl", "x509", "-in", cert_pem, "-noout", "-pubkey"], check=True, capture_output=True).stdout
     der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, check=True, capture_output=True).stdout
-    import hashlib
     return hashlib.sha256(der).hexdigest()

@@ -75,6 +75,9 @@ class Dane(unittest.TestCase):
             "notls IN MX 10 mx.notls.%s." % ZONE, "mx.notls IN A 127.0.0.4", "%s.mx.notls IN TLSA 3 1 1 %s" % (tlsa, ee),
             # nodane: signed, no TLSA (proven absent): delivered as without DANE.
             "nodane IN MX 10 mx.nodane.%s." % ZONE, "mx.nodane IN A 127.0.0.4",
+            # pkix: only a PKIX-EE(1) record, unusable for SMTP (RFC 7672
+            # 3.1.3): TLS is required, the certificate not checked against it.
+            "pkix IN MX 10 mx.pkix.%s." % ZONE, "mx.pkix IN A 127.0.0.3", "%s.mx.pkix IN TLSA 1 1 1 %s" % (tlsa, "cd" * 32),
             # TLS-RPT for good: reports go to rpt (a plain receiver, no DANE).
             '_smtp._tls.good IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@rpt.%s"' % ZONE,
             "rpt IN MX 10 mx.rpt.%s." % ZONE, "mx.rpt IN A 127.0.0.4",
@@ -175,6 +178,14 @@ class Dane(unittest.TestCase):
         submit(self.d, "ok-ta@ta.%s" % ZONE)
         wait_for(lambda: events(self.d, "delivered", "ok-ta@ta.%s" % ZONE), what="delivered")
         self.assertEqual(len(self.tls_sink.received("ok-ta")), 1)
+
+    def test_only_pkix_records_require_tls_without_matching_them(self):
+        before = self.tls_sink.tls_sessions
+        submit(self.d, "ok-pk@pkix.%s" % ZONE)
+        wait_for(lambda: events(self.d, "delivered", "ok-pk@pkix.%s" % ZONE), what="delivered")
+        self.assertGreater(self.tls_sink.tls_sessions, before)
+        last = self.last("pkix." + ZONE, "mx.pkix." + ZONE)
+        self.assertEqual((last["policy_type"], last["tlsa"]), ("tlsa", ["1 1 1 " + "CD" * 32]))
 
     def test_tlsa_but_no_starttls_is_never_sent_in_clear(self):
         submit(self.d, "ok-nt@notls.%s" % ZONE)

@@ -72,6 +72,22 @@ class StubDns:
         self.sock.close()
 
 
+def dnsmasq_answers(proc, port, name):
+    """Whether the dnsmasq process proc answers an A query for name on port
+    (raises when it has exited, with what it said)."""
+    if proc.poll() is not None:
+        raise RuntimeError("dnsmasq exited: %s" % proc.stderr.read().decode())
+    qname = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\x00"
+    q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        s.sendto(q, ("127.0.0.1", port))
+        try:
+            return len(s.recv(512)) > 12
+        except socket.timeout:
+            return False
+
+
 def submit(d, rcpt, utf8=False):
     with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
         s.ehlo("t")
@@ -121,16 +137,7 @@ class Dns(unittest.TestCase):
 
     @classmethod
     def query_ok(cls):
-        if cls.dnsmasq.poll() is not None:
-            raise RuntimeError("dnsmasq exited: %s" % cls.dnsmasq.stderr.read().decode())
-        q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x04nomx\x04test\x00" + struct.pack(">HH", 1, 1)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.2)
-            s.sendto(q, ("127.0.0.1", cls.dns_port))
-            try:
-                return len(s.recv(512)) > 12
-            except socket.timeout:
-                return False
+        return dnsmasq_answers(cls.dnsmasq, cls.dns_port, "nomx.test")
 
     @classmethod
     def tearDownClass(cls):

@@ -10,9 +10,7 @@ import gzip
 import http.server
 import json
 import os
-import socket
 import ssl
-import struct
 import subprocess
 import tempfile
 import threading
@@ -21,7 +19,7 @@ import unittest
 from harness import Daemon, delivery_config, wait_for
 from pki import TestCa
 from sink import Sink
-from test_dns import common_port, free_udp_port, submit, events
+from test_dns import common_port, dnsmasq_answers, free_udp_port, submit, events
 
 DOMAINS = ["enforce", "plain", "testing", "mismatch", "wrongcert", "redirect", "badweb", "rotate", "gone", "huge", "html"]
 
@@ -151,16 +149,7 @@ class MtaSts(unittest.TestCase):
 
     @classmethod
     def dns_ready(cls):
-        if cls.dnsmasq.poll() is not None:
-            raise RuntimeError("dnsmasq exited: %s" % cls.dnsmasq.stderr.read().decode())
-        q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x02mx\x07enforce\x04test\x00" + struct.pack(">HH", 1, 1)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.2)
-            s.sendto(q, ("127.0.0.1", cls.dns_port))
-            try:
-                return len(s.recv(512)) > 12
-            except socket.timeout:
-                return False
+        return dnsmasq_answers(cls.dnsmasq, cls.dns_port, "mx.enforce.test")
 
     @classmethod
     def restart_dns(cls):
