@@ -384,6 +384,13 @@ int main(int argc, char** argv) {
         tls_counts = std::make_unique<tls::tls_reporter>(cfg.server.spool_dir / "tls-rpt", now_ms());
         tls_reports = std::make_unique<daemon::tls_report_sender>(io, cfg, *spool, *tls_counts);
         delivery.set_tls_reporter(tls_counts.get());
+        // RFC 8460 5.3: reports must be DKIM-signed, or receivers may drop them.
+        std::string contact = cfg.delivery.tls_rpt_contact.empty() ? "postmaster@" + cfg.server.hostname
+                                                                   : cfg.delivery.tls_rpt_contact;
+        std::string probe = "From: <" + contact + ">\r\nSubject: -\r\n\r\n-\r\n";
+        if (dkim_signer.prepare(probe).entries.empty())
+            spdlog::warn("TLS-RPT: no [[dkim]] key signs mail from {}: receivers may ignore its unsigned reports (RFC 8460 5.3)",
+                         contact);
     }
     // A queued recipient who unsubscribes (or becomes held) before an attempt is not sent.
     delivery.set_suppression_check([&suppression](const std::string& rcpt) {

@@ -23,6 +23,12 @@
 #include "state/backend.hpp"
 
 namespace ricochet::state::pg {
+// libpq's message without its trailing newline and spaces ("" for null).
+inline std::string trimmed(const char* m) {
+    std::string s = m ? m : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+}
 
 struct result_free {
     void operator()(PGresult* r) const { PQclear(r); }
@@ -59,8 +65,7 @@ public:
     std::string error(PGconn* c) const {
         if (!why_.empty()) return why_;
         const char* m = r_ ? PQresultErrorMessage(r_.get()) : nullptr;
-        std::string s = (m && *m) ? m : (c ? PQerrorMessage(c) : "no connection");
-        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        std::string s = trimmed((m && *m) ? m : (c ? PQerrorMessage(c) : "no connection"));
         return s.empty() ? "PostgreSQL error" : s;
     }
     // SQLSTATE (e.g. "40P01" deadlock), "" when there is none.
@@ -123,8 +128,7 @@ public:
         std::unique_ptr<connection> c(new connection);
         c->c_.reset(PQconnectdbParams(keys, vals, 1));
         if (!c->c_ || PQstatus(c->c_.get()) != CONNECTION_OK) {
-            error = c->c_ ? PQerrorMessage(c->c_.get()) : "out of memory";
-            while (!error.empty() && (error.back() == '\n' || error.back() == ' ')) error.pop_back();
+            error = trimmed(c->c_ ? PQerrorMessage(c->c_.get()) : "out of memory");
             return nullptr;
         }
         // Server notices (an existing table, a skipped index) are not ours to print.
@@ -245,8 +249,7 @@ private:
         return out;
     }
     std::string message() const {
-        std::string s = c_ ? PQerrorMessage(c_.get()) : "no connection";
-        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        std::string s = trimmed(c_ ? PQerrorMessage(c_.get()) : "no connection");
         return s.empty() ? "PostgreSQL error" : s;
     }
 

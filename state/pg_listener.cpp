@@ -188,8 +188,7 @@ void pg_listener::run() {
         if (payloads.empty()) {
             if (wait(PQsocket(c), quiet_ms)) break;
             if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK) {
-                std::string why = PQerrorMessage(c);
-                while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+                std::string why = pg::trimmed(PQerrorMessage(c));
                 set_down(why);
                 s.conn.reset();
                 continue;

@@ -295,6 +295,8 @@ class MtaSts(unittest.TestCase):
         submit(self.d, "someone@reports.test")
         ev = wait_for(lambda: events(self.d, "deferred", "someone@reports.test"), what="deferred")[0]
         self.assertEqual(ev["category"], "tls-failure")
+        # No [[dkim]] key here: the daemon said at start that reports go unsigned.
+        self.assertIn("TLS-RPT: no [[dkim]] key signs mail from postmaster@ricochet.test", self.d.log())
         # Reported once: a second request for the day queues nothing for them.
         again = self.d.ctl_json("tls", "report", "--day", "today")
         self.assertFalse({"enforce.test", "testing.test"} & {q["domain"] for q in again["queued"]}, again)
