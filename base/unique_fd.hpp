@@ -60,4 +60,19 @@ inline std::error_code fsync_dir(const std::filesystem::path& dir) {
     return ::fsync(d.get()) == 0 ? std::error_code() : last_error();
 }
 
+// Replaces path's contents durably: written to path.tmp (mode), synced,
+// renamed over path, and the directory synced. A crash leaves the old
+// contents or the new, never a mix.
+inline std::error_code replace_file(const std::filesystem::path& path, std::string_view data, mode_t mode = 0600) {
+    auto tmp = path;
+    tmp += ".tmp";
+    unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+    if (!fd) return last_error();
+    if (auto ec = write_all(fd.get(), data)) return ec;
+    if (::fsync(fd.get()) != 0) return last_error();
+    fd.reset();
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return last_error();
+    return fsync_dir(path.parent_path());
+}
+
 }  // namespace ricochet::base

@@ -344,15 +344,7 @@ bool shaper::save_warmup(std::int64_t today) {
             text += std::to_string(it->second.day) + " " + it->first + " " + std::to_string(it->second.reserved) + "\n";
         ++it;
     }
-    auto tmp = state_file_;
-    tmp += ".tmp";
-    base::unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) return false;
-    if (base::write_all(fd.get(), text) || ::fsync(fd.get()) != 0) return false;
-    fd.reset();
-    std::error_code ec;
-    std::filesystem::rename(tmp, state_file_, ec);
-    return !ec && !base::fsync_dir(state_file_.parent_path());
+    return !base::replace_file(state_file_, text);
 }
 
 void shaper::prune(std::int64_t now) {

@@ -113,16 +113,10 @@ struct webhook_dispatcher::endpoint {
     }
 
     bool save_cursor(std::uint64_t seq) {
-        auto tmp = cursor_file;
-        tmp += ".tmp";
-        base::unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-        std::string text = std::to_string(seq) + "\n";
-        if (!fd || base::write_all(fd.get(), text) || ::fsync(fd.get()) != 0 ||
-            ::rename(tmp.c_str(), cursor_file.c_str()) != 0) {
-            log()->error("{}: cannot save the cursor in {}: {}", label, cursor_file.string(), std::strerror(errno));
+        if (auto ec = base::replace_file(cursor_file, std::to_string(seq) + "\n")) {
+            log()->error("{}: cannot save the cursor in {}: {}", label, cursor_file.string(), ec.message());
             return false;
         }
-        base::fsync_dir(cursor_file.parent_path());
         return true;
     }
 

@@ -1,17 +1,14 @@
 // mta_sts — see mta_sts.hpp. The only file of tls/ that includes Beast.
 #include "tls/mta_sts.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <fstream>
-#include <sstream>
 
+#include "base/unique_fd.hpp"
 #include "config/config.hpp"
 #include "dns/lookup.hpp"
 #include "queue/clock.hpp"
@@ -117,15 +114,8 @@ struct mta_sts::impl {
         if (dir.empty()) return;
         nlohmann::json j{{"domain", c->domain}, {"id", c->id}, {"fetched_ms", c->fetched_ms}, {"policy", c->text}};
         auto path = file_of(c->domain);
-        auto tmp = path;
-        tmp += ".tmp";
-        std::string data = j.dump(2) + "\n";
-        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        bool ok = fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
-        if (fd >= 0) ::close(fd);
-        std::error_code ec;
-        if (ok) std::filesystem::rename(tmp, path, ec);
-        if (!ok || ec) log()->error("MTA-STS: cannot keep the policy of {} in {}", c->domain, path.string());
+        if (auto ec = base::replace_file(path, j.dump(2) + "\n"))
+            log()->error("MTA-STS: cannot keep the policy of {} in {}: {}", c->domain, path.string(), ec.message());
     }
 
     awaitable<fetch_result> fetch(const std::string& domain) {

@@ -1,11 +1,10 @@
 // tls_reporter — see tls_reporter.hpp.
 #include "tls/tls_reporter.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
+#include <algorithm>
 #include <fstream>
 
+#include "base/unique_fd.hpp"
 #include "queue/logger.hpp"
 
 namespace ricochet::tls {
@@ -54,15 +53,9 @@ void tls_reporter::write(const std::string& day, const day_counts& c, const std:
     if (dir_.empty()) return;
     auto j = c.to_json();
     j["reported"] = reported;
-    std::string data = j.dump() + "\n";
-    auto path = file_of(day), tmp = path;
-    tmp += ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) && ::fsync(fd) == 0;
-    if (fd >= 0) ::close(fd);
-    std::error_code ec;
-    if (ok) std::filesystem::rename(tmp, path, ec);
-    if (!ok || ec) log()->error("TLS-RPT: cannot write {}", path.string());
+    auto path = file_of(day);
+    if (auto ec = base::replace_file(path, j.dump() + "\n"))
+        log()->error("TLS-RPT: cannot write {}: {}", path.string(), ec.message());
 }
 
 void tls_reporter::flush(std::int64_t now_ms) {
