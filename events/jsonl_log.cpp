@@ -2,6 +2,8 @@
 #include "events/jsonl_log.hpp"
 
 #include <fcntl.h>
+
+#include <algorithm>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -66,7 +68,15 @@ bool gzip_file(const fs::path& src) {
     return true;
 }
 
-jsonl_log::~jsonl_log() { wait_for_compression(); }
+jsonl_log::~jsonl_log() {
+    {
+        std::lock_guard lk(mu_);
+        if (fd_ && !pending_.empty()) write_locked({});  // a last try
+        if (!pending_.empty())
+            spdlog::error("events log {}: {} octet(s) of event lines not written at stop", path_.string(), pending_.size());
+    }
+    wait_for_compression();
+}
 
 void jsonl_log::wait_for_compression() {
     if (compressor_.joinable()) compressor_.join();
@@ -100,9 +110,52 @@ void jsonl_log::write(const std::vector<event>& evs) {
     for (auto& e : evs) append_json_line(buf, e);
     std::lock_guard lk(mu_);
     if (!fd_) return;
-    if (due(buf.size())) rotate_locked();
+    write_locked(std::move(buf));
+}
+
+void jsonl_log::write_locked(std::string buf) {
+    if (!pending_.empty()) {
+        buf.insert(0, pending_);
+        pending_.clear();
+    } else if (due(buf.size())) {
+        rotate_locked();  // never between the two halves of a torn line
+    }
     if (size_ == 0) born_ = std::chrono::system_clock::now();
-    if (!base::write_all(fd_.get(), buf)) size_ += buf.size();  // a full disk loses event lines, never mail
+    std::size_t off = 0;
+    int err = 0;
+    while (off < buf.size()) {
+        auto n = ::write(fd_.get(), buf.data() + off, buf.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            err = n < 0 ? errno : EIO;
+            break;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    size_ += off;
+    if (!err) {
+        if (failing_) spdlog::info("events log {}: written again, nothing lost", path_.string());
+        failing_ = false;
+        return;
+    }
+    pending_ = buf.substr(off);
+    if (pending_.size() > max_pending) {
+        // Whole lines after the first (which may be a torn line's rest,
+        // and must stay first), up to the limit.
+        std::size_t first = pending_.find('\n') + 1;
+        std::size_t cut = pending_.find('\n', pending_.size() - max_pending);
+        cut = cut == std::string::npos ? pending_.size() : cut + 1;
+        if (cut > first) {
+            lines_dropped_ += static_cast<std::uint64_t>(std::count(pending_.begin() + first, pending_.begin() + cut, '\n'));
+            pending_.erase(first, cut - first);
+        }
+        spdlog::error("events log {}: {} line(s) dropped in all: {} MiB not written", path_.string(), lines_dropped_,
+                      max_pending >> 20);
+    }
+    if (!failing_)
+        spdlog::error("events log {}: cannot write: {}; the lines are kept and written with the next ones",
+                      path_.string(), std::error_code(err, std::generic_category()).message());
+    failing_ = true;
 }
 
 bool jsonl_log::rotate() {

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <string>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -63,6 +64,15 @@ private:
     std::uint64_t size_ = 0;
     std::chrono::system_clock::time_point born_{};  // when the current file got its first line
     std::thread compressor_;
+    // What a failed write (EIO, a full disk) left unwritten, from where it
+    // stopped, even mid-line: written first by the next write, so a
+    // transient fault loses no line and tears none. Beyond max_pending the
+    // oldest lines go (counted in the log).
+    static constexpr std::size_t max_pending = 64 << 20;
+    std::string pending_;
+    std::uint64_t lines_dropped_ = 0;
+    bool failing_ = false;
+    void write_locked(std::string buf);
 };
 
 // gzip's SRC into SRC.gz (through a temporary, synced, then renamed) and

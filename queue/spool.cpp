@@ -691,10 +691,15 @@ std::error_code spool::append_status(std::string_view id,
     std::string buf;
     for (auto& [idx, r] : updates) buf += status_line(idx, r);
     std::string n(id);
-    int fd = ::openat(status_fd_, n.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int fd = ::openat(status_fd_, n.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);  // read: its last octet
     if (fd < 0) return last_error();
     struct stat st{};
     bool created = ::fstat(fd, &st) == 0 && st.st_size == 0;
+    // A write that failed half-way (a full disk) left a torn last line; the
+    // new lines start on their own, or the first would be read as part of
+    // it and lost.
+    char last = '\n';
+    if (!created && st.st_size > 0 && ::pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') buf.insert(0, 1, '\n');
     auto ec = write_all(fd, buf, {});
     if (!ec && ::fdatasync(fd) != 0) ec = last_error();
     ::close(fd);

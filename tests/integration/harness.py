@@ -77,6 +77,7 @@ class Daemon:
         self.config_path = os.path.join(self.dir, "ricochet.toml")
         self.log_path = os.path.join(self.dir, "ricochetd.log")
         self.preexec_fn = preexec_fn
+        self.env = None  # the daemon's environment (None: this process's)
         trusted = trusted if trusted is not None else ["127.0.0.0/8", "::1/128"]
         # [bounce_listener] stays the last table before extra_config: the
         # top-level keys extra_config may start with (delivery_config's
@@ -124,7 +125,8 @@ listen = ["127.0.0.1:{self.bounce_port}"]
             start_of_log = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
             with open(self.log_path, "a") as log:
                 self.proc = subprocess.Popen([os.path.join(BIN, "ricochetd"), "--config", self.config_path],
-                                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn)
+                                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn,
+                                             env=self.env)
             try:
                 wait_listening("127.0.0.1", self.port, self.proc)
                 wait_listening("127.0.0.1", self.bounce_port, self.proc)

@@ -158,6 +158,23 @@ TEST(Bus, StampsEveryEventAndWritesOneLineEach) {
     EXPECT_EQ(lines[0]["id"], s.instance() + "-" + std::to_string(lines[0]["seq"].get<std::uint64_t>()));
 }
 
+// A write that fails (here /dev/full: ENOSPC) loses no line: the lines are
+// kept and written, whole and in order, by the next write that succeeds
+// (after a SIGHUP re-open, here onto a file that can be written).
+TEST(JsonlLog, LinesAFailedWriteLeftAreWrittenNext) {
+    tmpdir d;
+    jsonl_log file;
+    ASSERT_FALSE(file.open("/dev/full"));
+    file.write({queued("Q1", "", "a@example.org", 0, "", 0)});
+    file.write({queued("Q2", "", "b@example.org", 0, "", 0)});
+    ASSERT_FALSE(file.open(d.p / "events.jsonl"));
+    file.write({queued("Q3", "", "c@example.org", 0, "", 0)});
+    std::ifstream in(d.p / "events.jsonl");
+    std::vector<std::string> ids;
+    for (std::string l; std::getline(in, l);) ids.push_back(json::parse(l)["queue_id"].get<std::string>());
+    EXPECT_EQ(ids, (std::vector<std::string>{"Q1", "Q2", "Q3"}));
+}
+
 TEST(Event, EveryLineIsValidJsonAndValidUtf8WhateverTheReplyCarries) {
     struct row {
         const char* name;

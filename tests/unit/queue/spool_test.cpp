@@ -287,6 +287,33 @@ TEST(Spool, RemoveFromTheWrongStateKeepsTheStatusFile) {
     EXPECT_EQ(s->locate(e.id), queue_state::active);
 }
 
+// A status write that failed half-way (a full disk) leaves a torn line: the
+// next decision is still read back, not glued onto it and lost.
+TEST(Spool, AStatusLineAfterATornOneIsRead) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    auto e = make_env(*s, {"a@example.com", "b@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+    recipient_status deferred;
+    deferred.status = "deferred";
+    deferred.attempts = 1;
+    ASSERT_FALSE(s->append_status(e.id, {{0, deferred}}));
+    {
+        std::ofstream torn(d.path / "status" / e.id, std::ios::app | std::ios::binary);
+        torn << "1\tdeliv";  // what a short write leaves
+    }
+    recipient_status delivered;
+    delivered.status = "delivered";
+    delivered.attempts = 2;
+    ASSERT_FALSE(s->append_status(e.id, {{1, delivered}}));
+    auto st = s->read_status(e.id, 2, ec);
+    ASSERT_FALSE(ec);
+    EXPECT_EQ(st[0].status, "deferred");
+    EXPECT_EQ(st[1].status, "delivered");
+    EXPECT_EQ(st[1].attempts, 2);
+}
+
 TEST(Spool, FreeFilesSurviveARestart) {
     temp_dir d;
     std::error_code ec;

@@ -1,0 +1,296 @@
+"""I/O errors at every step, against the real daemon.
+
+tests/faults/fault_inject.cpp (LD_PRELOAD) counts every call that changes
+the disk under the daemon's directory (write, pwrite, writev,
+copy_file_range, fsync, fdatasync, syncfs, ftruncate, rename(at)(2),
+unlink(at)) and fails the N-th one with EIO or ENOSPC. Each scenario is run
+once only counting, which gives its K calls, then once for every N in 1..K:
+
+  submission + delivery   a message for two recipients through SMTP, to a
+                          real SMTP receiver (the scripted sink)
+  DSN intake              a bounce report for a delivered message, on the
+                          bounce listener
+  restart                 start-up with queued, deferred, finished (free/)
+                          and unacknowledged (incoming/) files, then a flush
+
+After every run, the daemon must still be running (no crash), answer, and
+stop on SIGTERM with exit 0 (no hang). Then it is started again without
+faults, and: every message that got a 250 is delivered with its exact
+octets; one that got 4xx was not queued (and the client's retry is
+delivered once); a 250 never followed a failed write or sync of the
+message's own queue file, its directory or the journal it needed; nothing
+is left in incoming/ or corrupt/; the state store holds what the 250 promised
+(the delivery, or the report's bounce counted once).
+"""
+import os
+import re
+import smtplib
+import subprocess
+import tempfile
+import unittest
+
+from harness import BIN, Daemon, delivery_config, wait_for
+from sink import Sink
+
+SHIM = os.path.join(BIN, "libricochet_faults.so")
+EIO, ENOSPC = 5, 28
+
+DSN = """From: MAILER-DAEMON@mx.sink.test (Mail Delivery System)
+To: {verp}
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.sink.test
+
+Final-Recipient: rfc822; {rcpt}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown
+
+--B--
+"""
+
+
+def body(tag):
+    # Big enough for two writes and a spill-free queue file; every line
+    # carries the tag, so a mixed-up or torn file shows.
+    lines = "".join("%s line %04d of the message body, which must arrive intact\r\n" % (tag, i) for i in range(60))
+    return ("From: news@example.com\r\nTo: list@sink.test\r\nSubject: fault %s\r\nX-Campaign-ID: faults\r\n"
+            "X-Tag: %s\r\n\r\n" % (tag, tag)) + lines
+
+
+def content_of(data):
+    """The message as sent, from the first header we wrote (Received: and
+    DKIM fields added by the daemon are above it)."""
+    text = data.decode() if isinstance(data, bytes) else data
+    at = text.find("From: news@example.com")
+    return text[at:].replace("\r\n", "\n").rstrip("\n")
+
+
+class Trace:
+    def __init__(self, path):
+        self.path = path
+
+    def lines(self):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as f:
+            return [l.rstrip("\n").split("\t") for l in f if l.strip()]
+
+    def failed(self):
+        return [l for l in self.lines() if len(l) == 4 and l[3] != "ok"]
+
+
+class FaultRun:
+    """One daemon life under the shim, with its own trace."""
+
+    def __init__(self, daemon, nth, errno=EIO, armed=False):
+        self.d = daemon
+        fd, self.trace_path = tempfile.mkstemp(prefix="ricochet-fault-trace-")
+        os.close(fd)
+        self.arm = os.path.join(daemon.dir, "fault.arm")
+        if os.path.exists(self.arm):
+            os.unlink(self.arm)
+        if armed:
+            open(self.arm, "w").close()
+        self.trace = Trace(self.trace_path)
+        daemon.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=daemon.dir, RICOCHET_FAULT_ARM=self.arm,
+                          RICOCHET_FAULT_NTH=str(nth), RICOCHET_FAULT_ERRNO=str(errno),
+                          RICOCHET_FAULT_TRACE=self.trace_path,
+                          ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+
+    def start(self):
+        try:
+            self.d.start()
+        except RuntimeError as e:
+            return str(e)
+        return None
+
+    def go(self):
+        open(self.arm, "w").close()
+
+    def finish(self, test):
+        """The daemon must still run, then stop cleanly; the shim leaves."""
+        d = self.d
+        test.assertIsNone(d.proc.poll(), "ricochetd died under fault %s:\n%s" % (self.trace.failed(), d.log()[-3000:]))
+        d.proc.terminate()
+        try:
+            rc = d.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            d.proc.wait()
+            test.fail("ricochetd hung at SIGTERM under fault %s" % self.trace.failed())
+        test.assertEqual(rc, 0, "ricochetd exit %s under fault %s:\n%s" % (rc, self.trace.failed(), d.log()[-3000:]))
+        d.check_sanitizers()
+        d.env = None
+        os.unlink(self.trace_path)
+
+
+def spool_files(d, sub):
+    p = os.path.join(d.spool, sub)
+    return sorted(os.listdir(p)) if os.path.isdir(p) else []
+
+
+def call_kind(line):
+    """A counted call without its queue id: ("pwrite", "state.db-wal")."""
+    path = re.sub(r"/[0-9A-Z]{13}\b", "/ID", line[2])
+    return line[1], path
+
+
+def fault_points(lines):
+    """The calls to fail. RICOCHET_FAULT_EVERY=1: every one. Else the first
+    and the last of each run of alike calls (twenty pwrites of one SQLite
+    commit go through the same code; the first and the last differ in
+    what is already on disk), which is every distinct failure point."""
+    n = len(lines)
+    if os.environ.get("RICOCHET_FAULT_EVERY") == "1":
+        return list(range(1, n + 1))
+    kinds = [call_kind(l) for l in lines]
+    return [i + 1 for i in range(n) if i == 0 or i == n - 1 or kinds[i] != kinds[i - 1] or kinds[i] != kinds[i + 1]]
+
+
+def sweep(test, count_run, one_run):
+    """count_run() -> the trace of a run without faults; one_run(n) for each
+    failure point; returns their results."""
+    lines = count_run()
+    test.assertGreater(len(lines), 5, "the shim counted nothing: is it loaded?")
+    results = []
+    for n in fault_points(lines):
+        with test.subTest(n=n, call=" ".join(lines[n - 1][1:3])):
+            results.append(one_run(n))
+    return len(lines), results
+
+
+class SubmissionAndDelivery(unittest.TestCase):
+    RCPTS = ["ok-a@sink.test", "ok-b@sink.test"]
+
+    def setUp(self):
+        self.sink = Sink()
+        self.cfg = delivery_config({"sink.test": (self.sink.host, self.sink.port)}, interval="1s")
+        self.dirs = []
+
+    def tearDown(self):
+        self.sink.close()
+
+    def daemon(self):
+        d = Daemon(extra_config=self.cfg)
+        self.addCleanup(d.cleanup)
+        return d
+
+    def submit(self, port, tag):
+        """(code, text) of the whole transaction: 250, or the 4xx/5xx that ended it."""
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+                s.ehlo("client.test")
+                s.sendmail("news@example.com", self.RCPTS, body(tag))
+            return 250, ""
+        except smtplib.SMTPResponseException as e:
+            return e.smtp_code, e.smtp_error.decode(errors="replace")
+        except smtplib.SMTPRecipientsRefused as e:
+            code, text = list(e.recipients.values())[0]
+            return code, text.decode(errors="replace")
+
+    def delivered(self, tag):
+        want = content_of(body(tag))
+        got = {}
+        for (_, rcpt, data) in self.sink.received():
+            if ("X-Tag: %s\r\n" % tag) in data.decode(errors="replace"):
+                self.assertEqual(content_of(data), want, "message %s arrived changed" % tag)
+                got[rcpt] = got.get(rcpt, 0) + 1
+        return got
+
+    def run_once(self, n, errno):
+        d = self.daemon()
+        run = FaultRun(d, n, errno)
+        self.assertIsNone(run.start())
+        run.go()
+        tag = "t%d-%d" % (errno, n)
+        code, text = self.submit(d.port, tag)
+        at_reply = len(run.trace.lines())
+        # Delivery gets a few seconds; a fault may have put it off (a
+        # status that could not be written is retried after 60 s): the
+        # restart below finishes it either way.
+        try:
+            wait_for(lambda: len(self.delivered(tag)) == 2 and not d.queue_ids(), timeout=5, what="delivery")
+        except AssertionError:
+            pass
+        failed = run.trace.failed()
+        run.finish(self)
+        self.assertLessEqual(len(failed), 1)
+        point = failed[0] if failed else None
+        if code != 250:
+            # Refused: a temporary reply, never 5xx, and only for a fault
+            # that hit this message's commit.
+            self.assertEqual(code // 100, 4, "%s under fault %s" % (text, point))
+            self.assertIsNotNone(point, "%d %s without a fault" % (code, text))
+        elif point and int(point[0]) <= at_reply and point[1] in ("syncfs", "fsync", "fdatasync", "write", "renameat2") \
+                and ("/spool/incoming" in point[2] or point[2].endswith("/spool/active")):
+            self.fail("250 after the queue file's %s failed (%s)" % (point[1], point))
+        # The same daemon directory, no shim: the promise is kept.
+        d.start()
+        d.ctl("queue", "flush", "--all", check=False)  # 0 matched: exit 1
+        if code != 250:
+            code2, text2 = self.submit(d.port, tag + "r")  # the client sends again
+            self.assertEqual(code2, 250, text2)
+            tag_ok = tag + "r"
+            self.assertEqual(self.delivered(tag), {}, "a refused message was delivered (fault %s)" % (point,))
+        else:
+            tag_ok = tag
+        got = wait_for(lambda: (lambda g: g if len(g) == 2 else None)(self.delivered(tag_ok)), timeout=30,
+                       what="delivery of %s after fault %s" % (tag_ok, point))
+        wait_for(lambda: not d.queue_ids(), timeout=30, what="an empty queue")
+        if code != 250:
+            self.assertEqual(self.delivered(tag), {}, "a refused message was delivered (fault %s)" % (point,))
+        self.assertEqual(spool_files(d, "incoming"), [])
+        self.assertEqual(spool_files(d, "corrupt"), [], "fault %s" % (point,))
+        # Each recipient's delivery is in the event log (the state store's
+        # source of truth for a campaign system), once or, when the fault
+        # stopped its status from being written, again for the repeat.
+        for r in self.RCPTS:
+            evs = [e for e in d.events() if e["type"] == "delivered" and e.get("recipient") == r
+                   and e.get("queue_id")]
+            self.assertTrue(evs, "no delivered event for %s (fault %s)" % (r, point))
+        dup = {r: c for r, c in got.items() if c > 1}
+        d.stop()
+        return point, code, dup
+
+    def count(self, errno):
+        d = self.daemon()
+        run = FaultRun(d, 0, errno)
+        self.assertIsNone(run.start())
+        run.go()
+        self.assertEqual(self.submit(d.port, "count%d" % errno)[0], 250)
+        wait_for(lambda: len(self.delivered("count%d" % errno)) == 2 and not d.queue_ids(), what="delivery")
+        # The last records (the delivered decisions) settle after the queue
+        # empties: the count is taken once the daemon has stopped.
+        d.proc.terminate()
+        d.proc.wait(timeout=20)
+        lines = run.trace.lines()
+        os.unlink(run.trace_path)
+        d.env = None
+        return lines
+
+    def check(self, errno):
+        calls, results = sweep(self, lambda: self.count(errno), lambda n: self.run_once(n, errno))
+        results = [r for r in results if r]
+        refused = [p for p, code, _ in results if code != 250]
+        dups = [(p, dup) for p, _, dup in results if dup]
+        print("\n%s: %d calls, %d failed one by one: %d refused with 4xx, %d repeated a delivery %s" % (
+            "EIO" if errno == EIO else "ENOSPC", calls, len(results), len(refused), len(dups),
+            sorted({call_kind(p) for p, _ in dups if p})))
+
+    def test_eio_at_every_call(self):
+        self.check(EIO)
+
+
+if __name__ == "__main__":
+    unittest.main()
