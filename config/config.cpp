@@ -270,7 +270,7 @@ void load(const toml::table& root, config& c) {
         table_reader r(c, *t, "submission");
         r.known({"listen", "trusted_networks", "auth_users_file", "tls_cert", "tls_key", "max_message_size",
                  "max_recipients", "campaign_header", "max_connections", "max_connections_per_ip", "command_timeout",
-                 "data_timeout", "data_memory"});
+                 "data_timeout", "data_memory", "stress_connections", "stress_timeout"});
         r.listen_list("listen", c.submission.listen);
         read_size(c, r, "data_memory", "submission.data_memory", c.submission.data_memory, 4096);
         r.strings("trusted_networks", c.submission.trusted_networks);
@@ -288,6 +288,8 @@ void load(const toml::table& root, config& c) {
         r.integer("max_connections_per_ip", c.submission.max_connections_per_ip, 0, 100000);
         r.duration("command_timeout", c.submission.command_timeout);
         r.duration("data_timeout", c.submission.data_timeout);
+        r.integer("stress_connections", c.submission.stress_connections, 0, 100000);
+        r.duration("stress_timeout", c.submission.stress_timeout);
     }
     if (auto* t = top.sub("delivery")) {
         table_reader r(c, *t, "delivery");
@@ -364,11 +366,14 @@ void load(const toml::table& root, config& c) {
     }
     if (auto* t = top.sub("bounce_listener")) {
         table_reader r(c, *t, "bounce_listener");
-        r.known({"listen", "domain", "secret", "max_connections", "max_connections_per_ip", "max_message_size"});
+        r.known({"listen", "domain", "secret", "max_connections", "max_connections_per_ip", "max_message_size",
+                 "stress_connections", "stress_timeout"});
         r.listen_list("listen", c.bounce_listener.listen);
         r.integer("max_connections", c.bounce_listener.max_connections, 1, 100000);
         r.integer("max_connections_per_ip", c.bounce_listener.max_connections_per_ip, 0, 100000);
         r.integer("max_message_size", c.bounce_listener.max_message_size, 1024, 1LL << 30);
+        r.integer("stress_connections", c.bounce_listener.stress_connections, 0, 100000);
+        r.duration("stress_timeout", c.bounce_listener.stress_timeout);
         r.str("domain", c.bounce_listener.domain);
         r.str("secret", c.bounce_listener.secret);
     }

@@ -123,6 +123,11 @@ struct config {
         std::uint32_t max_connections_per_ip = 0;  // 0: no limit (campaign systems open many)
         seconds command_timeout{300};  // RFC 5321 4.5.3.2.7: at least 5 minutes
         seconds data_timeout{600};     // whole DATA phase, per chunk read
+        // From stress_connections open sessions (0: three quarters of
+        // max_connections), every session must make progress within
+        // stress_timeout (0: no stress mode), like Postfix's stress mode.
+        std::uint32_t stress_connections = 0;
+        seconds stress_timeout{10};
     } submission;
 
     struct {
@@ -167,6 +172,8 @@ struct config {
         std::string secret;
         std::uint32_t max_connections = 100;        // bounces come from anywhere: a small pool
         std::uint32_t max_connections_per_ip = 10;  // no one sender holds the pool
+        std::uint32_t stress_connections = 0;       // 0: three quarters of max_connections
+        seconds stress_timeout{10};                 // the time-outs under stress (0: no stress mode)
         std::uint64_t max_message_size = 2097152;  // a DSN with the original (or its headers) attached
     } bounce_listener;
 

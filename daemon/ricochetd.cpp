@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <openssl/sha.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -158,6 +159,23 @@ int main(int argc, char** argv) {
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %n[%P]: %l: %v");
     ::signal(SIGPIPE, SIG_IGN);
     ::signal(SIGXFSZ, SIG_IGN);  // a file size limit shows up as EFBIG from write(), handled as a full disk
+    {
+        // Every session, pooled connection and spool file takes a descriptor:
+        // the soft limit (often 1024) goes up to the hard one, like nginx's
+        // worker_rlimit_nofile, so the listeners' own limits are what answer
+        // a flood, not EMFILE at accept.
+        rlimit nofile{};
+        if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+            auto want = nofile.rlim_max == RLIM_INFINITY ? rlim_t(1) << 20 : nofile.rlim_max;
+            rlimit raised{want, nofile.rlim_max};
+            if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) nofile.rlim_cur = want;
+        }
+        std::uint64_t wanted = std::uint64_t(cfg.submission.max_connections) + cfg.bounce_listener.max_connections +
+                               cfg.http.max_connections + cfg.unsubscribe.max_connections + 1024;
+        if (nofile.rlim_cur < wanted)
+            spdlog::warn("open files limited to {} (ulimit -n); the listeners' connection limits and delivery want about {}",
+                         nofile.rlim_cur, wanted);
+    }
 
     std::error_code ec;
     auto spool = queue::spool::open(cfg.server.spool_dir, true, ec);

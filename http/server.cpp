@@ -11,6 +11,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "base/log_rate.hpp"
 #include "base/memory_budget.hpp"
 #include "config/config.hpp"
 #include "http/handler.hpp"
@@ -48,6 +49,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
     std::vector<tcp::acceptor> acceptors;
     asio::thread_pool workers{2};
     std::atomic<unsigned> connections{0};
+    base::log_rate refusals_logged;
     std::mutex mu;
     std::unordered_map<std::string, unsigned> per_ip;
     struct failures {
@@ -145,8 +147,10 @@ struct server::impl : std::enable_shared_from_this<impl> {
     static awaitable<void> serve(std::shared_ptr<impl> self, Stream& stream, std::string ip) {
         auto& lowest = beast::get_lowest_layer(stream);
         beast::flat_buffer buf;  // no cap of its own: the parser's header limit applies
-        const auto timeout = self->opt.request_timeout;
         for (;;) {
+            auto timeout = self->opt.request_timeout;
+            if (self->connections.load() >= std::max(1u, self->opt.max_connections - self->opt.max_connections / 4))
+                timeout = std::min(timeout, self->opt.stress_timeout);
             bhttp::request_parser<bhttp::string_body> parser;
             parser.header_limit(header_limit);
             // The body's limit depends on the route: check() compares the
@@ -271,8 +275,10 @@ struct server::impl : std::enable_shared_from_this<impl> {
         bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
         beast::tcp_stream plain(std::move(sock));
         if (too_many || too_many_here) {
-            log()->warn("{}: refused [{}]: {}.{}", self->opt.name, ip, self->opt.name,
-                        too_many ? "max_connections" : "max_connections_per_ip");
+            if (auto dropped = self->refusals_logged.admit())  // one line a second under a flood
+                log()->warn("{}: refused [{}]: {}.{}{}", self->opt.name, ip, self->opt.name,
+                            too_many ? "max_connections" : "max_connections_per_ip",
+                            *dropped ? " (and " + std::to_string(*dropped) + " more since the last line)" : "");
             // Plain text even on a TLS port would be garbage to the client: there it is just closed.
             if (!self->use_tls) {
                 auto res = to_beast(error_reply(503, too_many ? "too many connections" : "too many connections from your address"),

@@ -11,7 +11,9 @@
 //   - the headers are at most 16 KiB and the body at most http.max_body
 //     (http.max_import_body for PUT /v1/suppressions): else 431 / 413;
 //   - the whole request must arrive within http.request_timeout, and a
-//     keep-alive connection idle that long is closed;
+//     keep-alive connection idle that long is closed; from three quarters
+//     of max_connections on (stress), within stress_timeout (10 s) for each
+//     request that starts then, so idle connections cannot lock clients out;
 //   - at most http.max_connections connections, http.max_connections_per_ip
 //     from one address: others get 503 and are closed.
 // A request Beast cannot parse gets a 400 with a JSON error and the
@@ -38,6 +40,7 @@ struct listener_options {
     std::vector<std::string> listen;
     std::filesystem::path tls_cert, tls_key;
     std::chrono::seconds request_timeout{30};
+    std::chrono::seconds stress_timeout{10};
     unsigned max_connections = 256, max_connections_per_ip = 0;
     int ipv6_prefix = 64;  // per-address limits count IPv6 clients by this network (smtp/network.hpp client_group)
     std::uint64_t memory_budget = 0;  // request bodies held at once, with SMTP DATA (base/memory_budget.hpp); 0: none

@@ -20,6 +20,8 @@ smtp::smtp_server_options listener_options(const config& cfg, const bounce::verp
     bl.memory_budget = cfg.server.data_memory_budget;
     bl.command_timeout = cfg.submission.command_timeout;
     bl.data_timeout = cfg.submission.data_timeout;
+    bl.stress_connections = cfg.bounce_listener.stress_connections;
+    bl.stress_timeout = cfg.bounce_listener.stress_timeout;
     bl.policy.role = smtp::server_role::bounce;
     bl.policy.hostname = cfg.server.hostname;
     bl.policy.max_message_size = cfg.bounce_listener.max_message_size;

@@ -12,12 +12,14 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <list>
 #include <mutex>
 #include <unordered_map>
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/log_rate.hpp"
 #include "base/memory_budget.hpp"
 #include "base/unique_fd.hpp"
 #include "queue/logger.hpp"
@@ -231,6 +233,48 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         void expire_in(std::chrono::seconds s) { deadline.expires_after(s); }
     };
 
+    // Stress (Postfix's word): from stress_at() open sessions on, every
+    // session must make progress within opt.stress_timeout, so clients that
+    // connect and sit idle cannot keep real ones out for the five minutes
+    // RFC 5321 grants a command. Sessions already waiting are cut short by
+    // the sweep that runs when a session opens, or is refused, under stress.
+    std::mutex live_mu;
+    std::list<std::weak_ptr<conn>> live;  // admitted sessions, for the sweep
+    std::atomic<std::int64_t> last_sweep_ms{0};
+    std::atomic<bool> stress_logged{false};
+    base::log_rate refusals_logged;
+
+    unsigned stress_at() const {
+        if (opt.stress_connections) return opt.stress_connections;
+        return std::max(1u, opt.max_connections - opt.max_connections / 4);
+    }
+    bool stressed() const { return opt.stress_timeout.count() > 0 && connections.load() >= stress_at(); }
+    std::chrono::seconds limit(std::chrono::seconds normal) const {
+        return stressed() ? std::min(normal, opt.stress_timeout) : normal;
+    }
+    void sweep_if_stressed() {
+        if (!stressed()) {
+            if (stress_logged.exchange(false)) log()->info("{}: {} sessions: no longer under stress", opt.name, connections.load());
+            return;
+        }
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch()).count();
+        auto last = last_sweep_ms.load();
+        if (now - last < 1000 || !last_sweep_ms.compare_exchange_strong(last, now)) return;  // at most once a second
+        if (!stress_logged.exchange(true))
+            log()->warn("{}: {} sessions (stress from {}): every session must make progress within {} s", opt.name,
+                        connections.load(), stress_at(), opt.stress_timeout.count());
+        std::lock_guard lk(live_mu);
+        for (auto& w : live) {
+            auto c = w.lock();
+            if (!c) continue;
+            asio::post(c->stream.get_executor(), [c, t = opt.stress_timeout] {
+                if (!c->done && !c->timed_out && c->deadline.expiry() > asio::steady_timer::clock_type::now() + t)
+                    c->expire_in(t);  // the watchdog's wait ends and waits again for the new time
+            });
+        }
+    }
+
     static awaitable<void> watchdog(std::shared_ptr<conn> c) {
         while (!c->done) {
             co_await c->deadline.async_wait(as_tuple);
@@ -279,6 +323,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             }
         } g{*self, c, group};
         bool too_many = self->connections.fetch_add(1) >= self->opt.max_connections;
+        self->sweep_if_stressed();
         bool too_many_here = self->opt.max_connections_per_ip && from_ip > self->opt.max_connections_per_ip;
         bool auth_abuse = self->opt.max_auth_failures_per_ip && self->auth_blocked(group, 0);
         if (too_many || too_many_here || auth_abuse) {
@@ -290,18 +335,34 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                                             : "421 4.7.0 " + self->opt.policy.hostname +
                                                   " Error: too many connections from your address\r\n";
             co_await write(*c, busy);
+            auto dropped = self->refusals_logged.admit();  // a flood writes one line a second, not one per connection
+            if (!dropped) co_return;
+            std::string more = *dropped ? " (and " + std::to_string(*dropped) + " more refused since the last line)" : "";
             if (too_many)
-                log()->warn("{}: refused [{}]: {} connections", self->opt.name, ip, self->opt.max_connections);
+                log()->warn("{}: refused [{}]: {} connections{}", self->opt.name, ip, self->opt.max_connections, more);
             else if (auth_abuse)
-                log()->warn("{}: refused [{}]: {} failed authentications", self->opt.name, ip,
-                            self->opt.max_auth_failures_per_ip);
+                log()->warn("{}: refused [{}]: {} failed authentications{}", self->opt.name, ip,
+                            self->opt.max_auth_failures_per_ip, more);
             else
-                log()->warn("{}: refused [{}]: {} connections from {}", self->opt.name, ip, group,
-                            self->opt.max_connections_per_ip);
+                log()->warn("{}: refused [{}]: {} connections from {}{}", self->opt.name, ip, group,
+                            self->opt.max_connections_per_ip, more);
             co_return;
         }
         log()->debug("{}: connect from [{}]", self->opt.name, ip);
-        c->expire_in(self->opt.command_timeout);
+        c->expire_in(self->limit(self->opt.command_timeout));
+        std::list<std::weak_ptr<conn>>::iterator live_at;
+        {
+            std::lock_guard lk(self->live_mu);
+            live_at = self->live.insert(self->live.end(), c);
+        }
+        struct unlist {
+            impl& s;
+            std::list<std::weak_ptr<conn>>::iterator at;
+            ~unlist() {
+                std::lock_guard lk(s.live_mu);
+                s.live.erase(at);
+            }
+        } unlist_guard{*self, live_at};
         asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
 
         smtp_server_protocol proto(self->opt.policy, ip);
@@ -358,7 +419,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     held.spill.reset();
                     proto.on_commit_result(cec, id, out);
                 } else if (act == smtp_server_protocol::action::starttls) {
-                    c->expire_in(self->opt.command_timeout);
+                    c->expire_in(self->limit(self->opt.command_timeout));
                     if (co_await write(*c, out)) co_return;
                     out.clear();
                     reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
@@ -378,7 +439,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             // Replies to pipelined commands go out together, when no further
             // complete command is waiting (RFC 2920 3.2).
             if (!out.empty()) {
-                c->expire_in(self->opt.command_timeout);
+                c->expire_in(self->limit(self->opt.command_timeout));
                 if (co_await write(*c, out)) break;
                 out.clear();
             }
@@ -407,7 +468,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     held.set(proto.buffered());
                 }
             }
-            if (progressed) c->expire_in(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout);
+            if (progressed)
+                c->expire_in(self->limit(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout));
             progressed = false;
             std::size_t cap = 0;
             char* p = reader.prepare(cap);

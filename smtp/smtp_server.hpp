@@ -56,6 +56,11 @@ struct smtp_server_options {
     // at a time cannot hold a session open).
     std::chrono::seconds command_timeout{300};
     std::chrono::seconds data_timeout{600};
+    // Under stress (stress_connections open sessions or more; 0: three
+    // quarters of max_connections), both time-outs above become at most
+    // stress_timeout, for waiting sessions too (0: never).
+    unsigned stress_connections = 0;
+    std::chrono::seconds stress_timeout{10};
     // When set, accepted messages go here instead of into the spool (the
     // bounce listener: a DSN is read, not relayed). Returns the error for a
     // 452, or success for the 250. Runs on a worker thread of its own (one

@@ -31,6 +31,8 @@ smtp::smtp_server_options listener_options(const config& cfg, const smtp::auth_u
     sub.memory_budget = cfg.server.data_memory_budget;
     sub.command_timeout = cfg.submission.command_timeout;
     sub.data_timeout = cfg.submission.data_timeout;
+    sub.stress_connections = cfg.submission.stress_connections;
+    sub.stress_timeout = cfg.submission.stress_timeout;
     sub.policy.role = smtp::server_role::submission;
     sub.policy.hostname = cfg.server.hostname;
     sub.policy.max_message_size = cfg.submission.max_message_size;
