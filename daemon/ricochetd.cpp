@@ -678,10 +678,12 @@ int main(int argc, char** argv) {
         unsubscribe_listener.stop();
         delivery.stop();
         if (tls_reports) tls_reports->stop();
-        // Finish the commits in flight so their clients get the 250, then stop.
+        // Finish the commits in flight, then give their sessions a moment
+        // to write the 250s (a write into the socket's buffer: well under
+        // the 200 ms), then stop once no delivery is in flight.
         spool->stop();
         give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-        grace.expires_after(std::chrono::seconds(1));
+        grace.expires_after(std::chrono::milliseconds(200));
         grace.async_wait([&](const boost::system::error_code&) { stop_when_idle(); });
     });
 

@@ -4,7 +4,9 @@ tests/faults/fault_inject.cpp (LD_PRELOAD) counts every call that changes
 the disk under the daemon's directory (write, pwrite, writev,
 copy_file_range, fsync, fdatasync, syncfs, ftruncate, rename(at)(2),
 unlink(at)) and fails the N-th one with EIO or ENOSPC. Each scenario is run
-once only counting, which gives its K calls, then once for every N in 1..K:
+once only counting, which gives its K calls, then once for every distinct
+failure point N (fault_points: the first and last of each run of alike
+calls; RICOCHET_FAULT_EVERY=1 takes all K):
 
   submission + delivery   a message for two recipients through SMTP, to a
                           real SMTP receiver (the scripted sink)
@@ -13,6 +15,9 @@ once only counting, which gives its K calls, then once for every N in 1..K:
   restart                 start-up with queued, deferred, finished (free/)
                           and unacknowledged (incoming/) files, then a flush
 
+ENOSPC is also tried at each spool call of the submission and delivery,
+with a finished file in free/ (which the commit drops to make room).
+
 After every run, the daemon must still be running (no crash), answer, and
 stop on SIGTERM with exit 0 (no hang). Then it is started again without
 faults, and: every message that got a 250 is delivered with its exact
@@ -20,10 +25,14 @@ octets; one that got 4xx was not queued (and the client's retry is
 delivered once); a 250 never followed a failed write or sync of the
 message's own queue file, its directory or the journal it needed; nothing
 is left in incoming/ or corrupt/; the state store holds what the 250 promised
-(the delivery, or the report's bounce counted once).
+(the delivery, or the report's bounce counted once, and the sender told
+once). A start-up that cannot write its state store or event sequence
+stops with exit 1 and a critical log line, never a crash.
 """
+import json
 import os
 import re
+import shutil
 import smtplib
 import subprocess
 import tempfile
@@ -155,7 +164,10 @@ def fault_points(lines):
     if os.environ.get("RICOCHET_FAULT_EVERY") == "1":
         return list(range(1, n + 1))
     kinds = [call_kind(l) for l in lines]
-    return [i + 1 for i in range(n) if i == 0 or i == n - 1 or kinds[i] != kinds[i - 1] or kinds[i] != kinds[i + 1]]
+    points = [i + 1 for i in range(n) if i == 0 or i == n - 1 or kinds[i] != kinds[i - 1] or kinds[i] != kinds[i + 1]]
+    # RICOCHET_FAULT_STRIDE=k: every k-th of those (scripts/test.sh's
+    # sanitizer pass, where each daemon life costs three times as much).
+    return points[::max(1, int(os.environ.get("RICOCHET_FAULT_STRIDE", "1")))]
 
 
 def sweep(test, count_run, one_run):
@@ -208,10 +220,17 @@ class SubmissionAndDelivery(unittest.TestCase):
                 got[rcpt] = got.get(rcpt, 0) + 1
         return got
 
-    def run_once(self, n, errno):
+    def warm_up(self, d):
+        """One message delivered before the faults: its file waits in free/."""
+        self.assertEqual(self.submit(d.port, "warm"), (250, ""))
+        wait_for(lambda: os.listdir(os.path.join(d.spool, "free")), what="a file in free/")
+
+    def run_once(self, n, errno, warm=False):
         d = self.daemon()
         run = FaultRun(d, n, errno)
         self.assertIsNone(run.start())
+        if warm:
+            self.warm_up(d)
         run.go()
         tag = "t%d-%d" % (errno, n)
         code, text = self.submit(d.port, tag)
@@ -220,7 +239,7 @@ class SubmissionAndDelivery(unittest.TestCase):
         # status that could not be written is retried after 60 s): the
         # restart below finishes it either way.
         try:
-            wait_for(lambda: len(self.delivered(tag)) == 2 and not d.queue_ids(), timeout=5, what="delivery")
+            wait_for(lambda: len(self.delivered(tag)) == 2 and not d.queue_ids(), timeout=3, what="delivery")
         except AssertionError:
             pass
         failed = run.trace.failed()
@@ -232,8 +251,10 @@ class SubmissionAndDelivery(unittest.TestCase):
             # that hit this message's commit.
             self.assertEqual(code // 100, 4, "%s under fault %s" % (text, point))
             self.assertIsNotNone(point, "%d %s without a fault" % (code, text))
-        elif point and int(point[0]) <= at_reply and point[1] in ("syncfs", "fsync", "fdatasync", "write", "renameat2") \
+        elif point and int(point[0]) <= at_reply and point[1] in ("syncfs", "fsync", "fdatasync") \
                 and ("/spool/incoming" in point[2] or point[2].endswith("/spool/active")):
+            # A failed sync is never taken as done: that batch is refused
+            # (a failed write may be written again, a failed sync not).
             self.fail("250 after the queue file's %s failed (%s)" % (point[1], point))
         # The same daemon directory, no shim: the promise is kept.
         d.start()
@@ -263,10 +284,12 @@ class SubmissionAndDelivery(unittest.TestCase):
         d.stop()
         return point, code, dup
 
-    def count(self, errno):
+    def count(self, errno, warm=False):
         d = self.daemon()
         run = FaultRun(d, 0, errno)
         self.assertIsNone(run.start())
+        if warm:
+            self.warm_up(d)
         run.go()
         self.assertEqual(self.submit(d.port, "count%d" % errno)[0], 250)
         wait_for(lambda: len(self.delivered("count%d" % errno)) == 2 and not d.queue_ids(), what="delivery")
@@ -291,6 +314,224 @@ class SubmissionAndDelivery(unittest.TestCase):
     def test_eio_at_every_call(self):
         self.check(EIO)
 
+    def test_enospc_at_every_spool_call(self):
+        # A full disk: the commit first deletes the finished files kept for
+        # reuse, then tries once more (the 250 then still means durable).
+        lines = self.count(ENOSPC, warm=True)
+        spool = [n for n in fault_points(lines) if "/spool/" in lines[n - 1][2]]
+        self.assertGreater(len(spool), 3)
+        results = []
+        for n in spool:
+            with self.subTest(n=n, call=" ".join(lines[n - 1][1:3])):
+                results.append(self.run_once(n, ENOSPC, warm=True))
+        # The first write of the queue file is one of them: answered 250
+        # after the free file was dropped and the write tried again.
+        self.assertEqual((results[0][0][1], results[0][1]), ("writev", 250), results[0])
+        print("\nENOSPC on the spool: %d calls failed one by one: %d refused with 4xx" % (
+            len(results), sum(1 for r in results if r and r[1] != 250)))
+
+
+
+class DsnIntake(unittest.TestCase):
+    """A bounce report for a delivered message, on the bounce listener."""
+    RCPT = "ok-dsn@sink.test"
+
+    def setUp(self):
+        self.sink = Sink()
+        self.cfg = delivery_config({"sink.test": (self.sink.host, self.sink.port),
+                                    "example.com": (self.sink.host, self.sink.port)}, interval="1s")
+        self.cfg += "[bounce]\nreturn_to_sender = true\n"  # the sender is told, once
+
+    def tearDown(self):
+        self.sink.close()
+
+    def delivered_one(self, d):
+        """Delivers a message without faults; its VERP return path."""
+        before = len(self.sink.received(self.RCPT))
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+            s.sendmail("news@example.com", [self.RCPT], body("dsn"))
+        wait_for(lambda: len(self.sink.received(self.RCPT)) > before, what="delivery")
+        wait_for(lambda: not d.queue_ids(), what="an empty queue")
+        return self.sink.received(self.RCPT)[-1][0]
+
+    def report(self, d, verp):
+        try:
+            with smtplib.SMTP("127.0.0.1", d.bounce_port, timeout=30) as s:
+                s.sendmail("", [verp], DSN.format(verp=verp, rcpt=self.RCPT).encode())
+            return 250, ""
+        except smtplib.SMTPResponseException as e:
+            return e.smtp_code, e.smtp_error.decode(errors="replace")
+        except smtplib.SMTPRecipientsRefused as e:
+            code, text = list(e.recipients.values())[0]
+            return code, text.decode(errors="replace")
+
+    def status(self, d):
+        return json.loads(d.ctl("recipient", "show", self.RCPT, "--json").stdout)
+
+    def returned(self):
+        """DSNs the daemon sent back to the original sender."""
+        return [m for m in self.sink.received("news@example.com") if m[0] == ""]
+
+    def run_once(self, n, errno=EIO):
+        d = Daemon(extra_config=self.cfg)
+        self.addCleanup(d.cleanup)
+        run = FaultRun(d, n, errno)
+        self.assertIsNone(run.start())
+        verp = self.delivered_one(d)
+        returned0 = len(self.returned())
+        run.go()
+        code, text = self.report(d, verp)
+        try:
+            wait_for(lambda: len(self.returned()) > returned0, timeout=5, what="the DSN to the sender")
+        except AssertionError:
+            pass
+        failed = run.trace.failed()
+        run.finish(self)
+        point = failed[0] if failed else None
+        self.assertIn(code // 100, (2, 4), "%d %s under fault %s" % (code, text, point))
+        d.start()
+        d.ctl("queue", "flush", "--all", check=False)  # 0 matched: exit 1
+        if code != 250:
+            code2, text2 = self.report(d, verp)  # the reporting server sends again
+            self.assertEqual(code2, 250, text2)
+        st = wait_for(lambda: (lambda st: st if st.get("bounce_count") else None)(self.status(d)), timeout=30,
+                      what="the bounce recorded after fault %s" % (point,))
+        self.assertEqual((st["status"], st["bounce_count"]), ("bounced", 1), "fault %s" % (point,))
+        # The sender hears of it once, whatever failed.
+        wait_for(lambda: len(self.returned()) == returned0 + 1, timeout=30,
+                 what="one DSN to the sender after fault %s" % (point,))
+        wait_for(lambda: not d.queue_ids(), timeout=30, what="an empty queue")
+        self.assertEqual(len(self.returned()), returned0 + 1, "fault %s" % (point,))
+        self.assertEqual(spool_files(d, "corrupt"), [])
+        d.stop()
+        return point, code, {}
+
+    def count(self):
+        d = Daemon(extra_config=self.cfg)
+        self.addCleanup(d.cleanup)
+        run = FaultRun(d, 0)
+        self.assertIsNone(run.start())
+        verp = self.delivered_one(d)
+        returned0 = len(self.returned())
+        run.go()
+        self.assertEqual(self.report(d, verp)[0], 250)
+        wait_for(lambda: len(self.returned()) > returned0 and not d.queue_ids(), what="the DSN to the sender")
+        d.proc.terminate()
+        d.proc.wait(timeout=20)
+        lines = run.trace.lines()
+        os.unlink(run.trace_path)
+        d.env = None
+        return lines
+
+    def test_eio_at_every_call(self):
+        calls, results = sweep(self, self.count, self.run_once)
+        results = [r for r in results if r]
+        print("\nDSN intake, EIO: %d calls, %d failed one by one: %d refused with 4xx" % (
+            calls, len(results), sum(1 for _, code, _ in results if code != 250)))
+
+
+class Restart(unittest.TestCase):
+    """Start-up (recovery) and a flush, with two deferred messages, one on
+    hold, a finished file in free/ and an unacknowledged one in incoming/."""
+
+    def setUp(self):
+        self.sink = Sink()
+        cfg = delivery_config({"sink.test": (self.sink.host, self.sink.port)}, interval="1h")
+        self.d = Daemon(extra_config=cfg)
+        self.addCleanup(self.d.cleanup)
+        d = self.d.start()
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+            for rcpt in ("once-r1@sink.test", "once-r2@sink.test", "ok-r3@sink.test", "once-r4@sink.test"):
+                s.sendmail("news@example.com", [rcpt], body(rcpt.split("@")[0]))
+        wait_for(lambda: len(d.queue_ids("deferred")) == 3 and self.sink.received("ok-r3"), what="3 deferred, 1 sent")
+        held = [m["id"] for m in d.ctl_json("queue", "list") if "once-r4@sink.test" in json.dumps(m)]
+        d.ctl("queue", "hold", held[0])
+        d.stop()
+        with open(os.path.join(d.spool, "incoming", "0AAAAAAAAAAAA"), "w") as f:
+            f.write("never acknowledged")
+        self.assertTrue(spool_files(d, "free"))
+        self.snapshot = tempfile.mkdtemp(prefix="ricochet-fault-snap-")
+        self.addCleanup(shutil.rmtree, self.snapshot, True)
+        self.keep = [n for n in os.listdir(d.dir) if n.startswith(("spool", "state.db", "events"))]
+        for n in self.keep:
+            self.copy(os.path.join(d.dir, n), os.path.join(self.snapshot, n))
+
+    def tearDown(self):
+        self.sink.close()
+
+    @staticmethod
+    def copy(src, dst):
+        if os.path.isdir(src):
+            shutil.copytree(src, dst, symlinks=True)
+        else:
+            shutil.copy2(src, dst)
+
+    def restore(self):
+        d = self.d
+        for n in os.listdir(d.dir):
+            if n.startswith(("spool", "state.db", "events")):
+                p = os.path.join(d.dir, n)
+                shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+        for n in self.keep:
+            self.copy(os.path.join(self.snapshot, n), os.path.join(d.dir, n))
+
+    def deliveries(self):
+        return {r: len(self.sink.received(r)) for r in ("once-r1@sink.test", "once-r2@sink.test")}
+
+    def life(self, n):
+        """One start-up under the shim (armed from the start) and a flush."""
+        d = self.d
+        self.restore()
+        run = FaultRun(d, n, EIO, armed=True)
+        err = run.start()
+        if err is not None:
+            # A start-up that cannot write its state stops with a message
+            # and exit 1 (never a crash).
+            self.assertIn("daemon exited with 1:", err)
+            d.env = None
+            os.unlink(run.trace_path)
+            return run, None
+        d.ctl("queue", "flush", "--all", check=False)
+        try:
+            wait_for(lambda: not d.queue_ids("deferred") and not d.queue_ids("active"), timeout=5, what="flush")
+        except AssertionError:
+            pass
+        return run, d
+
+    def count(self):
+        run, d = self.life(0)
+        self.assertIsNotNone(d)
+        d.proc.terminate()
+        d.proc.wait(timeout=20)
+        lines = run.trace.lines()
+        os.unlink(run.trace_path)
+        d.env = None
+        return lines
+
+    def run_once(self, n):
+        before = self.deliveries()
+        run, started = self.life(n)
+        point = None
+        if started:
+            failed = run.trace.failed()
+            point = failed[0] if failed else None
+            run.finish(self)
+        d = self.d
+        d.start()
+        d.ctl("queue", "flush", "--all", check=False)
+        wait_for(lambda: all(v > before[r] for r, v in self.deliveries().items()), timeout=30,
+                 what="both deferred messages delivered after fault %s" % (point,))
+        wait_for(lambda: not d.queue_ids("deferred") and not d.queue_ids("active"), timeout=30, what="an empty queue")
+        self.assertEqual(len(d.queue_ids("hold")), 1, "the held message stays held (fault %s)" % (point,))
+        self.assertEqual(spool_files(d, "incoming"), [])
+        self.assertEqual(spool_files(d, "corrupt"), [], "fault %s" % (point,))
+        d.stop()
+        return point, 250 if started else 0, {}
+
+    def test_eio_at_every_call(self):
+        calls, results = sweep(self, self.count, self.run_once)
+        print("\nrestart, EIO: %d calls, %d failed one by one: %d start-ups stopped with exit 1" % (
+            calls, len(results), sum(1 for _, code, _ in results if code == 0)))
 
 if __name__ == "__main__":
     unittest.main()
