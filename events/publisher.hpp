@@ -18,9 +18,17 @@ public:
     virtual void publish(std::vector<event> evs, std::function<void()> then = {}) = 0;
     // Returns once everything published before the call is recorded.
     virtual void flush() = 0;
-    void publish_now(std::vector<event> evs, std::function<void()> then = {}) {
+    // Makes what is recorded survive a power loss (the store may commit
+    // without a sync: see state::storage::sync).
+    // False when it could not (logged by the implementation).
+    virtual bool sync() { return true; }
+    // Recorded and durable on return: for what an outside party was told
+    // is done (a report's 250, an unsubscribe, an operator's command).
+    // False when the sync failed: recorded, but maybe not durable.
+    bool publish_now(std::vector<event> evs, std::function<void()> then = {}) {
         publish(std::move(evs), std::move(then));
         flush();
+        return sync();
     }
 };
 

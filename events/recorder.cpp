@@ -60,11 +60,34 @@ std::size_t recorder::batches() const {
 void recorder::loop() {
     std::vector<item> batch;
     std::vector<event> all;
+    // What was recorded since the last sync (see set_sync) is synced once a
+    // second under a steady load, and after a second with nothing to do:
+    // a power loss then costs at most about a second of decisions.
+    bool dirty = false;
+    auto last_sync = std::chrono::steady_clock::now();
+    auto sync_now = [&] {
+        if (sync_) sync_();
+        dirty = false;
+        last_sync = std::chrono::steady_clock::now();
+    };
     for (;;) {
         {
             std::unique_lock lk(mu_);
-            cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping, and everything is applied
+            auto ready = [&] { return stopping_ || !queue_.empty(); };
+            if (dirty && sync_) {
+                if (!cv_.wait_for(lk, std::chrono::seconds(1), ready)) {
+                    lk.unlock();
+                    sync_now();
+                    continue;
+                }
+            } else {
+                cv_.wait(lk, ready);
+            }
+            if (queue_.empty()) {  // stopping, and everything is applied
+                lk.unlock();
+                if (dirty) sync_now();
+                return;
+            }
             batch.swap(queue_);
         }
         all.clear();
@@ -92,6 +115,8 @@ void recorder::loop() {
         }
         done_cv_.notify_all();
         batch.clear();
+        dirty = true;
+        if (std::chrono::steady_clock::now() - last_sync >= std::chrono::seconds(1)) sync_now();
     }
 }
 

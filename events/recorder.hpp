@@ -11,6 +11,7 @@
 // The daemon's `apply` is the pipeline of daemon/event_pipeline.hpp:
 // recipient state, journal, then the sinks.
 #pragma once
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -37,6 +38,14 @@ public:
     void publish(std::vector<event> ds, std::function<void()> then = {}) override;
     // Returns once everything posted before the call is applied.
     void flush() override;
+    bool sync() override { return !sync_ || sync_(); }
+    // What sync() does (the daemon: the state store's sync). Set before use.
+    // The recorder also calls it by itself: once a second while it records,
+    // and after a second without anything to record.
+    void set_sync(std::function<bool()> f) {
+        std::lock_guard lk(mu_);
+        sync_ = std::move(f);
+    }
     std::size_t batches() const;  // applied so far (for tests)
 
 private:
@@ -47,6 +56,7 @@ private:
     void loop();
 
     apply_fn apply_;
+    std::function<bool()> sync_;
     mutable std::mutex mu_;
     std::condition_variable cv_, done_cv_;
     std::vector<item> queue_;

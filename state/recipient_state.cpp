@@ -262,6 +262,11 @@ std::string recipient_state::health() const {
     std::lock_guard lk(mu_);
     return store_->health();
 }
+bool recipient_state::sync(std::string& error) {
+    std::lock_guard lk(mu_);
+    error.clear();
+    return store_->sync(error);
+}
 
 std::optional<bounce::address_record> recipient_state::get(const std::string& address) const {
     std::lock_guard lk(mu_);

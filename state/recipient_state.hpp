@@ -81,6 +81,8 @@ public:
     int node_number(const std::string& name, std::string& error);
     std::vector<std::string> nodes_with_another_key(const std::string& name, const std::string& key, std::string& error);
     std::string health() const;
+    // storage::sync: what is recorded survives a power loss.
+    bool sync(std::string& error);
 
     std::optional<bounce::address_record> get(const std::string& address) const;
     std::vector<events::event> history(const std::string& address, int limit = 50) const;

@@ -1,6 +1,11 @@
 // sqlite_storage — see sqlite_storage.hpp.
 #include "state/sqlite_storage.hpp"
 
+#include <unistd.h>
+
+#include <fcntl.h>
+#include "base/unique_fd.hpp"
+
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -8,6 +13,8 @@
 #include <map>
 #include <tuple>
 #include <unordered_map>
+
+#include "base/unique_fd.hpp"
 
 namespace ricochet::state {
 namespace detail {
@@ -281,7 +288,36 @@ std::unique_ptr<sqlite_storage> sqlite_storage::open(const std::string& path, bo
         return nullptr;
     }
     st->version_ = user_version(db);
+    st->path_ = path;
     return st;
+}
+
+// WAL with synchronous=NORMAL syncs the WAL only at checkpoints: a commit
+// is atomic and consistent at once, durable later. The acknowledged inputs
+// (a report's 250, an unsubscribe's page, an operator's command) ask for
+// it now: one fdatasync of the WAL (any descriptor of the file will do)
+// covers every frame committed so far, as synchronous=FULL would have.
+bool sqlite_storage::sync(std::string& error) {
+    auto wal = path_ + "-wal";
+    base::unique_fd fd(::open(wal.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+        if (errno == ENOENT) return true;  // nothing committed since the last checkpoint removed it
+        error = wal + ": " + base::last_error().message();
+        return false;
+    }
+    if (::fdatasync(fd.get()) != 0) {
+        error = wal + ": fdatasync: " + base::last_error().message();
+        return false;
+    }
+    if (!dir_synced_) {  // the WAL's name, once: it stays while the daemon runs
+        auto dir = std::filesystem::path(path_).parent_path();
+        if (auto ec = base::fsync_dir(dir.empty() ? std::filesystem::path(".") : dir)) {
+            error = dir.string() + ": fsync: " + ec.message();
+            return false;
+        }
+        dir_synced_ = true;
+    }
+    return true;
 }
 
 bool sqlite_storage::begin(std::string& error) { return exec(db_.get(), "BEGIN IMMEDIATE", error); }

@@ -74,8 +74,12 @@ public:
     bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) override;
     std::vector<std::pair<std::string, breaker::scope_state>> scopes() override;
 
+    bool sync(std::string& error) override;
+
 private:
     sqlite_storage();
+    std::string path_;
+    bool dir_synced_ = false;
     struct db_closer {
         void operator()(sqlite3* db) const;
     };

@@ -175,6 +175,10 @@ public:
     // "" while the store answers; else why not (a lost server connection),
     // for /healthz.
     virtual std::string health() { return {}; }
+    // Makes every transaction committed so far survive a power loss (the
+    // store's own commits may not: SQLite's WAL with synchronous=NORMAL).
+    // False with a reason when it cannot.
+    virtual bool sync(std::string& /*error*/) { return true; }
 };
 
 }  // namespace ricochet::state

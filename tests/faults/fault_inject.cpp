@@ -14,9 +14,18 @@
 // "n<TAB>call<TAB>path<TAB>result", so a test can tell what each failure
 // point was and how many there are (NTH=0 only counts).
 //
-// C library and system calls only, no allocation, so it is safe in any
-// thread; the real functions are looked up once each (a function-local
-// static, which is thread-safe).
+// RICOCHET_FAULT_CRASH=1 turns the N-th call into a power loss instead, in
+// LazyFS's model: file data not covered by an fsync, fdatasync or syncfs is
+// lost, while names (create, rename, unlink) are kept as they are. From the
+// process's start, before the first change to a file's data after its last
+// sync, the shim keeps a copy of the file as it was; at the N-th call it
+// stops every thread that changes a file (they wait on its lock), writes
+// each such file back to its copy, and SIGKILLs the process. SQLite's
+// shared-memory index (*-shm, rebuilt at open) is not followed.
+//
+// The real functions are looked up once each (a function-local static,
+// which is thread-safe); a change to a followed file holds the shim's lock
+// for its whole call, so a crash never races one.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -32,7 +41,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+
 #include <atomic>
+#include <map>
+#include <string>
+#include <utility>
 
 namespace {
 
@@ -45,6 +62,10 @@ bool g_sticky = false;
 int g_trace = -1;
 std::atomic<bool> g_armed{false};
 std::atomic<long> g_count{0};
+bool g_crash = false;
+pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+// (device, inode) -> the file's content at its last sync, for files changed since.
+std::map<std::pair<dev_t, ino_t>, std::string>* g_copies = nullptr;
 
 __attribute__((constructor)) void init() {
     if (const char* d = getenv("RICOCHET_FAULT_DIR")) {
@@ -58,6 +79,8 @@ __attribute__((constructor)) void init() {
     if (const char* n = getenv("RICOCHET_FAULT_NTH")) g_nth = atol(n);
     if (const char* e = getenv("RICOCHET_FAULT_ERRNO")) g_errno = atoi(e);
     if (const char* s = getenv("RICOCHET_FAULT_STICKY")) g_sticky = atoi(s) == 1;
+    if (const char* c = getenv("RICOCHET_FAULT_CRASH")) g_crash = atoi(c) == 1;
+    if (g_crash) g_copies = new std::map<std::pair<dev_t, ino_t>, std::string>();
     if (const char* t = getenv("RICOCHET_FAULT_TRACE"))
         g_trace = static_cast<int>(syscall(SYS_openat, AT_FDCWD, t, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
 }
@@ -87,39 +110,148 @@ void at_path(int dirfd, const char* path, char* out, std::size_t n) {
     snprintf(out, n, "%s/%s", base, path);
 }
 
-// Decides one call: true when it is to fail (errno is set then).
-bool fail(const char* call, const char* path, const char* path2 = nullptr) {
-    if (!under_dir(path) && !(path2 && under_dir(path2))) return false;
-    if (!g_armed.load(std::memory_order_acquire)) {
-        if (access(g_arm, F_OK) != 0) return false;
-        g_armed.store(true, std::memory_order_release);
-    }
-    long n = g_count.fetch_add(1) + 1;
-    bool failing = g_nth > 0 && (n == g_nth || (g_sticky && n > g_nth));
-    if (g_trace >= 0) {
-        char line[9000];
-        int len = snprintf(line, sizeof line, "%ld\t%s\t%s%s%s\t%s\n", n, call, path, path2 ? " -> " : "",
-                           path2 ? path2 : "", failing ? strerror(g_errno) : "ok");
-        if (len > 0) syscall(SYS_write, g_trace, line, static_cast<std::size_t>(len) < sizeof line ? len : sizeof line - 1);
-    }
-    if (failing) errno = g_errno;
-    return failing;
+void trace(long n, const char* call, const char* path, const char* path2, const char* result) {
+    if (g_trace < 0) return;
+    char line[9000];
+    int len = snprintf(line, sizeof line, "%ld\t%s\t%s%s%s\t%s\n", n, call, path, path2 ? " -> " : "",
+                       path2 ? path2 : "", result);
+    if (len > 0) syscall(SYS_write, g_trace, line, static_cast<std::size_t>(len) < sizeof line ? len : sizeof line - 1);
 }
 
-bool fail_fd(const char* call, int fd) {
-    if (g_dir_len == 0) return false;
+bool followed(const char* path) {
+    std::size_t n = strlen(path);
+    return under_dir(path) && !(n > 4 && strcmp(path + n - 4, "-shm") == 0);
+}
+
+// The copy of fd's file as it was, before its first change since a sync.
+void keep_copy(int fd) {
+    struct stat st{};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return;
+    auto key = std::make_pair(st.st_dev, st.st_ino);
+    if (g_copies->count(key)) return;
+    // Read through a descriptor of its own: fd may be write-only.
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    int rfd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, link, O_RDONLY | O_CLOEXEC));
+    std::string content(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (rfd >= 0 && got < content.size()) {
+        ssize_t r = pread(rfd, content.data() + got, content.size() - got, static_cast<off_t>(got));
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    if (rfd >= 0) close(rfd);
+    if (got != content.size()) return;  // unreadable: not rolled back (the trace's count still holds)
+    (*g_copies)[key] = std::move(content);
+}
+
+void synced(int fd) {
+    struct stat st{};
+    if (fstat(fd, &st) == 0) g_copies->erase(std::make_pair(st.st_dev, st.st_ino));
+}
+
+// Writes every changed file under dir back to its copy.
+void restore_under(const char* dir) {
+    DIR* d = opendir(dir);
+    if (!d) return;
+    while (auto* e = readdir(d)) {
+        if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st{};
+        if (lstat(p, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode)) {
+            restore_under(p);
+            continue;
+        }
+        auto it = g_copies->find(std::make_pair(st.st_dev, st.st_ino));
+        if (!S_ISREG(st.st_mode) || it == g_copies->end()) continue;
+        int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, p, O_WRONLY | O_CLOEXEC));
+        if (fd < 0) continue;
+        syscall(SYS_ftruncate, fd, static_cast<off_t>(it->second.size()));
+        syscall(SYS_pwrite64, fd, it->second.data(), it->second.size(), 0);
+        close(fd);
+    }
+    closedir(d);
+}
+
+[[noreturn]] void power_loss(long n, const char* call, const char* path, const char* path2) {
+    restore_under(g_dir);
+    char what[64];
+    snprintf(what, sizeof what, "power loss (%zu file(s) rolled back)", g_copies->size());
+    trace(n, call, path, path2, what);
+    kill(getpid(), SIGKILL);
+    for (;;) pause();
+}
+
+// One intercepted call on a file or directory: counted, maybe failed (or,
+// in crash mode, the power lost before it); in crash mode a change to a
+// followed file holds the lock until the call is done.
+struct call_ctx {
+    bool fail = false;
+    bool locked = false;
+    int fd = -1;
+    call_ctx(const char* call, const char* path, const char* path2, int data_fd, bool is_sync) {
+        bool here = under_dir(path) || (path2 && under_dir(path2));
+        if (!here) return;
+        if (g_crash) {
+            pthread_mutex_lock(&g_mu);  // held for ever once the power is lost
+            locked = true;
+        }
+        bool counted = g_armed.load(std::memory_order_acquire) || access(g_arm, F_OK) == 0;
+        if (counted) {
+            g_armed.store(true, std::memory_order_release);
+            long n = g_count.fetch_add(1) + 1;
+            bool hit = g_nth > 0 && (n == g_nth || (g_sticky && n > g_nth));
+            if (hit && g_crash) power_loss(n, call, path, path2);
+            trace(n, call, path, path2, hit ? strerror(g_errno) : "ok");
+            if (hit) {
+                fail = true;
+                errno = g_errno;
+                return;
+            }
+        }
+        if (g_crash && data_fd >= 0 && followed(path)) {
+            if (is_sync) fd = data_fd;  // forgotten once the sync succeeded
+            else keep_copy(data_fd);
+        }
+    }
+    template <typename R>
+    R done(R r) {
+        if (fd >= 0 && r == 0) synced(fd);
+        return r;
+    }
+    ~call_ctx() {
+        if (locked) pthread_mutex_unlock(&g_mu);
+    }
+};
+
+struct fd_call : call_ctx {
+    static const char* path_of(int fd, char* p) {
+        if (g_dir_len == 0) {
+            p[0] = 0;
+            return p;
+        }
+        fd_path(fd, p, 4096);
+        return p;
+    }
     char p[4096];
-    fd_path(fd, p, sizeof p);
-    return fail(call, p);
-}
+    fd_call(const char* call, int fd, bool is_sync = false) : call_ctx(call, path_of(fd, p), nullptr, fd, is_sync) {}
+};
 
-bool fail_at(const char* call, int dirfd, const char* path, int dirfd2 = AT_FDCWD, const char* path2 = nullptr) {
-    if (g_dir_len == 0) return false;
+struct at_call : call_ctx {
+    static const char* at(int dirfd, const char* path, char* out) {
+        if (g_dir_len == 0 || !path) {
+            out[0] = 0;
+            return path ? out : nullptr;
+        }
+        at_path(dirfd, path, out, 4096);
+        return out;
+    }
     char p[4096], q[4096];
-    at_path(dirfd, path, p, sizeof p);
-    if (path2) at_path(dirfd2, path2, q, sizeof q);
-    return fail(call, p, path2 ? q : nullptr);
-}
+    at_call(const char* call, int dirfd, const char* path, int dirfd2 = AT_FDCWD, const char* path2 = nullptr)
+        : call_ctx(call, at(dirfd, path, p), at(dirfd2, path2, q), -1, false) {}
+};
 
 template <typename F>
 F real(const char* name) {
@@ -132,63 +264,81 @@ extern "C" {
 
 ssize_t write(int fd, const void* buf, size_t n) {
     static auto f = real<ssize_t (*)(int, const void*, size_t)>("write");
-    return fail_fd("write", fd) ? -1 : f(fd, buf, n);
+    fd_call c("write", fd);
+    return c.fail ? -1 : f(fd, buf, n);
 }
 ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
     static auto f = real<ssize_t (*)(int, const void*, size_t, off_t)>("pwrite");
-    return fail_fd("pwrite", fd) ? -1 : f(fd, buf, n, off);
+    fd_call c("pwrite", fd);
+    return c.fail ? -1 : f(fd, buf, n, off);
 }
 ssize_t pwrite64(int fd, const void* buf, size_t n, off64_t off) {
     static auto f = real<ssize_t (*)(int, const void*, size_t, off64_t)>("pwrite64");
-    return fail_fd("pwrite", fd) ? -1 : f(fd, buf, n, off);
+    fd_call c("pwrite", fd);
+    return c.fail ? -1 : f(fd, buf, n, off);
 }
 ssize_t writev(int fd, const struct iovec* iov, int cnt) {
     static auto f = real<ssize_t (*)(int, const struct iovec*, int)>("writev");
-    return fail_fd("writev", fd) ? -1 : f(fd, iov, cnt);
+    fd_call c("writev", fd);
+    return c.fail ? -1 : f(fd, iov, cnt);
 }
 ssize_t copy_file_range(int in, off64_t* in_off, int out, off64_t* out_off, size_t n, unsigned flags) {
     static auto f = real<ssize_t (*)(int, off64_t*, int, off64_t*, size_t, unsigned)>("copy_file_range");
-    return fail_fd("copy_file_range", out) ? -1 : f(in, in_off, out, out_off, n, flags);
+    fd_call c("copy_file_range", out);
+    return c.fail ? -1 : f(in, in_off, out, out_off, n, flags);
 }
 int fsync(int fd) {
     static auto f = real<int (*)(int)>("fsync");
-    return fail_fd("fsync", fd) ? -1 : f(fd);
+    fd_call c("fsync", fd, true);
+    return c.fail ? -1 : c.done(f(fd));
 }
 int fdatasync(int fd) {
     static auto f = real<int (*)(int)>("fdatasync");
-    return fail_fd("fdatasync", fd) ? -1 : f(fd);
+    fd_call c("fdatasync", fd, true);
+    return c.fail ? -1 : c.done(f(fd));
 }
 int syncfs(int fd) {
     static auto f = real<int (*)(int)>("syncfs");
-    return fail_fd("syncfs", fd) ? -1 : f(fd);
+    fd_call c("syncfs", fd);
+    if (c.fail) return -1;
+    int r = f(fd);
+    if (r == 0 && g_crash && c.locked) g_copies->clear();  // everything on the file system is on disk
+    return r;
 }
 int ftruncate(int fd, off_t len) {
     static auto f = real<int (*)(int, off_t)>("ftruncate");
-    return fail_fd("ftruncate", fd) ? -1 : f(fd, len);
+    fd_call c("ftruncate", fd);
+    return c.fail ? -1 : f(fd, len);
 }
 int ftruncate64(int fd, off64_t len) {
     static auto f = real<int (*)(int, off64_t)>("ftruncate64");
-    return fail_fd("ftruncate", fd) ? -1 : f(fd, len);
+    fd_call c("ftruncate", fd);
+    return c.fail ? -1 : f(fd, len);
 }
 int rename(const char* a, const char* b) {
     static auto f = real<int (*)(const char*, const char*)>("rename");
-    return fail_at("rename", AT_FDCWD, a, AT_FDCWD, b) ? -1 : f(a, b);
+    at_call c("rename", AT_FDCWD, a, AT_FDCWD, b);
+    return c.fail ? -1 : f(a, b);
 }
 int renameat(int da, const char* a, int db, const char* b) {
     static auto f = real<int (*)(int, const char*, int, const char*)>("renameat");
-    return fail_at("renameat", da, a, db, b) ? -1 : f(da, a, db, b);
+    at_call c("renameat", da, a, db, b);
+    return c.fail ? -1 : f(da, a, db, b);
 }
 int renameat2(int da, const char* a, int db, const char* b, unsigned flags) {
     static auto f = real<int (*)(int, const char*, int, const char*, unsigned)>("renameat2");
-    return fail_at("renameat2", da, a, db, b) ? -1 : f(da, a, db, b, flags);
+    at_call c("renameat2", da, a, db, b);
+    return c.fail ? -1 : f(da, a, db, b, flags);
 }
 int unlink(const char* p) {
     static auto f = real<int (*)(const char*)>("unlink");
-    return fail_at("unlink", AT_FDCWD, p) ? -1 : f(p);
+    at_call c("unlink", AT_FDCWD, p);
+    return c.fail ? -1 : f(p);
 }
 int unlinkat(int d, const char* p, int flags) {
     static auto f = real<int (*)(int, const char*, int)>("unlinkat");
-    return fail_at("unlinkat", d, p) ? -1 : f(d, p, flags);
+    at_call c("unlinkat", d, p);
+    return c.fail ? -1 : f(d, p, flags);
 }
 
 }  // extern "C"

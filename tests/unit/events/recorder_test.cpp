@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <string>
@@ -95,4 +97,37 @@ TEST(Recorder, RecordNowWaitsForItsOwnDecisions) {
     recorder r([&](std::vector<event>& ds) { applied += static_cast<int>(ds.size()); });
     r.publish_now({d("x"), d("y")});
     EXPECT_EQ(applied.load(), 2);
+}
+
+// publish_now returns once its decisions are recorded and synced (what an
+// outside party was told is done survives a power loss), and says when the
+// sync failed. What publish() records is synced by the recorder itself
+// once it has been idle for a second.
+TEST(Recorder, PublishNowSyncsAndIdleDecisionsAreSyncedBySelf) {
+    std::mutex mu;
+    std::condition_variable cv;
+    int applied = 0, synced_at = -1, syncs = 0;
+    bool fail = false;
+    recorder r([&](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        applied += static_cast<int>(ds.size());
+    });
+    r.set_sync([&] {
+        std::lock_guard lk(mu);
+        synced_at = applied;
+        ++syncs;
+        cv.notify_all();
+        return !fail;
+    });
+    EXPECT_TRUE(r.publish_now({d("x"), d("y")}));
+    {
+        std::lock_guard lk(mu);
+        EXPECT_EQ(synced_at, 2) << "synced after its decisions were applied";
+        fail = true;
+    }
+    EXPECT_FALSE(r.publish_now({d("z")}));
+    r.publish({d("w")});
+    std::unique_lock lk(mu);
+    EXPECT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return synced_at == 4; }))
+        << "the recorder syncs what publish() recorded once idle";
 }
