@@ -77,6 +77,20 @@ def body(tag):
             "X-Tag: %s\r\n\r\n" % (tag, tag)) + lines
 
 
+def transaction(port, sender, rcpts, data):
+    """(code, text) of one SMTP transaction: 250, or the 4xx/5xx that ended it."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+            s.ehlo("client.test")
+            s.sendmail(sender, rcpts, data)
+        return 250, ""
+    except smtplib.SMTPResponseException as e:
+        return e.smtp_code, e.smtp_error.decode(errors="replace")
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = list(e.recipients.values())[0]
+        return code, text.decode(errors="replace")
+
+
 def content_of(data):
     """The message as sent, from the first header we wrote (Received: and
     DKIM fields added by the daemon are above it)."""
@@ -199,17 +213,7 @@ class SubmissionAndDelivery(unittest.TestCase):
         return d
 
     def submit(self, port, tag):
-        """(code, text) of the whole transaction: 250, or the 4xx/5xx that ended it."""
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
-                s.ehlo("client.test")
-                s.sendmail("news@example.com", self.RCPTS, body(tag))
-            return 250, ""
-        except smtplib.SMTPResponseException as e:
-            return e.smtp_code, e.smtp_error.decode(errors="replace")
-        except smtplib.SMTPRecipientsRefused as e:
-            code, text = list(e.recipients.values())[0]
-            return code, text.decode(errors="replace")
+        return transaction(port, "news@example.com", self.RCPTS, body(tag))
 
     def delivered(self, tag):
         want = content_of(body(tag))
@@ -355,15 +359,7 @@ class DsnIntake(unittest.TestCase):
         return self.sink.received(self.RCPT)[-1][0]
 
     def report(self, d, verp):
-        try:
-            with smtplib.SMTP("127.0.0.1", d.bounce_port, timeout=30) as s:
-                s.sendmail("", [verp], DSN.format(verp=verp, rcpt=self.RCPT).encode())
-            return 250, ""
-        except smtplib.SMTPResponseException as e:
-            return e.smtp_code, e.smtp_error.decode(errors="replace")
-        except smtplib.SMTPRecipientsRefused as e:
-            code, text = list(e.recipients.values())[0]
-            return code, text.decode(errors="replace")
+        return transaction(d.bounce_port, "", [verp], DSN.format(verp=verp, rcpt=self.RCPT).encode())
 
     def status(self, d):
         return json.loads(d.ctl("recipient", "show", self.RCPT, "--json").stdout)
