@@ -34,6 +34,13 @@ SOURCE = os.environ.get("RICOCHET_SOURCE", os.path.join(os.path.dirname(__file__
 _handed_out = set()  # ports this process was given: never handed out twice
 
 
+def sanitized():
+    """True when ricochetd is built with AddressSanitizer (build-asan): its
+    shadow memory and quarantine make RSS no measure of the daemon's own."""
+    r = subprocess.run(["ldd", os.path.join(BIN, "ricochetd")], capture_output=True, text=True)
+    return "libasan" in r.stdout
+
+
 def free_port(host="127.0.0.1"):
     """A port free now, and not one this process was given before: two calls
     in a row may otherwise get the same port from the kernel (seen in CI:

@@ -21,7 +21,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import Daemon, delivery_config, free_port, message, wait_for, wait_listening
+from harness import Daemon, delivery_config, free_port, message, sanitized, wait_for, wait_listening
 from sink import Sink
 
 
@@ -176,7 +176,8 @@ class Flood(unittest.TestCase):
             grew = (peak - rss0) / 1024
             print("\n3 x 2000 connections: RSS %.0f -> %.0f MiB; the API answered after %.1f s" % (
                 rss0 / 1024, peak / 1024, answered[1]))
-            self.assertLess(grew, 64, "the daemon grew by %.0f MiB under the flood" % grew)
+            if not sanitized():
+                self.assertLess(grew, 64, "the daemon grew by %.0f MiB under the flood" % grew)
             # A flood writes about one log line a second per listener, not
             # one per refused connection.
             refused = self.d.log().count(": refused [")
