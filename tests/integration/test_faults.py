@@ -78,7 +78,8 @@ def body(tag):
 
 
 def transaction(port, sender, rcpts, data):
-    """(code, text) of one SMTP transaction: 250, or the 4xx/5xx that ended it."""
+    """(code, text) of one SMTP transaction: 250, or the 4xx/5xx that ended
+    it, or 0 when the connection went without one."""
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
             s.ehlo("client.test")
@@ -89,6 +90,8 @@ def transaction(port, sender, rcpts, data):
     except smtplib.SMTPRecipientsRefused as e:
         code, text = list(e.recipients.values())[0]
         return code, text.decode(errors="replace")
+    except (smtplib.SMTPException, OSError) as e:
+        return 0, "no reply: %s" % e  # the connection went (the daemon died)
 
 
 def content_of(data):

@@ -16,6 +16,10 @@ calls) of two scenarios, one run each:
                          four messages on one connection, delivered to the
                          scripted sink; the decisions go to SQLite
   DSN intake             a bounce report for a delivered message
+  decision journal       a bounce while another process holds the state
+                         store locked: the decisions wait in
+                         decisions.pending, then go in (every call on the
+                         journal, and the replay's first)
 
 After each crash the daemon is started again without the shim, and:
 every message that got a 250 is delivered, octet for octet; none that was
@@ -32,7 +36,7 @@ import unittest
 
 from harness import Daemon, delivery_config, wait_for
 from sink import Sink
-from test_faults import DSN, EIO, FaultRun, body, content_of, fault_points, spool_files
+from test_faults import DSN, EIO, FaultRun, body, content_of, fault_points, spool_files, transaction
 
 QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
 
@@ -208,6 +212,74 @@ class Crash(unittest.TestCase):
                 self.assertEqual(integrity(d), "ok")
         print("\nDSN intake: %d calls, %d crash points; %d reports sent again found their message's rows lost"
               " (kept in dsn-unparsed)" % (len(lines), len(points), unparsed))
+
+    # -- the decision journal ----------------------------------------------
+
+    def journal_life(self, nth, seq):
+        """A bounce while the state store is locked by another process: its
+        decision waits in decisions.pending (fsynced), then goes in once the
+        lock is gone."""
+        d = self.daemon()
+        run = crash_run(d, nth)
+        self.assertIsNone(run.start())
+        rcpt = "reject-j%d@sink.test" % seq
+        db = sqlite3.connect(os.path.join(d.dir, "state.db"), timeout=1, isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        locked = True
+        try:
+            run.go()
+            # The submission's own decision (queued) already waits for the
+            # lock and goes to the journal before the 250.
+            acked = transaction(d.port, "news@example.com", [rcpt], body("j%d" % seq))[0] == 250
+            wait_for(lambda: d.proc.poll() is not None or "kept in" in d.log(), timeout=60,
+                     what="the decision kept in the journal")
+            db.execute("ROLLBACK")
+            locked = False
+            if nth == 0:
+                wait_for(lambda: d.ctl("recipient", "show", rcpt, check=False).returncode == 0, timeout=60,
+                         what="the decision recorded once the store is back")
+        finally:
+            if locked:
+                db.execute("ROLLBACK")
+            db.close()
+        crashed, lines = self.ended(d, run)
+        return d, rcpt, acked, crashed, lines
+
+    def test_decision_journal(self):
+        _, _, acked, _, lines = self.journal_life(0, 0)
+        self.assertTrue(acked)
+        first = next(i for i, l in enumerate(lines, 1) if "decisions.pending" in l[2])
+        # Every call on the journal; of the rest after its first write (the
+        # replay into SQLite), the first and the last of each run.
+        points = [n for n in fault_points(lines, stride=False)
+                  if n >= first and ("decisions.pending" in lines[n - 1][2] or n == first + 1)]
+        points = sorted(set(points) | {i for i, l in enumerate(lines, 1) if "decisions.pending" in l[2]})
+        self.assertGreaterEqual(len(points), 3)
+        for seq, n in enumerate(points, 1):
+            with self.subTest(n=n, call=" ".join(lines[n - 1][1:3])):
+                d, rcpt, acked, crashed, trace = self.journal_life(n, seq)
+                self.assertTrue(crashed, trace[-1])
+                d.start()
+                if not acked:  # the power went before the 250: the client sends again
+                    self.assertEqual(transaction(d.port, "news@example.com", [rcpt], body("j%d" % seq))[0], 250)
+                # What the journal holds goes in before the listeners open;
+                # a bounce not yet in it was never finished: the message is
+                # still queued, tried again, and bounces again. Counted once.
+                d.ctl("queue", "flush", "--all", check=False)  # 0 matched: exit 1
+                st = wait_for(lambda: (lambda r: json.loads(r.stdout) if r.returncode == 0 and
+                                       json.loads(r.stdout).get("bounce_count") else None)(
+                    d.ctl("recipient", "show", rcpt, "--json", check=False)), timeout=30,
+                    what="the bounce recorded after a crash at %s" % (trace[-1],))
+                # Not acknowledged, the first copy may still have been queued
+                # (the window between the commit and the 250, here as long
+                # as the store's lock wait): then both copies bounce, and
+                # both count.
+                self.assertEqual(st["status"], "bounced")
+                self.assertIn(st["bounce_count"], (1,) if acked else (1, 2), "crash at %s" % (trace[-1],))
+                wait_for(lambda: not d.queue_ids(), timeout=30, what="an empty queue")
+                d.stop()
+                self.assertEqual(integrity(d), "ok")
+        print("\ndecision journal: %d calls, %d crash points" % (len(lines), len(points)))
 
 
 if __name__ == "__main__":
