@@ -38,7 +38,8 @@ json set_recipient(control_context& ctx, const json& req) {
     std::vector<events::event> evs;
     if (!ctx.state.set_status(addr, *st, why, now, evs, error)) return {{"ok", false}, {"error", error}};
     evs.insert(evs.begin(), events::address_admin(bounce::lower_address(addr), why, *st, now));
-    ctx.publisher.publish_now(std::move(evs));
+    if (!ctx.publisher.publish_now(std::move(evs)))  // recorded, maybe not durable: never said to be done
+        return {{"ok", false}, {"error", "recorded, but the state store could not sync it (see the daemon's log)"}};
     return {{"ok", true}};
 }
 

@@ -672,7 +672,8 @@ int main(int argc, char** argv) {
     // Stop when the deliveries in flight have recorded their decisions (or
     // after 15 s: what is cut off is only tried again, never lost).
     std::function<void()> stop_when_idle = [&] {
-        if (delivery.in_flight() == 0 || std::chrono::steady_clock::now() > give_up) {
+        bool idle = delivery.in_flight() == 0 && !submission.busy() && !bounce_listener.busy();
+        if (idle || std::chrono::steady_clock::now() > give_up) {
             io.stop();
             return;
         }
@@ -689,9 +690,10 @@ int main(int argc, char** argv) {
         unsubscribe_listener.stop();
         delivery.stop();
         if (tls_reports) tls_reports->stop();
-        // Finish the commits in flight, then give their sessions a moment
-        // to write the 250s (a write into the socket's buffer: well under
-        // the 200 ms), then stop once no delivery is in flight.
+        // Finish the commits in flight, then stop once every session that
+        // was committing has written its reply (the bounce listener's
+        // reports, which sync the state store, included) and no delivery is
+        // in flight; 200 ms at least, for the API's 202s.
         spool->stop();
         give_up = std::chrono::steady_clock::now() + std::chrono::seconds(15);
         grace.expires_after(std::chrono::milliseconds(200));

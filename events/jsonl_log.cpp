@@ -90,6 +90,15 @@ std::error_code jsonl_log::open(const fs::path& path, log_rotation rotation) {
     struct stat st {};
     std::uint64_t size = ::fstat(fd.get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
     std::lock_guard lk(mu_);
+    if (fd_ && !pending_.empty()) {
+        write_locked({});  // the old file's torn line is finished there, if it can be
+        if (torn_) {       // else its rest is dropped: the new file starts with whole lines
+            auto nl = pending_.find('\n');
+            pending_.erase(0, nl == std::string::npos ? pending_.size() : nl + 1);
+            ++lines_dropped_;
+            torn_ = false;
+        }
+    }
     born_ = born_of(fd.get(), size);
     size_ = size;
     path_ = path;
@@ -133,11 +142,17 @@ void jsonl_log::write_locked(std::string buf) {
         off += static_cast<std::size_t>(n);
     }
     size_ += off;
+    if (off > 0) torn_ = buf[off - 1] != '\n';
     if (!err) {
-        if (failing_) spdlog::info("events log {}: written again, nothing lost", path_.string());
+        if (failing_) {
+            auto lost = lines_dropped_ - dropped_before_;
+            if (lost) spdlog::warn("events log {}: written again; {} line(s) lost meanwhile", path_.string(), lost);
+            else spdlog::info("events log {}: written again, nothing lost", path_.string());
+        }
         failing_ = false;
         return;
     }
+    if (!failing_) dropped_before_ = lines_dropped_;
     pending_ = buf.substr(off);
     if (pending_.size() > max_pending) {
         // Whole lines after the first (which may be a torn line's rest,
@@ -160,7 +175,7 @@ void jsonl_log::write_locked(std::string buf) {
 
 bool jsonl_log::rotate() {
     std::lock_guard lk(mu_);
-    if (!fd_ || size_ == 0) return false;
+    if (!fd_ || size_ == 0 || !pending_.empty()) return false;  // never between the halves of a torn line
     return rotate_locked();
 }
 

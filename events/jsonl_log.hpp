@@ -70,8 +70,9 @@ private:
     // oldest lines go (counted in the log).
     static constexpr std::size_t max_pending = 64 << 20;
     std::string pending_;
-    std::uint64_t lines_dropped_ = 0;
+    std::uint64_t lines_dropped_ = 0, dropped_before_ = 0;
     bool failing_ = false;
+    bool torn_ = false;  // the file ends inside a line (a write stopped half-way)
     void write_locked(std::string buf);
 };
 

@@ -279,6 +279,10 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
         auto parsed = parse_suppressions(req.body, req.content_type, now_ms());
         std::string error;
         auto written = ctx_.state.add_suppressions(parsed.entries, error);
+        // Durable before the answer, like every change an outside party is
+        // told is done (storage::sync).
+        if (std::string serr; written && error.empty() && !ctx_.state.sync(serr))
+            error = "imported, but not synced: " + serr;
         for (std::size_t i = 0; i < written; ++i) ctx_.suppression.add_entry(parsed.entries[i].entry);
         static auto log = named_logger("http");
         log->info("suppressions: {} entr(ies) imported by {} ({} invalid line(s)){}", written,

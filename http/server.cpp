@@ -50,6 +50,12 @@ struct server::impl : std::enable_shared_from_this<impl> {
     asio::thread_pool workers{2};
     std::atomic<unsigned> connections{0};
     base::log_rate refusals_logged;
+    // Under stress (three quarters of max_connections open), what starts
+    // waiting for a client has at most stress_timeout.
+    std::chrono::seconds limit(std::chrono::seconds normal) const {
+        bool stressed = connections.load() >= std::max(1u, opt.max_connections - opt.max_connections / 4);
+        return stressed ? std::min(normal, opt.stress_timeout) : normal;
+    }
     std::mutex mu;
     std::unordered_map<std::string, unsigned> per_ip;
     struct failures {
@@ -148,9 +154,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
         auto& lowest = beast::get_lowest_layer(stream);
         beast::flat_buffer buf;  // no cap of its own: the parser's header limit applies
         for (;;) {
-            auto timeout = self->opt.request_timeout;
-            if (self->connections.load() >= std::max(1u, self->opt.max_connections - self->opt.max_connections / 4))
-                timeout = std::min(timeout, self->opt.stress_timeout);
+            auto timeout = self->limit(self->opt.request_timeout);
             bhttp::request_parser<bhttp::string_body> parser;
             parser.header_limit(header_limit);
             // The body's limit depends on the route: check() compares the
@@ -294,7 +298,7 @@ struct server::impl : std::enable_shared_from_this<impl> {
             co_return;
         }
         beast::ssl_stream<beast::tcp_stream> tls(std::move(plain), self->tls);
-        beast::get_lowest_layer(tls).expires_after(self->opt.request_timeout);
+        beast::get_lowest_layer(tls).expires_after(self->limit(self->opt.request_timeout));
         auto [hec] = co_await tls.async_handshake(ssl::stream_base::server, as_tuple);
         if (hec) {
             log()->debug("[{}] TLS handshake: {}", ip, hec.message());

@@ -695,11 +695,29 @@ std::error_code spool::append_status(std::string_view id,
     if (fd < 0) return last_error();
     struct stat st{};
     bool created = ::fstat(fd, &st) == 0 && st.st_size == 0;
-    // A write that failed half-way (a full disk) left a torn last line; the
-    // new lines start on their own, or the first would be read as part of
-    // it and lost.
-    char last = '\n';
-    if (!created && st.st_size > 0 && ::pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n') buf.insert(0, 1, '\n');
+    // A write that failed half-way (a full disk) left a torn last line: it
+    // goes (cut back to the last whole line), or the next line would be
+    // glued onto it, or a line cut inside its last field read as whole.
+    if (!created && st.st_size > 0) {
+        char tail[4096];
+        off_t end = st.st_size, keep = -1;
+        while (end > 0 && keep < 0) {
+            auto n = std::min<off_t>(end, static_cast<off_t>(sizeof tail));
+            if (::pread(fd, tail, static_cast<std::size_t>(n), end - n) != n) break;
+            for (off_t i = n; i-- > 0;)
+                if (tail[i] == '\n') {
+                    keep = end - n + i + 1;
+                    break;
+                }
+            end -= n;
+        }
+        if (keep < 0 && end == 0) keep = 0;  // not one whole line
+        if (keep >= 0 && keep < st.st_size && ::ftruncate(fd, keep) != 0) {
+            auto ec = last_error();
+            ::close(fd);
+            return ec;
+        }
+    }
     auto ec = write_all(fd, buf, {});
     if (!ec && ::fdatasync(fd) != 0) ec = last_error();
     ::close(fd);

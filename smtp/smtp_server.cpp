@@ -57,6 +57,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
     bool tls_ready = false;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     std::atomic<unsigned> connections{0};
+    std::atomic<unsigned> committing{0};  // sessions whose message is being committed or answered
     std::mutex per_ip_mu;
     std::unordered_map<std::string, unsigned> per_ip;  // open sessions per client address
     struct auth_failures {
@@ -229,6 +230,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         bool tls = false;
         bool timed_out = false;
         bool done = false;
+        bool committing = false;  // from the final dot until its reply is written
         conn(tcp::socket s, ssl::context& ctx) : stream(std::move(s), ctx), deadline(stream.get_executor()) {}
         void expire_in(std::chrono::seconds s) { deadline.expires_after(s); }
     };
@@ -269,7 +271,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             auto c = w.lock();
             if (!c) continue;
             asio::post(c->stream.get_executor(), [c, t = opt.stress_timeout] {
-                if (!c->done && !c->timed_out && c->deadline.expiry() > asio::steady_timer::clock_type::now() + t)
+                // A session whose message is being committed keeps its time:
+                // cut off before its 250, its client would send it again.
+                if (!c->done && !c->timed_out && !c->committing &&
+                    c->deadline.expiry() > asio::steady_timer::clock_type::now() + t)
                     c->expire_in(t);  // the watchdog's wait ends and waits again for the new time
             });
         }
@@ -316,6 +321,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             std::string ip;
             ~guard() {
                 c->done = true;
+                if (c->committing) s.committing.fetch_sub(1);
                 c->deadline.cancel();
                 s.connections.fetch_sub(1);
                 std::lock_guard lk(s.per_ip_mu);
@@ -397,6 +403,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 progressed = true;
                 auto act = proto.on_line(*l, out);
                 if (act == smtp_server_protocol::action::commit) {
+                    if (!c->committing) self->committing.fetch_add(1);
+                    c->committing = true;
                     auto id = proto.envelope().id;
                     std::error_code cec;
                     if (self->opt.message_sink) {
@@ -442,6 +450,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 c->expire_in(self->limit(self->opt.command_timeout));
                 if (co_await write(*c, out)) break;
                 out.clear();
+            }
+            if (c->committing) {  // its reply is out (or there was none to send)
+                c->committing = false;
+                self->committing.fetch_sub(1);
             }
             if (closing) break;
             if (!proto.in_data()) held.spill.reset();  // a transaction ended without a commit
@@ -513,6 +525,8 @@ bool smtp_server::start(std::string& error) {
         asio::co_spawn(a->get_executor(), impl::accept_loop(impl_, *a), asio::detached);
     return true;
 }
+
+bool smtp_server::busy() const { return impl_->committing.load() > 0; }
 
 void smtp_server::stop() {
     for (auto& a : impl_->acceptors)

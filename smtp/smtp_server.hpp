@@ -74,6 +74,10 @@ public:
     ~smtp_server();
     // Loads TLS material and binds every listen address. False with a message.
     bool start(std::string& error);
+    // True while a session's message is being committed or its reply
+    // written (the daemon waits for that at stop: a 250 not sent is a
+    // message sent twice).
+    bool busy() const;
     // Stops accepting; sessions in progress finish on their own.
     void stop();
 

@@ -263,7 +263,8 @@ std::string recipient_state::health() const {
     return store_->health();
 }
 bool recipient_state::sync(std::string& error) {
-    std::lock_guard lk(mu_);
+    // Not under mu_: a sync may take a while, and the storage's own is
+    // thread-safe (storage::sync).
     error.clear();
     return store_->sync(error);
 }

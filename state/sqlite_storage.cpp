@@ -1,12 +1,9 @@
 // sqlite_storage — see sqlite_storage.hpp.
 #include "state/sqlite_storage.hpp"
 
-#include <unistd.h>
-
 #include <fcntl.h>
-#include "base/unique_fd.hpp"
-
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -295,29 +292,46 @@ std::unique_ptr<sqlite_storage> sqlite_storage::open(const std::string& path, bo
 // WAL with synchronous=NORMAL syncs the WAL only at checkpoints: a commit
 // is atomic and consistent at once, durable later. The acknowledged inputs
 // (a report's 250, an unsubscribe's page, an operator's command) ask for
-// it now: one fdatasync of the WAL (any descriptor of the file will do)
-// covers every frame committed so far, as synchronous=FULL would have.
+// it now: one fdatasync of the WAL covers every frame committed so far, as
+// synchronous=FULL would have. Through one descriptor kept open: a
+// writeback error is reported once per open file, and one reported to a
+// descriptor opened later would go unseen. A failure is for good (the
+// PostgreSQL fsync lesson: the frames may be gone, and SQLite's recovery
+// stops at the first missing one): every later sync fails too, and
+// health() says so, until the daemon is restarted.
 bool sqlite_storage::sync(std::string& error) {
+    std::lock_guard lk(sync_mu_);
+    if (!sync_failed_.empty()) {
+        error = sync_failed_;
+        return false;
+    }
+    auto fail = [&](std::string why) {
+        sync_failed_ = why + " (not retried: restart the daemon once the disk is sound)";
+        error = sync_failed_;
+        return false;
+    };
     auto wal = path_ + "-wal";
-    base::unique_fd fd(::open(wal.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) {
-        if (errno == ENOENT) return true;  // nothing committed since the last checkpoint removed it
-        error = wal + ": " + base::last_error().message();
-        return false;
-    }
-    if (::fdatasync(fd.get()) != 0) {
-        error = wal + ": fdatasync: " + base::last_error().message();
-        return false;
-    }
-    if (!dir_synced_) {  // the WAL's name, once: it stays while the daemon runs
-        auto dir = std::filesystem::path(path_).parent_path();
-        if (auto ec = base::fsync_dir(dir.empty() ? std::filesystem::path(".") : dir)) {
-            error = dir.string() + ": fsync: " + ec.message();
+    if (!wal_fd_) {
+        wal_fd_.reset(::open(wal.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!wal_fd_) {
+            if (errno == ENOENT) return true;  // nothing committed yet
+            error = wal + ": " + base::last_error().message();
             return false;
         }
+    }
+    if (::fdatasync(wal_fd_.get()) != 0) return fail(wal + ": fdatasync: " + base::last_error().message());
+    if (!dir_synced_) {  // the WAL's name, once: it stays while the daemon runs
+        auto dir = std::filesystem::path(path_).parent_path();
+        if (auto ec = base::fsync_dir(dir.empty() ? std::filesystem::path(".") : dir))
+            return fail(dir.string() + ": fsync: " + ec.message());
         dir_synced_ = true;
     }
     return true;
+}
+
+std::string sqlite_storage::health() {
+    std::lock_guard lk(sync_mu_);
+    return sync_failed_.empty() ? std::string() : "state store: " + sync_failed_;
 }
 
 bool sqlite_storage::begin(std::string& error) { return exec(db_.get(), "BEGIN IMMEDIATE", error); }

@@ -1,7 +1,8 @@
 // sqlite_storage — the recipient state's tables in SQLite (server.state =
-// "sqlite:PATH", the default for one node). WAL, synchronous=NORMAL: a crash
-// may lose the last committed batch, never corrupt the file (the daemon's
-// decision journal and the spool's status files cover that batch).
+// "sqlite:PATH", the default for one node). WAL, synchronous=NORMAL: a power
+// loss may lose the batches committed since the last sync(), never corrupt
+// the file; the daemon syncs before it acknowledges a report, an
+// unsubscribe or an operator's change, and about once a second otherwise.
 //
 //   recipients          one row per address: status, bounce count, first/last
 //                       bounce, last reply and its reading
@@ -15,6 +16,9 @@
 // prepare and step is checked; a failed write returns false with SQLite's
 // message. Not thread-safe (recipient_state serialises).
 #pragma once
+#include <mutex>
+
+#include "base/unique_fd.hpp"
 #include <memory>
 #include <string>
 
@@ -74,12 +78,18 @@ public:
     bool save_scope(const std::string& key, const breaker::scope_state& s, std::string& error) override;
     std::vector<std::pair<std::string, breaker::scope_state>> scopes() override;
 
+    // Thread-safe, and safe beside the other calls (it touches only the
+    // WAL file): the state store's lock is not needed for it.
     bool sync(std::string& error) override;
+    std::string health() override;
 
 private:
     sqlite_storage();
     std::string path_;
+    std::mutex sync_mu_;
+    base::unique_fd wal_fd_;  // under sync_mu_
     bool dir_synced_ = false;
+    std::string sync_failed_;  // why the last failed sync failed; for good
     struct db_closer {
         void operator()(sqlite3* db) const;
     };

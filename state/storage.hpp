@@ -177,7 +177,8 @@ public:
     virtual std::string health() { return {}; }
     // Makes every transaction committed so far survive a power loss (the
     // store's own commits may not: SQLite's WAL with synchronous=NORMAL).
-    // False with a reason when it cannot.
+    // False with a reason when it cannot. Thread-safe: it may be called
+    // beside any other call.
     virtual bool sync(std::string& /*error*/) { return true; }
 };
 

@@ -21,7 +21,9 @@
 // sync, the shim keeps a copy of the file as it was; at the N-th call it
 // stops every thread that changes a file (they wait on its lock), writes
 // each such file back to its copy, and SIGKILLs the process. SQLite's
-// shared-memory index (*-shm, rebuilt at open) is not followed.
+// shared-memory index (*-shm, rebuilt at open) is not followed, nor are
+// truncations by open(O_TRUNC), truncate() or fallocate() (the daemon
+// uses O_TRUNC only on fresh temporary files it syncs before renaming).
 //
 // The real functions are looked up once each (a function-local static,
 // which is thread-safe); a change to a followed file holds the shim's lock
@@ -216,9 +218,21 @@ struct call_ctx {
             else keep_copy(data_fd);
         }
     }
+    // A name about to go (unlink, or a rename over it): when it is the
+    // file's last, the copy goes with the file (its inode may be reused).
+    bool has_victim = false;
+    std::pair<dev_t, ino_t> victim{};
+    void last_name(const char* path) {
+        struct stat st{};
+        if (locked && path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1) {
+            has_victim = true;
+            victim = {st.st_dev, st.st_ino};
+        }
+    }
     template <typename R>
     R done(R r) {
         if (fd >= 0 && r == 0) synced(fd);
+        if (has_victim && r == 0) g_copies->erase(victim);
         return r;
     }
     ~call_ctx() {
@@ -250,7 +264,9 @@ struct at_call : call_ctx {
     }
     char p[4096], q[4096];
     at_call(const char* call, int dirfd, const char* path, int dirfd2 = AT_FDCWD, const char* path2 = nullptr)
-        : call_ctx(call, at(dirfd, path, p), at(dirfd2, path2, q), -1, false) {}
+        : call_ctx(call, at(dirfd, path, p), at(dirfd2, path2, q), -1, false) {
+        if (!fail && g_crash) last_name(path2 ? q : p);  // a rename's target, or the unlinked name
+    }
 };
 
 template <typename F>
@@ -302,7 +318,10 @@ int syncfs(int fd) {
     fd_call c("syncfs", fd);
     if (c.fail) return -1;
     int r = f(fd);
-    if (r == 0 && g_crash && c.locked) g_copies->clear();  // everything on the file system is on disk
+    struct stat fs_of{};
+    if (r == 0 && g_crash && c.locked && fstat(fd, &fs_of) == 0)  // everything on that file system is on disk
+        for (auto it = g_copies->begin(); it != g_copies->end();)
+            it = it->first.first == fs_of.st_dev ? g_copies->erase(it) : std::next(it);
     return r;
 }
 int ftruncate(int fd, off_t len) {
@@ -318,27 +337,27 @@ int ftruncate64(int fd, off64_t len) {
 int rename(const char* a, const char* b) {
     static auto f = real<int (*)(const char*, const char*)>("rename");
     at_call c("rename", AT_FDCWD, a, AT_FDCWD, b);
-    return c.fail ? -1 : f(a, b);
+    return c.fail ? -1 : c.done(f(a, b));
 }
 int renameat(int da, const char* a, int db, const char* b) {
     static auto f = real<int (*)(int, const char*, int, const char*)>("renameat");
     at_call c("renameat", da, a, db, b);
-    return c.fail ? -1 : f(da, a, db, b);
+    return c.fail ? -1 : c.done(f(da, a, db, b));
 }
 int renameat2(int da, const char* a, int db, const char* b, unsigned flags) {
     static auto f = real<int (*)(int, const char*, int, const char*, unsigned)>("renameat2");
     at_call c("renameat2", da, a, db, b);
-    return c.fail ? -1 : f(da, a, db, b, flags);
+    return c.fail ? -1 : c.done(f(da, a, db, b, flags));
 }
 int unlink(const char* p) {
     static auto f = real<int (*)(const char*)>("unlink");
     at_call c("unlink", AT_FDCWD, p);
-    return c.fail ? -1 : f(p);
+    return c.fail ? -1 : c.done(f(p));
 }
 int unlinkat(int d, const char* p, int flags) {
     static auto f = real<int (*)(int, const char*, int)>("unlinkat");
     at_call c("unlinkat", d, p);
-    return c.fail ? -1 : f(d, p, flags);
+    return c.fail ? -1 : c.done(f(d, p, flags));
 }
 
 }  // extern "C"

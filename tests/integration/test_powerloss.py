@@ -9,7 +9,7 @@ dm-log-writes would model the disk itself, but this VM's kernel has no
 device-mapper; the shim runs wherever the tests do.)
 
 Crash points are the distinct calls (first and last of each run of alike
-calls) of two scenarios, one run each:
+calls) of three scenarios, one run each:
 
   submission + delivery  two messages delivered first (their files wait in
                          free/ and are written over by the next ones), then

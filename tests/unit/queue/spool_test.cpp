@@ -287,8 +287,9 @@ TEST(Spool, RemoveFromTheWrongStateKeepsTheStatusFile) {
     EXPECT_EQ(s->locate(e.id), queue_state::active);
 }
 
-// A status write that failed half-way (a full disk) leaves a torn line: the
-// next decision is still read back, not glued onto it and lost.
+// A status write that failed half-way (a full disk) leaves a torn line: it
+// is cut off before the next decision is written, so that one is read back
+// (not glued onto it and lost) and the torn one never is.
 TEST(Spool, AStatusLineAfterATornOneIsRead) {
     temp_dir d;
     std::error_code ec;
@@ -312,6 +313,18 @@ TEST(Spool, AStatusLineAfterATornOneIsRead) {
     EXPECT_EQ(st[0].status, "deferred");
     EXPECT_EQ(st[1].status, "delivered");
     EXPECT_EQ(st[1].attempts, 2);
+    // Torn inside its last field, a line has all its fields: it is cut off
+    // all the same, never read as a decision that was not recorded.
+    {
+        std::ofstream torn(d.path / "status" / e.id, std::ios::app | std::ios::binary);
+        torn << "0\tbounced\t3\t0\t550\t5.1.1\trcpt\tmx\tno such user\thard\tuser-unknown\tus";
+    }
+    recipient_status again = deferred;
+    again.attempts = 3;
+    ASSERT_FALSE(s->append_status(e.id, {{1, again}}));
+    st = s->read_status(e.id, 2, ec);
+    EXPECT_EQ(st[0].status, "deferred") << "the torn line was read";
+    EXPECT_EQ(st[1].attempts, 3);
 }
 
 TEST(Spool, FreeFilesSurviveARestart) {
