@@ -287,6 +287,16 @@ def main():
             a, b = max(r[i] for r in first), max(r[i] for r in last)
             level = b <= a * 1.2 or b - a <= slack[c]
             print("%-12s %12.1f %12.1f  %s" % (c, a, b, "level" if level else "GROWING"))
+    # What the state store holds, table by table (rows), to tell what grows.
+    try:
+        import sqlite3
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d.dir, "state.db"), uri=True)
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        print("state store rows: " + ", ".join("%s %d" % (t, db.execute('SELECT COUNT(*) FROM "%s"' % t).fetchone()[0])
+                                                for t in sorted(tables)))
+        db.close()
+    except Exception as e:  # a report, not the run's result
+        print("state store rows: cannot read (%s)" % e)
     if shutil.which("gnuplot"):
         script = """set terminal pngcairo size 1200,900 font ",10"
 set output "{out}.png"
