@@ -144,6 +144,16 @@ class FaultRun:
     def go(self):
         open(self.arm, "w").close()
 
+    def stop_and_count(self):
+        """A counting run's end: the daemon stopped (its last records settle
+        after the queue empties), the trace's lines returned, the shim gone."""
+        self.d.proc.terminate()
+        self.d.proc.wait(timeout=20)
+        lines = self.trace.lines()
+        os.unlink(self.trace_path)
+        self.d.env = None
+        return lines
+
     def finish(self, test):
         """The daemon must still run, then stop cleanly; the shim leaves."""
         d = self.d
@@ -214,7 +224,6 @@ class SubmissionAndDelivery(unittest.TestCase):
     def setUp(self):
         self.sink = Sink()
         self.cfg = delivery_config({"sink.test": (self.sink.host, self.sink.port)}, interval="1s")
-        self.dirs = []
 
     def tearDown(self):
         self.sink.close()
@@ -309,14 +318,7 @@ class SubmissionAndDelivery(unittest.TestCase):
         run.go()
         self.assertEqual(self.submit(d.port, "count%d" % errno)[0], 250)
         wait_for(lambda: len(self.delivered("count%d" % errno)) == 2 and not d.queue_ids(), what="delivery")
-        # The last records (the delivered decisions) settle after the queue
-        # empties: the count is taken once the daemon has stopped.
-        d.proc.terminate()
-        d.proc.wait(timeout=20)
-        lines = run.trace.lines()
-        os.unlink(run.trace_path)
-        d.env = None
-        return lines
+        return run.stop_and_count()
 
     def check(self, errno):
         calls, results = sweep(self, lambda: self.count(errno), lambda n: self.run_once(n, errno))
@@ -429,12 +431,7 @@ class DsnIntake(unittest.TestCase):
         run.go()
         self.assertEqual(self.report(d, verp)[0], 250)
         wait_for(lambda: len(self.returned()) > returned0 and not d.queue_ids(), what="the DSN to the sender")
-        d.proc.terminate()
-        d.proc.wait(timeout=20)
-        lines = run.trace.lines()
-        os.unlink(run.trace_path)
-        d.env = None
-        return lines
+        return run.stop_and_count()
 
     def test_eio_at_every_call(self):
         calls, results = sweep(self, self.count, self.run_once)
@@ -514,12 +511,7 @@ class Restart(unittest.TestCase):
     def count(self):
         run, d = self.life(0)
         self.assertIsNotNone(d)
-        d.proc.terminate()
-        d.proc.wait(timeout=20)
-        lines = run.trace.lines()
-        os.unlink(run.trace_path)
-        d.env = None
-        return lines
+        return run.stop_and_count()
 
     def run_once(self, n):
         before = self.deliveries()
