@@ -36,7 +36,10 @@ void event_pipeline::apply(std::vector<event>& evs) {
         std::size_t before = 0;  // in batches recorded before (a lost COMMIT answer)
         auto replayed = state_.record(pending, err, &counted, &tokens, &before);
         if (err.empty()) {
-            journal_.clear();
+            // Once the journal is durably empty no replay can bring these
+            // batches back; if it cannot be emptied, their tokens stay so
+            // the next replay still skips them.
+            if (!journal_.clear()) state_.forget_batches(tokens);
             if (before)
                 log->info("state store: {} waiting decision(s) recorded, {} of them already recorded (the store had "
                           "committed them when their answer was lost)",
@@ -52,6 +55,8 @@ void event_pipeline::apply(std::vector<event>& evs) {
         token = next_token();
         tokens.assign(evs.size(), token);
         auto more = state_.record(evs, err, &more_counted, &tokens);
+        // Answered: this batch will not be journalled, its token has done its work.
+        if (err.empty()) state_.forget_batches({token});
         counted.insert(counted.end(), more_counted.begin(), more_counted.end());
         changes.insert(changes.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }

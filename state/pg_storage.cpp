@@ -636,6 +636,16 @@ std::optional<bool> pg_storage::claim_batch(const std::string& token, std::int64
     return r.affected() > 0;
 }
 
+bool pg_storage::forget_batches(const std::vector<std::string>& tokens, std::string& error) {
+    auto* c = conn(error);
+    if (!c) return false;
+    for (auto& t : tokens) {
+        auto r = c->prepared("DELETE FROM applied_batches WHERE token = $1", pg::params().text(t));
+        if (!r.ok()) return lost(error, r.error(c->raw()));
+    }
+    return true;
+}
+
 bool pg_storage::keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) {
     auto* c = conn(error);
     if (!c) return false;

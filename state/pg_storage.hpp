@@ -55,6 +55,7 @@ public:
     bool keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) override;
     std::string batch_changes(const std::string& token) override;
     std::optional<bool> claim_batch(const std::string& token, std::int64_t now_ms, std::string& error) override;
+    bool forget_batches(const std::vector<std::string>& tokens, std::string& error) override;
     bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override;
     std::vector<events::event> history(const std::string& address, int limit) override;
     std::vector<stats_row> stats(const std::string& group_by, const std::string& campaign, const std::string& domain,

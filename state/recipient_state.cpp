@@ -96,7 +96,7 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
     std::lock_guard lk(mu_);
     if (!store_->begin(error)) return {};
     std::vector<event> changes;
-    bool ok = true;
+    bool ok = forget_.empty() || store_->forget_batches(forget_, error);
     std::vector<const std::string*> kept_tokens;  // each kept event's batch token, when given
     if (tokens && tokens->size() == evs.size()) {
         // Claim each batch's token; leave out the batches recorded before.
@@ -141,6 +141,7 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
                 store_->rollback();
                 return {};
             }
+            forget_.clear();
             return changes;
         }
     }
@@ -189,8 +190,15 @@ std::vector<event> recipient_state::record(const std::vector<event>& evs, std::s
         store_->rollback();
         return {};
     }
+    forget_.clear();  // committed: those tokens are gone
     if (counted) *counted = std::move(ds);
     return changes;
+}
+
+void recipient_state::forget_batches(const std::vector<std::string>& tokens) {
+    std::lock_guard lk(mu_);
+    for (auto& t : tokens)
+        if (!t.empty() && std::find(forget_.begin(), forget_.end(), t) == forget_.end()) forget_.push_back(t);
 }
 
 bool recipient_state::set_status(const std::string& address, bounce::address_status s, const std::string& why,

@@ -50,6 +50,11 @@ public:
                                       std::vector<breaker::delta>* counted = nullptr,
                                       const std::vector<std::string>* tokens = nullptr,
                                       std::size_t* skipped = nullptr);
+    // Batch tokens no replay can bring back (record() answered for them,
+    // or their journal was emptied after): dropped from the store in the
+    // next batch's transaction, so the tokens kept are only those a
+    // journal may still hold.
+    void forget_batches(const std::vector<std::string>& tokens);
     void set_breaker(const breaker::config& c) { breaker_ = c; }
     // The breaker's counts since a bucket and every scope's state (at start),
     // and a scope's new state.
@@ -119,6 +124,7 @@ private:
     std::unique_ptr<storage> store_;
     bounce::status_policy policy_;
     std::optional<breaker::config> breaker_;
+    std::vector<std::string> forget_;  // tokens for the next batch to drop
 };
 
 // Opens the backend server.state names by its scheme: "sqlite:PATH" (the

@@ -589,7 +589,7 @@ bool sqlite_storage::prune(std::int64_t before_ms, const std::string& id_before,
         d.num(1, before_ms / 3600000);
         if (!d.run()) return fail(d, error);
     }
-    {  // a journal is replayed within hours: a week of tokens is plenty
+    {  // tokens forget_batches missed (a stop before the next batch); a journal is replayed within hours
         stmt d(db_.get(), "DELETE FROM applied_batches WHERE at_ms < (SELECT MAX(at_ms) FROM applied_batches) - ?1");
         d.num(1, 7LL * 86400 * 1000);
         if (!d.run()) return fail(d, error);
@@ -627,6 +627,16 @@ std::optional<bool> sqlite_storage::claim_batch(const std::string& token, std::i
         return std::nullopt;
     }
     return sqlite3_changes(db_.get()) > 0;
+}
+
+bool sqlite_storage::forget_batches(const std::vector<std::string>& tokens, std::string& error) {
+    for (auto& t : tokens) {
+        auto use = prepared("DELETE FROM applied_batches WHERE token = ?");
+        auto& q = *use;
+        q.text(1, t);
+        if (!q.run()) return fail(q, error);
+    }
+    return true;
 }
 
 bool sqlite_storage::keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) {

@@ -45,6 +45,7 @@ public:
     std::vector<bounce::address_record> recipients_with(bounce::address_status s, const std::string& after = "",
                                                         std::size_t limit = 0) override;
     std::optional<bool> claim_batch(const std::string& token, std::int64_t now_ms, std::string& error) override;
+    bool forget_batches(const std::vector<std::string>& tokens, std::string& error) override;
     bool keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) override;
     std::string batch_changes(const std::string& token) override;
     bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) override;

@@ -86,7 +86,8 @@ public:
         return true;
     }
 
-    // applied_batches: the token of every batch recorded (a few days). Inside
+    // applied_batches: the token of each batch recorded, until the caller
+    // knows no journal holds the batch (forget_batches). Inside
     // the batch's transaction: true when the token is new (and now kept),
     // false when a batch with it was committed before (a commit whose answer
     // was lost, then replayed from the journal: it must not count twice),
@@ -97,6 +98,10 @@ public:
     // since the attempt whose answer was lost published nothing.
     virtual bool keep_batch_changes(const std::string& token, const std::string& lines, std::string& error) = 0;
     virtual std::string batch_changes(const std::string& token) = 0;
+    // Drops tokens no replay can bring back (their batches committed and
+    // answered, or replayed and their journal emptied), inside the caller's
+    // transaction.
+    virtual bool forget_batches(const std::vector<std::string>& tokens, std::string& error) = 0;
 
     // decisions: the history of every address and the source of `stats`.
     virtual bool add_decisions(const std::vector<const events::event*>& evs, std::string& error) = 0;
@@ -153,7 +158,8 @@ public:
     // domain, which `stats` adds to what is left) and deleted; messages
     // whose queue id sorts before id_before go with their recipients and
     // final failures; the hourly counts of series() older than before_ms
-    // go at once; batch tokens older than a week go too. Recipients,
+    // go at once; batch tokens a week older than the newest go too (those
+    // forget_batches missed: a process that stopped before its next batch). Recipients,
     // suppressions and the breaker's counts are never touched here.
     virtual bool prune(std::int64_t before_ms, const std::string& id_before, std::size_t batch, prune_counts& out,
                        std::string& error) = 0;

@@ -22,6 +22,7 @@ public:
         return true;
     }
     bool lose_commit_reply = false;  // the next commit goes through, but the caller hears it failed
+    std::size_t batch_tokens() const { return data_.batches.size(); }  // applied_batches' rows
     bool commit(std::string& error) override {
         if (!lose_commit_reply) return true;
         lose_commit_reply = false;
@@ -35,6 +36,17 @@ public:
             return std::nullopt;
         }
         return data_.batches.insert(token).second;
+    }
+    bool forget_batches(const std::vector<std::string>& tokens, std::string& error) override {
+        if (refusing()) {
+            refuse(error);
+            return false;
+        }
+        for (auto& t : tokens) {
+            data_.batches.erase(t);
+            data_.batch_changes.erase(t);
+        }
+        return true;
     }
     bool keep_batch_changes(const std::string& token, const std::string& lines, std::string&) override {
         data_.batch_changes[token] = lines;

@@ -277,6 +277,27 @@ TEST_P(store_fixture, ABatchRecordedAgainWithItsTokenCountsOnce) {
     EXPECT_EQ(st->stats("campaign", "", "", 0)[0].sent, 2);
 }
 
+// A token the caller forgets is dropped in the next batch's transaction
+// (not at once: that would be a write of its own): after that, the batch is
+// no longer known, in every backend.
+TEST_P(store_fixture, AForgottenTokenIsDroppedWithTheNextBatch) {
+    std::vector<event> one{d(1000, "queued", "Q1", "a@example.com")}, two{d(2000, "queued", "Q2", "b@example.com")};
+    std::vector<std::string> t1{"node-1"}, t2{"node-2"};
+    std::string err;
+    st->record(one, err, nullptr, &t1);
+    ASSERT_EQ(err, "");
+    std::size_t skipped = 0;
+    st->record(one, err, nullptr, &t1, &skipped);
+    EXPECT_EQ(skipped, 1u) << "known: a replay skips it";
+    st->forget_batches(t1);
+    st->record(two, err, nullptr, &t2);
+    ASSERT_EQ(err, "");
+    st->record(one, err, nullptr, &t1, &skipped);
+    EXPECT_EQ(skipped, 0u) << "dropped with the batch after";
+    st->record(two, err, nullptr, &t2, &skipped);
+    EXPECT_EQ(skipped, 1u) << "the tokens not forgotten stay";
+}
+
 // A reply may carry any bytes (Latin-1, a cut multibyte character, NUL):
 // the batch goes in all the same (PostgreSQL refuses such text; the bytes
 // become U+FFFD there), and what is read back is the reply's readable part.
