@@ -59,11 +59,24 @@ void campaign_breaker::stop() {
 }
 
 
-void campaign_breaker::save(const std::string& key) {
+bool campaign_breaker::save(const std::string& key) {
     std::string error;
-    if (!st_.save_scope(key, m_.state_of(key), error))
-        log()->error("{}: cannot keep its state in the store: {} (it holds until the daemon stops)", key, error);
+    if (st_.save_scope(key, m_.state_of(key), error)) return true;
+    log()->error("{}: cannot keep its state in the store: {} (it holds until the daemon stops)", key, error);
+    return false;
 }
+
+namespace {
+// An operator's pause or resume that holds now but may not survive a
+// restart: not reported done ("unavailable": the API answers 503).
+json not_kept(const std::string& state, const std::string& done) {
+    return {{"ok", false},
+            {"unavailable", true},
+            {"state", state},
+            {"error", done + " now, but the state store could not keep it (see the daemon's log); it holds until "
+                              "the daemon stops"}};
+}
+}  // namespace
 
 std::vector<events::event> campaign_breaker::on_counts(const std::vector<breaker::delta>& ds, std::int64_t now_ms) {
     std::vector<events::event> out;
@@ -87,10 +100,12 @@ json campaign_breaker::pause(const std::string& given) {
     auto now = now_ms();
     auto t = m_.pause(key, now);
     if (!t) return {{"ok", true}, {"state", "paused"}, {"changed", false}};
-    save(key);
-    pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)});
+    bool kept = save(key);
+    // Recorded and synced (the sync covers the save before it too).
+    kept = pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)}) && kept;
     log()->warn("{} paused by an operator", breaker::scope_name(key));
     enqueue([this, key] { hold_scope(key); });
+    if (!kept) return not_kept("paused", "paused");
     return {{"ok", true}, {"state", "paused"}, {"changed", true}};
 }
 
@@ -100,10 +115,11 @@ json campaign_breaker::resume(const std::string& given) {
     auto now = now_ms();
     auto t = m_.resume(key, now);
     if (!t) return {{"ok", true}, {"state", "ok"}, {"changed", false}};
-    save(key);
-    pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)});
+    bool kept = save(key);
+    kept = pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)}) && kept;
     log()->info("{} resumed: its held messages are released", breaker::scope_name(key));
     enqueue([this, key] { release_scope(key); });
+    if (!kept) return not_kept("ok", "resumed");
     return {{"ok", true}, {"state", "ok"}, {"changed", true}};
 }
 

@@ -71,7 +71,7 @@ public:
     void remote_change(const std::string& key);
 
 private:
-    void save(const std::string& key);
+    bool save(const std::string& key);  // false (logged) when the store refused
     void enqueue(std::function<void()> job);
     void worker();
     void hold_scope(const std::string& key);

@@ -312,6 +312,9 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
             }
         }
         if (!*removed && !cleared) return error_reply(404, *entry + ": not on the suppression list");
+        // Synced before it is said to be done (the clear above syncs its own).
+        if (std::string serr; *removed && !cleared && !ctx_.state.sync(serr))
+            return error_reply(503, "removed, but the state store could not sync it: " + serr);
         return json_reply(200, {{"entry", *entry}, {"removed", *removed}, {"recipient_cleared", cleared}});
     }
 
@@ -390,7 +393,8 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
             if (m != "POST") return method_not_allowed("POST");
             auto id = rest->substr(0, rest->size() - std::string_view(suffix).size());
             auto r = ctx_.control({{"command", command}, {"id", id}});
-            if (!r.value("ok", false)) return error_reply(409, r.value("error", std::string("refused")));
+            if (!r.value("ok", false))
+                return error_reply(r.value("unavailable", false) ? 503 : 409, r.value("error", std::string("refused")));
             auto shown = views::campaign(ctx_.state, to_breaker_config(ctx_.cfg), id, now_ms());
             return json_reply(200, shown ? *shown : json{{"id", id}, {"state", r.value("state", std::string())}});
         }

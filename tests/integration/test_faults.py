@@ -10,6 +10,11 @@ calls; RICOCHET_FAULT_EVERY=1 takes all K):
 
   submission + delivery   a message for two recipients through SMTP, to a
                           real SMTP receiver (the scripted sink)
+  HTTP injection          the same through POST /v1/messages (202 for 250,
+                          503 for 4xx)
+  operator changes        DELETE /v1/suppressions/X and a campaign's pause
+                          through the API: 200 only once the state store's
+                          WAL is synced, else 503, and the retry holds
   DSN intake              a bounce report for a delivered message, on the
                           bounce listener
   restart                 start-up with queued, deferred, finished (free/)
@@ -37,6 +42,8 @@ import smtplib
 import subprocess
 import tempfile
 import unittest
+import urllib.error
+import urllib.request
 
 from harness import BIN, Daemon, delivery_config, wait_for
 from sink import Sink
@@ -177,8 +184,9 @@ def spool_files(d, sub):
 
 
 def call_kind(line):
-    """A counted call without its queue id: ("pwrite", "state.db-wal")."""
-    path = re.sub(r"/[0-9A-Z]{13}\b", "/ID", line[2])
+    """A counted call without its daemon's directory and queue id:
+    ("pwrite", "DIR/state.db-wal")."""
+    path = re.sub(r"/[0-9A-Z]{13}\b", "/ID", re.sub(r"[^ ]*/ricochet-it-[^/ ]+", "DIR", line[2]))
     return line[1], path
 
 
@@ -220,6 +228,7 @@ def sweep(test, count_run, one_run):
 
 class SubmissionAndDelivery(unittest.TestCase):
     RCPTS = ["ok-a@sink.test", "ok-b@sink.test"]
+    TEMPORARY = 4  # the class of a refusal that asks the client to try again
 
     def setUp(self):
         self.sink = Sink()
@@ -274,7 +283,7 @@ class SubmissionAndDelivery(unittest.TestCase):
         if code != 250:
             # Refused: a temporary reply, never 5xx, and only for a fault
             # that hit this message's commit.
-            self.assertEqual(code // 100, 4, "%s under fault %s" % (text, point))
+            self.assertEqual(code // 100, self.TEMPORARY, "%s under fault %s" % (text, point))
             self.assertIsNotNone(point, "%d %s without a fault" % (code, text))
         elif point and int(point[0]) <= at_reply and point[1] in ("syncfs", "fsync", "fdatasync") \
                 and ("/spool/incoming" in point[2] or point[2].endswith("/spool/active")):
@@ -325,8 +334,9 @@ class SubmissionAndDelivery(unittest.TestCase):
         results = [r for r in results if r]
         refused = [p for p, code, _ in results if code != 250]
         dups = [(p, dup) for p, _, dup in results if dup]
-        print("\n%s: %d calls, %d failed one by one: %d refused with 4xx, %d repeated a delivery %s" % (
-            "EIO" if errno == EIO else "ENOSPC", calls, len(results), len(refused), len(dups),
+        print("\n%s%s: %d calls, %d failed one by one: %d refused with %dxx, %d repeated a delivery %s" % (
+            type(self).__name__ + " ", "EIO" if errno == EIO else "ENOSPC", calls, len(results), len(refused),
+            self.TEMPORARY, len(dups),
             sorted({call_kind(p) for p, _ in dups if p})))
 
     def test_eio_at_every_call(self):
@@ -348,6 +358,138 @@ class SubmissionAndDelivery(unittest.TestCase):
         print("\nENOSPC on the spool: %d calls failed one by one: %d refused with 4xx" % (
             len(results), sum(1 for r in results if r and r[1] != 250)))
 
+
+
+class HttpInjection(SubmissionAndDelivery):
+    """The same through the HTTP API: POST /v1/messages with the raw
+    message. A 202 is the 250 (the queue file and its directory synced); a
+    commit that failed is 503, and the client's retry is delivered."""
+    TEMPORARY = 5
+
+    def submit(self, port, tag):
+        d = self.current  # one daemon per run; `port` is its SMTP port
+        data = json.dumps({"from": "news@example.com", "to": self.RCPTS, "content": body(tag)}).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/messages" % d.http_port, data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return (250, "") if r.status == 202 else (r.status, r.read().decode(errors="replace"))
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            self.assertNotEqual(e.code // 100, 4, "a client error for a disk fault: %d %s" % (e.code, text))
+            return e.code, text
+        except OSError as e:
+            return 0, "no reply: %s" % e
+
+    def daemon(self):
+        self.current = super().daemon()
+        return self.current
+
+
+def http(d, method, path, data=None, ctype="application/json"):
+    """(status, parsed JSON or text) of one API request."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (d.http_port, path), data=data, method=method,
+                                 headers={"Content-Type": ctype} if data is not None else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+class OperatorChanges(unittest.TestCase):
+    """An operator's change through the API, each a write to the state store
+    said to be done only once synced: DELETE /v1/suppressions/X and POST
+    /v1/campaigns/X/pause. A 200 after a failed write or sync of the state
+    store's WAL would be a change a power loss can undo; the fault must get
+    503, and the operator's retry then holds across a restart."""
+    ENTRY = "blocked@shop.example"
+    CAMPAIGN = "spring"
+
+    def cfg(self):
+        return '[breaker]\nmin_messages = 10\nscopes = ["campaign"]\n'
+
+    def suppressed(self, d):
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
+            s.ehlo("client.test")
+            s.mail("sender@shop.example")
+            code, _ = s.rcpt(self.ENTRY)
+            s.rset()
+        return code == 550
+
+    def paused(self, d):
+        status, body = http(d, "GET", "/v1/campaigns/" + self.CAMPAIGN)
+        return status == 200 and body.get("state") == "paused"
+
+    def prepare(self, d):
+        status, body = http(d, "PUT", "/v1/suppressions", ('{"entry":"%s"}\n' % self.ENTRY).encode(),
+                            "application/x-ndjson")
+        self.assertEqual((status, body["imported"]), (200, 1), body)
+        self.assertTrue(self.suppressed(d))
+
+    def change(self, op, d):
+        if op == "delete":
+            return http(d, "DELETE", "/v1/suppressions/" + self.ENTRY)
+        return http(d, "POST", "/v1/campaigns/%s/pause" % self.CAMPAIGN, b"")
+
+    def done(self, op, d):
+        return not self.suppressed(d) if op == "delete" else self.paused(d)
+
+    def life(self, op, n):
+        d = Daemon(extra_config=self.cfg())
+        self.addCleanup(d.cleanup)
+        run = FaultRun(d, n)
+        self.assertIsNone(run.start())
+        self.prepare(d)
+        run.go()
+        status, body = self.change(op, d)
+        at_reply = len(run.trace.lines())
+        return d, run, status, body, at_reply
+
+    def count(self, op):
+        d, run, status, body, at_reply = self.life(op, 0)
+        self.assertEqual(status, 200, body)
+        lines = run.stop_and_count()
+        # Said done only once synced: the WAL's fdatasync comes before the answer.
+        self.assertIn(("fdatasync", "DIR/state.db-wal"), [call_kind(l) for l in lines[:at_reply]],
+                      "the %s was answered before the state store synced it" % op)
+        return lines
+
+    def run_once(self, op, n):
+        d, run, status, body, at_reply = self.life(op, n)
+        failed = run.trace.failed()
+        run.finish(self)
+        point = failed[0] if failed else None
+        if status != 200:
+            self.assertEqual(status, 503, "%s under fault %s" % (body, point))
+            self.assertIsNotNone(point, "%d %s without a fault" % (status, body))
+        elif point and int(point[0]) <= at_reply and point[2].endswith("state.db-wal"):
+            self.fail("200 after the state store's WAL %s failed (%s)" % (point[1], point))
+        d.start()
+        if status == 200:
+            self.assertTrue(self.done(op, d), "the %s answered 200 did not survive a restart (fault %s)" % (op, point))
+        else:
+            status2, body2 = self.change(op, d)  # the operator tries again
+            self.assertIn(status2, (200, 404) if op == "delete" else (200,), body2)
+            self.assertTrue(self.done(op, d), "the retried %s did not hold (fault %s)" % (op, point))
+        d.stop()
+        return point, status
+
+    def check(self, op):
+        calls, results = sweep(self, lambda: self.count(op), lambda n: self.run_once(op, n))
+        refused = [p for p, status in results if status != 200]
+        self.assertTrue(refused, "no fault refused the %s: the sweep missed its writes" % op)
+        print("\n%s: %d calls, %d failed one by one: %d refused with 503" % (op, calls, len(results), len(refused)))
+
+    def test_delete_suppression_at_every_call(self):
+        self.check("delete")
+
+    def test_campaign_pause_at_every_call(self):
+        self.check("pause")
 
 
 class DsnIntake(unittest.TestCase):
