@@ -12,6 +12,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -224,14 +225,18 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         }
     }
 
+    // The TLS stream is made at STARTTLS only: asio's engine takes two 17 KiB
+    // BIO buffers and an SSL object, most of an idle session's cost.
     struct conn {
-        ssl::stream<tcp::socket> stream;
+        tcp::socket sock;
+        ssl::context& ctx;
+        std::optional<ssl::stream<tcp::socket&>> stream;  // from STARTTLS on
         asio::steady_timer deadline;
-        bool tls = false;
+        bool tls = false;  // the handshake is done
         bool timed_out = false;
         bool done = false;
         bool committing = false;  // from the final dot until its reply is written
-        conn(tcp::socket s, ssl::context& ctx) : stream(std::move(s), ctx), deadline(stream.get_executor()) {}
+        conn(tcp::socket s, ssl::context& c) : sock(std::move(s)), ctx(c), deadline(sock.get_executor()) {}
         void expire_in(std::chrono::seconds s) { deadline.expires_after(s); }
     };
 
@@ -270,7 +275,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         for (auto& w : live) {
             auto c = w.lock();
             if (!c) continue;
-            asio::post(c->stream.get_executor(), [c, t = opt.stress_timeout] {
+            asio::post(c->sock.get_executor(), [c, t = opt.stress_timeout] {
                 // A session whose message is being committed keeps its time:
                 // cut off before its 250, its client would send it again.
                 if (!c->done && !c->timed_out && !c->committing &&
@@ -287,7 +292,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             if (c->deadline.expiry() <= asio::steady_timer::clock_type::now()) {
                 c->timed_out = true;
                 boost::system::error_code ignored;
-                c->stream.lowest_layer().cancel(ignored);
+                c->sock.cancel(ignored);
                 c->expire_in(std::chrono::seconds(10));  // bound the 421 write, then give up
             }
         }
@@ -295,8 +300,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
 
     static awaitable<boost::system::error_code> write(conn& c, std::string_view data) {
         boost::system::error_code ec;
-        if (c.tls) std::tie(ec, std::ignore) = co_await asio::async_write(c.stream, asio::buffer(data), as_tuple);
-        else std::tie(ec, std::ignore) = co_await asio::async_write(c.stream.next_layer(), asio::buffer(data), as_tuple);
+        if (c.tls) std::tie(ec, std::ignore) = co_await asio::async_write(*c.stream, asio::buffer(data), as_tuple);
+        else std::tie(ec, std::ignore) = co_await asio::async_write(c.sock, asio::buffer(data), as_tuple);
         co_return ec;
     }
 
@@ -334,7 +339,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         bool auth_abuse = self->opt.max_auth_failures_per_ip && self->auth_blocked(group, 0);
         if (too_many || too_many_here || auth_abuse) {
             c->expire_in(std::chrono::seconds(10));
-            asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
+            asio::co_spawn(c->sock.get_executor(), watchdog(c), asio::detached);
             std::string busy = too_many ? smtp_server_protocol::busy_reply(self->opt.policy.hostname)
                                : auth_abuse ? "421 4.7.0 " + self->opt.policy.hostname +
                                                   " Error: too many failed authentications from your address\r\n"
@@ -369,7 +374,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 s.live.erase(at);
             }
         } unlist_guard{*self, live_at};
-        asio::co_spawn(c->stream.get_executor(), watchdog(c), asio::detached);
+        asio::co_spawn(c->sock.get_executor(), watchdog(c), asio::detached);
 
         smtp_server_protocol proto(self->opt.policy, ip);
         struct count_auth_failures {  // however the session ends
@@ -431,7 +436,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     if (co_await write(*c, out)) co_return;
                     out.clear();
                     reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
-                    auto [hec] = co_await c->stream.async_handshake(ssl::stream_base::server, as_tuple);
+                    c->stream.emplace(c->sock, c->ctx);
+                    auto [hec] = co_await c->stream->async_handshake(ssl::stream_base::server, as_tuple);
                     if (hec) {
                         log()->info("{}: TLS handshake failed from [{}]: {}", self->opt.name, ip, hec.message());
                         co_return;
@@ -486,8 +492,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             std::size_t cap = 0;
             char* p = reader.prepare(cap);
             std::size_t n = 0;
-            if (c->tls) std::tie(ec, n) = co_await c->stream.async_read_some(asio::buffer(p, cap), as_tuple);
-            else std::tie(ec, n) = co_await c->stream.next_layer().async_read_some(asio::buffer(p, cap), as_tuple);
+            if (c->tls) std::tie(ec, n) = co_await c->stream->async_read_some(asio::buffer(p, cap), as_tuple);
+            else std::tie(ec, n) = co_await c->sock.async_read_some(asio::buffer(p, cap), as_tuple);
             if (ec) {
                 if (c->timed_out) {
                     log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
@@ -502,10 +508,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         }
         if (c->tls) {
             c->expire_in(std::chrono::seconds(5));
-            co_await c->stream.async_shutdown(as_tuple);
+            co_await c->stream->async_shutdown(as_tuple);
         }
-        c->stream.lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
-        c->stream.lowest_layer().close(ec);
+        c->sock.shutdown(tcp::socket::shutdown_both, ec);
+        c->sock.close(ec);
         log()->debug("{}: disconnect from [{}]", self->opt.name, ip);
     }
 };
