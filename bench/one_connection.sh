@@ -38,24 +38,30 @@ PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" start >/dev/null 2>&1
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PIN") 2>/dev/null && break; sleep 0.05; done
 
 run() {  # run LABEL PORT MODE -> appends "LABEL MODE rate" or "LABEL MODE none"
-  local out
-  if out=$(timeout 600 python3 bench/pipeline.py 127.0.0.1 "$2" "$N" "$SIZE" "$3" 2>&1); then
+  local out rc=0
+  out=$(timeout 600 python3 bench/pipeline.py 127.0.0.1 "$2" "$N" "$SIZE" "$3" 2>"$W/err") || rc=$?
+  if [ "$rc" = 0 ]; then
     echo "$1 $3 $(echo "$out" | awk '{print $4}')" >>"$W/rates"
-  elif echo "$out" | grep -q "does not offer"; then
+  elif grep -q "does not offer" "$W/err"; then
     echo "$1 $3 none" >>"$W/rates"
   else
-    echo "$1 $3 failed: $out" >&2
+    echo "$1 $3 failed: $out $(cat "$W/err")" >&2
     echo "$1 $3 failed" >>"$W/rates"
   fi
+}
+# Each MTA's deliveries end before the next run starts (bounded waits), so
+# neither competes with the other's client for the 2 cores.
+ricochet_drained() {
+  timeout 300 bash -c "until $B/bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)['total']['messages'] != 0)\"; do sleep 0.2; done" || true
 }
 for r in $(seq 1 "$REPS"); do
   for mode in lockstep pipelined bdat; do
     run no-mta "$SINK" "$mode"
     run ricochet "$IN" "$mode"
+    ricochet_drained
     run postfix "$PIN" "$mode"
+    PFB=$PFB timeout 300 bash "$HARNESS/postfix/pfbench.sh" wait-empty >/dev/null 2>&1 || true
   done
-  # Neither queue keeps what the last rep sent (bounded waits).
-  PFB=$PFB timeout 300 bash "$HARNESS/postfix/pfbench.sh" wait-empty >/dev/null 2>&1 || true
 done
 python3 - "$W/rates" "$N" "$SIZE" "$REPS" <<'PY'
 import statistics, sys

@@ -32,11 +32,17 @@ import time
 def message(i, size):
     head = ("From: bench@example.net\r\nTo: rcpt%d@example.com\r\nSubject: pipeline %d\r\n"
             "Message-ID: <p%d@bench.invalid>\r\n\r\n" % (i, i, i)).encode()
-    line = b"x" * 70 + b"\r\n"
-    body = (line * (max(0, size - len(head)) // len(line) + 1))[:max(0, size - len(head))]
-    if not body.endswith(b"\r\n"):
-        body = body[:-2] + b"\r\n" if len(body) >= 2 else b"\r\n"
-    return head + body
+    # Whole lines of at most 72 octets with CRLF, the last one shorter to
+    # make SIZE (at least one line: "x" CRLF).
+    left = max(3, size - len(head))
+    lines = [b"x" * 70 + b"\r\n"] * (left // 72)
+    rest = left % 72
+    if 0 < rest < 3 and lines:  # too short for a line of its own: the line before gives way
+        lines[-1] = b"x" * (70 - (3 - rest)) + b"\r\n"
+        rest = 3
+    if rest:
+        lines.append(b"x" * (rest - 2) + b"\r\n")
+    return head + b"".join(lines)
 
 
 class Replies:
@@ -80,7 +86,7 @@ def main():
     if mode == "bdat" and "CHUNKING" not in caps:
         print("pipeline.py: the server does not offer CHUNKING", file=sys.stderr)
         return 2
-    if mode == "pipelined" and "PIPELINING" not in caps:
+    if mode in ("pipelined", "bdat") and "PIPELINING" not in caps:
         print("pipeline.py: the server does not offer PIPELINING", file=sys.stderr)
         return 2
     msgs = [message(i, size) for i in range(n)]
@@ -121,7 +127,7 @@ def main():
                 for _ in range(window):
                     slots.release()
 
-        t = threading.Thread(target=reader)
+        t = threading.Thread(target=reader, daemon=True)
         t.start()
         for i in range(n):
             slots.acquire()

@@ -94,12 +94,22 @@ std::vector<events::event> campaign_breaker::on_counts(const std::vector<breaker
     return out;
 }
 
+bool campaign_breaker::kept_again(const std::string& key) {
+    if (m_.state_of(key).since_ms == 0) return true;  // never changed: nothing to keep
+    std::string error;
+    if (save(key) && st_.sync(error)) return true;
+    if (!error.empty()) log()->error("{}: cannot sync its state in the store: {}", key, error);
+    return false;
+}
+
 json campaign_breaker::pause(const std::string& given) {
     auto key = campaign_breaker_key(given);
     if (key.empty() || key == "@") return {{"ok", false}, {"error", "need a campaign ID or @sender.domain"}};
     auto now = now_ms();
     auto t = m_.pause(key, now);
-    if (!t) return {{"ok", true}, {"state", "paused"}, {"changed", false}};
+    // Nothing changes here, but an earlier pause may have held without
+    // being kept (a 503): asked again, it is written and synced now.
+    if (!t) return kept_again(key) ? json{{"ok", true}, {"state", "paused"}, {"changed", false}} : not_kept("paused", "paused");
     bool kept = save(key);
     // Recorded and synced (the sync covers the save before it too).
     kept = pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)}) && kept;
@@ -114,7 +124,7 @@ json campaign_breaker::resume(const std::string& given) {
     if (key.empty() || key == "@") return {{"ok", false}, {"error", "need a campaign ID or @sender.domain"}};
     auto now = now_ms();
     auto t = m_.resume(key, now);
-    if (!t) return {{"ok", true}, {"state", "ok"}, {"changed", false}};
+    if (!t) return kept_again(key) ? json{{"ok", true}, {"state", "ok"}, {"changed", false}} : not_kept("ok", "resumed");
     bool kept = save(key);
     kept = pub_.publish_now({breaker::transition_event(*t, m_.window(key, now), now)}) && kept;
     log()->info("{} resumed: its held messages are released", breaker::scope_name(key));

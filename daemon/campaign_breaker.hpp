@@ -72,6 +72,7 @@ public:
 
 private:
     bool save(const std::string& key);  // false (logged) when the store refused
+    bool kept_again(const std::string& key);  // saved and synced (an operator's repeated request)
     void enqueue(std::function<void()> job);
     void worker();
     void hold_scope(const std::string& key);

@@ -1,6 +1,7 @@
 // event_pipeline — see event_pipeline.hpp.
 #include "daemon/event_pipeline.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <random>
 
@@ -35,11 +36,21 @@ void event_pipeline::apply(std::vector<event>& evs) {
         // the store's answer was lost is left out, not counted twice.
         std::size_t before = 0;  // in batches recorded before (a lost COMMIT answer)
         auto replayed = state_.record(pending, err, &counted, &tokens, &before);
-        if (err.empty()) {
+        // The replayed decisions are synced before the journal that held
+        // them durably is emptied: a power loss between the two would
+        // otherwise lose them (the commit alone waits for a checkpoint).
+        // If the sync fails the journal stays, and so does every later one
+        // (a failed sync is sticky until a restart): the replay after the
+        // restart finds them recorded or not and publishes their status
+        // changes then, once.
+        if (std::string serr; err.empty() && !state_.sync(serr)) {
+            log->error("state store: {} replayed decision(s) recorded but not synced: {}; kept in {}", pending.size(),
+                       serr, journal_.path().string());
+        } else if (err.empty()) {
             // Once the journal is durably empty no replay can bring these
             // batches back; if it cannot be emptied, their tokens stay so
             // the next replay still skips them.
-            if (!journal_.clear()) state_.forget_batches(tokens);
+            if (auto cec = journal_.clear(); !cec) state_.forget_batches(tokens);
             if (before)
                 log->info("state store: {} waiting decision(s) recorded, {} of them already recorded (the store had "
                           "committed them when their answer was lost)",
@@ -55,8 +66,9 @@ void event_pipeline::apply(std::vector<event>& evs) {
         token = next_token();
         tokens.assign(evs.size(), token);
         auto more = state_.record(evs, err, &more_counted, &tokens);
-        // Answered: this batch will not be journalled, its token has done its work.
-        if (err.empty()) state_.forget_batches({token});
+        // Answered: this batch will not be journalled, its token has done its
+        // work (a batch without decisions claimed none).
+        if (err.empty() && std::any_of(evs.begin(), evs.end(), state::kept_as_decision)) state_.forget_batches({token});
         counted.insert(counted.end(), more_counted.begin(), more_counted.end());
         changes.insert(changes.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
     }

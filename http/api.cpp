@@ -311,10 +311,11 @@ response api::route(const request& req, std::function<void(response)>& reply, bo
                 cleared = true;
             }
         }
+        // Synced before it is said to be done, or gone (the clear above syncs
+        // its own): a 404 after a 503 must not hide a removal still unsynced.
+        if (std::string serr; !cleared && !ctx_.state.sync(serr))
+            return error_reply(503, "the state store could not sync the removal: " + serr);
         if (!*removed && !cleared) return error_reply(404, *entry + ": not on the suppression list");
-        // Synced before it is said to be done (the clear above syncs its own).
-        if (std::string serr; *removed && !cleared && !ctx_.state.sync(serr))
-            return error_reply(503, "removed, but the state store could not sync it: " + serr);
         return json_reply(200, {{"entry", *entry}, {"removed", *removed}, {"recipient_cleared", cleared}});
     }
 

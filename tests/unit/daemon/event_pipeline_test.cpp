@@ -135,3 +135,29 @@ TEST_F(PipelineTest, BatchTokensAreKeptOnlyWhileAJournalMayStillReplayTheirBatch
     pipeline->apply(next);
     EXPECT_EQ(storage->batch_tokens(), 1u) << "the replayed batch's token went with the journal";
 }
+
+// A replay is synced before the journal that held it durably is emptied.
+// When that sync fails the journal stays (a power loss would lose the
+// replayed decisions otherwise) and nothing is published; the replay
+// after it finds them recorded and publishes their status change once.
+TEST_F(PipelineTest, AReplayIsSyncedBeforeItsJournalIsEmptied) {
+    storage->fail_writes = true;
+    auto evs = bounce_of("s@gmail.com");
+    pipeline->apply(evs);
+    ASSERT_FALSE(journal->empty());
+    storage->fail_writes = false;
+    storage->fail_sync = true;
+    std::vector<events::event> none;
+    pipeline->apply(none);
+    EXPECT_FALSE(journal->empty()) << "kept: the replay is in the store but not on disk";
+    EXPECT_FALSE(suppression.find("s@gmail.com")) << "nothing published yet";
+    EXPECT_EQ(lines().size(), 2u);
+    storage->fail_sync = false;
+    pipeline->apply(none);
+    EXPECT_TRUE(journal->empty());
+    ASSERT_TRUE(suppression.find("s@gmail.com"));
+    EXPECT_EQ(st->get("s@gmail.com")->bounce_count, 1) << "recorded once";
+    auto l = lines();
+    ASSERT_EQ(l.size(), 3u);
+    EXPECT_EQ(l[2]["type"], "status_changed");
+}

@@ -23,6 +23,11 @@ public:
     }
     bool lose_commit_reply = false;  // the next commit goes through, but the caller hears it failed
     std::size_t batch_tokens() const { return data_.batches.size(); }  // applied_batches' rows
+    bool fail_sync = false;  // storage::sync fails (a disk that lost a write)
+    bool sync(std::string& error) override {
+        if (fail_sync) error = "memory storage: sync failed";
+        return !fail_sync;
+    }
     bool commit(std::string& error) override {
         if (!lose_commit_reply) return true;
         lose_commit_reply = false;
