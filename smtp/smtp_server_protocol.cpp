@@ -165,7 +165,13 @@ smtp_server_protocol::action smtp_server_protocol::on_line(const line& l, std::s
             if (cmd.arg.empty()) return reply(out, "501 5.5.4 Syntax: VRFY address", true);
             return reply(out, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
         case verb::expn: return reply(out, "502 5.5.1 Error: EXPN not supported", true);
-        case verb::bdat: return reply(out, "502 5.5.1 Error: BDAT not supported (CHUNKING is not offered)", true);
+        case verb::bdat:
+            // CHUNKING is not offered: the chunk's octets follow the command
+            // at once, and read as lines they would be taken for commands
+            // (whoever wrote the message could smuggle some). There is no
+            // reading past them without BDAT, so the session ends here.
+            out.append("521 5.5.1 Error: BDAT not supported (CHUNKING is not offered); closing the connection\r\n");
+            return action::close;
         case verb::help: return reply(out, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
         case verb::starttls:
             if (!p_.tls_available) return reply(out, "502 5.5.1 Error: STARTTLS not available", true);

@@ -81,6 +81,28 @@ class NotAnOpenRelay(unittest.TestCase):
         self.assertEqual(len(self.sink.messages), before)
 
 
+    def test_bdat_content_is_never_read_as_commands(self):
+        # CHUNKING is not offered. A client that sends BDAT anyway is
+        # followed by the chunk's octets; read as lines they would be
+        # commands (here a recipient and a second message). The session
+        # ends at the BDAT, and nothing is queued.
+        chunk = (b"RCPT TO:<victim@elsewhere.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\n")
+        with socket.create_connection(("127.0.0.1", self.d.port), timeout=30) as s:
+            f = s.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"220"))
+            s.sendall(b"EHLO client.test\r\n")
+            while True:
+                l = f.readline()
+                self.assertNotIn(b"CHUNKING", l)
+                if l[3:4] == b" ":
+                    break
+            s.sendall(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<ok@sink.test>\r\nBDAT %d LAST\r\n" % len(chunk) + chunk)
+            replies = f.read()  # up to the server's close
+        lines = replies.decode().splitlines()
+        self.assertEqual([l[:3] for l in lines], ["250", "250", "521"], replies)
+        self.assertEqual(self.d.queue_ids(), [], "nothing was queued")
+
+
 class LocalDoors(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

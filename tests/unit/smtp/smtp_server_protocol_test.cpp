@@ -56,6 +56,21 @@ TEST(SmtpServerProtocol, GreetingAndEhloAdvertisesExtensions) {
     EXPECT_EQ(r.find("AUTH"), std::string::npos) << "no users file, no AUTH";
 }
 
+// BDAT's octets follow the command with no end marker: without CHUNKING
+// they cannot be skipped, and read as lines they would be commands (a
+// message whose body holds "RCPT TO:..." would add recipients). The
+// session ends instead.
+TEST(SmtpServerProtocol, BdatWithoutChunkingEndsTheSession) {
+    session_policy pol;
+    smtp_server_protocol p(pol, "127.0.0.1");
+    std::string out;
+    EXPECT_EQ(p.on_line(line{"EHLO client.example"}, out), smtp_server_protocol::action::none);
+    EXPECT_EQ(out.find("CHUNKING"), std::string::npos);
+    out.clear();
+    EXPECT_EQ(p.on_line(line{"BDAT 10 LAST"}, out), smtp_server_protocol::action::close);
+    EXPECT_EQ(out.rfind("521 5.5.1 ", 0), 0u) << out;
+}
+
 TEST(SmtpServerProtocol, CommandReplies) {
     struct step { std::string in; std::string want; };
     std::vector<step> script = {
@@ -69,7 +84,6 @@ TEST(SmtpServerProtocol, CommandReplies) {
         {"VRFY", "501 5.5.4"},
         {"EXPN list", "502 5.5.1"},
         {"HELP", "214 2.0.0"},
-        {"BDAT 10 LAST", "502 5.5.1"},
         {"STARTTLS", "502 5.5.1"},  // not configured
         {"AUTH PLAIN", "503 5.5.1"},  // not configured
         {"FOO bar", "500 5.5.2"},
