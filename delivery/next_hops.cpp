@@ -47,7 +47,7 @@ awaitable<hops_result> next_hops::find(const std::string& domain) {
         boost::system::error_code aec;
         auto ip = asio::ip::make_address(rt->first, aec);
         if (!aec) {
-            out.hops.push_back({rt->first, tcp::endpoint(ip, rt->second)});
+            out.hops.push_back({rt->first, tcp::endpoint(ip, rt->second), nullptr});
             co_return out;
         }
         tcp::resolver res(ex_);
@@ -57,7 +57,7 @@ awaitable<hops_result> next_hops::find(const std::string& domain) {
             out.why = smtp_reply::none(bounce::stage::dns, "cannot resolve route " + rt->first + ": " + ec.message());
             co_return out;
         }
-        for (auto& r : results) out.hops.push_back({rt->first, r.endpoint()});
+        for (auto& r : results) out.hops.push_back({rt->first, r.endpoint(), nullptr});
         co_return out;
     }
     auto ascii = dns::to_ascii_domain(domain);
@@ -89,7 +89,7 @@ awaitable<hops_result> next_hops::find(const std::string& domain) {
         for (auto& a : addrs.addresses) {
             boost::system::error_code ec;
             auto ip = asio::ip::make_address(a, ec);
-            if (!ec) out.hops.push_back({name, tcp::endpoint(ip, cfg_.delivery.port)});
+            if (!ec) out.hops.push_back({name, tcp::endpoint(ip, cfg_.delivery.port), nullptr});
         }
     }
     if (!out.hops.empty()) co_return out;

@@ -55,7 +55,7 @@ struct api_fixture : ::testing::Test {
                 control_calls.push_back(req);
                 return control_answer;
             },
-            [] { return std::map<std::string, std::int64_t>{{"slow.example", 1796035230000}}; }, [] { return std::string(); }, {}});
+            [] { return std::map<std::string, std::int64_t>{{"slow.example", 1796035230000}}; }, [] { return std::string(); }, {}, nullptr, {}});
     }
     void TearDown() override {
         spool.reset();
@@ -328,7 +328,7 @@ TEST_F(api_fixture, ClassifyReadsAReplyAsTheDaemonWould) {
     ASSERT_TRUE(cl.load(std::string(RICOCHET_SOURCE_DIR) + "/etc/bounce-rules.toml", err)) << err;
     a = std::make_unique<http::api>(http::api_context{
         cfg, *spool, *st, suppression, metrics, [](const json&) { return json{{"ok", true}}; },
-        [] { return std::map<std::string, std::int64_t>{}; }, [] { return std::string(); }, {}, &cl});
+        [] { return std::map<std::string, std::int64_t>{}; }, [] { return std::string(); }, {}, &cl, {}});
     auto r = call("POST", "/v1/classify", R"({"reply":"550 5.1.1 <a@b.example>: Recipient address rejected: User unknown"})");
     ASSERT_EQ(r.status, 200) << r.body;
     auto j = json::parse(r.body);
