@@ -5,22 +5,30 @@
 
 namespace ricochet::smtp {
 
+void line_reader::grow(std::size_t to) {
+    std::unique_ptr<char[]> bigger(new char[to]);  // default-initialised: no page touched yet
+    if (end_ > begin_) std::memcpy(bigger.get() + begin_, buf_.get() + begin_, end_ - begin_);
+    buf_ = std::move(bigger);
+    cap_ = to;
+}
+
 char* line_reader::prepare(std::size_t& size) {
     if (begin_ > 0 && begin_ == end_) begin_ = end_ = 0;
-    if (begin_ > 0 && buf_.size() - end_ < 4096) {  // compact
-        std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    if (begin_ > 0 && cap_ - end_ < 4096) {  // compact
+        std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
         end_ -= begin_;
         begin_ = 0;
     }
-    if (buf_.size() < 16384) buf_.resize(16384);
-    if (buf_.size() - end_ < 1024) buf_.resize(buf_.size() * 2);
-    size = buf_.size() - end_;
-    return buf_.data() + end_;
+    if (cap_ < 16384) grow(16384);
+    if (cap_ - end_ < 1024) grow(cap_ * 2);
+    size = cap_ - end_;
+    return buf_.get() + end_;
 }
 
 std::optional<line> line_reader::next() {
+    if (!buf_) return std::nullopt;  // nothing read yet
     for (;;) {
-        const char* start = buf_.data() + begin_;
+        const char* start = buf_.get() + begin_;
         std::size_t avail = end_ - begin_;
         const char* lf = static_cast<const char*>(std::memchr(start, '\n', avail));
         if (discarding_) {

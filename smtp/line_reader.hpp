@@ -8,6 +8,7 @@
 // can refuse to end a message on "<LF>.<LF>" (SMTP smuggling).
 #pragma once
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,7 +42,11 @@ public:
 
 private:
     std::size_t limit_;
-    std::string buf_;
+    // Not zero-filled: an idle session's pages stay untouched (thousands of
+    // sessions may sit idle, each would cost 16 KiB of RSS otherwise).
+    std::unique_ptr<char[]> buf_;
+    std::size_t cap_ = 0;
+    void grow(std::size_t to);
     std::size_t begin_ = 0, end_ = 0;
     bool discarding_ = false;  // inside the tail of an overlong line
 };
