@@ -373,19 +373,13 @@ class HttpInjection(SubmissionAndDelivery):
         return code == 503
 
     def submit(self, port, tag):
-        d = self.current  # one daemon per run; `port` is its SMTP port
         data = json.dumps({"from": "news@example.com", "to": self.RCPTS, "content": body(tag)}).encode()
-        req = urllib.request.Request("http://127.0.0.1:%d/v1/messages" % d.http_port, data=data, method="POST",
-                                     headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return (250, "") if r.status == 202 else (r.status, r.read().decode(errors="replace"))
-        except urllib.error.HTTPError as e:
-            text = e.read().decode(errors="replace")
-            self.assertNotEqual(e.code // 100, 4, "a client error for a disk fault: %d %s" % (e.code, text))
-            return e.code, text
+            status, reply = http(self.current, "POST", "/v1/messages", data)  # one daemon per run
         except OSError as e:
             return 0, "no reply: %s" % e
+        self.assertNotEqual(status // 100, 4, "a client error for a disk fault: %d %s" % (status, reply))
+        return (250, "") if status == 202 else (status, str(reply))
 
     def daemon(self):
         self.current = super().daemon()

@@ -87,19 +87,14 @@ class NotAnOpenRelay(unittest.TestCase):
         # commands (here a recipient and a second message). The session
         # ends at the BDAT, and nothing is queued.
         chunk = (b"RCPT TO:<victim@elsewhere.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\n")
-        with socket.create_connection(("127.0.0.1", self.d.port), timeout=30) as s:
-            f = s.makefile("rb")
-            self.assertTrue(f.readline().startswith(b"220"))
-            s.sendall(b"EHLO client.test\r\n")
-            while True:
-                l = f.readline()
-                self.assertNotIn(b"CHUNKING", l)
-                if l[3:4] == b" ":
-                    break
-            s.sendall(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<ok@sink.test>\r\nBDAT %d LAST\r\n" % len(chunk) + chunk)
-            replies = f.read()  # up to the server's close
-        lines = replies.decode().splitlines()
-        self.assertEqual([l[:3] for l in lines], ["250", "250", "521"], replies)
+        c = RawClient(self.d.port, timeout=30)
+        self.assertTrue(c.reply().startswith("220"))
+        c.send("EHLO client.test\r\n")
+        self.assertNotIn("CHUNKING", c.reply())
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<ok@sink.test>\r\nBDAT %d LAST\r\n" % len(chunk) + chunk)
+        self.assertEqual([c.reply()[:3] for _ in range(3)], ["250", "250", "521"])
+        with self.assertRaises(ConnectionError):  # closed after the 521, nothing more read
+            c.reply()
         self.assertEqual(self.d.queue_ids(), [], "nothing was queued")
 
 
