@@ -1,5 +1,6 @@
 // Fuzz target: the SMTP server's command side — command lines, MAIL/RCPT
-// arguments and the whole session state machine fed arbitrary lines.
+// arguments and the whole session state machine fed arbitrary input, BDAT
+// chunks taken raw from the same stream as the server takes them.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -32,19 +33,41 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string out = proto.greeting();
     line_reader reader;
     std::size_t off = 0;
-    while (off < size) {
+    auto fill = [&] {  // the next read: up to what the reader asks for
+        if (off >= size) return false;
         std::size_t cap = 0;
         char* buf = reader.prepare(cap);
         std::size_t n = std::min(cap, size - off);
         std::copy(data + off, data + off + n, buf);
         reader.commit(n);
         off += n;
-        while (auto l = reader.next()) {
-            auto act = proto.on_line(*l, out);
-            if (act == smtp_server_protocol::action::commit) proto.on_commit_result({}, "FUZZ", out);
-            if (act == smtp_server_protocol::action::close) return 0;
-            if (out.size() > (1 << 20)) out.clear();
+        return true;
+    };
+    for (;;) {
+        auto l = reader.next();
+        if (!l) {
+            if (!fill()) break;
+            continue;
         }
+        auto act = proto.on_line(*l, out);
+        if (act == smtp_server_protocol::action::chunk) {  // BDAT: raw octets, as the server reads them
+            while (proto.chunk_left() > 0) {
+                auto piece = reader.take(proto.chunk_left());
+                if (!piece.empty()) {
+                    proto.on_chunk(piece);
+                    if (proto.buffered() > 4096) (void)proto.take_for_spill();  // as a session spills
+                    continue;
+                }
+                if (!fill()) return 0;  // the input ends inside the chunk
+            }
+            act = proto.on_chunk_end(out);
+        }
+        if (act == smtp_server_protocol::action::commit) {
+            proto.commit_started();
+            out += smtp_server_protocol::commit_reply({}, "FUZZ");
+        }
+        if (act == smtp_server_protocol::action::close) return 0;
+        if (out.size() > (1 << 20)) out.clear();
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 // ending in a bare LF is reported with crlf = false, so that the DATA reader
 // can refuse to end a message on "<LF>.<LF>" (SMTP smuggling).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -34,8 +35,15 @@ public:
 
     // Octets received but not yet returned as lines (pipelined input waiting).
     bool has_buffered() const { return end_ > begin_; }
-    // Takes up to n buffered octets as raw bytes (for BDAT-style reads and tests).
     std::size_t buffered() const { return end_ - begin_; }
+    // Takes up to max buffered octets as they are, not as lines (a BDAT
+    // chunk); valid until the next call to next(), take() or prepare().
+    std::string_view take(std::size_t max) {
+        std::size_t n = std::min(max, end_ - begin_);
+        std::string_view v(buf_.get() + begin_, n);
+        begin_ += n;
+        return v;
+    }
     // Drops everything buffered (after STARTTLS, RFC 3207 4.2: no plaintext
     // data may be carried into the TLS session).
     void clear() { begin_ = end_ = 0; discarding_ = false; }

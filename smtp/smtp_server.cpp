@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -58,7 +59,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
     bool tls_ready = false;
     std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
     std::atomic<unsigned> connections{0};
-    std::atomic<unsigned> committing{0};  // sessions whose message is being committed or answered
+    std::atomic<unsigned> committing{0};  // messages being committed, or whose reply is not yet written
     std::mutex per_ip_mu;
     std::unordered_map<std::string, unsigned> per_ip;  // open sessions per client address
     struct auth_failures {
@@ -235,7 +236,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         bool tls = false;  // the handshake is done
         bool timed_out = false;
         bool done = false;
-        bool committing = false;  // from the final dot until its reply is written
+        unsigned committing = 0;  // messages from their end until their reply is written
         conn(tcp::socket s, ssl::context& c) : sock(std::move(s)), ctx(c), deadline(sock.get_executor()) {}
         void expire_in(std::chrono::seconds s) { deadline.expires_after(s); }
     };
@@ -298,6 +299,66 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         }
     }
 
+    // A session's replies in the order of its commands. A message's reply
+    // waits for its commit while the commands after it are read and
+    // answered (RFC 2920 pipelining, RFC 3030 BDAT), their replies queued
+    // behind it: one connection's messages then share group commits.
+    // Shared with the spool's callbacks, which may outlive the session; only
+    // touched on the session's strand.
+    struct reply_queue {
+        struct slot {
+            std::string text;
+            bool commit = false;   // a message's reply
+            bool pending = false;  // ... that the spool has not given yet
+            bool queued = false;   // ... that is a 250
+        };
+        std::deque<slot> slots;
+        std::uint64_t first = 0;  // the number of slots.front()
+        unsigned pending = 0;     // messages committing
+        asio::steady_timer wake;  // cancelled when one of them is answered
+        explicit reply_queue(const asio::any_io_executor& ex) : wake(ex) {}
+
+        // Queues `out` (the replies so far) and a place for a message's reply.
+        std::uint64_t add_commit(std::string& out) {
+            if (!out.empty()) slots.push_back({std::move(out)});
+            out.clear();
+            slots.push_back({{}, true, true});
+            ++pending;
+            return first + slots.size() - 1;
+        }
+        void resolve(std::uint64_t n, std::string text, bool ok) {
+            auto& s = slots[n - first];
+            s.text = std::move(text);
+            s.pending = false;
+            s.queued = ok;
+            --pending;
+            wake.cancel();
+        }
+        bool head_pending() const { return !slots.empty() && slots.front().pending; }
+        // The replies that can go out now (up to the first message still
+        // committing; then `out` too when none is), with how many of them
+        // are messages' replies and how many of those said 250.
+        std::string take_ready(std::string& out, unsigned& commits, unsigned& queued) {
+            std::string text;
+            while (!slots.empty() && !slots.front().pending) {
+                auto& s = slots.front();
+                commits += s.commit;
+                queued += s.queued;
+                text += s.text;
+                slots.pop_front();
+                ++first;
+            }
+            if (slots.empty()) {
+                text += out;
+                out.clear();
+            }
+            return text;
+        }
+    };
+    // Per session; each holds its message in memory (at most the spill
+    // threshold; a larger one is in its spill file) until it is written.
+    static constexpr unsigned max_commits_in_flight = 32;
+
     static awaitable<boost::system::error_code> write(conn& c, std::string_view data) {
         boost::system::error_code ec;
         if (c.tls) std::tie(ec, std::ignore) = co_await asio::async_write(*c.stream, asio::buffer(data), as_tuple);
@@ -326,7 +387,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             std::string ip;
             ~guard() {
                 c->done = true;
-                if (c->committing) s.committing.fetch_sub(1);
+                s.committing.fetch_sub(c->committing);
                 c->deadline.cancel();
                 s.connections.fetch_sub(1);
                 std::lock_guard lk(s.per_ip_mu);
@@ -360,6 +421,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             co_return;
         }
         log()->debug("{}: connect from [{}]", self->opt.name, ip);
+        // Replies go out as soon as they are ready: a pipelining client
+        // waits for them, and Nagle would hold each one behind the ACK of
+        // the one before.
+        c->sock.set_option(tcp::no_delay(true), ec);
         c->expire_in(self->limit(self->opt.command_timeout));
         std::list<std::weak_ptr<conn>>::iterator live_at;
         {
@@ -400,47 +465,156 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             ~held_data() { set(0); }
         } held;
         bool can_spill = self->opt.spill_threshold > 0 && !self->opt.message_sink;
-        std::string out = proto.greeting();
+        // What this session holds of a message in DATA: past the threshold,
+        // or when the process is over its budget, it goes to the spill file.
+        auto hold = [&] {
+            auto now = proto.buffered();
+            if (now == held.counted && now < self->opt.spill_threshold) return;
+            held.set(now);
+            bool over = self->opt.memory_budget && data_in_memory.load() > self->opt.memory_budget;
+            if (now == 0 || !((can_spill && now >= self->opt.spill_threshold) || over)) return;
+            std::error_code sec;
+            if (!can_spill) {
+                proto.refuse_data("452 4.3.1 Error: too much mail in memory, try again later");
+                log()->warn("{}: [{}] message refused: {} octets of DATA in memory, over the budget of {}",
+                            self->opt.name, ip, data_in_memory.load(), self->opt.memory_budget);
+            } else {
+                if (!held.spill) held.spill = self->spool.open_spill(sec);
+                if (!sec) sec = base::write_all(held.spill.get(), proto.take_for_spill());
+                if (sec) {
+                    proto.refuse_data("452 4.3.1 Error: insufficient system storage, try again later");
+                    held.spill.reset();
+                    log()->error("{}: [{}] cannot write DATA to the spool: {}", self->opt.name, ip, sec.message());
+                }
+            }
+            held.set(proto.buffered());
+        };
+        auto replies = std::make_shared<reply_queue>(c->sock.get_executor());
+        std::string out = proto.greeting();  // replies after the last commit in `replies`
+        // Writes every reply that is ready: all of them up to the first
+        // message still committing. False when the client is gone.
+        auto flush = [&]() -> awaitable<bool> {
+            unsigned commits = 0, queued = 0;
+            std::string text = replies->take_ready(out, commits, queued);
+            if (queued) proto.commit_succeeded();
+            if (!text.empty()) {
+                c->expire_in(self->limit(self->opt.command_timeout));
+                if (co_await write(*c, text)) co_return false;
+            }
+            c->committing -= commits;
+            self->committing.fetch_sub(commits);
+            co_return true;
+        };
+        // Writes what is ready, then waits for the first message still
+        // committing and writes its reply (and what is ready after it).
+        auto wait_next = [&]() -> awaitable<bool> {
+            if (!co_await flush()) co_return false;
+            while (replies->head_pending()) {
+                replies->wake.expires_at(asio::steady_timer::time_point::max());
+                co_await replies->wake.async_wait(as_tuple);
+            }
+            co_return co_await flush();
+        };
+        // One read from the client into the line reader. False at the end
+        // of the session (time-out, connection lost).
+        auto read_more = [&]() -> awaitable<bool> {
+            std::size_t cap = 0;
+            char* p = reader.prepare(cap);
+            std::size_t n = 0;
+            if (c->tls) std::tie(ec, n) = co_await c->stream->async_read_some(asio::buffer(p, cap), as_tuple);
+            else std::tie(ec, n) = co_await c->sock.async_read_some(asio::buffer(p, cap), as_tuple);
+            if (ec) {
+                if (c->timed_out) {
+                    log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
+                    std::string bye = proto.timeout_reply();
+                    co_await write(*c, bye);
+                } else if (proto.in_data() || proto.chunk_left()) {
+                    log()->info("{}: lost connection after {} from [{}]", self->opt.name,
+                                proto.chunk_left() ? "BDAT" : "DATA", ip);
+                }
+                co_return false;
+            }
+            reader.commit(n);
+            co_return true;
+        };
+        // BDAT: exactly the chunk's octets, from what is buffered and then
+        // from the socket, each read under the DATA time-out.
+        auto read_chunk = [&]() -> awaitable<std::optional<smtp_server_protocol::action>> {
+            while (proto.chunk_left() > 0) {
+                auto piece = reader.take(proto.chunk_left());
+                if (!piece.empty()) {
+                    proto.on_chunk(piece);
+                    hold();
+                    continue;
+                }
+                if (!co_await flush()) co_return std::nullopt;  // replies of commits that ended meanwhile
+                c->expire_in(self->limit(self->opt.data_timeout));
+                if (!co_await read_more()) co_return std::nullopt;
+            }
+            co_return proto.on_chunk_end(out);
+        };
+        // Hands the message to the spool and reads on: its reply keeps its
+        // place in `replies` until the group commit answers.
+        auto start_commit = [&]() -> awaitable<void> {
+            auto id = proto.envelope().id;
+            auto slot = replies->add_commit(out);
+            ++c->committing;
+            self->committing.fetch_add(1);
+            std::uint64_t bytes = proto.content().size() + proto.before().size();
+            held.set(0);
+            data_in_memory.fetch_add(bytes);  // until the spool has written it
+            auto done = asio::bind_executor(c->sock.get_executor(), [r = replies, slot, id, bytes](std::error_code ec) {
+                data_in_memory.fetch_sub(bytes);
+                r->resolve(slot, smtp_server_protocol::commit_reply(ec, id), !ec);
+            });
+            if (self->opt.message_sink) {
+                // The task owns the message: it may outlive this session's
+                // frame if the server is torn down mid-call.
+                auto run_sink = [&sink = self->opt.message_sink, env = std::move(proto.envelope()),
+                                 content = std::move(proto.content())]() mutable -> awaitable<std::error_code> {
+                    co_return sink(env, content);
+                };
+                proto.commit_started();
+                // One at a time: a DSN's 250 says its decisions are recorded.
+                auto cec = co_await asio::co_spawn(self->sink_pool->get_executor(), run_sink, use_awaitable);
+                done(cec);
+            } else if (proto.spilled()) {
+                async_commit_spilled(self->spool, std::move(proto.envelope()), std::move(proto.before()),
+                                     std::move(held.spill), proto.spilled(), std::move(proto.content()), std::move(done));
+                proto.commit_started();
+            } else {
+                async_commit(self->spool, std::move(proto.envelope()), std::move(proto.content()), std::move(done));
+                proto.commit_started();
+            }
+            held.spill.reset();
+        };
         bool closing = false;
         bool progressed = true;  // a whole line arrived since the deadline was set
         while (!closing) {
-            while (auto l = reader.next()) {
+            for (;;) {
+                if (replies->pending >= max_commits_in_flight && !co_await wait_next()) goto end;
+                auto l = reader.next();
+                if (!l) break;
                 progressed = true;
                 auto act = proto.on_line(*l, out);
+                if (act == smtp_server_protocol::action::chunk) {
+                    auto after = co_await read_chunk();
+                    if (!after) goto end;
+                    act = *after;
+                }
                 if (act == smtp_server_protocol::action::commit) {
-                    if (!c->committing) self->committing.fetch_add(1);
-                    c->committing = true;
-                    auto id = proto.envelope().id;
-                    std::error_code cec;
-                    if (self->opt.message_sink) {
-                        // The task owns the message: it may outlive this
-                        // session's frame if the server is torn down mid-call.
-                        auto run_sink = [&sink = self->opt.message_sink, env = std::move(proto.envelope()),
-                                         content = std::move(proto.content())]() mutable -> awaitable<std::error_code> {
-                            co_return sink(env, content);
-                        };
-                        auto op = asio::co_spawn(self->sink_pool->get_executor(), run_sink, use_awaitable);
-                        cec = co_await std::move(op);
-                    } else if (proto.spilled()) {
-                        cec = co_await async_commit_spilled(self->spool, std::move(proto.envelope()),
-                                                            std::move(proto.before()), std::move(held.spill),
-                                                            proto.spilled(), std::move(proto.content()), use_awaitable);
-                    } else {
-                        cec = co_await async_commit(self->spool, std::move(proto.envelope()), std::move(proto.content()),
-                                                    use_awaitable);
-                    }
-                    held.spill.reset();
-                    proto.on_commit_result(cec, id, out);
+                    co_await start_commit();
                 } else if (act == smtp_server_protocol::action::starttls) {
+                    while (replies->pending)
+                        if (!co_await wait_next()) goto end;
                     c->expire_in(self->limit(self->opt.command_timeout));
-                    if (co_await write(*c, out)) co_return;
-                    out.clear();
+                    if (!co_await flush()) goto end;
                     reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
                     c->stream.emplace(c->sock, c->ctx);
                     auto [hec] = co_await c->stream->async_handshake(ssl::stream_base::server, as_tuple);
                     if (hec) {
                         log()->info("{}: TLS handshake failed from [{}]: {}", self->opt.name, ip, hec.message());
-                        co_return;
+                        goto end;
                     }
                     c->tls = true;
                     proto.on_tls_started();
@@ -452,60 +626,26 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             }
             // Replies to pipelined commands go out together, when no further
             // complete command is waiting (RFC 2920 3.2).
-            if (!out.empty()) {
-                c->expire_in(self->limit(self->opt.command_timeout));
-                if (co_await write(*c, out)) break;
-                out.clear();
+            if (!co_await flush()) break;
+            if (closing) {
+                while (replies->pending)
+                    if (!co_await wait_next()) break;
+                break;
             }
-            if (c->committing) {  // its reply is out (or there was none to send)
-                c->committing = false;
-                self->committing.fetch_sub(1);
-            }
-            if (closing) break;
             if (!proto.in_data()) held.spill.reset();  // a transaction ended without a commit
-            // What this session holds of a message in DATA: past the threshold,
-            // or when the process is over its budget, it goes to the spill file.
-            if (auto now = proto.buffered(); now != held.counted || now >= self->opt.spill_threshold) {
-                held.set(now);
-                bool over = self->opt.memory_budget && data_in_memory.load() > self->opt.memory_budget;
-                if (now > 0 && ((can_spill && now >= self->opt.spill_threshold) || over)) {
-                    std::error_code sec;
-                    if (!can_spill) {
-                        proto.refuse_data("452 4.3.1 Error: too much mail in memory, try again later");
-                        log()->warn("{}: [{}] message refused: {} octets of DATA in memory, over the budget of {}",
-                                    self->opt.name, ip, data_in_memory.load(), self->opt.memory_budget);
-                    } else {
-                        if (!held.spill) held.spill = self->spool.open_spill(sec);
-                        if (!sec) sec = base::write_all(held.spill.get(), proto.take_for_spill());
-                        if (sec) {
-                            proto.refuse_data("452 4.3.1 Error: insufficient system storage, try again later");
-                            held.spill.reset();
-                            log()->error("{}: [{}] cannot write DATA to the spool: {}", self->opt.name, ip, sec.message());
-                        }
-                    }
-                    held.set(proto.buffered());
-                }
+            hold();
+            // Messages still committing and nothing more to read yet: their
+            // replies first (the client may be waiting for them).
+            if (replies->pending && !c->sock.available(ec)) {
+                if (!co_await wait_next()) break;
+                continue;
             }
             if (progressed)
                 c->expire_in(self->limit(proto.in_data() ? self->opt.data_timeout : self->opt.command_timeout));
             progressed = false;
-            std::size_t cap = 0;
-            char* p = reader.prepare(cap);
-            std::size_t n = 0;
-            if (c->tls) std::tie(ec, n) = co_await c->stream->async_read_some(asio::buffer(p, cap), as_tuple);
-            else std::tie(ec, n) = co_await c->sock.async_read_some(asio::buffer(p, cap), as_tuple);
-            if (ec) {
-                if (c->timed_out) {
-                    log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
-                    std::string bye = proto.timeout_reply();
-                    co_await write(*c, bye);
-                } else if (proto.in_data()) {
-                    log()->info("{}: lost connection after DATA from [{}]", self->opt.name, ip);
-                }
-                break;
-            }
-            reader.commit(n);
+            if (!co_await read_more()) break;
         }
+    end:
         if (c->tls) {
             c->expire_in(std::chrono::seconds(5));
             co_await c->stream->async_shutdown(as_tuple);

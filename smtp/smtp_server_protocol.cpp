@@ -1,6 +1,7 @@
 // smtp_server_protocol — see smtp_server_protocol.hpp.
 #include "smtp/smtp_server_protocol.hpp"
 
+#include <charconv>
 #include <ctime>
 
 #include "smtp/base64.hpp"
@@ -111,6 +112,10 @@ void smtp_server_protocol::reset_transaction() {
     data_too_big_ = data_line_too_long_ = false;
     dropped_ = 0;
     prev_crlf_ = true;
+    bdat_ = false;
+    bdat_line_.clear();
+    bdat_line_.shrink_to_fit();
+    bdat_octets_ = 0;
     if (state_ != state::fresh) state_ = state::ready;
 }
 
@@ -151,11 +156,13 @@ smtp_server_protocol::action smtp_server_protocol::on_line(const line& l, std::s
             if (!cmd.arg.empty()) return reply(out, "501 5.5.4 Syntax: DATA", true);
             if (state_ == state::fresh || state_ == state::ready) return reply(out, "503 5.5.1 Error: need MAIL command", true);
             if (state_ == state::mail) return reply(out, "503 5.5.1 Error: need RCPT command", true);
+            if (bdat_) return reply(out, "503 5.5.1 Error: DATA after BDAT (RFC 3030)", true);
             state_ = state::data;
             content_.clear();
             return reply(out, "354 End data with <CR><LF>.<CR><LF>");
         case verb::rset:
             reset_transaction();
+            bdat_failed_ = false;
             return reply(out, "250 2.0.0 Ok");
         case verb::noop: return reply(out, "250 2.0.0 Ok");
         case verb::quit:
@@ -165,14 +172,9 @@ smtp_server_protocol::action smtp_server_protocol::on_line(const line& l, std::s
             if (cmd.arg.empty()) return reply(out, "501 5.5.4 Syntax: VRFY address", true);
             return reply(out, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
         case verb::expn: return reply(out, "502 5.5.1 Error: EXPN not supported", true);
-        case verb::bdat:
-            // CHUNKING is not offered: the chunk's octets follow the command
-            // at once, and read as lines they would be taken for commands
-            // (whoever wrote the message could smuggle some). There is no
-            // reading past them without BDAT, so the session ends here.
-            out.append("521 5.5.1 Error: BDAT not supported (CHUNKING is not offered); closing the connection\r\n");
-            return action::close;
-        case verb::help: return reply(out, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
+        case verb::bdat: return do_bdat(cmd.arg, out);
+        case verb::help:
+            return reply(out, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
         case verb::starttls:
             if (!p_.tls_available) return reply(out, "502 5.5.1 Error: STARTTLS not available", true);
             if (tls_) return reply(out, "503 5.5.1 Error: TLS already active", true);
@@ -190,6 +192,7 @@ smtp_server_protocol::action smtp_server_protocol::do_ehlo(bool extended, std::s
     // RFC 5321 4.1.4: EHLO resets the transaction, like RSET.
     state_ = state::ready;
     reset_transaction();
+    bdat_failed_ = false;
     esmtp_ = extended;
     helo_ = sanitize(arg, 255);
     if (!extended) return reply(out, "250 " + p_.hostname);
@@ -200,6 +203,7 @@ smtp_server_protocol::action smtp_server_protocol::do_ehlo(bool extended, std::s
     if (auth_offered()) out.append("250-AUTH PLAIN LOGIN\r\n");
     out.append("250-ENHANCEDSTATUSCODES\r\n");
     out.append("250-8BITMIME\r\n");
+    out.append("250-CHUNKING\r\n");
     out.append("250 SMTPUTF8\r\n");
     return action::none;
 }
@@ -292,6 +296,7 @@ smtp_server_protocol::action smtp_server_protocol::do_mail(std::string_view arg,
     if (m.size && *m.size > p_.max_message_size)
         return reply(out, "552 5.3.4 Error: message size exceeds fixed limit", true);
     reset_transaction();
+    bdat_failed_ = false;
     env_.sender = m.path.address();
     env_.smtputf8 = m.smtputf8;
     env_.eightbit = m.eightbit;
@@ -301,6 +306,7 @@ smtp_server_protocol::action smtp_server_protocol::do_mail(std::string_view arg,
 
 smtp_server_protocol::action smtp_server_protocol::do_rcpt(std::string_view arg, std::string& out) {
     if (state_ != state::mail && state_ != state::rcpt) return reply(out, "503 5.5.1 Error: need MAIL command", true);
+    if (bdat_) return reply(out, "503 5.5.1 Error: RCPT after BDAT", true);
     rcpt_to r;
     std::string bad;
     switch (parse_rcpt_to(arg, env_.smtputf8, r, bad)) {
@@ -346,10 +352,17 @@ smtp_server_protocol::action smtp_server_protocol::on_data_line(const line& l, s
     std::string_view text = l.text;
     if (!text.empty() && text.front() == '.') text.remove_prefix(1);  // RFC 5321 4.5.2
     if (l.too_long) data_line_too_long_ = true;
+    append_content(text);
+    return action::none;
+}
+
+// One line of the message, without its line end: counted, and kept unless
+// the message already failed.
+void smtp_server_protocol::append_content(std::string_view text) {
     data_size_ += text.size() + 2;
     if (data_size_ > p_.max_message_size) data_too_big_ = true;
     // After an error the rest is read and dropped, not kept in memory.
-    if (data_too_big_ || data_line_too_long_ || !data_refused_.empty()) return action::none;
+    if (data_too_big_ || data_line_too_long_ || !data_refused_.empty()) return;
     // A bare CR becomes a line end, so no receiver down the line can read
     // "<CR>.<CR>" as the end of the message (SMTP smuggling).
     for (std::size_t cr; (cr = text.find('\r')) != std::string_view::npos;) {
@@ -357,11 +370,10 @@ smtp_server_protocol::action smtp_server_protocol::on_data_line(const line& l, s
         text.remove_prefix(cr + 1);
     }
     content_.append(text).append("\r\n");
-    return action::none;
 }
 
 std::size_t smtp_server_protocol::buffered() const {
-    if (state_ != state::data || data_too_big_ || data_line_too_long_ || !data_refused_.empty()) return 0;
+    if (!in_data() || data_too_big_ || data_line_too_long_ || !data_refused_.empty()) return 0;
     return content_.size();
 }
 
@@ -383,20 +395,25 @@ void smtp_server_protocol::refuse_data(std::string reply) {
     content_.shrink_to_fit();
 }
 
+// Why the message in progress cannot be kept, if it cannot; counted: the
+// client's error (towards max_errors), not the server's.
+std::optional<std::string> smtp_server_protocol::data_failure(bool& counted) const {
+    counted = true;
+    if (!data_refused_.empty()) {
+        counted = false;
+        return data_refused_;
+    }
+    if (data_too_big_) return "552 5.3.4 Error: message size exceeds fixed limit";
+    if (data_line_too_long_) return "500 5.5.2 Error: message has a line longer than 1000 octets (RFC 5321 4.5.3.1.6)";
+    return std::nullopt;
+}
+
 smtp_server_protocol::action smtp_server_protocol::on_end_of_data(std::string& out) {
     state_ = state::ready;
-    if (!data_refused_.empty()) {
-        auto why = std::move(data_refused_);
+    bool counted = false;
+    if (auto why = data_failure(counted)) {
         reset_transaction();
-        return reply(out, why, false);
-    }
-    if (data_too_big_) {
-        reset_transaction();
-        return reply(out, "552 5.3.4 Error: message size exceeds fixed limit", true);
-    }
-    if (data_line_too_long_) {
-        reset_transaction();
-        return reply(out, "500 5.5.2 Error: message has a line longer than 1000 octets (RFC 5321 4.5.3.1.6)", true);
+        return reply(out, *why, counted);
     }
     unsigned hops = 0;
     std::string campaign;
@@ -444,13 +461,117 @@ std::string smtp_server_protocol::received_header() const {
     return h;
 }
 
+void smtp_server_protocol::commit_started() { reset_transaction(); }
+
+std::string smtp_server_protocol::commit_reply(std::error_code ec, const std::string& id) {
+    if (ec) return "452 4.3.1 Error: insufficient system storage, try again later\r\n";
+    return "250 2.0.0 Ok: queued as " + id + "\r\n";
+}
+
 void smtp_server_protocol::on_commit_result(std::error_code ec, const std::string& id, std::string& out) {
-    if (ec) out.append("452 4.3.1 Error: insufficient system storage, try again later\r\n");
-    else {
-        out.append("250 2.0.0 Ok: queued as " + id + "\r\n");
-        errors_ = 0;  // a long campaign session is judged message by message
+    out.append(commit_reply(ec, id));
+    if (!ec) commit_succeeded();
+    commit_started();
+}
+
+// RFC 3030: "BDAT" SP chunk-size [SP "LAST"], the chunk's octets right
+// after the CRLF. Every chunk is read whole (chunk_left()), even one that is
+// refused, or its octets would be read as commands; only a size that cannot
+// be read (bad syntax, or over the message size limit on its own) ends the
+// session.
+smtp_server_protocol::action smtp_server_protocol::do_bdat(std::string_view arg, std::string& out) {
+    auto sp = arg.find(' ');
+    std::string_view size = arg.substr(0, sp), marker = sp == std::string_view::npos ? "" : arg.substr(sp + 1);
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(size.data(), size.data() + size.size(), n);
+    if (size.empty() || ec != std::errc{} || end != size.data() + size.size() || (!marker.empty() && !iequals(marker, "LAST"))) {
+        out.append("521 5.5.4 Error: syntax is BDAT size [LAST]; the chunk cannot be skipped, closing the connection\r\n");
+        return action::close;
     }
-    reset_transaction();
+    if (n > p_.max_message_size) {
+        out.append("552 5.3.4 Error: message size exceeds fixed limit; closing the connection\r\n");
+        return action::close;
+    }
+    chunk_size_ = chunk_left_ = n;
+    chunk_last_ = !marker.empty();
+    chunk_keep_ = chunk_counted_ = false;
+    chunk_reply_.clear();
+    if (bdat_failed_) {
+        // Pipelined after a refused chunk of the same message: not a new error.
+        chunk_reply_ = "503 5.5.1 Error: " + std::to_string(n) + " octets discarded after an earlier error (RSET to start again)";
+        if (chunk_last_) bdat_failed_ = false;
+        return action::chunk;
+    }
+    chunk_counted_ = true;
+    if (state_ == state::fresh) chunk_reply_ = "503 5.5.1 Error: send HELO/EHLO first";
+    else if (state_ == state::ready) chunk_reply_ = "503 5.5.1 Error: need MAIL command";
+    else if (state_ == state::mail) chunk_reply_ = "503 5.5.1 Error: need RCPT command";
+    else if (state_ != state::rcpt) chunk_reply_ = "503 5.5.1 Error: bad sequence of commands";
+    else if (bdat_octets_ + n > p_.max_message_size) {
+        chunk_reply_ = "552 5.3.4 Error: message size exceeds fixed limit";
+        reset_transaction();
+    } else {
+        chunk_keep_ = true;
+        chunk_counted_ = false;
+        bdat_ = true;
+        return action::chunk;
+    }
+    bdat_failed_ = !chunk_last_;
+    return action::chunk;
+}
+
+void smtp_server_protocol::on_chunk(std::string_view d) {
+    chunk_left_ -= std::min<std::uint64_t>(chunk_left_, d.size());
+    if (!chunk_keep_) return;
+    bdat_octets_ += d.size();
+    while (!d.empty()) {
+        if (data_too_big_ || data_line_too_long_ || !data_refused_.empty()) return;  // the rest is dropped
+        auto lf = d.find('\n');
+        std::string_view piece = d.substr(0, lf);
+        d.remove_prefix(lf == std::string_view::npos ? d.size() : lf + 1);
+        if (lf == std::string_view::npos || !bdat_line_.empty()) {
+            // A line split between reads or chunks: gathered, up to the limit.
+            if (bdat_line_.size() + piece.size() > 1000) data_line_too_long_ = true;
+            else bdat_line_.append(piece);
+            if (lf == std::string_view::npos) return;
+            chunk_line(bdat_line_);
+            bdat_line_.clear();
+        } else {
+            chunk_line(piece);
+        }
+    }
+}
+
+// A line of a chunk, without its LF: CR LF and a bare LF both end a line.
+void smtp_server_protocol::chunk_line(std::string_view text) {
+    if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+    if (text.size() + 2 > 1000) {
+        data_line_too_long_ = true;
+        return;
+    }
+    append_content(text);
+}
+
+smtp_server_protocol::action smtp_server_protocol::on_chunk_end(std::string& out) {
+    if (!chunk_keep_) return reply(out, chunk_reply_, chunk_counted_);
+    chunk_keep_ = false;
+    if (!chunk_last_) {
+        bool counted = false;
+        if (auto why = data_failure(counted)) {
+            // RFC 3030 2: a refused chunk fails the transaction; what the
+            // client pipelined after it is read and discarded.
+            reset_transaction();
+            bdat_failed_ = true;
+            return reply(out, *why, counted);
+        }
+        return reply(out, "250 2.0.0 Ok: " + std::to_string(chunk_size_) + " octets");
+    }
+    if (!bdat_line_.empty() && !data_line_too_long_) {  // the last line had no line end
+        std::string last;
+        last.swap(bdat_line_);
+        chunk_line(last);
+    }
+    return on_end_of_data(out);
 }
 
 void smtp_server_protocol::on_tls_started() {

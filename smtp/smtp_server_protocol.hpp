@@ -63,8 +63,11 @@ public:
     enum class action {
         none,      // send the replies, read on
         starttls,  // send the replies, then do the TLS handshake, then call on_tls_started()
-        commit,    // hand envelope()/content() to the spool, then call on_commit_result()
+        commit,    // hand envelope()/content() to the spool, call commit_started(),
+                   // and answer with commit_reply() once the spool has answered
         close,     // send the replies, then close the connection
+        chunk,     // BDAT: read exactly chunk_left() octets, whatever the reply
+                   // will be, into on_chunk(), then call on_chunk_end()
     };
 
     smtp_server_protocol(const session_policy& policy, std::string client_ip, bool tls_active = false);
@@ -77,9 +80,27 @@ public:
 
     // Feeds one line (from line_reader); appends replies to out.
     action on_line(const line& l, std::string& out);
-    // After action::commit: ec empty means durable under id (the envelope's
-    // id, passed back because the envelope was moved to the spool).
+    // After action::commit, once envelope() and content() (or before() and
+    // the spill file) are handed to the spool: the transaction ends here, so
+    // the session can read the next one while this one commits.
+    void commit_started();
+    // The reply to a committed message: ec empty means durable under id
+    // (the envelope's id). Replies go out in the order of the commands, so
+    // the session keeps a place for this one until the spool answers.
+    static std::string commit_reply(std::error_code ec, const std::string& id);
+    // A message was queued: a long campaign session is judged message by
+    // message (max_errors counts from here).
+    void commit_succeeded() { errors_ = 0; }
+    // The three above at once, for a caller that waits for the spool.
     void on_commit_result(std::error_code ec, const std::string& id, std::string& out);
+
+    // BDAT (RFC 3030): after action::chunk, the octets of the chunk, in as
+    // many pieces as they arrive, then on_chunk_end() for its reply. The
+    // octets are taken as they are (no dot-stuffing); line ends are
+    // normalised as in DATA, and the same limits apply.
+    std::uint64_t chunk_left() const { return chunk_left_; }
+    void on_chunk(std::string_view octets);
+    action on_chunk_end(std::string& out);
     void on_tls_started();
 
     queue::envelope& envelope() { return env_; }
@@ -102,7 +123,8 @@ public:
     // memory budget is spent and it cannot spill): the end of DATA answers
     // `reply` (a 452 4.3.1) instead of queueing it.
     void refuse_data(std::string reply);
-    bool in_data() const { return state_ == state::data; }
+    // Inside a message: after DATA, or between the chunks of a BDAT transaction.
+    bool in_data() const { return state_ == state::data || bdat_; }
     bool tls_active() const { return tls_; }
     bool trusted() const { return trusted_; }
     const std::string& auth_user() const { return auth_user_; }
@@ -112,6 +134,10 @@ private:
     action reply(std::string& out, std::string_view text, bool error = false);
     action on_data_line(const line& l, std::string& out);
     action on_end_of_data(std::string& out);
+    void append_content(std::string_view text);
+    void chunk_line(std::string_view text);
+    std::optional<std::string> data_failure(bool& counted) const;
+    action do_bdat(std::string_view arg, std::string& out);
     action do_ehlo(bool extended, std::string_view arg, std::string& out);
     action do_mail(std::string_view arg, std::string& out);
     action do_rcpt(std::string_view arg, std::string& out);
@@ -143,6 +169,19 @@ private:
     std::string header_copy_, before_, data_refused_;
     std::uint64_t spilled_ = 0;
     bool data_too_big_ = false, data_line_too_long_ = false, prev_crlf_ = true;
+
+    // BDAT: bdat_ once a chunk of this transaction was taken; bdat_line_ a
+    // line not yet ended by the chunks so far (at most a line limit of it);
+    // bdat_failed_ after a refused chunk, until its LAST (or RSET, MAIL,
+    // EHLO): later chunks are read and discarded.
+    bool bdat_ = false, bdat_failed_ = false;
+    std::string bdat_line_;
+    std::uint64_t bdat_octets_ = 0;
+    // The chunk being read: its size, what is left of it, whether it is
+    // kept, and the reply decided at the command when it is not.
+    std::uint64_t chunk_size_ = 0, chunk_left_ = 0;
+    bool chunk_last_ = false, chunk_keep_ = false, chunk_counted_ = false;
+    std::string chunk_reply_;
 };
 
 }  // namespace ricochet::smtp

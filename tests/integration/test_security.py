@@ -82,20 +82,31 @@ class NotAnOpenRelay(unittest.TestCase):
 
 
     def test_bdat_content_is_never_read_as_commands(self):
-        # CHUNKING is not offered. A client that sends BDAT anyway is
-        # followed by the chunk's octets; read as lines they would be
-        # commands (here a recipient and a second message). The session
-        # ends at the BDAT, and nothing is queued.
-        chunk = (b"RCPT TO:<victim@elsewhere.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nhi\r\n.\r\n")
+        # A BDAT chunk's octets are content, never commands, whatever they
+        # hold and whatever the reply to the BDAT: here a recipient and a
+        # second message hide in them.
+        chunk = (b"Subject: chunked\r\n\r\nRCPT TO:<victim@elsewhere.test>\r\nDATA\r\n"
+                 b"Subject: smuggled\r\n\r\nhi\r\n.\r\n")
         c = RawClient(self.d.port, timeout=30)
         self.assertTrue(c.reply().startswith("220"))
         c.send("EHLO client.test\r\n")
-        self.assertNotIn("CHUNKING", c.reply())
-        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<ok@sink.test>\r\nBDAT %d LAST\r\n" % len(chunk) + chunk)
+        self.assertIn("CHUNKING", c.reply())
+        # Refused (no MAIL yet): the chunk is read whole and dropped.
+        c.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk + b"NOOP\r\n")
+        self.assertEqual([c.reply()[:3] for _ in range(2)], ["503", "250"])
+        # Accepted: the octets are the message, as they were sent.
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<ok-bdat@sink.test>\r\nBDAT %d LAST\r\n" % len(chunk) + chunk)
+        self.assertEqual([c.reply()[:3] for _ in range(3)], ["250", "250", "250"])
+        # A size that cannot be read ends the session: nothing after it is read.
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<ok-bdat@sink.test>\r\nBDAT 12x LAST\r\n" + chunk)
         self.assertEqual([c.reply()[:3] for _ in range(3)], ["250", "250", "521"])
-        with self.assertRaises(ConnectionError):  # closed after the 521, nothing more read
+        with self.assertRaises(ConnectionError):  # closed after the 521
             c.reply()
-        self.assertEqual(self.d.queue_ids(), [], "nothing was queued")
+        wait_for(lambda: self.sink.received("ok-bdat"), what="the chunked message delivered")
+        self.assertEqual(len(self.sink.received("ok-bdat")), 1)
+        self.assertIn(b"RCPT TO:<victim@elsewhere.test>\r\nDATA\r\n", self.sink.received("ok-bdat")[0][2])
+        self.assertEqual(self.sink.received("victim"), [], "nothing smuggled")
+        self.assertEqual(self.d.queue_ids(), [], "nothing else queued")
 
 
 class LocalDoors(unittest.TestCase):

@@ -10,7 +10,8 @@ import json
 import unittest
 import urllib.request
 
-from harness import Daemon, RawClient, message, wait_for
+from harness import Daemon, RawClient, delivery_config, message, wait_for
+from sink import Sink
 
 QUEUED = re.compile(r"queued as ([0-9A-Z]{13})")
 
@@ -103,6 +104,108 @@ class SubmissionLoad(unittest.TestCase):
         self.assertIn("X-Test-Seq: 1", shown["headers"])
         self.assertIn("Received: from client.test ([127.0.0.1])", shown["headers"])
         self.assertEqual(sorted(self.d.queue_ids()), sorted([id1, id2]))
+
+
+def bdat(body, cuts):
+    """body (bytes) as BDAT chunks cut at the given offsets, the last one LAST."""
+    edges = [0] + list(cuts) + [len(body)]
+    parts = [body[a:b] for a, b in zip(edges, edges[1:])]
+    return b"".join(b"BDAT %d%s\r\n" % (len(p), b" LAST" if i == len(parts) - 1 else b"") + p
+                    for i, p in enumerate(parts))
+
+
+def spool_commits(d):
+    """Group commits of the spool so far, from /metrics (the Prometheus parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % d.http_port, timeout=30).read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ricochet_spool_commit_seconds_count":
+                return sample.value
+    raise AssertionError("no ricochet_spool_commit_seconds_count in /metrics")
+
+
+class Chunking(unittest.TestCase):
+    """RFC 3030 BDAT on a real connection: messages sent without waiting for
+    their replies, made durable together, answered in order, delivered as
+    they were sent."""
+
+    def setUp(self):
+        self.sink = Sink()
+        self.d = Daemon(submission_extra="max_message_size = 5000000\n",
+                        extra_config=delivery_config({"example.net": (self.sink.host, self.sink.port)})).start()
+
+    def tearDown(self):
+        self.d.cleanup()
+        self.sink.close()
+
+    def test_forty_messages_in_one_write_commit_together_and_are_answered_in_order(self):
+        c = RawClient(self.d.port, timeout=60)
+        self.assertTrue(c.reply().startswith("220"))
+        self.assertIn("CHUNKING", c.cmd("EHLO client.test"))
+        commits_before = spool_commits(self.d)
+        burst, want, bodies = b"", [], {}
+        for i in range(40):
+            body = message(100 + i, size=300 * i).encode()
+            bodies[i] = body
+            burst += b"MAIL FROM:<a@example.com>\r\nRCPT TO:<rcpt%d@example.net>\r\n" % i
+            burst += bdat(body, (len(body) // 3, 2 * len(body) // 3))
+            want += ["250", "250", "250", "250", "250 queued"]
+            if i == 20:  # a refused transaction in the middle changes nothing around it
+                burst += b"MAIL FROM:<a@example.com>\r\nRCPT TO:<bad address>\r\nBDAT 5 LAST\r\nhelloRSET\r\nNOOP\r\n"
+                want += ["250", "553", "503", "250", "250"]
+        c.send(burst + b"QUIT\r\n")
+        got = [c.reply() for _ in range(len(want) + 1)]
+        self.assertTrue(got[-1].startswith("221"), got[-1])
+        ids = []
+        for w, r in zip(want, got):
+            if w == "250 queued":
+                self.assertRegex(r, r"^250 2\.0\.0 Ok: queued as [0-9A-Z]{13}$")
+                ids.append(QUEUED.search(r).group(1))
+            else:
+                self.assertEqual(r[:3], w, r)
+        self.assertEqual(len(set(ids)), 40)
+        # Several messages of the one connection in each group commit (one
+        # message per commit when each waits for the last one's reply).
+        self.assertLess(spool_commits(self.d) - commits_before, 40)
+        wait_for(lambda: len(self.sink.messages) >= 40, what="40 deliveries")
+        self.assertEqual(len(self.sink.messages), 40)
+        # The n-th reply names the n-th message: its recipient, its content.
+        for i, qid in enumerate(ids):
+            got = [m for m in self.sink.messages if ("id %s" % qid).encode() in m[2]]
+            self.assertEqual(len(got), 1, qid)
+            self.assertEqual(got[0][1], "rcpt%d@example.net" % i)
+            self.assertTrue(got[0][2].endswith(bodies[i]), "message %d changed on the way" % i)
+
+    def test_a_large_message_in_odd_chunks_arrives_whole_and_limits_hold(self):
+        # 3 MB: past the 256 KiB kept in memory, it goes on to the spool as
+        # it arrives. Chunk edges fall inside lines and between CR and LF;
+        # bare LFs become CRLF, dots stay as sent.
+        lines = [b".%05d " % i + b"y" * (i % 900) for i in range(6000)]
+        body = b"Subject: big\r\nX-Test-Seq: 7\r\n\r\n" + b"\r\n".join(lines[:3000]) + b"\n" + \
+            b"\r\n".join(lines[3000:]) + b"\r\n"
+        cuts = list(range(1, len(body), 65521))
+        cr = body.index(b"\r\n", 40000) + 1  # one edge between a CR and its LF
+        cuts = sorted(set(cuts + [cr]))
+        c = RawClient(self.d.port, timeout=60)
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<big@example.net>\r\n" + bdat(body, cuts))
+        replies = [c.reply() for _ in range(2 + len(cuts) + 1)]
+        self.assertEqual([r[:3] for r in replies], ["250"] * len(replies), replies[-3:])
+        self.assertRegex(replies[-1], r"queued as ")
+        # Over max_message_size in total: the chunk that passes it gets 552,
+        # the one pipelined after it is read and discarded, the session goes on.
+        over = (b"z" * 998 + b"\r\n") * 5001  # 5,001,000 octets, the limit 5,000,000
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<over@example.net>\r\n" +
+               bdat(over, (2500000, 4990000, 5000500)) + b"NOOP\r\n")
+        self.assertEqual([c.reply()[:3] for _ in range(7)], ["250", "250", "250", "250", "552", "503", "250"])
+        self.assertEqual(c.cmd("QUIT")[:3], "221")
+        wait_for(lambda: self.sink.received("big"), what="the large message")
+        delivered = self.sink.received("big")[0][2]
+        self.assertTrue(delivered.endswith(body.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")),
+                        "content changed")
+        self.assertEqual(self.sink.received("over"), [])
 
 
 class BadInput(unittest.TestCase):

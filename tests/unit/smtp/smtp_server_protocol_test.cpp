@@ -36,6 +36,23 @@ struct session {
         return out;
     }
     std::string code(std::string_view text) { return send(text).substr(0, 9); }
+    // Sends "BDAT ..." and then the chunk's octets in pieces of at most
+    // `piece`, as reads would deliver them; returns every reply.
+    std::string bdat(std::string_view cmd, std::string_view octets, std::size_t piece = 7) {
+        std::string out;
+        last = proto->on_line(line{cmd}, out);
+        if (last != action::chunk) return out;
+        EXPECT_EQ(proto->chunk_left(), octets.size()) << cmd;
+        for (std::size_t i = 0; i < octets.size(); i += piece) proto->on_chunk(octets.substr(i, piece));
+        EXPECT_EQ(proto->chunk_left(), 0u);
+        last = proto->on_chunk_end(out);
+        return out;
+    }
+    void start(std::string_view rcpt = "x@y.example") {
+        send("EHLO c.example");
+        send("MAIL FROM:<a@b.example>");
+        send("RCPT TO:<" + std::string(rcpt) + ">");
+    }
 };
 
 std::string temp_users_file(const std::string& user, const std::string& password) {
@@ -50,25 +67,132 @@ TEST(SmtpServerProtocol, GreetingAndEhloAdvertisesExtensions) {
     session s;
     EXPECT_EQ(s.proto->greeting(), "220 mx.test ESMTP Ricochet\r\n");
     auto r = s.send("EHLO client.example");
-    for (auto ext : {"250-mx.test", "PIPELINING", "SIZE 1000", "ENHANCEDSTATUSCODES", "8BITMIME", "250 SMTPUTF8"})
+    for (auto ext : {"250-mx.test", "PIPELINING", "SIZE 1000", "ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "250 SMTPUTF8"})
         EXPECT_NE(r.find(ext), std::string::npos) << "missing " << ext << " in\n" << r;
     EXPECT_EQ(r.find("STARTTLS"), std::string::npos) << "no certificate, no STARTTLS";
     EXPECT_EQ(r.find("AUTH"), std::string::npos) << "no users file, no AUTH";
 }
 
-// BDAT's octets follow the command with no end marker: without CHUNKING
-// they cannot be skipped, and read as lines they would be commands (a
-// message whose body holds "RCPT TO:..." would add recipients). The
-// session ends instead.
-TEST(SmtpServerProtocol, BdatWithoutChunkingEndsTheSession) {
-    session_policy pol;
-    smtp_server_protocol p(pol, "127.0.0.1");
-    std::string out;
-    EXPECT_EQ(p.on_line(line{"EHLO client.example"}, out), smtp_server_protocol::action::none);
-    EXPECT_EQ(out.find("CHUNKING"), std::string::npos);
-    out.clear();
-    EXPECT_EQ(p.on_line(line{"BDAT 10 LAST"}, out), smtp_server_protocol::action::close);
-    EXPECT_EQ(out.rfind("521 5.5.1 ", 0), 0u) << out;
+// RFC 3030: a message in chunks, each octet taken as it is (no
+// dot-stuffing), line ends normalised as in DATA whatever the chunk and
+// read boundaries.
+TEST(SmtpServerProtocol, BdatTakesAMessageInChunks) {
+    for (std::size_t piece : {1u, 3u, 7u, 4096u}) {
+        session s;
+        s.start();
+        std::string a = "Subject: chunked\r\nX-Campaign-ID: c1\r\n\r\n.one dot\r\n..two";
+        std::string b = " dots\r\nbare lf\nbare\rcr\r\nno line end";
+        EXPECT_EQ(s.bdat("BDAT " + std::to_string(a.size()), a, piece), "250 2.0.0 Ok: " + std::to_string(a.size()) + " octets\r\n");
+        EXPECT_EQ(s.last, action::none);
+        EXPECT_TRUE(s.proto->in_data()) << "between chunks: DATA time-outs, spill file kept";
+        EXPECT_EQ(s.code("DATA"), "503 5.5.1") << "DATA after BDAT (RFC 3030 2)";
+        EXPECT_EQ(s.code("RCPT TO:<z@y.example>"), "503 5.5.1");
+        EXPECT_EQ(s.bdat("BDAT " + std::to_string(b.size()) + " last", b, piece), "");
+        ASSERT_EQ(s.last, action::commit) << piece;
+        const std::string& c = s.proto->content();
+        auto body = c.substr(c.find("Subject:"));
+        EXPECT_EQ(body, "Subject: chunked\r\nX-Campaign-ID: c1\r\n\r\n.one dot\r\n..two dots\r\nbare lf\r\nbare\r\ncr\r\nno line end\r\n")
+            << piece;
+        EXPECT_EQ(s.proto->envelope().campaign, "c1");
+        EXPECT_EQ(c.rfind("Received: from c.example ([127.0.0.1])\r\n", 0), 0u);
+        // The server takes the message, and the transaction is over at once:
+        // the next one is read while this one commits.
+        auto env = std::move(s.proto->envelope());
+        s.proto->commit_started();
+        EXPECT_FALSE(s.proto->in_data());
+        EXPECT_EQ(s.code("MAIL FROM:<a@b.example>"), "250 2.1.0");
+        EXPECT_EQ(smtp_server_protocol::commit_reply({}, env.id), "250 2.0.0 Ok: queued as 0ABCDEFGHJKMN\r\n");
+    }
+}
+
+TEST(SmtpServerProtocol, BdatZeroLastAndOneChunk) {
+    session s;
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 9", "Subject: "), "250 2.0.0 Ok: 9 octets\r\n");
+    EXPECT_EQ(s.bdat("BDAT 0 LAST", ""), "");
+    ASSERT_EQ(s.last, action::commit);
+    EXPECT_NE(s.proto->content().find("\r\nSubject: \r\n"), std::string::npos);
+    s.proto->commit_started();
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 12 LAST", "Subject: x\r\n"), "");
+    EXPECT_EQ(s.last, action::commit);
+}
+
+// A size that cannot be read ends the session: the octets cannot be
+// skipped, and read as lines they would be commands (a message whose body
+// holds "RCPT TO:..." would add recipients).
+TEST(SmtpServerProtocol, BdatWithABadSizeEndsTheSession) {
+    for (std::string cmd : {"BDAT", "BDAT x", "BDAT -1", "BDAT +5", "BDAT 0x10", "BDAT 10 LASTX", "BDAT 10 LAST LAST",
+                            "BDAT 1 2", "BDAT 99999999999999999999999", "BDAT 10  LAST"}) {
+        session s;
+        s.start();
+        auto r = s.send(cmd);
+        EXPECT_EQ(s.last, action::close) << cmd;
+        EXPECT_EQ(r.rfind("521 5.5.4 ", 0), 0u) << cmd << ": " << r;
+    }
+    session s;
+    s.start();
+    auto r = s.send("BDAT 1001 LAST");  // over the 1000-octet limit on its own: not read
+    EXPECT_EQ(s.last, action::close);
+    EXPECT_EQ(r.rfind("552 5.3.4 ", 0), 0u) << r;
+}
+
+// A refused chunk is still read whole; the chunks pipelined after it are
+// read and discarded (not counted as errors) until its LAST or an RSET.
+TEST(SmtpServerProtocol, BdatOutOfSequenceIsReadAndRefused) {
+    session s;
+    s.send("EHLO c.example");
+    EXPECT_EQ(s.bdat("BDAT 4", "RSET").substr(0, 9), "503 5.5.1");  // no MAIL
+    EXPECT_EQ(s.last, action::none);
+    EXPECT_EQ(s.bdat("BDAT 4", "QUIT").substr(0, 9), "503 5.5.1");
+    EXPECT_NE(s.bdat("BDAT 4 LAST", "DATA").find("discarded"), std::string::npos);
+    s.send("MAIL FROM:<a@b.example>");
+    EXPECT_EQ(s.bdat("BDAT 3 LAST", "x\r\n").substr(0, 9), "503 5.5.1");  // no RCPT
+    EXPECT_EQ(s.code("RCPT TO:<x@y.example>"), "250 2.1.5") << "the LAST ended the failed chunks";
+    EXPECT_EQ(s.bdat("BDAT 3 LAST", "x\r\n"), "");
+    EXPECT_EQ(s.last, action::commit);
+    // Refused chunks count towards max_errors; discarded ones do not.
+    session t("127.0.0.1", [](session_policy& p) { p.max_errors = 3; });
+    t.send("EHLO c.example");
+    t.bdat("BDAT 1", "x");
+    for (int i = 0; i < 5; ++i) EXPECT_NE(t.bdat("BDAT 1", "x").find("discarded"), std::string::npos);
+    EXPECT_EQ(t.last, action::none);
+    t.send("RSET");
+    t.bdat("BDAT 1", "x");
+    EXPECT_EQ(t.last, action::none);
+    t.send("RSET");
+    t.bdat("BDAT 1 LAST", "x");
+    EXPECT_EQ(t.last, action::close) << "third counted error: 421";
+}
+
+TEST(SmtpServerProtocol, BdatOverTheSizeLimitFailsTheTransaction) {
+    session s;
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 600", std::string(598, 'a') + "\r\n").substr(0, 9), "250 2.0.0");
+    EXPECT_EQ(s.bdat("BDAT 600", std::string(598, 'b') + "\r\n").substr(0, 9), "552 5.3.4");
+    EXPECT_FALSE(s.proto->in_data());
+    EXPECT_NE(s.bdat("BDAT 10 LAST", std::string(10, 'c')).find("discarded"), std::string::npos);
+    // Line ends that grow the message (bare LF to CRLF) count too.
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 600 LAST", std::string(600, '\n')).substr(0, 9), "552 5.3.4");
+    EXPECT_EQ(s.last, action::none);
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 5 LAST", "ok\r\n\r"), "");
+    EXPECT_EQ(s.last, action::commit) << "the session goes on";
+}
+
+TEST(SmtpServerProtocol, BdatLineLimitHoldsAcrossChunks) {
+    session big("127.0.0.1", [](session_policy& p) { p.max_message_size = 100000; });
+    big.start();
+    std::string half(600, 'x');
+    EXPECT_EQ(big.bdat("BDAT 600", half).substr(0, 9), "250 2.0.0");
+    EXPECT_EQ(big.bdat("BDAT 602", half + "\r\n").substr(0, 9), "500 5.5.2") << "1200 octets in one line";
+    EXPECT_FALSE(big.proto->in_data());
+    big.send("RSET");
+    big.start();
+    std::string max_line(998, 'y');
+    EXPECT_EQ(big.bdat("BDAT 1000 LAST", max_line + "\r\n", 333), "");
+    EXPECT_EQ(big.last, action::commit) << "998 octets and CRLF is the limit, not over it";
 }
 
 TEST(SmtpServerProtocol, CommandReplies) {
