@@ -178,7 +178,7 @@ class Chunking(unittest.TestCase):
             self.assertTrue(got[0][2].endswith(bodies[i]), "message %d changed on the way" % i)
 
     def test_a_large_message_in_odd_chunks_arrives_whole_and_limits_hold(self):
-        # 3 MB: past the 256 KiB kept in memory, it goes on to the spool as
+        # 2.7 MB: past the 256 KiB kept in memory, it goes on to the spool as
         # it arrives. Chunk edges fall inside lines and between CR and LF;
         # bare LFs become CRLF, dots stay as sent.
         lines = [b".%05d " % i + b"y" * (i % 900) for i in range(6000)]

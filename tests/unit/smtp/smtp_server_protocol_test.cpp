@@ -181,6 +181,28 @@ TEST(SmtpServerProtocol, BdatOverTheSizeLimitFailsTheTransaction) {
     EXPECT_EQ(s.last, action::commit) << "the session goes on";
 }
 
+// The session could not keep what arrived (spill file not writable, memory
+// budget spent): the chunk it happened in gets the server's 452, not
+// counted against the client, and the rest of the message is discarded.
+TEST(SmtpServerProtocol, BdatChunkTheServerCannotKeepGets452) {
+    session s("127.0.0.1", [](session_policy& p) { p.max_errors = 1; });
+    s.start();
+    std::string out;
+    ASSERT_EQ(s.proto->on_line(line{"BDAT 6"}, out), action::chunk);
+    s.proto->on_chunk("abc\r\n");
+    EXPECT_EQ(s.proto->buffered(), 5u);
+    s.proto->refuse_data("452 4.3.1 Error: insufficient system storage, try again later");
+    EXPECT_EQ(s.proto->buffered(), 0u);
+    s.proto->on_chunk("d");
+    EXPECT_EQ(s.proto->on_chunk_end(out), action::none) << "not the client's error: no 421";
+    EXPECT_EQ(out, "452 4.3.1 Error: insufficient system storage, try again later\r\n");
+    EXPECT_FALSE(s.proto->in_data());
+    EXPECT_NE(s.bdat("BDAT 1 LAST", "x").find("discarded"), std::string::npos);
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 3 LAST", "x\r\n"), "");
+    EXPECT_EQ(s.last, action::commit);
+}
+
 TEST(SmtpServerProtocol, BdatLineLimitHoldsAcrossChunks) {
     session big("127.0.0.1", [](session_policy& p) { p.max_message_size = 100000; });
     big.start();
