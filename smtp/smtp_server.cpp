@@ -315,11 +315,13 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         std::deque<slot> slots;
         std::uint64_t first = 0;  // the number of slots.front()
         unsigned pending = 0;     // messages committing
+        std::size_t bytes = 0;    // text of the slots that are not messages' replies
         asio::steady_timer wake;  // cancelled when one of them is answered
         explicit reply_queue(const asio::any_io_executor& ex) : wake(ex) {}
 
         // Queues `out` (the replies so far) and a place for a message's reply.
         std::uint64_t add_commit(std::string& out) {
+            bytes += out.size();
             if (!out.empty()) slots.push_back({std::move(out)});
             out.clear();
             slots.push_back({{}, true, true});
@@ -335,6 +337,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             wake.cancel();
         }
         bool head_pending() const { return !slots.empty() && slots.front().pending; }
+        bool ready() const { return !slots.empty() && !slots.front().pending; }
         // The replies that can go out now (up to the first message still
         // committing; then `out` too when none is), with how many of them
         // are messages' replies and how many of those said 250.
@@ -344,6 +347,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 auto& s = slots.front();
                 commits += s.commit;
                 queued += s.queued;
+                if (!s.commit) bytes -= s.text.size();
                 text += s.text;
                 slots.pop_front();
                 ++first;
@@ -358,6 +362,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
     // Per session; each holds its message in memory (at most the spill
     // threshold; a larger one is in its spill file) until it is written.
     static constexpr unsigned max_commits_in_flight = 32;
+    static constexpr std::size_t max_queued_replies = 16 * 1024;
 
     static awaitable<boost::system::error_code> write(conn& c, std::string_view data) {
         boost::system::error_code ec;
@@ -468,6 +473,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         // What this session holds of a message in DATA: past the threshold,
         // or when the process is over its budget, it goes to the spill file.
         auto hold = [&] {
+            // A spill file is the message's that spilled it: one that ended
+            // without a commit (refused at its end) leaves it behind, and
+            // the next message, read in the same pass, must not append to it.
+            if (held.spill && proto.spilled() == 0) held.spill.reset();
             auto now = proto.buffered();
             if (now == held.counted && now < self->opt.spill_threshold) return;
             held.set(now);
@@ -526,6 +535,11 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             if (ec) {
                 if (c->timed_out) {
                     log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
+                    // The messages still committing are (or will be) queued:
+                    // their replies go first, or the client sends them again.
+                    while (replies->pending)
+                        if (!co_await wait_next()) co_return false;
+                    if (!co_await flush()) co_return false;
                     std::string bye = proto.timeout_reply();
                     co_await write(*c, bye);
                 } else if (proto.in_data() || proto.chunk_left()) {
@@ -538,17 +552,28 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             co_return true;
         };
         // BDAT: exactly the chunk's octets, from what is buffered and then
-        // from the socket, each read under the DATA time-out.
+        // from the socket. As in DATA, where the deadline moves with each
+        // whole line, it moves with each 1000 octets (a line's worth), so a
+        // client trickling a byte at a time cannot hold the session.
         auto read_chunk = [&]() -> awaitable<std::optional<smtp_server_protocol::action>> {
+            std::uint64_t since = 0;  // octets since the deadline was set
+            c->expire_in(self->limit(self->opt.data_timeout));
             while (proto.chunk_left() > 0) {
                 auto piece = reader.take(proto.chunk_left());
                 if (!piece.empty()) {
                     proto.on_chunk(piece);
                     hold();
+                    if ((since += piece.size()) >= 1000) {
+                        c->expire_in(self->limit(self->opt.data_timeout));
+                        since = 0;
+                    }
                     continue;
                 }
-                if (!co_await flush()) co_return std::nullopt;  // replies of commits that ended meanwhile
-                c->expire_in(self->limit(self->opt.data_timeout));
+                if (replies->ready()) {  // replies of commits that ended meanwhile
+                    auto deadline = c->deadline.expiry();
+                    if (!co_await flush()) co_return std::nullopt;
+                    c->deadline.expires_at(deadline);
+                }
                 if (!co_await read_more()) co_return std::nullopt;
             }
             co_return proto.on_chunk_end(out);
@@ -592,7 +617,13 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         bool progressed = true;  // a whole line arrived since the deadline was set
         while (!closing) {
             for (;;) {
-                if (replies->pending >= max_commits_in_flight && !co_await wait_next()) goto end;
+                // Bounded per session: the messages committing, and the
+                // replies queued behind them (a client may stream NOOPs
+                // while a commit is slow).
+                if (replies->pending &&
+                    (replies->pending >= max_commits_in_flight || replies->bytes + out.size() > max_queued_replies) &&
+                    !co_await wait_next())
+                    goto end;
                 auto l = reader.next();
                 if (!l) break;
                 progressed = true;

@@ -578,6 +578,7 @@ void smtp_server_protocol::on_tls_started() {
     // RFC 3207 4.2: forget everything learnt before the handshake.
     tls_ = true;
     state_ = state::fresh;
+    bdat_failed_ = false;
     helo_.clear();
     auth_user_.clear();
     esmtp_ = false;

@@ -3,10 +3,12 @@ acknowledged message and leaves no unacknowledged one (beyond messages whose
 final dot was sent when the daemon died, which no MTA can tell apart); a spool
 that cannot be written gets 452 4.3.1, keeps what it had, and recovers."""
 import os
+import collections
 import random
 import re
 import resource
 import smtplib
+import socket
 import subprocess
 import threading
 import unittest
@@ -87,6 +89,57 @@ class Load:
             t.join(timeout=60)
 
 
+class BdatLoad(Load):
+    """The same load over RFC 3030 BDAT: each client keeps WINDOW messages
+    sent ahead of their replies, so the kill finds several of a connection's
+    messages committing at once."""
+
+    WINDOW = 16
+
+    def client(self):
+        sent = collections.deque()
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+            f = sock.makefile("rb")
+
+            def reply():  # a whole reply, multi-line ones as one
+                text = ""
+                while True:
+                    line = f.readline()
+                    if not line:
+                        raise OSError("closed")
+                    text += line.decode()
+                    if line[3:4] != b"-":
+                        return text
+
+            assert reply().startswith("220")
+            sock.sendall(b"EHLO load.test\r\n")
+            if "CHUNKING" not in reply():
+                raise RuntimeError("no CHUNKING")
+            while True:
+                while len(sent) < self.WINDOW and (seq := self.take()) is not None:
+                    body = message(seq).encode()
+                    with self.lock:
+                        self.in_flight.add(seq)
+                    sent.append(seq)
+                    sock.sendall(b"MAIL FROM:<sender@example.com>\r\nRCPT TO:<r%d@example.net>\r\n"
+                                 b"BDAT %d LAST\r\n%s" % (seq, len(body), body))
+                if not sent:
+                    break
+                seq = sent[0]
+                got = [reply() for _ in range(3)]
+                if [g[:3] for g in got] != ["250"] * 3:
+                    raise RuntimeError("refused: %r" % got)
+                sent.popleft()
+                with self.lock:
+                    self.in_flight.discard(seq)
+                    self.acked[seq] = QUEUED.search(got[2]).group(1)
+                    self.lock.notify_all()
+            sock.close()
+        except (OSError, RuntimeError, AssertionError):
+            pass  # the daemon was killed under us
+
+
 class KillNine(unittest.TestCase):
     def setUp(self):
         self.d = Daemon().start()
@@ -95,10 +148,16 @@ class KillNine(unittest.TestCase):
         self.d.cleanup()
 
     def test_kill9_during_load_of_500_loses_nothing_acknowledged(self):
+        self.kill_twice(Load)
+
+    def test_kill9_during_bdat_load_with_commits_in_flight_loses_nothing_acknowledged(self):
+        self.kill_twice(BdatLoad)
+
+    def kill_twice(self, load_class):
         acked_all = {}
         in_flight_all = set()
         for rnd, seq0 in enumerate((0, 100000)):
-            load = Load(self.d.port, 500, seq0)
+            load = load_class(self.d.port, 500, seq0)
             load.run_until(random.randint(100, 350), self.d.kill9)
             self.assertGreater(len(load.acked), 0)
             self.assertLess(len(load.acked), 500, "the kill came too late to test anything")
@@ -119,8 +178,8 @@ class KillNine(unittest.TestCase):
                 self.assertIn(seqs[qid], in_flight_all,
                               "round %d: %s queued although its client never finished DATA" % (rnd, qid))
             self.assertEqual(os.listdir(os.path.join(self.d.spool, "incoming")), [])
-            print("round %d: %d acknowledged, %d in flight at the kill, %d of those kept"
-                  % (rnd, len(load.acked), len(load.in_flight), len(listed - acked_ids)))
+            print("%s round %d: %d acknowledged, %d in flight at the kill, %d of those kept"
+                  % (load_class.__name__, rnd, len(load.acked), len(load.in_flight), len(listed - acked_ids)))
 
 
 class KillNineWhileDelivering(unittest.TestCase):

@@ -178,13 +178,17 @@ class SlowAndFloodingClients(unittest.TestCase):
             stop.wait(every)
 
     def test_a_byte_at_a_time_does_not_hold_a_session(self):
-        for in_data in (False, True):
+        for where in ("command", "DATA", "BDAT"):
             c = RawClient(self.d.port)
             self.assertTrue(c.reply().startswith("220"))
-            if in_data:
+            if where != "command":
                 for cmd, want in (("EHLO slow.test", "250"), ("MAIL FROM:<a@example.com>", "250"),
-                                  ("RCPT TO:<b@example.net>", "250"), ("DATA", "354")):
+                                  ("RCPT TO:<b@example.net>", "250")):
                     self.assertTrue(c.cmd(cmd).startswith(want), cmd)
+            if where == "DATA":
+                self.assertTrue(c.cmd("DATA").startswith("354"))
+            if where == "BDAT":  # the chunk's deadline moves with each 1000 octets, not with each read
+                c.send("BDAT 1000 LAST\r\n")
             stop = threading.Event()
             # One byte every half second, for far longer than the time-out:
             # each read is quick, but no line is ever finished.
@@ -197,8 +201,24 @@ class SlowAndFloodingClients(unittest.TestCase):
                 stop.set()
                 t.join()
                 c.close()
-            self.assertTrue(reply.startswith("421"), reply)
-            self.assertLess(time.monotonic() - start, 3 * self.TIMEOUT, "cut off by the per-line deadline")
+            self.assertTrue(reply.startswith("421"), where + ": " + reply)
+            self.assertLess(time.monotonic() - start, 3 * self.TIMEOUT, where + ": cut off by the per-line deadline")
+
+    def test_a_time_out_inside_a_chunk_answers_the_messages_before_it_first(self):
+        # Message 1 is complete and committing when message 2's chunk stops
+        # half-way. Its 250 must still be sent before the 421: a client that
+        # never hears it sends the message again.
+        c = RawClient(self.d.port, timeout=30)
+        self.assertTrue(c.reply().startswith("220"))
+        self.assertIn("CHUNKING", c.cmd("EHLO slow.test"))
+        body = message(1, size=200000).encode()
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<one@example.net>\r\nBDAT %d LAST\r\n" % len(body) + body +
+               b"MAIL FROM:<a@example.com>\r\nRCPT TO:<two@example.net>\r\nBDAT 100 LAST\r\nonly ten..")
+        got = [c.reply() for _ in range(6)]
+        self.assertEqual([g[:3] for g in got], ["250", "250", "250", "250", "250", "421"], got)
+        self.assertRegex(got[2], r"queued as ([0-9A-Z]{13})$")
+        qid = got[2].rsplit(" ", 1)[1]
+        self.assertIn(qid, self.d.queue_ids())
 
     def test_one_address_cannot_take_every_connection(self):
         held = [RawClient(self.d.port, source="127.0.0.2") for _ in range(5)]

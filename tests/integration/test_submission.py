@@ -177,6 +177,38 @@ class Chunking(unittest.TestCase):
             self.assertEqual(got[0][1], "rcpt%d@example.net" % i)
             self.assertTrue(got[0][2].endswith(bodies[i]), "message %d changed on the way" % i)
 
+    def test_a_refused_large_message_leaves_nothing_in_the_next_one(self):
+        # Message 1 goes on to a spill file (over 256 KiB) and is refused at
+        # its end (50 Received: a mail loop); message 2, sent right behind
+        # it, spills too. It must arrive with its own content, not message
+        # 1's from the file it left behind. With BDAT, and with DATA.
+        loop = "".join("Received: from hop%d.test by x.test; Tue, 1 Dec 2026 00:00:00 +0000\r\n" % i
+                       for i in range(50))
+        first = message(1, size=400000, extra_headers=loop).encode()
+        second = message(2, size=400000).encode().replace(b"x" * 70, b"z" * 70)
+        for mode in ("bdat", "data"):
+            c = RawClient(self.d.port, timeout=60)
+            c.reply()
+            c.cmd("EHLO client.test")
+            env = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<%s-%s@example.net>\r\n"
+            if mode == "bdat":
+                c.send(env % (b"first", mode.encode()) + bdat(first, ()) + env % (b"second", mode.encode()) + bdat(second, ()))
+                got = [c.reply() for _ in range(6)]
+                self.assertEqual([g[:3] for g in got], ["250", "250", "554", "250", "250", "250"], got)
+            else:
+                c.send(env % (b"first", mode.encode()) + b"DATA\r\n")
+                self.assertEqual([c.reply()[:3] for _ in range(3)], ["250", "250", "354"])
+                c.send(first + b".\r\n" + env % (b"second", mode.encode()) + b"DATA\r\n")
+                self.assertEqual([c.reply()[:3] for _ in range(4)], ["554", "250", "250", "354"])
+                c.send(second + b".\r\n")
+                got = [c.reply()]
+            self.assertRegex(got[-1], r"queued as ")
+            c.cmd("QUIT")
+            wait_for(lambda: self.sink.received("second-" + mode), what="message 2 (%s)" % mode)
+            delivered = self.sink.received("second-" + mode)[0][2]
+            self.assertTrue(delivered.endswith(second), mode + ": message 2 arrived with other content")
+        self.assertEqual(self.sink.received("first"), [])
+
     def test_a_large_message_in_odd_chunks_arrives_whole_and_limits_hold(self):
         # 2.7 MB: past the 256 KiB kept in memory, it goes on to the spool as
         # it arrives. Chunk edges fall inside lines and between CR and LF;

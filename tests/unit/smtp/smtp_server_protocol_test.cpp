@@ -163,6 +163,14 @@ TEST(SmtpServerProtocol, BdatOutOfSequenceIsReadAndRefused) {
     t.send("RSET");
     t.bdat("BDAT 1 LAST", "x");
     EXPECT_EQ(t.last, action::close) << "third counted error: 421";
+    // STARTTLS starts afresh (RFC 3207 4.2), the failed chunks included.
+    session u;
+    u.send("EHLO c.example");
+    u.bdat("BDAT 1", "x");
+    u.proto->on_tls_started();
+    u.start();
+    EXPECT_EQ(u.bdat("BDAT 3 LAST", "x\r\n"), "");
+    EXPECT_EQ(u.last, action::commit);
 }
 
 TEST(SmtpServerProtocol, BdatOverTheSizeLimitFailsTheTransaction) {
