@@ -174,6 +174,26 @@ class Dsn(unittest.TestCase):
         st = self.status("ok-v@sink.test")
         self.assertEqual((st["status"], st["bounce_count"]), ("bounced", 1))
 
+    def test_a_report_sent_in_bdat_chunks_counts_like_one_sent_with_data(self):
+        # Exchange and Microsoft 365 send with BDAT when CHUNKING is offered,
+        # and the bounce listener offers it: a report in three chunks, its
+        # line ends cut between CR and LF, is read like any other.
+        verp = self.deliver("ok-chunks@sink.test")
+        report = DSN.format(verp=verp, rcpt="ok-chunks@sink.test").replace("\r\n", "\n").replace("\n", "\r\n").encode()
+        cut1 = report.index(b"\r\n", len(report) // 3) + 1
+        cut2 = 2 * len(report) // 3
+        c = RawClient(self.d.bounce_port, timeout=30)
+        self.assertTrue(c.reply().startswith("220"))
+        self.assertIn("CHUNKING", c.cmd("EHLO mx.sink.test"))
+        c.send(b"MAIL FROM:<>\r\nRCPT TO:<%s>\r\n" % verp.encode())
+        for part, last in ((report[:cut1], b""), (report[cut1:cut2], b""), (report[cut2:], b" LAST")):
+            c.send(b"BDAT %d%s\r\n" % (len(part), last) + part)
+        got = [c.reply() for _ in range(5)]
+        self.assertEqual([g[:3] for g in got], ["250"] * 5, got)
+        self.assertEqual(c.cmd("QUIT")[:3], "221")
+        ev = wait_for(lambda: self.events("bounced", "ok-chunks@sink.test"), what="bounced event")[0]
+        self.assertEqual((ev["kind"], ev["category"], ev["enhanced"]), ("hard", "user-unknown", "5.1.1"))
+
     def test_a_bounce_after_a_crash_still_finds_its_message(self):
         # The message's rows (which a later bounce is matched against) are in
         # the store, or its journal, before the client hears 250: a kill -9
