@@ -524,6 +524,12 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             }
             co_return co_await flush();
         };
+        // Writes every reply, after waiting for the messages still committing.
+        auto drain = [&]() -> awaitable<bool> {
+            while (replies->pending)
+                if (!co_await wait_next()) co_return false;
+            co_return co_await flush();
+        };
         // One read from the client into the line reader. False at the end
         // of the session (time-out, connection lost).
         auto read_more = [&]() -> awaitable<bool> {
@@ -537,9 +543,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
                     // The messages still committing are (or will be) queued:
                     // their replies go first, or the client sends them again.
-                    while (replies->pending)
-                        if (!co_await wait_next()) co_return false;
-                    if (!co_await flush()) co_return false;
+                    if (!co_await drain()) co_return false;
                     std::string bye = proto.timeout_reply();
                     co_await write(*c, bye);
                 } else if (proto.in_data() || proto.chunk_left()) {
@@ -636,10 +640,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 if (act == smtp_server_protocol::action::commit) {
                     co_await start_commit();
                 } else if (act == smtp_server_protocol::action::starttls) {
-                    while (replies->pending)
-                        if (!co_await wait_next()) goto end;
-                    c->expire_in(self->limit(self->opt.command_timeout));
-                    if (!co_await flush()) goto end;
+                    if (!co_await drain()) goto end;  // the 220 last, under the command time-out
                     reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
                     c->stream.emplace(c->sock, c->ctx);
                     auto [hec] = co_await c->stream->async_handshake(ssl::stream_base::server, as_tuple);
@@ -659,8 +660,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             // complete command is waiting (RFC 2920 3.2).
             if (!co_await flush()) break;
             if (closing) {
-                while (replies->pending)
-                    if (!co_await wait_next()) break;
+                co_await drain();
                 break;
             }
             if (!proto.in_data()) held.spill.reset();  // a transaction ended without a commit
