@@ -37,11 +37,16 @@ CFG
 }
 
 # Starts smtp-sink on $SINK and ricochetd on $W/r.toml (SPID, RPID), and
-# waits (bounded) until the daemon listens on $IN.
+# waits (bounded) until the daemon listens on $IN. With SINK_LOG set, the
+# sink counts (-c: "sess=A quit=B mesg=C" records) into that file.
 bench_start() {
   local as_user=
   [ "$(id -u)" = 0 ] && as_user="-u nobody"
-  smtp-sink $as_user "127.0.0.1:$SINK" 1000 &
+  if [ -n "${SINK_LOG:-}" ]; then
+    smtp-sink $as_user -c "127.0.0.1:$SINK" 1000 >"$SINK_LOG" 2>&1 &
+  else
+    smtp-sink $as_user "127.0.0.1:$SINK" 1000 &
+  fi
   SPID=$!
   "$B/bin/ricochetd" --config "$W/r.toml" >"$W/ricochetd.log" 2>&1 &
   RPID=$!

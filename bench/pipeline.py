@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""pipeline.py — one SMTP connection, as fast as the server lets it: the
-acceptance rate of a campaign system that submits over a single connection.
+"""pipeline.py — one SMTP connection (or a few), as fast as the server lets
+it: the acceptance rate of a campaign system that submits over a single
+connection or a handful.
 
-    python3 bench/pipeline.py HOST PORT [N=2000] [SIZE=4096] [MODE=lockstep] [WINDOW=32]
+    python3 bench/pipeline.py HOST PORT [N=2000] [SIZE=4096] [MODE=lockstep] [WINDOW=32] [CONNS=1]
+
+CONNS connections (one process each) share the N messages; they start
+together once each has had its EHLO reply, and the rate is N over the time
+from that start until the last one has its last reply.
 
 MODE says how the client waits (smtp-source can only do the first):
   lockstep   MAIL, RCPT, DATA, the message, each reply awaited (a client
@@ -62,18 +67,10 @@ class Replies:
                 return int(line[:3]), b"".join(lines)
 
 
-def main():
-    if len(sys.argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    host, port = sys.argv[1], int(sys.argv[2])
-    n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
-    size = int(sys.argv[4]) if len(sys.argv) > 4 else 4096
-    mode = sys.argv[5] if len(sys.argv) > 5 else "lockstep"
-    window = int(sys.argv[6]) if len(sys.argv) > 6 else 32
-    if not ipaddress.ip_address(host).is_loopback:
-        print("pipeline.py: loopback only", file=sys.stderr)
-        return 2
+def session(host, port, first, n, size, mode, window, start_barrier=None):
+    """One connection: EHLO, then messages first..first+n-1 in MODE.
+    Returns (start, end, refused) in time.monotonic() (one clock for every
+    process of the machine)."""
     sock = socket.create_connection((host, port), timeout=60)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     r = Replies(sock)
@@ -84,18 +81,19 @@ def main():
     assert code == 250, ehlo
     caps = {l[4:].split()[0].upper() for l in ehlo.decode().split("\r\n") if len(l) > 4}
     if mode == "bdat" and "CHUNKING" not in caps:
-        print("pipeline.py: the server does not offer CHUNKING", file=sys.stderr)
-        return 2
+        raise NotOffered("the server does not offer CHUNKING")
     if mode in ("pipelined", "bdat") and "PIPELINING" not in caps:
-        print("pipeline.py: the server does not offer PIPELINING", file=sys.stderr)
-        return 2
-    msgs = [message(i, size) for i in range(n)]
-    env = [b"MAIL FROM:<bench@example.net>\r\nRCPT TO:<rcpt%d@example.com>\r\n" % i for i in range(n)]
+        raise NotOffered("the server does not offer PIPELINING")
+    ids = range(first, first + n)
+    msgs = [message(i, size) for i in ids]
+    env = [b"MAIL FROM:<bench@example.net>\r\nRCPT TO:<rcpt%d@example.com>\r\n" % i for i in ids]
     refused = 0
+    if start_barrier is not None:
+        start_barrier.wait(60)
     start = time.monotonic()
     if mode == "lockstep":
         for i in range(n):
-            for cmd in (b"MAIL FROM:<bench@example.net>\r\n", b"RCPT TO:<rcpt%d@example.com>\r\n" % i, b"DATA\r\n"):
+            for cmd in (b"MAIL FROM:<bench@example.net>\r\n", b"RCPT TO:<rcpt%d@example.com>\r\n" % ids[i], b"DATA\r\n"):
                 sock.sendall(cmd)
                 code, text = r.next()
                 if code >= 400:
@@ -112,7 +110,7 @@ def main():
             tail = env[i + 1] + b"DATA\r\n" if i + 1 < n else b""
             sock.sendall(msgs[i].replace(b"\r\n.", b"\r\n..") + b".\r\n" + tail)
             refused += r.next()[0] != 250
-    elif mode == "bdat":
+    else:  # bdat
         slots = threading.Semaphore(window)
         result = {"refused": 0, "error": None}
 
@@ -138,12 +136,74 @@ def main():
         if result["error"]:
             raise SystemExit("connection broke: %s" % result["error"])
         refused = result["refused"]
-    else:
-        print("pipeline.py: MODE is lockstep, pipelined or bdat", file=sys.stderr)
-        return 2
-    took = time.monotonic() - start
+    end = time.monotonic()
     sock.sendall(b"QUIT\r\n")
     sock.close()
+    return start, end, refused
+
+
+class NotOffered(Exception):
+    pass
+
+
+def child(args, barrier, out):
+    try:
+        out.put(("ok",) + session(*args, start_barrier=barrier))
+    except NotOffered as e:
+        barrier.abort()
+        out.put(("not offered", str(e)))
+    except BaseException as e:  # SystemExit too: the parent reports it
+        barrier.abort()
+        out.put(("error", "%s: %s" % (type(e).__name__, e)))
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    host, port = sys.argv[1], int(sys.argv[2])
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 2000
+    size = int(sys.argv[4]) if len(sys.argv) > 4 else 4096
+    mode = sys.argv[5] if len(sys.argv) > 5 else "lockstep"
+    window = int(sys.argv[6]) if len(sys.argv) > 6 else 32
+    conns = int(sys.argv[7]) if len(sys.argv) > 7 else 1
+    if not ipaddress.ip_address(host).is_loopback:
+        print("pipeline.py: loopback only", file=sys.stderr)
+        return 2
+    if mode not in ("lockstep", "pipelined", "bdat"):
+        print("pipeline.py: MODE is lockstep, pipelined or bdat", file=sys.stderr)
+        return 2
+    if not 1 <= conns <= n:
+        print("pipeline.py: CONNS is 1 to N", file=sys.stderr)
+        return 2
+    # Connection c sends messages [c*n/conns, (c+1)*n/conns): every recipient differs.
+    parts = [(c * n // conns, (c + 1) * n // conns - c * n // conns) for c in range(conns)]
+    try:
+        if conns == 1:
+            results = [session(host, port, 0, n, size, mode, window)]
+        else:
+            import multiprocessing
+            ctx = multiprocessing.get_context("fork")
+            barrier, out = ctx.Barrier(conns), ctx.Queue()
+            procs = [ctx.Process(target=child, args=((host, port, first, k, size, mode, window), barrier, out))
+                     for first, k in parts]
+            for p in procs:
+                p.start()
+            got = [out.get(timeout=900) for _ in procs]
+            for p in procs:
+                p.join(60)
+            for g in got:
+                if g[0] == "not offered":
+                    raise NotOffered(g[1])
+            errors = [g[1] for g in got if g[0] == "error"]
+            if errors:
+                raise SystemExit("; ".join(e for e in errors if "BrokenBarrier" not in e) or errors[0])
+            results = [g[1:] for g in got]
+    except NotOffered as e:
+        print("pipeline.py: %s" % e, file=sys.stderr)
+        return 2
+    took = max(r[1] for r in results) - min(r[0] for r in results)
+    refused = sum(r[2] for r in results)
     print("%s %d %.2f %.0f %d" % (mode, n, took, n / took, refused))
     return 1 if refused else 0
 

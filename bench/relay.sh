@@ -44,8 +44,9 @@ PFB=$W/pfbench
 RPID= MPID=
 FAIL=0
 cleanup() {
-  [ -n "$RPID" ] && kill "$RPID" 2>/dev/null && wait "$RPID" 2>/dev/null
-  if [ -n "$MPID" ]; then touch "$W/rss.stop"; kill "$MPID" 2>/dev/null; wait "$MPID" 2>/dev/null; fi
+  # Each step may fail (a process already gone) without ending the trap (set -e).
+  [ -z "$RPID" ] || { kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; } || true
+  if [ -n "$MPID" ]; then touch "$W/rss.stop"; kill "$MPID" 2>/dev/null || true; wait "$MPID" 2>/dev/null || true; fi
   PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" stop >/dev/null 2>&1 || true
   rm -rf "$W"
 }
