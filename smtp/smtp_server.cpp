@@ -311,6 +311,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             bool commit = false;   // a message's reply
             bool pending = false;  // ... that the spool has not given yet
             bool queued = false;   // ... that is a 250
+            std::uint64_t errors_before = 0;  // the protocol's error_count() when its message ended
         };
         std::deque<slot> slots;
         std::uint64_t first = 0;  // the number of slots.front()
@@ -320,11 +321,11 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         explicit reply_queue(const asio::any_io_executor& ex) : wake(ex) {}
 
         // Queues `out` (the replies so far) and a place for a message's reply.
-        std::uint64_t add_commit(std::string& out) {
+        std::uint64_t add_commit(std::string& out, std::uint64_t errors_before) {
             bytes += out.size();
             if (!out.empty()) slots.push_back({std::move(out)});
             out.clear();
-            slots.push_back({{}, true, true});
+            slots.push_back({{}, true, true, false, errors_before});
             ++pending;
             return first + slots.size() - 1;
         }
@@ -340,13 +341,14 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         bool ready() const { return !slots.empty() && !slots.front().pending; }
         // The replies that can go out now (up to the first message still
         // committing; then `out` too when none is), with how many of them
-        // are messages' replies and how many of those said 250.
-        std::string take_ready(std::string& out, unsigned& commits, unsigned& queued) {
+        // are messages' replies; `queued` is set when one of those said 250,
+        // to the error count when the last of those ended.
+        std::string take_ready(std::string& out, unsigned& commits, std::optional<std::uint64_t>& queued) {
             std::string text;
             while (!slots.empty() && !slots.front().pending) {
                 auto& s = slots.front();
                 commits += s.commit;
-                queued += s.queued;
+                if (s.queued) queued = s.errors_before;
                 if (!s.commit) bytes -= s.text.size();
                 text += s.text;
                 slots.pop_front();
@@ -503,9 +505,10 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         // Writes every reply that is ready: all of them up to the first
         // message still committing. False when the client is gone.
         auto flush = [&]() -> awaitable<bool> {
-            unsigned commits = 0, queued = 0;
+            unsigned commits = 0;
+            std::optional<std::uint64_t> queued;
             std::string text = replies->take_ready(out, commits, queued);
-            if (queued) proto.commit_succeeded();
+            if (queued) proto.commit_succeeded(*queued);
             if (!text.empty()) {
                 c->expire_in(self->limit(self->opt.command_timeout));
                 if (co_await write(*c, text)) co_return false;
@@ -586,7 +589,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         // place in `replies` until the group commit answers.
         auto start_commit = [&]() -> awaitable<void> {
             auto id = proto.envelope().id;
-            auto slot = replies->add_commit(out);
+            auto slot = replies->add_commit(out, proto.error_count());
             ++c->committing;
             self->committing.fetch_add(1);
             std::uint64_t bytes = proto.content().size() + proto.before().size();

@@ -92,6 +92,7 @@ std::string smtp_server_protocol::busy_reply(std::string_view hostname) {
 
 smtp_server_protocol::action smtp_server_protocol::reply(std::string& out, std::string_view text, bool error) {
     out.append(text).append("\r\n");
+    if (error) ++error_count_;
     if (error && ++errors_ >= p_.max_errors) {
         out.append("421 4.7.0 " + p_.hostname + " Error: too many errors\r\n");
         return action::close;
@@ -470,7 +471,7 @@ std::string smtp_server_protocol::commit_reply(std::error_code ec, const std::st
 
 void smtp_server_protocol::on_commit_result(std::error_code ec, const std::string& id, std::string& out) {
     out.append(commit_reply(ec, id));
-    if (!ec) commit_succeeded();
+    if (!ec) commit_succeeded(error_count_);
     commit_started();
 }
 

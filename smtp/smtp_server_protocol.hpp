@@ -7,6 +7,7 @@
 // check_recipient hook accepts). Replies follow RFC 5321 4.2 with RFC 3463
 // enhanced codes; limits follow RFC 5321 4.5.3.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -89,8 +90,15 @@ public:
     // the session keeps a place for this one until the spool answers.
     static std::string commit_reply(std::error_code ec, const std::string& id);
     // A message was queued: a long campaign session is judged message by
-    // message (max_errors counts from here).
-    void commit_succeeded() { errors_ = 0; }
+    // message, so max_errors counts from that message's end, in the order
+    // of the commands: errors_before is error_count() when it ended (at
+    // commit_started), and the errors of the commands pipelined behind it,
+    // read while it committed, still count.
+    void commit_succeeded(std::uint64_t errors_before) {
+        errors_ = static_cast<unsigned>(std::min<std::uint64_t>(errors_, error_count_ - errors_before));
+    }
+    // Errors answered in this session so far (never reset).
+    std::uint64_t error_count() const { return error_count_; }
     // The three above at once, for a caller that waits for the spool.
     void on_commit_result(std::error_code ec, const std::string& id, std::string& out);
 
@@ -161,6 +169,7 @@ private:
     std::string helo_;
     std::string auth_user_, login_user_;
     unsigned errors_ = 0, auth_failures_ = 0;
+    std::uint64_t error_count_ = 0;
 
     queue::envelope env_;
     std::string content_;

@@ -108,6 +108,27 @@ class NotAnOpenRelay(unittest.TestCase):
         self.assertEqual(self.sink.received("victim"), [], "nothing smuggled")
         self.assertEqual(self.d.queue_ids(), [], "nothing else queued")
 
+    def test_errors_pipelined_behind_a_message_still_count(self):
+        # 20 bad commands end a session (421); a queued message forgives
+        # the errors before it, not those pipelined behind it while it
+        # committed (they used to be forgotten when its 250 went out).
+        c = RawClient(self.d.port, timeout=30)
+        self.assertTrue(c.reply().startswith("220"))
+        c.send("EHLO client.test\r\n")
+        c.reply()
+        body = b"Subject: errors\r\n\r\nhi\r\n"
+        c.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<ok-errors@sink.test>\r\nBDAT %d LAST\r\n" % len(body)
+               + body + b"BOGUS\r\n" * 19)
+        replies = [c.reply()[:3] for _ in range(22)]
+        self.assertEqual(replies, ["250"] * 3 + ["500"] * 19)
+        c.send("BOGUS\r\n")
+        last = c.reply()
+        self.assertTrue(last.startswith("500"), last)
+        self.assertTrue(c.reply().startswith("421 4.7.0"), "the 20th error since the message ends the session")
+        with self.assertRaises(ConnectionError):
+            c.reply()
+        wait_for(lambda: self.sink.received("ok-errors"), what="the message delivered")
+
 
 class LocalDoors(unittest.TestCase):
     @classmethod

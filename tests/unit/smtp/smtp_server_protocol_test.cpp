@@ -538,3 +538,43 @@ TEST(SmtpServerProtocol, ARefusedMessageIsDroppedAndAnsweredAtTheDot) {
     EXPECT_EQ(s.last, action::none);
     EXPECT_EQ(s.code("MAIL FROM:<a@b.example>"), "250 2.1.0") << "the session goes on";
 }
+
+// max_errors counts from the end of the last message that was queued, in
+// the order of the commands: errors pipelined behind a message that is
+// still committing are not forgotten when its 250 goes out.
+TEST(SmtpServerProtocol, ErrorsPipelinedBehindACommittingMessageStillCount) {
+    session s("127.0.0.1", [](session_policy& p) { p.max_errors = 3; });
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 12 LAST", "Subject: x\r\n"), "");
+    ASSERT_EQ(s.last, action::commit);
+    auto before = s.proto->error_count();
+    s.proto->commit_started();
+    // Read while the message commits: two bad commands.
+    EXPECT_EQ(s.code("BOGUS"), "500 5.5.2");
+    EXPECT_EQ(s.code("RCPT TO:<x@y.example>"), "503 5.5.1");
+    EXPECT_EQ(s.last, action::none);
+    // Its 250 goes out now: the two errors after it still count...
+    s.proto->commit_succeeded(before);
+    auto r = s.send("BOGUS");
+    EXPECT_EQ(s.last, action::close) << "the third error since the message ends the session:\n" << r;
+    EXPECT_NE(r.find("421 4.7.0"), std::string::npos) << r;
+}
+
+// ... while the errors before a queued message are forgiven.
+TEST(SmtpServerProtocol, ErrorsBeforeAQueuedMessageAreForgiven) {
+    session s("127.0.0.1", [](session_policy& p) { p.max_errors = 3; });
+    EXPECT_EQ(s.code("BOGUS"), "500 5.5.2");
+    EXPECT_EQ(s.code("BOGUS"), "500 5.5.2");
+    s.start();
+    EXPECT_EQ(s.bdat("BDAT 12 LAST", "Subject: x\r\n"), "");
+    ASSERT_EQ(s.last, action::commit);
+    auto before = s.proto->error_count();
+    EXPECT_EQ(before, 2u);
+    s.proto->commit_started();
+    s.proto->commit_succeeded(before);
+    EXPECT_EQ(s.code("BOGUS"), "500 5.5.2");
+    EXPECT_EQ(s.code("BOGUS"), "500 5.5.2");
+    EXPECT_EQ(s.last, action::none) << "two errors since the message: under max_errors";
+    s.send("BOGUS");
+    EXPECT_EQ(s.last, action::close);
+}
