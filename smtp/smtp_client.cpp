@@ -302,7 +302,8 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
         t.reply.lines.push_back("message needs SMTPUTF8, which " + mx_ + " does not offer");
         co_return t;
     }
-    bool reset = transactions_ > 0;  // RSET between messages on a reused connection
+    bool reset = open_transaction_;  // the last one ended early: its MAIL may still stand
+    open_transaction_ = true;
     ++transactions_;
     std::string mail = "MAIL FROM:<" + return_path + ">";
     if (eightbit && eightbitmime_) mail += " BODY=8BITMIME";
@@ -397,6 +398,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
         co_return t;
     }
     t.reply = co_await read_reply(stage::end_of_data, opt_.data_timeout);
+    if (t.reply.code) open_transaction_ = false;  // ended, whatever the reply
     t.connection_lost = !usable_;
     idle_since = std::chrono::steady_clock::now();
     co_return t;

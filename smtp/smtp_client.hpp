@@ -80,6 +80,11 @@ private:
     bool tls_ = false, usable_ = true;
     bool pipelining_ = false, starttls_ = false, smtputf8_ = false, eightbitmime_ = false;
     unsigned transactions_ = 0;
+    // A MAIL was sent and its transaction has not ended with the reply to
+    // the end of the data: the next transaction starts with RSET. After a
+    // message's final reply, whatever its code, the server has cleared
+    // its buffers (RFC 5321 4.1.1.4), so no RSET is sent between messages.
+    bool open_transaction_ = false;
     std::string mx_, ip_;
 };
 

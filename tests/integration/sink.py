@@ -52,6 +52,7 @@ class Sink:
         self.pipelining = pipelining
         self.eightbitmime, self.smtputf8 = eightbitmime, smtputf8  # offered in EHLO (else a MAIL with them is refused)
         self.mail_params = []     # the parameters of each MAIL FROM, in order
+        self.sessions = []        # per connection, the verbs it sent, in order
         self.misbehave = None
         self.close_after_message = False  # hang up after each accepted message (a stale reused connection)
         self.greeting_delay = greeting_delay or 0
@@ -119,12 +120,16 @@ class Sink:
             return
         mail_from, rcpts, tls = None, [], False
         source = h.client_address[0]
+        verbs = []
+        with self.lock:
+            self.sessions.append(verbs)
         while True:
             line = rfile.readline(2000)
             if not line:
                 return
             cmd = line.decode("utf-8", "replace").rstrip("\r\n")
             verb = cmd[:4].upper()
+            verbs.append(verb)
             if verb in ("EHLO", "HELO"):
                 ext = ["SIZE 100000000"] + (["8BITMIME"] if self.eightbitmime else []) + \
                       (["SMTPUTF8"] if self.smtputf8 else [])
@@ -143,6 +148,10 @@ class Sink:
                 tls = True
                 with self.lock:
                     self.tls_sessions += 1
+            elif verb == "MAIL" and mail_from is not None:
+                # As Postfix's smtpd: a transaction still open (its MAIL
+                # taken, no final reply to its data yet) needs RSET first.
+                send("503 5.5.1 Error: nested MAIL command")
             elif verb == "MAIL":
                 params = cmd.split(">", 1)[1].split() if ">" in cmd else []
                 with self.lock:
@@ -196,6 +205,7 @@ class Sink:
                 if any(r.split("@")[0].startswith("dmarc") for r in rcpts):
                     send("550-5.7.26 Unauthenticated email from example.com is not accepted due to domain's")
                     send("550 5.7.26 DMARC policy.")
+                    mail_from, rcpts = None, []  # the data's reply ends the transaction (RFC 5321 4.1.1.4)
                     continue
                 if any(r.split("@")[0].startswith("drop") for r in rcpts):
                     with self.lock:
@@ -209,6 +219,7 @@ class Sink:
                         self.messages.append((mail_from, r, body))
                         self.arrivals.append((source, r, time.monotonic()))
                 send("250 2.0.0 queued")
+                mail_from, rcpts = None, []
                 if self.close_after_message:
                     return
             elif verb == "RSET":

@@ -141,6 +141,22 @@ class Delivery(unittest.TestCase):
         self.assertLessEqual(self.sink.max_concurrent, 3, "max_connections_per_domain = 3")
         self.assertLess(self.sink.connections, 10, "100 messages over fewer than 10 connections")
 
+    def test_rset_only_after_a_transaction_that_did_not_end(self):
+        # One reused connection: no RSET between messages whose data got a
+        # reply (RFC 5321 4.1.1.4: the server has cleared its buffers), but
+        # one after a transaction refused before its data (every recipient
+        # refused, DATA 554): the sink, as Postfix's smtpd, answers a MAIL
+        # inside an open transaction with 503, so without it the next
+        # message would fail.
+        for rcpt, outcome in (("ok-r1", "delivered"), ("ok-r2", "delivered"), ("reject-r3", "bounced"),
+                              ("ok-r4", "delivered"), ("ok-r5", "delivered")):
+            submit(self.d, ["%s@sink.test" % rcpt])
+            wait_for(lambda: events(self.d, outcome, rcpt="%s@sink.test" % rcpt), what="%s %s" % (rcpt, outcome))
+        self.assertEqual(len(self.sink.sessions), 1, "one connection, reused: %r" % self.sink.sessions)
+        verbs = [v for v in self.sink.sessions[0] if v not in ("EHLO", "STAR")]
+        self.assertEqual(verbs, ["MAIL", "RCPT", "DATA"] * 2 + ["MAIL", "RCPT", "DATA", "RSET"]
+                         + ["MAIL", "RCPT", "DATA"] * 2, verbs)
+
     def test_held_message_is_not_delivered_until_released(self):
         qid = submit(self.d, ["tempfail-h@sink.test"])
         wait_for(lambda: events(self.d, "deferred"), what="first attempt")
