@@ -305,6 +305,14 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
     bool reset = open_transaction_;  // the last one ended early: its MAIL may still stand
     open_transaction_ = true;
     ++transactions_;
+    // On a reused connection the first reply read may be the server's own
+    // 421 (or its EOF): it closed the idle connection before our commands
+    // arrived. That says nothing about this recipient (the delivery tries
+    // once more on a fresh connection, where a real 421 is answered again).
+    bool first_reply_may_be_stale = transactions_ > 1 && !reset;
+    auto stale = [&](const smtp_reply& r) {
+        return smtp_reply::none(stage::mail, "reused connection closed by the server: " + r.text());
+    };
     std::string mail = "MAIL FROM:<" + return_path + ">";
     if (eightbit && eightbitmime_) mail += " BODY=8BITMIME";
     if (smtputf8) mail += " SMTPUTF8";
@@ -336,6 +344,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
             }
         }
         auto m = co_await read_reply(stage::mail, opt_.command_timeout);
+        if (!usable_ && first_reply_may_be_stale) co_return lost(stale(m));
         if (!usable_) co_return lost(std::move(m));
         auto r = co_await read_reply(stage::rcpt, opt_.command_timeout);
         if (!usable_) co_return lost(std::move(r));
@@ -373,7 +382,7 @@ awaitable<smtp_connection::transaction> smtp_connection::send(const std::string&
             }
             auto r = co_await read_reply(st, opt_.command_timeout);
             if (!r.positive()) {
-                t.reply = std::move(r);
+                t.reply = !usable_ && st == stage::mail && first_reply_may_be_stale ? stale(r) : std::move(r);
                 t.connection_lost = !usable_;
                 co_return t;
             }

@@ -55,6 +55,7 @@ class Sink:
         self.sessions = []        # per connection, the verbs it sent, in order
         self.misbehave = None
         self.close_after_message = False  # hang up after each accepted message (a stale reused connection)
+        self.idle_421_after_message = False  # ... saying 421 first, as a server closing an idle connection does
         self.greeting_delay = greeting_delay or 0
         self.stop = threading.Event()  # set by close(): ends silent and slow sessions
         sink = self
@@ -220,6 +221,9 @@ class Sink:
                         self.arrivals.append((source, r, time.monotonic()))
                 send("250 2.0.0 queued")
                 mail_from, rcpts = None, []
+                if self.idle_421_after_message:
+                    send("421 4.4.2 sink.test Error: timeout exceeded")
+                    return
                 if self.close_after_message:
                     return
             elif verb == "RSET":

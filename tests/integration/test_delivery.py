@@ -157,6 +157,17 @@ class Delivery(unittest.TestCase):
         self.assertEqual(verbs, ["MAIL", "RCPT", "DATA"] * 2 + ["MAIL", "RCPT", "DATA", "RSET"]
                          + ["MAIL", "RCPT", "DATA"] * 2, verbs)
 
+    def test_a_421_on_a_reused_idle_connection_is_not_the_recipients(self):
+        # The server closed the idle connection with a 421 of its own before
+        # the next message's MAIL arrived: that message goes once more on a
+        # fresh connection, is not deferred, and the 421 is not read as the
+        # destination's (no rate-limit reading, no bounce event).
+        self.sink.idle_421_after_message = True
+        for rcpt in ("ok-s1", "ok-s2", "ok-s3"):
+            submit(self.d, ["%s@sink.test" % rcpt])
+            wait_for(lambda: events(self.d, "delivered", rcpt="%s@sink.test" % rcpt), what="%s delivered" % rcpt)
+        self.assertEqual(events(self.d, "deferred"), [], "the stale connection's 421 deferred nobody")
+
     def test_held_message_is_not_delivered_until_released(self):
         qid = submit(self.d, ["tempfail-h@sink.test"])
         wait_for(lambda: events(self.d, "deferred"), what="first attempt")
