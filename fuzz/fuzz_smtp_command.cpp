@@ -2,6 +2,7 @@
 // arguments and the whole session state machine fed arbitrary input, BDAT
 // chunks taken raw from the same stream as the server takes them.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string out = proto.greeting();
     line_reader reader;
     std::size_t off = 0;
+    std::optional<std::uint64_t> queued;  // a message whose 250 has not gone out yet
     auto fill = [&] {  // the next read: up to what the reader asks for
         if (off >= size) return false;
         std::size_t cap = 0;
@@ -63,8 +65,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             act = proto.on_chunk_end(out);
         }
         if (act == smtp_server_protocol::action::commit) {
+            // The message's 250 goes out once the next line is read, as when
+            // its commit ends while the session reads what was pipelined.
+            auto errors_before = proto.error_count();
             proto.commit_started();
             out += smtp_server_protocol::commit_reply({}, "FUZZ");
+            queued = errors_before;
+        } else if (queued) {
+            proto.commit_succeeded(*queued);
+            queued.reset();
         }
         if (act == smtp_server_protocol::action::close) return 0;
         if (out.size() > (1 << 20)) out.clear();
