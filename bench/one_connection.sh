@@ -86,8 +86,12 @@ PY
 }
 # Each MTA's deliveries end before the next run starts (bounded waits), so
 # neither competes with the other's client for the 2 cores.
+# A queue that does not drain would leak its late deliveries into the next
+# run's count: the script then exits non-zero.
+DRAIN_FAILED=0
 ricochet_drained() {
-  timeout 300 bash -c "until $B/bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)['total']['messages'] != 0)\"; do sleep 0.2; done" || true
+  timeout 300 bash -c "until $B/bin/ricochetctl --config $W/r.toml queue summary --json | python3 -c \"import json,sys; sys.exit(json.load(sys.stdin)['total']['messages'] != 0)\"; do sleep 0.2; done" ||
+    { echo "ricochet's queue did not drain in 300 s" >&2; DRAIN_FAILED=1; }
 }
 for r in $(seq 1 "$REPS"); do
   for mode in lockstep pipelined bdat; do
@@ -95,7 +99,8 @@ for r in $(seq 1 "$REPS"); do
     run ricochet "$IN" "$mode"
     ricochet_drained
     run postfix "$PIN" "$mode"
-    PFB=$PFB timeout 300 bash "$HARNESS/postfix/pfbench.sh" wait-empty >/dev/null 2>&1 || true
+    PFB=$PFB timeout 300 bash "$HARNESS/postfix/pfbench.sh" wait-empty >/dev/null 2>&1 ||
+      { echo "postfix's queue did not drain in 300 s" >&2; DRAIN_FAILED=1; }
   done
 done
 python3 - "$W/rates" "$N" "$SIZE" "$REPS" "$CONNS" <<'PY'
@@ -123,6 +128,6 @@ for col, name in ((0, "accepted"), (1, "relayed")):
         print("%-10s %12s %12s %12s %10s" % (mode, ct, rt, pt, ratio))
 PY
 # Non-zero when any run failed (a mode a server does not offer is not a failure).
-FAILED=0
+FAILED=$DRAIN_FAILED
 grep -q " failed$" "$W/rates" && FAILED=1
 exit "$FAILED"

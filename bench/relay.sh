@@ -33,6 +33,8 @@ N=${1:-10000} SIZE=${2:-4096} CONC=${3:-50} REPS=${4:-1}
 FSYNC_SECS=${FSYNC_SECS:-3} FSYNC_THREADS=${FSYNC_THREADS:-1,4,16}
 RIN=25250 PIN=25251 SINK=25260 BNC=25261
 [ "$(id -u)" = 0 ] || { echo "bench/relay.sh: needs root (it runs a Postfix instance)" >&2; exit 77; }
+command -v postfix >/dev/null && command -v smtp-sink >/dev/null ||
+  { echo "bench/relay.sh: needs Postfix and smtp-sink (apt-get install postfix)" >&2; exit 77; }
 for f in relay_bench.sh fsync_rate.py postfix/pfbench.sh; do
   [ -f "$HARNESS/$f" ] || { echo "missing $HARNESS/$f" >&2; exit 1; }
 done
