@@ -92,8 +92,7 @@ std::string smtp_server_protocol::busy_reply(std::string_view hostname) {
 
 smtp_server_protocol::action smtp_server_protocol::reply(std::string& out, std::string_view text, bool error) {
     out.append(text).append("\r\n");
-    if (error) ++error_count_;
-    if (error && ++errors_ >= p_.max_errors) {
+    if (error && ++error_count_ - errors_forgiven_ >= p_.max_errors) {
         out.append("421 4.7.0 " + p_.hostname + " Error: too many errors\r\n");
         return action::close;
     }

@@ -94,9 +94,7 @@ public:
     // of the commands: errors_before is error_count() when it ended (at
     // commit_started), and the errors of the commands pipelined behind it,
     // read while it committed, still count.
-    void commit_succeeded(std::uint64_t errors_before) {
-        errors_ = static_cast<unsigned>(std::min<std::uint64_t>(errors_, error_count_ - errors_before));
-    }
+    void commit_succeeded(std::uint64_t errors_before) { errors_forgiven_ = std::max(errors_forgiven_, errors_before); }
     // Errors answered in this session so far (never reset).
     std::uint64_t error_count() const { return error_count_; }
     // The three above at once, for a caller that waits for the spool.
@@ -168,8 +166,10 @@ private:
     bool esmtp_ = false;
     std::string helo_;
     std::string auth_user_, login_user_;
-    unsigned errors_ = 0, auth_failures_ = 0;
-    std::uint64_t error_count_ = 0;
+    unsigned auth_failures_ = 0;
+    // max_errors counts error_count_ - errors_forgiven_: the errors since
+    // the end of the last message queued.
+    std::uint64_t error_count_ = 0, errors_forgiven_ = 0;
 
     queue::envelope env_;
     std::string content_;
