@@ -1,7 +1,10 @@
 // envelope — see envelope.hpp.
 #include "queue/envelope.hpp"
 
+#include <zlib.h>
+
 #include <charconv>
+#include <cstdio>
 
 namespace ricochet::queue {
 namespace {
@@ -44,6 +47,37 @@ std::string encode_envelope(const envelope& env) {
     for (const auto& r : env.recipients) line("rcpt", r);
     s.append("end\n");
     return s;
+}
+
+std::string encode_envelope(const envelope& env, std::uint32_t content_crc) {
+    std::string s = encode_envelope(env);
+    s.resize(s.size() - 4);  // "end\n" goes after the check line
+    auto crc = crc32_z(0, reinterpret_cast<const Bytef*>(s.data()), s.size());
+    crc = crc32_combine64(crc, content_crc, static_cast<z_off64_t>(env.content_size));
+    char line[32];
+    std::snprintf(line, sizeof line, "check %08lx\nend\n", static_cast<unsigned long>(crc & 0xffffffffUL));
+    s.append(line);
+    return s;
+}
+
+file_seal check_seal(std::string_view file) {
+    std::size_t hs = 0;
+    auto env = decode_envelope(file, hs);
+    if (!env) return file_seal::broken;
+    // The check line, when there is one, is the last before "end".
+    std::string_view head = file.substr(0, hs - 4);  // up to and with the '\n' before "end"
+    auto nl = head.size() >= 2 ? head.rfind('\n', head.size() - 2) : std::string_view::npos;
+    std::size_t start = nl == std::string_view::npos ? 0 : nl + 1;
+    std::string_view last = head.substr(start, head.size() - 1 - start);
+    if (!last.starts_with("check ")) return file_seal::none;
+    std::uint32_t want = 0;
+    auto hex = last.substr(6);
+    auto [p, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), want, 16);
+    if (ec != std::errc() || p != hex.data() + hex.size() || hex.size() != 8) return file_seal::broken;
+    if (file.size() - hs != env->content_size) return file_seal::broken;
+    auto crc = crc32_z(0, reinterpret_cast<const Bytef*>(file.data()), start);
+    crc = crc32_z(crc, reinterpret_cast<const Bytef*>(file.data() + hs), file.size() - hs);
+    return (crc & 0xffffffffUL) == want ? file_seal::intact : file_seal::broken;
 }
 
 std::optional<envelope> decode_envelope(std::string_view file, std::size_t& header_size) {

@@ -32,6 +32,20 @@ struct envelope {
 // The header block of a queue file, ending with "end\n".
 std::string encode_envelope(const envelope& env);
 
+// The same with a "check" line just before "end": the CRC-32 (zlib's) of the
+// file's bytes before that line, continued over the content, whose own CRC-32
+// the caller gives (env.content_size octets). The committer writes it so that
+// recovery can tell a file whose commit a crash cut short (queue/README.md).
+std::string encode_envelope(const envelope& env, std::uint32_t content_crc);
+
+enum class file_seal {
+    none,    // no check line: a file written before checks existed
+    intact,  // the check matches, and the content is content_size octets
+    broken,  // it does not, or the header block does not decode
+};
+// Checks a whole queue file against its check line.
+file_seal check_seal(std::string_view file);
+
 // Parses the header block at the start of `file`. On success returns the
 // envelope and sets header_size to the offset where the content starts.
 // Returns nullopt for anything that is not a complete header block.

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <charconv>
@@ -275,6 +276,24 @@ std::error_code copy_spill(int in, int out, std::uint64_t n) {
     }
     return {};
 }
+
+std::uint32_t crc_of(std::uint32_t crc, std::string_view s) {
+    return static_cast<std::uint32_t>(crc32_z(crc, reinterpret_cast<const Bytef*>(s.data()), s.size()));
+}
+
+// Continues crc over the first n octets of fd (a spill file, in the page cache).
+std::error_code crc_of_file(int fd, std::uint64_t n, std::uint32_t& crc) {
+    char buf[65536];
+    std::uint64_t off = 0;
+    while (off < n) {
+        auto r = ::pread(fd, buf, std::min<std::uint64_t>(sizeof buf, n - off), static_cast<off_t>(off));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return r < 0 ? last_error() : std::make_error_code(std::errc::io_error);
+        crc = crc_of(crc, std::string_view(buf, static_cast<std::size_t>(r)));
+        off += static_cast<std::uint64_t>(r);
+    }
+    return {};
+}
 }  // namespace
 
 void spool::committer_loop() {
@@ -295,12 +314,16 @@ void spool::committer_loop() {
 }
 
 // One group commit. The order is what makes a 250 safe:
-//  1. write every file into incoming/ (no sync yet: the page cache is shared);
-//  2. one syncfs() makes all of their data durable at once;
-//  3. rename each into active/ and fsync active/ once, making the names durable.
-// A crash before 3 leaves only incoming/ files, which recovery deletes: those
-// clients never got a 250. A failure at any step fails the whole step for the
-// affected messages, and their files are removed, so nothing half-written stays.
+//  1. write every file into incoming/, with a check line (a CRC-32 of the
+//     whole file) in its header block, and rename it into active/ (no sync
+//     yet: the page cache is shared, so readers see only whole files);
+//  2. one syncfs() makes all of their data and names durable at once;
+//  3. the callbacks send the 250s.
+// A crash before 2 returns can leave a file in active/ whose data did not all
+// reach the disk (its client never got a 250): recovery removes it when it is
+// empty or still holds the finished message it was reused from, and moves it
+// to corrupt/ when its check does not match. A failure at any step fails the affected messages
+// and their files are removed, so nothing half-written stays.
 void spool::commit_batch(std::vector<pending>& batch) {
     const int active = dirfd(queue_state::active);
     std::size_t written = 0;
@@ -327,12 +350,22 @@ void spool::commit_batch(std::vector<pending>& batch) {
         if (!ec && reused && ::ftruncate(fd, static_cast<off_t>(head.size() + p.env.content_size)) != 0)
             ec = last_error();
         if (::close(fd) != 0 && !ec) ec = last_error();
+        // RENAME_NOREPLACE: a new message can never replace a queued one.
+        if (!ec && ::renameat2(incoming_fd_, p.env.id.c_str(), active, p.env.id.c_str(), RENAME_NOREPLACE) != 0)
+            ec = last_error();
         if (ec) ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
         return ec;
     };
     for (auto& p : batch) {
         p.env.arrival_ms = now_ms();
-        std::string head = encode_envelope(p.env);
+        std::uint32_t crc = 0;
+        if (p.spill) {
+            crc = crc_of(crc, p.before);
+            p.ec = crc_of_file(p.spill.get(), p.spill_size, crc);
+            if (p.ec) continue;
+        }
+        crc = crc_of(crc, p.content);
+        std::string head = encode_envelope(p.env, crc);
         p.ec = write_one(p, head);
         // A full disk may be full of finished files kept for reuse: they go
         // first, then the message is tried once more.
@@ -348,7 +381,7 @@ void spool::commit_batch(std::vector<pending>& batch) {
         covered.swap(free_dirty_);
     }
     std::error_code sync_ec;
-    if (written > 0 && ::syncfs(incoming_fd_) != 0) sync_ec = last_error();
+    if (written > 0 && ::syncfs(active) != 0) sync_ec = last_error();
     bool synced = written > 0 && !sync_ec;
     {
         std::lock_guard lk(free_mu_);
@@ -358,27 +391,10 @@ void spool::commit_batch(std::vector<pending>& batch) {
         }
     }
     if (written > 0 && !synced) {
-        auto ec = sync_ec;
+        // Not known to be on disk; the clients will be told 4xx and retry,
+        // so the files must go or the retry would be a duplicate.
         for (auto& p : batch)
-            if (!p.ec) { p.ec = ec; ::unlinkat(incoming_fd_, p.env.id.c_str(), 0); }
-        written = 0;
-    }
-    if (written > 0) {
-        for (auto& p : batch) {
-            if (p.ec) continue;
-            // RENAME_NOREPLACE: a new message can never replace a queued one.
-            if (::renameat2(incoming_fd_, p.env.id.c_str(), active, p.env.id.c_str(), RENAME_NOREPLACE) != 0) {
-                p.ec = last_error();
-                ::unlinkat(incoming_fd_, p.env.id.c_str(), 0);
-            }
-        }
-        if (::fsync(active) != 0) {
-            // The names may not be durable; the clients will be told 4xx and
-            // retry, so the files must go or the retry would be a duplicate.
-            auto ec = last_error();
-            for (auto& p : batch)
-                if (!p.ec) { p.ec = ec; ::unlinkat(active, p.env.id.c_str(), 0); }
-        }
+            if (!p.ec) { p.ec = sync_ec; ::unlinkat(active, p.env.id.c_str(), 0); }
     }
     for (auto& p : batch)
         if (p.ec) log()->error("{}: cannot write queue file: {}", p.env.id, p.ec.message());
@@ -429,8 +445,8 @@ recovery_report spool::recover() {
             continue;
         }
         {
-            std::string head;
-            if (auto ec = read_file(dirfd(s), e.id, head, 1)) {
+            std::string file;
+            if (auto ec = read_file(dirfd(s), e.id, file, 0)) {
                 // Gone (ENOENT) or unreadable for now (EMFILE, EIO): left in
                 // place; only a file that reads but does not decode is quarantined.
                 if (ec == std::errc::no_such_file_or_directory) continue;
@@ -439,19 +455,33 @@ recovery_report spool::recover() {
                 rep.entries.push_back(std::move(e));  // tried again when due
                 continue;
             }
-            auto env = read_envelope(e.id, s);
+            if (file.empty()) {
+                // Created and renamed by a commit a crash cut off before its
+                // syncfs returned: none of its data reached the disk, and its
+                // client never got a 250.
+                ::unlinkat(dirfd(s), e.id.c_str(), 0);
+                log()->warn("{}: empty queue file in {}/ (its commit was cut off by a crash); removed", e.id, to_string(s));
+                ++rep.discarded_incoming;
+                continue;
+            }
+            std::size_t hs = 0;
+            auto env = decode_envelope(file, hs);
             if (env && env->id != e.id) {
                 // A finished message's file caught being reused by a crash
-                // (its rename to free/ lost, the new message's data on disk):
-                // the message of that name was finished; the new one was never
-                // acknowledged.
+                // (its rename to free/ lost, or the new message's data not on
+                // disk): the message of that name was finished; the new one
+                // was never acknowledged.
                 ::unlinkat(dirfd(s), e.id.c_str(), 0);
                 log()->warn("{}: queue file in {}/ holds {} (reused by a crash); removed", e.id, to_string(s), env->id);
                 continue;
             }
-            if (!env) {
+            if (!env || check_seal(file) == file_seal::broken) {
+                // Most likely a commit cut off by a crash with part of its data
+                // on disk (never acknowledged); possibly a damaged file. Kept
+                // for a human either way.
                 ::renameat(dirfd(s), e.id.c_str(), corrupt_fd_, e.id.c_str());
-                log()->error("{}: unreadable queue file in {}/, moved to corrupt/", e.id, to_string(s));
+                log()->error("{}: {} queue file in {}/, moved to corrupt/", e.id,
+                             env ? "incomplete (its check does not match)" : "unreadable", to_string(s));
                 ++rep.corrupt;
                 continue;
             }
@@ -460,6 +490,7 @@ recovery_report spool::recover() {
         }
     }
     ::fsync(incoming_fd_);
+    ::fsync(dirfd(queue_state::active));
     ::fsync(corrupt_fd_);
     return rep;
 }

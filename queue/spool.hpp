@@ -9,8 +9,9 @@
 // Guarantees:
 //  - submit() calls its callback with success only after the queue file and
 //    its directory entry in active/ are on stable storage; many concurrent
-//    submissions share the same two syncs (group commit).
-//  - a file in incoming/ was never acknowledged; recover() deletes it.
+//    submissions share the same syncfs (group commit).
+//  - a file in incoming/ was never acknowledged; recover() deletes it, and
+//    tells a file in active/ whose commit a crash cut off by its check line.
 //  - nothing here knows SMTP or Asio: callbacks run on the committer thread.
 #pragma once
 #include <atomic>
@@ -115,9 +116,11 @@ public:
     // Exclusive lock on the spool (the daemon holds it while it runs).
     bool try_lock(std::error_code& ec);
 
-    // Deletes incoming/ leftovers, checks the header block of every file in
-    // active/ (where a crash may have left one mid-delivery) and moves
-    // unreadable ones to corrupt/, and lists deferred/ and hold/ without
+    // Deletes incoming/ leftovers, reads every file in active/ (where a
+    // crash may have left one mid-delivery, or one a commit had renamed but
+    // not yet synced), removes the empty and reused ones a cut-off commit
+    // leaves, moves those that do not decode or whose check does not match
+    // to corrupt/, and lists deferred/ and hold/ without
     // opening their files: a restart with a million deferred messages is one
     // directory listing. A deferred file that turns out unreadable when it is
     // due is quarantined then (quarantine()). Run once at start, with the

@@ -24,6 +24,11 @@
 // shared-memory index (*-shm, rebuilt at open) is not followed, nor are
 // truncations by open(O_TRUNC), truncate() or fallocate() (the daemon
 // uses O_TRUNC only on fresh temporary files it syncs before renaming).
+// With RICOCHET_FAULT_TORN=K as well, files in a directory named active/
+// are torn instead of rolled back whole: their first K octets as written
+// reached the disk and their size is the new one, but past K they hold
+// the old content (zeros where there was none), as when writeback had
+// written some of a file's pages and not others.
 //
 // The real functions are looked up once each (a function-local static,
 // which is thread-safe); a change to a followed file holds the shim's lock
@@ -65,6 +70,7 @@ int g_trace = -1;
 std::atomic<bool> g_armed{false};
 std::atomic<long> g_count{0};
 bool g_crash = false;
+long g_torn = 0;
 pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 // (device, inode) -> the file's content at its last sync, for files changed since.
 std::map<std::pair<dev_t, ino_t>, std::string>* g_copies = nullptr;
@@ -82,6 +88,7 @@ __attribute__((constructor)) void init() {
     if (const char* e = getenv("RICOCHET_FAULT_ERRNO")) g_errno = atoi(e);
     if (const char* s = getenv("RICOCHET_FAULT_STICKY")) g_sticky = atoi(s) == 1;
     if (const char* c = getenv("RICOCHET_FAULT_CRASH")) g_crash = atoi(c) == 1;
+    if (const char* t = getenv("RICOCHET_FAULT_TORN")) g_torn = atol(t);
     if (g_crash) g_copies = new std::map<std::pair<dev_t, ino_t>, std::string>();
     if (const char* t = getenv("RICOCHET_FAULT_TRACE"))
         g_trace = static_cast<int>(syscall(SYS_openat, AT_FDCWD, t, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
@@ -170,6 +177,17 @@ void restore_under(const char* dir) {
         if (!S_ISREG(st.st_mode) || it == g_copies->end()) continue;
         int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, p, O_WRONLY | O_CLOEXEC));
         if (fd < 0) continue;
+        if (g_torn > 0 && strstr(p, "/active/")) {
+            // Torn: the new first g_torn octets and size, the old rest.
+            std::size_t k = static_cast<std::size_t>(g_torn), size = static_cast<std::size_t>(st.st_size);
+            if (size > k) {
+                std::string rest(size - k, '\0');
+                if (it->second.size() > k) it->second.copy(rest.data(), std::min(rest.size(), it->second.size() - k), k);
+                syscall(SYS_pwrite64, fd, rest.data(), rest.size(), static_cast<off_t>(k));
+            }
+            close(fd);
+            continue;
+        }
         syscall(SYS_ftruncate, fd, static_cast<off_t>(it->second.size()));
         syscall(SYS_pwrite64, fd, it->second.data(), it->second.size(), 0);
         close(fd);

@@ -172,6 +172,85 @@ TEST(Spool, RecoveryDropsUnacknowledgedAndQuarantinesCorrupt) {
     EXPECT_EQ(s->locate("0CCCCCCCCCCCC"), std::nullopt);
 }
 
+namespace {
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+}  // namespace
+
+// A group commit renames its files into active/ before its one syncfs, so a
+// crash (power loss) before that returns can leave, in active/, files whose
+// data did not all reach the disk. Their clients never got a 250. Recovery
+// removes an empty one (none of its data written) and moves one whose check
+// line does not match to corrupt/ (kept for a human: it may also be a file
+// damaged on disk); whole files, and files from before check lines, stay.
+TEST(Spool, RecoveryTellsFilesOfACommitACrashCutOff) {
+    temp_dir d;
+    std::error_code ec;
+    std::string good, torn, empty = "0EEEEEEEEEEEE", legacy = "0DDDDDDDDDDDD";
+    {
+        auto s = spool::open(d.path, true, ec);
+        auto a = make_env(*s, {"a@example.com"});
+        good = a.id;
+        ASSERT_FALSE(submit_sync(*s, a, std::string(5000, 'a') + "\r\n"));
+        auto b = make_env(*s, {"b@example.com"});
+        torn = b.id;
+        ASSERT_FALSE(submit_sync(*s, b, std::string(9000, 'b') + "\r\n"));
+    }
+    auto text = slurp(d.path / "active" / good);
+    ASSERT_NE(text.find("\ncheck "), std::string::npos) << "every committed file carries its check line";
+    ASSERT_EQ(check_seal(text), file_seal::intact);
+    // torn: its second 4 KiB page never written (zeros where data should be).
+    {
+        auto t = slurp(d.path / "active" / torn);
+        std::fill(t.begin() + 4096, t.begin() + 8192, '\0');
+        std::ofstream(d.path / "active" / torn, std::ios::trunc | std::ios::binary) << t;
+    }
+    std::ofstream(d.path / "active" / empty).close();
+    {
+        auto t = text;
+        t.replace(t.find("id " + good), 3 + good.size(), "id " + legacy);
+        auto check = t.find("\ncheck ");
+        t.erase(check + 1, t.find('\n', check + 1) - check);
+        std::ofstream(d.path / "active" / legacy, std::ios::binary) << t;
+    }
+    auto s = spool::open(d.path, false, ec);
+    ASSERT_TRUE(s->try_lock(ec));
+    auto rep = s->recover();
+    EXPECT_EQ(rep.active, 2u);
+    EXPECT_EQ(rep.corrupt, 1u);
+    EXPECT_EQ(rep.discarded_incoming, 1u) << "the empty file counts as unacknowledged";
+    EXPECT_EQ(s->locate(good), queue_state::active);
+    EXPECT_EQ(s->locate(legacy), queue_state::active);
+    EXPECT_FALSE(s->locate(torn));
+    EXPECT_TRUE(fs::exists(d.path / "corrupt" / torn)) << "a file whose check fails is kept, not deleted";
+    EXPECT_FALSE(fs::exists(d.path / "active" / empty));
+    EXPECT_FALSE(fs::exists(d.path / "corrupt" / empty));
+}
+
+// A message received in pieces (a spill file) gets the same check line,
+// computed over what came from the spill file too.
+TEST(Spool, SpilledMessagesAreSealedToo) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    ASSERT_TRUE(s) << ec.message();
+    auto spill = s->open_spill(ec);
+    ASSERT_FALSE(ec) << ec.message();
+    std::string middle(300 * 1024, 'm');
+    ASSERT_EQ(::write(spill.get(), middle.data(), middle.size()), static_cast<ssize_t>(middle.size()));
+    auto e = make_env(*s, {"a@example.com"});
+    std::string before = "Received: by us\r\n", rest = "the end\r\n";
+    e.content_size = before.size() + middle.size() + rest.size();
+    std::promise<std::error_code> p;
+    s->submit(e, before, std::move(spill), middle.size(), rest, [&p](std::error_code ec) { p.set_value(ec); });
+    ASSERT_FALSE(p.get_future().get());
+    auto text = slurp(d.path / "active" / e.id);
+    EXPECT_EQ(check_seal(text), file_seal::intact);
+    EXPECT_EQ(text.substr(text.size() - e.content_size), before + middle + rest);
+}
+
 TEST(Spool, LockIsExclusive) {
     temp_dir d;
     std::error_code ec;
@@ -201,6 +280,11 @@ TEST(Spool, RecoveryReadsHugeEnvelopesAndKeepsIdsAboveExistingOnes) {
         std::ifstream in(d.path / "active" / future);
         text.assign(std::istreambuf_iterator<char>(in), {});
         text.replace(text.find("id " + big_id), 3 + big_id.size(), "id " + future);
+        // An edited file no longer matches its check line; without one it
+        // reads as a file from before checks existed.
+        auto check = text.find("\ncheck ");
+        ASSERT_NE(check, std::string::npos);
+        text.erase(check + 1, text.find('\n', check + 1) - check);
         std::ofstream(d.path / "active" / future, std::ios::trunc) << text;
     }
     auto s = spool::open(d.path, false, ec);
