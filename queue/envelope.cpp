@@ -9,6 +9,9 @@
 namespace ricochet::queue {
 namespace {
 constexpr std::string_view magic = "ricochet-spool 1";
+// A file that ends its header block with a check line says so on its first
+// line, so that a damaged or torn check line cannot pass for a missing one.
+constexpr std::string_view magic_checked = "ricochet-spool 2";
 
 // Values come from the SMTP parser, which refuses CR, LF and NUL in
 // addresses; other fields are cleaned here so one value is always one line.
@@ -51,6 +54,7 @@ std::string encode_envelope(const envelope& env) {
 
 std::string encode_envelope(const envelope& env, std::uint32_t content_crc) {
     std::string s = encode_envelope(env);
+    s.replace(0, magic.size(), magic_checked);
     s.resize(s.size() - 4);  // "end\n" goes after the check line
     auto crc = crc32_z(0, reinterpret_cast<const Bytef*>(s.data()), s.size());
     crc = crc32_combine64(crc, content_crc, static_cast<z_off64_t>(env.content_size));
@@ -64,12 +68,13 @@ file_seal check_seal(std::string_view file) {
     std::size_t hs = 0;
     auto env = decode_envelope(file, hs);
     if (!env) return file_seal::broken;
-    // The check line, when there is one, is the last before "end".
+    if (!file.starts_with(magic_checked)) return file_seal::none;
+    // The check line is the last before "end".
     std::string_view head = file.substr(0, hs - 4);  // up to and with the '\n' before "end"
-    auto nl = head.size() >= 2 ? head.rfind('\n', head.size() - 2) : std::string_view::npos;
-    std::size_t start = nl == std::string_view::npos ? 0 : nl + 1;
+    auto nl = head.rfind('\n', head.size() - 2);    // the magic line is before it
+    std::size_t start = nl + 1;
     std::string_view last = head.substr(start, head.size() - 1 - start);
-    if (!last.starts_with("check ")) return file_seal::none;
+    if (!last.starts_with("check ")) return file_seal::broken;
     std::uint32_t want = 0;
     auto hex = last.substr(6);
     auto [p, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), want, 16);
@@ -90,7 +95,7 @@ std::optional<envelope> decode_envelope(std::string_view file, std::size_t& head
         std::string_view line = file.substr(pos, nl - pos);
         pos = nl + 1;
         if (first) {
-            if (line != magic) return std::nullopt;
+            if (line != magic && line != magic_checked) return std::nullopt;
             first = false;
             continue;
         }

@@ -38,10 +38,12 @@ std::string encode_envelope(const envelope& env);
 // recovery can tell a file whose commit a crash cut short (queue/README.md).
 std::string encode_envelope(const envelope& env, std::uint32_t content_crc);
 
+// Such a file's first line is "ricochet-spool 2" (1 without a check line).
 enum class file_seal {
-    none,    // no check line: a file written before checks existed
+    none,    // version 1, no check line: a file written before checks existed
     intact,  // the check matches, and the content is content_size octets
-    broken,  // it does not, or the header block does not decode
+    broken,  // it does not, the check line is missing or damaged, or the
+             // header block does not decode
 };
 // Checks a whole queue file against its check line.
 file_seal check_seal(std::string_view file);

@@ -392,9 +392,11 @@ void spool::commit_batch(std::vector<pending>& batch) {
     }
     if (written > 0 && !synced) {
         // Not known to be on disk; the clients will be told 4xx and retry,
-        // so the files must go or the retry would be a duplicate.
+        // so the files must go or the retry would be a duplicate (best
+        // effort: a disk that failed the syncfs may fail this too).
         for (auto& p : batch)
             if (!p.ec) { p.ec = sync_ec; ::unlinkat(active, p.env.id.c_str(), 0); }
+        ::fsync(active);
     }
     for (auto& p : batch)
         if (p.ec) log()->error("{}: cannot write queue file: {}", p.env.id, p.ec.message());
@@ -466,7 +468,8 @@ recovery_report spool::recover() {
             }
             std::size_t hs = 0;
             auto env = decode_envelope(file, hs);
-            if (env && env->id != e.id) {
+            auto seal = check_seal(file);
+            if (env && env->id != e.id && seal != file_seal::broken) {
                 // A finished message's file caught being reused by a crash
                 // (its rename to free/ lost, or the new message's data not on
                 // disk): the message of that name was finished; the new one
@@ -475,7 +478,7 @@ recovery_report spool::recover() {
                 log()->warn("{}: queue file in {}/ holds {} (reused by a crash); removed", e.id, to_string(s), env->id);
                 continue;
             }
-            if (!env || check_seal(file) == file_seal::broken) {
+            if (!env || seal == file_seal::broken) {
                 // Most likely a commit cut off by a crash with part of its data
                 // on disk (never acknowledged); possibly a damaged file. Kept
                 // for a human either way.
@@ -577,8 +580,10 @@ std::error_code spool::read_message(std::string_view id, queue_state s, envelope
     std::size_t hs = 0;
     auto e = decode_envelope(all, hs);
     // Another id inside: never sent under this one (a reused file; see
-    // queue/README.md). Treated as a file that does not decode.
-    if (!e || all.size() - hs != e->content_size || e->id != id)
+    // queue/README.md). Nor is a file whose check line does not match (an
+    // operator may have moved it out of active/ before its commit's syncfs,
+    // which a power loss then cut off). Treated as a file that does not decode.
+    if (!e || all.size() - hs != e->content_size || e->id != id || check_seal(all) == file_seal::broken)
         return std::make_error_code(std::errc::illegal_byte_sequence);
     env = std::move(*e);
     content.assign(all, hs);

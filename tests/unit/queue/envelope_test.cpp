@@ -77,14 +77,15 @@ TEST(Envelope, CheckLineCoversTheHeaderAndTheContent) {
     ASSERT_TRUE(back);
     EXPECT_EQ(back->recipients, e.recipients) << "old readers skip the check line";
     EXPECT_EQ(file.substr(hs), content);
+    EXPECT_TRUE(file.starts_with("ricochet-spool 2\n")) << "a file with a check line says so on its first line";
     auto check_at = file.find("\ncheck ") + 1;
-    // Any octet changed outside the check line itself (a stale block, a
-    // zeroed page) breaks it; so does a shorter or longer content.
+    // Any octet changed (a stale block, a zeroed page, a damaged check line
+    // that would otherwise read as no check line) breaks it; so does a
+    // shorter or longer content.
     for (std::size_t i = 0; i < file.size(); ++i) {
-        if (i >= check_at && i < file.find('\n', check_at)) continue;
         std::string bad = file;
-        bad[i] = static_cast<char>(bad[i] ^ 0x20);
-        EXPECT_NE(check_seal(bad), file_seal::intact) << "octet " << i;
+        bad[i] = static_cast<char>(bad[i] ^ 0x01);
+        EXPECT_EQ(check_seal(bad), file_seal::broken) << "octet " << i;
     }
     EXPECT_EQ(check_seal(file.substr(0, file.size() - 1)), file_seal::broken);
     EXPECT_EQ(check_seal(file + "x"), file_seal::broken);
@@ -92,8 +93,13 @@ TEST(Envelope, CheckLineCoversTheHeaderAndTheContent) {
     std::string bad_hex = file;
     bad_hex.replace(check_at + 6, 8, "zzzzzzzz");
     EXPECT_EQ(check_seal(bad_hex), file_seal::broken);
-    // A file from before checks existed (or edited by hand without its line).
+    // A file from before checks existed (or edited by hand, made version 1
+    // and without its check line): read as before.
+    EXPECT_TRUE(encode_envelope(e).starts_with("ricochet-spool 1\n"));
     EXPECT_EQ(check_seal(encode_envelope(e) + content), file_seal::none);
+    std::string no_line = file;
+    no_line.erase(check_at, file.find('\n', check_at) + 1 - check_at);
+    EXPECT_EQ(check_seal(no_line), file_seal::broken) << "version 2 without its check line";
 }
 
 TEST(Envelope, RecipientDomain) {

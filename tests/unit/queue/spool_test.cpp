@@ -208,18 +208,50 @@ TEST(Spool, RecoveryTellsFilesOfACommitACrashCutOff) {
         std::ofstream(d.path / "active" / torn, std::ios::trunc | std::ios::binary) << t;
     }
     std::ofstream(d.path / "active" / empty).close();
+    // reused: a free/ file renamed to a new message's name, none of the new
+    // data on disk: the finished message it held, whole (removed); damaged:
+    // the same with its id line hit (kept: it cannot be told from a damaged
+    // file of that name).
+    std::string reused = "0RRRRRRRRRRRR", damaged = "0SSSSSSSSSSSS";
+    std::ofstream(d.path / "active" / reused, std::ios::binary) << text;
+    {
+        auto t = text;
+        t[t.find("id " + good) + 3 + good.size() - 1] ^= 0x01;
+        std::ofstream(d.path / "active" / damaged, std::ios::binary) << t;
+    }
+    // held: a torn file an operator (or the breaker) moved to hold/ before
+    // the syncfs; recovery does not read hold/, so delivery checks too.
+    std::string held;
     {
         auto t = text;
         t.replace(t.find("id " + good), 3 + good.size(), "id " + legacy);
         auto check = t.find("\ncheck ");
         t.erase(check + 1, t.find('\n', check + 1) - check);
+        t.replace(0, 16, "ricochet-spool 1");
         std::ofstream(d.path / "active" / legacy, std::ios::binary) << t;
+    }
+    {
+        auto s = spool::open(d.path, false, ec);
+        auto h = make_env(*s, {"h@example.com"});
+        held = h.id;
+        ASSERT_FALSE(submit_sync(*s, h, std::string(9000, 'h') + "\r\n"));
+        ASSERT_FALSE(s->move(held, queue_state::active, queue_state::hold));
+        auto t = slurp(d.path / "hold" / held);
+        std::fill(t.begin() + 4096, t.end(), '\0');
+        std::ofstream(d.path / "hold" / held, std::ios::trunc | std::ios::binary) << t;
     }
     auto s = spool::open(d.path, false, ec);
     ASSERT_TRUE(s->try_lock(ec));
     auto rep = s->recover();
     EXPECT_EQ(rep.active, 2u);
-    EXPECT_EQ(rep.corrupt, 1u);
+    EXPECT_EQ(rep.corrupt, 2u);
+    EXPECT_FALSE(fs::exists(d.path / "active" / reused));
+    EXPECT_FALSE(fs::exists(d.path / "corrupt" / reused));
+    EXPECT_TRUE(fs::exists(d.path / "corrupt" / damaged)) << "another id and a broken check: kept for a human";
+    envelope env;
+    std::string content;
+    EXPECT_EQ(s->read_message(held, queue_state::hold, env, content), std::make_error_code(std::errc::illegal_byte_sequence))
+        << "a torn file outside active/ is never sent";
     EXPECT_EQ(rep.discarded_incoming, 1u) << "the empty file counts as unacknowledged";
     EXPECT_EQ(s->locate(good), queue_state::active);
     EXPECT_EQ(s->locate(legacy), queue_state::active);
@@ -280,11 +312,12 @@ TEST(Spool, RecoveryReadsHugeEnvelopesAndKeepsIdsAboveExistingOnes) {
         std::ifstream in(d.path / "active" / future);
         text.assign(std::istreambuf_iterator<char>(in), {});
         text.replace(text.find("id " + big_id), 3 + big_id.size(), "id " + future);
-        // An edited file no longer matches its check line; without one it
-        // reads as a file from before checks existed.
+        // An edited file no longer matches its check line; made version 1
+        // and without the line, it reads as a file from before checks existed.
         auto check = text.find("\ncheck ");
         ASSERT_NE(check, std::string::npos);
         text.erase(check + 1, text.find('\n', check + 1) - check);
+        text.replace(0, 16, "ricochet-spool 1");
         std::ofstream(d.path / "active" / future, std::ios::trunc) << text;
     }
     auto s = spool::open(d.path, false, ec);
