@@ -238,6 +238,15 @@ void spool::submit(envelope env, std::string before, base::unique_fd spill, std:
     done(std::make_error_code(std::errc::operation_canceled));
 }
 
+void spool::transaction_closed() {
+    if (open_.fetch_sub(1) == 1) {
+        // The last open one: the committer may be gathering. The lock orders
+        // this with its check of open_, so the wake-up cannot be lost.
+        { std::lock_guard lk(mu_); }
+        cv_.notify_one();
+    }
+}
+
 base::unique_fd spool::open_spill(std::error_code& ec) const {
     int fd = ::openat(incoming_fd_, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
@@ -303,10 +312,18 @@ void spool::committer_loop() {
             std::unique_lock lk(mu_);
             cv_.wait(lk, [&] { return stopping_ || !pending_.empty(); });
             if (pending_.empty()) return;  // stopping, and nothing left to do
+            // Gathering: other sessions are inside a transaction, and a
+            // message that misses this batch waits for all of it anyway.
+            if (open_.load() > 0 && !stopping_) {
+                auto wait = std::chrono::nanoseconds(
+                    fixed_gather_ns_ >= 0 ? fixed_gather_ns_ : std::min<std::int64_t>(last_commit_ns_, 1'000'000));
+                cv_.wait_for(lk, wait, [&] { return stopping_ || open_.load() <= 0; });
+            }
             batch.swap(pending_);
         }
         auto start = std::chrono::steady_clock::now();
         commit_batch(batch);
+        last_commit_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
         if (commit_observer_)
             commit_observer_(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), batch.size());
         batch.clear();

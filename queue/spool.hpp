@@ -15,6 +15,7 @@
 //  - nothing here knows SMTP or Asio: callbacks run on the committer thread.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <cstdint>
@@ -27,6 +28,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/unique_fd.hpp"
@@ -93,6 +95,35 @@ public:
     // seconds and its number of messages (metrics). Set before submitting.
     using commit_observer = std::function<void(double seconds, std::size_t messages)>;
     void set_commit_observer(commit_observer f) { commit_observer_ = std::move(f); }
+
+    // A submission session with a transaction open (MAIL accepted, its
+    // message not yet submitted) holds one of these. When a batch is ready
+    // and other transactions are open, the committer waits for them to
+    // submit too, at most as long as its last commit took (and never more
+    // than 1 ms): a message that misses a batch waits for that whole
+    // commit anyway, and every extra message shares the same syncfs. A
+    // session that submits ends its mark after submit().
+    class transaction_mark {
+    public:
+        transaction_mark() = default;
+        explicit transaction_mark(spool& s) : s_(&s) { s_->open_.fetch_add(1, std::memory_order_relaxed); }
+        transaction_mark(transaction_mark&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+        transaction_mark& operator=(transaction_mark&& o) noexcept {
+            if (this != &o) { reset(); s_ = std::exchange(o.s_, nullptr); }
+            return *this;
+        }
+        ~transaction_mark() { reset(); }
+        void reset() {
+            if (s_) std::exchange(s_, nullptr)->transaction_closed();
+        }
+        explicit operator bool() const { return s_ != nullptr; }
+    private:
+        spool* s_ = nullptr;
+    };
+    // Transactions open now.
+    int open_transactions() const { return open_.load(); }
+    // Tests: gather for up to exactly `d` instead (set before submitting).
+    void set_gather_wait(std::chrono::nanoseconds d) { fixed_gather_ns_ = d.count(); }
 
     // Queues env + content (content = the message as it will be sent) for the
     // next group commit. env.id must come from new_id(); env.content_size is
@@ -188,6 +219,10 @@ private:
     batch_hook hook_;
     commit_observer commit_observer_;
 
+    void transaction_closed();
+    std::atomic<int> open_{0};               // transaction_marks alive
+    std::int64_t last_commit_ns_ = 0;        // committer thread only
+    std::int64_t fixed_gather_ns_ = -1;
     std::mutex mu_;
     std::condition_variable cv_;
     std::vector<pending> pending_;

@@ -460,6 +460,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             }
         } auth_guard{*self, proto, group};
         line_reader reader;
+        queue::spool::transaction_mark mark;  // while proto.in_transaction()
         // DATA held in memory, counted against the budget of the whole process.
         struct held_data {
             std::size_t counted = 0;
@@ -640,9 +641,14 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     if (!after) goto end;
                     act = *after;
                 }
-                if (act == smtp_server_protocol::action::commit) {
-                    co_await start_commit();
-                } else if (act == smtp_server_protocol::action::starttls) {
+                if (act == smtp_server_protocol::action::commit) co_await start_commit();
+                // The spool's committer waits a little for open transactions
+                // (queue::spool::transaction_mark); a message's own ends
+                // after its submit.
+                if (!self->opt.message_sink && proto.in_transaction() != bool(mark))
+                    mark = proto.in_transaction() ? queue::spool::transaction_mark(self->spool)
+                                                  : queue::spool::transaction_mark();
+                if (act == smtp_server_protocol::action::starttls) {
                     if (!co_await drain()) goto end;  // the 220 last, under the command time-out
                     reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
                     c->stream.emplace(c->sock, c->ctx);

@@ -131,6 +131,9 @@ public:
     void refuse_data(std::string reply);
     // Inside a message: after DATA, or between the chunks of a BDAT transaction.
     bool in_data() const { return state_ == state::data || bdat_; }
+    // MAIL accepted, and the message not yet handed over nor the
+    // transaction ended.
+    bool in_transaction() const { return state_ == state::mail || state_ == state::rcpt || in_data(); }
     bool tls_active() const { return tls_; }
     bool trusted() const { return trusted_; }
     const std::string& auth_user() const { return auth_user_; }

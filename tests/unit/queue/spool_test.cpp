@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <set>
 
 #include "queue/queue_admin.hpp"
@@ -281,6 +282,62 @@ TEST(Spool, SpilledMessagesAreSealedToo) {
     auto text = slurp(d.path / "active" / e.id);
     EXPECT_EQ(check_seal(text), file_seal::intact);
     EXPECT_EQ(text.substr(text.size() - e.content_size), before + middle + rest);
+}
+
+// Gathering: while a submission session has a transaction open, the
+// committer waits (here up to 30 s) for its message before committing the
+// batch it has, so both share one syncfs.
+TEST(Spool, CommitterWaitsForOpenTransactionsAndSharesTheCommit) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    ASSERT_TRUE(s) << ec.message();
+    std::mutex mu;
+    std::vector<std::size_t> batches;
+    s->set_batch_hook([&](const std::vector<const envelope*>& b) {
+        std::lock_guard lk(mu);
+        batches.push_back(b.size());
+    });
+    s->set_gather_wait(std::chrono::seconds(30));
+    std::promise<std::error_code> a_done, b_done;
+    auto a = a_done.get_future();
+    {
+        spool::transaction_mark other(*s);
+        EXPECT_EQ(s->open_transactions(), 1);
+        s->submit(make_env(*s, {"a@example.com"}), "a\r\n", [&](std::error_code e) { a_done.set_value(e); });
+        // Without gathering, a commits at once (a few ms); with it, not
+        // before the other transaction ends (or 30 s).
+        EXPECT_EQ(a.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout)
+            << "a was committed while another transaction was open";
+        // The other session's message arrives, then its transaction ends.
+        s->submit(make_env(*s, {"b@example.com"}), "b\r\n", [&](std::error_code e) { b_done.set_value(e); });
+    }
+    EXPECT_EQ(s->open_transactions(), 0);
+    EXPECT_FALSE(a.get());
+    EXPECT_FALSE(b_done.get_future().get());
+    std::lock_guard lk(mu);
+    EXPECT_EQ(batches, std::vector<std::size_t>{2}) << "the first message waited for the open transaction";
+}
+
+// A transaction that stays open (a slow client) delays a commit by the
+// gathering wait at most, and does not hold up stop().
+TEST(Spool, AStalledTransactionDelaysACommitOnlyByTheWait) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    ASSERT_TRUE(s) << ec.message();
+    s->set_gather_wait(std::chrono::milliseconds(20));
+    spool::transaction_mark stalled(*s);
+    auto e = make_env(*s, {"a@example.com"});
+    auto id = e.id;
+    EXPECT_FALSE(submit_sync(*s, e, "x\r\n"));
+    EXPECT_EQ(s->locate(id), queue_state::active);
+    s->set_gather_wait(std::chrono::hours(1));
+    std::promise<std::error_code> late;
+    s->submit(make_env(*s, {"b@example.com"}), "y\r\n", [&](std::error_code e) { late.set_value(e); });
+    s->stop();  // stopping ends the gathering: the message is committed, not lost
+    EXPECT_FALSE(late.get_future().get());
+    stalled.reset();
 }
 
 TEST(Spool, LockIsExclusive) {

@@ -578,3 +578,33 @@ TEST(SmtpServerProtocol, ErrorsBeforeAQueuedMessageAreForgiven) {
     s.send("BOGUS");
     EXPECT_EQ(s.last, action::close);
 }
+
+// in_transaction(): what the session's spool transaction_mark follows (the
+// committer waits a little for open transactions, queue/spool.hpp).
+TEST(SmtpServerProtocol, InTransactionFromMailUntilTheMessageIsHandedOverOrReset) {
+    session s;
+    s.send("EHLO c.example");
+    EXPECT_FALSE(s.proto->in_transaction());
+    s.send("MAIL FROM:<a@b.example>");
+    EXPECT_TRUE(s.proto->in_transaction());
+    s.send("RCPT TO:<x@y.example>");
+    EXPECT_TRUE(s.proto->in_transaction());
+    s.send("RSET");
+    EXPECT_FALSE(s.proto->in_transaction());
+    s.start();
+    s.send("DATA");
+    EXPECT_TRUE(s.proto->in_transaction());
+    s.send("Subject: x");
+    s.send("");
+    s.send(".");
+    ASSERT_EQ(s.last, action::commit);
+    s.proto->commit_started();
+    EXPECT_FALSE(s.proto->in_transaction()) << "handed to the spool: the transaction is over";
+    s.start();
+    s.bdat("BDAT 3", "ab\n");
+    EXPECT_TRUE(s.proto->in_transaction()) << "between chunks";
+    s.bdat("BDAT 3 LAST", "cd\n");
+    ASSERT_EQ(s.last, action::commit);
+    s.proto->commit_started();
+    EXPECT_FALSE(s.proto->in_transaction());
+}
