@@ -519,6 +519,10 @@ int main(int argc, char** argv) {
             out.push_back({{{"state", std::string(queue::to_string(st))}}, double(n[static_cast<int>(st)])});
         return out;
     });
+    metrics.add_gauge("ricochet_smtp_transactions_open",
+                      "Submission sessions with a transaction open and no message of their own committing: the group "
+                      "commit waits a little for them.",
+                      [&spool] { return std::vector<events::gauge_sample>{{{}, double(spool->open_transactions())}}; });
     metrics.add_gauge("ricochet_destination_paused", "1 for each destination paused (a throttling, blocklist or reputation reply).",
                       [&paused_now] {
                           std::vector<events::gauge_sample> out;

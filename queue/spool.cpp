@@ -316,7 +316,7 @@ void spool::committer_loop() {
             // message that misses this batch waits for all of it anyway.
             if (open_.load() > 0 && !stopping_) {
                 auto wait = std::chrono::nanoseconds(
-                    fixed_gather_ns_ >= 0 ? fixed_gather_ns_ : std::min<std::int64_t>(last_commit_ns_, 1'000'000));
+                    fixed_gather_ns_.load() >= 0 ? fixed_gather_ns_.load() : std::min<std::int64_t>(last_commit_ns_, 1'000'000));
                 cv_.wait_for(lk, wait, [&] { return stopping_ || open_.load() <= 0; });
             }
             batch.swap(pending_);

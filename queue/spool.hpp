@@ -123,7 +123,7 @@ public:
     // Transactions open now.
     int open_transactions() const { return open_.load(); }
     // Tests: gather for up to exactly `d` instead (set before submitting).
-    void set_gather_wait(std::chrono::nanoseconds d) { fixed_gather_ns_ = d.count(); }
+    void set_gather_wait(std::chrono::nanoseconds d) { fixed_gather_ns_.store(d.count()); }
 
     // Queues env + content (content = the message as it will be sent) for the
     // next group commit. env.id must come from new_id(); env.content_size is
@@ -222,7 +222,7 @@ private:
     void transaction_closed();
     std::atomic<int> open_{0};               // transaction_marks alive
     std::int64_t last_commit_ns_ = 0;        // committer thread only
-    std::int64_t fixed_gather_ns_ = -1;
+    std::atomic<std::int64_t> fixed_gather_ns_{-1};
     std::mutex mu_;
     std::condition_variable cv_;
     std::vector<pending> pending_;

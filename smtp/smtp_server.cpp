@@ -460,7 +460,13 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             }
         } auth_guard{*self, proto, group};
         line_reader reader;
-        queue::spool::transaction_mark mark;  // while proto.in_transaction()
+        // The spool's committer waits a little for sessions about to submit
+        // (queue::spool::transaction_mark): this one holds a mark while it has
+        // a transaction open and no message of its own committing (a session
+        // waiting for its own commit must not hold that commit up), until
+        // it ends.
+        queue::spool::transaction_mark mark;
+        bool ending = false;
         // DATA held in memory, counted against the budget of the whole process.
         struct held_data {
             std::size_t counted = 0;
@@ -503,6 +509,11 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         };
         auto replies = std::make_shared<reply_queue>(c->sock.get_executor());
         std::string out = proto.greeting();  // replies after the last commit in `replies`
+        auto sync_mark = [&] {
+            bool want = !ending && !self->opt.message_sink && proto.in_transaction() && replies->pending == 0;
+            if (want != bool(mark))
+                mark = want ? queue::spool::transaction_mark(self->spool) : queue::spool::transaction_mark();
+        };
         // Writes every reply that is ready: all of them up to the first
         // message still committing. False when the client is gone.
         auto flush = [&]() -> awaitable<bool> {
@@ -510,6 +521,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             std::optional<std::uint64_t> queued;
             std::string text = replies->take_ready(out, commits, queued);
             if (queued) proto.commit_succeeded(*queued);
+            sync_mark();  // before the replies go out: a client may act on them at once
             if (!text.empty()) {
                 c->expire_in(self->limit(self->opt.command_timeout));
                 if (co_await write(*c, text)) co_return false;
@@ -543,6 +555,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             if (c->tls) std::tie(ec, n) = co_await c->stream->async_read_some(asio::buffer(p, cap), as_tuple);
             else std::tie(ec, n) = co_await c->sock.async_read_some(asio::buffer(p, cap), as_tuple);
             if (ec) {
+                ending = true;
+                mark.reset();
                 if (c->timed_out) {
                     log()->info("{}: timeout after {} from [{}]", self->opt.name, proto.in_data() ? "DATA" : "command", ip);
                     // The messages still committing are (or will be) queued:
@@ -642,12 +656,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     act = *after;
                 }
                 if (act == smtp_server_protocol::action::commit) co_await start_commit();
-                // The spool's committer waits a little for open transactions
-                // (queue::spool::transaction_mark); a message's own ends
-                // after its submit.
-                if (!self->opt.message_sink && proto.in_transaction() != bool(mark))
-                    mark = proto.in_transaction() ? queue::spool::transaction_mark(self->spool)
-                                                  : queue::spool::transaction_mark();
+                sync_mark();  // after the submit: a message's own mark ends there
                 if (act == smtp_server_protocol::action::starttls) {
                     if (!co_await drain()) goto end;  // the 220 last, under the command time-out
                     reader.clear();  // RFC 3207 4.2 / CVE-2011-0411: no plaintext carried over
@@ -659,9 +668,12 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                     }
                     c->tls = true;
                     proto.on_tls_started();
+                    sync_mark();
                     break;
                 } else if (act == smtp_server_protocol::action::close) {
                     closing = true;
+                    ending = true;
+                    mark.reset();
                     break;
                 }
             }
@@ -686,6 +698,8 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
             if (!co_await read_more()) break;
         }
     end:
+        ending = true;
+        mark.reset();
         if (c->tls) {
             c->expire_in(std::chrono::seconds(5));
             co_await c->stream->async_shutdown(as_tuple);

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import smtplib
 import socket
 import subprocess
 import sys
@@ -508,6 +509,48 @@ class Endpoints(unittest.TestCase):
         assert_json_error(self, call(self.d, "GET", "/v1/events?types=delivered,nonsense"), 400, "not an event type: nonsense")
         assert_json_error(self, call(self.d, "GET", "/v1/events?limit=0"), 400, "limit must be")
         assert_json_error(self, curl(self.d, "GET", "/v1/events?after=-1"), 400, "after must be")
+
+    def test_open_transactions_gauge_follows_submission_sessions(self):
+        """ricochet_smtp_transactions_open: the sessions the group commit
+        waits for (queue/README.md, Gathering). From an accepted MAIL until
+        the message is handed over (before its 250), a RSET, or the end of
+        the connection; not while the session's own message commits."""
+        def gauge():
+            return metric(metrics(self.d), "ricochet_smtp_transactions_open")
+        self.assertEqual(gauge(), 0)
+        with smtplib.SMTP("127.0.0.1", self.d.port, timeout=30) as s:
+            s.ehlo("client.test")
+            self.assertEqual(gauge(), 0)
+            s.mail("news@example.com")
+            self.assertEqual(gauge(), 1)
+            s.rcpt("ok-g1@sink.test")
+            self.assertEqual(gauge(), 1)
+            s.rset()
+            self.assertEqual(gauge(), 0)
+            s.mail("news@example.com")
+            s.rcpt("ok-g2@sink.test")
+            code, _ = s.data(b"Subject: g\r\n\r\nbody\r\n")
+            self.assertEqual(code, 250)
+            self.assertEqual(gauge(), 0, "the mark ends when the message is handed over")
+            s.mail("news@example.com")
+            self.assertEqual(gauge(), 1)
+        wait_for(lambda: gauge() == 0, what="QUIT ends the transaction")
+        # Pipelined: the next MAIL arrives while the message before it commits;
+        # once its 250 is out, the session is waiting for its own client again.
+        sock = socket.create_connection(("127.0.0.1", self.d.port), timeout=30)
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"EHLO client.test\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        sock.sendall(b"MAIL FROM:<news@example.com>\r\nRCPT TO:<ok-g3@sink.test>\r\nDATA\r\n")
+        self.assertEqual([f.readline()[:3] for _ in range(3)], [b"250", b"250", b"354"])
+        sock.sendall(b"Subject: g\r\n\r\nbody\r\n.\r\nMAIL FROM:<news@example.com>\r\n")
+        self.assertEqual([f.readline()[:3] for _ in range(2)], [b"250", b"250"])
+        self.assertEqual(gauge(), 1)
+        f.close()
+        sock.close()  # gone mid-transaction (the file object held the socket open)
+        wait_for(lambda: gauge() == 0, what="the end of the connection ends the transaction")
 
     def test_metrics_count_what_was_sent(self):
         m = metrics(self.d)
