@@ -605,6 +605,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
         auto start_commit = [&]() -> awaitable<void> {
             auto id = proto.envelope().id;
             auto slot = replies->add_commit(out, proto.error_count());
+            sync_mark();  // its own message committing: the mark ends before the submit
             ++c->committing;
             self->committing.fetch_add(1);
             std::uint64_t bytes = proto.content().size() + proto.before().size();
@@ -651,6 +652,7 @@ struct smtp_server::impl : std::enable_shared_from_this<impl> {
                 progressed = true;
                 auto act = proto.on_line(*l, out);
                 if (act == smtp_server_protocol::action::chunk) {
+                    sync_mark();  // a BDAT refused (552) is read and dropped without a transaction
                     auto after = co_await read_chunk();
                     if (!after) goto end;
                     act = *after;
