@@ -751,7 +751,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                                                   env.recipients[idx], {rs.code, rs.enhanced, rs.reply, rs.mx, rs.stage},
                                                   {rs.kind, rs.category, rs.rule}, rs.attempts, now));
         }
-        publisher.publish(std::move(evs));
+        // Nobody waits on an outcome: it may share the next group commit's
+        // transaction (publish_lazily).
+        publisher.publish_lazily(std::move(evs));
         return true;
     }
 
@@ -760,7 +762,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     // removed only after: its decisions (a hard bounce that suppresses the
     // address) must survive a crash, and the file is their only other record.
     awaitable<void> decisions_stored() {
-        auto start = [this](auto done) { publisher.publish({}, std::move(done)); };  // an empty batch, applied in order
+        // An empty batch, applied in order (lazily: the file's removal can wait a little).
+        auto start = [this](auto done) { publisher.publish_lazily({}, std::move(done)); };
         co_await async_from_callback<void()>(start, asio::use_awaitable);
     }
 

@@ -16,6 +16,14 @@ public:
     virtual ~publisher() = default;
     // Queues the events; `then` runs once they are recorded and written.
     virtual void publish(std::vector<event> evs, std::function<void()> then = {}) = 0;
+    // The same, for events nobody waits on promptly (a delivery's outcome,
+    // the removal of a delivered message's file): the implementation may
+    // hold them back a little and record them with the next events that
+    // are waited on, in one transaction instead of two. Order is kept; a
+    // flush() applies them too.
+    virtual void publish_lazily(std::vector<event> evs, std::function<void()> then = {}) {
+        publish(std::move(evs), std::move(then));
+    }
     // Returns once everything published before the call is recorded.
     virtual void flush() = 0;
     // Makes what is recorded survive a power loss (the store may commit

@@ -34,11 +34,31 @@ void recorder::publish(std::vector<event> ds, std::function<void()> then) {
         if (!stopping_) {
             queue_.push_back({std::move(ds), std::move(then)});
             ++posted_;
+            urgent_ = true;
             cv_.notify_one();
             return;
         }
     }
     // Stopping: nothing is dropped, the caller's thread applies it.
+    apply_(ds);
+    if (then) then();
+}
+
+void recorder::publish_lazily(std::vector<event> ds, std::function<void()> then) {
+    {
+        std::lock_guard lk(mu_);
+        if (!stopping_) {
+            // The recorder is woken for the first lazy post only (it then
+            // waits at most lazy_delay), and when the cap is reached.
+            bool first = lazy_events_ == 0 && !urgent_;
+            if (lazy_events_ == 0) lazy_since_ = std::chrono::steady_clock::now();
+            lazy_events_ += std::max<std::size_t>(ds.size(), 1);
+            queue_.push_back({std::move(ds), std::move(then)});
+            ++posted_;
+            if (first || lazy_events_ >= lazy_cap) cv_.notify_one();
+            return;
+        }
+    }
     apply_(ds);
     if (then) then();
 }
@@ -49,6 +69,10 @@ void recorder::flush() {
     if (std::this_thread::get_id() == thread_.get_id()) return;
     std::unique_lock lk(mu_);
     auto target = posted_;
+    if (lazy_events_ && !urgent_) {
+        urgent_ = true;  // the lazy posts in the queue wait no longer
+        cv_.notify_one();
+    }
     done_cv_.wait(lk, [&] { return applied_ >= target; });
 }
 
@@ -73,22 +97,38 @@ void recorder::loop() {
     for (;;) {
         {
             std::unique_lock lk(mu_);
-            auto ready = [&] { return stopping_ || !queue_.empty(); };
-            if (dirty && sync_) {
-                if (!cv_.wait_for(lk, std::chrono::seconds(1), ready)) {
-                    lk.unlock();
-                    sync_now();
-                    continue;
+            // Ready: stopping, something waited on, or lazy posts that have
+            // waited long enough or are many.
+            auto ready = [&] {
+                return stopping_ || urgent_ || lazy_events_ >= lazy_cap ||
+                       (lazy_events_ && std::chrono::steady_clock::now() - lazy_since_ >= lazy_delay_);
+            };
+            while (!ready()) {
+                if (lazy_events_) {
+                    cv_.wait_until(lk, lazy_since_ + lazy_delay_);
+                } else if (dirty && sync_) {
+                    if (cv_.wait_for(lk, std::chrono::seconds(1)) == std::cv_status::timeout && !ready() &&
+                        !lazy_events_)
+                        break;  // a second with nothing to do: sync below
+                } else {
+                    cv_.wait(lk);
                 }
-            } else {
-                cv_.wait(lk, ready);
             }
-            if (queue_.empty()) {  // stopping, and everything is applied
+            if (!ready()) {
                 lk.unlock();
+                sync_now();
+                continue;
+            }
+            if (queue_.empty()) {
+                urgent_ = false;  // a flush() while the posts it waits for were being applied
+                if (!stopping_) continue;
+                lk.unlock();  // stopping, and everything is applied
                 if (dirty) sync_now();
                 return;
             }
             batch.swap(queue_);
+            urgent_ = false;
+            lazy_events_ = 0;
         }
         all.clear();
         for (auto& it : batch)

@@ -36,6 +36,18 @@ public:
     recorder& operator=(const recorder&) = delete;
 
     void publish(std::vector<event> ds, std::function<void()> then = {}) override;
+    // Applied with the next publish() or flush(), or once the oldest has
+    // waited lazy_delay (20 ms), or once lazy_cap events wait, whichever comes
+    // first: under load a delivery's outcome shares the transaction of the
+    // next group commit's `queued` rows (each transaction rewrites the
+    // pages of every table and index it touches).
+    void publish_lazily(std::vector<event> ds, std::function<void()> then = {}) override;
+    static constexpr std::chrono::milliseconds default_lazy_delay{20};
+    static constexpr std::size_t lazy_cap = 2000;
+    void set_lazy_delay(std::chrono::milliseconds d) {  // for tests
+        std::lock_guard lk(mu_);
+        lazy_delay_ = d;
+    }
     // Returns once everything posted before the call is applied.
     void flush() override;
     bool sync() override { return !sync_ || sync_(); }
@@ -61,6 +73,12 @@ private:
     std::condition_variable cv_, done_cv_;
     std::vector<item> queue_;
     std::uint64_t posted_ = 0, applied_ = 0;
+    // What waits in queue_: whether anything is waited on (a publish, a
+    // flush), and the lazy posts' events and when the oldest arrived.
+    bool urgent_ = false;
+    std::size_t lazy_events_ = 0;
+    std::chrono::steady_clock::time_point lazy_since_;
+    std::chrono::milliseconds lazy_delay_ = default_lazy_delay;
     std::size_t batches_ = 0;
     bool stopping_ = false;
     std::thread thread_;

@@ -623,9 +623,12 @@ std::error_code spool::remove(std::string_view id, queue_state s) {
         // Kept for reuse (see commit_batch). Not synced here: after a crash
         // the name may be back in its state directory and the message is
         // sent again, as with an unlink that did not reach the disk. It is
-        // written over only after a later syncfs (free_dirty_).
+        // written over only after a later syncfs (free_dirty_). Also after
+        // stop() (deliveries finishing during a shutdown): the files are
+        // found again at the next start, whose reaper trims free/; and a
+        // failed rename still has the unlink below to fall back on.
         std::lock_guard lk(free_mu_);
-        if (free_fd_ >= 0 && !reaper_stop_ && ::renameat(dirfd(s), n.c_str(), free_fd_, n.c_str()) == 0) {
+        if (free_fd_ >= 0 && ::renameat(dirfd(s), n.c_str(), free_fd_, n.c_str()) == 0) {
             ::unlinkat(status_fd_, n.c_str(), 0);
             free_dirty_.push_back(n);
             if (free_.size() + free_dirty_.size() > max_free_.load()) free_cv_.notify_one();

@@ -138,7 +138,7 @@ class EightBit(unittest.TestCase):
         self.assertIn("does not offer 8BITMIME", ev[0]["reply"])
         self.assertEqual([e["type"] for e in self.events_for(rcpt)], ["bounced"], "no deferral, no retry")
         self.assertFalse([r for _, r, _ in self.seven.received() if r == rcpt], "nothing sent")
-        self.assertEqual(self.d.queue_ids(), [], "nothing left to retry")
+        wait_for(lambda: self.d.queue_ids() == [], what="nothing left to retry")
 
     def test_a_utf8_recipient_to_a_server_without_smtputf8_bounces_once(self):
         rcpt = "jörg@sink.test"

@@ -601,7 +601,8 @@ class Restart(unittest.TestCase):
         with smtplib.SMTP("127.0.0.1", d.port, timeout=30) as s:
             for rcpt in ("once-r1@sink.test", "once-r2@sink.test", "ok-r3@sink.test", "once-r4@sink.test"):
                 s.sendmail("news@example.com", [rcpt], body(rcpt.split("@")[0]))
-        wait_for(lambda: len(d.queue_ids("deferred")) == 3 and self.sink.received("ok-r3"), what="3 deferred, 1 sent")
+        wait_for(lambda: len(d.queue_ids("deferred")) == 3 and self.sink.received("ok-r3") and not d.queue_ids("active"),
+                 what="3 deferred, 1 sent and removed")
         held = [m["id"] for m in d.ctl_json("queue", "list") if "once-r4@sink.test" in json.dumps(m)]
         d.ctl("queue", "hold", held[0])
         d.stop()

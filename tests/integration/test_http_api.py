@@ -254,6 +254,9 @@ class Endpoints(unittest.TestCase):
         self.assertIn(b"\r\nDate: ", data)
         self.assertIn(b"\r\nMessage-ID: <", data)
         self.assertTrue(data.endswith(b"\r\n\r\nline 1\r\nline 2\r\n"), data[-60:])
+        # A delivery's event follows its 250 (recorded with the next batch,
+        # within 20 ms): waited for, not assumed.
+        wait_for(lambda: len(delivered_events(self.d)) == 2, what="both delivered events")
         ev = {e["queue_id"]: e for e in delivered_events(self.d)}
         self.assertEqual((ev[built]["campaign"], ev[raw_id]["campaign"]), ("spring", "autumn"))
 
@@ -440,7 +443,8 @@ class Endpoints(unittest.TestCase):
             inject(self.d, "ok-st%d@sink.test" % i, i, campaign="stats-camp")
         inject(self.d, "reject-st@sink.test", campaign="stats-camp")
         inject(self.d, "ok-other@sink.test", campaign="other-camp")
-        wait_for(lambda: len(self.sink.received()) == 5 and
+        # The events, not only the sink's copies: a delivery's event follows its 250.
+        wait_for(lambda: len(delivered_events(self.d)) == 5 and
                  [e for e in self.d.events() if e["type"] == "bounced"], what="5 delivered and 1 bounced")
         want = {"campaign": "stats-camp", "sent": 5, "delivered": 4, "hard": 1, "soft": 0, "deferred": 0}
 
@@ -471,7 +475,7 @@ class Endpoints(unittest.TestCase):
         for i in range(30):
             inject(self.d, ["ok-ev%d@sink.test" % i] + (["u%d@deferred.example" % i] if i % 10 == 0 else []), i)
         inject(self.d, "reject-ev@sink.test")
-        wait_for(lambda: len(self.sink.received("ok-ev")) == 30 and
+        wait_for(lambda: len(self.sink.received("ok-ev")) == 30 and len(delivered_events(self.d, "ok-ev")) == 30 and
                  [e for e in self.d.events() if e["type"] == "bounced"], what="deliveries and the bounce")
         seen, after, pages = [], 0, 0
         while True:

@@ -125,6 +125,9 @@ class Pools(unittest.TestCase):
         wait_for(lambda: len(self.sources("ok-bl")) == 10, what="ten deliveries despite the block")
         self.assertEqual(set(self.sources("ok-bl")), {"127.0.0.3"})
         # Counted against nothing: every one delivered on its first recorded attempt, no deferral, no bounce.
+        # (A delivery's event follows its 250 within 20 ms: waited for.)
+        wait_for(lambda: sum(1 for e in self.d.events() if e["type"] == "delivered"
+                             and e.get("recipient", "").startswith("ok-bl")) == 10, what="ten delivered events")
         for i in range(10):
             evs = [e for e in self.d.events() if e.get("recipient") == "ok-bl%d@sink.test" % i and e["type"] != "queued"]
             self.assertEqual([(e["type"], e["attempt"]) for e in evs], [("delivered", 1)], evs)

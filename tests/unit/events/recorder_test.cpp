@@ -131,3 +131,106 @@ TEST(Recorder, PublishNowSyncsAndIdleDecisionsAreSyncedBySelf) {
     EXPECT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return synced_at == 4; }))
         << "the recorder syncs what publish() recorded once idle";
 }
+
+// publish_lazily: what nobody waits on rides with the next post that is
+// waited on (one transaction, in order), or is applied on its own once the
+// oldest has waited lazy_delay; flush() applies it at once.
+TEST(Recorder, LazyPostsShareTheNextUrgentBatchInOrder) {
+    std::mutex mu;
+    std::vector<std::vector<std::string>> batches;
+    recorder r([&](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        std::vector<std::string> ids;
+        for (auto& x : ds) ids.push_back(x.queue_id);
+        batches.push_back(ids);
+    });
+    // Stall the recorder's thread on a first batch so the timing of what
+    // follows cannot decide the outcome.
+    std::promise<void> entered, release;
+    r.publish({}, [&] {
+        entered.set_value();
+        release.get_future().wait();
+    });
+    entered.get_future().wait();
+    r.publish_lazily({d("l1")});
+    int then_ran = 0;
+    r.publish_lazily({}, [&] { ++then_ran; });
+    r.publish_lazily({d("l2")});
+    r.publish({d("u")});
+    release.set_value();
+    r.flush();
+    std::lock_guard lk(mu);
+    ASSERT_EQ(batches.size(), 2u) << "the lazy posts and the urgent one are applied together";
+    EXPECT_EQ(batches[1], (std::vector<std::string>{"l1", "l2", "u"}));
+    EXPECT_EQ(then_ran, 1);
+}
+
+TEST(Recorder, ALazyPostAloneIsAppliedAfterTheDelay) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::size_t applied = 0;
+    recorder r([&](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        applied += ds.size();
+        cv.notify_all();
+    });
+    auto start = std::chrono::steady_clock::now();
+    r.publish_lazily({d("x")});
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return applied == 1; }))
+        << "a lazy post is applied without anything else arriving";
+    EXPECT_GE(std::chrono::steady_clock::now() - start, recorder::default_lazy_delay)
+        << "and not before its delay (it waited for company)";
+}
+
+TEST(Recorder, FlushAppliesLazyPostsAtOnceAndTheCapWakesTheRecorder) {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::atomic<std::size_t> applied{0};
+    recorder r([&](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        applied += ds.size();
+        cv.notify_all();
+    });
+    r.publish_lazily({d("x")});
+    auto start = std::chrono::steady_clock::now();
+    r.flush();
+    EXPECT_EQ(applied.load(), 1u);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    // lazy_cap events make a batch without waiting for the delay (here an
+    // hour, so nothing else could apply them).
+    r.set_lazy_delay(std::chrono::hours(1));
+    r.publish_lazily(std::vector<event>(recorder::lazy_cap - 1, d("m")));
+    r.publish_lazily({d("m")});
+    std::unique_lock lk(mu);
+    EXPECT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return applied.load() == 1 + recorder::lazy_cap; }))
+        << "the cap woke the recorder";
+}
+
+// A flush() that arrives while the posts it waits for are being applied
+// finds the queue empty: the recorder must go on (a first version took that
+// for its shutdown and stopped, and every later flush waited for ever).
+TEST(Recorder, AFlushDuringAnApplyLeavesTheRecorderRunning) {
+    std::promise<void> entered, release;
+    auto release_f = release.get_future().share();
+    std::atomic<int> applies{0};
+    recorder r([&](std::vector<event>&) {
+        if (applies++ == 0) {
+            entered.set_value();
+            release_f.wait();
+        }
+    });
+    r.publish({d("a")});
+    entered.get_future().wait();  // "a" is being applied; the queue is empty
+    auto first = std::async(std::launch::async, [&] { r.flush(); });
+    release.set_value();
+    ASSERT_EQ(first.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    auto later = std::async(std::launch::async, [&] {
+        r.publish_lazily({d("b")});
+        r.publish({d("c")});
+        r.flush();
+    });
+    ASSERT_EQ(later.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+        << "the recorder still records after a flush that found nothing queued";
+    EXPECT_EQ(applies.load(), 2);
+}

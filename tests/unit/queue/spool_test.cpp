@@ -525,6 +525,22 @@ TEST(Spool, FreeFilesSurviveARestart) {
     EXPECT_EQ(s->free_files(), 2u);
 }
 
+// A delivery that finishes during a shutdown (after stop()) still renames
+// its file into free/ rather than unlinking it: the unlink stays the
+// fallback when the rename fails (one failed call then costs nothing, where
+// a failed unlink would send the message again after the restart).
+TEST(Spool, RemoveAfterStopStillKeepsTheFileForReuse) {
+    temp_dir d;
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec);
+    auto e = make_env(*s, {"a@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+    s->stop();
+    ASSERT_FALSE(s->remove(e.id, queue_state::active));
+    EXPECT_FALSE(fs::exists(d.path / "active" / e.id));
+    EXPECT_TRUE(fs::exists(d.path / "free" / e.id));
+}
+
 // A crash can leave a reused file under its old name (the rename to free/
 // lost, the new message's data written): that name's message was finished.
 TEST(Spool, RecoveryRemovesAFileThatHoldsAnotherMessage) {
