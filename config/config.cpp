@@ -243,8 +243,9 @@ void load(const toml::table& root, config& c) {
         table_reader r(c, *t, "server");
         r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "events_max_size", "events_max_age",
                  "events_keep", "log_level", "client_ipv6_prefix", "data_memory_budget", "state_timeout",
-                 "node_name"});
+                 "node_name", "io_threads"});
         r.str("hostname", c.server.hostname);
+        r.integer("io_threads", c.server.io_threads, 0, 256);
         r.str("node_name", c.server.node_name);
         r.integer("client_ipv6_prefix", c.server.client_ipv6_prefix, 32, 128);
         read_size(c, r, "data_memory_budget", "server.data_memory_budget", c.server.data_memory_budget, 1 << 20);

@@ -706,8 +706,8 @@ int main(int argc, char** argv) {
 
     delivery.start();
     if (tls_reports) tls_reports->start();
-    spdlog::info("ricochetd started (hostname {}, pid {})", cfg.server.hostname, ::getpid());
-    unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    unsigned n = io_threads_for(cfg, std::thread::hardware_concurrency());
+    spdlog::info("ricochetd started (hostname {}, pid {}, {} I/O thread(s))", cfg.server.hostname, ::getpid(), n);
     std::vector<std::thread> threads;
     for (unsigned i = 1; i < n; ++i) threads.emplace_back([&] { io.run(); });
     io.run();

@@ -6,6 +6,7 @@ import os
 import re
 import smtplib
 import subprocess
+import threading
 import unittest
 
 from harness import Daemon, delivery_config, free_port, message, wait_for, wait_listening
@@ -202,6 +203,45 @@ class SmtpSink(unittest.TestCase):
                 for i in range(20):
                     submit(d, ["user%d@example.net" % i], seq=i)
                 wait_for(lambda: len(events(d, "delivered")) == 20, what="20 delivered")
+                wait_for(lambda: d.queue_ids() == [], what="empty queue")
+            finally:
+                d.cleanup()
+        finally:
+            sink.terminate()
+            sink.wait()
+
+
+    def test_several_io_threads_relay_concurrent_clients_to_smtp_sink(self):
+        # server.io_threads: on a 2-core machine the default is one thread,
+        # so several are run here on purpose (sessions and deliveries then
+        # run on any of them at once).
+        port = free_port()
+        sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "-c", "127.0.0.1:%d" % port, "100"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_listening("127.0.0.1", port)
+            d = Daemon(extra_config=delivery_config({"example.net": ("127.0.0.1", port)}),
+                       server_extra="io_threads = 4").start()
+            try:
+                self.assertIn("4 I/O thread(s)", d.log())
+                errors = []
+
+                def client(c):
+                    try:
+                        with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
+                            for i in range(50):
+                                s.sendmail("sender@example.com", ["user%d-%d@example.net" % (c, i)],
+                                           message(c * 100 + i))
+                    except Exception as e:  # reported below
+                        errors.append(repr(e))
+                threads = [threading.Thread(target=client, args=(c,)) for c in range(6)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                self.assertEqual(errors, [])
+                wait_for(lambda: len(events(d, "delivered")) == 300, what="300 delivered")
+                self.assertEqual(len({e["recipient"] for e in events(d, "delivered")}), 300)
                 wait_for(lambda: d.queue_ids() == [], what="empty queue")
             finally:
                 d.cleanup()
