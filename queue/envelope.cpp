@@ -67,7 +67,10 @@ std::string encode_envelope(const envelope& env, std::uint32_t content_crc) {
 file_seal check_seal(std::string_view file) {
     std::size_t hs = 0;
     auto env = decode_envelope(file, hs);
-    if (!env) return file_seal::broken;
+    return env ? check_seal(file, *env, hs) : file_seal::broken;
+}
+
+file_seal check_seal(std::string_view file, const envelope& env, std::size_t hs) {
     if (!file.starts_with(magic_checked)) return file_seal::none;
     // The check line is the last before "end".
     std::string_view head = file.substr(0, hs - 4);  // up to and with the '\n' before "end"
@@ -79,7 +82,7 @@ file_seal check_seal(std::string_view file) {
     auto hex = last.substr(6);
     auto [p, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), want, 16);
     if (ec != std::errc() || p != hex.data() + hex.size() || hex.size() != 8) return file_seal::broken;
-    if (file.size() - hs != env->content_size) return file_seal::broken;
+    if (file.size() - hs != env.content_size) return file_seal::broken;
     auto crc = crc32_z(0, reinterpret_cast<const Bytef*>(file.data()), start);
     crc = crc32_z(crc, reinterpret_cast<const Bytef*>(file.data() + hs), file.size() - hs);
     return (crc & 0xffffffffUL) == want ? file_seal::intact : file_seal::broken;

@@ -47,6 +47,9 @@ enum class file_seal {
 };
 // Checks a whole queue file against its check line.
 file_seal check_seal(std::string_view file);
+// The same for a file whose header block the caller has decoded already
+// (env and header_size from decode_envelope): the block is not parsed twice.
+file_seal check_seal(std::string_view file, const envelope& env, std::size_t header_size);
 
 // Parses the header block at the start of `file`. On success returns the
 // envelope and sets header_size to the offset where the content starts.

@@ -485,7 +485,7 @@ recovery_report spool::recover() {
             }
             std::size_t hs = 0;
             auto env = decode_envelope(file, hs);
-            auto seal = check_seal(file);
+            auto seal = env ? check_seal(file, *env, hs) : file_seal::broken;
             if (env && env->id != e.id && seal != file_seal::broken) {
                 // A finished message's file caught being reused by a crash
                 // (its rename to free/ lost, or the new message's data not on
@@ -600,7 +600,7 @@ std::error_code spool::read_message(std::string_view id, queue_state s, envelope
     // queue/README.md). Nor is a file whose check line does not match (an
     // operator may have moved it out of active/ before its commit's syncfs,
     // which a power loss then cut off). Treated as a file that does not decode.
-    if (!e || all.size() - hs != e->content_size || e->id != id || check_seal(all) == file_seal::broken)
+    if (!e || all.size() - hs != e->content_size || e->id != id || check_seal(all, *e, hs) == file_seal::broken)
         return std::make_error_code(std::errc::illegal_byte_sequence);
     env = std::move(*e);
     content.assign(all, hs);
