@@ -120,7 +120,11 @@ void recorder::loop() {
                 continue;
             }
             if (queue_.empty()) {
-                urgent_ = false;  // a flush() while the posts it waits for were being applied
+                // Not reached today (publish() queues with urgent_, flush()
+                // sets it only while lazy posts wait); kept so that a future
+                // wake-up with nothing queued cannot end the thread, which a
+                // first version of flush() did (see the recorder tests).
+                urgent_ = false;
                 if (!stopping_) continue;
                 lk.unlock();  // stopping, and everything is applied
                 if (dirty) sync_now();
