@@ -11,7 +11,7 @@ import smtplib
 import time
 import unittest
 
-from harness import Daemon, delivery_config, wait_for
+from harness import Daemon, delivery_config, sanitized, wait_for
 from sink import Sink
 from test_http_api import call, metric, metrics
 
@@ -38,6 +38,10 @@ def dest_state(d, key, ip="system"):
 
 
 class Pace(unittest.TestCase):
+    # Two minutes of clock: measured in the main pass. The sanitized pass
+    # (scripts/test.sh) looks for memory errors, which Adaptive and Pools
+    # drive through the same shaping code in seconds.
+    @unittest.skipIf(sanitized(), "a two-minute pace measurement: the unsanitized pass runs it")
     def test_sixty_a_minute_holds_within_ten_percent_over_two_minutes(self):
         sink = Sink()
         self.addCleanup(sink.close)
