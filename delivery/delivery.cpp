@@ -109,6 +109,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     shaper* shape = nullptr;                                 // limits, source IPs, adaptive rates
     static constexpr std::int64_t max_shaping_wait_ms = 30000;  // longer: the message waits in deferred/
     std::unique_ptr<asio::thread_pool> signing;              // DKIM signatures, off the strand
+    // The spool calls that wait for the disk (a deferral's status sync and
+    // move, a hold, a quarantine): off the strand, so one deferral's few
+    // milliseconds of fsync hold up neither the other deliveries nor the I/O
+    // thread the strand runs on (and its SMTP sessions). Several threads: the
+    // file system's journal commits their syncs together in a mass deferral.
+    asio::thread_pool syncs{sync_threads};
+    static constexpr unsigned sync_threads = 4;
     asio::steady_timer wakeup;
     bool stopping = false, woken = false;
     std::atomic<unsigned> inflight{0};
@@ -228,6 +235,16 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     // The fields on top of recipient idx's copy: List-Unsubscribe, Feedback-ID
     // and the DKIM signatures (RSA costs about a millisecond: on the signing
     // pool, so the strand goes on with other messages meanwhile).
+    // Runs f (a spool call returning std::error_code) on the sync threads;
+    // resumes on the strand with its result.
+    template <class F>
+    awaitable<std::error_code> on_sync_thread(F f) {
+        auto start = [this, f = std::move(f)](auto done) mutable {
+            asio::post(syncs, [f, done = std::move(done)]() mutable { done(f()); });
+        };
+        co_return co_await async_from_callback<void(std::error_code)>(std::move(start), asio::use_awaitable);
+    }
+
     awaitable<std::string> head_for(const outgoing::prepared& prep, const queue::envelope& env, std::size_t idx) {
         if (!outgo) co_return std::string();
         if (!signing || prep.dkim.entries.empty()) co_return outgo->head(prep, env, env.recipients[idx], now_ms() / 1000);
@@ -723,20 +740,27 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         return retry_for(cfg, queue::recipient_domain(env.recipients[idx]));
     }
 
-    // Makes decisions durable (status file first), then tells the world.
-    // durable = false when the message is about to be removed anyway: its
-    // status file would be written, synced and deleted in the same breath
-    // (the hot path of every delivered message; at worst a crash in between
-    // repeats a delivery, as any MTA's at-least-once promise allows).
-    bool record(const std::string& id, const queue::envelope& env, std::vector<queue::recipient_status>& status,
-                const std::vector<std::pair<std::size_t, queue::recipient_status>>& updates, std::int64_t now,
-                bool durable = true) {
-        if (updates.empty()) return true;
-        if (auto ec = durable ? spool.append_status(id, updates) : std::error_code()) {
+    // Makes decisions durable (status file first, synced on the sync
+    // threads), then tells the world. durable = false when the message is
+    // about to be removed anyway: its status file would be written, synced
+    // and deleted in the same breath (the hot path of every delivered
+    // message; at worst a crash in between repeats a delivery, as any MTA's
+    // at-least-once promise allows).
+    awaitable<bool> record(const std::string& id, const queue::envelope& env,
+                           std::vector<queue::recipient_status>& status,
+                           const std::vector<std::pair<std::size_t, queue::recipient_status>>& updates,
+                           std::int64_t now, bool durable = true) {
+        if (updates.empty()) co_return true;
+        std::error_code ec;
+        if (durable) {
+            auto op = on_sync_thread([this, &id, &updates] { return spool.append_status(id, updates); });
+            ec = co_await std::move(op);
+        }
+        if (ec) {
             // Not recorded: tried again later, which may repeat a delivery but
             // never loses a decision or the mail.
             log()->error("{}: cannot record recipient status: {}; retried in 60 s", id, ec.message());
-            return false;
+            co_return false;
         }
         std::vector<events::event> evs;
         for (auto& [idx, rs] : updates) {
@@ -754,7 +778,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         // Nobody waits on an outcome: it may share the next group commit's
         // transaction (publish_lazily).
         publisher.publish_lazily(std::move(evs));
-        return true;
+        co_return true;
     }
 
     // Resumes once every decision posted so far is in the state store,
@@ -803,7 +827,9 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         if ((ec = spool.read_message(id, *st, env, content))) {
             if (ec == std::errc::illegal_byte_sequence) {
                 // Written whole once, unreadable now (a disk fault): kept for a human.
-                auto qec = spool.quarantine(id, *st);
+                auto state = *st;
+                auto op = on_sync_thread([this, &id, state] { return spool.quarantine(id, state); });
+                auto qec = co_await std::move(op);
                 log()->error("{}: queue file in {}/ does not decode; moved to corrupt/{}", id, queue::to_string(*st),
                              qec ? " failed: " + qec.message() : "");
                 if (qec) due.add(id, now + 60000);
@@ -849,7 +875,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 by_domain[queue::recipient_domain(env.recipients[i])].push_back(i);
             }
         }
-        if (!record(id, env, status, expired, now)) {
+        bool recorded = co_await record(id, env, status, expired, now);
+        if (!recorded) {
             due.add(id, now + 60000);
             co_return;
         }
@@ -884,7 +911,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
                 auto after = status;
                 for (auto& [i, rs] : updates) after[i] = rs;
                 bool all_final = std::all_of(after.begin(), after.end(), [](auto& r) { return r.final(); });
-                if (!record(id, env, status, updates, t, !all_final)) {
+                bool stored = co_await record(id, env, status, updates, t, !all_final);
+                if (!stored) {
                     due.add(id, t + 60000);
                     co_return;
                 }
@@ -922,7 +950,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             // The pause holds its scope's queue; a message accepted just before
             // the pause and missed by that sweep is held here, not retried
             // (and refused) every interval until the operator resumes.
-            if (auto mec = spool.move(id, *where, queue::queue_state::hold)) {
+            auto from = *where;
+            auto op = on_sync_thread([this, &id, from] { return spool.move(id, from, queue::queue_state::hold); });
+            auto mec = co_await std::move(op);
+            if (mec) {
                 log()->error("{}: cannot hold: {}", id, mec.message());
             } else {
                 log()->info("{}: campaign paused: held", id);
@@ -935,7 +966,10 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             }
         }
         if (*where != queue::queue_state::hold) {
-            if (auto dec = spool.defer(id, *where, next)) log()->error("{}: cannot defer: {}", id, dec.message());
+            auto from = *where;
+            auto op = on_sync_thread([this, &id, from, next] { return spool.defer(id, from, next); });
+            auto dec = co_await std::move(op);
+            if (dec) log()->error("{}: cannot defer: {}", id, dec.message());
         }
         due.add(id, next);
     }

@@ -30,6 +30,12 @@
 // the old content (zeros where there was none), as when writeback had
 // written some of a file's pages and not others.
 //
+// RICOCHET_FAULT_STALL=S with RICOCHET_FAULT_GATE=G is a slow disk
+// instead: an fsync or fdatasync of a path under RICOCHET_FAULT_DIR that
+// contains S waits while the file G exists, then goes on (and succeeds). It
+// creates G.stalled when it starts waiting, so a test knows the daemon is
+// inside that sync. Neither counted nor failed.
+//
 // The real functions are looked up once each (a function-local static,
 // which is thread-safe); a change to a followed file holds the shim's lock
 // for its whole call, so a crash never races one.
@@ -46,6 +52,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <dirent.h>
@@ -71,6 +78,8 @@ std::atomic<bool> g_armed{false};
 std::atomic<long> g_count{0};
 bool g_crash = false;
 long g_torn = 0;
+char g_stall[256];
+char g_gate[4096];
 pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 // (device, inode) -> the file's content at its last sync, for files changed since.
 std::map<std::pair<dev_t, ino_t>, std::string>* g_copies = nullptr;
@@ -89,6 +98,8 @@ __attribute__((constructor)) void init() {
     if (const char* s = getenv("RICOCHET_FAULT_STICKY")) g_sticky = atoi(s) == 1;
     if (const char* c = getenv("RICOCHET_FAULT_CRASH")) g_crash = atoi(c) == 1;
     if (const char* t = getenv("RICOCHET_FAULT_TORN")) g_torn = atol(t);
+    if (const char* st = getenv("RICOCHET_FAULT_STALL")) snprintf(g_stall, sizeof g_stall, "%s", st);
+    if (const char* g = getenv("RICOCHET_FAULT_GATE")) snprintf(g_gate, sizeof g_gate, "%s", g);
     if (g_crash) g_copies = new std::map<std::pair<dev_t, ino_t>, std::string>();
     if (const char* t = getenv("RICOCHET_FAULT_TRACE"))
         g_trace = static_cast<int>(syscall(SYS_openat, AT_FDCWD, t, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
@@ -96,6 +107,18 @@ __attribute__((constructor)) void init() {
 
 bool under_dir(const char* path) {
     return g_dir_len > 0 && strncmp(path, g_dir, g_dir_len) == 0 && (path[g_dir_len] == '/' || path[g_dir_len] == 0);
+}
+
+// The slow disk: waits while the gate file exists (see the top).
+void stall_if_gated(const char* path) {
+    if (!g_stall[0] || !g_gate[0] || !under_dir(path) || !strstr(path, g_stall)) return;
+    if (access(g_gate, F_OK) != 0) return;
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s.stalled", g_gate);
+    int m = static_cast<int>(syscall(SYS_openat, AT_FDCWD, marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    if (m >= 0) close(m);
+    timespec tick{0, 5000000};
+    while (access(g_gate, F_OK) == 0) nanosleep(&tick, nullptr);
 }
 
 void fd_path(int fd, char* out, std::size_t n) {
@@ -324,11 +347,13 @@ ssize_t copy_file_range(int in, off64_t* in_off, int out, off64_t* out_off, size
 int fsync(int fd) {
     static auto f = real<int (*)(int)>("fsync");
     fd_call c("fsync", fd, true);
+    if (!c.fail) stall_if_gated(c.p);
     return c.fail ? -1 : c.done(f(fd));
 }
 int fdatasync(int fd) {
     static auto f = real<int (*)(int)>("fdatasync");
     fd_call c("fdatasync", fd, true);
+    if (!c.fail) stall_if_gated(c.p);
     return c.fail ? -1 : c.done(f(fd));
 }
 int syncfs(int fd) {

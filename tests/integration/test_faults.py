@@ -20,6 +20,10 @@ calls; RICOCHET_FAULT_EVERY=1 takes all K):
   restart                 start-up with queued, deferred, finished (free/)
                           and unacknowledged (incoming/) files, then a flush
 
+A slow disk (the shim's gate): while a deferral's status sync waits, the
+daemon's only I/O thread goes on greeting, accepting and delivering other
+mail, and the deferral completes once the disk answers.
+
 ENOSPC is also tried at each spool call of the submission and delivery,
 with a finished file in free/ (which the commit drops to make room).
 
@@ -224,6 +228,39 @@ def sweep(test, count_run, one_run):
     if moved:
         print("\n%d of %d failure points hit another call than in the counting run" % (moved, len(results)))
     return len(lines), results
+
+
+class SlowDisk(unittest.TestCase):
+    def test_a_deferral_waiting_on_its_status_sync_holds_up_no_other_mail(self):
+        sink = Sink()
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1h", max_age="3h"),
+                   server_extra="io_threads = 1")
+        self.addCleanup(d.cleanup)
+        gate = os.path.join(d.dir, "disk.gate")
+        open(gate, "w").close()
+        d.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=d.dir, RICOCHET_FAULT_STALL="/spool/status/",
+                     RICOCHET_FAULT_GATE=gate,
+                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        d.start()
+        self.assertEqual(transaction(d.port, "news@example.com", ["tempfail-1@sink.test"], body("slow")), (250, ""))
+        wait_for(lambda: os.path.exists(gate + ".stalled"), what="the deferral inside its status sync")
+        # Meanwhile, on the same (only) I/O thread: a new session is greeted,
+        # its message accepted and delivered.
+        self.assertEqual(transaction(d.port, "news@example.com", ["ok-1@sink.test"], body("fast")), (250, ""))
+        wait_for(lambda: sink.received("ok-1"), what="the other message delivered")
+        self.assertEqual([e for e in d.events() if e["type"] == "deferred"], [], "not before its status is synced")
+        slow = [i for i in d.queue_ids() if i not in d.queue_ids("deferred")]
+        self.assertEqual(len(slow), 1, "the deferred message waits in active/")
+        os.unlink(gate)  # the disk answers
+        ev = wait_for(lambda: [e for e in d.events() if e["type"] == "deferred"], what="the deferral")[0]
+        self.assertEqual((ev["recipient"], ev["code"]), ("tempfail-1@sink.test", 451))
+        wait_for(lambda: d.queue_ids("deferred") == slow, what="the message in deferred/")
+        with open(os.path.join(d.spool, "status", slow[0])) as f:
+            self.assertIn("\tdeferred\t1\t", f.read())
+        d.proc.terminate()
+        self.assertEqual(d.proc.wait(timeout=20), 0)
+        d.check_sanitizers()
 
 
 class SubmissionAndDelivery(unittest.TestCase):
