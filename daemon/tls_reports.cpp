@@ -32,6 +32,7 @@ struct tls_report_sender::impl : std::enable_shared_from_this<impl> {
     std::string contact;
     bool stopped = false, sending = false;
     std::int64_t next_send_ms = 0;
+    asio::thread_pool disk{1};  // the minute's flush (two syncs): not on an I/O thread
 
     impl(asio::io_context& io, const config& c, queue::spool& s, tls::tls_reporter& r)
         : strand(asio::make_strand(io)), cfg(c), spool(s), counts(r),
@@ -43,7 +44,13 @@ struct tls_report_sender::impl : std::enable_shared_from_this<impl> {
         auto self = shared_from_this();
         while (!stopped) {
             auto now = now_ms();
-            counts.flush(now);
+            auto start = [this, now](auto done) {
+                asio::post(disk, [this, now, done = std::move(done)]() mutable {
+                    counts.flush(now);
+                    done();
+                });
+            };
+            co_await smtp::async_from_callback<void()>(std::move(start), asio::use_awaitable);
             if (now >= next_send_ms) {
                 for (auto& day : counts.pending_days()) {
                     if (stopped) break;

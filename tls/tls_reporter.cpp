@@ -59,15 +59,23 @@ void tls_reporter::write(const std::string& day, const day_counts& c, const std:
 }
 
 void tls_reporter::flush(std::int64_t now_ms) {
-    std::lock_guard lk(mu_);
-    if (dirty_) write(today_.day(), today_, today_reported_);
-    dirty_ = false;
-    auto day = utc_day(now_ms);
-    if (day != today_.day()) {
-        today_ = day_counts(day);
-        today_reported_.clear();
-        last_.clear();
+    // The counts' lock only for a copy: delivery's record() takes it at
+    // every TLS session, and the write below syncs twice. write_mu_ keeps
+    // the writes in the order of their copies.
+    std::lock_guard wl(write_mu_);
+    std::optional<std::pair<std::string, std::pair<day_counts, std::set<std::string>>>> copy;
+    {
+        std::lock_guard lk(mu_);
+        if (dirty_) copy.emplace(today_.day(), std::make_pair(today_, today_reported_));
+        dirty_ = false;
+        auto day = utc_day(now_ms);
+        if (day != today_.day()) {
+            today_ = day_counts(day);
+            today_reported_.clear();
+            last_.clear();
+        }
     }
+    if (copy) write(copy->first, copy->second.first, copy->second.second);
 }
 
 nlohmann::json tls_reporter::show(const std::string& domain) const {
@@ -125,6 +133,7 @@ std::optional<day_counts> tls_reporter::read_file(const std::string& day, std::s
 }
 
 void tls_reporter::save_reported(const std::string& day, const day_counts& counts, const std::set<std::string>& reported) {
+    std::lock_guard wl(write_mu_);
     std::lock_guard lk(mu_);
     if (day == today_.day()) {
         // Today's counts go on growing: only the reported set is taken.
@@ -138,6 +147,7 @@ void tls_reporter::save_reported(const std::string& day, const day_counts& count
 
 void tls_reporter::finish_day(const std::string& day) {
     if (dir_.empty() || day == today()) return;
+    std::lock_guard wl(write_mu_);
     std::error_code ec;
     std::filesystem::remove(file_of(day), ec);
 }

@@ -51,6 +51,7 @@ private:
 
     std::filesystem::path dir_;
     mutable std::mutex mu_;
+    std::mutex write_mu_;  // one writer of the day files at a time (taken before mu_)
     day_counts today_;
     std::set<std::string> today_reported_;
     bool dirty_ = false;  // today's counts changed since they were written
