@@ -168,14 +168,15 @@ TEST(Config, SizesAndRetention) {
         EXPECT_FALSE(load_config_text(bad, "t.toml", c, err)) << bad;
 }
 
-TEST(Config, IoThreadsDefaultToOnePerCore) {
+TEST(Config, IoThreadsDefaultToHalfTheCores) {
     config c;
     std::string err;
     EXPECT_EQ(c.server.io_threads, 0u);
     EXPECT_EQ(io_threads_for(c, 0), 1u) << "an unknown core count: one thread";
     EXPECT_EQ(io_threads_for(c, 1), 1u);
-    EXPECT_EQ(io_threads_for(c, 2), 2u);
-    EXPECT_EQ(io_threads_for(c, 8), 8u);
+    EXPECT_EQ(io_threads_for(c, 2), 1u);
+    EXPECT_EQ(io_threads_for(c, 3), 1u);
+    EXPECT_EQ(io_threads_for(c, 8), 4u);
     ASSERT_TRUE(load_config_text("[server]\nio_threads = 3\n", "t.toml", c, err)) << err;
     EXPECT_EQ(io_threads_for(c, 2), 3u) << "a set figure wins";
     for (std::string bad : {"[server]\nio_threads = -1\n", "[server]\nio_threads = 257\n", "[server]\nio_threads = \"2\"\n"})
