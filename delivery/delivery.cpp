@@ -824,7 +824,22 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         queue::envelope env;
         std::string content;
         std::error_code ec;
-        if ((ec = spool.read_message(id, *st, env, content))) {
+        std::vector<queue::recipient_status> status;
+        std::error_code status_ec;
+        auto read = [this, &id, &env, &content, &status, &status_ec, state = *st] {
+            auto e = spool.read_message(id, state, env, content);
+            if (!e) status = spool.read_status(id, env.recipients.size(), status_ec);
+            return e;
+        };
+        if (*st == queue::queue_state::active) {
+            ec = read();  // written moments ago: in the page cache
+        } else {
+            // A retry's file (up to the size limit) may have left the page
+            // cache hours ago: read on the sync threads, not on the strand.
+            auto op = on_sync_thread(read);
+            ec = co_await std::move(op);
+        }
+        if (ec) {
             if (ec == std::errc::illegal_byte_sequence) {
                 // Written whole once, unreadable now (a disk fault): kept for a human.
                 auto state = *st;
@@ -841,9 +856,8 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             }
             co_return;
         }
-        auto status = spool.read_status(id, env.recipients.size(), ec);
-        if (ec) {
-            log()->error("{}: cannot read recipient status: {}; retried in 60 s", id, ec.message());
+        if (status_ec) {
+            log()->error("{}: cannot read recipient status: {}; retried in 60 s", id, status_ec.message());
             due.add(id, now + 60000);
             co_return;
         }

@@ -32,9 +32,10 @@
 //
 // RICOCHET_FAULT_STALL=S with RICOCHET_FAULT_GATE=G is a slow disk
 // instead: an fsync or fdatasync of a path under RICOCHET_FAULT_DIR that
-// contains S waits while the file G exists, then goes on (and succeeds). It
-// creates G.stalled when it starts waiting, so a test knows the daemon is
-// inside that sync. Neither counted nor failed.
+// contains S waits while the file G exists, then goes on (and succeeds); so
+// does an openat of such a path containing RICOCHET_FAULT_STALL_OPEN (a
+// read from a cold disk). It creates G.stalled when it starts waiting, so
+// a test knows the daemon is inside that call. Neither counted nor failed.
 //
 // The real functions are looked up once each (a function-local static,
 // which is thread-safe); a change to a followed file holds the shim's lock
@@ -79,6 +80,7 @@ std::atomic<long> g_count{0};
 bool g_crash = false;
 long g_torn = 0;
 char g_stall[256];
+char g_stall_open[256];
 char g_gate[4096];
 pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 // (device, inode) -> the file's content at its last sync, for files changed since.
@@ -99,6 +101,7 @@ __attribute__((constructor)) void init() {
     if (const char* c = getenv("RICOCHET_FAULT_CRASH")) g_crash = atoi(c) == 1;
     if (const char* t = getenv("RICOCHET_FAULT_TORN")) g_torn = atol(t);
     if (const char* st = getenv("RICOCHET_FAULT_STALL")) snprintf(g_stall, sizeof g_stall, "%s", st);
+    if (const char* so = getenv("RICOCHET_FAULT_STALL_OPEN")) snprintf(g_stall_open, sizeof g_stall_open, "%s", so);
     if (const char* g = getenv("RICOCHET_FAULT_GATE")) snprintf(g_gate, sizeof g_gate, "%s", g);
     if (g_crash) g_copies = new std::map<std::pair<dev_t, ino_t>, std::string>();
     if (const char* t = getenv("RICOCHET_FAULT_TRACE"))
@@ -110,8 +113,8 @@ bool under_dir(const char* path) {
 }
 
 // The slow disk: waits while the gate file exists (see the top).
-void stall_if_gated(const char* path) {
-    if (!g_stall[0] || !g_gate[0] || !under_dir(path) || !strstr(path, g_stall)) return;
+void stall_if_gated(const char* path, const char* part = g_stall) {
+    if (!part[0] || !g_gate[0] || !under_dir(path) || !strstr(path, part)) return;
     if (access(g_gate, F_OK) != 0) return;
     char marker[4200];
     snprintf(marker, sizeof marker, "%s.stalled", g_gate);
@@ -343,6 +346,22 @@ ssize_t copy_file_range(int in, off64_t* in_off, int out, off64_t* out_off, size
     static auto f = real<ssize_t (*)(int, off64_t*, int, off64_t*, size_t, unsigned)>("copy_file_range");
     fd_call c("copy_file_range", out);
     return c.fail ? -1 : f(in, in_off, out, out_off, n, flags);
+}
+int openat(int dirfd, const char* path, int flags, ...) {
+    static auto f = real<int (*)(int, const char*, int, ...)>("openat");
+    mode_t mode = 0;
+    if (flags & (O_CREAT | O_TMPFILE)) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = static_cast<mode_t>(va_arg(ap, int));
+        va_end(ap);
+    }
+    if (g_stall_open[0] && g_dir_len > 0) {
+        char p[4096];
+        at_path(dirfd, path, p, sizeof p);
+        stall_if_gated(p, g_stall_open);
+    }
+    return f(dirfd, path, flags, mode);
 }
 int fsync(int fd) {
     static auto f = real<int (*)(int)>("fsync");

@@ -20,9 +20,10 @@ calls; RICOCHET_FAULT_EVERY=1 takes all K):
   restart                 start-up with queued, deferred, finished (free/)
                           and unacknowledged (incoming/) files, then a flush
 
-A slow disk (the shim's gate): while a deferral's status sync waits, the
-daemon's only I/O thread goes on greeting, accepting and delivering other
-mail, and the deferral completes once the disk answers.
+A slow disk (the shim's gate): while a deferral's status sync waits, or a
+retry's read of its file, the daemon's only I/O thread goes on greeting,
+accepting and delivering other mail, and the deferral (the retry)
+completes once the disk answers.
 
 ENOSPC is also tried at each spool call of the submission and delivery,
 with a finished file in free/ (which the commit drops to make room).
@@ -258,6 +259,31 @@ class SlowDisk(unittest.TestCase):
         wait_for(lambda: d.queue_ids("deferred") == slow, what="the message in deferred/")
         with open(os.path.join(d.spool, "status", slow[0])) as f:
             self.assertIn("\tdeferred\t1\t", f.read())
+        d.proc.terminate()
+        self.assertEqual(d.proc.wait(timeout=20), 0)
+        d.check_sanitizers()
+
+    def test_a_retry_reading_its_file_from_a_slow_disk_holds_up_no_other_mail(self):
+        sink = Sink()
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1s"),
+                   server_extra="io_threads = 1")
+        self.addCleanup(d.cleanup)
+        gate = os.path.join(d.dir, "disk.gate")
+        d.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=d.dir, RICOCHET_FAULT_STALL_OPEN="/spool/deferred/",
+                     RICOCHET_FAULT_GATE=gate,
+                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        d.start()
+        self.assertEqual(transaction(d.port, "news@example.com", ["tempfail-1@sink.test"], body("cold")), (250, ""))
+        wait_for(lambda: d.queue_ids("deferred"), what="the first deferral")
+        open(gate, "w").close()  # from now on, opening a file in deferred/ waits
+        wait_for(lambda: os.path.exists(gate + ".stalled"), what="the retry reading its file")
+        self.assertEqual(transaction(d.port, "news@example.com", ["ok-1@sink.test"], body("warm")), (250, ""))
+        wait_for(lambda: sink.received("ok-1"), what="the other message delivered")
+        attempts = lambda: [e["attempt"] for e in d.events() if e["type"] == "deferred"]
+        self.assertEqual(attempts(), [1], "the retry waits on the disk")
+        os.unlink(gate)
+        wait_for(lambda: 2 in attempts(), what="the retry made once the disk answers")
         d.proc.terminate()
         self.assertEqual(d.proc.wait(timeout=20), 0)
         d.check_sanitizers()
