@@ -151,7 +151,9 @@ struct tls_report_sender::impl : std::enable_shared_from_this<impl> {
 tls_report_sender::tls_report_sender(asio::io_context& io, const config& cfg, queue::spool& spool, tls::tls_reporter& counts)
     : impl_(std::make_shared<impl>(io, cfg, spool, counts)) {}
 
-tls_report_sender::~tls_report_sender() = default;
+tls_report_sender::~tls_report_sender() {
+    impl_->disk.join();  // before the io_context goes: a flush running posts its end to the strand
+}
 
 void tls_report_sender::start() {
     asio::co_spawn(impl_->strand, impl_->loop(), [](std::exception_ptr e) {

@@ -110,7 +110,7 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     static constexpr std::int64_t max_shaping_wait_ms = 30000;  // longer: the message waits in deferred/
     std::unique_ptr<asio::thread_pool> signing;              // DKIM signatures, off the strand
     // The spool calls that wait for the disk (a deferral's status sync and
-    // move, a hold, a quarantine): off the strand, so one deferral's few
+    // move, a hold, a quarantine, a retry's read of its file): off the strand, so one deferral's few
     // milliseconds of fsync hold up neither the other deliveries nor the I/O
     // thread the strand runs on (and its SMTP sessions). Several threads: the
     // file system's journal commits their syncs together in a mass deferral.
@@ -817,16 +817,20 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         auto st = spool.locate(id);
         if (!st) co_return;  // delivered, bounced or deleted meanwhile
         auto now = now_ms();
-        if (*st == queue::queue_state::deferred) {
-            // A stale schedule entry (e.g. from before a hold/release): not due yet.
-            if (auto m = spool.mtime_ms(id, *st); m && *m > now + 1000) co_return;
-        }
         queue::envelope env;
         std::string content;
         std::error_code ec;
         std::vector<queue::recipient_status> status;
         std::error_code status_ec;
-        auto read = [this, &id, &env, &content, &status, &status_ec, state = *st] {
+        bool not_due = false;
+        auto read = [this, &id, &env, &content, &status, &status_ec, &not_due, now, state = *st] {
+            if (state == queue::queue_state::deferred) {
+                // A stale schedule entry (e.g. from before a hold/release): not due yet.
+                if (auto m = spool.mtime_ms(id, state); m && *m > now + 1000) {
+                    not_due = true;
+                    return std::error_code();
+                }
+            }
             auto e = spool.read_message(id, state, env, content);
             if (!e) status = spool.read_status(id, env.recipients.size(), status_ec);
             return e;
@@ -835,10 +839,13 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             ec = read();  // written moments ago: in the page cache
         } else {
             // A retry's file (up to the size limit) may have left the page
-            // cache hours ago: read on the sync threads, not on the strand.
+            // cache hours ago: its times and content are read on the sync
+            // threads, not on the strand (only locate's look-up of the name
+            // stays here).
             auto op = on_sync_thread(read);
             ec = co_await std::move(op);
         }
+        if (not_due) co_return;
         if (ec) {
             if (ec == std::errc::illegal_byte_sequence) {
                 // Written whole once, unreadable now (a disk fault): kept for a human.
@@ -997,7 +1004,13 @@ delivery_agent::delivery_agent(asio::io_context& io, const config& cfg, queue::s
 
 unsigned delivery_agent::in_flight() const { return impl_->inflight.load(); }
 
-delivery_agent::~delivery_agent() = default;
+delivery_agent::~delivery_agent() {
+    // Before the io_context goes (the daemon destroys this first): a sync or
+    // signing job still running posts its result to the strand, and its
+    // coroutine must not be released on a pool's own thread.
+    impl_->syncs.join();
+    if (impl_->signing) impl_->signing->join();
+}
 
 void delivery_agent::start() { asio::co_spawn(impl_->strand, impl_->dispatcher(), asio::detached); }
 

@@ -23,7 +23,7 @@ calls; RICOCHET_FAULT_EVERY=1 takes all K):
 A slow disk (the shim's gate): while a deferral's status sync waits, or a
 retry's read of its file, the daemon's only I/O thread goes on greeting,
 accepting and delivering other mail, and the deferral (the retry)
-completes once the disk answers.
+completes once the disk answers; a stop waits for such a sync.
 
 ENOSPC is also tried at each spool call of the submission and delivery,
 with a finished file in free/ (which the commit drops to make room).
@@ -251,6 +251,8 @@ class SlowDisk(unittest.TestCase):
         self.assertEqual(transaction(d.port, "news@example.com", ["ok-1@sink.test"], body("fast")), (250, ""))
         wait_for(lambda: sink.received("ok-1"), what="the other message delivered")
         self.assertEqual([e for e in d.events() if e["type"] == "deferred"], [], "not before its status is synced")
+        # (ok-1's file goes once its outcome is recorded, a little after the sink's copy.)
+        wait_for(lambda: len(d.queue_ids()) == 1, what="ok-1's file removed")
         slow = [i for i in d.queue_ids() if i not in d.queue_ids("deferred")]
         self.assertEqual(len(slow), 1, "the deferred message waits in active/")
         os.unlink(gate)  # the disk answers
@@ -262,6 +264,31 @@ class SlowDisk(unittest.TestCase):
         d.proc.terminate()
         self.assertEqual(d.proc.wait(timeout=20), 0)
         d.check_sanitizers()
+
+    def test_a_stop_waits_for_a_status_sync_that_outlives_the_grace_period(self):
+        # SIGTERM while a deferral's status sync hangs: after the 15 s grace
+        # the I/O threads stop, and the daemon then waits for the sync (not
+        # tearing down the spool under it), and exits 0 once it is done.
+        sink = Sink()
+        self.addCleanup(sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1h", max_age="3h"))
+        self.addCleanup(d.cleanup)
+        gate = os.path.join(d.dir, "disk.gate")
+        open(gate, "w").close()
+        d.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=d.dir, RICOCHET_FAULT_STALL="/spool/status/",
+                     RICOCHET_FAULT_GATE=gate,
+                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        d.start()
+        self.assertEqual(transaction(d.port, "news@example.com", ["tempfail-1@sink.test"], body("stuck")), (250, ""))
+        wait_for(lambda: os.path.exists(gate + ".stalled"), what="the deferral inside its status sync")
+        d.proc.terminate()
+        wait_for(lambda: "ricochetd stopped" in d.log(), timeout=40, what="the I/O threads stopped after the grace")
+        self.assertIsNone(d.proc.poll(), "exited with a sync still running")
+        os.unlink(gate)
+        self.assertEqual(d.proc.wait(timeout=20), 0)
+        d.check_sanitizers()
+        with open(os.path.join(d.spool, "status", d.queue_ids()[0])) as f:
+            self.assertIn("\tdeferred\t1\t", f.read(), "the sync that finished after the stop")
 
     def test_a_retry_reading_its_file_from_a_slow_disk_holds_up_no_other_mail(self):
         sink = Sink()
