@@ -232,88 +232,82 @@ def sweep(test, count_run, one_run):
 
 
 class SlowDisk(unittest.TestCase):
-    def test_a_deferral_waiting_on_its_status_sync_holds_up_no_other_mail(self):
-        sink = Sink()
-        self.addCleanup(sink.close)
-        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1h", max_age="3h"),
-                   server_extra="io_threads = 1")
+    def slow_daemon(self, stall, interval="1h", server_extra="io_threads = 1", gate_shut=True):
+        """A daemon under the shim's slow disk: `stall` names the calls and
+        paths that wait while the gate file exists (shut from the start, or
+        when the test creates it)."""
+        self.sink = Sink()
+        self.addCleanup(self.sink.close)
+        d = Daemon(extra_config=delivery_config({"sink.test": (self.sink.host, self.sink.port)}, interval=interval,
+                                                max_age="3h"), server_extra=server_extra)
         self.addCleanup(d.cleanup)
-        gate = os.path.join(d.dir, "disk.gate")
-        open(gate, "w").close()
-        d.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=d.dir, RICOCHET_FAULT_STALL="/spool/status/",
-                     RICOCHET_FAULT_GATE=gate,
-                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        self.gate = os.path.join(d.dir, "disk.gate")
+        if gate_shut:
+            open(self.gate, "w").close()
+        d.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=d.dir, RICOCHET_FAULT_GATE=self.gate,
+                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0", **stall)
         d.start()
+        return d
+
+    def stalled(self, what):
+        wait_for(lambda: os.path.exists(self.gate + ".stalled"), what=what)
+
+    def stop_cleanly(self, d):
+        d.proc.terminate()
+        self.assertEqual(d.proc.wait(timeout=20), 0)
+        d.check_sanitizers()
+
+    def test_a_deferral_waiting_on_its_status_sync_holds_up_no_other_mail(self):
+        d = self.slow_daemon({"RICOCHET_FAULT_STALL": "/spool/status/"})
         self.assertEqual(transaction(d.port, "news@example.com", ["tempfail-1@sink.test"], body("slow")), (250, ""))
-        wait_for(lambda: os.path.exists(gate + ".stalled"), what="the deferral inside its status sync")
+        self.stalled("the deferral inside its status sync")
         # Meanwhile, on the same (only) I/O thread: a new session is greeted,
         # its message accepted and delivered.
         self.assertEqual(transaction(d.port, "news@example.com", ["ok-1@sink.test"], body("fast")), (250, ""))
-        wait_for(lambda: sink.received("ok-1"), what="the other message delivered")
+        wait_for(lambda: self.sink.received("ok-1"), what="the other message delivered")
         self.assertEqual([e for e in d.events() if e["type"] == "deferred"], [], "not before its status is synced")
         # (ok-1's file goes once its outcome is recorded, a little after the sink's copy.)
         wait_for(lambda: len(d.queue_ids()) == 1, what="ok-1's file removed")
         slow = [i for i in d.queue_ids() if i not in d.queue_ids("deferred")]
         self.assertEqual(len(slow), 1, "the deferred message waits in active/")
-        os.unlink(gate)  # the disk answers
+        os.unlink(self.gate)  # the disk answers
         ev = wait_for(lambda: [e for e in d.events() if e["type"] == "deferred"], what="the deferral")[0]
         self.assertEqual((ev["recipient"], ev["code"]), ("tempfail-1@sink.test", 451))
         wait_for(lambda: d.queue_ids("deferred") == slow, what="the message in deferred/")
         with open(os.path.join(d.spool, "status", slow[0])) as f:
             self.assertIn("\tdeferred\t1\t", f.read())
-        d.proc.terminate()
-        self.assertEqual(d.proc.wait(timeout=20), 0)
-        d.check_sanitizers()
+        self.stop_cleanly(d)
 
     def test_a_stop_waits_for_a_status_sync_that_outlives_the_grace_period(self):
         # SIGTERM while a deferral's status sync hangs: after the 15 s grace
         # the I/O threads stop, and the daemon then waits for the sync (not
         # tearing down the spool under it), and exits 0 once it is done.
-        sink = Sink()
-        self.addCleanup(sink.close)
-        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1h", max_age="3h"))
-        self.addCleanup(d.cleanup)
-        gate = os.path.join(d.dir, "disk.gate")
-        open(gate, "w").close()
-        d.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=d.dir, RICOCHET_FAULT_STALL="/spool/status/",
-                     RICOCHET_FAULT_GATE=gate,
-                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
-        d.start()
+        d = self.slow_daemon({"RICOCHET_FAULT_STALL": "/spool/status/"}, server_extra="")
         self.assertEqual(transaction(d.port, "news@example.com", ["tempfail-1@sink.test"], body("stuck")), (250, ""))
-        wait_for(lambda: os.path.exists(gate + ".stalled"), what="the deferral inside its status sync")
+        self.stalled("the deferral inside its status sync")
         d.proc.terminate()
         wait_for(lambda: "ricochetd stopped" in d.log(), timeout=40, what="the I/O threads stopped after the grace")
         self.assertIsNone(d.proc.poll(), "exited with a sync still running")
-        os.unlink(gate)
+        os.unlink(self.gate)
         self.assertEqual(d.proc.wait(timeout=20), 0)
         d.check_sanitizers()
         with open(os.path.join(d.spool, "status", d.queue_ids()[0])) as f:
             self.assertIn("\tdeferred\t1\t", f.read(), "the sync that finished after the stop")
 
     def test_a_retry_reading_its_file_from_a_slow_disk_holds_up_no_other_mail(self):
-        sink = Sink()
-        self.addCleanup(sink.close)
-        d = Daemon(extra_config=delivery_config({"sink.test": (sink.host, sink.port)}, interval="1s"),
-                   server_extra="io_threads = 1")
-        self.addCleanup(d.cleanup)
-        gate = os.path.join(d.dir, "disk.gate")
-        d.env = dict(os.environ, LD_PRELOAD=SHIM, RICOCHET_FAULT_DIR=d.dir, RICOCHET_FAULT_STALL_OPEN="/spool/deferred/",
-                     RICOCHET_FAULT_GATE=gate,
-                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
-        d.start()
+        d = self.slow_daemon({"RICOCHET_FAULT_STALL_OPEN": "/spool/deferred/"}, interval="1s", gate_shut=False)
         self.assertEqual(transaction(d.port, "news@example.com", ["tempfail-1@sink.test"], body("cold")), (250, ""))
         wait_for(lambda: d.queue_ids("deferred"), what="the first deferral")
-        open(gate, "w").close()  # from now on, opening a file in deferred/ waits
-        wait_for(lambda: os.path.exists(gate + ".stalled"), what="the retry reading its file")
-        self.assertEqual(transaction(d.port, "news@example.com", ["ok-1@sink.test"], body("warm")), (250, ""))
-        wait_for(lambda: sink.received("ok-1"), what="the other message delivered")
+        open(self.gate, "w").close()  # from now on, opening a file in deferred/ waits
+        self.stalled("a retry reading its file")
         attempts = lambda: [e["attempt"] for e in d.events() if e["type"] == "deferred"]
-        self.assertEqual(attempts(), [1], "the retry waits on the disk")
-        os.unlink(gate)
-        wait_for(lambda: 2 in attempts(), what="the retry made once the disk answers")
-        d.proc.terminate()
-        self.assertEqual(d.proc.wait(timeout=20), 0)
-        d.check_sanitizers()
+        made = len(attempts())
+        self.assertEqual(transaction(d.port, "news@example.com", ["ok-1@sink.test"], body("warm")), (250, ""))
+        wait_for(lambda: self.sink.received("ok-1"), what="the other message delivered")
+        self.assertEqual(len(attempts()), made, "the retry waits on the disk")
+        os.unlink(self.gate)
+        wait_for(lambda: len(attempts()) > made, what="the retry made once the disk answers")
+        self.stop_cleanly(d)
 
 
 class SubmissionAndDelivery(unittest.TestCase):
