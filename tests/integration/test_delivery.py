@@ -404,7 +404,8 @@ class DestinationBackoff(unittest.TestCase):
         wait_for(lambda: d.log().count("sink.test paused for") >= 5, what="five messages held back by the pause")
         self.assertEqual(sink.received("ok-p"), [], "no attempt while the destination is paused")
         self.assertEqual(sink.seen.get("throttle1@sink.test"), 1)
-        self.assertEqual(sorted(set(ids) & set(d.queue_ids("deferred"))), sorted(ids))
+        # (The move to deferred/ runs on delivery's sync threads, after the log line.)
+        wait_for(lambda: sorted(set(ids) & set(d.queue_ids("deferred"))) == sorted(ids), what="the five in deferred/")
         summary = d.ctl_json("queue", "summary")
         row = [r for r in summary["domains"] if r["domain"] == "sink.test"][0]
         self.assertIn("paused_until", row)
