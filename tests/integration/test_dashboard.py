@@ -67,6 +67,9 @@ class Dashboard(unittest.TestCase):
             return (c.get("spring", {}).get("delivered") == 30 and c["spring"]["hard"] == 3 and
                     c["spring"]["deferred"] == 2 and c.get("autumn", {}).get("delivered") == 12)
         wait_for(settled, timeout=60, what="the traffic delivered, bounced and deferred")
+        # (A finished message's file goes a little after its outcome is counted.)
+        wait_for(lambda: call(cls.d, "GET", "/v1/queue/summary").json["total"]["messages"] == 2,
+                 what="only the two deferred messages queued")
         # One complaint (ARF) about an autumn message, at the bounce listener.
         from test_dsn import ARF
         verp, rcpt = [(m, r) for m, r, _ in cls.sink.received() if r.startswith("okautumn-00")][0]

@@ -420,7 +420,7 @@ class ReturnToSender(unittest.TestCase):
         wait_for(lambda: [e for e in self.d.events() if e["type"] == "bounced"], what="the failure")
         self.settled()
         self.assertEqual(self.sink.received("someone"), [])
-        self.assertIn("removed", self.d.log())
+        wait_for(lambda: "removed" in self.d.log(), what="the log line after the removal")
 
     def test_a_later_bounce_goes_back_to_the_sender_once(self):
         self.submit("ok-origin@sink.test", ["ok-later@sink.test"], 7)

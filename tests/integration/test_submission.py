@@ -383,6 +383,7 @@ class Ctl(unittest.TestCase):
         self.assertEqual(self.d.ctl("queue", "frobnicate", check=False).returncode, 2)
 
         # daemon stopped: listings and changes still work, on the spool directly
+        wait_for(lambda: self.d.queue_ids("deferred") == [c], what="c deferred by its delivery attempt")
         self.d.stop()
         self.assertEqual(sorted(self.d.queue_ids()), sorted([b, c]))
         self.assertEqual(self.d.ctl_json("queue", "show", b)["state"], "hold")
