@@ -44,13 +44,7 @@ struct tls_report_sender::impl : std::enable_shared_from_this<impl> {
         auto self = shared_from_this();
         while (!stopped) {
             auto now = now_ms();
-            auto start = [this, now](auto done) {
-                asio::post(disk, [this, now, done = std::move(done)]() mutable {
-                    counts.flush(now);
-                    done();
-                });
-            };
-            co_await smtp::async_from_callback<void()>(std::move(start), asio::use_awaitable);
+            co_await smtp::async_run_on<void()>(disk, [this, now] { counts.flush(now); }, asio::use_awaitable);
             if (now >= next_send_ms) {
                 for (auto& day : counts.pending_days()) {
                     if (stopped) break;

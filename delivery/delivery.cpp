@@ -52,6 +52,7 @@ using asio::awaitable;
 using bounce::smtp_reply;
 using smtp::async_commit;
 using smtp::async_from_callback;
+using smtp::async_run_on;
 constexpr auto as_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
@@ -110,10 +111,11 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
     static constexpr std::int64_t max_shaping_wait_ms = 30000;  // longer: the message waits in deferred/
     std::unique_ptr<asio::thread_pool> signing;              // DKIM signatures, off the strand
     // The spool calls that wait for the disk (a deferral's status sync and
-    // move, a hold, a quarantine, a retry's read of its file): off the strand, so one deferral's few
-    // milliseconds of fsync hold up neither the other deliveries nor the I/O
-    // thread the strand runs on (and its SMTP sessions). Several threads: the
-    // file system's journal commits their syncs together in a mass deferral.
+    // move, a hold, a quarantine, a retry's read of its file): off the
+    // strand, so one deferral's few milliseconds of fsync hold up neither
+    // the other deliveries nor the I/O thread the strand runs on (and its
+    // SMTP sessions). Several threads: the file system's journal commits
+    // their syncs together in a mass deferral.
     asio::thread_pool syncs{sync_threads};
     static constexpr unsigned sync_threads = 4;
     asio::steady_timer wakeup;
@@ -232,28 +234,21 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
         std::string mx;
     };
 
-    // The fields on top of recipient idx's copy: List-Unsubscribe, Feedback-ID
-    // and the DKIM signatures (RSA costs about a millisecond: on the signing
-    // pool, so the strand goes on with other messages meanwhile).
     // Runs f (a spool call returning std::error_code) on the sync threads;
     // resumes on the strand with its result.
     template <class F>
     awaitable<std::error_code> on_sync_thread(F f) {
-        auto start = [this, f = std::move(f)](auto done) mutable {
-            asio::post(syncs, [f, done = std::move(done)]() mutable { done(f()); });
-        };
-        co_return co_await async_from_callback<void(std::error_code)>(std::move(start), asio::use_awaitable);
+        return async_run_on<void(std::error_code)>(syncs, std::move(f), asio::use_awaitable);
     }
 
+    // The fields on top of recipient idx's copy: List-Unsubscribe, Feedback-ID
+    // and the DKIM signatures (RSA costs about a millisecond: on the signing
+    // pool, so the strand goes on with other messages meanwhile).
     awaitable<std::string> head_for(const outgoing::prepared& prep, const queue::envelope& env, std::size_t idx) {
         if (!outgo) co_return std::string();
         if (!signing || prep.dkim.entries.empty()) co_return outgo->head(prep, env, env.recipients[idx], now_ms() / 1000);
-        auto start = [this, &prep, &env, idx](auto done) {
-            asio::post(*signing, [this, &prep, &env, idx, done = std::move(done)]() mutable {
-                done(outgo->head(prep, env, env.recipients[idx], now_ms() / 1000));
-            });
-        };
-        co_return co_await async_from_callback<void(std::string)>(std::move(start), asio::use_awaitable);
+        auto sign = [this, &prep, &env, idx] { return outgo->head(prep, env, env.recipients[idx], now_ms() / 1000); };
+        co_return co_await async_run_on<void(std::string)>(*signing, std::move(sign), asio::use_awaitable);
     }
 
     // What the domain's MTA-STS policy asks (RFC 8461 5): under enforce only

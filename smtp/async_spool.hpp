@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include "queue/spool.hpp"
@@ -29,6 +30,25 @@ auto async_from_callback(Start start, Token&& token) {
             });
         },
         token);
+}
+
+// Runs f() on `pool` (threads for work that would hold up an I/O thread:
+// a sync, a signature) and completes on the caller's executor with what f
+// returned: Signature is void(R), or void() for an f that returns nothing.
+template <class Signature, class F, class Token>
+auto async_run_on(boost::asio::thread_pool& pool, F f, Token&& token) {
+    return async_from_callback<Signature>(
+        [&pool, f = std::move(f)](auto done) mutable {
+            boost::asio::post(pool, [f, done = std::move(done)]() mutable {
+                if constexpr (std::is_void_v<decltype(f())>) {
+                    f();
+                    done();
+                } else {
+                    done(f());
+                }
+            });
+        },
+        std::forward<Token>(token));
 }
 
 // spool::submit: completes once the group commit made the message durable

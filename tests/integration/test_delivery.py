@@ -192,62 +192,51 @@ class Delivery(unittest.TestCase):
 class SmtpSink(unittest.TestCase):
     """Postfix's own smtp-sink as the receiver."""
 
-    def test_delivers_to_smtp_sink(self):
+    def smtp_sink_daemon(self, server_extra=""):
+        """smtp-sink on a free port, and a daemon routing example.net to it
+        (both stopped at the test's end)."""
         port = free_port()
         sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "-c", "127.0.0.1:%d" % port, "100"],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            wait_listening("127.0.0.1", port)
-            d = Daemon(extra_config=delivery_config({"example.net": ("127.0.0.1", port)})).start()
-            try:
-                for i in range(20):
-                    submit(d, ["user%d@example.net" % i], seq=i)
-                wait_for(lambda: len(events(d, "delivered")) == 20, what="20 delivered")
-                wait_for(lambda: d.queue_ids() == [], what="empty queue")
-            finally:
-                d.cleanup()
-        finally:
-            sink.terminate()
-            sink.wait()
+        self.addCleanup(sink.wait)
+        self.addCleanup(sink.terminate)
+        wait_listening("127.0.0.1", port)
+        d = Daemon(extra_config=delivery_config({"example.net": ("127.0.0.1", port)}), server_extra=server_extra)
+        self.addCleanup(d.cleanup)
+        return d.start()
+
+    def test_delivers_to_smtp_sink(self):
+        d = self.smtp_sink_daemon()
+        for i in range(20):
+            submit(d, ["user%d@example.net" % i], seq=i)
+        wait_for(lambda: len(events(d, "delivered")) == 20, what="20 delivered")
+        wait_for(lambda: d.queue_ids() == [], what="empty queue")
 
 
     def test_several_io_threads_relay_concurrent_clients_to_smtp_sink(self):
         # server.io_threads: the default is one thread on a 2-core machine
         # (CI), so 4 are run here on purpose: sessions and deliveries then
         # run on any of them at once.
-        port = free_port()
-        sink = subprocess.Popen(["smtp-sink", "-u", "nobody", "-c", "127.0.0.1:%d" % port, "100"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            wait_listening("127.0.0.1", port)
-            d = Daemon(extra_config=delivery_config({"example.net": ("127.0.0.1", port)}),
-                       server_extra="io_threads = 4").start()
-            try:
-                self.assertIn("4 I/O thread(s)", d.log())
-                errors = []
+        d = self.smtp_sink_daemon(server_extra="io_threads = 4")
+        self.assertIn("4 I/O thread(s)", d.log())
+        errors = []
 
-                def client(c):
-                    try:
-                        with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
-                            for i in range(50):
-                                s.sendmail("sender@example.com", ["user%d-%d@example.net" % (c, i)],
-                                           message(c * 100 + i))
-                    except Exception as e:  # reported below
-                        errors.append(repr(e))
-                threads = [threading.Thread(target=client, args=(c,)) for c in range(6)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-                self.assertEqual(errors, [])
-                wait_for(lambda: len(events(d, "delivered")) == 300, what="300 delivered")
-                self.assertEqual(len({e["recipient"] for e in events(d, "delivered")}), 300)
-                wait_for(lambda: d.queue_ids() == [], what="empty queue")
-            finally:
-                d.cleanup()
-        finally:
-            sink.terminate()
-            sink.wait()
+        def client(c):
+            try:
+                with smtplib.SMTP("127.0.0.1", d.port, timeout=60) as s:
+                    for i in range(50):
+                        s.sendmail("sender@example.com", ["user%d-%d@example.net" % (c, i)], message(c * 100 + i))
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        wait_for(lambda: len(events(d, "delivered")) == 300, what="300 delivered")
+        self.assertEqual(len({e["recipient"] for e in events(d, "delivered")}), 300)
+        wait_for(lambda: d.queue_ids() == [], what="empty queue")
 
 
 class Tls(unittest.TestCase):
