@@ -432,6 +432,8 @@ int main(int argc, char** argv) {
     // scheduled. One transaction for the whole batch. (The committer waits
     // for it. Handing the 250s to the recorder instead, so that the next
     // commit could start, measured 0.94-0.98x in three same-run A/Bs.)
+    // When the recorder is idle the committer stores them itself
+    // (recorder::publish_and_wait): no thread is woken and waited for.
     spool->set_batch_hook([&due, &delivery, &recorder](const std::vector<const queue::envelope*>& batch) {
         std::vector<events::event> evs;
         for (auto* env : batch) {
@@ -445,8 +447,7 @@ int main(int argc, char** argv) {
         // Recorded, not synced (the hot path): the next batch's syncfs, a
         // checkpoint or any publish_now makes them durable; a power loss
         // before that loses only these rows, never the messages.
-        recorder.publish(std::move(evs));
-        recorder.flush();
+        recorder.publish_and_wait(std::move(evs));
         for (auto* env : batch) due.add(env->id, env->arrival_ms);
         delivery.wake();
     });

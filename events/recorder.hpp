@@ -5,6 +5,11 @@
 // carries every decision that arrived while the last one was written (group
 // commit, as in the spool).
 //
+// One exception to "a thread of its own": a producer that waits for its
+// events anyway (publish_and_wait: the committer's `queued` rows) applies
+// them on its own thread when the recorder is idle, with everything
+// queued before them, instead of waking the recorder and being woken.
+//
 // Order is kept: batches are applied in the order they were posted, and each
 // post's `then` runs after its events are applied, so what a producer
 // waits for (a message's removal, a client's 250) follows its record.
@@ -48,6 +53,11 @@ public:
         std::lock_guard lk(mu_);
         lazy_delay_ = d;
     }
+    // publish(ds) then flush(), for a producer that waits anyway (the
+    // spool's committer, for a group commit's `queued` rows): when the
+    // recorder is idle, the caller's own thread applies everything queued,
+    // its events last, and no thread is woken twice.
+    void publish_and_wait(std::vector<event> ds);
     // Returns once everything posted before the call is applied.
     void flush() override;
     bool sync() override { return !sync_ || sync_(); }
@@ -66,6 +76,10 @@ private:
         std::function<void()> then;
     };
     void loop();
+    // Applies a batch taken from queue_ (with applying_ set), then counts
+    // it; true when a sync is due.
+    bool run(std::vector<item>& batch, std::vector<event>& all, bool by_caller);
+    void sync_now();
 
     apply_fn apply_;
     std::function<bool()> sync_;
@@ -81,6 +95,15 @@ private:
     std::chrono::milliseconds lazy_delay_ = default_lazy_delay;
     std::size_t batches_ = 0;
     bool stopping_ = false;
+    // A batch is being applied, by the recorder's thread or by a caller of
+    // publish_and_wait: batches are applied one at a time, in order.
+    bool applying_ = false;
+    // The recorder waits for such a caller to finish (it is then woken).
+    bool waiting_for_caller_ = false;
+    // Recorded since the last sync, and when that was (see set_sync); a
+    // caller's batch sets dirty_ and asks for the sync once it is due.
+    bool dirty_ = false, sync_due_ = false;
+    std::chrono::steady_clock::time_point last_sync_ = std::chrono::steady_clock::now();
     std::thread thread_;
 };
 

@@ -234,3 +234,153 @@ TEST(Recorder, AFlushDuringAnApplyLeavesTheRecorderRunning) {
         << "the recorder still records after a flush that found nothing queued";
     EXPECT_EQ(applies.load(), 2);
 }
+
+// publish_and_wait: an idle recorder is not woken; the caller's thread
+// applies what was queued before (in order, with its `then`s) and its own
+// events last, in one batch.
+TEST(Recorder, PublishAndWaitAppliesOnTheCallersThreadWhenIdle) {
+    std::mutex mu;
+    std::vector<std::vector<std::string>> batches;
+    std::vector<std::thread::id> threads;
+    recorder r([&](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        std::vector<std::string> ids;
+        for (auto& x : ds) ids.push_back(x.queue_id);
+        batches.push_back(ids);
+        threads.push_back(std::this_thread::get_id());
+    });
+    r.set_lazy_delay(std::chrono::hours(1));  // the lazy posts wait for company
+    std::thread::id then_thread;
+    bool flushed_in_then = false;
+    r.publish_lazily({d("l1")}, [&] {
+        then_thread = std::this_thread::get_id();
+        r.flush();  // from the applying thread: returns at once
+        flushed_in_then = true;
+    });
+    r.publish_lazily({d("l2")});
+    r.publish_and_wait({d("q1"), d("q2")});
+    std::lock_guard lk(mu);
+    ASSERT_EQ(batches.size(), 1u) << "applied before publish_and_wait returned, as one batch";
+    EXPECT_EQ(batches[0], (std::vector<std::string>{"l1", "l2", "q1", "q2"}));
+    EXPECT_EQ(threads[0], std::this_thread::get_id()) << "on the caller's thread";
+    EXPECT_EQ(then_thread, std::this_thread::get_id());
+    EXPECT_TRUE(flushed_in_then);
+    EXPECT_EQ(r.batches(), 1u);
+}
+
+// While the recorder applies, publish_and_wait waits for it: its events go
+// in the recorder's next batch, after everything posted before them.
+TEST(Recorder, PublishAndWaitWaitsForABusyRecorderAndKeepsOrder) {
+    std::mutex mu;
+    std::vector<std::string> order;
+    std::promise<void> entered, release;
+    auto release_f = release.get_future().share();
+    recorder r([&](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        for (auto& x : ds) order.push_back(x.queue_id);
+    });
+    r.publish({d("a")}, [&] {
+        entered.set_value();
+        release_f.wait();
+    });
+    entered.get_future().wait();  // the recorder is inside a batch
+    r.publish({d("b")});
+    auto waiter = std::async(std::launch::async, [&] { r.publish_and_wait({d("c")}); });
+    EXPECT_EQ(waiter.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+        << "it waits while the recorder is busy";
+    release.set_value();
+    ASSERT_EQ(waiter.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    std::lock_guard lk(mu);
+    EXPECT_EQ(order, (std::vector<std::string>{"a", "b", "c"}));
+}
+
+// What a caller applied is synced by the recorder once it has been idle
+// for a second, although the recorder itself applied nothing (it must be
+// woken to start counting).
+TEST(Recorder, WhatACallerAppliedIsSyncedOnceIdle) {
+    std::mutex mu;
+    std::condition_variable cv;
+    int applied = 0, synced_at = -1, syncs = 0;
+    recorder r([&](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        applied += static_cast<int>(ds.size());
+    });
+    r.set_sync([&] {
+        std::lock_guard lk(mu);
+        synced_at = applied;
+        ++syncs;
+        cv.notify_all();
+        return true;
+    });
+    // First the recorder's own batch and its idle sync: it then waits with
+    // nothing to sync, as between two group commits.
+    r.publish({d("w")});
+    {
+        std::unique_lock lk(mu);
+        ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return syncs == 1; }));
+    }
+    r.publish_and_wait({d("x"), d("y")});
+    std::unique_lock lk(mu);
+    EXPECT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return synced_at == 3; }))
+        << "synced within about a second of the caller's batch";
+}
+
+// Many callers and lazy posts at once: nothing lost, nothing twice, each
+// producer's events in its own order.
+TEST(Recorder, PublishAndWaitFromManyThreadsLosesNothing) {
+    std::mutex mu;
+    std::vector<std::string> seen;
+    {
+        recorder r([&](std::vector<event>& ds) {
+            std::lock_guard lk(mu);
+            for (auto& x : ds) seen.push_back(x.queue_id);
+        });
+        std::vector<std::thread> ts;
+        for (int t = 0; t < 4; ++t)
+            ts.emplace_back([&, t] {
+                for (int i = 0; i < 200; ++i) {
+                    auto id = std::to_string(t) + ":" + std::to_string(i);
+                    if (i % 3 == 0) r.publish_lazily({d(id)});
+                    else if (i % 3 == 1) r.publish({d(id)});
+                    else r.publish_and_wait({d(id)});
+                }
+            });
+        for (auto& t : ts) t.join();
+    }
+    ASSERT_EQ(seen.size(), 800u);
+    std::vector<int> next(4, 0);
+    for (auto& id : seen) {
+        int t = id[0] - '0', i = std::stoi(id.substr(2));
+        EXPECT_EQ(i, next[t]) << id;
+        next[t] = i + 1;
+    }
+}
+
+// A stop while a caller applies: the recorder waits for that batch, then
+// applies what is left and ends (it must be woken when the caller is done).
+TEST(Recorder, AStopWhileACallerAppliesEnds) {
+    std::promise<void> entered, release;
+    auto release_f = release.get_future().share();
+    std::atomic<int> applied{0};
+    auto* r = new recorder([&](std::vector<event>& ds) {
+        if (!ds.empty() && ds[0].queue_id == "slow") {
+            entered.set_value();
+            release_f.wait();
+        }
+        applied += static_cast<int>(ds.size());
+    });
+    r->publish({d("first")});  // recorded by the recorder: nothing else wakes it later
+    r->flush();
+    auto caller = std::async(std::launch::async, [&] { r->publish_and_wait({d("slow")}); });
+    entered.get_future().wait();  // the caller is applying
+    auto stop = std::async(std::launch::async, [&] { delete r; });
+    EXPECT_EQ(stop.wait_for(std::chrono::milliseconds(200)), std::future_status::timeout)
+        << "the stop waits for the caller's batch";
+    release.set_value();
+    if (stop.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+        ADD_FAILURE() << "the recorder never ended after the caller's batch";
+        std::_Exit(1);  // the stuck thread would keep the test from ending
+    }
+    caller.get();
+    EXPECT_EQ(applied.load(), 2);
+}
