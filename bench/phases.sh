@@ -49,7 +49,11 @@ measure() {  # measure LABEL PORT: the other clients load PORT while phases.py r
     LPID=$!
   fi
   timeout 900 python3 bench/phases.py "$2" "$N" "$SIZE" >"$W/$1" || { echo "bench/phases.sh: $1 failed" >&2; exit 1; }
-  if [ -n "$LPID" ]; then kill "$LPID" 2>/dev/null || true; wait "$LPID" 2>/dev/null || true; LPID=; fi
+  if [ -n "$LPID" ]; then
+    # The load must have lasted the whole measurement, or the figures are not under load.
+    kill -0 "$LPID" 2>/dev/null || { echo "bench/phases.sh: the load on $1 ended early (smtp-source failed)" >&2; exit 1; }
+    kill "$LPID" 2>/dev/null || true; wait "$LPID" 2>/dev/null || true; LPID=
+  fi
 }
 measure ricochet "$IN"
 measure postfix "$PIN"

@@ -1,5 +1,5 @@
 // campaign_breaker — the circuit breaker at work in the daemon: it takes the
-// counts the recipient state wrote (on the recorder's thread), asks the
+// counts the recipient state wrote (where the recorder's batch is applied), asks the
 // breaker::monitor to judge them, keeps each scope's new state in the state
 // store, publishes campaign_warned / campaign_paused / campaign_resumed, and
 // holds or releases that scope's queued messages. Holding and releasing
@@ -56,7 +56,7 @@ public:
     void start();
     void stop();
 
-    // On the recorder's thread, after the store took the batch: the events
+    // Where the recorder's batch is applied, after the store took it: the events
     // to publish with it (campaign_warned, campaign_paused).
     std::vector<events::event> on_counts(const std::vector<breaker::delta>& ds, std::int64_t now_ms);
 

@@ -1,5 +1,6 @@
 // event_pipeline — what happens to every event the daemon's producers
-// publish, on the recorder's thread (events/recorder.hpp), in order:
+// publish, where the recorder applies its batches (its own thread, or the
+// committer's storing a group commit's rows: events/recorder.hpp), in order:
 //   1. decisions that waited in the journal (the store was down) go in first;
 //   2. the recipient state records the batch and applies its rules, which
 //      may add status_changed events; if the store cannot take the batch,
@@ -44,7 +45,7 @@ private:
     std::string next_token();  // a batch's token (state::recipient_state::record)
     std::string token_prefix_;
     std::uint64_t token_count_ = 0;
-    std::mutex mu_;  // the recorder's thread, or a publisher's while it stops
+    std::mutex mu_;  // the thread applying the recorder's batch (its own or the committer's), or a publisher's while it stops
 };
 
 }  // namespace ricochet::daemon

@@ -330,8 +330,9 @@ int main(int argc, char** argv) {
     daemon::event_pipeline pipeline(*store, suppression, journal, bus);
     // Every producer publishes here; the state store, the suppression list
     // and the sinks are written on the recorder's own thread, many events
-    // per transaction: the I/O threads and the spool's committer never wait
-    // on the database.
+    // per transaction: the I/O threads never wait on the database (the
+    // spool's committer stores its `queued` rows, itself when the recorder
+    // is idle: see the batch hook).
     events::recorder recorder([&pipeline](std::vector<events::event>& evs) { pipeline.apply(evs); });
     recorder.set_sync([&store] {
         std::string why;
@@ -606,7 +607,7 @@ int main(int argc, char** argv) {
         journal_timer.expires_after(std::chrono::seconds(5));
         journal_timer.async_wait([&](const boost::system::error_code& jec) {
             if (jec) return;
-            if (!journal.empty()) recorder.publish({});  // replayed on the recorder's thread
+            if (!journal.empty()) recorder.publish({});  // replayed with the next batch (the recorder's or the committer's)
             replay_journal();
         });
     };
@@ -614,7 +615,8 @@ int main(int argc, char** argv) {
 
     // Retention ([retention]): old decisions (folded into daily totals),
     // old messages and old unreadable DSNs go, one batch of 2,000 rows at a
-    // time on the recorder's thread, between two batches of decisions, so
+    // time after a batch of decisions (on the recorder's thread, or the
+    // committer's when it stores a group commit's rows itself), so
     // that no 250 waits long behind it. 5 s after start, then every 10
     // minutes (or the retention window, when shorter), and again shortly
     // while there is more.

@@ -1,5 +1,6 @@
 // bus — stamps events (seq, id, time) and hands them to every sink, in
-// order. One bus per process: the daemon calls it from the recorder's thread
+// order. One bus per process: the daemon calls it from the thread applying
+// the recorder's batch (the recorder's own, or the committer's)
 // once the recipient state has taken the events; ricochetctl calls it
 // directly when it acts with the daemon stopped.
 #pragma once

@@ -10,16 +10,16 @@ std::shared_ptr<spdlog::logger> log() {
     static auto l = named_logger("queue");
     return l;
 }
-// This thread is applying a batch: the recorder's own, or a caller of
-// publish_and_wait while it applies. Waiting there for the recorder would
-// never end (an apply's or a `then`'s flush()).
-thread_local bool applying_here = false;
+// The recorder whose batch this thread is applying: the recorder's own
+// thread, or a caller of publish_and_wait while it applies. Waiting there
+// for that recorder would never end (an apply's or a `then`'s flush()).
+thread_local const recorder* applying_here = nullptr;
 }  // namespace
 
 recorder::recorder(apply_fn apply) : apply_(std::move(apply)) {
     thread_ = std::thread([this] {
         ::pthread_setname_np(::pthread_self(), "recorder");
-        applying_here = true;
+        applying_here = this;
         loop();
     });
 }
@@ -70,7 +70,7 @@ void recorder::publish_lazily(std::vector<event> ds, std::function<void()> then)
 
 void recorder::publish_and_wait(std::vector<event> ds) {
     std::unique_lock lk(mu_);
-    if (stopping_ || applying_here) {
+    if (stopping_ || applying_here == this) {
         // Stopping: applied here by publish(). Applying: queued, in order.
         lk.unlock();
         publish(std::move(ds));
@@ -94,15 +94,15 @@ void recorder::publish_and_wait(std::vector<event> ds) {
     applying_ = true;
     lk.unlock();
     std::vector<event> all;
-    applying_here = true;
+    applying_here = this;
     run(batch, all, true);
-    applying_here = false;
+    applying_here = nullptr;
 }
 
 void recorder::flush() {
     // From an applying thread (an apply or a `then`): waiting would never
     // end, and what was posted before is applied in order anyway.
-    if (applying_here) return;
+    if (applying_here == this) return;
     std::unique_lock lk(mu_);
     auto target = posted_;
     if (lazy_events_ && !urgent_) {
@@ -127,6 +127,8 @@ bool recorder::run(std::vector<item>& batch, std::vector<event>& all, bool by_ca
         apply_(all);
     } catch (const std::exception& e) {
         log()->error("recorder: {} decision(s) not recorded: {}", all.size(), e.what());
+    } catch (...) {  // whatever it was, applying_ must be cleared below
+        log()->error("recorder: {} decision(s) not recorded: an unknown exception", all.size());
     }
     for (auto& it : batch) {
         if (!it.then) continue;
@@ -134,6 +136,8 @@ bool recorder::run(std::vector<item>& batch, std::vector<event>& all, bool by_ca
             it.then();
         } catch (const std::exception& e) {
             log()->error("recorder: {}", e.what());
+        } catch (...) {
+            log()->error("recorder: an unknown exception after a batch");
         }
     }
     bool sync_due;
@@ -150,8 +154,10 @@ bool recorder::run(std::vector<item>& batch, std::vector<event>& all, bool by_ca
         // it waits for this batch, more was queued meanwhile, a sync is
         // due, or it must start counting the second before the next one.
         if (by_caller && (waiting_for_caller_ || !queue_.empty() || sync_due_ || !was_dirty)) cv_.notify_one();
+        // Under the lock: once it is released, a stopping recorder may end
+        // and be destroyed before a caller's thread touches it again.
+        done_cv_.notify_all();
     }
-    done_cv_.notify_all();
     batch.clear();
     return sync_due;
 }

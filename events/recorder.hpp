@@ -1,7 +1,8 @@
 // recorder — records events (the state store, then the sinks) on a thread of its
 // own, many at a time. Submission's group commits and every delivery post
 // their decisions here instead of writing SQLite themselves: the I/O threads
-// and the spool's committer never wait on the database, and one transaction
+// never wait on the database (the spool's committer waits for its batch's
+// `queued` rows, below), and one transaction
 // carries every decision that arrived while the last one was written (group
 // commit, as in the spool).
 //
@@ -31,7 +32,8 @@ namespace ricochet::events {
 class recorder final : public publisher {
 public:
     // apply records one batch (it may be empty: then it only retries what
-    // waits in the journal). It runs on the recorder's thread only.
+    // waits in the journal). It runs on the recorder's thread, or on a
+    // caller's of publish_and_wait; one batch at a time, in order.
     using apply_fn = std::function<void(std::vector<event>&)>;
 
     explicit recorder(apply_fn apply);
@@ -56,7 +58,8 @@ public:
     // publish(ds) then flush(), for a producer that waits anyway (the
     // spool's committer, for a group commit's `queued` rows): when the
     // recorder is idle, the caller's own thread applies everything queued,
-    // its events last, and no thread is woken twice.
+    // its events last, and no thread is woken twice. From an apply or a
+    // `then` (a thread applying this recorder's batch) it only queues.
     void publish_and_wait(std::vector<event> ds);
     // Returns once everything posted before the call is applied.
     void flush() override;

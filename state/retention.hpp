@@ -1,6 +1,6 @@
 // retention — what is deleted when it is old ([retention] in the
-// configuration), shared by the daemon (a batch at a time, on the
-// recorder's thread) and `ricochetctl state prune` (all at once):
+// configuration), shared by the daemon (a batch at a time, between two
+// batches of the recorder's) and `ricochetctl state prune` (all at once):
 //   - decisions older than retention.decisions: folded into daily totals
 //     (stats keep their figures) and deleted, a batch per transaction;
 //   - messages (campaign, sender, VERP recipients, counted failures) that
