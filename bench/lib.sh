@@ -52,3 +52,22 @@ bench_start() {
   RPID=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$IN") 2>/dev/null && break; sleep 0.05; done
 }
+
+# A Postfix instance in $PFB listening on $PIN and relaying to $SINK, for up
+# to $1 concurrent clients, started and waited for (bounded).
+bench_postfix_start() {
+  IN_PORT=$PIN OUT_PORT=$SINK CONC=$1 PFB=$PFB bash bench/harness/postfix/pfbench.sh setup >/dev/null
+  PFB=$PFB bash bench/harness/postfix/pfbench.sh start >/dev/null 2>&1
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PIN") 2>/dev/null && break; sleep 0.05; done
+}
+
+# Stops what bench_start and bench_postfix_start started and removes $W.
+# Every step may fail (a process already gone) without skipping the rest:
+# under set -e a failed wait used to end an EXIT trap before Postfix was
+# stopped and the work directory removed.
+bench_cleanup() {
+  [ -z "${RPID:-}" ] || { kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; } || true
+  [ -z "${SPID:-}" ] || { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; } || true
+  [ -z "${PFB:-}" ] || PFB=$PFB bash bench/harness/postfix/pfbench.sh stop >/dev/null 2>&1 || true
+  rm -rf "$W"
+}

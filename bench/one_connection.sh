@@ -29,22 +29,11 @@ chmod 755 "$W"
 PFB=$W/pfbench
 IN=$(bench_port) SINK=$(bench_port) BNC=$(bench_port) PIN=$(bench_port)
 RPID= SPID=
-# Every step may fail (a process already gone) without skipping the rest:
-# under set -e a failed wait here used to end the trap before Postfix was
-# stopped and the work directory removed.
-cleanup() {
-  [ -z "$RPID" ] || { kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; } || true
-  [ -z "$SPID" ] || { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; } || true
-  PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$W"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 bench_relay_config "" ""
 SINK_LOG=$W/sink.log bench_start  # smtp-sink on $SINK (counting), ricochetd on $IN
-IN_PORT=$PIN OUT_PORT=$SINK CONC=$((CONNS > 20 ? CONNS : 20)) PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" setup >/dev/null
-PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" start >/dev/null 2>&1
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PIN") 2>/dev/null && break; sleep 0.05; done
+bench_postfix_start $((CONNS > 20 ? CONNS : 20))
 
 run() {  # run LABEL PORT MODE -> appends "LABEL MODE accepted relayed", "LABEL MODE none" or "... failed"
   local out rc=0

@@ -14,7 +14,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONC=${1:-5} N=${2:-1000} SIZE=${3:-4096}
-HARNESS=bench/harness
 [ "$(id -u)" = 0 ] || { echo "bench/phases.sh: needs root (it runs a Postfix instance)" >&2; exit 77; }
 command -v postfix >/dev/null && command -v smtp-sink >/dev/null && command -v smtp-source >/dev/null ||
   { echo "bench/phases.sh: needs Postfix, smtp-source and smtp-sink (apt-get install postfix)" >&2; exit 77; }
@@ -28,18 +27,13 @@ IN=$(bench_port) SINK=$(bench_port) BNC=$(bench_port) PIN=$(bench_port)
 RPID= SPID= LPID=
 cleanup() {
   [ -z "$LPID" ] || { kill "$LPID" 2>/dev/null; wait "$LPID" 2>/dev/null; } || true
-  [ -z "$RPID" ] || { kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; } || true
-  [ -z "$SPID" ] || { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null; } || true
-  PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$W"
+  bench_cleanup
 }
 trap cleanup EXIT
 
 bench_relay_config "" ""
 bench_start  # smtp-sink on $SINK, ricochetd on $IN
-IN_PORT=$PIN OUT_PORT=$SINK CONC=$((CONC > 20 ? CONC : 20)) PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" setup >/dev/null
-PFB=$PFB bash "$HARNESS/postfix/pfbench.sh" start >/dev/null 2>&1
-for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PIN") 2>/dev/null && break; sleep 0.05; done
+bench_postfix_start $((CONC > 20 ? CONC : 20))
 
 measure() {  # measure LABEL PORT: the other clients load PORT while phases.py runs
   LPID=

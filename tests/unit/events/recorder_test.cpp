@@ -22,6 +22,27 @@ event d(const std::string& id) {
     x.queue_id = id;
     return x;
 }
+
+// A recorder that counts what it applied and what its syncs covered.
+struct synced_recorder {
+    std::mutex mu;
+    std::condition_variable cv;
+    int applied = 0, synced_at = -1, syncs = 0;
+    bool fail = false;  // the sync's answer is !fail
+    recorder r{[this](std::vector<event>& ds) {
+        std::lock_guard lk(mu);
+        applied += static_cast<int>(ds.size());
+    }};
+    synced_recorder() {
+        r.set_sync([this] {
+            std::lock_guard lk(mu);
+            synced_at = applied;
+            ++syncs;
+            cv.notify_all();
+            return !fail;
+        });
+    }
+};
 }  // namespace
 
 TEST(Recorder, AppliesInOrderAndRunsThenAfterItsDecisions) {
@@ -104,21 +125,12 @@ TEST(Recorder, RecordNowWaitsForItsOwnDecisions) {
 // sync failed. What publish() records is synced by the recorder itself
 // once it has been idle for a second.
 TEST(Recorder, PublishNowSyncsAndIdleDecisionsAreSyncedBySelf) {
-    std::mutex mu;
-    std::condition_variable cv;
-    int applied = 0, synced_at = -1, syncs = 0;
-    bool fail = false;
-    recorder r([&](std::vector<event>& ds) {
-        std::lock_guard lk(mu);
-        applied += static_cast<int>(ds.size());
-    });
-    r.set_sync([&] {
-        std::lock_guard lk(mu);
-        synced_at = applied;
-        ++syncs;
-        cv.notify_all();
-        return !fail;
-    });
+    synced_recorder s;
+    auto& mu = s.mu;
+    auto& cv = s.cv;
+    auto& r = s.r;
+    auto& synced_at = s.synced_at;
+    auto& fail = s.fail;
     EXPECT_TRUE(r.publish_now({d("x"), d("y")}));
     {
         std::lock_guard lk(mu);
@@ -298,20 +310,12 @@ TEST(Recorder, PublishAndWaitWaitsForABusyRecorderAndKeepsOrder) {
 // for a second, although the recorder itself applied nothing (it must be
 // woken to start counting).
 TEST(Recorder, WhatACallerAppliedIsSyncedOnceIdle) {
-    std::mutex mu;
-    std::condition_variable cv;
-    int applied = 0, synced_at = -1, syncs = 0;
-    recorder r([&](std::vector<event>& ds) {
-        std::lock_guard lk(mu);
-        applied += static_cast<int>(ds.size());
-    });
-    r.set_sync([&] {
-        std::lock_guard lk(mu);
-        synced_at = applied;
-        ++syncs;
-        cv.notify_all();
-        return true;
-    });
+    synced_recorder s;
+    auto& mu = s.mu;
+    auto& cv = s.cv;
+    auto& r = s.r;
+    auto& synced_at = s.synced_at;
+    auto& syncs = s.syncs;
     // First the recorder's own batch and its idle sync: it then waits with
     // nothing to sync, as between two group commits.
     r.publish({d("w")});
