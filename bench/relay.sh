@@ -19,6 +19,9 @@
 #   RICOCHET_EXTRA=text / BASELINE_EXTRA=text   TOML appended to the
 #       configuration of this build's / the baseline's runs (BASELINE may be
 #       this build: bench/dkim.sh compares DKIM on and off that way)
+#   RICOCHET_SERVER_EXTRA=text / BASELINE_SERVER_EXTRA=text   the same, in
+#       the [server] table (BASELINE_SERVER_EXTRA='spool_journal = false'
+#       compares the journal with a syncfs per commit)
 #
 # Env: RICOCHET_BUILD=dir  use dir/bin (default: scripts/build.sh, then build/bin;
 #                          when set, nothing is built)
@@ -71,6 +74,9 @@ run_ricochet() {  # run_ricochet LABEL BINDIR OUTFILE REPS
   local state="sqlite:$W/state.db"
   [ "$label" = ricochet ] && [ -n "${RICOCHET_STATE:-}" ] && state=$RICOCHET_STATE
   [ "$label" = baseline ] && [ -n "${BASELINE_STATE:-}" ] && state=$BASELINE_STATE
+  # Keys for [server] (TOML cannot reopen a table, so not in *_EXTRA).
+  local server_extra=${RICOCHET_SERVER_EXTRA:-}
+  [ "$label" = baseline ] && server_extra=${BASELINE_SERVER_EXTRA:-}
   rm -rf "$W/spool" "$W/state.db"* "$W/events.jsonl"
   cat >"$W/r.toml" <<CFG
 [server]
@@ -80,6 +86,7 @@ state = "$state"
 control_socket = "$W/ricochetd.sock"
 events_log = "$W/events.jsonl"
 log_level = "warn"
+$server_extra
 [submission]
 listen = ["127.0.0.1:$RIN"]
 [delivery]

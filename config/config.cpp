@@ -243,12 +243,14 @@ void load(const toml::table& root, config& c) {
         table_reader r(c, *t, "server");
         r.known({"hostname", "spool_dir", "state", "control_socket", "events_log", "events_max_size", "events_max_age",
                  "events_keep", "log_level", "client_ipv6_prefix", "data_memory_budget", "state_timeout",
-                 "node_name", "io_threads"});
+                 "node_name", "io_threads", "spool_journal", "spool_journal_size"});
         r.str("hostname", c.server.hostname);
+        r.boolean("spool_journal", c.server.spool_journal);
         r.integer("io_threads", c.server.io_threads, 0, 256);
         r.str("node_name", c.server.node_name);
         r.integer("client_ipv6_prefix", c.server.client_ipv6_prefix, 32, 128);
         read_size(c, r, "data_memory_budget", "server.data_memory_budget", c.server.data_memory_budget, 1 << 20);
+        read_size(c, r, "spool_journal_size", "server.spool_journal_size", c.server.spool_journal_size, 1 << 20);
         r.path("spool_dir", c.server.spool_dir);
         r.str("state", c.server.state);
         if (auto* n = r.node("state_timeout"); n && n->is_string() && n->as_string()->get() == "0") c.server.state_timeout = seconds(0);

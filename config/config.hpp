@@ -111,6 +111,12 @@ struct config {
         // Threads that run the SMTP and HTTP sessions and delivery (0: half
         // the machine's cores, at least one; see io_threads_for).
         std::uint32_t io_threads = 0;
+        // Group commits append to spool_dir/journal and fdatasync it instead
+        // of a syncfs each (queue/commit_journal.hpp); false: a syncfs each.
+        bool spool_journal = true;
+        // Its size, fixed when it is made (a record that does not fit before
+        // the end: a syncfs and a new lap from the beginning).
+        std::uint64_t spool_journal_size = 64ULL << 20;  // "64MiB"
     } server;
 
     struct {

@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
     }
 
     std::error_code ec;
-    auto spool = queue::spool::open(cfg.server.spool_dir, true, ec);
+    auto spool = queue::spool::open(cfg.server.spool_dir, true, ec, cfg.server.spool_journal,
+                                   cfg.server.spool_journal_size);
     if (!spool) {
         spdlog::critical("cannot open spool {}: {}", cfg.server.spool_dir.string(), ec.message());
         return 1;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "queue/commit_journal.hpp"
 #include "queue/envelope.hpp"
 #include "queue/queue_id.hpp"
 
@@ -79,9 +80,14 @@ public:
     using batch_hook = std::function<void(const std::vector<const envelope*>&)>;
 
     // Opens the spool at dir, creating the directory tree (mode 0700) when
-    // create is true. Starts the committer thread.
+    // create is true. Starts the committer thread. With journal (and
+    // create), group commits append to spool_dir/journal and fdatasync it
+    // instead of a syncfs each (commit_journal.hpp); a checkpointer thread
+    // syncs the files behind it. A journal left by an earlier run is read
+    // (replayed) whatever journal says, once the lock is held.
     static std::unique_ptr<spool> open(const std::filesystem::path& dir, bool create,
-                                       std::error_code& ec);
+                                       std::error_code& ec, bool journal = false,
+                                       std::uint64_t journal_size = commit_journal::default_size);
     ~spool();
     spool(const spool&) = delete;
     spool& operator=(const spool&) = delete;
@@ -145,7 +151,23 @@ public:
     void stop();
 
     // Exclusive lock on the spool (the daemon holds it while it runs).
+    // Once it is held, the journal's records after its last checkpoint are
+    // replayed (replay_journal()).
     bool try_lock(std::error_code& ec);
+    // Opens the journal (and makes it, for a daemon that asked for one),
+    // writes back every message of its records after its last checkpoint
+    // whose file is not whole in active/, deferred/ or hold/ and that was
+    // not finished since (its name in free/) or set aside (corrupt/), syncs,
+    // and starts a new lap; then a daemon that asked for the journal
+    // appends to it. Needs the lock (try_lock() and recover() call it);
+    // once per open. Returns how many files were written back.
+    std::size_t replay_journal();
+    bool journaling() const { return journal_on_ && journal_; }
+    // Syncs the spool and records a journal checkpoint now (tests; stop()).
+    std::error_code checkpoint();
+    // Tests: no checkpoints every 200 ms (a crash's image can then be taken
+    // with records after the checkpoint).
+    void pause_checkpoints(bool paused) { ckpt_paused_ = paused; }
 
     // Deletes incoming/ leftovers, reads every file in active/ (where a
     // crash may have left one mid-delivery, or one a commit had renamed but
@@ -206,11 +228,15 @@ private:
         std::string before;        // with a spill: written first
         base::unique_fd spill;     // then this file's first spill_size octets, then content
         std::uint64_t spill_size = 0;
+        std::string head;          // the header block, as written (for the journal)
     };
     spool() = default;
     int dirfd(queue_state s) const;
     void committer_loop();
     void commit_batch(std::vector<pending>& batch);
+    bool journal_batch(std::vector<pending>& batch);
+    std::error_code sync_and_cover(bool restart_journal);
+    void checkpointer_loop();
 
     std::filesystem::path dir_;
     int root_fd_ = -1, incoming_fd_ = -1, corrupt_fd_ = -1, status_fd_ = -1, lock_fd_ = -1, free_fd_ = -1;
@@ -229,6 +255,21 @@ private:
     bool stopping_ = false;
     std::thread committer_;
 
+    // The write-ahead journal (null: none; journal_on_: appended to).
+    std::unique_ptr<commit_journal> journal_;
+    std::atomic<bool> journal_on_{false};
+    bool replayed_ = false;
+    bool create_ = false, journal_wanted_ = false;
+    std::uint64_t journal_size_ = 0;
+    bool restart_lap_ = false;          // committer: the last append failed
+    std::atomic<bool> frozen_{false};   // the journal could not be checkpointed: kept for the next start
+    std::mutex sync_mu_;  // one checkpoint (syncfs + header) at a time
+    std::mutex ckpt_mu_;
+    std::condition_variable ckpt_cv_;
+    bool ckpt_stop_ = false;
+    std::atomic<bool> ckpt_paused_{false};
+    std::thread checkpointer_;
+
     // Names in free/. A name is written over only once its rename into
     // free/ is on disk (free_, after a syncfs that covered it): otherwise a
     // crash could bring the old name back over the new message's data.
@@ -238,6 +279,7 @@ private:
     std::condition_variable free_cv_;
     std::deque<std::string> free_;
     std::deque<std::string> free_dirty_;
+    bool names_wait_ = false;  // a journal is kept: only names a checkpoint covered go (free_mu_)
     std::atomic<std::size_t> max_free_{16384};
     bool reaper_stop_ = false;
     std::thread reaper_;

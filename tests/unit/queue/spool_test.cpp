@@ -2,11 +2,13 @@
 #include "queue/spool.hpp"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -583,4 +585,343 @@ TEST(Spool, TheReaperKeepsFreeFilesUnderTheCap) {
     EXPECT_EQ(count(), 2);
     EXPECT_TRUE(fs::exists(d.path / "free" / ids[4])) << "the newest are kept, the oldest reaped";
     EXPECT_FALSE(fs::exists(d.path / "free" / ids[0]));
+}
+
+// ---- The write-ahead journal (queue/commit_journal.hpp) ----
+//
+// A crash's image is taken by copying the spool while it runs, with
+// checkpoints paused: everything written is in the copy, as after a kill -9;
+// a power loss is then modelled by taking away, in the copy, what only the
+// page cache held (a file's data, a name).
+namespace {
+std::unique_ptr<spool> open_journaled(const fs::path& dir, std::uint64_t size = 1 << 20) {
+    std::error_code ec;
+    auto s = spool::open(dir, true, ec, true, size);
+    EXPECT_TRUE(s) << ec.message();
+    if (s) {
+        s->pause_checkpoints(true);
+        EXPECT_TRUE(s->try_lock(ec));  // the journal is opened (and read back) under the lock
+        EXPECT_TRUE(s->journaling());
+    }
+    return s;
+}
+
+void crash_image(const fs::path& from, const fs::path& to) {
+    fs::copy(from, to, fs::copy_options::recursive);
+    fs::remove(to / "lock");
+}
+
+std::string file_bytes(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+std::string content_of(spool& s, const std::string& id, queue_state st = queue_state::active) {
+    envelope env;
+    std::string content;
+    if (s.read_message(id, st, env, content)) return "<unreadable>";
+    return content;
+}
+}  // namespace
+
+// A committed message whose file (data or name) did not reach the disk is
+// written back from the journal at the next start, octet for octet.
+TEST(SpoolJournal, LostFilesAreWrittenBackAtStart) {
+    temp_dir d;
+    std::vector<std::string> ids;
+    std::vector<std::string> bodies;
+    {
+        auto s = open_journaled(d.path / "run");
+        ASSERT_TRUE(s);
+        for (int i = 0; i < 4; ++i) {
+            auto e = make_env(*s, {"a@example.com"});
+            ids.push_back(e.id);
+            bodies.push_back("Subject: " + std::to_string(i) + "\r\n\r\n" + std::string(3000 + i, 'a' + i) + "\r\n");
+            ASSERT_FALSE(submit_sync(*s, e, bodies.back()));
+        }
+        crash_image(d.path / "run", d.path / "crash");
+    }
+    auto img = d.path / "crash";
+    fs::resize_file(img / "active" / ids[0], 0);  // created, none of its data on disk
+    fs::remove(img / "active" / ids[1]);          // its name never reached the disk
+    {
+        std::fstream f(img / "active" / ids[2], std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(-10, std::ios::end);
+        f.put('#');  // part of its data lost
+    }
+    auto s = open_journaled(img);
+    std::error_code ec;
+    ASSERT_TRUE(s->try_lock(ec));
+    auto rep = s->recover();
+    EXPECT_EQ(rep.active, 4u);
+    EXPECT_EQ(rep.corrupt, 0u);
+    EXPECT_EQ(rep.discarded_incoming, 0u);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(content_of(*s, ids[i]), bodies[i]) << i;
+    EXPECT_TRUE(fs::is_empty(img / "incoming"));
+}
+
+// ricochetctl opens the spool without create and takes the lock: the
+// journal is read back then too, so it never acts on a spool missing a
+// message that had its 250.
+TEST(SpoolJournal, ReadBackByWhoeverTakesTheLock) {
+    temp_dir d;
+    std::string id;
+    {
+        auto s = open_journaled(d.path / "run");
+        auto e = make_env(*s, {"a@example.com"});
+        id = e.id;
+        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+        crash_image(d.path / "run", d.path / "crash");
+    }
+    fs::remove(d.path / "crash" / "active" / id);
+    std::error_code ec;
+    auto s = spool::open(d.path / "crash", false, ec);
+    ASSERT_TRUE(s) << ec.message();
+    EXPECT_FALSE(s->journaling());
+    EXPECT_FALSE(s->locate(id));
+    ASSERT_TRUE(s->try_lock(ec));
+    EXPECT_EQ(s->locate(id), queue_state::active);
+    EXPECT_EQ(content_of(*s, id), "x\r\n");
+}
+
+// A message finished after its commit (its name in free/) or moved by an
+// operator is not brought back, nor written twice.
+TEST(SpoolJournal, FinishedAndMovedMessagesStayAsTheyAre) {
+    temp_dir d;
+    std::string done, held, later;
+    std::int64_t due = 0;
+    {
+        auto s = open_journaled(d.path / "run");
+        auto e1 = make_env(*s, {"a@example.com"});
+        auto e2 = make_env(*s, {"b@example.com"});
+        auto e3 = make_env(*s, {"c@example.com"});
+        done = e1.id;
+        held = e2.id;
+        later = e3.id;
+        ASSERT_FALSE(submit_sync(*s, e1, "one\r\n"));
+        ASSERT_FALSE(submit_sync(*s, e2, "two\r\n"));
+        ASSERT_FALSE(submit_sync(*s, e3, "three\r\n"));
+        ASSERT_FALSE(s->remove(done, queue_state::active));
+        ASSERT_FALSE(s->move(held, queue_state::active, queue_state::hold));
+        due = (std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 3600) * 1000;
+        ASSERT_FALSE(s->defer(later, queue_state::active, due));
+        crash_image(d.path / "run", d.path / "crash");
+    }
+    // Moved, their data not yet on disk (the deferred one keeps its due time, its mtime).
+    fs::resize_file(d.path / "crash" / "hold" / held, 0);
+    auto deferred_file = d.path / "crash" / "deferred" / later;
+    fs::resize_file(deferred_file, 0);
+    timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(due / 1000);
+    times[0].tv_nsec = times[1].tv_nsec = 0;
+    ASSERT_EQ(::utimensat(AT_FDCWD, deferred_file.c_str(), times, 0), 0);  // a copy does not keep it
+    auto s = open_journaled(d.path / "crash");
+    std::error_code ec;
+    ASSERT_TRUE(s->try_lock(ec));
+    auto rep = s->recover();
+    EXPECT_FALSE(s->locate(done)) << "a finished message is not delivered again";
+    EXPECT_EQ(s->locate(held), queue_state::hold);
+    EXPECT_EQ(content_of(*s, held, queue_state::hold), "two\r\n");
+    EXPECT_EQ(s->locate(later), queue_state::deferred);
+    EXPECT_EQ(content_of(*s, later, queue_state::deferred), "three\r\n");
+    EXPECT_EQ(s->mtime_ms(later, queue_state::deferred), due) << "still due when it was";
+    EXPECT_EQ(rep.active, 0u);
+    EXPECT_EQ(rep.hold, 1u);
+    EXPECT_EQ(rep.deferred, 1u);
+}
+
+// Records a checkpoint covered are never read again: by then the files
+// were synced, and a finished message's name may be gone from free/.
+TEST(SpoolJournal, CheckpointedRecordsAreNotReadAgain) {
+    temp_dir d;
+    std::string id;
+    {
+        auto s = open_journaled(d.path / "run");
+        auto e = make_env(*s, {"a@example.com"});
+        id = e.id;
+        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+        ASSERT_FALSE(s->remove(id, queue_state::active));
+        ASSERT_FALSE(s->checkpoint());
+        crash_image(d.path / "run", d.path / "crash");
+    }
+    fs::remove(d.path / "crash" / "free" / id);  // reaped, or written over by another message
+    auto s = open_journaled(d.path / "crash");
+    std::error_code ec;
+    ASSERT_TRUE(s->try_lock(ec));
+    s->recover();
+    EXPECT_FALSE(s->locate(id));
+}
+
+// Until a checkpoint covers its record, a finished message's name stays in
+// free/: neither reaped nor written over (either would let the record bring
+// the message back after a crash).
+TEST(SpoolJournal, FreeNamesWaitForACheckpoint) {
+    temp_dir d;
+    auto s = open_journaled(d.path);
+    s->set_max_free_files(0);
+    auto e1 = make_env(*s, {"a@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e1, "x\r\n"));
+    ASSERT_FALSE(s->remove(e1.id, queue_state::active));
+    auto e2 = make_env(*s, {"b@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e2, "y\r\n"));
+    EXPECT_TRUE(fs::exists(d.path / "free" / e1.id)) << "a journal commit does not cover the rename";
+    EXPECT_EQ(s->free_files(), 1u);
+    ASSERT_FALSE(s->checkpoint());
+    for (int i = 0; i < 500 && fs::exists(d.path / "free" / e1.id); ++i) ::usleep(10000);  // bounded wait for the reaper
+    EXPECT_FALSE(fs::exists(d.path / "free" / e1.id)) << "reaped once covered";
+}
+
+// A record torn by the crash (its fdatasync had not returned: no 250) is
+// not read, nor anything after it.
+TEST(SpoolJournal, ATornRecordEndsTheReadBack) {
+    temp_dir d;
+    std::string first, second, third;
+    {
+        auto s = open_journaled(d.path / "run");
+        auto e1 = make_env(*s, {"a@example.com"});
+        auto e2 = make_env(*s, {"b@example.com"});
+        auto e3 = make_env(*s, {"c@example.com"});
+        first = e1.id;
+        second = e2.id;
+        third = e3.id;
+        ASSERT_FALSE(submit_sync(*s, e1, "one\r\n"));
+        ASSERT_FALSE(submit_sync(*s, e2, "two-" + std::string(5000, 'z') + "\r\n"));
+        ASSERT_FALSE(submit_sync(*s, e3, "three\r\n"));
+        crash_image(d.path / "run", d.path / "crash");
+    }
+    auto img = d.path / "crash";
+    {
+        // The second record's last octets did not reach the disk.
+        auto j = file_bytes(img / "journal");
+        auto at = j.find("two-");
+        ASSERT_NE(at, std::string::npos);
+        std::fstream f(img / "journal", std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(at + 4000));
+        f.put('\0');
+    }
+    fs::remove(img / "active" / first);
+    fs::remove(img / "active" / second);
+    fs::remove(img / "active" / third);
+    auto s = open_journaled(img);
+    std::error_code ec;
+    ASSERT_TRUE(s->try_lock(ec));
+    auto rep = s->recover();
+    EXPECT_EQ(content_of(*s, first), "one\r\n");
+    EXPECT_FALSE(s->locate(second)) << "a torn record is not written back";
+    EXPECT_FALSE(s->locate(third)) << "nor one after it";
+    EXPECT_EQ(rep.corrupt, 0u);
+}
+
+// When the next record does not fit before the end, everything is synced
+// and the journal starts over; it never grows, and what is committed after
+// the turn is still read back.
+TEST(SpoolJournal, AFullJournalStartsOverAfterASync) {
+    temp_dir d;
+    std::vector<std::string> ids;
+    constexpr std::uint64_t size = 64 * 1024;
+    {
+        auto s = open_journaled(d.path / "run", size);
+        for (int i = 0; i < 40; ++i) {
+            auto e = make_env(*s, {"a@example.com"});
+            ids.push_back(e.id);
+            ASSERT_FALSE(submit_sync(*s, e, std::string(4000, 'm') + std::to_string(i) + "\r\n"));
+            if (i == 1) ASSERT_FALSE(s->remove(ids[0], queue_state::active));  // finished in the first lap
+        }
+        EXPECT_TRUE(s->journaling());
+        crash_image(d.path / "run", d.path / "crash");
+    }
+    EXPECT_EQ(fs::file_size(d.path / "crash" / "journal"), size);
+    fs::remove(d.path / "crash" / "active" / ids.back());
+    fs::remove(d.path / "crash" / "free" / ids[0]);  // reaped or reused since
+    auto s = open_journaled(d.path / "crash", size);
+    std::error_code ec;
+    ASSERT_TRUE(s->try_lock(ec));
+    auto rep = s->recover();
+    EXPECT_EQ(rep.active, 39u);
+    EXPECT_FALSE(s->locate(ids[0])) << "an earlier lap's record is never read";
+    for (int i = 1; i < 40; ++i) EXPECT_EQ(content_of(*s, ids[i]), std::string(4000, 'm') + std::to_string(i) + "\r\n");
+}
+
+// The two header slots are written in turn, the first checkpoint into the
+// slot the journal was not made with: a header torn by a power loss leaves
+// the one before it, and the records after that are read.
+TEST(SpoolJournal, ATornHeaderLeavesTheOtherSlot) {
+    temp_dir d;
+    std::string first, second;
+    {
+        auto s = open_journaled(d.path / "run");
+        ASSERT_FALSE(s->checkpoint());  // the journal is clean after a start: this writes nothing
+        auto e1 = make_env(*s, {"a@example.com"});
+        first = e1.id;
+        ASSERT_FALSE(submit_sync(*s, e1, "one\r\n"));
+        ASSERT_FALSE(s->checkpoint());  // one header write
+        auto e2 = make_env(*s, {"b@example.com"});
+        second = e2.id;
+        ASSERT_FALSE(submit_sync(*s, e2, "two\r\n"));
+        crash_image(d.path / "run", d.path / "crash");
+    }
+    auto img = d.path / "crash";
+    // Find the slot the last header went to: tear it.
+    auto j = file_bytes(img / "journal");
+    auto writes = [&](std::size_t slot) {
+        std::uint64_t w;
+        std::memcpy(&w, j.data() + slot * 4096 + 8, 8);
+        return w;
+    };
+    std::size_t last = writes(0) > writes(1) ? 0 : 1;
+    {
+        std::fstream f(img / "journal", std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(last * 4096 + 20));
+        f.put('\x7f');
+    }
+    fs::remove(img / "active" / first);
+    fs::remove(img / "active" / second);
+    auto s = open_journaled(img);
+    s->recover();
+    EXPECT_EQ(content_of(*s, first), "one\r\n") << "read from the header before the torn one";
+    EXPECT_EQ(content_of(*s, second), "two\r\n");
+    EXPECT_FALSE(fs::exists(img / "journal.bad")) << "not set aside";
+    for (auto& e : fs::directory_iterator(img)) EXPECT_EQ(e.path().filename().string().find("journal.bad"), std::string::npos);
+}
+
+// A clean stop leaves nothing to read back; a file that is not a journal
+// is made anew by the daemon and refused by a reader.
+TEST(SpoolJournal, StopCheckpointsAndABadFileIsRemade) {
+    temp_dir d;
+    std::string id;
+    {
+        auto s = open_journaled(d.path);
+        auto e = make_env(*s, {"a@example.com"});
+        id = e.id;
+        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
+        s->stop();
+        ASSERT_FALSE(s->remove(id, queue_state::active));
+    }
+    fs::remove(d.path / "free" / id);
+    {
+        auto s = open_journaled(d.path);
+        std::error_code ec;
+        ASSERT_TRUE(s->try_lock(ec));
+        s->recover();
+        EXPECT_FALSE(s->locate(id)) << "stop() recorded a checkpoint";
+    }
+    std::string junk = "not a journal" + std::string(9000, '?');
+    { std::ofstream(d.path / "journal", std::ios::trunc) << junk; }
+    std::error_code ec;
+    {
+        auto r = spool::open(d.path, false, ec);  // as ricochetctl opens it
+        ASSERT_TRUE(r);
+        ASSERT_TRUE(r->try_lock(ec));
+        EXPECT_FALSE(r->journaling());
+    }
+    EXPECT_EQ(fs::file_size(d.path / "journal"), junk.size()) << "a reader leaves it alone";
+    auto s = open_journaled(d.path, 1 << 20);
+    EXPECT_EQ(fs::file_size(d.path / "journal"), 1u << 20);
+    int set_aside = 0;
+    for (auto& e : fs::directory_iterator(d.path))
+        if (e.path().filename().string().rfind("journal.bad.", 0) == 0) {
+            ++set_aside;
+            EXPECT_EQ(fs::file_size(e.path()), junk.size()) << "kept for a human, as it was";
+        }
+    EXPECT_EQ(set_aside, 1);
 }
