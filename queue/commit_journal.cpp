@@ -68,6 +68,8 @@ std::error_code pread_all(int fd, char* p, std::size_t n, std::uint64_t off) {
 }
 
 // A header slot: magic, crc (of the rest), writes, lap, seq, off, nonce.
+std::uint64_t round_up(std::uint64_t off) { return (off + block - 1) / block * block; }
+
 std::string encode_header(std::uint64_t writes, std::uint64_t lap, std::uint64_t seq, std::uint64_t off,
                           std::uint64_t nonce) {
     std::string rest;
@@ -201,10 +203,18 @@ std::error_code commit_journal::append(const std::vector<entry>& entries) {
     }
     std::uint32_t c = crc(0, buf_.data() + 8, buf_.size() - 8);
     std::memcpy(buf_.data() + 4, &c, 4);
-    if (auto ec = pwrite_all(fd_, buf_.data(), buf_.size(), at.off)) return ec;
-    if (::fdatasync(fd_) != 0) return last_error();
+    std::error_code ec = pwrite_all(fd_, buf_.data(), buf_.size(), at.off);
+    if (!ec && ::fdatasync(fd_) != 0) ec = last_error();
     std::lock_guard lk(mu_);
-    head_ = {at.lap, seq, at.off + buf_.size(), at.nonce};
+    if (ec) {
+        // The record may still reach the disk whole: the next checkpoint
+        // starts a new lap, so it is never read.
+        failed_ = true;
+        return ec;
+    }
+    // The next record starts on a block of its own: its write never
+    // rewrites the block holding the end of an acknowledged one.
+    head_ = {at.lap, seq, round_up(at.off + buf_.size()), at.nonce};
     return {};
 }
 
@@ -215,7 +225,7 @@ commit_journal::position commit_journal::mark() const {
 
 bool commit_journal::dirty() const {
     std::lock_guard lk(mu_);
-    return head_.lap != checkpointed_.lap || head_.seq != checkpointed_.seq;
+    return failed_ || head_.lap != checkpointed_.lap || head_.seq != checkpointed_.seq;
 }
 
 std::error_code commit_journal::write_header(const position& p) {
@@ -229,6 +239,15 @@ std::error_code commit_journal::write_header(const position& p) {
 }
 
 std::error_code commit_journal::checkpoint(position p) {
+    {
+        // After a failed append nothing is appended any more, and the sync
+        // before this covered what was: a new lap, past the failed record.
+        std::unique_lock lk(mu_);
+        if (failed_) {
+            lk.unlock();
+            return restart();
+        }
+    }
     std::lock_guard hl(header_mu_);
     {
         std::lock_guard lk(mu_);
@@ -250,6 +269,7 @@ std::error_code commit_journal::restart() {
     if (auto ec = write_header(p)) return ec;
     std::lock_guard lk(mu_);
     checkpointed_ = head_ = p;
+    failed_ = false;
     return {};
 }
 
@@ -289,7 +309,7 @@ std::size_t commit_journal::replay(const std::function<void(std::string_view, st
         }
         if (!whole) break;  // a CRC that matches a malformed record: not ours
         for (auto& [id, file] : files) fn(id, file);
-        at = {at.lap, at.seq + 1, at.off + rec.size(), at.nonce};
+        at = {at.lap, at.seq + 1, round_up(at.off + rec.size()), at.nonce};
         ++n;
     }
     // A read error: the rest was not read, so nothing may be appended over it.

@@ -14,8 +14,9 @@
 // A header names the last record a checkpoint covered (its sequence number,
 // where the next one starts, and the lap); the slot with the higher write
 // count whose CRC matches wins, so a torn header write leaves the other.
-// A record: magic, CRC-32, sequence number, length, then each message's id
-// and queue file. Records are appended in sequence; when the next one does
+// A record: magic, CRC-32, the lap's nonce, sequence number, length, then
+// each message's id and queue file; each record starts on a 4 KiB block of
+// its own, so appending one never rewrites a block of an acknowledged one. Records are appended in sequence; when the next one does
 // not fit before the end, the spool syncs everything (a checkpoint) and the
 // journal starts over at block 2 in a new lap.
 //
@@ -73,7 +74,9 @@ public:
     std::error_code checkpoint(position p);
     // After a syncfs that covered everything appended: a new lap from block 2.
     std::error_code restart();
-    // True when records were appended since the last checkpoint.
+    // True when records were appended since the last checkpoint, or an
+    // append failed (its record may be whole on disk: the next checkpoint
+    // is a new lap).
     bool dirty() const;
 
     // The records after the last checkpoint, in order, while they are whole,
@@ -92,6 +95,7 @@ private:
     position head_;            // next append: seq head_.seq + 1 at head_.off
     position checkpointed_;    // the last position a header recorded
     std::uint64_t header_writes_ = 0;
+    bool failed_ = false;      // an append failed: the next checkpoint is a new lap (mu_)
     std::mutex header_mu_;
     std::string buf_;          // the record being appended (committer only)
 };

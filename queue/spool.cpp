@@ -415,7 +415,7 @@ void spool::commit_batch(std::vector<pending>& batch) {
     // Durable by one fdatasync of the journal, or else by one syncfs (which
     // also lets the free names renamed before it be written over).
     std::error_code sync_ec;
-    if (written > 0 && !journal_batch(batch)) sync_ec = sync_and_cover(std::exchange(restart_lap_, false));
+    if (written > 0 && !journal_batch(batch)) sync_ec = sync_and_cover(false);
     bool synced = written > 0 && !sync_ec;
     if (written > 0 && !synced) {
         // Not known to be on disk; the clients will be told 4xx and retry,
@@ -460,16 +460,16 @@ bool spool::journal_batch(std::vector<pending>& batch) {
     if (ec == std::errc::no_buffer_space) {
         // The end of the journal: everything goes to disk, and a new lap
         // starts at its beginning.
-        if (!sync_and_cover(true)) return true;
-        return false;  // given up (sync_and_cover says why); the caller syncs
+        // (A sync that returned makes the batch durable even when the new
+        // lap could not be recorded: the journal is frozen then.)
+        return !sync_and_cover(true);
     }
     if (ec) {
         // The record may be whole in the page cache even though its sync
-        // failed: the caller's sync is followed by a new lap, so it can
-        // never be read back.
+        // failed: the journal's next checkpoint is a new lap
+        // (commit_journal::append), so it can never be read back.
         log()->error("spool: journal: {}; group commits sync the spool instead until a restart", ec.message());
         journal_on_ = false;
-        restart_lap_ = true;
         return false;
     }
     return true;
@@ -512,7 +512,7 @@ std::error_code spool::sync_and_cover(bool restart_journal) {
         }
     }
     free_cv_.notify_one();
-    return ec ? ec : (restart_journal && journal_ ? jec : std::error_code());
+    return ec;  // the files are durable once the sync returned, whatever the journal
 }
 
 std::error_code spool::checkpoint() { return sync_and_cover(false); }
@@ -523,7 +523,7 @@ void spool::checkpointer_loop() {
     std::unique_lock lk(ckpt_mu_);
     while (!ckpt_stop_) {
         ckpt_cv_.wait_for(lk, std::chrono::milliseconds(200), [&] { return ckpt_stop_; });
-        if (ckpt_stop_) return;
+        if (ckpt_stop_ || frozen_) return;  // frozen: nothing it does can be recorded
         if (ckpt_paused_) continue;
         bool names;
         {
@@ -545,11 +545,22 @@ std::size_t spool::replay_journal() {
         // whoever takes the lock (an earlier run's, whatever it asked).
         std::error_code jec;
         journal_ = commit_journal::open(root_fd_, "journal", create_ && journal_wanted_, journal_size_, jec);
-        if (jec == std::errc::illegal_byte_sequence)
+        if (jec == std::errc::illegal_byte_sequence) {
             log()->error("spool {}: journal: not a whole Ricochet journal; not read{}", dir_.string(),
                          journal_ ? " (set aside as journal.bad.TIME, a new one made)" : "");
-        else if (jec)
-            log()->error("spool {}: journal: {}; not read", dir_.string(), jec.message());
+        } else if (jec && ::faccessat(root_fd_, "journal", F_OK, 0) != 0) {
+            // None could be made (a full disk): nothing to read back.
+            log()->error("spool {}: journal: cannot make it: {}; group commits sync the spool", dir_.string(),
+                         jec.message());
+        } else if (jec) {
+            // Unreadable for now: its records may name finished messages,
+            // so none of their names may go until a start reads it.
+            log()->error("spool {}: journal: {}; not read, kept for the next start; group commits sync the spool",
+                         dir_.string(), jec.message());
+            frozen_ = true;
+            std::lock_guard lk(free_mu_);
+            names_wait_ = true;
+        }
         if (!journal_) return 0;
     }
     std::size_t restored = 0, skipped_corrupt = 0;
@@ -657,9 +668,11 @@ recovery_report spool::recover() {
         ffd = -1;  // not known to be on disk: not reused (unlinked when reaped)
     }
     if (DIR* d = ffd < 0 ? nullptr : ::fdopendir(ffd)) {
+        // A frozen journal's records may name them: kept, never written over.
         std::lock_guard lk(free_mu_);
+        auto& into = frozen_ ? free_dirty_ : free_;
         while (auto* e = ::readdir(d))
-            if (e->d_name[0] != '.') free_.emplace_back(e->d_name);
+            if (e->d_name[0] != '.') into.emplace_back(e->d_name);
         ::closedir(d);
         free_cv_.notify_one();
     }

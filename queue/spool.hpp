@@ -261,7 +261,6 @@ private:
     bool replayed_ = false;
     bool create_ = false, journal_wanted_ = false;
     std::uint64_t journal_size_ = 0;
-    bool restart_lap_ = false;          // committer: the last append failed
     std::atomic<bool> frozen_{false};   // the journal could not be checkpointed: kept for the next start
     std::mutex sync_mu_;  // one checkpoint (syncfs + header) at a time
     std::mutex ckpt_mu_;

@@ -818,7 +818,11 @@ TEST(SpoolJournal, ATornRecordEndsTheReadBack) {
 TEST(SpoolJournal, AFullJournalStartsOverAfterASync) {
     temp_dir d;
     std::vector<std::string> ids;
-    constexpr std::uint64_t size = 64 * 1024;
+    // Each record of a 4 KiB message takes two 4 KiB blocks: seven fit in a
+    // lap, and one block is left for a small last one, wherever the laps
+    // turned.
+    constexpr std::uint64_t size = 68 * 1024;
+    std::string tail;
     {
         auto s = open_journaled(d.path / "run", size);
         for (int i = 0; i < 40; ++i) {
@@ -827,17 +831,21 @@ TEST(SpoolJournal, AFullJournalStartsOverAfterASync) {
             ASSERT_FALSE(submit_sync(*s, e, std::string(4000, 'm') + std::to_string(i) + "\r\n"));
             if (i == 1) ASSERT_FALSE(s->remove(ids[0], queue_state::active));  // finished in the first lap
         }
+        auto e = make_env(*s, {"a@example.com"});
+        tail = e.id;
+        ASSERT_FALSE(submit_sync(*s, e, "tail\r\n"));
         EXPECT_TRUE(s->journaling());
         crash_image(d.path / "run", d.path / "crash");
     }
     EXPECT_EQ(fs::file_size(d.path / "crash" / "journal"), size);
-    fs::remove(d.path / "crash" / "active" / ids.back());
+    fs::remove(d.path / "crash" / "active" / tail);
     fs::remove(d.path / "crash" / "free" / ids[0]);  // reaped or reused since
     auto s = open_journaled(d.path / "crash", size);
     std::error_code ec;
     ASSERT_TRUE(s->try_lock(ec));
     auto rep = s->recover();
-    EXPECT_EQ(rep.active, 39u);
+    EXPECT_EQ(rep.active, 40u);
+    EXPECT_EQ(content_of(*s, tail), "tail\r\n");
     EXPECT_FALSE(s->locate(ids[0])) << "an earlier lap's record is never read";
     for (int i = 1; i < 40; ++i) EXPECT_EQ(content_of(*s, ids[i]), std::string(4000, 'm') + std::to_string(i) + "\r\n");
 }
@@ -880,7 +888,6 @@ TEST(SpoolJournal, ATornHeaderLeavesTheOtherSlot) {
     s->recover();
     EXPECT_EQ(content_of(*s, first), "one\r\n") << "read from the header before the torn one";
     EXPECT_EQ(content_of(*s, second), "two\r\n");
-    EXPECT_FALSE(fs::exists(img / "journal.bad")) << "not set aside";
     for (auto& e : fs::directory_iterator(img)) EXPECT_EQ(e.path().filename().string().find("journal.bad"), std::string::npos);
 }
 
