@@ -194,8 +194,10 @@ listen = ["127.0.0.1:{self.bounce_port}"]
     def events(self):
         if not os.path.exists(self.events_path):
             return []
+        # Only whole lines: the daemon may be writing the last one (a line
+        # is one write, but a read can still see part of it).
         with open(self.events_path) as f:
-            return [json.loads(l) for l in f if l.strip()]
+            return [json.loads(l) for l in f if l.endswith("\n") and l.strip()]
 
     def ctl(self, *args, check=True):
         r = subprocess.run([os.path.join(BIN, "ricochetctl"), "--config", self.config_path, *args],
