@@ -240,10 +240,14 @@ std::error_code commit_journal::write_header(const position& p) {
 
 std::error_code commit_journal::checkpoint(position p) {
     {
-        // After a failed append nothing is appended any more, and the sync
-        // before this covered what was: a new lap, past the failed record.
+        // After a failed append nothing more is appended (the spool gives the
+        // journal up), and once a sync that began after the last good append
+        // returned, a new lap goes past the failed record. A mark taken
+        // before that append (the checkpointer's, racing the commit) does
+        // not cover it: its record must stay readable, so this is an
+        // ordinary checkpoint and the new lap waits for the next one.
         std::unique_lock lk(mu_);
-        if (failed_) {
+        if (failed_ && p.lap == head_.lap && p.seq == head_.seq) {
             lk.unlock();
             return restart();
         }

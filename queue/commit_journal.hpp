@@ -71,6 +71,8 @@ public:
     position mark() const;
     // Records that `p` is covered (header write + fdatasync). A position not
     // newer than the last one recorded is ignored (checkpoints may race).
+    // After a failed append, a position at the head (nothing appended since
+    // it) starts a new lap instead, past the failed record (restart()).
     std::error_code checkpoint(position p);
     // After a syncfs that covered everything appended: a new lap from block 2.
     std::error_code restart();

@@ -5,7 +5,7 @@
 # seeds (fuzz/seeds/TARGET/, plus the bounce corpus for the DSN parser) for
 # SECONDS. A crash leaves its input in build-fuzz/crashes/ and fails.
 #
-#   scripts/fuzz.sh [SECONDS=20] [TARGET...]     targets: smtp_command smtp_reply dsn config event_json http_request unsubscribe dkim_canon seven_bit mta_sts rules
+#   scripts/fuzz.sh [SECONDS=20] [TARGET...]     targets: smtp_command smtp_reply dsn config event_json http_request unsubscribe dkim_canon seven_bit mta_sts rules journal
 #
 # CI runs 15 s per target; a longer run: scripts/fuzz.sh 3600 dsn
 set -euo pipefail
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-20}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smtp_command smtp_reply dsn config event_json http_request unsubscribe dkim_canon seven_bit mta_sts rules)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(smtp_command smtp_reply dsn config event_json http_request unsubscribe dkim_canon seven_bit mta_sts rules journal)
 scripts/deps.sh
 [ -f build-fuzz/build.ninja ] || CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DRICOCHET_FUZZ=ON \
     -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null

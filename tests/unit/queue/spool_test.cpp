@@ -829,7 +829,9 @@ TEST(SpoolJournal, AFullJournalStartsOverAfterASync) {
             auto e = make_env(*s, {"a@example.com"});
             ids.push_back(e.id);
             ASSERT_FALSE(submit_sync(*s, e, std::string(4000, 'm') + std::to_string(i) + "\r\n"));
-            if (i == 1) ASSERT_FALSE(s->remove(ids[0], queue_state::active));  // finished in the first lap
+            if (i == 1) {
+                ASSERT_FALSE(s->remove(ids[0], queue_state::active));  // finished in the first lap
+            }
         }
         auto e = make_env(*s, {"a@example.com"});
         tail = e.id;
@@ -931,4 +933,31 @@ TEST(SpoolJournal, StopCheckpointsAndABadFileIsRemade) {
             EXPECT_EQ(fs::file_size(e.path()), junk.size()) << "kept for a human, as it was";
         }
     EXPECT_EQ(set_aside, 1);
+}
+
+// A journal that is there but cannot be read (here a directory where the
+// file should be) may hold records naming finished messages: it is frozen
+// until a start can read it. Commits still succeed, synced; no finished
+// name in free/ goes (reaped or written over), so no record of it could
+// bring a message back; the journal is left as it is.
+TEST(SpoolJournal, AnUnreadableJournalIsFrozen) {
+    temp_dir d;
+    fs::create_directories(d.path / "journal");
+    std::error_code ec;
+    auto s = spool::open(d.path, true, ec, true, 1 << 20);
+    ASSERT_TRUE(s) << ec.message();
+    ASSERT_TRUE(s->try_lock(ec));
+    EXPECT_FALSE(s->journaling());
+    s->set_max_free_files(100);  // the next commit would reuse a covered name
+    auto e1 = make_env(*s, {"a@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e1, "x\r\n")) << "a commit is synced instead";
+    ASSERT_FALSE(s->remove(e1.id, queue_state::active));
+    ASSERT_FALSE(s->checkpoint()) << "the files are synced all the same";
+    auto e2 = make_env(*s, {"b@example.com"});
+    ASSERT_FALSE(submit_sync(*s, e2, "y\r\n"));
+    s->stop();
+    EXPECT_TRUE(fs::exists(d.path / "free" / e1.id)) << "not written over while the journal is frozen";
+    EXPECT_EQ(s->free_files(), 1u);
+    EXPECT_TRUE(fs::is_directory(d.path / "journal")) << "left for the next start";
+    for (auto& e : fs::directory_iterator(d.path)) EXPECT_EQ(e.path().filename().string().find("journal.bad"), std::string::npos);
 }
