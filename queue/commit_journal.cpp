@@ -143,7 +143,7 @@ std::unique_ptr<commit_journal> commit_journal::open(int dirfd, const char* name
         int fd = ::openat(dirfd, tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0) { ec = last_error(); return nullptr; }
         std::error_code wec;
-        std::string zeros(1 << 20, '\0');
+        std::string zeros(static_cast<std::size_t>(std::min<std::uint64_t>(size, 1 << 20)), '\0');
         for (std::uint64_t off = 0; off < size && !wec; off += zeros.size())
             wec = pwrite_all(fd, zeros.data(), static_cast<std::size_t>(std::min<std::uint64_t>(zeros.size(), size - off)), off);
         best = {true, 1, 0, 0, data_start, new_nonce()};
@@ -180,6 +180,7 @@ std::error_code commit_journal::append(const std::vector<entry>& entries) {
     position at;
     {
         std::lock_guard lk(mu_);
+        if (replayed_) return std::make_error_code(std::errc::operation_not_permitted);
         at = head_;
     }
     if (at.off + record_head + payload > size_ || payload > UINT32_MAX)
@@ -274,6 +275,7 @@ std::error_code commit_journal::restart() {
     std::lock_guard lk(mu_);
     checkpointed_ = head_ = p;
     failed_ = false;
+    replayed_ = false;
     return {};
 }
 
@@ -284,6 +286,7 @@ std::size_t commit_journal::replay(const std::function<void(std::string_view, st
     {
         std::lock_guard lk(mu_);
         at = checkpointed_;
+        replayed_ = true;
     }
     std::size_t n = 0;
     std::string rec;
@@ -316,11 +319,7 @@ std::size_t commit_journal::replay(const std::function<void(std::string_view, st
         at = {at.lap, at.seq + 1, round_up(at.off + rec.size()), at.nonce};
         ++n;
     }
-    // A read error: the rest was not read, so nothing may be appended over it.
-    if (ec) return n;
-    std::lock_guard lk(mu_);
-    head_ = at;
-    return n;
+    return n;  // appends wait for restart(), whatever was read
 }
 
 }  // namespace ricochet::queue

@@ -83,8 +83,11 @@ public:
 
     // The records after the last checkpoint, in order, while they are whole,
     // of this lap and in sequence: fn(id, file) for each message. Returns
-    // how many records were read; the next append goes after the last of
-    // them (not on a read error, ec set: then nothing may be appended).
+    // how many records were read. Appends are refused from then on
+    // (errc::operation_not_permitted) until a restart(): whole records of
+    // this lap may lie after the one that ended the read (a block the disk
+    // lost or a hand changed), and an append that ended up before one of
+    // them would make it read as the next.
     std::size_t replay(const std::function<void(std::string_view id, std::string_view file)>& fn, std::error_code& ec);
 
 private:
@@ -98,6 +101,7 @@ private:
     position checkpointed_;    // the last position a header recorded
     std::uint64_t header_writes_ = 0;
     bool failed_ = false;      // an append failed: the next checkpoint is a new lap (mu_)
+    bool replayed_ = false;    // read back and not restarted since: no appends (mu_)
     std::mutex header_mu_;
     std::string buf_;          // the record being appended (committer only)
 };

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <set>
@@ -616,6 +617,19 @@ std::string file_bytes(const fs::path& p) {
     return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
+// A journaled spool in dir/run commits one message, `then` acts on it, and
+// dir/crash is left as the crash's image; returns the message's id.
+std::string crash_after_one(const fs::path& dir, const std::string& body,
+                            const std::function<void(spool&, const std::string&)>& then = {}) {
+    auto s = open_journaled(dir / "run");
+    if (!s) return {};
+    auto e = make_env(*s, {"a@example.com"});
+    EXPECT_FALSE(submit_sync(*s, e, body));
+    if (then) then(*s, e.id);
+    crash_image(dir / "run", dir / "crash");
+    return e.id;
+}
+
 std::string content_of(spool& s, const std::string& id, queue_state st = queue_state::active) {
     envelope env;
     std::string content;
@@ -665,14 +679,7 @@ TEST(SpoolJournal, LostFilesAreWrittenBackAtStart) {
 // message that had its 250.
 TEST(SpoolJournal, ReadBackByWhoeverTakesTheLock) {
     temp_dir d;
-    std::string id;
-    {
-        auto s = open_journaled(d.path / "run");
-        auto e = make_env(*s, {"a@example.com"});
-        id = e.id;
-        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
-        crash_image(d.path / "run", d.path / "crash");
-    }
+    auto id = crash_after_one(d.path, "x\r\n");
     fs::remove(d.path / "crash" / "active" / id);
     std::error_code ec;
     auto s = spool::open(d.path / "crash", false, ec);
@@ -734,16 +741,10 @@ TEST(SpoolJournal, FinishedAndMovedMessagesStayAsTheyAre) {
 // were synced, and a finished message's name may be gone from free/.
 TEST(SpoolJournal, CheckpointedRecordsAreNotReadAgain) {
     temp_dir d;
-    std::string id;
-    {
-        auto s = open_journaled(d.path / "run");
-        auto e = make_env(*s, {"a@example.com"});
-        id = e.id;
-        ASSERT_FALSE(submit_sync(*s, e, "x\r\n"));
-        ASSERT_FALSE(s->remove(id, queue_state::active));
-        ASSERT_FALSE(s->checkpoint());
-        crash_image(d.path / "run", d.path / "crash");
-    }
+    auto id = crash_after_one(d.path, "x\r\n", [](spool& s, const std::string& id) {
+        EXPECT_FALSE(s.remove(id, queue_state::active));
+        EXPECT_FALSE(s.checkpoint());
+    });
     fs::remove(d.path / "crash" / "free" / id);  // reaped, or written over by another message
     auto s = open_journaled(d.path / "crash");
     std::error_code ec;
