@@ -148,7 +148,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t n) {
     std::string id = "9999999999999";
     if (j->append({{id, {"after", "", ""}}}) != std::errc::operation_not_permitted) __builtin_trap();
     if (j->restart()) return 0;
-    if (j->append({{id, {"after", "", ""}}})) __builtin_trap();  // a new lap has room for it
+    if (auto e = j->append({{id, {"after", "", ""}}})) {
+        if (e == std::errc::no_buffer_space) return 0;  // a file as short as 8 KiB and a little
+        __builtin_trap();
+    }
     j.reset();
     auto again = commit_journal::open(dir, "journal", false, size, ec);
     if (!again) __builtin_trap();

@@ -95,6 +95,7 @@ header decode_header(const char* p) {
     header h;
     if (get32(p) != header_magic || get32(p + 4) != crc(0, p + 8, 40)) return h;
     h.writes = get64(p + 8);
+    if (h.writes >= (1ULL << 62)) return h;  // never written by us: a count that could wrap
     h.lap = get64(p + 16);
     h.seq = get64(p + 24);
     h.off = get64(p + 32);
@@ -117,7 +118,9 @@ std::unique_ptr<commit_journal> commit_journal::open(int dirfd, const char* name
         else if (static_cast<std::uint64_t>(st.st_size) > data_start) ec = pread_all(j->fd_, slots.data(), slots.size(), 0);
         if (ec) return nullptr;  // unreadable for now: left as it is, for the next start
         auto a = decode_header(slots.data()), b = decode_header(slots.data() + block);
-        best = a.ok && (!b.ok || a.writes > b.writes) ? a : b;
+        bool first = a.ok && (!b.ok || a.writes > b.writes);
+        best = first ? a : b;
+        j->slot_ = first ? 0 : 1;  // the next header goes into the other
         j->size_ = static_cast<std::uint64_t>(st.st_size);
         if (!best.ok || best.off < data_start || best.off > j->size_) {
             // Not a journal of ours, or a damaged one (the two slots are
@@ -160,6 +163,7 @@ std::unique_ptr<commit_journal> commit_journal::open(int dirfd, const char* name
         }
         j->fd_ = fd;
         j->size_ = size;
+        j->slot_ = 1;
     }
     j->header_writes_ = best.writes;
     j->checkpointed_ = {best.lap, best.seq, best.off, best.nonce};
@@ -209,7 +213,11 @@ std::error_code commit_journal::append(const std::vector<entry>& entries) {
     std::lock_guard lk(mu_);
     if (ec) {
         // The record may still reach the disk whole: the next checkpoint
-        // starts a new lap, so it is never read.
+        // starts a new lap, so it is never read. Until then (a crash before
+        // it) its magic is cleared where the write can still take, so its
+        // messages, whose clients are told to retry, are not written back.
+        static const char none[4] = {};
+        (void)pwrite_all(fd_, none, sizeof none, at.off);
         failed_ = true;
         return ec;
     }
@@ -230,12 +238,15 @@ bool commit_journal::dirty() const {
 }
 
 std::error_code commit_journal::write_header(const position& p) {
-    // Alternate slots: a write torn by a power loss leaves the other whole.
+    // Into the slot not holding the header in force: a write torn by a
+    // power loss leaves that one whole.
     auto writes = header_writes_ + 1;
+    unsigned slot = 1 - slot_;
     auto h = encode_header(writes, p.lap, p.seq, p.off, p.nonce);
-    if (auto ec = pwrite_all(fd_, h.data(), h.size(), (writes % 2) * block)) return ec;
+    if (auto ec = pwrite_all(fd_, h.data(), h.size(), slot * block)) return ec;
     if (::fdatasync(fd_) != 0) return last_error();
     header_writes_ = writes;
+    slot_ = slot;
     return {};
 }
 

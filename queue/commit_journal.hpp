@@ -13,7 +13,8 @@
 // Layout: two header slots (blocks 0 and 1) then records from block 2 on.
 // A header names the last record a checkpoint covered (its sequence number,
 // where the next one starts, and the lap); the slot with the higher write
-// count whose CRC matches wins, so a torn header write leaves the other.
+// count whose CRC matches wins, and the next header goes into the other
+// slot, so a torn header write leaves the one in force.
 // A record: magic, CRC-32, the lap's nonce, sequence number, length, then
 // each message's id and queue file; each record starts on a 4 KiB block of
 // its own, so appending one never rewrites a block of an acknowledged one. Records are appended in sequence; when the next one does
@@ -100,6 +101,7 @@ private:
     position head_;            // next append: seq head_.seq + 1 at head_.off
     position checkpointed_;    // the last position a header recorded
     std::uint64_t header_writes_ = 0;
+    unsigned slot_ = 1;        // the header slot in force (0 or 1); the next goes into the other
     bool failed_ = false;      // an append failed: the next checkpoint is a new lap (mu_)
     bool replayed_ = false;    // read back and not restarted since: no appends (mu_)
     std::mutex header_mu_;

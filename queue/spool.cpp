@@ -858,6 +858,17 @@ std::error_code spool::remove(std::string_view id, queue_state s) {
             return {};
         }
     }
+    // No name in free/ to keep: with a journal, a record after the last
+    // checkpoint would bring the message back at the next start (it is in
+    // no directory), so a checkpoint covers it first. (A frozen journal
+    // cannot record one: it is read back at the next start, and such a
+    // message may be delivered again, as after a lost unlink.)
+    bool wait;
+    {
+        std::lock_guard lk(free_mu_);
+        wait = names_wait_;
+    }
+    if (wait) sync_and_cover(false);
     if (::unlinkat(dirfd(s), n.c_str(), 0) != 0) return last_error();
     ::unlinkat(status_fd_, n.c_str(), 0);  // only once the message is gone
     return {};

@@ -243,41 +243,96 @@ TEST(CommitJournal, AfterAReplayAppendsWaitForANewLap) {
 }
 
 // An append that fails (here EFBIG: a disk that refuses the write) leaves
-// the journal dirty, and its record (which may yet be whole on disk) is
-// read no more once a checkpoint at the head covers the good ones: that
-// checkpoint is a new lap. A checkpoint from a mark taken before the last
-// good append (the checkpointer racing the commit) must not start it: the
-// good record would be lost with it.
+// the journal dirty. Its record (which may yet be whole on disk) is read no
+// more once a checkpoint at the head covers the good ones: that checkpoint
+// is a new lap. A checkpoint from a mark taken before the last good append
+// (the checkpointer racing the commit) is an ordinary one: the records
+// after that mark stay readable, and the lap stays.
 TEST(CommitJournal, AFailedAppendsRecordIsReadNoMoreAfterTheNextCheckpoint) {
     temp_dir d;
     auto j = open_journal(d);
     ASSERT_TRUE(j);
-    auto before = j->mark();  // the checkpointer's mark, before the good append
-    ASSERT_FALSE(append_one(*j, 1, "good"));
+    ASSERT_FALSE(append_one(*j, 1, "good one"));
+    auto before = j->mark();  // the checkpointer's mark, before the last good append
+    ASSERT_FALSE(append_one(*j, 2, "good two"));
     auto head = j->mark();
     {
         file_size_limit limit(head.off);
-        auto ec = append_one(*j, 2, "failed");
+        auto ec = append_one(*j, 3, "failed");
         EXPECT_EQ(ec, std::errc::file_too_large);
     }
     EXPECT_EQ(j->mark().seq, head.seq) << "a failed append does not move the head";
     EXPECT_TRUE(j->dirty());
     // The failed record whole on disk after all (the page cache wrote it):
-    // the good one's bytes under seq 2.
-    auto good = record_at(file_bytes(d), commit_journal::data_start);
-    write_at(d, head.off, reseal(good, head.nonce, head.seq + 1));
-    EXPECT_EQ(replay_fresh(d).size(), 2u) << "the forged failed record reads as whole";
+    // the second record's bytes under seq 3.
+    auto two = record_at(file_bytes(d), commit_journal::data_start + 4096);
+    write_at(d, head.off, reseal(two, head.nonce, head.seq + 1));
+    EXPECT_EQ(replay_fresh(d).size(), 3u) << "the forged failed record reads as whole";
 
     ASSERT_FALSE(j->checkpoint(before));
-    EXPECT_EQ(replay_fresh(d).size(), 2u) << "a stale mark: the good record is still read";
+    EXPECT_EQ(j->mark().lap, head.lap) << "a stale mark: no new lap";
+    EXPECT_EQ(replay_fresh(d), (read_back{{id_of(2), "H2|good two."}, {id_of(2), "H2|good two."}}))
+        << "the first record covered, the second still read";
     EXPECT_TRUE(j->dirty());
 
     ASSERT_FALSE(j->checkpoint(j->mark()));
     EXPECT_EQ(j->mark().lap, head.lap + 1) << "a new lap";
     EXPECT_FALSE(j->dirty());
     EXPECT_TRUE(replay_fresh(d).empty()) << "the failed record can never be read back";
-    ASSERT_FALSE(append_one(*j, 3, "after"));
-    EXPECT_EQ(replay_fresh(d), (read_back{{id_of(3), "H3|after."}}));
+    ASSERT_FALSE(append_one(*j, 4, "after"));
+    EXPECT_EQ(replay_fresh(d), (read_back{{id_of(4), "H4|after."}}));
+}
+
+// A failed append clears its record's magic where the write still takes
+// (a sync that failed, a write cut short): until the next checkpoint, a
+// crash does not write back messages whose clients were told to retry.
+TEST(CommitJournal, AFailedAppendClearsItsRecord) {
+    temp_dir d;
+    auto j = open_journal(d);
+    ASSERT_TRUE(j);
+    auto at = j->mark();
+    {
+        file_size_limit limit(at.off + 64);  // the record's head fits, the rest does not
+        EXPECT_EQ(append_one(*j, 1, std::string(200, 'f')), std::errc::file_too_large);
+    }
+    auto file = file_bytes(d);
+    EXPECT_EQ(get<std::uint32_t>(file, at.off), 0u) << "no magic";
+    EXPECT_EQ(get<std::uint64_t>(file, at.off + 16), 1u) << "the rest of the head was written";
+}
+
+// The next header goes into the slot not in force, whatever its count
+// (a journal whose winning count has the other parity: a hand, or a
+// copy): a header write torn by a power loss then always leaves the one
+// in force. Counts so high they could wrap are not ours.
+TEST(CommitJournal, AHeaderNeverOverwritesTheOneInForce) {
+    temp_dir d;
+    {
+        auto j = open_journal(d);
+        ASSERT_TRUE(j);
+    }
+    auto file = file_bytes(d);
+    auto slot_writes = [&](std::size_t slot) { return get<std::uint64_t>(file_bytes(d), slot * 4096 + 8); };
+    ASSERT_EQ(get<std::uint32_t>(file, 0), 0u) << "made with its header in slot 1";
+    auto header = file.substr(4096, 4096);
+    put(header, 8, std::uint64_t{5});  // in force in slot 0, an odd count
+    put(header, 4, static_cast<std::uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(header.data() + 8), 40)));
+    write_at(d, 0, header);
+    {
+        auto j = open_journal(d, false);
+        ASSERT_TRUE(j);
+        ASSERT_FALSE(append_one(*j, 1, "one"));
+        ASSERT_FALSE(j->checkpoint(j->mark()));
+    }
+    EXPECT_EQ(slot_writes(0), 5u) << "the header in force is left whole";
+    EXPECT_EQ(slot_writes(1), 6u);
+    EXPECT_TRUE(replay_fresh(d).empty()) << "the new header is read";
+
+    put(header, 8, std::uint64_t{1} << 62);
+    put(header, 4, static_cast<std::uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(header.data() + 8), 40)));
+    write_at(d, 0, header);
+    auto j = open_journal(d, false);
+    ASSERT_TRUE(j);
+    EXPECT_EQ(j->mark().seq, 1u) << "slot 1 in force: a count that could wrap is not read";
 }
 
 // The end of the journal: an append that does not fit says so and writes

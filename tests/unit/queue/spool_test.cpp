@@ -962,3 +962,19 @@ TEST(SpoolJournal, AnUnreadableJournalIsFrozen) {
     EXPECT_TRUE(fs::is_directory(d.path / "journal")) << "left for the next start";
     for (auto& e : fs::directory_iterator(d.path)) EXPECT_EQ(e.path().filename().string().find("journal.bad"), std::string::npos);
 }
+
+// A finished message whose name cannot go to free/ is unlinked: with a
+// journal, a checkpoint first covers its record, so no start brings it
+// back from the journal.
+TEST(SpoolJournal, AFinishedMessageUnlinkedIsNotBroughtBack) {
+    temp_dir d;
+    auto id = crash_after_one(d.path, "x\r\n", [&](spool& s, const std::string& id) {
+        fs::create_directories(d.path / "run" / "free" / id / "in-the-way");  // the rename to free/ fails
+        EXPECT_FALSE(s.remove(id, queue_state::active));
+        EXPECT_FALSE(fs::exists(d.path / "run" / "active" / id));
+    });
+    fs::remove_all(d.path / "crash" / "free" / id);
+    auto s = open_journaled(d.path / "crash");
+    s->recover();
+    EXPECT_FALSE(s->locate(id)) << "a finished message is not delivered again";
+}
