@@ -14,6 +14,13 @@
 // "n<TAB>call<TAB>path<TAB>result", so a test can tell what each failure
 // point was and how many there are (NTH=0 only counts).
 //
+// RICOCHET_FAULT_MATCH="CALL PART" aims the fault at a kind of call rather
+// than at a place in the count: the NTH counted call named CALL whose path
+// contains PART fails (the trace still numbers every counted call). A
+// test that means "the first writev of a queue file in incoming/" then
+// hits it whatever a background thread (the spool's checkpointer, every
+// 200 ms) did meanwhile.
+//
 // RICOCHET_FAULT_CRASH=1 turns the N-th call into a power loss instead, in
 // LazyFS's model: file data not covered by an fsync, fdatasync or syncfs is
 // lost, while names (create, rename, unlink) are kept as they are. From the
@@ -74,6 +81,9 @@ char g_dir[4096];
 std::size_t g_dir_len = 0;
 char g_arm[4096];
 long g_nth = 0;
+char g_match_call[64];
+char g_match_part[4096];
+std::atomic<long> g_matched{0};
 int g_errno = EIO;
 bool g_sticky = false;
 int g_trace = -1;
@@ -99,6 +109,13 @@ __attribute__((constructor)) void init() {
     else g_armed = true;
     if (const char* n = getenv("RICOCHET_FAULT_NTH")) g_nth = atol(n);
     if (const char* e = getenv("RICOCHET_FAULT_ERRNO")) g_errno = atoi(e);
+    if (const char* m = getenv("RICOCHET_FAULT_MATCH")) {
+        const char* sp = strchr(m, ' ');
+        if (sp && static_cast<std::size_t>(sp - m) < sizeof g_match_call) {
+            memcpy(g_match_call, m, static_cast<std::size_t>(sp - m));
+            snprintf(g_match_part, sizeof g_match_part, "%s", sp + 1);
+        }
+    }
     if (const char* s = getenv("RICOCHET_FAULT_STICKY")) g_sticky = atoi(s) == 1;
     if (const char* c = getenv("RICOCHET_FAULT_CRASH")) g_crash = atoi(c) == 1;
     if (const char* t = getenv("RICOCHET_FAULT_TORN")) g_torn = atol(t);
@@ -250,7 +267,10 @@ struct call_ctx {
         if (counted) {
             g_armed.store(true, std::memory_order_release);
             long n = g_count.fetch_add(1) + 1;
-            bool hit = g_nth > 0 && (n == g_nth || (g_sticky && n > g_nth));
+            long k = n;  // which call this is, of those the fault is aimed at
+            if (g_match_call[0])
+                k = strcmp(call, g_match_call) == 0 && strstr(path, g_match_part) ? g_matched.fetch_add(1) + 1 : 0;
+            bool hit = g_nth > 0 && k > 0 && (k == g_nth || (g_sticky && k > g_nth));
             if (hit && g_crash) power_loss(n, call, path, path2);
             trace(n, call, path, path2, hit ? strerror(g_errno) : "ok");
             if (hit) {
