@@ -13,9 +13,10 @@ scripts/build.sh
 ctest --test-dir build --output-on-failure -j2 "$@"
 [ "${RICOCHET_QUICK:-0}" = 1 ] && exit 0
 
-# -O1 -g1: sanitizers need little optimisation, and it halves the compile time.
+# -O0 -g1: the sanitizers need no optimisation, and -O0 compiles in half the
+# time of -O1 with them (25.5 s against 46.9 s for delivery.cpp).
 [ -f build-asan/build.ninja ] || cmake -S . -B build-asan -G Ninja -DRICOCHET_SANITIZE=ON \
-    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" >/dev/null
+    -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O0 -g1" >/dev/null
 cmake --build build-asan
 # test_faults and test_powerloss take every fourth of their distinct failure
 # points here (a daemon life costs three times as much sanitized); build/ all.

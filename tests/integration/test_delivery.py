@@ -233,10 +233,24 @@ class SmtpSink(unittest.TestCase):
             t.start()
         for t in threads:
             t.join()
-        self.assertEqual(errors, [])
-        wait_for(lambda: len(events(d, "delivered")) == 300, what="300 delivered")
-        self.assertEqual(len({e["recipient"] for e in events(d, "delivered")}), 300)
+        self.assertEqual(errors, [], self.state_of(d))
+        try:
+            wait_for(lambda: len(events(d, "delivered")) >= 300, what="300 delivered")
+        except AssertionError as e:
+            self.fail("%s: %s" % (e, self.state_of(d)))
+        delivered = events(d, "delivered")
+        self.assertEqual(len(delivered), 300, "a delivery repeated: %s" % self.state_of(d))
+        self.assertEqual(len({e["recipient"] for e in delivered}), 300)
         wait_for(lambda: d.queue_ids() == [], what="empty queue")
+
+    @staticmethod
+    def state_of(d):
+        """What a failure message needs: the events by type, the queue,
+        and the end of the daemon's log."""
+        kinds = {}
+        for e in d.events():
+            kinds[e["type"]] = kinds.get(e["type"], 0) + 1
+        return "events %s, queue %s, log:\n%s" % (kinds, d.ctl_json("queue", "list")[:5], d.log()[-4000:])
 
 
 class Tls(unittest.TestCase):
