@@ -962,6 +962,15 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             else log()->info("{}: removed", id);
             co_return;
         }
+        // The pause may have been lifted since this attempt saw it (the
+        // resume's release sweep then ran while the message was in flight, and
+        // would not release it again): checked once more, and again once it
+        // is held, so that a resume at any moment sends it now.
+        auto still_paused = [&] { return send_check && !send_check(env); };
+        if (breaker_paused && !still_paused()) {
+            breaker_paused = false;
+            next = now;  // nothing was tried: tried again now, not an interval later
+        }
         if (breaker_paused && *where != queue::queue_state::hold) {
             // The pause holds its scope's queue; a message accepted just before
             // the pause and missed by that sweep is held here, not retried
@@ -971,6 +980,16 @@ struct delivery_agent::impl : std::enable_shared_from_this<impl> {
             auto mec = co_await std::move(op);
             if (mec) {
                 log()->error("{}: cannot hold: {}", id, mec.message());
+            } else if (!still_paused()) {
+                // Resumed between the check and the move: released here.
+                auto back = on_sync_thread(
+                    [this, &id] { return spool.move(id, queue::queue_state::hold, queue::queue_state::active); });
+                auto bec = co_await std::move(back);
+                if (bec && bec != std::errc::no_such_file_or_directory)
+                    log()->error("{}: cannot release: {}", id, bec.message());
+                where = spool.locate(id);
+                if (!where) co_return;
+                next = now;
             } else {
                 log()->info("{}: campaign paused: held", id);
                 where = queue::queue_state::hold;
