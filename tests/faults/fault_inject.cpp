@@ -19,7 +19,10 @@
 // contains PART fails (the trace still numbers every counted call). A
 // test that means "the first writev of a queue file in incoming/" then
 // hits it whatever a background thread (the spool's checkpointer, every
-// 200 ms) did meanwhile.
+// 200 ms) did meanwhile. PART is looked for in the call's first path (a
+// rename's source). With RICOCHET_FAULT_STICKY=1, every later matching
+// call fails too. A value without a space (or with nothing on either side
+// of it) stops the process at start with a message.
 //
 // RICOCHET_FAULT_CRASH=1 turns the N-th call into a power loss instead, in
 // LazyFS's model: file data not covered by an fsync, fdatasync or syncfs is
@@ -111,10 +114,13 @@ __attribute__((constructor)) void init() {
     if (const char* e = getenv("RICOCHET_FAULT_ERRNO")) g_errno = atoi(e);
     if (const char* m = getenv("RICOCHET_FAULT_MATCH")) {
         const char* sp = strchr(m, ' ');
-        if (sp && static_cast<std::size_t>(sp - m) < sizeof g_match_call) {
-            memcpy(g_match_call, m, static_cast<std::size_t>(sp - m));
-            snprintf(g_match_part, sizeof g_match_part, "%s", sp + 1);
+        if (!sp || sp == m || !sp[1] || static_cast<std::size_t>(sp - m) >= sizeof g_match_call) {
+            // A test that aims at nothing must not pass as one that hit nothing.
+            fprintf(stderr, "fault_inject: RICOCHET_FAULT_MATCH=\"%s\" is not \"CALL PART\"\n", m);
+            abort();
         }
+        memcpy(g_match_call, m, static_cast<std::size_t>(sp - m));
+        snprintf(g_match_part, sizeof g_match_part, "%s", sp + 1);
     }
     if (const char* s = getenv("RICOCHET_FAULT_STICKY")) g_sticky = atoi(s) == 1;
     if (const char* c = getenv("RICOCHET_FAULT_CRASH")) g_crash = atoi(c) == 1;

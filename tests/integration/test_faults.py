@@ -203,7 +203,9 @@ def aimed(lines, n):
     a run fails that call whatever a background thread did meanwhile."""
     call, src = lines[n - 1][1], lines[n - 1][2].split(" -> ")[0]
     m = re.search(r"/spool/[a-z]+/(?=[0-9A-Z]{13}\b)", src)
-    part = m.group(0) if m else src[src.index("/spool/"):]
+    # Else the spool's own path from its last "/spool" on (its directory,
+    # "/spool/journal"): the test's temporary directory differs per run.
+    part = m.group(0) if m else src[src.rindex("/spool"):] if "/spool" in src else src
     k = sum(1 for l in lines[:n] if l[1] == call and part in l[2].split(" -> ")[0])
     return "%s %s" % (call, part), k
 
@@ -355,18 +357,29 @@ class SubmissionAndDelivery(unittest.TestCase):
         return got
 
     def warm_up(self, d):
-        """One message delivered before the faults: its file waits in free/."""
-        self.assertEqual(self.submit(d.port, "warm"), (250, ""))
-        wait_for(lambda: os.listdir(os.path.join(d.spool, "free")), what="a file in free/")
+        """Two messages delivered before the faults, in a daemon life of their
+        own: at the next start their files in free/ are ready for reuse at
+        once (in a running daemon a finished name waits for the journal's
+        next checkpoint, in the checkpointer's own time), so every run with
+        the shim reuses one the same way. The other is there to be deleted
+        when the disk is full."""
+        d.start()
+        for tag in ("warm1", "warm2"):
+            self.assertEqual(self.submit(d.port, tag), (250, ""))
+        wait_for(lambda: len(os.listdir(os.path.join(d.spool, "free"))) == 2 and not d.queue_ids(),
+                 what="two files in free/")
+        d.stop()
 
-    def run_once(self, n, errno, warm=False, match=None):
+    def run_once(self, n, errno, warm=False, match=None, label=None):
+        """label: what tells this run's message apart in the sink (n when
+        not given; aimed runs share their n)."""
         d = self.daemon()
-        run = FaultRun(d, n, errno, match=match)
-        self.assertIsNone(run.start())
         if warm:
             self.warm_up(d)
+        run = FaultRun(d, n, errno, match=match)
+        self.assertIsNone(run.start())
         run.go()
-        tag = "t%d-%d" % (errno, n)
+        tag = "t%d-%s" % (errno, n if label is None else label)
         code, text = self.submit(d.port, tag)
         at_reply = len(run.trace.lines())
         # Delivery gets a few seconds; a fault may have put it off (a
@@ -420,10 +433,10 @@ class SubmissionAndDelivery(unittest.TestCase):
 
     def count(self, errno, warm=False):
         d = self.daemon()
-        run = FaultRun(d, 0, errno)
-        self.assertIsNone(run.start())
         if warm:
             self.warm_up(d)
+        run = FaultRun(d, 0, errno)
+        self.assertIsNone(run.start())
         run.go()
         self.assertEqual(self.submit(d.port, "count%d" % errno)[0], 250)
         wait_for(lambda: len(self.delivered("count%d" % errno)) == 2 and not d.queue_ids(), what="delivery")
@@ -455,14 +468,18 @@ class SubmissionAndDelivery(unittest.TestCase):
         for n in spool:
             match, k = aimed(lines, n)
             with self.subTest(n=n, call=" ".join(lines[n - 1][1:3]), match=match, k=k):
-                results[(match, k)] = self.run_once(k, ENOSPC, warm=True, match=match)
+                results[(match, k)] = self.run_once(k, ENOSPC, warm=True, match=match, label=n)
         # The first write of the queue file is one of them: answered 250
         # after the free file was dropped and the write tried again.
         first = results.get(("writev /spool/incoming/", 1))
         self.assertIsNotNone(first, "the queue file's first write is not a failure point: %s" % sorted(results))
+        self.assertIsNotNone(first[0], "the queue file's first write was not failed")
         self.assertEqual((first[0][1], first[1]), ("writev", 250), first)
-        print("\nENOSPC on the spool: %d calls failed one by one: %d refused with 4xx" % (
-            len(results), sum(1 for r in results.values() if r and r[1] != 250)))
+        # A call of the checkpointer's (a header write, a sync) counted at the
+        # end of the counting run may come after a fault run's end: missed.
+        print("\nENOSPC on the spool: %d calls aimed at one by one: %d failed, %d refused with 4xx" % (
+            len(results), sum(1 for r in results.values() if r and r[0]),
+            sum(1 for r in results.values() if r and r[1] != 250)))
 
 
 
