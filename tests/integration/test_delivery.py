@@ -233,13 +233,15 @@ class SmtpSink(unittest.TestCase):
             t.start()
         for t in threads:
             t.join()
-        self.assertEqual(errors, [], self.state_of(d))
+        if errors:
+            self.fail("%s: %s" % (errors, self.state_of(d)))
         try:
             wait_for(lambda: len(events(d, "delivered")) >= 300, what="300 delivered")
         except AssertionError as e:
             self.fail("%s: %s" % (e, self.state_of(d)))
         delivered = events(d, "delivered")
-        self.assertEqual(len(delivered), 300, "a delivery repeated: %s" % self.state_of(d))
+        if len(delivered) != 300:
+            self.fail("%d delivered events for 300 recipients: %s" % (len(delivered), self.state_of(d)))
         self.assertEqual(len({e["recipient"] for e in delivered}), 300)
         wait_for(lambda: d.queue_ids() == [], what="empty queue")
 
