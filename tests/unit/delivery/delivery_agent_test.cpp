@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -247,4 +248,60 @@ TEST_F(DeliveryAgent, WhatDnsSaysDecidesBeforeAnyConnection) {
         EXPECT_EQ(evs[0].stage, "dns") << r.rcpt;
     }
     EXPECT_TRUE(net.opened.empty());
+}
+
+// The campaign breaker's pause, as delivery sees it (send_check false: the
+// campaign is paused) once a connection is had. A resume can land at any
+// moment of the attempt; the resume's release sweep only releases what is
+// in hold/ then, so the attempt must not hold a message after it.
+struct PausedCampaign : DeliveryAgent {
+    std::atomic<int> looks{0};
+    // Paused for the first `n` looks, resumed after.
+    void resume_after(int n) {
+        agent->set_send_check([this, n](const queue::envelope&) { return looks++ >= n; });
+    }
+    // Runs the agent until the message is in `want` (at most 5 s).
+    bool reaches(const std::string& id, queue::queue_state want) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (spool->locate(id) != want && std::chrono::steady_clock::now() < deadline)
+            io.run_for(std::chrono::milliseconds(2));
+        return spool->locate(id) == want;
+    }
+};
+
+TEST_F(PausedCampaign, AnAttemptThatSeesThePauseHoldsTheMessageUntried) {
+    dns.zone("x.example", {{"mx.x.example", "192.0.2.1"}});
+    net.servers["192.0.2.1"].answer = [](auto&, int, unsigned) { return fake::ok(); };
+    resume_after(1 << 30);
+    auto id = submit({"a@x.example"});
+    EXPECT_TRUE(reaches(id, queue::queue_state::hold));
+    io.run_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(spool->locate(id), queue::queue_state::hold) << "held until the operator (or the breaker) resumes";
+    EXPECT_TRUE(net.sent.empty());
+    EXPECT_TRUE(pub.of("a@x.example").empty()) << "nothing happened to the recipient: no event";
+}
+
+TEST_F(PausedCampaign, AResumeJustAfterTheAttemptSawThePauseSendsTheMessageNow) {
+    dns.zone("x.example", {{"mx.x.example", "192.0.2.1"}});
+    net.servers["192.0.2.1"].answer = [](auto&, int, unsigned) { return fake::ok(); };
+    resume_after(1);  // the resume (and its sweep, which found nothing held) right after the first look
+    auto id = submit({"a@x.example"});
+    auto evs = outcomes("a@x.example");
+    ASSERT_EQ(evs.size(), 1u) << "held for ever: the resume had already released what was held";
+    EXPECT_EQ(evs[0].type, event_type::delivered);
+    EXPECT_EQ(evs[0].attempt, 1) << "the look that saw the pause tried nothing";
+    settle(id);
+    EXPECT_FALSE(spool->locate(id));
+}
+
+TEST_F(PausedCampaign, AResumeWhileTheAttemptHeldTheMessageReleasesItAgain) {
+    dns.zone("x.example", {{"mx.x.example", "192.0.2.1"}});
+    net.servers["192.0.2.1"].answer = [](auto&, int, unsigned) { return fake::ok(); };
+    resume_after(2);  // still paused when the attempt holds it, resumed just after
+    auto id = submit({"a@x.example"});
+    auto evs = outcomes("a@x.example");
+    ASSERT_EQ(evs.size(), 1u) << "held for ever: the resume's sweep ran before the message was in hold/";
+    EXPECT_EQ(evs[0].type, event_type::delivered);
+    settle(id);
+    EXPECT_FALSE(spool->locate(id));
 }
