@@ -7,7 +7,7 @@
 #
 #   scripts/fuzz.sh [SECONDS=20] [TARGET...]     targets: smtp_command smtp_reply dsn config event_json http_request unsubscribe dkim_canon seven_bit mta_sts rules journal
 #
-# CI runs 15 s per target; a longer run: scripts/fuzz.sh 3600 dsn
+# CI runs 10 s per target; a longer run: scripts/fuzz.sh 3600 dsn
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-20}

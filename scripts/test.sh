@@ -4,7 +4,7 @@
 #   2. the same tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (build-asan/; the benchmarks are skipped there: speed is not measured
 #      sanitized);
-#   3. a short libFuzzer run of each fuzz target (scripts/fuzz.sh, 15 s each).
+#   3. a short libFuzzer run of each fuzz target (scripts/fuzz.sh, 10 s each).
 # RICOCHET_QUICK=1 runs step 1 only. Extra arguments go to the first ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +25,4 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j2 -E '^bench\.'
 
-scripts/fuzz.sh 15
+scripts/fuzz.sh 10
